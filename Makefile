@@ -1,0 +1,40 @@
+# Two commands: `make demo` runs the bundled example mission; `make test` runs every gate.
+# Both create the virtual environment and install what they need by themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Nexus needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/nexus run examples/release-notes/workflow.yaml
+	$(VENV)/bin/nexus replay $$($(VENV)/bin/nexus runs --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')
+	$(VENV)/bin/nexus audit verify
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: setup
+	$(PY) -m mypy
+
+unit: setup
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .nexus .mypy_cache .ruff_cache .pytest_cache .hypothesis

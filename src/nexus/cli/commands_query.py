@@ -1,0 +1,267 @@
+"""Commands that read runs: runs, status, inspect, events, export, audit verify.
+
+They read the store's projection and the event log only (never a live
+engine), so they work the same while a run is going, after it ended, or
+after its process died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_async
+from nexus.domain.errors import NotFoundError
+from nexus.domain.events import Event
+from nexus.domain.state import RunState
+from nexus.store.audit import AuditReport, verify_chain
+from nexus.store.base import RunRecord, Store
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
+
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "magenta", "running": "cyan"}
+
+
+async def _fold(store: Store, run_id: str) -> tuple[RunState, list[Event]]:
+    events = await store.load(run_id)
+    if not events:
+        raise NotFoundError(f"no run with id {run_id}")
+    return RunState.fold(events), events
+
+
+def _summary(state: RunState, record_status: str | None = None) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for task in state.tasks.values():
+        counts[str(task.status)] = counts.get(str(task.status), 0) + 1
+    return {
+        "run_id": state.run_id,
+        "name": state.plan.name,
+        "status": str(state.status),
+        "started_at": state.started_at,
+        "ended_at": state.ended_at,
+        "events": state.seq,
+        "counts": dict(sorted(counts.items())),
+        "tasks": {
+            tid: {"status": str(t.status), "attempts": t.attempts} for tid, t in state.tasks.items()
+        },
+    }
+
+
+def runs(
+    limit: Annotated[int, typer.Option(help="How many runs.")] = 20, as_json: JsonOpt = False
+) -> None:
+    """List runs, newest first."""
+
+    async def go() -> list[RunRecord]:
+        async with open_store() as store:
+            found: list[RunRecord] = await store.list_runs(limit)
+            return found
+
+    records = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "run_id": r.run_id,
+                    "name": r.name,
+                    "status": r.status,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                    "events": r.events,
+                    "plan_hash": r.plan_hash,
+                }
+                for r in records
+            ]
+        )
+        return
+    if not records:
+        out.print("no runs yet: try `nexus run examples/release-notes/workflow.yaml`")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("run", "name", "status", "started", "events"):
+        table.add_column(col)
+    for r in records:
+        style = _STATUS_STYLE.get(r.status, "")
+        table.add_row(r.run_id, r.name, f"[{style}]{r.status}[/]", r.created_at, str(r.events))
+    out.print(table)
+
+
+def status(run_id: RunArg, as_json: JsonOpt = False) -> None:
+    """Where a run stands: status, task counts, whether a process drives it."""
+
+    async def go() -> dict[str, Any]:
+        async with open_store() as store:
+            state, _ = await _fold(store, run_id)
+            lease = await store.get_lease(run_id)
+            doc = _summary(state)
+            doc["driven_by"] = None if lease is None else {"host": lease.host, "pid": lease.pid}
+            return doc
+
+    doc = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json(doc)
+    else:
+        style = _STATUS_STYLE.get(doc["status"], "")
+        out.print(f"run {doc['run_id']}  {doc['name']}  [{style}]{doc['status']}[/]")
+        out.print("  " + ", ".join(f"{n} {s}" for s, n in doc["counts"].items()))
+        if doc["status"] == "running" and doc["driven_by"] is None:
+            out.print(f"  no process drives it: `nexus resume {run_id}` continues it")
+    if doc["status"] != "succeeded":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def inspect(
+    run_id: RunArg,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="One task in detail.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run's tasks, or one task with its attempts, effects and output."""
+
+    async def go() -> dict[str, Any]:
+        async with open_store() as store:
+            state, events = await _fold(store, run_id)
+        if task is None:
+            doc = _summary(state)
+            doc["tasks"] = {tid: t.to_dict() for tid, t in state.tasks.items()}
+            return doc
+        if task not in state.tasks:
+            known = ", ".join(list(state.tasks)[:20])
+            raise NotFoundError(f"run {run_id} has no task '{task}' (tasks: {known})")
+        doc = state.tasks[task].to_dict()
+        doc["events"] = [e.to_dict() for e in events if e.data.get("task") == task]
+        return doc
+
+    doc = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json(doc)
+        return
+    if task is None:
+        out.print(f"run {doc['run_id']}  {doc['name']}  {doc['status']}")
+        table = Table(box=None, header_style="bold")
+        for col in ("task", "status", "attempts", "agent", "error"):
+            table.add_column(col)
+        for tid, t in doc["tasks"].items():
+            style = _STATUS_STYLE.get(t["status"], "")
+            error = t["error"]["message"] if t["error"] else ""
+            table.add_row(
+                tid, f"[{style}]{t['status']}[/]", str(t["attempts"]), t["agent"] or "", error
+            )
+        out.print(table)
+        return
+    out.print(f"task {doc['id']}: {doc['status']} after {doc['attempts']} attempt(s)")
+    if doc["error"]:
+        out.print(f"  error: {doc['error']}")
+    out.print("  output: " + json.dumps(doc["output"], indent=2, ensure_ascii=False))
+    for event in doc["events"]:
+        out.print(f"  [dim]{event['seq']:>5} {event['at']}[/] {event['type']}")
+
+
+def events(
+    run_id: RunArg,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Only this type (prefix, e.g. 'task.').")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a run's event log."""
+
+    async def go() -> list[Event]:
+        async with open_store() as store:
+            found = await store.load(run_id)
+        if not found:
+            raise NotFoundError(f"no run with id {run_id}")
+        return [
+            e
+            for e in found
+            if (task is None or e.data.get("task") == task)
+            and (type_ is None or str(e.type).startswith(type_))
+        ]
+
+    found = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json([e.to_dict() for e in found])
+        return
+    for e in found:
+        detail = e.data.get("task", "")
+        out.print(f"[dim]{e.seq:>6} {e.at}[/] {e.type:<22} {detail}  [dim]{e.hash[:12]}[/]")
+
+
+def export(
+    run_id: RunArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Export a run as one JSON bundle: record, plan, events, final state, audit."""
+
+    async def go() -> dict[str, Any]:
+        async with open_store() as store:
+            record = await store.get_run(run_id)
+            state, found = await _fold(store, run_id)
+            audit = await asyncio.to_thread(
+                verify_chain, store.chain(run_id), {run_id: record.events if record else 0}
+            )
+        return {
+            "format": "nexus-run-export/1",
+            "run": _summary(state),
+            "source": found[0].data.get("source"),
+            "plan": found[0].data["plan"],
+            "plan_hash": found[0].data["plan_hash"],
+            "audit": audit.to_dict(),
+            "events": [e.to_dict() for e in found],
+        }
+
+    bundle = run_async(go)
+    text = json.dumps(bundle, indent=2, ensure_ascii=False)
+    if output is None:
+        typer.echo(text)
+    else:
+        try:
+            output.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write {output}: {exc.strerror}")
+            raise typer.Exit(2) from None
+        err.print(f"exported {len(bundle['events'])} events to {output}")
+
+
+audit_app = typer.Typer(help="Check the tamper-evident event log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    run_id: Annotated[str | None, typer.Argument(help="One run (default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the hash chain; name the first tampered event. Exit 1 if it does not hold."""
+
+    async def go() -> AuditReport:
+        async with open_store() as store:
+            if run_id is not None:
+                record = await store.get_run(run_id)
+                if record is None:
+                    raise NotFoundError(f"no run with id {run_id}")
+                counts = {run_id: record.events}
+            else:
+                counts = {r.run_id: r.events for r in await store.list_runs(limit=1 << 62)}
+            return await asyncio.to_thread(verify_chain, store.chain(run_id), counts)
+
+    report = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json(report.to_dict())
+    elif report.ok:
+        out.print(f"[green]ok[/]  {report.events} events in {report.runs} run(s); chain intact")
+    else:
+        bad = report.first_bad or {}
+        err.print(
+            f"[bold red]TAMPERED[/]  run {bad.get('run_id')} seq {bad.get('seq')}: "
+            f"{bad.get('reason')}"
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)

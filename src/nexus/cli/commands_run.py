@@ -1,0 +1,212 @@
+"""Commands that make runs move: validate, plan, run, resume, cancel, replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nexus.cli.output import (
+    EXIT_FAILED,
+    EXIT_USER,
+    emit_json,
+    err,
+    fail,
+    open_store,
+    out,
+    run_async,
+)
+from nexus.cli.progress import Progress
+from nexus.domain.graph import critical_path, topological_order
+from nexus.domain.plan import Plan, plan_hash
+from nexus.engine.runtime import Engine, RunResult
+from nexus.planning.workflow import load_workflow
+from nexus.tools.builtins import builtin_tools
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_default=False)]
+RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
+
+
+def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
+    """``-i key=value``; values are parsed as JSON when they are valid JSON."""
+    inputs: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"input '{pair}' must be written key=value")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        inputs[key.strip()] = value
+    return inputs
+
+
+def _load(file: Path, inputs: dict[str, Any] | None = None) -> Plan:
+    return load_workflow(file, inputs=inputs, known_tools=builtin_tools().names())
+
+
+def _result_exit(result: RunResult) -> None:
+    if result.status != "succeeded":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    style = "green" if result.status == "succeeded" else "red"
+    counts: dict[str, int] = {}
+    for task in result.tasks.values():
+        counts[task["status"]] = counts.get(task["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    out.print(f"[bold {style}]{result.status}[/]  run {result.run_id}  ({summary})")
+    if result.status != "succeeded":
+        out.print(f"  inspect with: nexus inspect {result.run_id}")
+
+
+def validate(file: FileArg, as_json: JsonOpt = False) -> None:
+    """Check a workflow file; say what is wrong and where."""
+
+    async def go() -> None:
+        plan = _load(file)
+        if as_json:
+            emit_json({"valid": True, "name": plan.name, "tasks": len(plan.tasks)})
+        else:
+            out.print(f"[green]valid[/]  {file}: {plan.name}, {len(plan.tasks)} tasks")
+
+    run_async(go, as_json=as_json)
+
+
+def plan(
+    file: FileArg,
+    inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the plan: task graph, order, critical path and plan hash."""
+
+    async def go() -> None:
+        compiled = _load(file, _parse_inputs(inputs))
+        needs = {tid: t.needs for tid, t in compiled.tasks.items()}
+        order = topological_order(needs)
+        path = critical_path(needs)
+        doc = {
+            "name": compiled.name,
+            "plan_hash": plan_hash(compiled),
+            "tasks": len(order),
+            "order": order,
+            "critical_path": path,
+            "edges": [[d, t] for t in order for d in sorted(compiled.tasks[t].needs)],
+        }
+        if as_json:
+            emit_json(doc)
+            return
+        out.print(f"[bold]{compiled.name}[/]  plan {doc['plan_hash']}")
+        table = Table(box=None, header_style="bold")
+        for col in ("task", "kind", "needs", "critical"):
+            table.add_column(col)
+        on_path = set(path)
+        for tid in order[:200]:
+            spec = compiled.tasks[tid]
+            kind = f"tool:{spec.tool}" if spec.tool else f"agent:{spec.agent or spec.capability}"
+            if spec.foreach is not None:
+                kind += " (foreach)"
+            table.add_row(tid, kind, ", ".join(sorted(spec.needs)), "*" if tid in on_path else "")
+        out.print(table)
+        if len(order) > 200:
+            out.print(f"[dim]... and {len(order) - 200} more tasks[/]")
+        out.print(f"critical path ({len(path)}): {' -> '.join(path[:20])}")
+
+    run_async(go, as_json=as_json)
+
+
+def run(
+    file: FileArg,
+    inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Run a workflow file to its end, with live progress."""
+
+    async def go() -> RunResult:
+        compiled = _load(file, _parse_inputs(inputs))
+        async with open_store() as store:
+            engine = Engine(store)
+            if as_json or quiet:
+                return await engine.start(compiled, source=str(file.resolve()))
+            with Progress(err) as progress:
+                return await engine.start(
+                    compiled, source=str(file.resolve()), observers=[progress]
+                )
+
+    result = run_async(go, as_json=as_json)
+    _report(result, as_json)
+    _result_exit(result)
+
+
+def resume(
+    run_id: RunArg,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Finish a run whose process stopped; completed tasks are not run again."""
+
+    async def go() -> RunResult:
+        async with open_store() as store:
+            engine = Engine(store)
+            if as_json or quiet:
+                return await engine.resume(run_id)
+            with Progress(err) as progress:
+                return await engine.resume(run_id, observers=[progress])
+
+    result = run_async(go, as_json=as_json)
+    _report(result, as_json)
+    _result_exit(result)
+
+
+def cancel(run_id: RunArg, as_json: JsonOpt = False) -> None:
+    """Cancel a run (its live process stops it, or it is cancelled here)."""
+
+    async def go() -> str:
+        async with open_store() as store:
+            return await Engine(store).cancel(run_id)
+
+    outcome = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json({"run_id": run_id, "outcome": outcome})
+    else:
+        words = {
+            "requested": "cancel requested; the process running it will stop it",
+            "cancelled": "cancelled",
+            "finished": "had already finished; nothing to cancel",
+        }
+        out.print(f"run {run_id}: {words[outcome]}")
+
+
+def replay(run_id: RunArg, as_json: JsonOpt = False) -> None:
+    """Re-execute a run from its recorded effects and compare the event chains."""
+
+    async def go() -> Any:
+        async with open_store() as store:
+            return await Engine(store).replay(run_id)
+
+    report = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json(report.to_dict())
+    elif report.identical:
+        out.print(
+            f"[green]identical[/]  {report.replayed_events} events, "
+            f"{report.effects_served} effects served from the record, 0 executed"
+        )
+    else:
+        div = report.first_divergence or {}
+        err.print(f"[red]diverged[/] at seq {div.get('seq')}: {div.get('reason', 'events differ')}")
+    if not report.identical:
+        raise typer.Exit(EXIT_FAILED)
+
+
+__all__ = ["EXIT_USER", "cancel", "plan", "replay", "resume", "run", "validate"]

@@ -1,0 +1,81 @@
+"""Shared CLI plumbing: consoles, JSON output, exit codes, error reporting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from nexus.config import Settings
+from nexus.domain.errors import ConflictError, ErrorKind, NexusError, NotFoundError, UserError
+from nexus.store.sqlite import SQLiteStore
+
+T = TypeVar("T")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: Exit codes: 0 ok; 1 the run failed or the check does not hold; 2 bad input;
+#: 3 conflict (another process owns the run); 4 not found; 70 internal error.
+EXIT_FAILED, EXIT_USER, EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_INTERNAL = 1, 2, 3, 4, 70
+
+
+def emit_json(value: Any) -> None:
+    """Print one JSON document on stdout."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = EXIT_USER, *, as_json: bool = False) -> NoReturn:
+    """Report an error (never a traceback) and exit."""
+    if as_json:
+        emit_json({"error": {"message": message, "exit_code": code}})
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def exit_code_for(exc: NexusError) -> int:
+    if isinstance(exc, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, UserError):
+        return EXIT_USER
+    if isinstance(exc, ConflictError):
+        return EXIT_CONFLICT
+    if exc.kind is ErrorKind.INTERNAL:
+        return EXIT_INTERNAL
+    return EXIT_FAILED
+
+
+def run_async(fn: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
+    """Run a coroutine at the edge, turning every error into a clear message."""
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except typer.Exit:
+        raise
+    except NexusError as exc:
+        fail(exc.message, exit_code_for(exc), as_json=as_json)
+    except KeyboardInterrupt:
+        fail("interrupted; `nexus resume RUN` continues the run", EXIT_FAILED, as_json=as_json)
+    except Exception as exc:  # the last line of defence: no tracebacks for users
+        fail(
+            f"internal error: {type(exc).__name__}: {exc} (please report this)",
+            EXIT_INTERNAL,
+            as_json=as_json,
+        )
+
+
+@asynccontextmanager
+async def open_store(settings: Settings | None = None) -> Any:
+    """The configured store, closed on exit."""
+    settings = settings or Settings()
+    store = SQLiteStore.open(settings.db_path, durability=settings.durability)
+    try:
+        yield store
+    finally:
+        await store.close()

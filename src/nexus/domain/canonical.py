@@ -1,0 +1,99 @@
+"""Canonical JSON (RFC 8785, JCS) and the SHA-256 digests built on it.
+
+The event chain, plan hashes and effect keys all hash canonical JSON. RFC 8785
+serialises with keys sorted by UTF-16 code units, no insignificant whitespace,
+minimal string escaping and ECMAScript number formatting.
+
+For the values Nexus writes almost always -- strings, integers, booleans, null,
+lists and objects whose keys sort the same by code point and by UTF-16 code
+unit -- the C-accelerated :func:`json.dumps` with sorted keys and compact
+separators produces exactly the JCS bytes. Floats (ECMAScript formatting) and
+keys outside the Basic Multilingual Plane (UTF-16 ordering differs from code
+point ordering there) take the reference implementation, ``rfc8785``. A
+property test checks the fast path against ``rfc8785`` on arbitrary JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+#: ``prev_hash`` of the first event of every run.
+GENESIS_HASH = "0" * 64
+
+_MAX_SAFE_INT = 2**53 - 1
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def _fast_path_ok(value: Any) -> bool:
+    """True when ``json.dumps`` gives the JCS bytes for ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) or item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+                continue
+            return False
+        if isinstance(item, float):
+            # Within [1e-4, 1e16) Python's repr and ECMAScript's Number#toString
+            # both print the shortest round-trip digits positionally; they differ
+            # only on integral values ("2.0" vs "2"), which take the slow path.
+            if 1e-4 <= abs(item) < 1e16 and not item.is_integer():
+                continue
+            return False
+        if isinstance(item, Mapping):
+            for key, sub in item.items():
+                if not isinstance(key, str) or (
+                    not key.isascii() and any(ord(ch) > 0xFFFF for ch in key)
+                ):
+                    return False
+                stack.append(sub)
+            continue
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+            continue
+        return False
+    return True
+
+
+def canonical_json(value: Any) -> str:
+    """Serialise ``value`` as RFC 8785 canonical JSON text.
+
+    Raises:
+        ValueError: the value is not representable in JSON (NaN, a set, ...).
+    """
+    if _fast_path_ok(value):
+        return _dumps(value)
+    try:
+        encoded: bytes = rfc8785.dumps(value)
+    except Exception as exc:  # rfc8785 raises its own error types and TypeError
+        raise ValueError(f"value is not canonical JSON: {exc}") from exc
+    return encoded.decode("utf-8")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Canonical JSON as UTF-8 bytes."""
+    return canonical_json(value).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest(value: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of ``value``."""
+    return sha256_hex(canonical_bytes(value))
+
+
+def chain_hash(prev_hash: str, body: str) -> str:
+    """``sha256(prev_hash || body)``: the link of the audit chain."""
+    return hashlib.sha256(prev_hash.encode("ascii") + body.encode("utf-8")).hexdigest()

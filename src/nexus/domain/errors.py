@@ -1,0 +1,167 @@
+"""One error tree for all of Nexus, keyed onto the error taxonomy.
+
+Every error a user or an operator can see is a :class:`NexusError`. The tree is
+branched by *who must act* on it, and each class carries its taxonomy ``kind``
+(see ``ARCHITECTURE.md``) so retry policy, metrics and messages key on one field::
+
+    NexusError                      kind
+    ├── UserError                   validation   the input is wrong: fix the file / request
+    │   ├── WorkflowError           validation   a workflow file is invalid (file, task, field)
+    │   ├── TemplateError           validation   a template fails to compile or render
+    │   └── NotFoundError           not_found    a run, task or file does not exist
+    ├── ConflictError               conflict     another process owns the run, or state forbids
+    ├── PolicyDenied                policy_denied
+    ├── BudgetExceeded              budget_exceeded
+    ├── InfrastructureError         transient    retry may help (I/O, broken pipe, busy database)
+    │   └── EffectTimeout           timeout
+    ├── IntegrityError              internal     the audit chain or a replay does not hold
+    └── InternalError               internal     a bug in Nexus
+
+Retry semantics live on the error (``retryable``, ``retry_after``), as in
+Temporal's ``ApplicationError``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """The error taxonomy shared by retries, metrics and user messages."""
+
+    TRANSIENT = "transient"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    VALIDATION = "validation"
+    AUTH = "auth"
+    POLICY_DENIED = "policy_denied"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    INTERNAL = "internal"
+
+
+#: Kinds that a retry can cure. Everything else fails the task at once.
+RETRYABLE_KINDS: frozenset[ErrorKind] = frozenset(
+    {ErrorKind.TRANSIENT, ErrorKind.TIMEOUT, ErrorKind.RATE_LIMITED}
+)
+
+
+class NexusError(Exception):
+    """Root of every error Nexus raises on purpose."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = self.kind in RETRYABLE_KINDS if retryable is None else retryable
+        self.retry_after = retry_after
+
+    def to_data(self) -> dict[str, object]:
+        """The error as recorded in events: kind, message and retry hints."""
+        data: dict[str, object] = {
+            "kind": str(self.kind),
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
+
+
+class UserError(NexusError):
+    """The user's input is wrong; the message says where and how."""
+
+    kind = ErrorKind.VALIDATION
+
+
+class WorkflowError(UserError):
+    """A workflow file is invalid.
+
+    Args:
+        message: what is wrong.
+        file: the workflow file, when there is one.
+        task: the task the problem is in, if any.
+        field: the dotted field path, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        task: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = file
+        self.task = task
+        self.field = field
+        where = []
+        if file:
+            where.append(file)
+        if task:
+            where.append(f"task '{task}'")
+        if field:
+            where.append(f"field '{field}'")
+        prefix = ": ".join([", ".join(where)]) + ": " if where else ""
+        super().__init__(prefix + message)
+        self.detail = message
+
+
+class TemplateError(UserError):
+    """A template fails to compile or to render."""
+
+
+class NotFoundError(UserError):
+    """A run, task or file does not exist."""
+
+    kind = ErrorKind.NOT_FOUND
+
+
+class ConflictError(NexusError):
+    """The request conflicts with the current state (a live owner, a finished run)."""
+
+    kind = ErrorKind.CONFLICT
+
+
+class PolicyDenied(NexusError):
+    """A deny-by-default policy refused the request."""
+
+    kind = ErrorKind.POLICY_DENIED
+
+
+class BudgetExceeded(NexusError):
+    """A budget would be or was exceeded."""
+
+    kind = ErrorKind.BUDGET_EXCEEDED
+
+
+class InfrastructureError(NexusError):
+    """Infrastructure failed in a way a retry may cure."""
+
+    kind = ErrorKind.TRANSIENT
+
+
+class EffectTimeout(InfrastructureError):
+    """An effect did not finish within its deadline."""
+
+    kind = ErrorKind.TIMEOUT
+
+
+class IntegrityError(NexusError):
+    """The audit chain or a replay does not hold."""
+
+    kind = ErrorKind.INTERNAL
+
+
+class InternalError(NexusError):
+    """A bug in Nexus."""
+
+    kind = ErrorKind.INTERNAL

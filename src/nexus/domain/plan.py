@@ -1,0 +1,191 @@
+"""The plan: what a run executes, as plain immutable values.
+
+A plan is compiled from a workflow file or from Python code
+(:mod:`nexus.planning`). It is stored whole in the ``run.started`` event, so a
+run never depends on the file it came from after it started, and its hash
+identifies it: :func:`plan_hash` is stable under reordering of the fields that
+have no order (task and agent maps, ``needs``, ``capabilities``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus.domain.canonical import digest
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a task is retried.
+
+    ``retries`` counts retries after the first attempt. Delays grow as
+    ``initial * multiplier**(n-1)``, capped at ``maximum``, with full jitter
+    drawn from a generator seeded by the run, task and attempt, so a replay
+    computes the same delays.
+    """
+
+    retries: int = 0
+    initial: float = 0.5
+    multiplier: float = 2.0
+    maximum: float = 30.0
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "retries": self.retries,
+            "initial": num(self.initial),
+            "multiplier": num(self.multiplier),
+            "maximum": num(self.maximum),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """An agent a plan may route tasks to."""
+
+    name: str
+    role: str = ""
+    model: str = ""
+    capabilities: tuple[str, ...] = ()
+    instructions: str = ""
+    scripted: tuple[str, ...] = ()
+    max_concurrency: int = 0  # 0 = unlimited
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "model": self.model,
+            "capabilities": sorted(self.capabilities),
+            "instructions": self.instructions,
+            "scripted": list(self.scripted),
+            "max_concurrency": self.max_concurrency,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One node of the plan's DAG.
+
+    Exactly one of ``tool`` (a tool call with ``args``) or an agent task
+    (``agent`` or ``capability`` plus ``prompt``) is set.
+    """
+
+    id: str
+    needs: tuple[str, ...] = ()
+    tool: str | None = None
+    args: JSONDict = field(default_factory=dict)
+    agent: str | None = None
+    capability: str | None = None
+    prompt: str | None = None
+    foreach: Any = None  # a list, or a template string that renders to a list
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    priority: int = 0
+
+    @property
+    def is_tool(self) -> bool:
+        return self.tool is not None
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "id": self.id,
+            "needs": sorted(self.needs),
+            "tool": self.tool,
+            "args": self.args,
+            "agent": self.agent,
+            "capability": self.capability,
+            "prompt": self.prompt,
+            "foreach": self.foreach,
+            "retry": self.retry.to_dict(),
+            "timeout": None if self.timeout is None else num(self.timeout),
+            "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A compiled, validated mission plan."""
+
+    name: str
+    tasks: dict[str, TaskSpec]
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    inputs: JSONDict = field(default_factory=dict)
+    workspace: str | None = None
+    fail_fast: bool = True
+    max_parallel: int = 16
+    version: int = 1
+
+    def to_dict(self) -> JSONDict:
+        """The plan as canonical data (what ``run.started`` records)."""
+        return {
+            "version": self.version,
+            "name": self.name,
+            "inputs": self.inputs,
+            "workspace": self.workspace,
+            "fail_fast": self.fail_fast,
+            "max_parallel": self.max_parallel,
+            "agents": {name: agent.to_dict() for name, agent in self.agents.items()},
+            "tasks": {tid: task.to_dict() for tid, task in self.tasks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> Plan:
+        """Rebuild a plan from :meth:`to_dict` output (as stored in events)."""
+        agents = {
+            name: AgentSpec(
+                name=a["name"],
+                role=a["role"],
+                model=a["model"],
+                capabilities=tuple(a["capabilities"]),
+                instructions=a["instructions"],
+                scripted=tuple(a["scripted"]),
+                max_concurrency=a["max_concurrency"],
+            )
+            for name, a in data["agents"].items()
+        }
+        tasks = {
+            tid: TaskSpec(
+                id=t["id"],
+                needs=tuple(t["needs"]),
+                tool=t["tool"],
+                args=t["args"],
+                agent=t["agent"],
+                capability=t["capability"],
+                prompt=t["prompt"],
+                foreach=t["foreach"],
+                retry=RetryPolicy(**t["retry"]),
+                timeout=t["timeout"],
+                priority=t["priority"],
+            )
+            for tid, t in data["tasks"].items()
+        }
+        return cls(
+            name=data["name"],
+            tasks=tasks,
+            agents=agents,
+            inputs=data["inputs"],
+            workspace=data["workspace"],
+            fail_fast=data["fail_fast"],
+            max_parallel=data["max_parallel"],
+            version=data["version"],
+        )
+
+
+def num(value: float) -> float | int:
+    """A float as canonical JSON writes it: integral values become ints."""
+    return int(value) if float(value).is_integer() else value
+
+
+def plan_hash(plan: Plan) -> str:
+    """SHA-256 of the canonical plan, independent of the order of unordered fields.
+
+    The run's inputs are part of the plan (they change what runs); the
+    workspace path is not (the same plan run from another checkout is the same
+    plan).
+    """
+    data = plan.to_dict()
+    data.pop("workspace")
+    return digest(data)

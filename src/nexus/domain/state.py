@@ -1,0 +1,411 @@
+"""Run and task state machines, and the fold that rebuilds state from events.
+
+``RunState.apply(event)`` is the only way state changes, live or folded from
+the log, so a resumed or replayed run sees exactly what the live run saw. Each
+transition is checked against the tables below; an illegal one raises
+:class:`~nexus.domain.errors.IntegrityError` (the log and the code disagree).
+
+Task states::
+
+    pending ──attempt.started──> running ──task.succeeded──> succeeded
+       │  └─task.expanded──> expanded (foreach parent; ends with its items)
+       │                       running ──task.retry_scheduled──> retry_wait ──timer.fired──> pending
+       ├─task.skipped──> skipped       running ──task.failed──> failed
+       └─task.cancelled──> cancelled   (any non-terminal) ──task.cancelled──> cancelled
+
+The state also keeps what the scheduler needs incrementally (a ready heap, the
+count of unfinished dependencies per task) so each decision costs O(log n),
+not a scan of the plan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from nexus.domain.errors import IntegrityError
+from nexus.domain.events import Event, EventType
+from nexus.domain.graph import longest_path_to_sink, topological_order
+from nexus.domain.plan import Plan, TaskSpec
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRY_WAIT = "retry_wait"
+    EXPANDED = "expanded"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TASK_TERMINAL
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+_TASK_TERMINAL = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
+)
+
+_P, _R, _W, _E = (
+    TaskStatus.PENDING,
+    TaskStatus.RUNNING,
+    TaskStatus.RETRY_WAIT,
+    TaskStatus.EXPANDED,
+)
+#: Legal task transitions: (from, to).
+TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
+    {
+        (_P, _R),
+        (_P, _E),
+        (_P, TaskStatus.SKIPPED),
+        (_P, TaskStatus.CANCELLED),
+        (_P, TaskStatus.FAILED),  # the attempt could not even be prepared (template error)
+        (_R, TaskStatus.SUCCEEDED),
+        (_R, TaskStatus.FAILED),
+        (_R, _W),
+        (_R, TaskStatus.CANCELLED),
+        (_W, _P),
+        (_W, TaskStatus.CANCELLED),
+        (_W, TaskStatus.FAILED),
+        (_E, TaskStatus.SUCCEEDED),
+        (_E, TaskStatus.FAILED),
+        (_E, TaskStatus.CANCELLED),
+    }
+)
+
+
+@dataclass(slots=True)
+class TaskState:
+    """One task instance (a plan task, or one item of a ``foreach``)."""
+
+    id: str
+    spec: TaskSpec
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: int = 0
+    agent: str | None = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    parent: str | None = None
+    item: Any = None
+    index: int | None = None
+    children: list[str] = field(default_factory=list)
+    waiting_on: int = 0
+    not_before: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    last_output: Any = None
+    last_error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": str(self.status),
+            "attempts": self.attempts,
+            "agent": self.agent,
+            "output": self.output,
+            "error": self.error,
+            "parent": self.parent,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(slots=True)
+class RunState:
+    """The folded state of one run."""
+
+    run_id: str
+    plan: Plan
+    status: RunStatus = RunStatus.RUNNING
+    inputs: dict[str, Any] = field(default_factory=dict)
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    seq: int = 0
+    last_hash: str = ""
+    started_at: str = ""
+    ended_at: str | None = None
+    cancel_requested: bool = False
+    workspace: str = ""
+    effects: int = 0
+    running: int = 0
+    open_tasks: int = 0
+    agent_load: dict[str, int] = field(default_factory=dict)
+    agent_turns: dict[str, int] = field(default_factory=dict)
+    # scheduler bookkeeping, derived from the events
+    _rank: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    _dependents: dict[str, list[str]] = field(default_factory=dict)
+    _ready: list[tuple[tuple[int, int, int, int], str]] = field(default_factory=list)
+    _parents_done: list[str] = field(default_factory=list)
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def start(cls, event: Event) -> RunState:
+        """State right after ``run.started``."""
+        if event.type is not EventType.RUN_STARTED or event.seq != 1:
+            raise IntegrityError(f"run {event.run_id}: first event must be run.started")
+        plan = Plan.from_dict(event.data["plan"])
+        state = cls(
+            run_id=event.run_id,
+            plan=plan,
+            inputs=event.data["inputs"],
+            started_at=event.at,
+            workspace=event.data["workspace"],
+        )
+        needs = {tid: spec.needs for tid, spec in plan.tasks.items()}
+        order = topological_order(needs)
+        depth = longest_path_to_sink(needs, order)
+        for index, tid in enumerate(order):
+            spec = plan.tasks[tid]
+            state._rank[tid] = (-spec.priority, -depth[tid], index, -1)
+            state.tasks[tid] = TaskState(id=tid, spec=spec, waiting_on=len(spec.needs))
+            state._dependents[tid] = []
+        for tid, spec in plan.tasks.items():
+            for dep in spec.needs:
+                state._dependents[dep].append(tid)
+        state.open_tasks = len(state.tasks)
+        for tid in order:
+            if state.tasks[tid].waiting_on == 0:
+                heapq.heappush(state._ready, (state._rank[tid], tid))
+        state.seq = event.seq
+        state.last_hash = event.hash
+        return state
+
+    @classmethod
+    def fold(cls, events: list[Event]) -> RunState:
+        """Rebuild a run's state from its events."""
+        if not events:
+            raise IntegrityError("cannot fold an empty event list")
+        state = cls.start(events[0])
+        for event in events[1:]:
+            state.apply(event)
+        return state
+
+    # -- queries ----------------------------------------------------------
+    def pop_ready(self) -> TaskState | None:
+        """The next task whose dependencies have all ended, highest rank first."""
+        while self._ready:
+            _, tid = heapq.heappop(self._ready)
+            task = self.tasks[tid]
+            if task.status is TaskStatus.PENDING:
+                return task
+        return None
+
+    def push_ready(self, task: TaskState) -> None:
+        """Give a task back to the ready heap (it could not start yet)."""
+        heapq.heappush(self._ready, (self._rank[task.id], task.id))
+
+    def pop_parent_done(self) -> TaskState | None:
+        """A foreach parent whose items have all ended, if any."""
+        while self._parents_done:
+            task = self.tasks[self._parents_done.pop(0)]
+            if task.status is TaskStatus.EXPANDED:
+                return task
+        return None
+
+    def needs_ok(self, task: TaskState) -> bool:
+        """True when every dependency of ``task`` succeeded."""
+        return all(self.tasks[d].status is TaskStatus.SUCCEEDED for d in task.spec.needs)
+
+    def tasks_in(self, *statuses: TaskStatus) -> list[TaskState]:
+        """Tasks in the given statuses, in schedule order."""
+        wanted = set(statuses)
+        found = [t for t in self.tasks.values() if t.status in wanted]
+        return sorted(found, key=lambda t: self._rank[t.id])
+
+    def outputs(self) -> dict[str, Any]:
+        """``tasks.<id>.output`` for templates: every finished plan task."""
+        return {
+            tid: {"output": t.output, "status": str(t.status)}
+            for tid, t in self.tasks.items()
+            if t.parent is None and t.status.terminal
+        }
+
+    # -- transitions ------------------------------------------------------
+    def _move(self, task: TaskState, to: TaskStatus, at: str) -> None:
+        if (task.status, to) not in TASK_TRANSITIONS:
+            raise IntegrityError(
+                f"run {self.run_id}: illegal transition of task '{task.id}' "
+                f"from {task.status} to {to}"
+            )
+        if task.status is TaskStatus.RUNNING:
+            self.running -= 1
+            if task.agent is not None:
+                self.agent_load[task.agent] -= 1
+        task.status = to
+        if to is TaskStatus.RUNNING:
+            self.running += 1
+            if task.agent is not None:
+                self.agent_load[task.agent] = self.agent_load.get(task.agent, 0) + 1
+        if to.terminal:
+            task.ended_at = at
+            self.open_tasks -= 1
+            self._release(task)
+
+    def _release(self, task: TaskState) -> None:
+        """A task ended: unblock its dependents, or count it against its foreach parent."""
+        if task.parent is not None:
+            parent = self.tasks[task.parent]
+            parent.waiting_on -= 1
+            if parent.waiting_on == 0:
+                self._parents_done.append(parent.id)
+            return
+        for dep in self._dependents.get(task.id, ()):
+            child = self.tasks[dep]
+            child.waiting_on -= 1
+            if child.waiting_on == 0:
+                heapq.heappush(self._ready, (self._rank[dep], dep))
+
+    def apply(self, event: Event) -> None:
+        """Apply one event. Raises IntegrityError on an illegal transition."""
+        if event.seq != self.seq + 1:
+            raise IntegrityError(f"run {self.run_id}: expected seq {self.seq + 1}, got {event.seq}")
+        if self.status.terminal and event.type is not EventType.EFFECT_RECORDED:
+            raise IntegrityError(f"run {self.run_id}: event {event.type} after the run ended")
+        handler = _HANDLERS.get(event.type)
+        if handler is None:
+            raise IntegrityError(f"run {self.run_id}: unexpected event type {event.type}")
+        handler(self, event)
+        self.seq = event.seq
+        self.last_hash = event.hash
+
+    def task(self, tid: str) -> TaskState:
+        try:
+            return self.tasks[tid]
+        except KeyError:
+            raise IntegrityError(f"run {self.run_id}: unknown task '{tid}'") from None
+
+
+def _noop(state: RunState, event: Event) -> None:
+    return None
+
+
+def _effect(state: RunState, event: Event) -> None:
+    state.effects += 1
+
+
+def _cancel_requested(state: RunState, event: Event) -> None:
+    state.cancel_requested = True
+
+
+def _timer_fired(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    state._move(task, TaskStatus.PENDING, event.at)
+    task.not_before = None
+    state.push_ready(task)
+
+
+def _attempt_started(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    task.agent = event.data.get("agent")
+    if task.agent is not None:
+        state.agent_turns[task.agent] = state.agent_turns.get(task.agent, 0) + 1
+    state._move(task, TaskStatus.RUNNING, event.at)
+    task.attempts = event.data["attempt"]
+    task.last_output = None
+    task.last_error = None
+    if task.started_at is None:
+        task.started_at = event.at
+
+
+def _attempt_finished(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    if task.status is not TaskStatus.RUNNING or task.attempts != event.data["attempt"]:
+        raise IntegrityError(
+            f"run {state.run_id}: attempt {event.data['attempt']} of task '{task.id}' "
+            "finished but was not running"
+        )
+    task.last_output = event.data.get("output")
+    task.last_error = event.data.get("error")
+
+
+def _expanded(state: RunState, event: Event) -> None:
+    parent = state.task(event.data["task"])
+    state._move(parent, TaskStatus.EXPANDED, event.at)
+    parent.started_at = event.at
+    items = event.data["items"]
+    parent.waiting_on = len(items)
+    if not items:
+        state._parents_done.append(parent.id)
+    rank = state._rank[parent.id]
+    for index, item in enumerate(items):
+        cid = f"{parent.id}[{index}]"
+        state.tasks[cid] = TaskState(
+            id=cid, spec=parent.spec, parent=parent.id, item=item, index=index
+        )
+        parent.children.append(cid)
+        state._rank[cid] = (rank[0], rank[1], rank[2], index)
+        state.open_tasks += 1
+        heapq.heappush(state._ready, (state._rank[cid], cid))
+
+
+def _retry_scheduled(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    task.error = event.data["error"]
+    task.not_before = event.data["not_before"]
+    state._move(task, TaskStatus.RETRY_WAIT, event.at)
+
+
+def _interrupted(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    if task.status is not TaskStatus.RUNNING:
+        raise IntegrityError(f"run {state.run_id}: task '{task.id}' interrupted but not running")
+    task.last_error = event.data["error"]
+
+
+def _ended(to: TaskStatus) -> Any:
+    def handler(state: RunState, event: Event) -> None:
+        task = state.task(event.data["task"])
+        if to is TaskStatus.SUCCEEDED:
+            task.output = (
+                [state.tasks[c].output for c in task.children]
+                if task.status is TaskStatus.EXPANDED
+                else task.last_output
+            )
+            task.error = None
+        elif "error" in event.data:
+            task.error = event.data["error"]
+        state._move(task, to, event.at)
+
+    return handler
+
+
+def _run_ended(to: RunStatus) -> Any:
+    def handler(state: RunState, event: Event) -> None:
+        state.status = to
+        state.ended_at = event.at
+
+    return handler
+
+
+_HANDLERS: dict[EventType, Any] = {
+    EventType.RUN_RESUMED: _noop,
+    EventType.CANCEL_REQUESTED: _cancel_requested,
+    EventType.TIMER_FIRED: _timer_fired,
+    EventType.EFFECT_RECORDED: _effect,
+    EventType.ATTEMPT_FINISHED: _attempt_finished,
+    EventType.TASK_EXPANDED: _expanded,
+    EventType.ATTEMPT_STARTED: _attempt_started,
+    EventType.ATTEMPT_INTERRUPTED: _interrupted,
+    EventType.RETRY_SCHEDULED: _retry_scheduled,
+    EventType.TASK_SUCCEEDED: _ended(TaskStatus.SUCCEEDED),
+    EventType.TASK_FAILED: _ended(TaskStatus.FAILED),
+    EventType.TASK_SKIPPED: _ended(TaskStatus.SKIPPED),
+    EventType.TASK_CANCELLED: _ended(TaskStatus.CANCELLED),
+    EventType.RUN_SUCCEEDED: _run_ended(RunStatus.SUCCEEDED),
+    EventType.RUN_FAILED: _run_ended(RunStatus.FAILED),
+    EventType.RUN_CANCELLED: _run_ended(RunStatus.CANCELLED),
+}

@@ -1,0 +1,331 @@
+"""The decider: what happens next, computed from the folded state alone.
+
+After every input event the controller calls :meth:`Decider.react`. The
+decider emits decision events through ``emit`` (which seals, applies and
+buffers them), so each decision sees the state its predecessors made. It
+reads no clock, no randomness and no IO -- a decision takes the time of the
+input that caused it -- which is why replay reproduces it byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from nexus.domain.errors import ErrorKind, NexusError
+from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
+from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
+from nexus.engine.retry import backoff_ms
+from nexus.engine.router import route
+from nexus.planning.templates import is_template, render_deep, render_text, render_value
+
+#: An interrupted attempt (the process died) is retried without using the
+#: task's retry budget, but no more than this many times in a row.
+MAX_INTERRUPTS = 3
+
+Emit = Callable[[Draft], Event]
+
+
+def template_context(state: RunState, task: TaskState) -> dict[str, Any]:
+    """What a task's templates see: ``inputs``, ``tasks``, ``item``, ``run``."""
+    ctx: dict[str, Any] = {
+        "inputs": state.inputs,
+        "tasks": state.outputs(),
+        "run": {"id": state.run_id, "name": state.plan.name},
+    }
+    if task.parent is not None:
+        ctx["item"] = task.item
+        ctx["index"] = task.index
+    return ctx
+
+
+def _needs_context(task: TaskState) -> bool:
+    spec = task.spec
+    if spec.prompt is not None:
+        return True
+    return _has_template(spec.args)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
+
+
+class Decider:
+    """Turns state into decisions. One per controller."""
+
+    def __init__(self, state: RunState, emit: Emit) -> None:
+        self.state = state
+        self.emit = emit
+
+    # -- entry point --------------------------------------------------------
+    def react(self, trigger: Event) -> None:
+        """Emit every decision that follows from ``trigger`` (already applied)."""
+        state = self.state
+        if state.status.terminal:
+            return
+        at = trigger.at
+        kind = trigger.type
+        if kind is EventType.ATTEMPT_FINISHED:
+            self._attempt_finished(trigger)
+        elif kind is EventType.RUN_RESUMED:
+            self._interrupted(at)
+        if state.cancel_requested:
+            self._cancel_all(at, "cancelled by request")
+        else:
+            self._schedule(at)
+        self._settle_parents(at)
+        if state.open_tasks == 0:
+            self._finish(at)
+
+    # -- reactions ----------------------------------------------------------
+    def _attempt_finished(self, event: Event) -> None:
+        task = self.state.tasks[event.data["task"]]
+        error = event.data.get("error")
+        if error is None:
+            self.emit(
+                Draft(
+                    EventType.TASK_SUCCEEDED,
+                    event.at,
+                    {"task": task.id, "attempt": task.attempts},
+                )
+            )
+            return
+        failures = task.attempts - self._interrupts(task)
+        if error.get("retryable") and failures <= task.spec.retry.retries:
+            self._retry(task, event.at, error, failures)
+        else:
+            self._fail(task, event.at, error)
+
+    def _interrupts(self, task: TaskState) -> int:
+        # attempts that ended by interruption; kept on the error record
+        return int(task.error.get("interrupts", 0)) if task.error else 0
+
+    def _retry(self, task: TaskState, at: str, error: dict[str, Any], failures: int) -> None:
+        retry_after = error.get("retry_after")
+        delay = backoff_ms(
+            task.spec.retry,
+            self.state.run_id,
+            task.id,
+            failures,
+            float(retry_after) if retry_after is not None else None,
+        )
+        error = {
+            **error,
+            "interrupts": self._interrupts(task) + (1 if error.get("kind") == "interrupted" else 0),
+        }
+        not_before = format_time(parse_time(at) + timedelta(milliseconds=delay))
+        self.emit(
+            Draft(
+                EventType.RETRY_SCHEDULED,
+                at,
+                {
+                    "task": task.id,
+                    "attempt": task.attempts,
+                    "error": error,
+                    "delay_ms": delay,
+                    "not_before": not_before,
+                },
+            )
+        )
+
+    def _fail(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
+        self.emit(
+            Draft(
+                EventType.TASK_FAILED,
+                at,
+                {"task": task.id, "attempts": task.attempts, "error": error},
+            )
+        )
+        if self.state.plan.fail_fast:
+            self._cancel_all(at, f"fail-fast: task '{task.id}' failed")
+
+    def _interrupted(self, at: str) -> None:
+        for task in self.state.tasks_in(TaskStatus.RUNNING):
+            error = {
+                "kind": "interrupted",
+                "message": "the process running this attempt stopped before it finished",
+                "retryable": True,
+            }
+            self.emit(
+                Draft(
+                    EventType.ATTEMPT_INTERRUPTED,
+                    at,
+                    {"task": task.id, "attempt": task.attempts, "error": error},
+                )
+            )
+            interrupts = self._interrupts(task) + 1
+            if interrupts > MAX_INTERRUPTS:
+                self._fail(
+                    task,
+                    at,
+                    {
+                        "kind": str(ErrorKind.INTERNAL),
+                        "message": f"interrupted {interrupts} times (limit {MAX_INTERRUPTS})",
+                        "retryable": False,
+                    },
+                )
+            else:
+                self._retry_interrupted(task, at, error)
+
+    def _retry_interrupted(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
+        record = {**error, "interrupts": self._interrupts(task) + 1}
+        self.emit(
+            Draft(
+                EventType.RETRY_SCHEDULED,
+                at,
+                {
+                    "task": task.id,
+                    "attempt": task.attempts,
+                    "error": record,
+                    "delay_ms": 0,
+                    "not_before": at,
+                },
+            )
+        )
+
+    def _cancel_all(self, at: str, reason: str) -> None:
+        state = self.state
+        for task in state.tasks_in(TaskStatus.RUNNING, TaskStatus.RETRY_WAIT):
+            self.emit(Draft(EventType.TASK_CANCELLED, at, {"task": task.id, "reason": reason}))
+        for task in state.tasks_in(TaskStatus.PENDING):
+            if task.status is TaskStatus.PENDING:
+                self.emit(Draft(EventType.TASK_SKIPPED, at, {"task": task.id, "reason": reason}))
+        self._settle_parents(at)
+
+    # -- scheduling ---------------------------------------------------------
+    def _schedule(self, at: str) -> None:
+        state = self.state
+        limit = state.plan.max_parallel
+        blocked: list[TaskState] = []
+        while state.running < limit:
+            task = state.pop_ready()
+            if task is None:
+                break
+            if not state.needs_ok(task):
+                failed = [
+                    d for d in task.spec.needs if state.tasks[d].status is not TaskStatus.SUCCEEDED
+                ]
+                self.emit(
+                    Draft(
+                        EventType.TASK_SKIPPED,
+                        at,
+                        {
+                            "task": task.id,
+                            "reason": f"dependency did not succeed: {', '.join(failed)}",
+                        },
+                    )
+                )
+                continue
+            if task.spec.foreach is not None and task.parent is None:
+                self._expand(task, at)
+                continue
+            if not self._start(task, at):
+                blocked.append(task)
+        for task in blocked:
+            state.push_ready(task)
+
+    def _expand(self, task: TaskState, at: str) -> None:
+        foreach = task.spec.foreach
+        try:
+            items = (
+                render_value(foreach, template_context(self.state, task))
+                if isinstance(foreach, str)
+                else foreach
+            )
+        except NexusError as exc:
+            self._fail(task, at, {**exc.to_data(), "retryable": False})
+            return
+        if not isinstance(items, list):
+            self._fail(
+                task,
+                at,
+                {
+                    "kind": str(ErrorKind.VALIDATION),
+                    "message": f"foreach must give a list, got {type(items).__name__}",
+                    "retryable": False,
+                },
+            )
+            return
+        self.emit(Draft(EventType.TASK_EXPANDED, at, {"task": task.id, "items": items}))
+
+    def _start(self, task: TaskState, at: str) -> bool:
+        """Emit ``attempt.started``; False when no agent has a free slot."""
+        state = self.state
+        spec = task.spec
+        data: dict[str, Any] = {"task": task.id, "attempt": task.attempts + 1}
+        try:
+            ctx = template_context(state, task) if _needs_context(task) else {}
+            if spec.tool is not None:
+                data["tool"] = spec.tool
+                data["args"] = render_deep(spec.args, ctx) if ctx else spec.args
+            else:
+                decision = route(spec, state.plan.agents, state.agent_load)
+                if decision.agent is None:
+                    return False
+                agent = state.plan.agents[decision.agent]
+                data["agent"] = decision.agent
+                data["route"] = {"candidates": list(decision.candidates), "why": decision.reason}
+                data["model"] = agent.model
+                data["prompt"] = render_text(spec.prompt or "", ctx)
+                data["instructions"] = render_text(agent.instructions, ctx)
+                data["turn"] = state.agent_turns.get(decision.agent, 0)
+        except NexusError as exc:
+            self._fail(task, at, {**exc.to_data(), "retryable": False})
+            return True
+        if spec.timeout is not None:
+            data["timeout_ms"] = int(spec.timeout * 1000)
+        self.emit(Draft(EventType.ATTEMPT_STARTED, at, data))
+        return True
+
+    def _settle_parents(self, at: str) -> None:
+        state = self.state
+        while (parent := state.pop_parent_done()) is not None:
+            bad = [c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED]
+            if not bad:
+                self.emit(Draft(EventType.TASK_SUCCEEDED, at, {"task": parent.id}))
+            elif state.cancel_requested:
+                self.emit(
+                    Draft(
+                        EventType.TASK_CANCELLED,
+                        at,
+                        {"task": parent.id, "reason": "cancelled by request"},
+                    )
+                )
+            else:
+                error = {
+                    "kind": "validation",
+                    "message": (
+                        f"{len(bad)} of {len(parent.children)} items did not succeed: "
+                        + ", ".join(bad[:5])
+                    ),
+                    "retryable": False,
+                }
+                self.emit(
+                    Draft(
+                        EventType.TASK_FAILED,
+                        at,
+                        {"task": parent.id, "attempts": 0, "error": error},
+                    )
+                )
+                if state.plan.fail_fast:
+                    self._cancel_all(at, f"fail-fast: task '{parent.id}' failed")
+
+    def _finish(self, at: str) -> None:
+        state = self.state
+        counts: dict[str, int] = {}
+        for task in state.tasks.values():
+            counts[str(task.status)] = counts.get(str(task.status), 0) + 1
+        if state.cancel_requested:
+            kind, status = EventType.RUN_CANCELLED, RunStatus.CANCELLED
+        elif all(t.status is TaskStatus.SUCCEEDED for t in state.tasks.values()):
+            kind, status = EventType.RUN_SUCCEEDED, RunStatus.SUCCEEDED
+        else:
+            kind, status = EventType.RUN_FAILED, RunStatus.FAILED
+        self.emit(Draft(kind, at, {"status": str(status), "tasks": dict(sorted(counts.items()))}))

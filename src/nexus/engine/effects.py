@@ -1,0 +1,149 @@
+"""The effect boundary: where everything nondeterministic is recorded (or replayed).
+
+An effect is ``{key, kind, task, attempt, request, response, error, started,
+ended}``. Its ``key`` is ``run/task/attempt/call``, so a replay finds the same
+record in the same place. :class:`LiveEffects` runs the effect and records the
+result; :class:`ReplayEffects` serves the recorded result and never runs
+anything, after checking that the request is the one recorded (a different
+request means the code or the inputs changed: the replay diverged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from nexus.domain.canonical import canonical_json
+from nexus.domain.errors import ErrorKind, NexusError
+from nexus.domain.events import format_time
+
+
+class Clock(Protocol):
+    """Wall-clock time. Read only at the effect boundary and when inputs arrive."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class EffectFailed(NexusError):
+    """An effect ended in an error; ``error`` is the recorded error record."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        self.error = error
+        super().__init__(str(error.get("message", "effect failed")))
+        self.retryable = bool(error.get("retryable", False))
+
+
+class ReplayDiverged(NexusError):
+    """Replay asked for an effect that differs from the recorded one."""
+
+    kind = ErrorKind.INTERNAL
+
+
+def to_json(value: Any, what: str) -> Any:
+    """``value`` as plain JSON (tuples become lists), or a validation error naming ``what``."""
+    try:
+        return json.loads(canonical_json(value))
+    except (TypeError, ValueError) as exc:
+        raise NexusError(f"{what} is not JSON: {exc}", retryable=False) from exc
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """An exception as an effect's error record, on the error taxonomy."""
+    if isinstance(exc, EffectFailed):
+        return exc.error
+    if isinstance(exc, NexusError):
+        return exc.to_data()
+    if isinstance(exc, TimeoutError):
+        return {"kind": str(ErrorKind.TIMEOUT), "message": "timed out", "retryable": True}
+    return {
+        "kind": str(ErrorKind.INTERNAL),
+        "message": f"{type(exc).__name__}: {exc}",
+        "retryable": False,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class EffectCall:
+    key: str
+    kind: str
+    task: str
+    attempt: int
+    request: dict[str, Any]
+    deadline: float | None  # loop.time() deadline, or None
+
+
+class Effects(Protocol):
+    """How an effect gets its result: by running it, or from the record."""
+
+    async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        """Return the effect record for ``call``."""
+        ...
+
+
+class LiveEffects:
+    """Runs effects and records what happened."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        started = format_time(self._clock.now())
+        response: Any = None
+        error: dict[str, Any] | None = None
+        try:
+            if call.deadline is None:
+                response = await fn()
+            else:
+                async with asyncio.timeout_at(call.deadline):
+                    response = await fn()
+            response = to_json(response, f"the result of {call.kind} effect {call.key}")
+        except TimeoutError:
+            error = {
+                "kind": str(ErrorKind.TIMEOUT),
+                "message": "the attempt's timeout expired during this call",
+                "retryable": True,
+            }
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = to_json(error_record(exc), "error")
+        return {
+            "key": call.key,
+            "kind": call.kind,
+            "task": call.task,
+            "attempt": call.attempt,
+            "request": call.request,
+            "response": response,
+            "error": error,
+            "started": started,
+            "ended": format_time(self._clock.now()),
+        }
+
+
+class ReplayEffects:
+    """Serves recorded effects; runs nothing."""
+
+    def __init__(self, recorded: Mapping[str, dict[str, Any]]) -> None:
+        self._recorded = recorded
+        self.served = 0
+
+    async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        record = self._recorded.get(call.key)
+        if record is None:
+            # The original attempt never got this far (it was interrupted or
+            # cancelled): wait to be cancelled, as the original was.
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+        if canonical_json(record["request"]) != canonical_json(call.request):
+            raise ReplayDiverged(f"effect {call.key}: the request differs from the recorded one")
+        self.served += 1
+        return record

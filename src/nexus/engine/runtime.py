@@ -1,0 +1,292 @@
+"""The engine facade: start, resume, cancel and replay runs.
+
+Example:
+    >>> engine = Engine(SQLiteStore.open(".nexus/nexus.db"))  # doctest: +SKIP
+    >>> result = await engine.start(load_workflow("release.yaml"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ulid import ULID
+
+from nexus.agents.base import AgentResolver, FunctionAgent
+from nexus.domain.canonical import GENESIS_HASH
+from nexus.domain.errors import ConflictError, NotFoundError
+from nexus.domain.events import Draft, Event, EventType, format_time, seal
+from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.state import RunState
+from nexus.engine.controller import Observer, RunController, Services
+from nexus.engine.effects import Clock, LiveEffects, ReplayEffects, SystemClock
+from nexus.gateway import ProviderRegistry, default_providers
+from nexus.store.base import Lease, RunRecord, Store
+from nexus.tools.base import ToolRegistry
+from nexus.tools.builtins import builtin_tools
+
+#: A lease whose heartbeat is older than this is stale even if its pid looks alive.
+LEASE_STALE_S = 30.0
+HEARTBEAT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended (or where it stands)."""
+
+    run_id: str
+    status: str
+    tasks: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, state: RunState) -> RunResult:
+        return cls(
+            run_id=state.run_id,
+            status=str(state.status),
+            tasks={
+                tid: {"status": str(t.status), "attempts": t.attempts}
+                for tid, t in state.tasks.items()
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.status, "tasks": self.tasks}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    run_id: str
+    identical: bool
+    original_events: int
+    replayed_events: int
+    effects_served: int
+    tools_executed: int
+    first_divergence: dict[str, Any] | None = None
+    complete: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "identical": self.identical,
+            "original_events": self.original_events,
+            "replayed_events": self.replayed_events,
+            "effects_served": self.effects_served,
+            "tools_executed": self.tools_executed,
+            "complete": self.complete,
+            "first_divergence": self.first_divergence,
+        }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Engine:
+    """Runs plans durably against a store.
+
+    Args:
+        store: where the event log lives.
+        tools: tools tasks may name (default: the built-ins).
+        providers: model providers by prefix (default: the offline ones).
+        function_agents: Python agents the plans may name as ``function:<name>``.
+        clock: wall clock for inputs and effects (tests pass a controllable one).
+    """
+
+    store: Store
+    tools: ToolRegistry = field(default_factory=builtin_tools)
+    providers: ProviderRegistry = field(default_factory=default_providers)
+    function_agents: Iterable[FunctionAgent] = ()
+    clock: Clock = field(default_factory=SystemClock)
+
+    def __post_init__(self) -> None:
+        resolver = AgentResolver(self.providers)
+        resolver.add_functions(self.function_agents)
+        self._services = Services(tools=self.tools, agents=resolver, clock=self.clock)
+        self._owner = Lease(
+            owner=str(ULID()), host=socket.gethostname(), pid=os.getpid(), heartbeat=0.0
+        )
+
+    # -- leases -------------------------------------------------------------
+    def _lease(self) -> Lease:
+        return Lease(self._owner.owner, self._owner.host, self._owner.pid, time.time())
+
+    async def _acquire(self, run_id: str) -> None:
+        current = await self.store.get_lease(run_id)
+        if current is not None and current.owner != self._owner.owner:
+            stale = time.time() - current.heartbeat > LEASE_STALE_S
+            if current.host == self._owner.host:
+                stale = stale or not _pid_alive(current.pid)
+            if not stale:
+                raise ConflictError(
+                    f"run {run_id} is being driven by pid {current.pid} on {current.host}; "
+                    "cancel it or wait for it to finish"
+                )
+        expect = None if current is None else current.owner
+        if not await self.store.swap_lease(run_id, self._lease(), expect):
+            raise ConflictError(f"run {run_id}: another process took it over just now")
+
+    async def _release(self, run_id: str) -> None:
+        await self.store.swap_lease(run_id, None, self._owner.owner)
+
+    async def _heartbeat(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await self.store.swap_lease(run_id, self._lease(), self._owner.owner)
+
+    async def _drive(self, controller: RunController, first: Draft | None) -> RunState:
+        beat = asyncio.create_task(self._heartbeat(controller.run_id))
+        try:
+            return await controller.run(first)
+        finally:
+            beat.cancel()
+            await self._release(controller.run_id)
+
+    # -- commands -------------------------------------------------------------
+    async def start(
+        self,
+        plan: Plan,
+        *,
+        source: str | None = None,
+        run_id: str | None = None,
+        observers: Sequence[Observer] = (),
+    ) -> RunResult:
+        """Start a run of ``plan`` and drive it to its end."""
+        run_id = run_id or str(ULID())
+        at = format_time(self.clock.now())
+        workspace = plan.workspace or os.getcwd()
+        phash = plan_hash(plan)
+        data = {
+            "name": plan.name,
+            "plan": plan.to_dict(),
+            "plan_hash": phash,
+            "inputs": plan.inputs,
+            "workspace": workspace,
+            "source": source,
+        }
+        first = seal(run_id, 1, Draft(EventType.RUN_STARTED, at, data), GENESIS_HASH)
+        record = RunRecord(
+            run_id=run_id,
+            name=plan.name,
+            plan_hash=phash,
+            status="running",
+            created_at=at,
+            updated_at=at,
+            source=source,
+            workspace=workspace,
+            events=1,
+        )
+        await self.store.create_run(record, first)
+        await self._acquire(run_id)
+        state = RunState.start(first)
+        for observer in observers:
+            observer([first], state)
+        controller = RunController(
+            self.store, state, self._services, LiveEffects(self.clock), observers=observers
+        )
+        # the first decisions react to run.started itself
+        controller.begin(first)
+        return RunResult.of(await self._drive(controller, None))
+
+    async def load_state(self, run_id: str) -> tuple[RunState, list[Event]]:
+        """Fold a run's log. Raises NotFoundError for an unknown run."""
+        events = await self.store.load(run_id)
+        if not events:
+            raise NotFoundError(f"no run with id {run_id}")
+        return RunState.fold(events), events
+
+    async def resume(self, run_id: str, *, observers: Sequence[Observer] = ()) -> RunResult:
+        """Finish a run whose process died: interrupted attempts are retried."""
+        await self._acquire(run_id)
+        try:
+            state, _ = await self.load_state(run_id)
+        except BaseException:
+            await self._release(run_id)
+            raise
+        if state.status.terminal:
+            await self._release(run_id)
+            return RunResult.of(state)
+        interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
+        controller = RunController(
+            self.store, state, self._services, LiveEffects(self.clock), observers=observers
+        )
+        first = Draft(
+            EventType.RUN_RESUMED,
+            format_time(self.clock.now()),
+            {"interrupted": interrupted, "pid": os.getpid()},
+        )
+        return RunResult.of(await self._drive(controller, first))
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by user") -> str:
+        """Cancel a run: ask its live controller, or cancel it here if none runs it.
+
+        Returns:
+            ``"requested"`` (a live controller will stop it), ``"cancelled"``,
+            or ``"finished"`` (it had ended already).
+        """
+        state, _ = await self.load_state(run_id)
+        if state.status.terminal:
+            return "finished"
+        try:
+            await self._acquire(run_id)
+        except ConflictError:
+            await self.store.push_command(run_id, "cancel", {"reason": reason})
+            return "requested"
+        try:
+            state, _ = await self.load_state(run_id)
+            controller = RunController(self.store, state, self._services, LiveEffects(self.clock))
+            controller.step(
+                Draft(EventType.CANCEL_REQUESTED, format_time(self.clock.now()), {"reason": reason})
+            )
+            await controller.flush()
+        finally:
+            await self._release(run_id)
+        return "cancelled"
+
+    async def replay(self, run_id: str) -> ReplayReport:
+        """Re-execute a run against its recorded effects; compare the chains.
+
+        Nothing is executed: every effect is served from the log, inputs are
+        fed in their recorded order, and the new chain is built in memory.
+        """
+        _, events = await self.load_state(run_id)
+        recorded = {e.data["key"]: e.data for e in events if e.type is EventType.EFFECT_RECORDED}
+        effects = ReplayEffects(recorded)
+        state = RunState.start(events[0])
+        sink: list[Event] = [events[0]]
+        controller = RunController(
+            self.store, state, self._services, effects, replay_of=events, sink=sink
+        )
+        controller.begin(events[0])
+        await controller.run(None)
+        divergence = controller.divergence
+        if divergence is None and len(sink) != len(events):
+            divergence = {
+                "seq": min(len(sink), len(events)) + 1,
+                "reason": f"replay made {len(sink)} events, the original has {len(events)}",
+            }
+        return ReplayReport(
+            run_id=run_id,
+            identical=divergence is None,
+            original_events=len(events),
+            replayed_events=len(sink),
+            effects_served=effects.served,
+            tools_executed=0,
+            first_divergence=divergence,
+            complete=state.status.terminal,
+        )

@@ -1,0 +1,845 @@
+"""Workflow files: a YAML description of a mission, compiled into a :class:`Plan`.
+
+A workflow file is a mapping::
+
+    version: 1                      # required, must be 1
+    name: release-notes             # required, [A-Za-z0-9_.-]+
+    description: optional text
+    inputs: {version: "1.0"}        # declared inputs and their default values
+    workspace: out                  # relative to the file's directory, or absolute
+    fail_fast: true                 # false = keep running independent tasks after a failure
+    max_parallel: 16                # >= 1
+    agents:
+      writer:
+        role: writer
+        model: scripted:writer      # "provider:model"
+        capabilities: [write]
+        instructions: You write short release notes.
+        scripted: ["Release {{ inputs.version }}: faster, safer."]
+        max_concurrency: 0          # 0 = unlimited
+    defaults: {retries: 2, timeout: 60, backoff: {initial: 0.5, multiplier: 2, maximum: 30}}
+    tasks:
+      changelog:                    # a tool task: `tool` plus optional `with`
+        tool: shell
+        with: {cmd: "git log --oneline -5"}
+      draft:                        # an agent task: `prompt` plus `agent` or `capability`
+        needs: [changelog]          # a list, or a single task id
+        capability: write
+        prompt: "Write notes from: {{ tasks.changelog.output.stdout }}"
+      per_platform:
+        needs: [draft]
+        foreach: [linux, macos]     # a list, or a template such as "{{ inputs.platforms }}"
+        tool: shell
+        with: {cmd: "echo {{ item }}"}
+        retries: 0                  # overrides `defaults`; also timeout, backoff, priority
+
+Task ids and agent names match ``[A-Za-z_][A-Za-z0-9_-]*``. Unknown keys are
+errors. Templates are Jinja2 (see :mod:`nexus.planning.templates`): their syntax
+is checked here, and a template that reads ``tasks.<id>`` must (transitively)
+depend on that task.
+
+:func:`load_workflow` reads a file and :func:`compile_workflow` compiles an
+already parsed document. Every problem is reported as a
+:class:`~nexus.domain.errors.WorkflowError` naming the file, the task and the
+field (a missing file is a :class:`~nexus.domain.errors.NotFoundError`).
+Compilation is linear in the size of the file: a 10,000-task workflow
+compiles in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Collection, Hashable, Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from nexus.domain.errors import NotFoundError, TemplateError, WorkflowError
+from nexus.domain.graph import find_cycle, topological_order
+from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec
+from nexus.planning.templates import check_syntax, is_template, referenced_tasks
+
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+__all__ = ["WORKFLOW_VERSION", "compile_workflow", "load_workflow"]
+
+#: The only workflow file format version this module reads.
+WORKFLOW_VERSION = 1
+
+_ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+_ID_RE = re.compile(_ID_PATTERN)
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+_MAX_SAFE_INT = 2**53 - 1
+_MAX_DEPTH = 64
+_LIST_KNOWN = 10  # list the known names in a message when there are at most this many
+
+# --------------------------------------------------------------------------- models
+
+_SafeInt = Annotated[int, Field(ge=-_MAX_SAFE_INT, le=_MAX_SAFE_INT)]
+_Count = Annotated[int, Field(ge=0, le=_MAX_SAFE_INT)]
+_NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @staticmethod
+    def _empty_is(value: Any, empty: Any) -> Any:
+        """An empty YAML value (``key:``) means the empty container."""
+        return empty if value is None else value
+
+
+class _Backoff(_Model):
+    initial: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    multiplier: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+    maximum: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class _Defaults(_Model):
+    retries: _Count = 0
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    backoff: _Backoff = Field(default_factory=_Backoff)
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _no_backoff(cls, value: Any) -> Any:
+        return cls._empty_is(value, {})
+
+
+class _Agent(_Model):
+    role: str = ""
+    model: str
+    capabilities: list[_NonEmpty] = Field(default_factory=list)
+    instructions: str = ""
+    scripted: list[str] = Field(default_factory=list)
+    max_concurrency: _Count = 0
+
+    @field_validator("capabilities", "scripted", mode="before")
+    @classmethod
+    def _no_items(cls, value: Any) -> Any:
+        return cls._empty_is(value, [])
+
+
+class _Task(_Model):
+    needs: list[str] = Field(default_factory=list)
+    tool: _NonEmpty | None = None
+    args: dict[str, Any] | None = Field(default=None, alias="with")
+    agent: _NonEmpty | None = None
+    capability: _NonEmpty | None = None
+    prompt: str | None = None
+    foreach: Any = None
+    retries: _Count | None = None
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    backoff: _Backoff | None = None
+    priority: _SafeInt = 0
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+
+class _Workflow(_Model):
+    version: Literal[1]
+    name: Annotated[str, StringConstraints(pattern=_NAME_PATTERN)]
+    description: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    workspace: _NonEmpty | None = None
+    fail_fast: bool = True
+    max_parallel: Annotated[int, Field(ge=1, le=_MAX_SAFE_INT)] = 16
+    agents: dict[str, _Agent] = Field(default_factory=dict)
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    tasks: dict[str, _Task]
+
+    @field_validator("inputs", "agents", "defaults", mode="before")
+    @classmethod
+    def _no_entries(cls, value: Any) -> Any:
+        return cls._empty_is(value, {})
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys are validated at ``loc`` (the location of an unknown key)."""
+    parent = loc[:-1]
+    if not parent:
+        return _Workflow
+    if parent[0] == "tasks":
+        if len(parent) == 2:
+            return _Task
+        if len(parent) == 3 and parent[2] == "backoff":
+            return _Backoff
+    if parent[0] == "agents" and len(parent) == 2:
+        return _Agent
+    if parent == ("defaults",):
+        return _Defaults
+    if parent == ("defaults", "backoff"):
+        return _Backoff
+    return None
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping has the same key twice."""
+
+
+class _StrictLoader(_SafeLoader):
+    """A SafeLoader that rejects duplicate keys and reads dates as plain strings.
+
+    Plans are JSON, so ``released: 2024-05-01`` stays the string ``"2024-05-01"``
+    instead of becoming a :class:`datetime.date`.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: dict[Hashable, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # the base class reports unhashable keys
+            first = seen.get(key)
+            if first is not None:
+                raise _DuplicateKey(
+                    problem=(
+                        f"duplicate key {key!r} (first defined at line {first.start_mark.line + 1})"
+                    ),
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node
+        mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _parse_yaml(text: str, file: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{problem} ({exc.context})"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise WorkflowError(f"invalid YAML{where}: {problem}", file=file) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowError(f"invalid YAML: {exc}", file=file) from None
+    except RecursionError:
+        raise WorkflowError("invalid YAML: nested too deeply", file=file) from None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_workflow(
+    path: str | Path,
+    *,
+    inputs: dict[str, Any] | None = None,
+    known_tools: Collection[str] | None = None,
+) -> Plan:
+    """Read, validate and compile a workflow file.
+
+    Args:
+        path: the YAML workflow file.
+        inputs: values overriding the file's declared ``inputs``.
+        known_tools: when given, tool tasks must name one of these tools.
+
+    Returns:
+        The compiled plan; its workspace is resolved against the file's directory.
+
+    Raises:
+        NotFoundError: the file does not exist.
+        WorkflowError: the file cannot be read, is not valid YAML, or is not a
+            valid workflow. The message names the file, task and field.
+    """
+    file_path = Path(path)
+    file = str(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"workflow file not found: {file}") from None
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"cannot read the workflow file: not UTF-8 text (byte {exc.start})", file=file
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise WorkflowError(f"cannot read the workflow file: {reason}", file=file) from None
+    doc = _parse_yaml(text, file)
+    return compile_workflow(
+        doc,
+        file=file,
+        base_dir=file_path.resolve().parent,
+        inputs=inputs,
+        known_tools=known_tools,
+    )
+
+
+def compile_workflow(
+    doc: Any,
+    *,
+    file: str = "<workflow>",
+    base_dir: Path | None = None,
+    inputs: dict[str, Any] | None = None,
+    known_tools: Collection[str] | None = None,
+) -> Plan:
+    """Validate an already parsed workflow document and compile it into a plan.
+
+    Args:
+        doc: the document, as parsed from YAML or JSON (any value is accepted
+            and rejected with a WorkflowError when it is not a workflow).
+        file: the name used in error messages.
+        base_dir: the directory relative ``workspace`` paths are resolved
+            against, and the workspace when the document sets none. Without it
+            an unset workspace stays None and a relative one is resolved
+            against the current directory.
+        inputs: values overriding the document's declared ``inputs``; every
+            key must be declared there.
+        known_tools: when given, tool tasks must name one of these tools.
+
+    Returns:
+        The plan, with tasks in document order.
+
+    Raises:
+        WorkflowError: the document is not a valid workflow.
+    """
+    return _Compiler(file, known_tools).compile(doc, base_dir, inputs)
+
+
+# --------------------------------------------------------------------------- compiler
+
+
+class _Compiler:
+    def __init__(self, file: str, known_tools: Collection[str] | None) -> None:
+        self.file = file
+        self.known_tools = None if known_tools is None else frozenset(known_tools)
+
+    def error(self, message: str, *, task: str | None = None, field: str | None = None) -> NoReturn:
+        raise WorkflowError(message, file=self.file, task=task, field=field)
+
+    # -- structure ---------------------------------------------------------
+
+    def compile(self, doc: Any, base_dir: Path | None, overrides: dict[str, Any] | None) -> Plan:
+        wf = self.validate(doc)
+        plan_inputs = self.merge_inputs(wf.inputs, overrides)
+        agents = {name: self.agent(name, spec) for name, spec in wf.agents.items()}
+        capabilities = {cap for agent in agents.values() for cap in agent.capabilities}
+        default_retry = _retry_policy(wf.defaults, None, None)
+        default_timeout = wf.defaults.timeout
+        reads: dict[str, list[tuple[str, str]]] = {}
+        tasks: dict[str, TaskSpec] = {}
+        for tid, spec in wf.tasks.items():
+            self.check_kind(tid, spec, agents, capabilities)
+            args, foreach = self.check_values(tid, spec, wf.tasks, reads)
+            if spec.retries is None and spec.backoff is None:
+                retry = default_retry
+            else:
+                retry = _retry_policy(wf.defaults, spec.retries, spec.backoff)
+            timeout = spec.timeout if spec.timeout is not None else default_timeout
+            tasks[tid] = TaskSpec(
+                id=tid,
+                needs=tuple(spec.needs),
+                tool=spec.tool,
+                args=args,
+                agent=spec.agent,
+                capability=spec.capability,
+                prompt=spec.prompt,
+                foreach=foreach,
+                retry=retry,
+                timeout=None if timeout is None else float(timeout),
+                priority=spec.priority,
+            )
+        needs = {tid: task.needs for tid, task in tasks.items()}
+        self.check_needs(needs)
+        if reads:
+            self.check_reads(needs, reads)
+        return Plan(
+            name=wf.name,
+            tasks=tasks,
+            agents=agents,
+            inputs=plan_inputs,
+            workspace=self.workspace(wf.workspace, base_dir),
+            fail_fast=wf.fail_fast,
+            max_parallel=wf.max_parallel,
+            version=wf.version,
+        )
+
+    def validate(self, doc: Any) -> _Workflow:
+        if doc is None:
+            self.error("the workflow is empty")
+        if not isinstance(doc, dict):
+            self.error(f"a workflow must be a mapping of keys to values, not {_kind(doc)}")
+        version = doc.get("version", WORKFLOW_VERSION)
+        if type(version) is not int or version != WORKFLOW_VERSION:
+            self.error(
+                f"unsupported workflow version {version!r}; this Nexus reads version "
+                f"{WORKFLOW_VERSION}",
+                field="version",
+            )
+        for section, what in (("tasks", "task id"), ("agents", "agent name")):
+            entries = doc.get(section)
+            if isinstance(entries, dict):
+                for key in entries:
+                    if not isinstance(key, str) or _ID_RE.fullmatch(key) is None:
+                        self.error(
+                            f"invalid {what} {key!r}: it must match {_ID_PATTERN}",
+                            task=key if section == "tasks" and isinstance(key, str) else None,
+                            field=section,
+                        )
+        if "tasks" in doc and not doc["tasks"] and isinstance(doc["tasks"], dict | None):
+            self.error("the workflow has no tasks", field="tasks")
+        try:
+            return _Workflow.model_validate(doc)
+        except ValidationError as exc:
+            raise self.convert(exc) from None
+        except RecursionError:
+            raise WorkflowError("the workflow is nested too deeply", file=self.file) from None
+
+    def convert(self, exc: ValidationError) -> WorkflowError:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        loc = tuple(first["loc"])
+        kind = first["type"]
+        key = loc[-1] if loc else ""
+        if key == "[key]":  # a mapping key (not its value) is invalid
+            loc = loc[:-1]
+            key = loc[-1]
+        if kind == "missing":
+            message = f"missing required key '{key}'"
+        elif kind == "extra_forbidden":
+            message = f"unknown key '{key}'"
+            model = _model_at(loc)
+            if model is not None:
+                allowed = _keys_of(model)
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
+                message += f" ({hint})"
+        else:
+            message = first["msg"]
+            if first["loc"][-1:] == ("[key]",):
+                message = f"key {key!r}: {message}"
+            value = first.get("input")
+            if not isinstance(value, dict | list) and len(repr(value)) <= 60:
+                message += f", got {value!r}"
+        if len(errors) > 1:
+            more = len(errors) - 1
+            message += f" (and {more} more error{'s' if more > 1 else ''})"
+        task = loc[1] if len(loc) > 1 and loc[0] == "tasks" and isinstance(loc[1], str) else None
+        return WorkflowError(message, file=self.file, task=task, field=_path(loc) or None)
+
+    def merge_inputs(
+        self, declared: dict[str, Any], overrides: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        merged = {key: self.json(value, f"inputs.{key}") for key, value in declared.items()}
+        for key, value in (overrides or {}).items():
+            if key not in declared:
+                known = (
+                    "declared inputs: " + ", ".join(sorted(declared))
+                    if declared
+                    else "the workflow declares no inputs"
+                )
+                self.error(f"unknown input {key!r} ({known})", field="inputs")
+            merged[key] = self.json(value, f"inputs.{key}")
+        return merged
+
+    def workspace(self, workspace: str | None, base_dir: Path | None) -> str | None:
+        if workspace is None:
+            return None if base_dir is None else str(base_dir.resolve())
+        path = Path(workspace).expanduser()
+        if not path.is_absolute():
+            path = (base_dir if base_dir is not None else Path.cwd()) / path
+        return str(path.resolve())
+
+    # -- agents and tasks ---------------------------------------------------
+
+    def agent(self, name: str, spec: _Agent) -> AgentSpec:
+        provider, sep, model = spec.model.partition(":")
+        if not sep or not provider.strip() or not model.strip():
+            self.error(
+                f"model {spec.model!r} must be 'provider:model', e.g. 'openai:gpt-4o'",
+                field=f"agents.{name}.model",
+            )
+        for i, line in enumerate(spec.scripted):
+            self.template(line, task=None, field=f"agents.{name}.scripted[{i}]")
+        return AgentSpec(
+            name=name,
+            role=spec.role,
+            model=spec.model,
+            capabilities=tuple(spec.capabilities),
+            instructions=spec.instructions,
+            scripted=tuple(spec.scripted),
+            max_concurrency=spec.max_concurrency,
+        )
+
+    def check_values(
+        self,
+        tid: str,
+        spec: _Task,
+        tasks: Mapping[str, object],
+        reads: dict[str, list[tuple[str, str]]],
+    ) -> tuple[dict[str, Any], Any]:
+        """Check a task's JSON values and templates; return its ``with`` and ``foreach``."""
+        refs: list[tuple[str, str]] = []
+        args: dict[str, Any] = {}
+        if spec.args is not None:
+            args = self.json(spec.args, "with", task=tid)
+            for field, text in _strings(args, "with"):
+                refs.extend((ref, field) for ref in self.template(text, task=tid, field=field))
+        if spec.prompt is not None:
+            refs.extend((ref, "prompt") for ref in self.template(spec.prompt, tid, "prompt"))
+        foreach = self.foreach(tid, spec.foreach, refs)
+        if refs:
+            self.check_refs(tid, tuple(spec.needs), refs, tasks, reads)
+        return args, foreach
+
+    def check_kind(
+        self,
+        tid: str,
+        spec: _Task,
+        agents: Mapping[str, AgentSpec],
+        capabilities: Collection[str],
+    ) -> None:
+        agentish = [
+            key
+            for key, value in (
+                ("prompt", spec.prompt),
+                ("agent", spec.agent),
+                ("capability", spec.capability),
+            )
+            if value is not None
+        ]
+        if spec.tool is not None:
+            if agentish:
+                self.error(
+                    f"a task is either a tool task (`tool`, `with`) or an agent task "
+                    f"(`prompt` with `agent` or `capability`), not both; remove "
+                    f"`{agentish[0]}` or `tool`",
+                    task=tid,
+                    field=agentish[0],
+                )
+            if self.known_tools is not None and spec.tool not in self.known_tools:
+                self.error(
+                    f"unknown tool {spec.tool!r} ({_known('known tools', self.known_tools)})",
+                    task=tid,
+                    field="tool",
+                )
+            return
+        if not agentish:
+            self.error(
+                "the task does nothing: give it a `tool` (with `with`), or a `prompt` "
+                "with an `agent` or `capability`",
+                task=tid,
+            )
+        if spec.args is not None:
+            self.error(
+                "`with` is for tool tasks; an agent task takes a `prompt`", task=tid, field="with"
+            )
+        if spec.agent is not None and spec.capability is not None:
+            self.error("set either `agent` or `capability`, not both", task=tid, field="capability")
+        if spec.agent is None and spec.capability is None:
+            self.error(
+                "a `prompt` needs an `agent` or a `capability` to say who runs it",
+                task=tid,
+                field="prompt",
+            )
+        if spec.prompt is None:
+            self.error("an agent task needs a `prompt`", task=tid, field="prompt")
+        if spec.agent is not None and spec.agent not in agents:
+            self.error(
+                f"unknown agent {spec.agent!r} ({_known('defined agents', agents)})",
+                task=tid,
+                field="agent",
+            )
+        if spec.capability is not None and spec.capability not in capabilities:
+            self.error(
+                f"no agent has capability {spec.capability!r} "
+                f"({_known('available capabilities', capabilities)})",
+                task=tid,
+                field="capability",
+            )
+
+    def foreach(self, tid: str, value: Any, refs: list[tuple[str, str]]) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, list):
+            items = self.json(value, "foreach", task=tid)
+            for field, text in _strings(items, "foreach"):
+                refs.extend((ref, field) for ref in self.template(text, task=tid, field=field))
+            return items
+        if isinstance(value, str) and is_template(value):
+            refs.extend((ref, "foreach") for ref in self.template(value, tid, "foreach"))
+            return value
+        if isinstance(value, str):
+            hint = f"a list such as [{value}] or a template such as '{{{{ inputs.items }}}}'"
+        else:
+            hint = f"a list or a template such as '{{{{ inputs.items }}}}', not {_kind(value)}"
+        self.error(f"foreach must be {hint}", task=tid, field="foreach")
+
+    def template(self, source: str, task: str | None, field: str) -> set[str]:
+        """Check a string's template syntax; return the task ids it reads."""
+        if not is_template(source):
+            return set()
+        fast = _simple_refs(source)
+        if fast is not None:
+            return fast
+        try:
+            check_syntax(source)
+            return referenced_tasks(source)
+        except TemplateError as exc:
+            self.error(f"{exc.message.rstrip('.')} in {_snippet(source)}", task=task, field=field)
+
+    # -- the graph ----------------------------------------------------------
+
+    def check_refs(
+        self,
+        tid: str,
+        needs: tuple[str, ...],
+        refs: list[tuple[str, str]],
+        tasks: Mapping[str, object],
+        reads: dict[str, list[tuple[str, str]]],
+    ) -> None:
+        """Check what can be checked locally; queue indirect reads for :meth:`check_reads`."""
+        direct = set(needs)
+        for ref, field in refs:
+            if ref in direct:
+                continue
+            if ref == tid:
+                self.error(
+                    f"reads its own output (tasks.{ref}); a task can only read the tasks "
+                    "it depends on",
+                    task=tid,
+                    field=field,
+                )
+            if ref not in tasks:
+                hyphenated = [t for t in tasks if t.startswith(ref + "-")]
+                hint = (
+                    f"; to read '{hyphenated[0]}' write tasks['{hyphenated[0]}']"
+                    if hyphenated
+                    else ""
+                )
+                self.error(
+                    f"reads tasks.{ref} but there is no task {ref!r}{hint}",
+                    task=tid,
+                    field=field,
+                )
+            reads.setdefault(tid, []).append((ref, field))
+
+    def check_needs(self, needs: dict[str, tuple[str, ...]]) -> None:
+        for tid, deps in needs.items():
+            seen: set[str] = set()
+            for dep in deps:
+                if dep == tid:
+                    self.error("depends on itself", task=tid, field="needs")
+                if dep not in needs:
+                    close = difflib.get_close_matches(dep, needs, n=1)
+                    hint = f"did you mean {close[0]!r}?" if close else _known("known tasks", needs)
+                    self.error(f"needs unknown task {dep!r} ({hint})", task=tid, field="needs")
+                if dep in seen:
+                    self.error(f"lists {dep!r} twice", task=tid, field="needs")
+                seen.add(dep)
+        cycle = find_cycle(needs)
+        if cycle is not None:
+            self.error("dependency cycle: " + " -> ".join(cycle), task=cycle[0], field="needs")
+
+    def check_reads(
+        self, needs: dict[str, tuple[str, ...]], reads: dict[str, list[tuple[str, str]]]
+    ) -> None:
+        """Every task read by a template must be a transitive dependency of the reader.
+
+        One pass in topological order carries, per task, a bit mask of the read
+        targets among its ancestors; a mask is dropped once all its dependents
+        have been visited, so memory stays proportional to the graph's width.
+        """
+        targets = sorted({ref for pending in reads.values() for ref, _ in pending})
+        bit = {ref: 1 << i for i, ref in enumerate(targets)}
+        waiting: dict[str, int] = dict.fromkeys(needs, 0)
+        for deps in needs.values():
+            for dep in deps:
+                waiting[dep] += 1
+        masks: dict[str, int] = {}
+        failures: list[tuple[str, str, str]] = []
+        for tid in topological_order(needs):
+            mask = 0
+            for dep in needs[tid]:
+                mask |= masks[dep] | bit.get(dep, 0)
+                waiting[dep] -= 1
+                if not waiting[dep]:
+                    del masks[dep]
+            if waiting[tid]:
+                masks[tid] = mask
+            for ref, field in reads.get(tid, ()):
+                if not mask & bit[ref]:
+                    failures.append((tid, ref, field))
+                    break
+        if failures:
+            position = {tid: i for i, tid in enumerate(needs)}
+            tid, ref, field = min(failures, key=lambda failure: position[failure[0]])
+            self.error(
+                f"reads tasks.{ref} but does not depend on it; add it to needs",
+                task=tid,
+                field=field,
+            )
+
+    # -- JSON values ----------------------------------------------------------
+
+    def json(self, value: Any, field: str, task: str | None = None) -> Any:
+        """A fresh copy of ``value``, checked to be plain JSON (plans are hashed as JSON)."""
+        return self._json(value, field, task, 0)
+
+    def _json(self, value: Any, field: str, task: str | None, depth: int) -> Any:
+        if value is None or isinstance(value, str | bool):
+            return value
+        if isinstance(value, int):
+            if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+                return value
+            self.error(f"integer {value} is too large for JSON", task=task, field=field)
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            self.error(f"{value} is not a JSON number", task=task, field=field)
+        if depth >= _MAX_DEPTH:
+            field = field if len(field) <= 60 else field[:57] + "..."
+            self.error(
+                f"value is nested more than {_MAX_DEPTH} levels deep (or refers to itself)",
+                task=task,
+                field=field,
+            )
+        if isinstance(value, list):
+            return [
+                self._json(item, f"{field}[{i}]", task, depth + 1) for i, item in enumerate(value)
+            ]
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    self.error(f"key {key!r} must be a string (quote it)", task=task, field=field)
+                out[key] = self._json(item, f"{field}.{key}", task, depth + 1)
+            return out
+        self.error(
+            f"{_kind(value)} is not a JSON value; use a string, number, boolean, null, "
+            "list or mapping",
+            task=task,
+            field=field,
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+# A template made only of text and ``{{ name.attr['key'] }}`` expressions compiles
+# for sure, and its task reads can be found without Jinja (which costs ~0.5 ms
+# per distinct template to compile). Anything else goes through Jinja.
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_ACCESS = rf"(?:\.{_IDENT}|\[\s*(?:'[^'\\{{}}]*'|\"[^\"\\{{}}]*\")\s*\])"
+_EXPR = rf"\{{\{{\s*(?P<head>{_IDENT})(?P<first>{_ACCESS})?{_ACCESS}*\s*\}}\}}"
+_EXPR_RE = re.compile(_EXPR)
+_SIMPLE_RE = re.compile(rf"(?:[^{{]++|\{{(?![{{%#])|{_EXPR})*+")
+_KEYWORDS = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "elif", "true", "false", "none"}
+    | {"True", "False", "None"}
+)
+
+
+def _simple_refs(source: str) -> set[str] | None:
+    """Task ids read by a simple template; None when Jinja must look at it."""
+    if _SIMPLE_RE.fullmatch(source) is None:
+        return None
+    refs: set[str] = set()
+    for match in _EXPR_RE.finditer(source):
+        head, first = match.group("head", "first")
+        if head in _KEYWORDS:
+            return None
+        if head == "tasks" and first:
+            refs.add(first[1:] if first[0] == "." else first.strip("[] \t\r\n")[1:-1])
+    return refs
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON value, with its field path (``with.env.HOME``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _retry_policy(defaults: _Defaults, retries: int | None, own: _Backoff | None) -> RetryPolicy:
+    """A task's retry policy: its own settings, else the workflow's defaults, else the base."""
+    base = RetryPolicy()
+    backoff = own or _Backoff()
+    return RetryPolicy(
+        retries=retries if retries is not None else defaults.retries,
+        initial=_first(backoff.initial, defaults.backoff.initial, base.initial),
+        multiplier=_first(backoff.multiplier, defaults.backoff.multiplier, base.multiplier),
+        maximum=_first(backoff.maximum, defaults.backoff.maximum, base.maximum),
+    )
+
+
+def _first(*values: float | None) -> float:
+    for value in values:
+        if value is not None:
+            return float(value)
+    raise AssertionError("no value")  # pragma: no cover - the last value is a float
+
+
+def _known(label: str, names: Collection[str]) -> str:
+    if not names:
+        return f"no {label.split(' ', 1)[-1]} are defined"
+    ordered = sorted(names)
+    if len(ordered) > _LIST_KNOWN:
+        return f"{label}: " + ", ".join(ordered[:_LIST_KNOWN]) + f", ... ({len(ordered)} in all)"
+    return f"{label}: " + ", ".join(ordered)
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__} value"
+
+
+def _snippet(source: str, limit: int = 60) -> str:
+    return repr(source if len(source) <= limit else source[: limit - 3] + "...")

@@ -1,0 +1,320 @@
+"""SQLite adapter of the Store port: SQLAlchemy Core, WAL, one writer thread.
+
+SQLite calls block, so every call runs on one dedicated thread (never on the
+event loop); one thread also means one connection, which is what SQLite
+prefers for writes. Batches are appended in one transaction: the engine
+group-commits the events a controller step produced.
+
+Durability: WAL with ``synchronous=NORMAL`` survives a killed process (the
+guarantee crash-resume needs); ``durability="full"`` also survives power loss
+at the cost of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from nexus.domain.errors import ConflictError, InfrastructureError
+from nexus.domain.events import Event, EventType
+from nexus.store import migrate
+from nexus.store.base import ChainRow, Command, Lease, RunRecord
+from nexus.store.schema import commands, events, runs
+
+T = TypeVar("T")
+
+_UPDATE_RUN = (
+    "UPDATE runs SET updated_at = :at, events = :n, status = COALESCE(:status, status) "
+    "WHERE run_id = :run_id"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, seq, type, at, task, prev_hash, hash, body) "
+    "VALUES (:run_id, :seq, :type, :at, :task, :prev_hash, :hash, :body)"
+)
+
+
+def _task_of(event: Event) -> str | None:
+    task = event.data.get("task")
+    return task if isinstance(task, str) else None
+
+
+def _row(event: Event) -> dict[str, Any]:
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "type": str(event.type),
+        "at": event.at,
+        "task": _task_of(event),
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+        "body": event.body,
+    }
+
+
+def event_from_row(run_id: str, seq: int, prev_hash: str, hash_: str, body: str) -> Event:
+    """Rebuild an event from its stored body (the body is the source of truth)."""
+    doc = json.loads(body)
+    return Event(
+        run_id=run_id,
+        seq=seq,
+        type=EventType(doc["type"]),
+        at=doc["at"],
+        data=doc["data"],
+        prev_hash=prev_hash,
+        hash=hash_,
+        body=body,
+    )
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(
+        run_id=row.run_id,
+        name=row.name,
+        plan_hash=row.plan_hash,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        source=row.source,
+        workspace=row.workspace,
+        events=row.events,
+    )
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite file in WAL mode.
+
+    Example:
+        >>> store = SQLiteStore.open(Path(".nexus/nexus.db"))  # doctest: +SKIP
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexus-sqlite")
+        self._writer: Connection | None = None  # lives on the pool's one thread
+        self._closed = False
+
+    def _conn(self) -> Connection:
+        """The writer thread's persistent connection (opened on first use)."""
+        if self._writer is None:
+            self._writer = self._engine.connect()
+        return self._writer
+
+    @classmethod
+    def open(
+        cls, path: Path | str, *, durability: Literal["normal", "full"] = "normal"
+    ) -> SQLiteStore:
+        """Open (and create or migrate) the database at ``path``.
+
+        Raises:
+            InfrastructureError: the file cannot be opened or migrated.
+        """
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InfrastructureError(f"cannot create {target.parent}: {exc}") from exc
+        engine = create_engine(f"sqlite:///{target}", connect_args={"timeout": 30})
+        sync = "FULL" if durability == "full" else "NORMAL"
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        try:
+            if migrate.current_revision(engine) != migrate.head_revision():
+                migrate.upgrade(engine)
+        except OperationalError as exc:
+            raise InfrastructureError(f"cannot open the database {target}: {exc.orig}") from exc
+        return cls(engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except OperationalError as exc:
+            raise InfrastructureError(f"database error: {exc.orig}") from exc
+
+    # -- runs and events --------------------------------------------------
+    async def create_run(self, record: RunRecord, first: Event) -> None:
+        def work() -> None:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        insert(runs).values(
+                            run_id=record.run_id,
+                            name=record.name,
+                            plan_hash=record.plan_hash,
+                            status=record.status,
+                            created_at=record.created_at,
+                            updated_at=record.updated_at,
+                            source=record.source,
+                            workspace=record.workspace,
+                            events=1,
+                        )
+                    )
+                    conn.execute(insert(events), [_row(first)])
+            except SAIntegrityError as exc:
+                raise ConflictError(f"run {record.run_id} exists already") from exc
+
+        await self._call(work)
+
+    async def append(self, run_id: str, batch: Sequence[Event], status: str | None) -> None:
+        if not batch:
+            return
+        rows = [_row(e) for e in batch]
+        progress = {"run_id": run_id, "at": batch[-1].at, "n": batch[-1].seq, "status": status}
+
+        def work() -> None:
+            # The hot path: one executemany of prepared SQL and one commit per batch.
+            conn = self._conn()
+            try:
+                conn.exec_driver_sql(_INSERT_EVENT, rows)
+                conn.exec_driver_sql(_UPDATE_RUN, progress)
+                conn.commit()
+            except SAIntegrityError as exc:
+                conn.rollback()
+                raise ConflictError(
+                    f"run {run_id}: seq {batch[0].seq} is taken: another process writes this run"
+                ) from exc
+            except BaseException:
+                conn.rollback()
+                raise
+
+        await self._call(work)
+
+    async def load(self, run_id: str) -> list[Event]:
+        def work() -> list[Event]:
+            query = (
+                select(events.c.seq, events.c.prev_hash, events.c.hash, events.c.body)
+                .where(events.c.run_id == run_id)
+                .order_by(events.c.seq)
+            )
+            with self._engine.connect() as conn:
+                return [
+                    event_from_row(run_id, seq, prev, hash_, body)
+                    for seq, prev, hash_, body in conn.execute(query)
+                ]
+
+        return await self._call(work)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        def work() -> RunRecord | None:
+            with self._engine.connect() as conn:
+                row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+            return None if row is None else _record(row)
+
+        return await self._call(work)
+
+    async def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        def work() -> list[RunRecord]:
+            query = select(runs).order_by(runs.c.run_id.desc()).limit(limit)
+            with self._engine.connect() as conn:
+                return [_record(row) for row in conn.execute(query)]
+
+        return await self._call(work)
+
+    # -- leases -----------------------------------------------------------
+    async def get_lease(self, run_id: str) -> Lease | None:
+        def work() -> Lease | None:
+            query = select(
+                runs.c.lease_owner, runs.c.lease_host, runs.c.lease_pid, runs.c.lease_heartbeat
+            ).where(runs.c.run_id == run_id)
+            with self._engine.connect() as conn:
+                row = conn.execute(query).first()
+            if row is None or row.lease_owner is None:
+                return None
+            return Lease(row.lease_owner, row.lease_host, row.lease_pid, row.lease_heartbeat)
+
+        return await self._call(work)
+
+    async def swap_lease(self, run_id: str, new: Lease | None, expect_owner: str | None) -> bool:
+        values: dict[str, Any] = {
+            "lease_owner": None if new is None else new.owner,
+            "lease_host": None if new is None else new.host,
+            "lease_pid": None if new is None else new.pid,
+            "lease_heartbeat": None if new is None else new.heartbeat,
+        }
+        guard = (
+            runs.c.lease_owner.is_(None)
+            if expect_owner is None
+            else runs.c.lease_owner == expect_owner
+        )
+
+        def work() -> bool:
+            with self._engine.begin() as conn:
+                result = conn.execute(
+                    update(runs).where(runs.c.run_id == run_id, guard).values(**values)
+                )
+                return result.rowcount == 1
+
+        return await self._call(work)
+
+    # -- commands ---------------------------------------------------------
+    async def push_command(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:
+        def work() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(commands).values(run_id=run_id, kind=kind, payload=json.dumps(payload))
+                )
+
+        await self._call(work)
+
+    async def take_commands(self, run_id: str) -> list[Command]:
+        def work() -> list[Command]:
+            with self._engine.begin() as conn:
+                rows = conn.execute(
+                    select(commands).where(commands.c.run_id == run_id).order_by(commands.c.id)
+                ).all()
+                if rows:
+                    ids = [r.id for r in rows]
+                    conn.execute(delete(commands).where(commands.c.id.in_(ids)))
+            return [Command(r.id, r.run_id, r.kind, json.loads(r.payload)) for r in rows]
+
+        return await self._call(work)
+
+    # -- audit ------------------------------------------------------------
+    def chain(self, run_id: str | None = None) -> Iterator[ChainRow]:
+        query = select(
+            events.c.run_id, events.c.seq, events.c.prev_hash, events.c.hash, events.c.body
+        ).order_by(events.c.run_id, events.c.seq)
+        if run_id is not None:
+            query = query.where(events.c.run_id == run_id)
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=5000).execute(query)
+            for run, seq, prev, hash_, body in result:
+                yield ChainRow(run, seq, prev, hash_, body)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            writer = self._writer
+            await asyncio.get_running_loop().run_in_executor(self._pool, writer.close)
+        self._pool.shutdown(wait=True)
+        self._engine.dispose()
