@@ -288,10 +288,15 @@ class RunController:
         error: dict[str, Any] | None = None
         try:
             if "tool" in data:
-                tool = self.services.tools.get(data["tool"])
                 tool_ctx = ToolContext(self.run_id, tid, attempt, self.workspace)
                 request = {"tool": data["tool"], "args": data["args"]}
-                output = await ctx.effect("tool", request, lambda: tool(data["args"], tool_ctx))
+
+                async def call_tool() -> Any:
+                    # looked up inside the effect: a replay needs no tool at all
+                    tool = self.services.tools.get(data["tool"])
+                    return await tool(data["args"], tool_ctx)
+
+                output = await ctx.effect("tool", request, call_tool)
             else:
                 spec = self.state.plan.agents[data["agent"]]
                 agent = self.services.agents.resolve(spec)

@@ -427,6 +427,13 @@ class _Compiler:
     def convert(self, exc: ValidationError) -> WorkflowError:
         errors = exc.errors(include_url=False)
         first = errors[0]
+        if first["type"] == "missing":
+            # A misspelt key is reported as both missing and unknown: the typo explains more.
+            parent = first["loc"][:-1]
+            typos = [
+                e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent
+            ]
+            first = typos[0] if typos else first
         loc = tuple(first["loc"])
         kind = first["type"]
         key = loc[-1] if loc else ""
@@ -604,16 +611,16 @@ class _Compiler:
             hint = f"a list or a template such as '{{{{ inputs.items }}}}', not {_kind(value)}"
         self.error(f"foreach must be {hint}", task=tid, field="foreach")
 
-    def template(self, source: str, task: str | None, field: str) -> set[str]:
-        """Check a string's template syntax; return the task ids it reads."""
+    def template(self, source: str, task: str | None, field: str) -> list[str]:
+        """Check a string's template syntax; return the task ids it reads, sorted."""
         if not is_template(source):
-            return set()
+            return []
         fast = _simple_refs(source)
         if fast is not None:
-            return fast
+            return sorted(fast)
         try:
             check_syntax(source)
-            return referenced_tasks(source)
+            return sorted(referenced_tasks(source))
         except TemplateError as exc:
             self.error(f"{exc.message.rstrip('.')} in {_snippet(source)}", task=task, field=field)
 

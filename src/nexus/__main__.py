@@ -1,0 +1,5 @@
+"""``python -m nexus`` runs the CLI."""
+
+from nexus.cli import main
+
+main()

@@ -1,0 +1,236 @@
+"""The Python API: build the same plan a workflow file describes, in code.
+
+Tasks, tools and agents are referred to by the objects that define them, not
+by strings, so a typo is a Python error. The builder produces the same
+document a YAML file would and compiles it with the same checks
+(:func:`~nexus.planning.workflow.compile_workflow`), so code and files can
+never drift apart in what they accept.
+
+Example:
+    >>> wf = Workflow("hello", inputs={"who": "world"})
+    >>> @tool
+    ... def greet(who: str) -> str:
+    ...     return f"hello {who}"
+    >>> first = wf.task("greet", tool=greet, args={"who": "{{ inputs.who }}"})
+    >>> echo = wf.task("echo", needs=[first], tool="shell",
+    ...                args={"cmd": "echo {{ tasks.greet.output }}"})
+    >>> result = wf.run_sync(home=tmp)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nexus.agents.base import AgentFunction, FunctionAgent
+from nexus.domain.plan import Plan
+from nexus.planning.workflow import compile_workflow
+from nexus.tools.base import FunctionTool, ToolRegistry
+from nexus.tools.builtins import builtin_tools
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """A handle on a task of a :class:`Workflow`, for ``needs=[...]``."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRef:
+    """A handle on a model-backed agent of a :class:`Workflow`."""
+
+    name: str
+
+
+class Workflow:
+    """A plan under construction.
+
+    Args:
+        name: the workflow's name.
+        inputs: declared inputs and their defaults.
+        workspace: working directory for tool tasks (default: the current one).
+        fail_fast: stop the run at the first failed task.
+        max_parallel: attempts running at once.
+        retries: default retries per task.
+        timeout: default timeout per attempt, in seconds.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: dict[str, Any] | None = None,
+        workspace: str | Path | None = None,
+        fail_fast: bool = True,
+        max_parallel: int = 16,
+        retries: int = 0,
+        timeout: float | None = None,
+    ) -> None:
+        self.name = name
+        self._doc: dict[str, Any] = {
+            "version": 1,
+            "name": name,
+            "inputs": dict(inputs or {}),
+            "fail_fast": fail_fast,
+            "max_parallel": max_parallel,
+            "defaults": {"retries": retries, "timeout": timeout},
+            "agents": {},
+            "tasks": {},
+        }
+        if workspace is not None:
+            self._doc["workspace"] = str(Path(workspace).resolve())
+        self._tools: dict[str, FunctionTool] = {}
+        self._functions: dict[str, FunctionAgent] = {}
+
+    # -- agents -------------------------------------------------------------
+    def agent(
+        self,
+        name: str,
+        *,
+        model: str,
+        capabilities: Sequence[str] = (),
+        instructions: str = "",
+        role: str = "",
+        scripted: Sequence[str] = (),
+        max_concurrency: int = 0,
+    ) -> AgentRef:
+        """Declare a model-backed agent (``model`` is ``provider:model``)."""
+        self._doc["agents"][name] = {
+            "role": role,
+            "model": model,
+            "capabilities": list(capabilities),
+            "instructions": instructions,
+            "scripted": list(scripted),
+            "max_concurrency": max_concurrency,
+        }
+        return AgentRef(name)
+
+    def function_agent(
+        self,
+        fn: AgentFunction | None = None,
+        *,
+        name: str | None = None,
+        capabilities: Sequence[str] = (),
+    ) -> Any:
+        """Declare a Python function as an agent (usable as a decorator).
+
+        The function is called as ``fn(call, ctx)``; it must act on the world
+        only through ``ctx.effect(...)`` so runs stay replayable.
+        """
+
+        def register(f: AgentFunction) -> FunctionAgent:
+            agent = FunctionAgent(
+                name=name or getattr(f, "__name__", "agent"),
+                fn=f,
+                capabilities=tuple(capabilities),
+            )
+            self._functions[agent.name] = agent
+            self._doc["agents"][agent.name] = {
+                "role": "function",
+                "model": f"function:{agent.name}",
+                "capabilities": list(capabilities),
+            }
+            return agent
+
+        return register(fn) if fn is not None else register
+
+    # -- tasks --------------------------------------------------------------
+    def task(
+        self,
+        task_id: str,
+        *,
+        tool: str | FunctionTool | None = None,
+        args: dict[str, Any] | None = None,
+        needs: Iterable[TaskRef | str] = (),
+        agent: AgentRef | FunctionAgent | None = None,
+        capability: str | None = None,
+        prompt: str | None = None,
+        foreach: list[Any] | str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> TaskRef:
+        """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``)."""
+        entry: dict[str, Any] = {
+            "needs": [n.id if isinstance(n, TaskRef) else n for n in needs],
+            "priority": priority,
+        }
+        if isinstance(tool, FunctionTool):
+            self._tools[tool.name] = tool
+            entry["tool"] = tool.name
+        elif tool is not None:
+            entry["tool"] = tool
+        if args is not None:
+            entry["with"] = args
+        if isinstance(agent, FunctionAgent):
+            entry["agent"] = agent.name
+        elif isinstance(agent, AgentRef):
+            entry["agent"] = agent.name
+        for key, value in (
+            ("capability", capability),
+            ("prompt", prompt),
+            ("foreach", foreach),
+            ("retries", retries),
+            ("timeout", timeout),
+        ):
+            if value is not None:
+                entry[key] = value
+        self._doc["tasks"][task_id] = entry
+        return TaskRef(task_id)
+
+    # -- compile and run ------------------------------------------------------
+    def tools(self) -> ToolRegistry:
+        """The built-in tools plus the function tools this workflow uses."""
+        registry = builtin_tools()
+        for function_tool in self._tools.values():
+            registry.add(function_tool)
+        return registry
+
+    def compile(self, inputs: dict[str, Any] | None = None) -> Plan:
+        """Validate and compile, with the same checks as a workflow file.
+
+        Raises:
+            WorkflowError: the workflow is invalid (names the task and field).
+        """
+        return compile_workflow(
+            self._doc,
+            file=f"<workflow {self.name}>",
+            inputs=inputs,
+            known_tools=self.tools().names(),
+        )
+
+    async def run(
+        self,
+        *,
+        home: str | Path | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> Any:
+        """Run in-process against the SQLite store in ``home`` (default ``./.nexus``).
+
+        Returns:
+            The :class:`~nexus.engine.runtime.RunResult`.
+        """
+        from nexus.config import Settings
+        from nexus.engine.runtime import Engine
+        from nexus.store.sqlite import SQLiteStore
+
+        plan = self.compile(inputs)
+        settings = Settings() if home is None else Settings(home=Path(home))
+        store = SQLiteStore.open(settings.db_path, durability=settings.durability)
+        try:
+            engine = Engine(
+                store, tools=self.tools(), function_agents=list(self._functions.values())
+            )
+            return await engine.start(plan, source=f"python:{self.name}")
+        finally:
+            await store.close()
+
+    def run_sync(
+        self, *, home: str | Path | None = None, inputs: dict[str, Any] | None = None
+    ) -> Any:
+        """:meth:`run` for code that has no event loop (scripts, notebooks)."""
+        return asyncio.run(self.run(home=home, inputs=inputs))
