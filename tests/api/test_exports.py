@@ -10,8 +10,16 @@ def test_all_names_exist_and_nothing_else_is_public_by_accident() -> None:
     for name in exported:
         assert hasattr(nexus, name), name
     public_modules = {
-        "agents", "cli", "config", "domain", "engine", "gateway", "planning", "store",
-        "testing", "tools",
+        "agents",
+        "cli",
+        "config",
+        "domain",
+        "engine",
+        "gateway",
+        "planning",
+        "store",
+        "testing",
+        "tools",
     }
     public = {n for n in dir(nexus) if not n.startswith("_")} - public_modules
     assert public == exported - {"__version__"}

@@ -16,6 +16,7 @@ from typing import Any
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
+from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
 from nexus.planning.templates import is_template, render_deep, render_text, render_value
@@ -253,6 +254,11 @@ class Decider:
                 },
             )
             return
+        try:
+            items = to_json(items, f"the foreach items of task '{task.id}'")
+        except NexusError as exc:
+            self._fail(task, at, {**exc.to_data(), "retryable": False})
+            return
         self.emit(Draft(EventType.TASK_EXPANDED, at, {"task": task.id, "items": items}))
 
     def _start(self, task: TaskState, at: str) -> bool:
@@ -264,7 +270,8 @@ class Decider:
             ctx = template_context(state, task) if _needs_context(task) else {}
             if spec.tool is not None:
                 data["tool"] = spec.tool
-                data["args"] = render_deep(spec.args, ctx) if ctx else spec.args
+                args = render_deep(spec.args, ctx) if ctx else spec.args
+                data["args"] = to_json(args, f"the arguments of task '{task.id}'") if ctx else args
             else:
                 decision = route(spec, state.plan.agents, state.agent_load)
                 if decision.agent is None:

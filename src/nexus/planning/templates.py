@@ -104,9 +104,13 @@ def render_value(source: str, context: dict[str, Any]) -> Any:
 
 
 def render_deep(value: Any, context: dict[str, Any]) -> Any:
-    """Render every template string inside a JSON value (dicts and lists recursively)."""
+    """Render every template string inside a JSON value (dicts and lists recursively).
+
+    A string that is one ``{{ expression }}`` keeps the expression's type
+    (``"{{ inputs.n }}"`` gives the number 3); anything else renders to text.
+    """
     if isinstance(value, str):
-        return render_text(value, context) if is_template(value) else value
+        return render_value(value, context) if is_template(value) else value
     if isinstance(value, dict):
         return {key: render_deep(sub, context) for key, sub in value.items()}
     if isinstance(value, list):

@@ -675,7 +675,11 @@ class _Compiler:
                 seen.add(dep)
         cycle = find_cycle(needs)
         if cycle is not None:
-            self.error("dependency cycle: " + " -> ".join(cycle), task=cycle[0], field="needs")
+            self.error(
+                "dependency cycle: " + " -> ".join(cycle) + " (each task needs the next)",
+                task=cycle[0],
+                field="needs",
+            )
 
     def check_reads(
         self, needs: dict[str, tuple[str, ...]], reads: dict[str, list[tuple[str, str]]]
@@ -683,8 +687,9 @@ class _Compiler:
         """Every task read by a template must be a transitive dependency of the reader.
 
         One pass in topological order carries, per task, a bit mask of the read
-        targets among its ancestors; a mask is dropped once all its dependents
-        have been visited, so memory stays proportional to the graph's width.
+        targets among its ancestors (only tasks read other than through a direct
+        ``needs`` entry get a bit). A mask is dropped once all its dependents
+        have been visited, so at most the graph's width of masks are alive.
         """
         targets = sorted({ref for pending in reads.values() for ref, _ in pending})
         bit = {ref: 1 << i for i, ref in enumerate(targets)}
