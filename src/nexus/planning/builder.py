@@ -124,7 +124,7 @@ class Workflow:
 
         def register(f: AgentFunction) -> FunctionAgent:
             agent = FunctionAgent(
-                name=name or getattr(f, "__name__", "agent"),
+                name=name or str(getattr(f, "__name__", "agent")),
                 fn=f,
                 capabilities=tuple(capabilities),
             )
@@ -166,9 +166,7 @@ class Workflow:
             entry["tool"] = tool
         if args is not None:
             entry["with"] = args
-        if isinstance(agent, FunctionAgent):
-            entry["agent"] = agent.name
-        elif isinstance(agent, AgentRef):
+        if isinstance(agent, FunctionAgent | AgentRef):
             entry["agent"] = agent.name
         for key, value in (
             ("capability", capability),
