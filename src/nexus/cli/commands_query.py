@@ -19,6 +19,7 @@ from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_a
 from nexus.domain.errors import NotFoundError
 from nexus.domain.events import Event
 from nexus.domain.state import RunState
+from nexus.engine.runtime import lease_alive
 from nexus.store.audit import AuditReport, verify_chain
 from nexus.store.base import RunRecord, Store
 
@@ -99,6 +100,8 @@ def status(run_id: RunArg, as_json: JsonOpt = False) -> None:
         async with open_store() as store:
             state, _ = await _fold(store, run_id)
             lease = await store.get_lease(run_id)
+            if lease is not None and not lease_alive(lease):
+                lease = None  # its process died: nothing drives the run
             doc = _summary(state)
             doc["driven_by"] = None if lease is None else {"host": lease.host, "pid": lease.pid}
             return doc

@@ -21,6 +21,7 @@ not a scan of the plan.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -150,6 +151,8 @@ class RunState:
     _dependents: dict[str, list[str]] = field(default_factory=dict)
     _ready: list[tuple[tuple[int, int, int, int], str]] = field(default_factory=list)
     _parents_done: list[str] = field(default_factory=list)
+    _finished: list[str] = field(default_factory=list)
+    _finished_at: dict[str, int] = field(default_factory=dict)
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -226,13 +229,19 @@ class RunState:
         found = [t for t in self.tasks.values() if t.status in wanted]
         return sorted(found, key=lambda t: self._rank[t.id])
 
-    def outputs(self) -> dict[str, Any]:
-        """``tasks.<id>.output`` for templates: every finished plan task."""
-        return {
-            tid: {"output": t.output, "status": str(t.status)}
-            for tid, t in self.tasks.items()
-            if t.parent is None and t.status.terminal
-        }
+    def outputs(self, upto: int | None = None) -> OutputsView:
+        """``tasks.<id>`` for templates: plan tasks that had ended.
+
+        ``upto`` limits the view to the first ``upto`` tasks that ended, so a
+        worker sees what its attempt's decision saw, however late it starts.
+        Lookups are O(1); nothing is copied.
+        """
+        return OutputsView(self, len(self._finished) if upto is None else upto)
+
+    @property
+    def finished_count(self) -> int:
+        """How many plan tasks have ended so far."""
+        return len(self._finished)
 
     # -- transitions ------------------------------------------------------
     def _move(self, task: TaskState, to: TaskStatus, at: str) -> None:
@@ -253,6 +262,9 @@ class RunState:
         if to.terminal:
             task.ended_at = at
             self.open_tasks -= 1
+            if task.parent is None:
+                self._finished_at[task.id] = len(self._finished)
+                self._finished.append(task.id)
             self._release(task)
 
     def _release(self, task: TaskState) -> None:
@@ -287,6 +299,29 @@ class RunState:
             return self.tasks[tid]
         except KeyError:
             raise IntegrityError(f"run {self.run_id}: unknown task '{tid}'") from None
+
+
+class OutputsView(Mapping[str, dict[str, Any]]):
+    """Read-only ``tasks`` mapping for templates: ``{"output": ..., "status": ...}``."""
+
+    __slots__ = ("_state", "_upto")
+
+    def __init__(self, state: RunState, upto: int) -> None:
+        self._state = state
+        self._upto = upto
+
+    def __getitem__(self, tid: str) -> dict[str, Any]:
+        position = self._state._finished_at.get(tid)
+        if position is None or position >= self._upto:
+            raise KeyError(tid)
+        task = self._state.tasks[tid]
+        return {"output": task.output, "status": str(task.status)}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state._finished[: self._upto])
+
+    def __len__(self) -> int:
+        return self._upto
 
 
 def _noop(state: RunState, event: Event) -> None:

@@ -165,6 +165,7 @@ class RunController:
         self._buffer: list[Event] = []
         self._launch: list[Event] = []
         self._inline: list[Event] = []
+        self._seen_upto: dict[str, int] = {}
         self._timers: list[Event] = []
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -181,6 +182,7 @@ class RunController:
         self._buffer.append(event)
         kind = event.type
         if kind is EventType.ATTEMPT_STARTED:
+            self._seen_upto[event.data["task"]] = state.finished_count
             (self._inline if self._is_pure(event) else self._launch).append(event)
         elif kind is EventType.RETRY_SCHEDULED:
             self._timers.append(event)
@@ -282,7 +284,8 @@ class RunController:
         loop = asyncio.get_running_loop()
         deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
         # tools get their arguments rendered by the decider; only agents see the context
-        context = template_context(self.state, task) if "agent" in data else {}
+        upto = self._seen_upto.pop(tid, None)
+        context = template_context(self.state, task, upto) if "agent" in data else {}
         ctx = AttemptContext(self, tid, attempt, context, deadline)
         output: Any = None
         error: dict[str, Any] | None = None

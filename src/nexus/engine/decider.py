@@ -28,11 +28,15 @@ MAX_INTERRUPTS = 3
 Emit = Callable[[Draft], Event]
 
 
-def template_context(state: RunState, task: TaskState) -> dict[str, Any]:
-    """What a task's templates see: ``inputs``, ``tasks``, ``item``, ``run``."""
+def template_context(state: RunState, task: TaskState, upto: int | None = None) -> dict[str, Any]:
+    """What a task's templates see: ``inputs``, ``tasks``, ``item``, ``run``.
+
+    ``upto`` pins ``tasks`` to the plan tasks that had ended when the attempt
+    was decided (see :meth:`RunState.outputs`).
+    """
     ctx: dict[str, Any] = {
         "inputs": state.inputs,
-        "tasks": state.outputs(),
+        "tasks": state.outputs(upto),
         "run": {"id": state.run_id, "name": state.plan.name},
     }
     if task.parent is not None:

@@ -96,6 +96,13 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def lease_alive(lease: Lease) -> bool:
+    """Whether a lease's holder may still drive its run (judged as ``Engine._acquire`` does)."""
+    if time.time() - lease.heartbeat > LEASE_STALE_S:
+        return False
+    return lease.host != socket.gethostname() or _pid_alive(lease.pid)
+
+
 @dataclass
 class Engine:
     """Runs plans durably against a store.
@@ -212,6 +219,8 @@ class Engine:
 
     async def resume(self, run_id: str, *, observers: Sequence[Observer] = ()) -> RunResult:
         """Finish a run whose process died: interrupted attempts are retried."""
+        if await self.store.get_run(run_id) is None:
+            raise NotFoundError(f"no run with id {run_id}")
         await self._acquire(run_id)
         try:
             state, _ = await self.load_state(run_id)
