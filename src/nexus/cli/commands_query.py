@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_async
@@ -85,10 +86,12 @@ def runs(
         out.print("no runs yet: try `nexus run examples/release-notes/workflow.yaml`")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("run", "name", "status", "started", "events"):
+    # run ids are what users copy: never cut them, however narrow the output
+    table.add_column("run", no_wrap=True, min_width=max(len(r.run_id) for r in records))
+    for col in ("name", "status", "started", "events"):
         table.add_column(col)
     for r in records:
-        style = _STATUS_STYLE.get(r.status, "")
+        style = _STATUS_STYLE.get(r.status, "none")
         table.add_row(r.run_id, r.name, f"[{style}]{r.status}[/]", r.created_at, str(r.events))
     out.print(table)
 
@@ -110,7 +113,7 @@ def status(run_id: RunArg, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(doc)
     else:
-        style = _STATUS_STYLE.get(doc["status"], "")
+        style = _STATUS_STYLE.get(doc["status"], "none")
         out.print(f"run {doc['run_id']}  {doc['name']}  [{style}]{doc['status']}[/]")
         out.print("  " + ", ".join(f"{n} {s}" for s, n in doc["counts"].items()))
         if doc["status"] == "running" and doc["driven_by"] is None:
@@ -150,8 +153,8 @@ def inspect(
         for col in ("task", "status", "attempts", "agent", "error"):
             table.add_column(col)
         for tid, t in doc["tasks"].items():
-            style = _STATUS_STYLE.get(t["status"], "")
-            error = t["error"]["message"] if t["error"] else ""
+            style = _STATUS_STYLE.get(t["status"], "none")  # "" is no valid markup tag
+            error = escape(t["error"]["message"]) if t["error"] else ""
             table.add_row(
                 tid, f"[{style}]{t['status']}[/]", str(t["attempts"]), t["agent"] or "", error
             )
@@ -159,8 +162,8 @@ def inspect(
         return
     out.print(f"task {doc['id']}: {doc['status']} after {doc['attempts']} attempt(s)")
     if doc["error"]:
-        out.print(f"  error: {doc['error']}")
-    out.print("  output: " + json.dumps(doc["output"], indent=2, ensure_ascii=False))
+        out.print(f"  error: {doc['error']}", markup=False)
+    out.print("  output: " + json.dumps(doc["output"], indent=2, ensure_ascii=False), markup=False)
     for event in doc["events"]:
         out.print(f"  [dim]{event['seq']:>5} {event['at']}[/] {event['type']}")
 
@@ -229,9 +232,9 @@ def export(
         try:
             output.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
-            err.print(f"[red]error:[/] cannot write {output}: {exc.strerror}")
+            err.print(f"[red]error:[/] cannot write {escape(str(output))}: {exc.strerror}")
             raise typer.Exit(2) from None
-        err.print(f"exported {len(bundle['events'])} events to {output}")
+        err.print(f"exported {len(bundle['events'])} events to {escape(str(output))}")
 
 
 audit_app = typer.Typer(help="Check the tamper-evident event log.", no_args_is_help=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import (
@@ -77,7 +78,7 @@ def validate(file: FileArg, as_json: JsonOpt = False) -> None:
         if as_json:
             emit_json({"valid": True, "name": plan.name, "tasks": len(plan.tasks)})
         else:
-            out.print(f"[green]valid[/]  {file}: {plan.name}, {len(plan.tasks)} tasks")
+            out.print(f"[green]valid[/]  {escape(str(file))}: {plan.name}, {len(plan.tasks)} tasks")
 
     run_async(go, as_json=as_json)
 

@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nexus.config import Settings
 from nexus.domain.errors import ConflictError, ErrorKind, NexusError, NotFoundError, UserError
@@ -36,7 +37,7 @@ def fail(message: str, code: int = EXIT_USER, *, as_json: bool = False) -> NoRet
     """Report an error (never a traceback) and exit."""
     if as_json:
         emit_json({"error": {"message": message, "exit_code": code}})
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 

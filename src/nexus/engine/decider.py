@@ -85,7 +85,8 @@ class Decider:
             self._cancel_all(at, "cancelled by request")
         else:
             self._schedule(at)
-        self._settle_parents(at)
+        while self._settle_parents(at) and not state.cancel_requested:
+            self._schedule(at)  # a foreach parent that ended may unblock its dependents
         if state.open_tasks == 0:
             self._finish(at)
 
@@ -295,9 +296,12 @@ class Decider:
         self.emit(Draft(EventType.ATTEMPT_STARTED, at, data))
         return True
 
-    def _settle_parents(self, at: str) -> None:
+    def _settle_parents(self, at: str) -> bool:
+        """End the foreach parents whose items have all ended; True if any did."""
         state = self.state
+        settled = False
         while (parent := state.pop_parent_done()) is not None:
+            settled = True
             bad = [c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED]
             if not bad:
                 self.emit(Draft(EventType.TASK_SUCCEEDED, at, {"task": parent.id}))
@@ -327,6 +331,7 @@ class Decider:
                 )
                 if state.plan.fail_fast:
                     self._cancel_all(at, f"fail-fast: task '{parent.id}' failed")
+        return settled
 
     def _finish(self, at: str) -> None:
         state = self.state
