@@ -157,7 +157,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def runs_for(args: argparse.Namespace, full: int, quick: int = 1) -> int:
     if args.runs is not None:
-        return max(1, args.runs)
+        return max(1, int(args.runs))
     return quick if args.quick else full
 
 
@@ -174,7 +174,7 @@ def report(
     stated for.
     """
     judged = not args.quick
-    result = {
+    result: dict[str, Any] = {
         "benchmark": benchmark,
         "quick": bool(args.quick),
         "seconds": round(time.perf_counter() - started, 2),
@@ -183,9 +183,9 @@ def report(
         "metrics": [m.to_dict(judged) for m in metrics],
     }
     print_table(benchmark, result["metrics"], quick=bool(args.quick))
-    if info:
-        print(json.dumps(info, indent=None, sort_keys=True))
-    print(f"({result['seconds']} s, {len(metrics[0].samples) if metrics else 0} run(s) each)")
+    for key, value in (info or {}).items():
+        print(f"  {key}: {value}")
+    print(f"({result['seconds']} s)")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
@@ -205,18 +205,19 @@ def print_table(title: str, metrics: Sequence[dict[str, Any]], *, quick: bool) -
             m["name"],
             fmt(m["best"]),
             fmt(m["median"]),
+            str(len(m["samples"])),
             m["unit"],
             m["floor_text"],
             verdict(m["passed"], m["floor_text"], quick),
         )
         for m in metrics
     ]
-    header = ("metric", "best", "median", "unit", "floor", "verdict")
+    header = ("metric", "best", "median", "runs", "unit", "floor", "verdict")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"== {title}{' (quick)' if quick else ''}")
     for i, row in enumerate([header, *rows]):
         cells = [
-            str(c).ljust(w) if j in (0, 3, 4, 5) else str(c).rjust(w)
+            str(c).ljust(w) if j in (0, 4, 5, 6) else str(c).rjust(w)
             for j, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         print("  ".join(cells).rstrip())

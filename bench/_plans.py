@@ -54,9 +54,7 @@ def chain_plan(
         )
         for i in range(n)
     }
-    return Plan(
-        name=f"chain-{n}", tasks=tasks, workspace=str(workspace), max_parallel=max_parallel
-    )
+    return Plan(name=f"chain-{n}", tasks=tasks, workspace=str(workspace), max_parallel=max_parallel)
 
 
 def fan_plan(n: int, tool: str, *, workspace: Path, max_parallel: int = 16) -> Plan:
@@ -77,6 +75,7 @@ class CommitMeter:
         self.events = 0
         self.seconds = 0.0
         self.durations: list[float] = []
+        self.ends: list[float] = []  # perf_counter() when each commit returned
         inner = store.append
 
         async def append(run_id: str, batch: Sequence[Event], status: str | None) -> None:
@@ -84,10 +83,12 @@ class CommitMeter:
             try:
                 await inner(run_id, batch, status)
             finally:
-                took = time.perf_counter() - start
+                end = time.perf_counter()
+                took = end - start
                 self.commits += 1
                 self.events += len(batch)
                 self.seconds += took
                 self.durations.append(took)
+                self.ends.append(end)
 
         store.append = append  # type: ignore[method-assign]

@@ -26,9 +26,8 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
-    yield
 
 
 @pytest.fixture
@@ -48,5 +47,3 @@ def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
     if not store._closed:
         store._pool.shutdown(wait=True)
         store._engine.dispose()
-
-

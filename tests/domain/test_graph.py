@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -54,7 +55,7 @@ def _assert_is_cycle(needs: Mapping[str, Sequence[str]], cycle: list[str]) -> No
     assert len(cycle) >= 2
     assert cycle[0] == cycle[-1], "a cycle is reported as a closed path"
     assert len(set(cycle[:-1])) == len(cycle) - 1, "no node repeats inside the cycle"
-    for a, b in zip(cycle, cycle[1:], strict=False):
+    for a, b in itertools.pairwise(cycle):
         assert b in needs[a], f"{a} does not depend on {b}"
 
 
@@ -149,7 +150,7 @@ def _longest_chain(needs: Mapping[str, Sequence[str]]) -> int:
 def test_critical_path_is_a_longest_valid_chain(needs: Needs) -> None:
     path = critical_path(needs)
     assert len(path) == _longest_chain(needs)
-    for earlier, later in zip(path, path[1:], strict=False):
+    for earlier, later in itertools.pairwise(path):
         assert earlier in needs[later], f"{later} does not need {earlier}"
     if path:
         assert not needs[path[0]], "the path starts at a source"

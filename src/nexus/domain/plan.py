@@ -176,7 +176,10 @@ class Plan:
 
 def num(value: float) -> float | int:
     """A float as canonical JSON writes it: integral values become ints."""
-    return int(value) if float(value).is_integer() else value
+    as_float = float(value)
+    if as_float.is_integer() and abs(as_float) <= 2**53 - 1:
+        return int(as_float)
+    return value
 
 
 def plan_hash(plan: Plan) -> str:

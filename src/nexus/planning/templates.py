@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -98,9 +98,23 @@ def render_value(source: str, context: dict[str, Any]) -> Any:
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     try:
-        return compiled(**context)
+        value = compiled(**context)
+        _check_defined(value)
     except Exception as exc:
         raise TemplateError(f"cannot render {source!r}: {_explain(exc)}") from exc
+    return value
+
+
+def _check_defined(value: Any) -> None:
+    """Raise UndefinedError for an undefined value (StrictUndefined only raises when used)."""
+    if isinstance(value, Undefined):
+        str(value)  # raises UndefinedError naming what is missing
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_defined(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_defined(item)
 
 
 def render_deep(value: Any, context: dict[str, Any]) -> Any:

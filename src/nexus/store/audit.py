@@ -64,8 +64,10 @@ def verify_chain(
         if broken:
             continue
         reason = None
+        where = row.seq
         if row.seq != want:
             reason = f"expected seq {want}, found {row.seq} (an event is missing)"
+            where = want  # name the missing event, as for a log cut short below
         elif row.prev_hash != prev:
             reason = "prev_hash does not match the previous event's hash"
         elif sha(prev.encode("ascii") + row.body.encode("utf-8")).hexdigest() != row.hash:
@@ -73,7 +75,7 @@ def verify_chain(
         elif f',"run_id":"{row.run_id}","seq":{row.seq},"type":"' not in row.body:
             reason = "the event's body belongs to another run or position"
         if reason is not None:
-            bad(row.run_id, row.seq, reason)
+            bad(row.run_id, where, reason)
             broken = True
             continue
         prev = row.hash

@@ -13,9 +13,11 @@ at the cost of an fsync per commit.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -97,6 +99,17 @@ def _record(row: Any) -> RunRecord:
     )
 
 
+@contextmanager
+def _migration_lock(db: Path) -> Iterator[None]:
+    """Hold an exclusive lock (a file beside the database) while migrating it."""
+    with open(db.with_name(db.name + ".lock"), "a", encoding="ascii") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode.
 
@@ -143,7 +156,9 @@ class SQLiteStore:
 
         try:
             if migrate.current_revision(engine) != migrate.head_revision():
-                migrate.upgrade(engine)
+                with _migration_lock(target):  # two processes may open a new home at once
+                    if migrate.current_revision(engine) != migrate.head_revision():
+                        migrate.upgrade(engine)
         except OperationalError as exc:
             raise InfrastructureError(f"cannot open the database {target}: {exc.orig}") from exc
         return cls(engine)

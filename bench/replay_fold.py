@@ -1,0 +1,92 @@
+"""Replay and fold of a 10,000-task chain: ``Engine.replay``, ``store.load``, ``RunState.fold``.
+
+One run of a 10,000-task ``noop`` chain (40,002 events) is made once, not
+timed. Then, each repeated:
+
+* ``store.load(run_id)``: read the run's events and decode their bodies;
+* ``RunState.fold(events)``: rebuild the run's state from them (what every
+  ``status``/``inspect``/resume does after the load);
+* ``Engine.replay(run_id)``: load, fold, and re-execute the run against its
+  recorded effects in memory, comparing every new event's hash with the
+  original (nothing is written). It must report ``identical``.
+
+Usage: ``python bench/replay_fold.py [--quick] [--runs N] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from _common import Metric, parser, repeat, report, runs_for
+from _plans import PURE_NOOP, chain_plan
+from nexus.domain.events import Event
+from nexus.domain.state import RunState
+from nexus.engine import Engine
+from nexus.store.sqlite import SQLiteStore
+
+
+async def make_run(engine: Engine, n: int, home: Path) -> str:
+    result = await engine.start(chain_plan(n, PURE_NOOP, workspace=home))
+    if result.status != "succeeded":
+        raise RuntimeError(f"the chain ended {result.status}")
+    return result.run_id
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    started = time.perf_counter()
+    n = 1000 if args.quick else 10_000
+    runs = runs_for(args, 3, quick=2)
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
+        home = Path(tmp)
+        loop = asyncio.new_event_loop()
+        store = SQLiteStore.open(home / "nexus.db")
+        engine = Engine(store)
+        try:
+            run_id = loop.run_until_complete(make_run(engine, n, home))
+            events: list[Event] = loop.run_until_complete(store.load(run_id))
+
+            def load() -> float:
+                start = time.perf_counter()
+                loaded = loop.run_until_complete(store.load(run_id))
+                seconds = time.perf_counter() - start
+                assert len(loaded) == len(events)
+                return seconds
+
+            def fold() -> float:
+                start = time.perf_counter()
+                state = RunState.fold(events)
+                seconds = time.perf_counter() - start
+                assert str(state.status) == "succeeded"
+                return seconds
+
+            def replay() -> float:
+                start = time.perf_counter()
+                result = loop.run_until_complete(engine.replay(run_id))
+                seconds = time.perf_counter() - start
+                if not result.identical or result.replayed_events != len(events):
+                    raise RuntimeError(f"replay diverged: {result.to_dict()}")
+                return seconds
+
+            load_s = repeat(runs, load)
+            fold_s = repeat(runs, fold)
+            replay_s = repeat(runs, replay)
+        finally:
+            loop.run_until_complete(store.close())
+            loop.close()
+    count = len(events)
+    metrics = [
+        Metric("Engine.replay (load + fold + re-execute)", "s", replay_s, False),
+        Metric("  replay rate", "events/s", [count / s for s in replay_s], True),
+        Metric("store.load(run_id)", "s", load_s, False),
+        Metric("RunState.fold(events)", "s", fold_s, False),
+        Metric("  fold rate", "events/s", [count / s for s in fold_s], True),
+    ]
+    report("replay_fold", metrics, args, started, {"tasks": n, "events": count})
+
+
+if __name__ == "__main__":
+    main()
