@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_async
-from nexus.domain.errors import NotFoundError
+from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
 from nexus.domain.state import RunState
 from nexus.engine.runtime import lease_alive
@@ -26,14 +26,24 @@ from nexus.store.base import RunRecord, Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
+AtOpt = Annotated[
+    int | None, typer.Option("--at", help="The state as of event SEQ (time travel).")
+]
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "magenta", "running": "cyan"}
 
 
-async def _fold(store: Store, run_id: str) -> tuple[RunState, list[Event]]:
+async def _fold(
+    store: Store, run_id: str, at: int | None = None
+) -> tuple[RunState, list[Event]]:
+    """Fold a run's log, or only its first ``at`` events (time travel)."""
     events = await store.load(run_id)
     if not events:
         raise NotFoundError(f"no run with id {run_id}")
+    if at is not None:
+        if not 1 <= at <= len(events):
+            raise UserError(f"--at must be between 1 and {len(events)} (the run's events)")
+        events = events[:at]
     return RunState.fold(events), events
 
 
@@ -96,12 +106,12 @@ def runs(
     out.print(table)
 
 
-def status(run_id: RunArg, as_json: JsonOpt = False) -> None:
+def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
     """Where a run stands: status, task counts, whether a process drives it."""
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
-            state, _ = await _fold(store, run_id)
+            state, _ = await _fold(store, run_id, at)
             lease = await store.get_lease(run_id)
             if lease is not None and not lease_alive(lease):
                 lease = None  # its process died: nothing drives the run
@@ -125,13 +135,14 @@ def status(run_id: RunArg, as_json: JsonOpt = False) -> None:
 def inspect(
     run_id: RunArg,
     task: Annotated[str | None, typer.Option("--task", "-t", help="One task in detail.")] = None,
+    at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run's tasks, or one task with its attempts, effects and output."""
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
-            state, events = await _fold(store, run_id)
+            state, events = await _fold(store, run_id, at)
         if task is None:
             doc = _summary(state)
             doc["tasks"] = {tid: t.to_dict() for tid, t in state.tasks.items()}

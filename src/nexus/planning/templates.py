@@ -8,6 +8,7 @@ in Jinja2's immutable sandbox so a workflow file cannot reach Python internals.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -17,9 +18,23 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nexus.domain.errors import TemplateError
 
-_ENV = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, with keys before attributes on mappings.
+
+    Jinja2 resolves ``x.items`` to the dict method ``items`` before the key
+    ``"items"``; workflow data is plain JSON, so for mappings a key wins.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
+
+_ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
