@@ -26,16 +26,12 @@ from nexus.store.base import RunRecord, Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
-AtOpt = Annotated[
-    int | None, typer.Option("--at", help="The state as of event SEQ (time travel).")
-]
+AtOpt = Annotated[int | None, typer.Option("--at", help="The state as of event SEQ (time travel).")]
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "magenta", "running": "cyan"}
 
 
-async def _fold(
-    store: Store, run_id: str, at: int | None = None
-) -> tuple[RunState, list[Event]]:
+async def _fold(store: Store, run_id: str, at: int | None = None) -> tuple[RunState, list[Event]]:
     """Fold a run's log, or only its first ``at`` events (time travel)."""
     events = await store.load(run_id)
     if not events:

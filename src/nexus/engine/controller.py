@@ -9,8 +9,9 @@ store's lease). The loop::
     -> only then start the attempts and timers the batch decided
 
 so no side effect starts before the decision that asked for it is durable,
-and a crash loses at most decisions whose effects never began. Workers run
-as tasks of the controller's ``TaskGroup``; cancelling the run cancels them.
+and a crash loses at most decisions whose effects never began. Attempts go
+to workers through the dispatch port (:mod:`nexus.engine.dispatch`); their
+reports come back through the inbox.
 
 In replay mode the same loop consumes the *recorded* inputs in their
 recorded order (worker results are re-computed by re-executing the workers
@@ -27,22 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nexus.agents.base import AgentCall, AgentResolver
-from nexus.domain.errors import ErrorKind
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time, seal
-from nexus.domain.ids import effect_key
 from nexus.domain.state import RunState, TaskStatus
 from nexus.engine.decider import Decider, template_context
-from nexus.engine.effects import (
-    Clock,
-    EffectCall,
-    EffectFailed,
-    Effects,
-    error_record,
-    to_json,
-)
+from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
+from nexus.engine.effects import Clock
+from nexus.engine.worker import Assignment, AttemptDone, EffectDone, Worker
 from nexus.store.base import Store
-from nexus.tools.base import ToolContext, ToolRegistry
 
 Observer = Callable[[Sequence[Event], RunState], None]
 
@@ -50,21 +42,6 @@ Observer = Callable[[Sequence[Event], RunState], None]
 MAX_BATCH = 4096
 #: How often a live controller looks for commands (cancel) from other processes.
 COMMAND_POLL_S = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class EffectDone:
-    task: str
-    attempt: int
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptDone:
-    task: str
-    attempt: int
-    output: Any
-    error: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,63 +58,6 @@ class CancelDue:
 Message = EffectDone | AttemptDone | TimerDue | CancelDue
 
 
-@dataclass(slots=True)
-class Services:
-    """What workers need: tools, agents, the clock."""
-
-    tools: ToolRegistry
-    agents: AgentResolver
-    clock: Clock
-
-
-class AttemptContext:
-    """One attempt's view of the world; every effect goes through it."""
-
-    def __init__(
-        self,
-        controller: RunController,
-        task: str,
-        attempt: int,
-        template_context: dict[str, Any],
-        deadline: float | None,
-    ) -> None:
-        self._controller = controller
-        self._task = task
-        self._attempt = attempt
-        self._template_context = template_context
-        self._deadline = deadline
-        self._calls = 0
-
-    @property
-    def task(self) -> str:
-        return self._task
-
-    @property
-    def attempt(self) -> int:
-        return self._attempt
-
-    @property
-    def template_context(self) -> dict[str, Any]:
-        return self._template_context
-
-    async def effect(self, kind: str, request: dict[str, Any], fn: Callable[[], Any]) -> Any:
-        controller = self._controller
-        call = EffectCall(
-            key=effect_key(controller.run_id, self._task, self._attempt, self._calls),
-            kind=kind,
-            task=self._task,
-            attempt=self._attempt,
-            request=to_json(request, f"the {kind} request"),
-            deadline=self._deadline,
-        )
-        self._calls += 1
-        record = await controller.effects.perform(call, fn)
-        await controller.inbox.put(EffectDone(self._task, self._attempt, record))
-        if record["error"] is not None:
-            raise EffectFailed(record["error"])
-        return record["response"]
-
-
 class RunController:
     """Drives one run to its end (or until cancelled)."""
 
@@ -145,8 +65,8 @@ class RunController:
         self,
         store: Store,
         state: RunState,
-        services: Services,
-        effects: Effects,
+        worker: Worker,
+        clock: Clock,
         *,
         observers: Sequence[Observer] = (),
         replay_of: list[Event] | None = None,
@@ -155,8 +75,8 @@ class RunController:
         self.store = store
         self.state = state
         self.run_id = state.run_id
-        self.services = services
-        self.effects = effects
+        self.worker = worker
+        self.clock = clock
         # Unbounded on purpose: the controller is its own consumer (inline
         # attempts put into it), and max_parallel bounds what is in flight.
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
@@ -167,8 +87,7 @@ class RunController:
         self._inline: list[Event] = []
         self._seen_upto: dict[str, int] = {}
         self._timers: list[Event] = []
-        self._workers: dict[str, asyncio.Task[None]] = {}
-        self._tg: asyncio.TaskGroup | None = None
+        self._dispatcher: Dispatcher | None = None
         self._replay = replay_of
         self._sink = sink
         self.divergence: dict[str, Any] | None = None
@@ -186,10 +105,11 @@ class RunController:
             (self._inline if self._is_pure(event) else self._launch).append(event)
         elif kind is EventType.RETRY_SCHEDULED:
             self._timers.append(event)
-        elif kind in (EventType.TASK_CANCELLED, EventType.ATTEMPT_INTERRUPTED):
-            worker = self._workers.pop(event.data["task"], None)
-            if worker is not None:
-                worker.cancel()
+        elif (
+            kind in (EventType.TASK_CANCELLED, EventType.ATTEMPT_INTERRUPTED)
+            and self._dispatcher is not None
+        ):
+            self._dispatcher.cancel(event.data["task"])
         if self._replay is not None:
             self._check_replay(event)
         return event
@@ -203,8 +123,8 @@ class RunController:
         return (
             self._replay is None
             and name is not None
-            and name in self.services.tools
-            and self.services.tools.get(name).pure
+            and name in self.worker.tools
+            and self.worker.tools.get(name).pure
         )
 
     def step(self, draft: Draft) -> None:
@@ -237,7 +157,7 @@ class RunController:
 
     # -- live inputs ------------------------------------------------------
     def _now(self) -> str:
-        return format_time(self.services.clock.now())
+        return format_time(self.clock.now())
 
     def handle(self, message: Message) -> None:
         """Turn a message into an input event, if it still matters."""
@@ -262,7 +182,6 @@ class RunController:
         if isinstance(message, EffectDone):
             self.step(Draft(EventType.EFFECT_RECORDED, self._now(), message.record))
         else:
-            self._workers.pop(task.id, None)
             data: dict[str, Any] = {"task": task.id, "attempt": message.attempt}
             if message.error is None:
                 data["output"] = message.output
@@ -271,62 +190,36 @@ class RunController:
             self.step(Draft(EventType.ATTEMPT_FINISHED, self._now(), data))
 
     # -- workers ----------------------------------------------------------
+    def _assignment(self, event: Event) -> Assignment:
+        data = event.data
+        tid = data["task"]
+        upto = self._seen_upto.pop(tid, None)
+        agent = None
+        context: dict[str, Any] = {}
+        if "agent" in data:  # tools got their arguments rendered by the decider
+            agent = self.state.plan.agents[data["agent"]]
+            context = template_context(self.state, self.state.tasks[tid], upto)
+            context["tasks"] = dict(context["tasks"])  # plain values: it may travel
+        return Assignment(
+            run_id=self.run_id,
+            task=tid,
+            attempt=data["attempt"],
+            workspace=str(self.workspace),
+            started=data,
+            agent=agent,
+            context=context,
+        )
+
+    async def _report(self, message: EffectDone | AttemptDone) -> None:
+        await self.inbox.put(message)
+
     def _start_worker(self, event: Event) -> None:
-        assert self._tg is not None
-        tid = event.data["task"]
-        self._workers[tid] = self._tg.create_task(self._work(event), name=f"attempt {tid}")
+        assert self._dispatcher is not None
+        self._dispatcher.submit(self._assignment(event))
 
     async def _work(self, event: Event) -> None:
-        data = event.data
-        tid, attempt = data["task"], data["attempt"]
-        task = self.state.tasks[tid]
-        timeout_ms = data.get("timeout_ms")
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
-        # tools get their arguments rendered by the decider; only agents see the context
-        upto = self._seen_upto.pop(tid, None)
-        context = template_context(self.state, task, upto) if "agent" in data else {}
-        ctx = AttemptContext(self, tid, attempt, context, deadline)
-        output: Any = None
-        error: dict[str, Any] | None = None
-        try:
-            if "tool" in data:
-                tool_ctx = ToolContext(self.run_id, tid, attempt, self.workspace)
-                request = {"tool": data["tool"], "args": data["args"]}
-
-                async def call_tool() -> Any:
-                    # looked up inside the effect: a replay needs no tool at all
-                    tool = self.services.tools.get(data["tool"])
-                    return await tool(data["args"], tool_ctx)
-
-                output = await ctx.effect("tool", request, call_tool)
-            else:
-                spec = self.state.plan.agents[data["agent"]]
-                agent = self.services.agents.resolve(spec)
-                call = AgentCall(
-                    agent=data["agent"],
-                    prompt=data["prompt"],
-                    instructions=data["instructions"],
-                    model=data["model"],
-                    turn=data["turn"],
-                )
-                if deadline is None:
-                    result = await agent.run(call, ctx)
-                else:
-                    async with asyncio.timeout_at(deadline + 0.5):
-                        result = await agent.run(call, ctx)
-                output = to_json(result, f"the output of task '{tid}'")
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            error = {
-                "kind": str(ErrorKind.TIMEOUT),
-                "message": f"task '{tid}' exceeded its timeout of {timeout_ms} ms",
-                "retryable": True,
-            }
-        except Exception as exc:
-            error = to_json(error_record(exc), "error")
-        await self.inbox.put(AttemptDone(tid, attempt, output, error))
+        """Execute an attempt here and now (pure tools)."""
+        await self.worker.execute(self._assignment(event), self._report)
 
     def _arm(self, event: Event) -> None:
         data = event.data
@@ -336,7 +229,7 @@ class RunController:
 
     def rearm_timers(self) -> None:
         """After a resume: re-arm the retry timers the previous process had set."""
-        now = self.services.clock.now()
+        now = self.clock.now()
         loop = asyncio.get_running_loop()
         for task in self.state.tasks_in(TaskStatus.RETRY_WAIT):
             assert task.not_before is not None
@@ -346,8 +239,11 @@ class RunController:
     # -- the loop ---------------------------------------------------------
     async def run(self, first: Draft | None = None) -> RunState:
         """Drive the run until it ends. ``first`` is the input that (re)starts it."""
-        async with asyncio.TaskGroup() as tg:
-            self._tg = tg
+        async with (
+            InProcessDispatcher(self.worker, self._report) as dispatcher,
+            asyncio.TaskGroup() as tg,
+        ):
+            self._dispatcher = dispatcher
             poller = tg.create_task(self._poll_commands()) if self._replay is None else None
             try:
                 if self._replay is not None:
@@ -361,9 +257,6 @@ class RunController:
             finally:
                 if poller is not None:
                     poller.cancel()
-                for worker in self._workers.values():
-                    worker.cancel()
-                self._workers.clear()
         return self.state
 
     async def _run_inline(self) -> None:
@@ -450,13 +343,12 @@ class RunController:
             await self.flush()
 
     def _workers_alive(self) -> bool:
-        return any(not w.done() for w in self._workers.values())
+        return self._dispatcher is not None and self._dispatcher.busy()
 
     def _replay_input(self, expected: Event, message: Message) -> None:
         if isinstance(message, EffectDone):
             self.step(Draft(EventType.EFFECT_RECORDED, expected.at, message.record))
         elif isinstance(message, AttemptDone):
-            self._workers.pop(message.task, None)
             data: dict[str, Any] = {"task": message.task, "attempt": message.attempt}
             if message.error is None:
                 data["output"] = message.output

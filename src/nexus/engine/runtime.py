@@ -23,8 +23,9 @@ from nexus.domain.errors import ConflictError, NotFoundError
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
-from nexus.engine.controller import Observer, RunController, Services
-from nexus.engine.effects import Clock, LiveEffects, ReplayEffects, SystemClock
+from nexus.engine.controller import Observer, RunController
+from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
+from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.store.base import Lease, RunRecord, Store
 from nexus.tools.base import ToolRegistry
@@ -122,12 +123,14 @@ class Engine:
     clock: Clock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:
-        resolver = AgentResolver(self.providers)
-        resolver.add_functions(self.function_agents)
-        self._services = Services(tools=self.tools, agents=resolver, clock=self.clock)
+        self._agents = AgentResolver(self.providers)
+        self._agents.add_functions(self.function_agents)
         self._owner = Lease(
             owner=str(ULID()), host=socket.gethostname(), pid=os.getpid(), heartbeat=0.0
         )
+
+    def _worker(self, effects: Effects) -> Worker:
+        return Worker(self.tools, self._agents, effects)
 
     # -- leases -------------------------------------------------------------
     def _lease(self) -> Lease:
@@ -204,7 +207,11 @@ class Engine:
         for observer in observers:
             observer([first], state)
         controller = RunController(
-            self.store, state, self._services, LiveEffects(self.clock), observers=observers
+            self.store,
+            state,
+            self._worker(LiveEffects(self.clock)),
+            self.clock,
+            observers=observers,
         )
         # the first decisions react to run.started itself
         controller.begin(first)
@@ -232,7 +239,11 @@ class Engine:
             return RunResult.of(state)
         interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
         controller = RunController(
-            self.store, state, self._services, LiveEffects(self.clock), observers=observers
+            self.store,
+            state,
+            self._worker(LiveEffects(self.clock)),
+            self.clock,
+            observers=observers,
         )
         first = Draft(
             EventType.RUN_RESUMED,
@@ -258,7 +269,9 @@ class Engine:
             return "requested"
         try:
             state, _ = await self.load_state(run_id)
-            controller = RunController(self.store, state, self._services, LiveEffects(self.clock))
+            controller = RunController(
+                self.store, state, self._worker(LiveEffects(self.clock)), self.clock
+            )
             controller.step(
                 Draft(EventType.CANCEL_REQUESTED, format_time(self.clock.now()), {"reason": reason})
             )
@@ -279,7 +292,7 @@ class Engine:
         state = RunState.start(events[0])
         sink: list[Event] = [events[0]]
         controller = RunController(
-            self.store, state, self._services, effects, replay_of=events, sink=sink
+            self.store, state, self._worker(effects), self.clock, replay_of=events, sink=sink
         )
         controller.begin(events[0])
         await controller.run(None)

@@ -18,6 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nexus.domain.errors import TemplateError
 
+
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, with keys before attributes on mappings.
 
