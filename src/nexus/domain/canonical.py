@@ -104,6 +104,56 @@ def canonical_json(value: Any) -> str:
     return encoded.decode("utf-8")
 
 
+def plain_json(value: Any) -> Any:
+    """A deep copy of ``value`` made of plain JSON types only (tuples become lists).
+
+    Cheaper than a serialise-and-parse round trip, and it rejects what the
+    canonical form cannot hold: non-string keys, NaN and infinities, integers
+    beyond +/-(2**53 - 1), and any other type.
+
+    Raises:
+        ValueError: the value is not JSON; the message says what and where.
+    """
+    try:
+        return _plain(value, "$")
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _plain(value: Any, where: str) -> Any:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        out = {}
+        for key, sub in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise ValueError(f"{where}: key {key!r} is not a string")
+                key = str.__str__(key)
+            out[key] = _plain(sub, f"{where}.{key}")
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(sub, f"{where}[{i}]") for i, sub in enumerate(value)]
+    if kind is int:
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return value
+        raise ValueError(f"{where}: integer {value} is beyond +/-(2**53 - 1)")
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where}: {value} is not a JSON number")
+        return value
+    if isinstance(value, str):  # a str subclass such as StrEnum
+        return str.__str__(value)
+    if isinstance(value, bool | int | float):
+        return _plain(int(value) if isinstance(value, int) else float(value), where)
+    if isinstance(value, dict):
+        return _plain(dict(value), where)
+    if isinstance(value, list | tuple):
+        return _plain(list(value), where)
+    raise ValueError(f"{where}: {type(value).__name__} is not JSON")
+
+
 def canonical_bytes(value: Any) -> bytes:
     """Canonical JSON as UTF-8 bytes."""
     return canonical_json(value).encode("utf-8")

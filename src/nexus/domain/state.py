@@ -156,11 +156,15 @@ class RunState:
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def start(cls, event: Event) -> RunState:
-        """State right after ``run.started``."""
+    def start(cls, event: Event, plan: Plan | None = None) -> RunState:
+        """State right after ``run.started``.
+
+        ``plan`` may be passed when the caller holds the very plan the event
+        records (saves rebuilding it from the event's data).
+        """
         if event.type is not EventType.RUN_STARTED or event.seq != 1:
             raise IntegrityError(f"run {event.run_id}: first event must be run.started")
-        plan = Plan.from_dict(event.data["plan"])
+        plan = Plan.from_dict(event.data["plan"]) if plan is None else plan
         state = cls(
             run_id=event.run_id,
             plan=plan,

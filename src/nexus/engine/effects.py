@@ -11,13 +11,12 @@ request means the code or the inputs changed: the replay diverged).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from nexus.domain.canonical import canonical_json
+from nexus.domain.canonical import canonical_json, plain_json
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import format_time
 
@@ -51,8 +50,8 @@ class ReplayDiverged(NexusError):
 def to_json(value: Any, what: str) -> Any:
     """``value`` as plain JSON (tuples become lists), or a validation error naming ``what``."""
     try:
-        return json.loads(canonical_json(value))
-    except (TypeError, ValueError) as exc:
+        return plain_json(value)
+    except ValueError as exc:
         raise NexusError(f"{what} is not JSON: {exc}", retryable=False) from exc
 
 
