@@ -18,8 +18,11 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/nexus run examples/release-notes/workflow.yaml
-	$(VENV)/bin/nexus replay $$($(VENV)/bin/nexus runs --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')
-	$(VENV)/bin/nexus audit verify
+	@run=$$($(VENV)/bin/nexus runs --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])'); \
+	  set -x; \
+	  $(VENV)/bin/nexus inspect $$run --task draft && \
+	  $(VENV)/bin/nexus replay $$run && \
+	  $(VENV)/bin/nexus audit verify
 
 lint: setup
 	$(PY) -m ruff check .

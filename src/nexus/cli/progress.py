@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -94,14 +95,15 @@ class Progress:
     def _line(self, state: RunState, task: str, event: Event) -> None:
         ts = state.tasks[task]
         status = "retrying" if event.type is EventType.RETRY_SCHEDULED else str(ts.status)
-        style = _STYLE.get(str(ts.status), "")
+        style = _STYLE.get(str(ts.status), "none")
         detail = ""
         error = event.data.get("error")
         if isinstance(error, dict):
-            detail = f"  [dim]{error.get('kind')}: {error.get('message')}[/]"
-        self.console.print(
-            f"  [{style}]{status:<10}[/] {task}  [dim]attempt {ts.attempts}[/]{detail}"
-        )
+            detail = (
+                f"  [dim]{escape(str(error.get('kind')))}: {escape(str(error.get('message')))}[/]"
+            )
+        tries = f"{len(ts.children)} items" if ts.children else f"attempt {ts.attempts}"
+        self.console.print(f"  [{style}]{status:<10}[/] {escape(task)}  [dim]{tries}[/]{detail}")
 
     def render(self) -> Group:
         state = self.state
@@ -111,7 +113,7 @@ class Progress:
         for task in state.tasks.values():
             counts[str(task.status)] = counts.get(str(task.status), 0) + 1
         elapsed = time.monotonic() - self.started
-        summary = "  ".join(f"[{_STYLE.get(k, '')}]{k} {v}[/]" for k, v in sorted(counts.items()))
+        summary = "  ".join(f"[{_STYLE.get(k, 'none')}]{k} {v}[/]" for k, v in sorted(counts.items()))
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         table.add_column("task")
         table.add_column("state")
@@ -123,8 +125,8 @@ class Progress:
         for task in shown[:_SHOWN_TASKS]:
             begun = self.task_started.get(task.id)
             took = "" if begun is None else f"{self.task_ended.get(task.id, now) - begun:.1f}s"
-            style = _STYLE.get(str(task.status), "")
-            table.add_row(task.id, f"[{style}]{task.status}[/]", str(task.attempts), took)
+            style = _STYLE.get(str(task.status), "none")
+            table.add_row(escape(task.id), f"[{style}]{task.status}[/]", str(task.attempts), took)
         head = Text.from_markup(f"[bold]{state.plan.name}[/]  {state.status}  {elapsed:.1f}s  ")
         head.append_text(Text.from_markup(summary))
         return Group(head, table)
