@@ -9,11 +9,8 @@ files are copied into ``tmp_path`` first.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -23,43 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import WORKFLOWS, Out, nexus
 
-NEXUS = Path(sys.executable).parent / "nexus"
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "release-notes" / "workflow.yaml"
-WORKFLOWS = Path(__file__).parent / "workflows"
-
-
-@dataclass(frozen=True)
-class Out:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
-
-
-def nexus(home: Path, *args: str | Path) -> Out:
-    """Run the CLI; no invocation may ever show a Python traceback."""
-    env = {**os.environ, "NEXUS_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("FORCE_COLOR", None)
-    proc = subprocess.run(
-        [str(NEXUS), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=home.parent,
-        timeout=60,
-        check=False,
-    )
-    out = Out(proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in out.text, out.text
-    return out
 
 
 def nexus_many(home: Path, *commands: Sequence[str | Path]) -> list[Out]:

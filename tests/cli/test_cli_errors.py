@@ -6,54 +6,16 @@ finished run, and that run must survive every failed command untouched.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cli_support import WORKFLOWS, Out, nexus
 
-NEXUS = Path(sys.executable).parent / "nexus"
-WORKFLOWS = Path(__file__).parent / "workflows"
 INVALID = WORKFLOWS / "invalid"
 
 EXIT_USER, EXIT_NOT_FOUND = 2, 4
-
-
-@dataclass(frozen=True)
-class Out:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
-
-
-def nexus(home: Path, *args: str | Path) -> Out:
-    """Run the CLI; no invocation may ever show a Python traceback."""
-    env = {**os.environ, "NEXUS_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("FORCE_COLOR", None)
-    proc = subprocess.run(
-        [str(NEXUS), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=home.parent,
-        timeout=60,
-        check=False,
-    )
-    out = Out(proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in out.text, out.text
-    return out
 
 
 @dataclass(frozen=True)

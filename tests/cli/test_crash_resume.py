@@ -17,58 +17,19 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from cli_support import NEXUS, WORKFLOWS, cli_env, nexus
 
 pytestmark = pytest.mark.slow
 
-NEXUS = Path(sys.executable).parent / "nexus"
-WORKFLOWS = Path(__file__).parent / "workflows"
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Out:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {**os.environ, "NEXUS_HOME": str(home), "NO_COLOR": "1"}
-    env.pop("FORCE_COLOR", None)
-    return env
-
-
-def nexus(home: Path, *args: str | Path) -> Out:
-    """Run the CLI; no invocation may ever show a Python traceback."""
-    proc = subprocess.run(
-        [str(NEXUS), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=_env(home),
-        cwd=home.parent,
-        timeout=60,
-        check=False,
-    )
-    out = Out(proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in out.text, out.text
-    return out
 
 
 def copy_workflow(name: str, into: Path) -> Path:
@@ -85,7 +46,7 @@ def running(home: Path, file: Path) -> Iterator[subprocess.Popen[bytes]]:
     ):
         proc = subprocess.Popen(
             [str(NEXUS), "run", str(file), "--json"],
-            env=_env(home),
+            env=cli_env(home),
             cwd=file.parent,
             stdout=out,
             stderr=err,

@@ -211,8 +211,13 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Export a run as one JSON bundle: record, plan, events, final state, audit."""
+    """Export a run as one JSON bundle: record, plan, events, final state, audit.
+
+    The bundle is JSON either way; with ``-o FILE --json`` a JSON summary of
+    what was written goes to stdout.
+    """
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
@@ -231,7 +236,7 @@ def export(
             "events": [e.to_dict() for e in found],
         }
 
-    bundle = run_async(go)
+    bundle = run_async(go, as_json=as_json)
     text = json.dumps(bundle, indent=2, ensure_ascii=False)
     if output is None:
         typer.echo(text)
@@ -241,7 +246,10 @@ def export(
         except OSError as exc:
             err.print(f"[red]error:[/] cannot write {escape(str(output))}: {exc.strerror}")
             raise typer.Exit(2) from None
-        err.print(f"exported {len(bundle['events'])} events to {escape(str(output))}")
+        if as_json:
+            emit_json({"run_id": run_id, "output": str(output), "events": len(bundle["events"])})
+        else:
+            err.print(f"exported {len(bundle['events'])} events to {escape(str(output))}")
 
 
 audit_app = typer.Typer(help="Check the tamper-evident event log.", no_args_is_help=True)

@@ -1,0 +1,51 @@
+"""What the CLI end-to-end tests share: running the real ``nexus`` script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NEXUS = Path(sys.executable).parent / "nexus"
+WORKFLOWS = Path(__file__).parent / "workflows"
+
+
+@dataclass(frozen=True)
+class Out:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def text(self) -> str:
+        return self.stdout + self.stderr
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """The environment of a CLI call: this home, no colours."""
+    env = {**os.environ, "NEXUS_HOME": str(home), "NO_COLOR": "1"}
+    env.pop("FORCE_COLOR", None)
+    return env
+
+
+def nexus(home: Path, *args: str | Path) -> Out:
+    """Run the CLI; no invocation may ever show a Python traceback."""
+    proc = subprocess.run(
+        [str(NEXUS), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        cwd=home.parent,
+        timeout=60,
+        check=False,
+    )
+    out = Out(proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in out.text, out.text
+    return out
