@@ -24,6 +24,8 @@ for command in (
     commands_query.events,
     commands_run.resume,
     commands_run.cancel,
+    commands_run.approve,
+    commands_run.reject,
     commands_run.replay,
     commands_query.export,
 ):

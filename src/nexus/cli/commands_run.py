@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -188,6 +189,61 @@ def cancel(run_id: RunArg, as_json: JsonOpt = False) -> None:
         out.print(f"run {run_id}: {words[outcome]}")
 
 
+def _answer(
+    run_id: str, task: str, granted: bool, by: str | None, reason: str, as_json: bool
+) -> None:
+    who = by or getpass.getuser()
+
+    async def go() -> tuple[str, RunResult | None]:
+        async with open_store() as store:
+            engine = Engine(store)
+            if as_json:
+                return await engine.answer_approval(
+                    run_id, task, granted=granted, by=who, reason=reason
+                )
+            with Progress(err) as progress:
+                return await engine.answer_approval(
+                    run_id, task, granted=granted, by=who, reason=reason, observers=[progress]
+                )
+
+    outcome, result = run_async(go, as_json=as_json)
+    verb = "approved" if granted else "rejected"
+    if result is None:
+        if as_json:
+            emit_json({"run_id": run_id, "task": task, "outcome": outcome, "answer": verb})
+        else:
+            out.print(f"{verb} {task}; the process running {run_id} continues it")
+        return
+    _report(result, as_json)
+    _result_exit(result)
+
+
+TaskArg = Annotated[str, typer.Argument(help="Task id.", show_default=False)]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who answers (default: $USER).")]
+
+
+def approve(
+    run_id: RunArg,
+    task: TaskArg,
+    by: ByOpt = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a task that awaits approval; the run goes on."""
+    _answer(run_id, task, True, by, reason, as_json)
+
+
+def reject(
+    run_id: RunArg,
+    task: TaskArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a task that awaits approval; it fails with policy_denied."""
+    _answer(run_id, task, False, by, reason, as_json)
+
+
 def replay(run_id: RunArg, as_json: JsonOpt = False) -> None:
     """Re-execute a run from its recorded effects and compare the event chains."""
 
@@ -210,4 +266,14 @@ def replay(run_id: RunArg, as_json: JsonOpt = False) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-__all__ = ["EXIT_USER", "cancel", "plan", "replay", "resume", "run", "validate"]
+__all__ = [
+    "EXIT_USER",
+    "approve",
+    "cancel",
+    "plan",
+    "reject",
+    "replay",
+    "resume",
+    "run",
+    "validate",
+]

@@ -21,6 +21,7 @@ _STYLE = {
     "running": "cyan",
     "retry_wait": "yellow",
     "expanded": "cyan",
+    "awaiting_approval": "bold yellow",
     "succeeded": "green",
     "failed": "bold red",
     "skipped": "dim",
@@ -69,6 +70,12 @@ class Progress:
                 )
             elif event.type is EventType.RUN_RESUMED:
                 self.console.print(f"[bold]resumed[/] {event.run_id}")
+            elif event.type is EventType.APPROVAL_REQUESTED:
+                tid = escape(str(event.data["task"]))
+                self.console.print(
+                    f"[bold yellow]awaiting approval[/] {tid}: "
+                    f"nexus approve {event.run_id} {tid}  (or: nexus reject ... --reason ...)"
+                )
             if not isinstance(task, str):
                 continue
             if event.type in (EventType.ATTEMPT_STARTED, EventType.TASK_EXPANDED):
@@ -113,7 +120,9 @@ class Progress:
         for task in state.tasks.values():
             counts[str(task.status)] = counts.get(str(task.status), 0) + 1
         elapsed = time.monotonic() - self.started
-        summary = "  ".join(f"[{_STYLE.get(k, 'none')}]{k} {v}[/]" for k, v in sorted(counts.items()))
+        summary = "  ".join(
+            f"[{_STYLE.get(k, 'none')}]{k} {v}[/]" for k, v in sorted(counts.items())
+        )
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         table.add_column("task")
         table.add_column("state")

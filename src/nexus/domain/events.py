@@ -42,7 +42,12 @@ class EventType(StrEnum):
     TIMER_FIRED = "timer.fired"
     EFFECT_RECORDED = "effect.recorded"
     ATTEMPT_FINISHED = "attempt.finished"
+    APPROVAL_GRANTED = "approval.granted"
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_TIMED_OUT = "approval.timed_out"
     # decisions
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_ESCALATED = "approval.escalated"
     TASK_EXPANDED = "task.expanded"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
@@ -64,6 +69,9 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.TIMER_FIRED,
         EventType.EFFECT_RECORDED,
         EventType.ATTEMPT_FINISHED,
+        EventType.APPROVAL_GRANTED,
+        EventType.APPROVAL_REJECTED,
+        EventType.APPROVAL_TIMED_OUT,
     }
 )
 

@@ -42,6 +42,29 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ApprovalPolicy:
+    """A task that must be approved by a person before it starts.
+
+    ``timeout`` (seconds) bounds the wait; then ``on_timeout`` decides:
+    ``"fail"`` fails the task, ``"escalate"`` records an escalation and keeps
+    waiting without a further deadline.
+    """
+
+    timeout: float | None = None
+    on_timeout: str = "fail"
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "timeout": None if self.timeout is None else num(self.timeout),
+            "on_timeout": self.on_timeout,
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> ApprovalPolicy:
+        return cls(timeout=data.get("timeout"), on_timeout=data.get("on_timeout", "fail"))
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSpec:
     """An agent a plan may route tasks to."""
 
@@ -84,6 +107,7 @@ class TaskSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     priority: int = 0
+    approval: ApprovalPolicy | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -102,6 +126,8 @@ class TaskSpec:
             "retry": self.retry.to_dict(),
             "timeout": None if self.timeout is None else num(self.timeout),
             "priority": self.priority,
+            # omitted when unset, so plans without approvals keep their hashes
+            **({"approval": self.approval.to_dict()} if self.approval else {}),
         }
 
 
@@ -159,6 +185,7 @@ class Plan:
                 retry=RetryPolicy(**t["retry"]),
                 timeout=t["timeout"],
                 priority=t["priority"],
+                approval=ApprovalPolicy.from_dict(t["approval"]) if t.get("approval") else None,
             )
             for tid, t in data["tasks"].items()
         }

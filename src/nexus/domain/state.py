@@ -37,6 +37,7 @@ class TaskStatus(StrEnum):
     RUNNING = "running"
     RETRY_WAIT = "retry_wait"
     EXPANDED = "expanded"
+    AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -62,11 +63,12 @@ _TASK_TERMINAL = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
 )
 
-_P, _R, _W, _E = (
+_P, _R, _W, _E, _A = (
     TaskStatus.PENDING,
     TaskStatus.RUNNING,
     TaskStatus.RETRY_WAIT,
     TaskStatus.EXPANDED,
+    TaskStatus.AWAITING_APPROVAL,
 )
 #: Legal task transitions: (from, to).
 TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
@@ -86,6 +88,10 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
         (_E, TaskStatus.SUCCEEDED),
         (_E, TaskStatus.FAILED),
         (_E, TaskStatus.CANCELLED),
+        (_P, _A),
+        (_A, _P),  # approved: ready to start
+        (_A, TaskStatus.FAILED),  # rejected, or timed out
+        (_A, TaskStatus.CANCELLED),
     }
 )
 
@@ -111,6 +117,8 @@ class TaskState:
     ended_at: str | None = None
     last_output: Any = None
     last_error: dict[str, Any] | None = None
+    approved: bool = False
+    approval_deadline: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -332,6 +340,31 @@ def _noop(state: RunState, event: Event) -> None:
     return None
 
 
+def _approval_requested(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    state._move(task, TaskStatus.AWAITING_APPROVAL, event.at)
+    task.approval_deadline = event.data.get("deadline")
+
+
+def _approval_granted(state: RunState, event: Event) -> None:
+    task = state.task(event.data["task"])
+    state._move(task, TaskStatus.PENDING, event.at)
+    task.approved = True
+    task.approval_deadline = None
+    state.push_ready(task)
+
+
+def _approval_answer(state: RunState, event: Event) -> None:
+    """Rejected or timed out: the decider fails (or escalates) the task."""
+    task = state.task(event.data["task"])
+    if task.status is not TaskStatus.AWAITING_APPROVAL:
+        raise IntegrityError(f"run {state.run_id}: task '{task.id}' is not awaiting approval")
+
+
+def _approval_escalated(state: RunState, event: Event) -> None:
+    state.task(event.data["task"]).approval_deadline = None
+
+
 def _effect(state: RunState, event: Event) -> None:
     state.effects += 1
 
@@ -432,6 +465,11 @@ def _run_ended(to: RunStatus) -> Any:
 
 _HANDLERS: dict[EventType, Any] = {
     EventType.RUN_RESUMED: _noop,
+    EventType.APPROVAL_REQUESTED: _approval_requested,
+    EventType.APPROVAL_GRANTED: _approval_granted,
+    EventType.APPROVAL_REJECTED: _approval_answer,
+    EventType.APPROVAL_TIMED_OUT: _approval_answer,
+    EventType.APPROVAL_ESCALATED: _approval_escalated,
     EventType.CANCEL_REQUESTED: _cancel_requested,
     EventType.TIMER_FIRED: _timer_fired,
     EventType.EFFECT_RECORDED: _effect,

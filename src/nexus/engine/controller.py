@@ -55,7 +55,18 @@ class CancelDue:
     reason: str
 
 
-Message = EffectDone | AttemptDone | TimerDue | CancelDue
+@dataclass(frozen=True, slots=True)
+class ApprovalDue:
+    """A person's answer (``granted``) or, with ``timed_out``, its deadline passing."""
+
+    task: str
+    granted: bool = False
+    timed_out: bool = False
+    by: str = ""
+    reason: str = ""
+
+
+Message = EffectDone | AttemptDone | TimerDue | CancelDue | ApprovalDue
 
 
 class RunController:
@@ -103,7 +114,9 @@ class RunController:
         if kind is EventType.ATTEMPT_STARTED:
             self._seen_upto[event.data["task"]] = state.finished_count
             (self._inline if self._is_pure(event) else self._launch).append(event)
-        elif kind is EventType.RETRY_SCHEDULED:
+        elif kind is EventType.RETRY_SCHEDULED or (
+            kind is EventType.APPROVAL_REQUESTED and "timeout_ms" in event.data
+        ):
             self._timers.append(event)
         elif (
             kind in (EventType.TASK_CANCELLED, EventType.ATTEMPT_INTERRUPTED)
@@ -170,6 +183,9 @@ class RunController:
                     Draft(EventType.CANCEL_REQUESTED, self._now(), {"reason": message.reason})
                 )
             return
+        if isinstance(message, ApprovalDue):
+            self._approval(message)
+            return
         task = state.tasks.get(message.task)
         if task is None or task.attempts != message.attempt:
             return
@@ -188,6 +204,18 @@ class RunController:
             else:
                 data["error"] = message.error
             self.step(Draft(EventType.ATTEMPT_FINISHED, self._now(), data))
+
+    def _approval(self, message: ApprovalDue) -> None:
+        task = self.state.tasks.get(message.task)
+        if task is None or task.status is not TaskStatus.AWAITING_APPROVAL:
+            return
+        if message.timed_out:
+            if task.approval_deadline is not None:
+                self.step(Draft(EventType.APPROVAL_TIMED_OUT, self._now(), {"task": task.id}))
+            return
+        kind = EventType.APPROVAL_GRANTED if message.granted else EventType.APPROVAL_REJECTED
+        data = {"task": task.id, "by": message.by, "reason": message.reason}
+        self.step(Draft(kind, self._now(), data))
 
     # -- workers ----------------------------------------------------------
     def _assignment(self, event: Event) -> Assignment:
@@ -224,8 +252,12 @@ class RunController:
     def _arm(self, event: Event) -> None:
         data = event.data
         loop = asyncio.get_running_loop()
-        message = TimerDue(data["task"], data["attempt"])
-        loop.call_later(data["delay_ms"] / 1000, self.inbox.put_nowait, message)
+        message: Message
+        if event.type is EventType.APPROVAL_REQUESTED:
+            message, delay = ApprovalDue(data["task"], timed_out=True), data["timeout_ms"]
+        else:
+            message, delay = TimerDue(data["task"], data["attempt"]), data["delay_ms"]
+        loop.call_later(delay / 1000, self.inbox.put_nowait, message)
 
     def rearm_timers(self) -> None:
         """After a resume: re-arm the retry timers the previous process had set."""
@@ -235,6 +267,11 @@ class RunController:
             assert task.not_before is not None
             delay = max(0.0, (parse_time(task.not_before) - now).total_seconds())
             loop.call_later(delay, self.inbox.put_nowait, TimerDue(task.id, task.attempts))
+        for task in self.state.tasks_in(TaskStatus.AWAITING_APPROVAL):
+            if task.approval_deadline is not None:
+                delay = max(0.0, (parse_time(task.approval_deadline) - now).total_seconds())
+                message = ApprovalDue(task.id, timed_out=True)
+                loop.call_later(delay, self.inbox.put_nowait, message)
 
     # -- the loop ---------------------------------------------------------
     async def run(self, first: Draft | None = None) -> RunState:
@@ -288,8 +325,17 @@ class RunController:
         while True:
             await asyncio.sleep(COMMAND_POLL_S)
             for command in await self.store.take_commands(self.run_id):
+                payload = command.payload
                 if command.kind == "cancel":
-                    await self.inbox.put(CancelDue(str(command.payload.get("reason", "cancel"))))
+                    await self.inbox.put(CancelDue(str(payload.get("reason", "cancel"))))
+                elif command.kind in ("approve", "reject"):
+                    answer = ApprovalDue(
+                        task=str(payload.get("task", "")),
+                        granted=command.kind == "approve",
+                        by=str(payload.get("by", "")),
+                        reason=str(payload.get("reason", "")),
+                    )
+                    await self.inbox.put(answer)
 
     # -- replay -----------------------------------------------------------
     def _check_replay(self, event: Event) -> None:
@@ -360,6 +406,9 @@ class RunController:
 _WORKER_INPUTS = frozenset({EventType.EFFECT_RECORDED, EventType.ATTEMPT_FINISHED})
 _REPLAY_INPUTS = frozenset(
     {
+        EventType.APPROVAL_GRANTED,
+        EventType.APPROVAL_REJECTED,
+        EventType.APPROVAL_TIMED_OUT,
         EventType.RUN_RESUMED,
         EventType.CANCEL_REQUESTED,
         EventType.TIMER_FIRED,

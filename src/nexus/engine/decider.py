@@ -81,6 +81,10 @@ class Decider:
             self._attempt_finished(trigger)
         elif kind is EventType.RUN_RESUMED:
             self._interrupted(at)
+        elif kind is EventType.APPROVAL_REJECTED:
+            self._rejected(trigger)
+        elif kind is EventType.APPROVAL_TIMED_OUT:
+            self._approval_timed_out(trigger)
         if state.cancel_requested:
             self._cancel_all(at, "cancelled by request")
         else:
@@ -108,6 +112,43 @@ class Decider:
             self._retry(task, event.at, error, failures)
         else:
             self._fail(task, event.at, error)
+
+    def _rejected(self, event: Event) -> None:
+        task = self.state.tasks[event.data["task"]]
+        who = event.data.get("by") or "someone"
+        why = event.data.get("reason") or "no reason given"
+        error = {
+            "kind": str(ErrorKind.POLICY_DENIED),
+            "message": f"approval rejected by {who}: {why}",
+            "retryable": False,
+        }
+        self._fail(task, event.at, error)
+
+    def _approval_timed_out(self, event: Event) -> None:
+        task = self.state.tasks[event.data["task"]]
+        policy = task.spec.approval
+        if policy is not None and policy.on_timeout == "escalate":
+            reason = f"no answer within {policy.timeout} s: escalated, still waiting"
+            self.emit(
+                Draft(EventType.APPROVAL_ESCALATED, event.at, {"task": task.id, "reason": reason})
+            )
+            return
+        error = {
+            "kind": str(ErrorKind.TIMEOUT),
+            "message": "approval not given in time",
+            "retryable": False,
+        }
+        self._fail(task, event.at, error)
+
+    def _request_approval(self, task: TaskState, at: str) -> None:
+        policy = task.spec.approval
+        assert policy is not None
+        data: dict[str, Any] = {"task": task.id, "on_timeout": policy.on_timeout}
+        if policy.timeout is not None:
+            delay = int(policy.timeout * 1000)
+            data["timeout_ms"] = delay
+            data["deadline"] = format_time(parse_time(at) + timedelta(milliseconds=delay))
+        self.emit(Draft(EventType.APPROVAL_REQUESTED, at, data))
 
     def _interrupts(self, task: TaskState) -> int:
         # attempts that ended by interruption; kept on the error record
@@ -198,7 +239,9 @@ class Decider:
 
     def _cancel_all(self, at: str, reason: str) -> None:
         state = self.state
-        for task in state.tasks_in(TaskStatus.RUNNING, TaskStatus.RETRY_WAIT):
+        for task in state.tasks_in(
+            TaskStatus.RUNNING, TaskStatus.RETRY_WAIT, TaskStatus.AWAITING_APPROVAL
+        ):
             self.emit(Draft(EventType.TASK_CANCELLED, at, {"task": task.id, "reason": reason}))
         for task in state.tasks_in(TaskStatus.PENDING):
             if task.status is TaskStatus.PENDING:
@@ -228,6 +271,9 @@ class Decider:
                         },
                     )
                 )
+                continue
+            if task.spec.approval is not None and task.parent is None and not task.approved:
+                self._request_approval(task, at)
                 continue
             if task.spec.foreach is not None and task.parent is None:
                 self._expand(task, at)

@@ -280,6 +280,67 @@ class Engine:
             await self._release(run_id)
         return "cancelled"
 
+    async def answer_approval(
+        self,
+        run_id: str,
+        task: str,
+        *,
+        granted: bool,
+        by: str,
+        reason: str = "",
+        observers: Sequence[Observer] = (),
+    ) -> tuple[str, RunResult | None]:
+        """Approve or reject a task that awaits approval.
+
+        A live controller gets the answer as a command (``"requested"``).
+        When no process drives the run, the answer is recorded here and this
+        call drives the run on to its end (``"continued"``, with the result).
+
+        Raises:
+            NotFoundError: no such run or task.
+            ConflictError: the task is not awaiting approval.
+        """
+        state, _ = await self.load_state(run_id)
+        current = state.tasks.get(task)
+        if current is None:
+            raise NotFoundError(f"run {run_id} has no task '{task}'")
+        if str(current.status) != "awaiting_approval":
+            raise ConflictError(
+                f"task '{task}' of run {run_id} is not awaiting approval (it is {current.status})"
+            )
+        kind = "approve" if granted else "reject"
+        try:
+            await self._acquire(run_id)
+        except ConflictError:
+            await self.store.push_command(run_id, kind, {"task": task, "by": by, "reason": reason})
+            return "requested", None
+        try:
+            state, _ = await self.load_state(run_id)
+        except BaseException:
+            await self._release(run_id)
+            raise
+        controller = RunController(
+            self.store,
+            state,
+            self._worker(LiveEffects(self.clock)),
+            self.clock,
+            observers=observers,
+        )
+        # this process takes the run over: interrupted attempts are retried first
+        interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
+        controller.step(
+            Draft(
+                EventType.RUN_RESUMED,
+                format_time(self.clock.now()),
+                {"interrupted": interrupted, "pid": os.getpid()},
+            )
+        )
+        event = EventType.APPROVAL_GRANTED if granted else EventType.APPROVAL_REJECTED
+        first = Draft(
+            event, format_time(self.clock.now()), {"task": task, "by": by, "reason": reason}
+        )
+        return "continued", RunResult.of(await self._drive(controller, first))
+
     async def replay(self, run_id: str) -> ReplayReport:
         """Re-execute a run against its recorded effects; compare the chains.
 

@@ -32,6 +32,7 @@ A workflow file is a mapping::
         tool: shell
         with: {cmd: "echo {{ item }}"}
         retries: 0                  # overrides `defaults`; also timeout, backoff, priority
+        approval: required          # or {timeout: 3600, on_timeout: fail|escalate}
 
 Task ids and agent names match ``[A-Za-z_][A-Za-z0-9_-]*``. Unknown keys are
 errors. Templates are Jinja2 (see :mod:`nexus.planning.templates`): their syntax
@@ -67,7 +68,7 @@ from pydantic import (
 
 from nexus.domain.errors import NotFoundError, TemplateError, WorkflowError
 from nexus.domain.graph import find_cycle, topological_order
-from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec
+from nexus.domain.plan import AgentSpec, ApprovalPolicy, Plan, RetryPolicy, TaskSpec
 from nexus.planning.templates import check_syntax, is_template, referenced_tasks
 
 try:
@@ -134,6 +135,11 @@ class _Agent(_Model):
         return cls._empty_is(value, [])
 
 
+class _Approval(_Model):
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    on_timeout: Literal["fail", "escalate"] = "fail"
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -146,6 +152,16 @@ class _Task(_Model):
     timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     backoff: _Backoff | None = None
     priority: _SafeInt = 0
+    approval: _Approval | None = None
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _required_is_default(cls, value: Any) -> Any:
+        if value == "required":
+            return {}
+        if isinstance(value, str):
+            raise ValueError("must be 'required' or a mapping {timeout, on_timeout}")
+        return value
 
     @field_validator("needs", mode="before")
     @classmethod
@@ -377,6 +393,7 @@ class _Compiler:
                 retry=retry,
                 timeout=None if timeout is None else float(timeout),
                 priority=spec.priority,
+                approval=_approval_policy(spec.approval),
             )
         needs = {tid: task.needs for tid, task in tasks.items()}
         self.check_needs(needs)
@@ -804,6 +821,13 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _strings(item, f"{path}[{i}]")
+
+
+def _approval_policy(value: _Approval | None) -> ApprovalPolicy | None:
+    if value is None:
+        return None
+    timeout = None if value.timeout is None else float(value.timeout)
+    return ApprovalPolicy(timeout=timeout, on_timeout=value.on_timeout)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
