@@ -1,4 +1,14 @@
-"""Model gateway: providers behind one port."""
+"""Model gateway: providers behind one port, made resilient and accounted for.
+
+The SDK-backed adapters (:class:`OpenAICompatProvider`, :class:`AnthropicProvider`)
+are imported on first use, so ``import nexus.gateway`` does not pay for
+importing the ``openai`` and ``anthropic`` packages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from nexus.gateway.base import (
     ChatMessage,
@@ -6,26 +16,142 @@ from nexus.gateway.base import (
     ModelRequest,
     ModelResponse,
     ProviderRegistry,
+    RouteStep,
+    StreamEnd,
+    StreamEvent,
+    StreamingProvider,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
     Usage,
     split_model,
 )
+from nexus.gateway.errors import (
+    ProviderAuthError,
+    ProviderConflict,
+    ProviderError,
+    ProviderInternalError,
+    ProviderNotFound,
+    ProviderRateLimited,
+    ProviderRefused,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    map_provider_error,
+)
+from nexus.gateway.resilience import (
+    Backoff,
+    BreakerBoard,
+    BreakerState,
+    Candidate,
+    CircuitBreaker,
+    FallbackProvider,
+    ResilientProvider,
+    with_fallback,
+)
 from nexus.gateway.scripted import ScriptedProvider, scripted_factory
+from nexus.gateway.settings import (
+    SDK_PREFIXES,
+    Endpoint,
+    GatewaySettings,
+    ProviderSettings,
+    ResilienceSettings,
+    SDKProviders,
+    Secret,
+)
+from nexus.gateway.usage import (
+    ModelPrice,
+    PricingTable,
+    UsageLedger,
+    UsageRecord,
+    cost_of,
+    default_pricing,
+)
+
+if TYPE_CHECKING:
+    from nexus.gateway.anthropic_provider import AnthropicProvider
+    from nexus.gateway.openai_compat import OpenAICompatProvider
 
 
-def default_providers() -> ProviderRegistry:
-    """The providers available without configuration (offline ones)."""
-    return ProviderRegistry({"scripted": scripted_factory})
+def default_providers(
+    settings: GatewaySettings | None = None, *, environ: Mapping[str, str] | None = None
+) -> ProviderRegistry:
+    """The ``scripted`` provider plus the SDK-backed ones (``openai``, ``anthropic``,
+    ``ollama``, ``vllm``, ``openai_compatible``), configured from ``settings`` and
+    the environment. Nothing connects, and no SDK is imported, until an agent
+    first uses one of them.
+    """
+    registry = ProviderRegistry({"scripted": scripted_factory})
+    sdk = SDKProviders(settings, environ=environ)
+    for prefix in SDK_PREFIXES:
+        registry.add(prefix, sdk)
+    return registry
+
+
+_LAZY = {
+    "AnthropicProvider": "nexus.gateway.anthropic_provider",
+    "OpenAICompatProvider": "nexus.gateway.openai_compat",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nexus.gateway' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [
+    "AnthropicProvider",
+    "Backoff",
+    "BreakerBoard",
+    "BreakerState",
+    "Candidate",
     "ChatMessage",
+    "CircuitBreaker",
+    "Endpoint",
+    "FallbackProvider",
+    "GatewaySettings",
+    "ModelPrice",
     "ModelProvider",
     "ModelRequest",
     "ModelResponse",
+    "OpenAICompatProvider",
+    "PricingTable",
+    "ProviderAuthError",
+    "ProviderConflict",
+    "ProviderError",
+    "ProviderInternalError",
+    "ProviderNotFound",
+    "ProviderRateLimited",
+    "ProviderRefused",
     "ProviderRegistry",
+    "ProviderRejected",
+    "ProviderSettings",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "ResilienceSettings",
+    "ResilientProvider",
+    "RouteStep",
+    "SDKProviders",
     "ScriptedProvider",
+    "Secret",
+    "StreamEnd",
+    "StreamEvent",
+    "StreamingProvider",
+    "TextDelta",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
+    "UsageLedger",
+    "UsageRecord",
+    "cost_of",
+    "default_pricing",
     "default_providers",
+    "map_provider_error",
     "scripted_factory",
     "split_model",
+    "with_fallback",
 ]

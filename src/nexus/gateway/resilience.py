@@ -1,0 +1,712 @@
+"""Resilience: one retry loop, a total deadline, circuit breakers and a fallback chain.
+
+Everything here wraps a :class:`~nexus.gateway.base.ModelProvider` by
+composition (PydanticAI's ``model.with_fallback()``), never by subclassing::
+
+    provider = ResilientProvider(OpenAICompatProvider(endpoint), breakers=board)
+    chain = provider.with_fallback(Candidate(anthropic, "anthropic:claude-haiku-4-5"))
+
+The rules the issue sets, and where each lives:
+
+* **One retry loop, ours.** The adapters build their SDK clients with
+  ``max_retries=0``; :class:`ResilientProvider` retries errors whose
+  ``retryable`` is true, with exponential backoff and full (or equal) jitter,
+  capped, and never sooner than the provider's ``Retry-After``. A
+  ``Retry-After`` longer than :attr:`Backoff.max_retry_after`, or one that
+  would end past the deadline, ends the loop at once (the error carries
+  ``retry_after`` so the engine can schedule the task later).
+* **A total deadline per call**, independent of the SDK's per-request
+  timeouts, enforced with ``asyncio.timeout_at`` around every await (never
+  around a ``yield``, so a consumer's code is never cancelled by our scope).
+* **No retry and no fallback once a streamed token reached the consumer**:
+  :meth:`ResilientProvider.stream` and :meth:`FallbackProvider.stream` track a
+  ``committed`` flag and re-raise after it is set.
+* **A circuit breaker per provider and model** (:class:`CircuitBreaker`):
+  closed -> open after ``failures`` health failures (transient, timeout,
+  rate-limited) within ``window`` seconds -> half-open after ``cooldown``,
+  letting exactly one probe through; the probe's success closes it, its
+  failure re-opens it. Errors that prove the server answered (a 400, a 404)
+  count as health; a cancelled probe frees the slot for the next one.
+* **A fallback chain** (:class:`FallbackProvider`) moves on when a provider
+  fails with a retryable error, its breaker is open, or its quota is spent, and
+  records every step as a :class:`~nexus.gateway.base.RouteStep` on the
+  response (or on the final error) -- the "why this model" record.
+
+Clock, sleep and randomness are injected so tests run in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Literal
+
+from nexus.domain.errors import RETRYABLE_KINDS, NexusError
+from nexus.gateway.base import (
+    ModelProvider,
+    ModelRequest,
+    ModelResponse,
+    RouteStep,
+    StreamEnd,
+    StreamEvent,
+    StreamingProvider,
+)
+from nexus.gateway.errors import (
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    map_provider_error,
+)
+
+__all__ = [
+    "Backoff",
+    "BreakerBoard",
+    "BreakerState",
+    "Candidate",
+    "CircuitBreaker",
+    "FallbackProvider",
+    "Permit",
+    "ResilientProvider",
+    "with_fallback",
+]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How the retry loop waits and when it gives up.
+
+    Attributes:
+        max_attempts: calls in all, the first included.
+        initial: the backoff ceiling before the first retry, in seconds.
+        multiplier: growth of the ceiling per failure.
+        cap: the largest ceiling.
+        jitter: ``full`` waits ``uniform(0, ceiling)``; ``equal`` waits
+            ``ceiling/2 + uniform(0, ceiling/2)``.
+        max_retry_after: a ``Retry-After`` longer than this ends the loop.
+    """
+
+    max_attempts: int = 4
+    initial: float = 0.5
+    multiplier: float = 2.0
+    cap: float = 20.0
+    jitter: Literal["full", "equal"] = "full"
+    max_retry_after: float = 60.0
+
+    def delay(self, failures: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait after failure number ``failures`` (1-based)."""
+        ceiling = min(self.cap, self.initial * self.multiplier ** max(0, failures - 1))
+        if self.jitter == "full":
+            wait = rng.uniform(0, ceiling)
+        else:
+            wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return wait
+
+
+# -- circuit breaker ----------------------------------------------------------------------
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Permit:
+    """Leave to make one call; settle it exactly once (later settlements are ignored)."""
+
+    __slots__ = ("_breaker", "_settled", "probe")
+
+    def __init__(self, breaker: CircuitBreaker, probe: bool) -> None:
+        self._breaker = breaker
+        self._settled = False
+        self.probe = probe
+
+    def success(self) -> None:
+        """The provider answered (even with an error that says it is healthy)."""
+        if not self._settled:
+            self._settled = True
+            self._breaker._on_success(self)
+
+    def failure(self) -> None:
+        """The provider failed in a way that says it is unhealthy."""
+        if not self._settled:
+            self._settled = True
+            self._breaker._on_failure(self)
+
+    def release(self) -> None:
+        """The call ended without telling anything about health (cancelled, bad input)."""
+        if not self._settled:
+            self._settled = True
+            self._breaker._on_release(self)
+
+
+class CircuitBreaker:
+    """closed -> open after ``failures`` failures in ``window`` s -> half-open after ``cooldown``.
+
+    Example:
+        >>> now = [0.0]
+        >>> breaker = CircuitBreaker(failures=2, window=10, cooldown=5, clock=lambda: now[0])
+        >>> for _ in range(2):
+        ...     breaker.try_acquire().failure()
+        >>> breaker.state, breaker.try_acquire()
+        (<BreakerState.OPEN: 'open'>, None)
+        >>> now[0] = 5.0
+        >>> probe = breaker.try_acquire()
+        >>> probe.probe, breaker.try_acquire()
+        (True, None)
+        >>> probe.success()
+        >>> breaker.state
+        <BreakerState.CLOSED: 'closed'>
+    """
+
+    def __init__(
+        self,
+        *,
+        failures: int = 5,
+        window: float = 60.0,
+        cooldown: float = 30.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if failures < 1 or window <= 0 or cooldown <= 0:
+            raise ValueError("failures >= 1, window > 0 and cooldown > 0 are required")
+        self.failures = failures
+        self.window = window
+        self.cooldown = cooldown
+        self._clock = clock
+        self._recent: list[float] = []
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        """The state now (an open breaker whose cool-down passed reads half-open)."""
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at < self.cooldown:
+            return BreakerState.OPEN
+        return BreakerState.HALF_OPEN
+
+    def retry_in(self) -> float:
+        """Seconds until a probe may go through (0 when one may go now)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.cooldown - self._clock())
+
+    def try_acquire(self) -> Permit | None:
+        """A permit to call, or None while open (or while the half-open probe is out)."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return Permit(self, probe=False)
+        if state is BreakerState.OPEN or self._probing:
+            return None
+        self._probing = True
+        return Permit(self, probe=True)
+
+    def _on_success(self, permit: Permit) -> None:
+        if permit.probe:
+            self._probing = False
+            self._opened_at = None
+            self._recent.clear()
+
+    def _on_failure(self, permit: Permit) -> None:
+        now = self._clock()
+        if permit.probe:
+            self._probing = False
+            self._opened_at = now
+            return
+        if self._opened_at is not None:
+            return  # already open: a late failure of a call admitted before
+        self._recent = [t for t in self._recent if now - t < self.window]
+        self._recent.append(now)
+        if len(self._recent) >= self.failures:
+            self._opened_at = now
+            self._recent.clear()
+
+    def _on_release(self, permit: Permit) -> None:
+        if permit.probe:
+            self._probing = False
+
+
+class BreakerBoard:
+    """One :class:`CircuitBreaker` per key (``provider:model``), made on first use."""
+
+    def __init__(
+        self,
+        *,
+        failures: int = 5,
+        window: float = 60.0,
+        cooldown: float = 30.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._settings = {"failures": failures, "window": window, "cooldown": cooldown}
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, key: str) -> CircuitBreaker:
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = CircuitBreaker(clock=self._clock, **self._settings)  # type: ignore[arg-type]
+            self._breakers[key] = breaker
+        return breaker
+
+    def states(self) -> dict[str, BreakerState]:
+        """Every breaker's state, by key (for health reports)."""
+        return {key: breaker.state for key, breaker in sorted(self._breakers.items())}
+
+
+# -- the retry loop -----------------------------------------------------------------------
+
+
+class _Expired(Exception):
+    """Our deadline passed (internal: becomes a ProviderTimeout)."""
+
+
+async def _before(deadline_at: float | None, awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` but not past ``deadline_at`` (loop time; None: no limit)."""
+    if deadline_at is None:
+        return await awaitable
+    scope = asyncio.timeout_at(deadline_at)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise _Expired from None
+        raise
+
+
+_END = object()
+
+
+@asynccontextmanager
+async def _closing(events: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+    """Close an event stream (and so its HTTP response) however the block ends."""
+    try:
+        yield events
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _next_event(events: AsyncIterator[StreamEvent], deadline_at: float | None) -> Any:
+    try:
+        return await _before(deadline_at, anext(events))
+    except StopAsyncIteration:
+        return _END
+
+
+def _prefix(model: str) -> str:
+    return model.partition(":")[0]
+
+
+def _settle(permit: Permit, error: NexusError) -> None:
+    if error.kind in RETRYABLE_KINDS:
+        permit.failure()
+    elif isinstance(error, ProviderError) and error.status is not None:
+        permit.success()  # the server answered: it is up, the request was wrong
+    else:
+        permit.release()
+
+
+def _record_attempts(error: NexusError, attempts: int) -> None:
+    if isinstance(error, ProviderError):
+        error.attempts = attempts
+
+
+class ResilientProvider:
+    """Retries, a total deadline and a circuit breaker around one provider.
+
+    Args:
+        inner: the provider to call (an adapter, usually).
+        backoff: retry policy.
+        deadline: seconds one call may take in all, retries and waits included.
+        breakers: the breaker board, shared by every provider of a gateway so
+            that all calls to one model see one breaker.
+        sleep: how to wait between attempts (tests pass a virtual one).
+        rng: the jitter source.
+
+    Example:
+        >>> from nexus.gateway.scripted import ScriptedProvider
+        >>> provider = ResilientProvider(ScriptedProvider("a", ("hi",)), deadline=5)
+        >>> provider
+        ResilientProvider(ScriptedProvider(agent='a', lines=('hi',)), deadline=5s, attempts=4)
+    """
+
+    def __init__(
+        self,
+        inner: ModelProvider,
+        *,
+        backoff: Backoff | None = None,
+        deadline: float = 120.0,
+        breakers: BreakerBoard | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if deadline <= 0:
+            raise ValueError("deadline must be positive")
+        self.inner = inner
+        self.backoff = backoff or Backoff()
+        self.deadline = deadline
+        self.breakers = breakers or BreakerBoard()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def __repr__(self) -> str:
+        return (
+            f"ResilientProvider({self.inner!r}, deadline={self.deadline:g}s, "
+            f"attempts={self.backoff.max_attempts})"
+        )
+
+    def with_fallback(self, *others: ModelProvider | Candidate) -> FallbackProvider:
+        """This provider first, then ``others`` in order."""
+        return with_fallback(self, *others)
+
+    async def aclose(self) -> None:
+        """Close the inner provider, if it holds connections."""
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
+    # -- shared pieces
+    def _open_error(self, model: str, breaker: CircuitBreaker) -> ProviderUnavailable:
+        wait = breaker.retry_in()
+        return ProviderUnavailable(
+            f"{model}: circuit breaker open after {breaker.failures} failures in "
+            f"{breaker.window:g}s; next probe in {wait:.1f}s",
+            provider=_prefix(model),
+            reason="breaker_open",
+            retry_after=wait,
+        )
+
+    def _deadline_error(self, model: str, attempts: int) -> ProviderTimeout:
+        error = ProviderTimeout(
+            f"{model}: no answer within the {self.deadline:g}s deadline "
+            f"({attempts} attempt{'s' if attempts != 1 else ''})",
+            provider=_prefix(model),
+            reason="deadline",
+        )
+        error.attempts = attempts
+        return error
+
+    def _wait_before_retry(
+        self, error: NexusError, attempts: int, deadline_at: float, breaker: CircuitBreaker
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if not error.retryable or attempts >= self.backoff.max_attempts:
+            return None
+        if breaker.state is not BreakerState.CLOSED:
+            return None  # this failure opened it (or a probe failed): do not wait for nothing
+        retry_after = error.retry_after
+        if retry_after is not None and retry_after > self.backoff.max_retry_after:
+            return None
+        wait = self.backoff.delay(attempts, self._rng, retry_after)
+        if wait >= deadline_at - asyncio.get_running_loop().time():
+            return None  # we would wake up past the deadline
+        return wait
+
+    def _acquire(self, model: str, breaker: CircuitBreaker, last: NexusError | None) -> Permit:
+        permit = breaker.try_acquire()
+        if permit is None:
+            # our own failures just opened it: the last real error says more
+            raise last if last is not None else self._open_error(model, breaker)
+        return permit
+
+    # -- complete
+    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
+        """Answer ``request``, retrying what can be retried within the deadline.
+
+        Raises:
+            NexusError: the last error when attempts, time or retryability run out;
+                ``ProviderTimeout(reason="deadline")`` when the deadline passed;
+                ``ProviderUnavailable(reason="breaker_open")`` when the breaker
+                refused the first attempt.
+        """
+        breaker = self.breakers.get(request.model)
+        deadline_at = asyncio.get_running_loop().time() + self.deadline
+        attempts = 0
+        last: NexusError | None = None
+        while True:
+            permit = self._acquire(request.model, breaker, last)
+            attempts += 1
+            try:
+                response: ModelResponse = await _before(
+                    deadline_at, self.inner.complete(request, context)
+                )
+            except _Expired:
+                permit.failure()
+                raise self._deadline_error(request.model, attempts) from None
+            except asyncio.CancelledError:
+                permit.release()
+                raise
+            except Exception as exc:
+                error = map_provider_error(exc, provider=_prefix(request.model))
+                _settle(permit, error)
+                _record_attempts(error, attempts)
+                wait = self._wait_before_retry(error, attempts, deadline_at, breaker)
+                if wait is None:
+                    raise error from (exc.__cause__ if error is exc else exc)
+                last = error
+                await self._sleep(wait)
+                continue
+            permit.success()
+            step = RouteStep(request.model, "answered", "primary", attempts)
+            return replace(response, route=(*response.route, step))
+
+    # -- stream
+    async def stream(
+        self, request: ModelRequest, context: Mapping[str, Any]
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream the answer; retry only until the first token has been passed on.
+
+        A provider that cannot stream is called with ``complete`` and yields
+        only the final :class:`StreamEnd`.
+
+        Raises:
+            NexusError: as :meth:`complete`; an error after the first token is
+                raised as is, with a note that it was not retried.
+        """
+        breaker = self.breakers.get(request.model)
+        deadline_at = asyncio.get_running_loop().time() + self.deadline
+        attempts = 0
+        committed = False
+        last: NexusError | None = None
+        while True:
+            permit = self._acquire(request.model, breaker, last)
+            attempts += 1
+            try:
+                if isinstance(self.inner, StreamingProvider):
+                    events = self.inner.stream(request, context)
+                else:
+                    events = _complete_as_stream(self.inner, request, context)
+                async with _closing(events):
+                    while True:
+                        event = await _next_event(events, deadline_at)
+                        if event is _END:
+                            raise ProviderUnavailable(
+                                f"{request.model}: the stream ended without a response",
+                                provider=_prefix(request.model),
+                                reason="incomplete_stream",
+                            )
+                        if isinstance(event, StreamEnd):
+                            permit.success()
+                            response = event.response
+                            step = RouteStep(request.model, "answered", "primary", attempts)
+                            yield StreamEnd(replace(response, route=(*response.route, step)))
+                            return
+                        committed = True
+                        yield event
+            except _Expired:
+                permit.failure()
+                raise self._deadline_error(request.model, attempts) from None
+            except Exception as exc:
+                error = map_provider_error(exc, provider=_prefix(request.model))
+                _settle(permit, error)
+                _record_attempts(error, attempts)
+                if committed:
+                    error.add_note("failed after streaming had begun; not retried")
+                    raise error from (exc.__cause__ if error is exc else exc)
+                wait = self._wait_before_retry(error, attempts, deadline_at, breaker)
+                if wait is None:
+                    raise error from (exc.__cause__ if error is exc else exc)
+                last = error
+                await self._sleep(wait)
+            finally:
+                permit.release()  # no-op once settled; frees a probe on cancel or close
+
+
+async def _complete_as_stream(
+    provider: ModelProvider, request: ModelRequest, context: Mapping[str, Any]
+) -> AsyncIterator[StreamEvent]:
+    yield StreamEnd(await provider.complete(request, context))
+
+
+# -- fallback -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A provider in a fallback chain and the model to ask it for (None: the request's)."""
+
+    provider: ModelProvider
+    model: str | None = None
+
+
+def _falls_back(error: NexusError) -> bool:
+    reason = getattr(error, "reason", "")
+    return error.retryable or reason in ("breaker_open", "quota")
+
+
+def _why(error: NexusError) -> str:
+    return f"{error.kind}/{getattr(error, 'reason', '') or error.kind}"
+
+
+class FallbackProvider:
+    """Try candidates in order; move on when one fails retryably, is open, or out of quota.
+
+    Errors that another provider would not cure (an invalid request, bad
+    credentials, an unknown model) end the chain at once. The answer carries
+    the :class:`~nexus.gateway.base.RouteStep` of every candidate tried; when
+    all fail, the last error is raised with the same record in its ``route``.
+
+    Args:
+        candidates: providers (with their models) in order of preference.
+        deadline: seconds for the whole chain (None: each candidate's own).
+    """
+
+    def __init__(self, candidates: tuple[Candidate, ...], *, deadline: float | None = None) -> None:
+        if not candidates:
+            raise ValueError("a fallback chain needs at least one provider")
+        self.candidates = candidates
+        self.deadline = deadline
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.model or repr(c.provider) for c in self.candidates)
+        return f"FallbackProvider({names})"
+
+    def with_fallback(self, *others: ModelProvider | Candidate) -> FallbackProvider:
+        return with_fallback(self, *others)
+
+    async def aclose(self) -> None:
+        for candidate in self.candidates:
+            close = getattr(candidate.provider, "aclose", None)
+            if close is not None:
+                await close()
+
+    def _deadline_at(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return asyncio.get_running_loop().time() + self.deadline
+
+    def _plan(self, request: ModelRequest) -> list[tuple[Candidate, ModelRequest]]:
+        return [
+            (c, replace(request, model=c.model) if c.model else request) for c in self.candidates
+        ]
+
+    @staticmethod
+    def _reason(index: int, steps: list[RouteStep]) -> str:
+        if index == 0:
+            return "primary"
+        previous = steps[-1]
+        return f"fallback after {previous.model} {previous.outcome} ({previous.reason})"
+
+    @staticmethod
+    def _failed(model: str, error: NexusError) -> RouteStep:
+        reason = getattr(error, "reason", "")
+        outcome: Literal["failed", "skipped"] = "skipped" if reason == "breaker_open" else "failed"
+        attempts = 0 if outcome == "skipped" else max(1, getattr(error, "attempts", 0) or 1)
+        return RouteStep(model, outcome, _why(error), attempts)
+
+    @staticmethod
+    def _give_up(error: NexusError, steps: list[RouteStep]) -> NexusError:
+        if isinstance(error, ProviderError):
+            error.route = tuple(steps)
+        error.add_note("route: " + "; ".join(f"{s.model} {s.outcome} ({s.reason})" for s in steps))
+        return error
+
+    @staticmethod
+    def _answered(response: ModelResponse, model: str, reason: str) -> RouteStep:
+        attempts = response.route[-1].attempts if response.route else 1
+        return RouteStep(model, "answered", reason, attempts)
+
+    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
+        """The first candidate's answer that comes; see the class docstring."""
+        deadline_at = self._deadline_at()
+        steps: list[RouteStep] = []
+        error: NexusError | None = None
+        for index, (candidate, sub) in enumerate(self._plan(request)):
+            reason = self._reason(index, steps)
+            try:
+                response: ModelResponse = await _before(
+                    deadline_at, candidate.provider.complete(sub, context)
+                )
+            except _Expired:
+                timeout = ProviderTimeout(
+                    f"fallback chain: no answer within {self.deadline:g}s",
+                    provider=_prefix(sub.model),
+                    reason="deadline",
+                )
+                steps.append(RouteStep(sub.model, "failed", _why(timeout), 1))
+                raise self._give_up(timeout, steps) from None
+            except Exception as exc:
+                error = map_provider_error(exc, provider=_prefix(sub.model))
+                steps.append(self._failed(sub.model, error))
+                if not _falls_back(error):
+                    raise self._give_up(error, steps) from (exc.__cause__ if error is exc else exc)
+                continue
+            steps.append(self._answered(response, sub.model, reason))
+            return replace(response, route=tuple(steps))
+        assert error is not None
+        raise self._give_up(error, steps)
+
+    async def stream(
+        self, request: ModelRequest, context: Mapping[str, Any]
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream from the first candidate that starts answering; never switch mid-stream."""
+        deadline_at = self._deadline_at()
+        steps: list[RouteStep] = []
+        error: NexusError | None = None
+        committed = False
+        for index, (candidate, sub) in enumerate(self._plan(request)):
+            reason = self._reason(index, steps)
+            provider = candidate.provider
+            if isinstance(provider, StreamingProvider):
+                events = provider.stream(sub, context)
+            else:
+                events = _complete_as_stream(provider, sub, context)
+            try:
+                async with _closing(events):
+                    while True:
+                        event = await _next_event(events, deadline_at)
+                        if event is _END:
+                            raise ProviderUnavailable(
+                                f"{sub.model}: the stream ended without a response",
+                                provider=_prefix(sub.model),
+                                reason="incomplete_stream",
+                            )
+                        if isinstance(event, StreamEnd):
+                            steps.append(self._answered(event.response, sub.model, reason))
+                            yield StreamEnd(replace(event.response, route=tuple(steps)))
+                            return
+                        committed = True
+                        yield event
+            except _Expired:
+                timeout = ProviderTimeout(
+                    f"fallback chain: no answer within {self.deadline:g}s",
+                    provider=_prefix(sub.model),
+                    reason="deadline",
+                )
+                steps.append(RouteStep(sub.model, "failed", _why(timeout), 1))
+                raise self._give_up(timeout, steps) from None
+            except Exception as exc:
+                error = map_provider_error(exc, provider=_prefix(sub.model))
+                steps.append(self._failed(sub.model, error))
+                if committed or not _falls_back(error):
+                    raise self._give_up(error, steps) from (exc.__cause__ if error is exc else exc)
+        assert error is not None
+        raise self._give_up(error, steps)
+
+
+def with_fallback(
+    *providers: ModelProvider | Candidate, deadline: float | None = None
+) -> FallbackProvider:
+    """A chain trying ``providers`` in order (a :class:`Candidate` pins a model).
+
+    Example:
+        >>> from nexus.gateway.scripted import ScriptedProvider
+        >>> backup = Candidate(ScriptedProvider("b", ("y",)), "scripted:b")
+        >>> with_fallback(ScriptedProvider("a", ("x",)), backup)
+        FallbackProvider(ScriptedProvider(agent='a', lines=('x',)), scripted:b)
+    """
+    candidates = tuple(p if isinstance(p, Candidate) else Candidate(p) for p in providers)
+    return FallbackProvider(candidates, deadline=deadline)

@@ -1,0 +1,318 @@
+"""Token usage and its cost: exact money from a pricing table shipped as data.
+
+Money is :class:`~decimal.Decimal`, computed in a context that *traps* inexact
+results, so a cost is either exact or an error, never a silently rounded
+float. Prices are per million tokens and live in ``pricing.json`` next to this
+module; a deployment passes its own :class:`PricingTable` (or merges one over
+the default) when its contract prices differ.
+
+A call's cost is::
+
+    (prompt - cached - cache_write) * input
+    + cached * cached_input
+    + cache_write * cache_write_price   (the input price when the table has none)
+    + completion * output                all over 1,000,000
+
+Reasoning tokens are part of ``completion_tokens`` and are billed as output.
+
+Example:
+    >>> from nexus.gateway.base import Usage
+    >>> cost_of(Usage(prompt_tokens=1000, completion_tokens=100), "openai:gpt-4.1-mini")
+    Decimal('0.00056000')
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from nexus.domain.errors import NotFoundError, UserError
+from nexus.gateway.base import ModelRequest, ToolCall, Usage
+
+__all__ = [
+    "ModelPrice",
+    "PricingTable",
+    "UsageLedger",
+    "UsageRecord",
+    "cost_of",
+    "default_pricing",
+    "estimate_tokens",
+    "estimate_usage",
+]
+
+_MILLION_EXP = -6
+_DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
+
+def _money_context() -> decimal.Context:
+    context = decimal.Context(prec=60)
+    context.traps[decimal.Inexact] = True
+    context.traps[decimal.Rounded] = True
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Prices per million tokens."""
+
+    input: Decimal
+    cached_input: Decimal
+    output: Decimal
+    cache_write: Decimal | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> ModelPrice:
+        """From ``{"input": "0.40", "cached_input": "0.10", "output": "1.60"}``.
+
+        Prices are read from strings (or ints) so no binary float enters the table.
+
+        Raises:
+            UserError: a price is missing, negative, or a float.
+        """
+
+        def price(name: str, required: bool = True) -> Decimal | None:
+            value = data.get(name)
+            if value is None:
+                if required:
+                    raise UserError(f"price '{name}' is missing")
+                return None
+            if isinstance(value, float):
+                raise UserError(f"price '{name}' must be a string or integer, not a float")
+            try:
+                amount = Decimal(str(value))
+            except decimal.InvalidOperation:
+                raise UserError(f"price '{name}' is not a number: {value!r}") from None
+            if amount < 0 or not amount.is_finite():
+                raise UserError(f"price '{name}' must be a non-negative number")
+            return amount
+
+        cached = price("cached_input", required=False)
+        base = price("input")
+        assert base is not None
+        output = price("output")
+        assert output is not None
+        return cls(
+            input=base,
+            cached_input=base if cached is None else cached,
+            output=output,
+            cache_write=price("cache_write", required=False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PricingTable:
+    """Prices by ``provider:model``; ``provider:*`` prices a whole provider.
+
+    Lookups try the exact name, then the name without a date or ``-latest``
+    suffix (``claude-sonnet-4-5-20250929`` -> ``claude-sonnet-4-5``), then an
+    endpoint wildcard (``openai_compatible:lab/*``), then the provider's
+    wildcard (``ollama:*``).
+    """
+
+    prices: Mapping[str, ModelPrice]
+    currency: str = "USD"
+    as_of: str = ""
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> PricingTable:
+        """From the ``pricing.json`` shape: ``{"currency", "as_of", "models": {name: prices}}``.
+
+        Raises:
+            UserError: the table is malformed (the message names the model).
+        """
+        models = data.get("models")
+        if not isinstance(models, Mapping):
+            raise UserError("a pricing table needs a 'models' mapping")
+        prices: dict[str, ModelPrice] = {}
+        for name, entry in models.items():
+            if ":" not in name:
+                raise UserError(f"pricing: model '{name}' must be written provider:model")
+            if not isinstance(entry, Mapping):
+                raise UserError(f"pricing: '{name}' must map price names to amounts")
+            try:
+                prices[name] = ModelPrice.from_mapping(entry)
+            except UserError as exc:
+                raise UserError(f"pricing: '{name}': {exc.message}") from None
+        return cls(
+            prices=prices,
+            currency=str(data.get("currency", "USD")),
+            as_of=str(data.get("as_of", "")),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> PricingTable:
+        """Read a table from a JSON file."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read pricing table {path}: {exc}") from None
+        return cls.from_mapping(data)
+
+    def merged(self, overrides: PricingTable) -> PricingTable:
+        """This table with ``overrides``' entries replacing or adding to it."""
+        return PricingTable(
+            prices={**self.prices, **overrides.prices},
+            currency=overrides.currency,
+            as_of=overrides.as_of or self.as_of,
+        )
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price of ``model`` (``provider:model``), or None when the table has none."""
+        found = self.prices.get(model)
+        if found is not None:
+            return found
+        provider, _, name = model.partition(":")
+        bare = _DATE_SUFFIX.sub("", name)
+        if bare != name:
+            found = self.prices.get(f"{provider}:{bare}")
+            if found is not None:
+                return found
+        if "/" in name:  # openai_compatible:<endpoint>/<model> -> <endpoint>/*
+            found = self.prices.get(f"{provider}:{name.partition('/')[0]}/*")
+            if found is not None:
+                return found
+        return self.prices.get(f"{provider}:*")
+
+
+@cache
+def default_pricing() -> PricingTable:
+    """The table shipped with Nexus (``nexus/gateway/pricing.json``)."""
+    text = resources.files("nexus.gateway").joinpath("pricing.json").read_text(encoding="utf-8")
+    return PricingTable.from_mapping(json.loads(text))
+
+
+def cost_of(usage: Usage, model: str, table: PricingTable | None = None) -> Decimal:
+    """The exact cost of ``usage`` on ``model``, in the table's currency.
+
+    Args:
+        usage: the tokens of one call (or a sum of calls on one model).
+        model: ``provider:model``.
+        table: prices to use (default: :func:`default_pricing`).
+
+    Raises:
+        NotFoundError: the table has no price for ``model``.
+    """
+    price = (table or default_pricing()).price_for(model)
+    if price is None:
+        raise NotFoundError(f"no price for model '{model}' in the pricing table")
+    cached = usage.cached_tokens
+    written = usage.cache_write_tokens
+    uncached = max(0, usage.prompt_tokens - cached - written)
+    write_price = price.input if price.cache_write is None else price.cache_write
+    with decimal.localcontext(_money_context()):
+        total = (
+            uncached * price.input
+            + cached * price.cached_input
+            + written * write_price
+            + usage.completion_tokens * price.output
+        )
+        return total.scaleb(_MILLION_EXP)
+
+
+# -- estimates ----------------------------------------------------------------------------
+
+_CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count: one token per four characters, rounded up."""
+    return math.ceil(len(text) / _CHARS_PER_TOKEN)
+
+
+def estimate_usage(request: ModelRequest, text: str, tool_calls: Iterable[ToolCall] = ()) -> Usage:
+    """Usage guessed from the characters sent and received, marked ``estimated``.
+
+    Used only when a provider reports no usage at all (an OpenAI-compatible
+    server that ignores ``stream_options``); the guess errs on the high side
+    for English text and code.
+    """
+    prompt = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+    prompt += sum(estimate_tokens(json.dumps(t.to_dict())) for t in request.tools)
+    completion = estimate_tokens(text) + sum(
+        estimate_tokens(c.name) + estimate_tokens(c.arguments) for c in tool_calls
+    )
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, estimated=True)
+
+
+# -- ledger -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One priced call. ``cost`` is None when the model has no price."""
+
+    model: str
+    usage: Usage
+    cost: Decimal | None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "usage": self.usage.to_dict(),
+            "cost": None if self.cost is None else str(self.cost),
+            "labels": dict(self.labels),
+        }
+
+
+class UsageLedger:
+    """Usage and cost of many calls, summed exactly and grouped by label.
+
+    Labels say what a call belongs to (``run``, ``task``, ``agent``, ``tenant``);
+    :meth:`by` aggregates on any of them.
+
+    Example:
+        >>> ledger = UsageLedger()
+        >>> _ = ledger.add("openai:gpt-4.1-mini", Usage(1000, 100), task="draft")
+        >>> ledger.total_cost()
+        Decimal('0.00056000')
+    """
+
+    def __init__(self, table: PricingTable | None = None) -> None:
+        self.table = table or default_pricing()
+        self.records: list[UsageRecord] = []
+
+    def add(self, model: str, usage: Usage, **labels: str) -> UsageRecord:
+        """Record one call; an unpriced model is recorded with ``cost=None``."""
+        try:
+            cost: Decimal | None = cost_of(usage, model, self.table)
+        except NotFoundError:
+            cost = None
+        record = UsageRecord(model=model, usage=usage, cost=cost, labels=labels)
+        self.records.append(record)
+        return record
+
+    def total_cost(self) -> Decimal:
+        """The exact sum of every priced call."""
+        with decimal.localcontext(_money_context()):
+            return sum((r.cost for r in self.records if r.cost is not None), Decimal(0))
+
+    def total_usage(self) -> Usage:
+        total = Usage()
+        for record in self.records:
+            total = total + record.usage
+        return total
+
+    def unpriced(self) -> list[UsageRecord]:
+        """Calls whose model the table has no price for."""
+        return [r for r in self.records if r.cost is None]
+
+    def by(self, label: str) -> dict[str, Decimal]:
+        """Cost per value of ``label`` (calls without the label are grouped under ``""``)."""
+        groups: dict[str, Decimal] = {}
+        with decimal.localcontext(_money_context()):
+            for record in self.records:
+                if record.cost is None:
+                    continue
+                key = record.labels.get(label, "")
+                groups[key] = groups.get(key, Decimal(0)) + record.cost
+        return groups
