@@ -49,3 +49,23 @@ def nexus(home: Path, *args: str | Path) -> Out:
     out = Out(proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in out.text, out.text
     return out
+
+
+def host_pids(marker: str) -> list[int]:
+    """Host pids of processes whose command line contains ``marker``.
+
+    Sandboxed commands live in their own PID namespace, so ``$$`` inside names
+    nothing on the host; tests find them by a unique argument instead.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry))
+    return found

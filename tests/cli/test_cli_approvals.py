@@ -91,4 +91,5 @@ def test_approval_settings_are_validated() -> None:
     doc["tasks"]["a"]["approval"] = {"timeout": 5, "on_timeout": "escalate"}  # type: ignore[index]
     plan = compile_workflow(doc, file="x.yaml")
     policy = plan.tasks["a"].approval
-    assert policy is not None and (policy.timeout, policy.on_timeout) == (5.0, "escalate")
+    assert policy is not None
+    assert (policy.timeout, policy.on_timeout) == (5.0, "escalate")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from cli_support import NEXUS, WORKFLOWS, cli_env, nexus
+from cli_support import NEXUS, WORKFLOWS, cli_env, host_pids, nexus
 
 pytestmark = pytest.mark.slow
 
@@ -231,16 +231,10 @@ def test_kill_at_a_random_moment_then_resume(
 
 def test_cancel_a_live_run_and_refuse_to_resume_it(nexus_home: Path, tmp_path: Path) -> None:
     file = copy_workflow("long.yaml", tmp_path / "wf")
-    pid_file = file.parent / "slow.pid"
-    slow_pid: int | None = None
+    marker = "30.4242"  # the slow task's unique sleep argument (see long.yaml)
     try:
         with running(nexus_home, file) as proc:
-
-            def slow_pid_written() -> int | None:
-                text = pid_file.read_text(encoding="ascii") if pid_file.exists() else ""
-                return int(text) if text.endswith("\n") else None
-
-            slow_pid = wait_for("the slow task to start", slow_pid_written, proc)
+            wait_for("the slow task to start", lambda: host_pids(marker) or None, proc)
             ((rid,),) = query(nexus_home, "SELECT run_id FROM runs")
 
             refused = nexus(nexus_home, "resume", rid)
@@ -260,11 +254,11 @@ def test_cancel_a_live_run_and_refuse_to_resume_it(nexus_home: Path, tmp_path: P
         assert result["tasks"]["slow"]["status"] == "cancelled"
         assert result["tasks"]["after"]["status"] == "skipped"
         # the task's command was stopped with it
-        wait_for("the cancelled command to die", lambda: not pid_alive(slow_pid), timeout=5)
+        wait_for("the cancelled command to die", lambda: not host_pids(marker), timeout=5)
     finally:
-        if slow_pid is not None and pid_alive(slow_pid):
+        for pid in host_pids(marker):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(slow_pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     status = nexus(nexus_home, "status", rid, "--json")
     assert status.code == 1

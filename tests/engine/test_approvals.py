@@ -31,8 +31,8 @@ def _plan(tmp_path: Path, approval: ApprovalPolicy) -> Plan:
     )
 
 
-async def _wait_for(store: SQLiteStore, type_: EventType, timeout: float = 10) -> str:
-    async with asyncio.timeout(timeout):
+async def _wait_for(store: SQLiteStore, type_: EventType, within: float = 10) -> str:
+    async with asyncio.timeout(within):
         while True:
             runs = await store.list_runs(1)
             if runs:
@@ -91,7 +91,8 @@ def test_rejection_fails_the_task_with_policy_denied(tmp_path: Path) -> None:
             error = state.tasks["deploy"].error
             assert error is not None
             assert error["kind"] == "policy_denied"
-            assert "bo" in error["message"] and "not on a Friday" in error["message"]
+            assert "bo" in error["message"]
+            assert "not on a Friday" in error["message"]
             assert not (tmp_path / "deployed.txt").exists()
         finally:
             await store.close()
@@ -150,7 +151,8 @@ def test_answering_a_run_no_process_drives_takes_it_over(tmp_path: Path) -> None
                 run_id, "deploy", granted=True, by="ops"
             )
             assert outcome == "continued"
-            assert result is not None and result.status == "succeeded"
+            assert result is not None
+            assert result.status == "succeeded"
             assert (tmp_path / "deployed.txt").read_text() == "deployed\n"
             report = await Engine(store).replay(run_id)
             assert report.identical, report.first_divergence

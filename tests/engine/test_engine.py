@@ -80,25 +80,37 @@ def plan_of(ws: Path, *tasks: TaskSpec, **kwargs: Any) -> Plan:
     return Plan(name="test", tasks={t.id: t for t in tasks}, workspace=str(ws), **kwargs)
 
 
-def group_alive(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
+def marker_alive(marker: str) -> list[int]:
+    """Host pids of live processes whose command line contains ``marker``.
+
+    Shell commands run in the sandbox's own PID namespace, where ``$$`` names
+    nothing on the host: tests give each long command a unique argument.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
-                fields = fh.read().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if marker in cmdline and _alive(int(entry)):
             found.append(int(entry))
     return found
 
 
-def wait_group_gone(pgid: int, within: float = 3.0) -> list[int]:
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+            return fh.read().rsplit(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_marker_gone(marker: str, within: float = 3.0) -> list[int]:
     deadline = time.monotonic() + within
-    while (alive := group_alive(pgid)) and time.monotonic() < deadline:
+    while (alive := marker_alive(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return alive
 
@@ -269,7 +281,12 @@ def test_fail_fast_cancels_running_and_skips_the_rest(ws: Path, db: Path) -> Non
     plan = plan_of(
         ws,
         TaskSpec(id="bad", tool="bad", priority=2),
-        TaskSpec(id="slow", tool="shell", args={"cmd": "echo $$ > slow.pid; sleep 30"}, priority=1),
+        TaskSpec(
+            id="slow",
+            tool="shell",
+            args={"cmd": "echo started > slow.pid; sleep 30.1111"},
+            priority=1,
+        ),
         TaskSpec(id="indep", tool="noop", priority=0),
         TaskSpec(id="after", tool="noop", needs=("slow",)),
         max_parallel=2,
@@ -293,7 +310,8 @@ def test_fail_fast_cancels_running_and_skips_the_rest(ws: Path, db: Path) -> Non
     cancelled = next(e for e in events if e.type is E.TASK_CANCELLED)
     assert cancelled.data["reason"] == "fail-fast: task 'bad' failed"
     assert not [e for e in events if e.type is E.ATTEMPT_STARTED and e.data["task"] == "indep"]
-    assert wait_group_gone(int(pidfile.read_text())) == []
+    assert pidfile.read_text() == "started\n"
+    assert wait_marker_gone("30.1111") == []
 
 
 def test_without_fail_fast_independent_tasks_continue(ws: Path, db: Path) -> None:
@@ -342,7 +360,7 @@ def test_shell_timeout_kills_the_process_group(ws: Path, db: Path) -> None:
         TaskSpec(
             id="sleepy",
             tool="shell",
-            args={"cmd": "echo $$ > sleepy.pid; sleep 30 & sleep 30"},
+            args={"cmd": "echo started > sleepy.pid; sleep 30.2222 & sleep 30.2222"},
             timeout=0.5,
         ),
     )
@@ -361,8 +379,8 @@ def test_shell_timeout_kills_the_process_group(ws: Path, db: Path) -> None:
     assert task.error is not None
     assert task.error["kind"] == "timeout"
     assert task.error["retryable"] is True
-    pid = int((ws / "sleepy.pid").read_text())
-    assert wait_group_gone(pid) == [], "processes of the timed-out command survived"
+    assert (ws / "sleepy.pid").read_text() == "started\n"
+    assert wait_marker_gone("30.2222") == [], "processes of the timed-out command survived"
     (ws / "sleepy.pid").unlink()
     assert_replays(db, result.run_id)
     assert not (ws / "sleepy.pid").exists(), "replay ran the command again"
@@ -987,7 +1005,10 @@ def _slow_plan(ws: Path, marker: str = "slow") -> Plan:
             tool="shell",
             needs=("first",),
             args={
-                "cmd": f"echo $$ > {marker}.pid; echo run >> {marker}.log; test -f go || sleep 30"
+                "cmd": (
+                    f"echo started > {marker}.pid; echo run >> {marker}.log; "
+                    "test -f go || sleep 30.3333"
+                )
             },
         ),
         TaskSpec(id="last", tool="counted", needs=("slow",)),
@@ -1034,7 +1055,7 @@ def test_cancel_of_a_run_nobody_drives(ws: Path, db: Path) -> None:
         "other": "skipped",
     }
     assert calls == ["x"]
-    assert wait_group_gone(int((ws / "slow.pid").read_text())) == []
+    assert wait_marker_gone("30.3333") == []
     assert_replays(db, state.run_id, [tool])
     assert calls == ["x"]
     assert (ws / "slow.log").read_text() == "run\n"
@@ -1060,7 +1081,7 @@ def test_cancel_of_a_live_run_is_requested_and_honoured(ws: Path, db: Path) -> N
     assert result.tasks["slow"]["status"] == "cancelled"
     assert result.tasks["last"]["status"] == "skipped"
     assert elapsed < 5
-    assert wait_group_gone(int((ws / "slow.pid").read_text())) == []
+    assert wait_marker_gone("30.3333") == []
     assert_replays(db, result.run_id, [tool])
     assert (ws / "slow.log").read_text() == "run\n"
 
@@ -1097,7 +1118,7 @@ def test_resume_after_a_crash_finishes_without_rerunning_completed_tasks(
 
     run_id = with_store(db, crash)
     assert calls == ["x"]
-    assert wait_group_gone(int((ws / "slow.pid").read_text())) == []
+    assert wait_marker_gone("30.3333") == []
     (ws / "go").write_text("")
 
     async def resume(store: SQLiteStore) -> tuple[RunResult, list[Event]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nexus.cli import commands_query, commands_run
+from nexus.cli import commands_query, commands_run, commands_tools
 
 app = typer.Typer(
     name="nexus",
@@ -31,6 +31,7 @@ for command in (
 ):
     app.command()(command)
 app.add_typer(commands_query.audit_app, name="audit")
+app.add_typer(commands_tools.tools_app, name="tools")
 
 
 def main() -> None:

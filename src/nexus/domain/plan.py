@@ -108,6 +108,8 @@ class TaskSpec:
     timeout: float | None = None
     priority: int = 0
     approval: ApprovalPolicy | None = None
+    #: the task's exec-profile grant (JSON form); tools narrow their own profile by it
+    profile: JSONDict | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -128,6 +130,7 @@ class TaskSpec:
             "priority": self.priority,
             # omitted when unset, so plans without approvals keep their hashes
             **({"approval": self.approval.to_dict()} if self.approval else {}),
+            **({"profile": self.profile} if self.profile is not None else {}),
         }
 
 
@@ -186,6 +189,7 @@ class Plan:
                 timeout=t["timeout"],
                 priority=t["priority"],
                 approval=ApprovalPolicy.from_dict(t["approval"]) if t.get("approval") else None,
+                profile=t.get("profile"),
             )
             for tid, t in data["tasks"].items()
         }

@@ -321,6 +321,8 @@ class Decider:
             ctx = template_context(state, task) if _needs_context(task) else {}
             if spec.tool is not None:
                 data["tool"] = spec.tool
+                if spec.profile is not None:
+                    data["profile"] = spec.profile
                 args = render_deep(spec.args, ctx) if ctx else spec.args
                 data["args"] = to_json(args, f"the arguments of task '{task.id}'") if ctx else args
             else:

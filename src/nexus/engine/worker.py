@@ -146,7 +146,14 @@ class Worker:
 
     async def _tool(self, a: Assignment, ctx: AttemptContext) -> Any:
         name, args = a.started["tool"], a.started["args"]
-        tool_ctx = ToolContext(a.run_id, a.task, a.attempt, Path(a.workspace))
+        grant = a.started.get("profile")
+        tool_ctx = ToolContext(
+            a.run_id,
+            a.task,
+            a.attempt,
+            Path(a.workspace),
+            grant=grant,
+        )
 
         async def call_tool() -> Any:
             # looked up inside the effect: a replay needs no tool at all

@@ -153,6 +153,7 @@ class _Task(_Model):
     backoff: _Backoff | None = None
     priority: _SafeInt = 0
     approval: _Approval | None = None
+    profile: dict[str, Any] | None = None
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -394,6 +395,7 @@ class _Compiler:
                 timeout=None if timeout is None else float(timeout),
                 priority=spec.priority,
                 approval=_approval_policy(spec.approval),
+                profile=self.profile(tid, spec.profile),
             )
         needs = {tid: task.needs for tid, task in tasks.items()}
         self.check_needs(needs)
@@ -544,6 +546,9 @@ class _Compiler:
         if refs:
             self.check_refs(tid, tuple(spec.needs), refs, tasks, reads)
         return args, foreach
+
+    def profile(self, tid: str, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _profile_grant(self.file, tid, raw)
 
     def check_kind(
         self,
@@ -821,6 +826,20 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _strings(item, f"{path}[{i}]")
+
+
+def _profile_grant(file: str, tid: str, raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validate a task's ``profile:`` now, so a typo fails before the run starts."""
+    if raw is None:
+        return None
+    from nexus.domain.errors import UserError
+    from nexus.tools.profile import ExecProfile
+
+    try:
+        ExecProfile.from_dict(raw, "profile")  # validate; keep only what the task says
+    except UserError as exc:
+        raise WorkflowError(exc.message, file=file, task=tid, field="profile") from None
+    return dict(raw)
 
 
 def _approval_policy(value: _Approval | None) -> ApprovalPolicy | None:

@@ -1,16 +1,31 @@
-"""Tools: the registry, built-ins and the tool port."""
+"""Tools: the registry, built-ins, exec profiles and the tool port.
+
+WASM tools live in :mod:`nexus.tools.wasm` and MCP servers in
+:mod:`nexus.tools.mcp` (imported on demand: they pull in wasmtime and the MCP SDK).
+"""
 
 from nexus.tools.base import FunctionTool, Tool, ToolContext, ToolFailed, ToolRegistry, tool
-from nexus.tools.builtins import NoopTool, ShellTool, builtin_tools
+from nexus.tools.builtins import NoopTool, PythonTool, ShellTool, builtin_tools
+from nexus.tools.files import FileList, FileRead, FileWrite
+from nexus.tools.http import HttpTool
+from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
 
 __all__ = [
+    "SHELL_PROFILE",
+    "ExecProfile",
+    "FileList",
+    "FileRead",
+    "FileWrite",
     "FunctionTool",
+    "HttpTool",
     "NoopTool",
+    "PythonTool",
     "ShellTool",
     "Tool",
     "ToolContext",
     "ToolFailed",
     "ToolRegistry",
     "builtin_tools",
+    "effective_profile",
     "tool",
 ]

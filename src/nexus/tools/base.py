@@ -9,12 +9,19 @@ may run it without first committing the events before it.
 from __future__ import annotations
 
 import inspect
+import re
+import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from nexus.domain.errors import ErrorKind, NexusError, NotFoundError
+
+if TYPE_CHECKING:  # the profile module imports nothing from here; keep start-up lean
+    from nexus.tools.profile import ExecProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,11 @@ class ToolContext:
     attempt: int
     workspace: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    #: a grant as a profile object (Python API); a tool narrows its own profile by it
+    profile: ExecProfile | None = None
+    #: a grant as written in a workflow (``profile:``); fields it leaves out
+    #: keep the tool's own values -- see :func:`nexus.tools.profile.effective_profile`
+    grant: Mapping[str, Any] | None = None
 
 
 class ToolFailed(NexusError):
@@ -61,20 +73,57 @@ class Tool(Protocol):
 ToolFunction = Callable[..., Awaitable[Any]] | Callable[..., Any]
 
 
+def _arguments_model(name: str, fn: ToolFunction) -> type[BaseModel]:
+    """A pydantic model of ``fn``'s keyword arguments, from its type hints."""
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    extra: typing.Literal["allow", "forbid"] = "forbid"
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind is param.VAR_KEYWORD:
+            extra = "allow"  # **kwargs takes whatever else is given
+            continue
+        if param.kind is param.VAR_POSITIONAL:
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+    model_name = "".join(part.title() for part in re.split(r"[^A-Za-z0-9]+", name)) or "Tool"
+    return create_model(f"{model_name}Args", __config__=ConfigDict(extra=extra), **fields)
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionTool:
-    """A Python function as a tool; its keyword arguments come from ``with:``."""
+    """A Python function as a tool; its keyword arguments come from ``with:``.
+
+    The arguments are validated against the function's type hints (pydantic)
+    before the call, and :attr:`input_schema` is the JSON schema they imply.
+    """
 
     name: str
     fn: ToolFunction
     pure: bool = False
     description: str = ""
+    _model: type[BaseModel] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_model", _arguments_model(self.name, self.fn))
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self._model.model_json_schema()
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         try:
-            result = self.fn(**args)
-        except TypeError as exc:
-            raise NexusError(f"tool '{self.name}': bad arguments: {exc}", retryable=False) from exc
+            parsed = self._model.model_validate(args)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "arguments"
+            raise NexusError(
+                f"tool '{self.name}': argument '{where}': {first['msg']}", retryable=False
+            ) from None
+        kwargs = {key: getattr(parsed, key) for key in type(parsed).model_fields}
+        kwargs.update(parsed.model_extra or {})
+        result = self.fn(**kwargs)
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -1,97 +1,167 @@
-"""Built-in tools: ``shell`` and ``noop``.
+"""Built-in tools: ``shell``, ``python`` and ``noop``.
 
-``shell`` runs in its own session (process group) with the run's workspace as
-working directory; a timeout or cancel kills the whole group. Real sandboxing
-(namespaces, seccomp, rlimits) arrives behind the same port in ``tools``.
+``shell`` and ``python`` run their command through
+:func:`~nexus.tools.sandbox.run_sandboxed` under the tool's
+:class:`~nexus.tools.profile.ExecProfile` (narrowed by the agent's or task's
+grant in ``ToolContext.profile``), with the run's workspace as the writable
+working directory. Outcomes map onto the error taxonomy:
+
+* exit 0 -> the result, with ``truncated``, ``limits_hit``, ``denials`` and
+  ``sandbox``/``warnings`` added when they say something (the ``rlimits``
+  fallback is flagged in every result);
+* non-zero exit after the sandbox refused something -> :class:`SandboxDenied`
+  (``policy_denied``, not retryable), its details naming each denial;
+* other non-zero exits -> :class:`~nexus.tools.base.ToolFailed` with the exit
+  code, output tails and limits hit; retryable unless a deterministic limit
+  (CPU, memory, processes, output, file size, open files) was hit -- running
+  the same command again would hit it again.
+
+A cancelled call (task timeout, fail-fast, user stop) kills the whole sandbox.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from nexus.domain.errors import NexusError
 from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
+from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
+from nexus.tools.sandbox import PYTHON, SandboxDenied, SandboxResult, run_sandboxed
 
-#: Output beyond this many bytes per stream is cut, and the result says so.
-MAX_OUTPUT = 1 << 20
+#: Output beyond this many bytes per stream is cut (the shell profile's default).
+MAX_OUTPUT = SHELL_PROFILE.max_output_bytes
 _TAIL = 2000
+#: Limits that a retry would hit again.
+_DETERMINISTIC = frozenset({"cpu", "memory", "processes", "output", "file_size", "open_files"})
 
 
-def _decode(raw: bytes) -> tuple[str, bool]:
-    cut = len(raw) > MAX_OUTPUT
-    return raw[:MAX_OUTPUT].decode("utf-8", errors="replace"), cut
+def _effective(profile: ExecProfile, ctx: ToolContext) -> ExecProfile:
+    return effective_profile(profile, ctx)
 
 
-async def _read_capped(stream: asyncio.StreamReader | None) -> bytes:
-    if stream is None:
-        return b""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await stream.read(65536):
-        if size <= MAX_OUTPUT:
-            chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+def _env(ctx: ToolContext) -> dict[str, str]:
+    return {**ctx.env, "NEXUS_RUN_ID": ctx.run_id, "NEXUS_TASK": ctx.task}
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+def _outcome(tool: str, result: SandboxResult) -> dict[str, Any]:
+    """The tool's result for a sandboxed run, or the error it must raise."""
+    stdout = result.stdout.decode("utf-8", errors="replace")
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    out: dict[str, Any] = {"exit_code": result.exit_code, "stdout": stdout, "stderr": stderr}
+    if result.truncated:
+        out["truncated"] = True
+    if result.limits_hit:
+        out["limits_hit"] = list(result.limits_hit)
+    if result.denials:
+        out["denials"] = [dict(d) for d in result.denials]
+    if result.sandbox != "bwrap" or result.warnings:
+        out["sandbox"] = result.sandbox
+        out["warnings"] = list(result.warnings)
+    if result.exit_code == 0:
+        return out
+    details: dict[str, Any] = {
+        "exit_code": result.exit_code,
+        "stdout": stdout[-_TAIL:],
+        "stderr": stderr[-_TAIL:],
+        "limits_hit": list(result.limits_hit),
+        "denials": [dict(d) for d in result.denials],
+        "sandbox": result.sandbox,
+        "duration_ms": result.duration_ms,
+    }
+    if result.warnings:
+        details["warnings"] = list(result.warnings)
+    if result.denials:
+        reasons = "; ".join(f"{d['reason']}: {d['detail']}" for d in result.denials[:5])
+        raise SandboxDenied(
+            f"tool '{tool}': the sandbox refused {reasons} (exit {result.exit_code})",
+            details=details,
+        )
+    message = f"command exited with {result.exit_code}"
+    if result.limits_hit:
+        message += f" (limits hit: {', '.join(result.limits_hit)})"
+    error = ToolFailed(message, details=details)
+    if _DETERMINISTIC.intersection(result.limits_hit):
+        error.retryable = False
+    raise error
 
 
 @dataclass(frozen=True, slots=True)
 class ShellTool:
-    """``shell``: ``{cmd}`` -> ``{exit_code, stdout, stderr}``; non-zero exit fails."""
+    """``shell``: ``{cmd}`` -> ``{exit_code, stdout, stderr}``, sandboxed; non-zero fails.
+
+    Args:
+        name: the registered name.
+        pure: always False: a command may change the workspace.
+        profile: what the command may do (deny by default).
+    """
 
     name: str = "shell"
     pure: bool = False
+    profile: ExecProfile = SHELL_PROFILE
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         cmd = args.get("cmd")
         if not isinstance(cmd, str) or not cmd.strip():
             raise NexusError("tool 'shell': 'with.cmd' must be a non-empty string", retryable=False)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ctx.workspace)}
-        env.update(ctx.env)
-        env.update({"NEXUS_RUN_ID": ctx.run_id, "NEXUS_TASK": ctx.task})
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                cmd,
-                cwd=ctx.workspace,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
+        result = await run_sandboxed(
+            ["/bin/sh", "-c", cmd],
+            profile=_effective(self.profile, ctx),
+            workspace=ctx.workspace,
+            env=_env(ctx),
+        )
+        return _outcome(self.name, result)
+
+
+@dataclass(frozen=True, slots=True)
+class PythonTool:
+    """``python``: ``{code, input?}`` -> ``{exit_code, stdout, stderr, result?}``, sandboxed.
+
+    ``code`` runs as ``python -I -c code`` (isolated mode: no user site, no
+    ``PYTHON*`` variables, no script directory on ``sys.path``) with ``input``
+    as JSON on standard input. When the last non-empty line of stdout is JSON,
+    it is parsed into ``result``.
+
+    Example:
+        ``{code: "import json,sys; print(json.dumps(sum(json.load(sys.stdin))))",
+        input: [1, 2]}`` gives ``result: 3``.
+    """
+
+    name: str = "python"
+    pure: bool = False
+    profile: ExecProfile = SHELL_PROFILE
+
+    async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
+        code = args.get("code")
+        if not isinstance(code, str) or not code.strip():
+            raise NexusError(
+                "tool 'python': 'with.code' must be a non-empty string", retryable=False
             )
-        except OSError as exc:
-            raise ToolFailed(f"tool 'shell': cannot start /bin/sh: {exc}") from exc
-        try:
-            out, err = await asyncio.gather(_read_capped(proc.stdout), _read_capped(proc.stderr))
-            code = await proc.wait()
-        except BaseException:
-            _kill_group(proc.pid)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(proc.wait())
-            raise
-        _kill_group(proc.pid)  # leftovers the command backgrounded
-        stdout, out_cut = _decode(out)
-        stderr, err_cut = _decode(err)
-        result: dict[str, Any] = {"exit_code": code, "stdout": stdout, "stderr": stderr}
-        if out_cut or err_cut:
-            result["truncated"] = True
-        if code != 0:
-            raise ToolFailed(
-                f"command exited with {code}",
-                details={"exit_code": code, "stdout": stdout[-_TAIL:], "stderr": stderr[-_TAIL:]},
+        unknown = set(args) - {"code", "input"}
+        if unknown:
+            raise NexusError(
+                f"tool 'python': unknown arguments {sorted(unknown)} (known: code, input)",
+                retryable=False,
             )
-        return result
+        try:
+            stdin = json.dumps(args.get("input")).encode() if "input" in args else b""
+        except (TypeError, ValueError) as exc:
+            raise NexusError(f"tool 'python': 'input' is not JSON: {exc}", retryable=False) from exc
+        result = await run_sandboxed(
+            [PYTHON, "-I", "-c", code],
+            profile=_effective(self.profile, ctx),
+            workspace=ctx.workspace,
+            env=_env(ctx),
+            stdin=stdin,
+        )
+        out = _outcome(self.name, result)
+        lines = [line for line in out["stdout"].splitlines() if line.strip()]
+        if lines and not out.get("truncated"):
+            with contextlib.suppress(ValueError):
+                out["result"] = json.loads(lines[-1])
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,5 +176,10 @@ class NoopTool:
 
 
 def builtin_tools() -> ToolRegistry:
-    """A registry holding the built-in tools."""
-    return ToolRegistry([ShellTool(), NoopTool()])
+    """A registry holding the built-in tools: shell, python, noop, file.*, http."""
+    from nexus.tools.files import FileList, FileRead, FileWrite
+    from nexus.tools.http import HttpTool
+
+    return ToolRegistry(
+        [ShellTool(), PythonTool(), NoopTool(), FileRead(), FileWrite(), FileList(), HttpTool()]
+    )

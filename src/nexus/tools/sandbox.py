@@ -1,0 +1,996 @@
+"""The process sandbox: run one command under an :class:`ExecProfile`, deny by default.
+
+:func:`run_sandboxed` is the only entry point. Layers, outside in:
+
+1. **bubblewrap** (``bwrap``) gives the call new user, PID, network, IPC, UTS
+   and cgroup namespaces, ``--die-with-parent`` and ``--new-session``, and a
+   file system built from nothing: a read-only root holding only ``/usr``, the
+   ``/bin``/``/lib*`` links, the few ``/etc`` files the dynamic linker needs,
+   synthetic ``passwd``/``group``/``hosts``, the Python interpreter (read-only),
+   a fresh ``/proc``, a read-only minimal ``/dev`` (``null``, ``zero``,
+   ``urandom``, ``tty``... and a private ``/dev/shm``), a private size-capped
+   ``/tmp``, and the workspace bound writable at its own path (also the
+   working directory). No ``/etc/shadow``, ``/root``, ``/home``, ``/sys`` or
+   host ``/tmp``. The command runs as uid 1000 inside (mapped to Nexus's uid
+   outside), with no capabilities and ``no_new_privs``. The environment is
+   cleared; the command gets only the variables we set.
+2. **A cgroup** (when this process may create one -- as root, or with a
+   delegated cgroup) caps the processes and memory of the whole call and tells
+   us exactly when a cap was hit. It matters because ``RLIMIT_NPROC`` does not
+   bind a process whose real uid is host root, which is what the sandbox's
+   uid maps to when Nexus runs as root.
+3. **The shim** (:mod:`nexus.tools._shim`) is the sandbox's PID 1 (``bwrap
+   --as-pid-1``): it sets rlimits, forks the command under a seccomp filter
+   (compiled here with ``pyseccomp``) and stays as a non-dumpable init. The
+   filter refuses dangerous system calls (ptrace, mount, unshare, keyctl, bpf,
+   io_uring, ... and setting setuid/setgid bits, since files written to the
+   workspace belong to Nexus's uid on the host) with ``EPERM``; the init
+   *reports* each one, so every refusal is recorded as a denial.
+
+**Network.** ``network = "none"``: the namespace has only a loopback device,
+and creating ``AF_INET``/``AF_INET6`` sockets is refused by seccomp (and
+recorded). With an allow-list, the namespace still has no route out: the only
+way out is an HTTP proxy (``http_proxy``/``https_proxy`` point at
+``127.0.0.1:3128`` inside, forwarded by the shim's init to a Unix socket served
+here) that accepts ``CONNECT host:port`` and absolute-form HTTP requests only
+for allow-listed ``host:port`` pairs and records every refusal. So the
+allow-list is *enforced*, fail-closed, at the cost that only proxy-aware
+clients (curl, pip, httpx, requests, urllib, git over https) get out; raw
+sockets to listed hosts do not. Names are resolved by the proxy, on the host.
+
+**The ``rlimits`` fallback** (opt-in, ``profile.sandbox = "rlimits"``) runs the
+shim in a new session without namespaces: rlimits, seccomp (including the
+``AF_INET`` refusal) and the cgroup still apply, but the file system and the
+other processes of the user are *not* isolated. Every result says so. It
+refuses allow-lists (they need a network namespace to be enforceable).
+
+Limits are detected as well as the kernel lets us: our own clock (wall time)
+and output cap, signals (``SIGXCPU``, ``SIGXFSZ``, ``SIGKILL`` after the CPU
+budget), cgroup event counters (processes, OOM kills), then the usual error
+messages on stderr (``MemoryError``, ``fork: Resource temporarily
+unavailable``...). The last are hints: a command can print them on purpose.
+
+This module is larger than the usual 400 lines (about 1,000) because the
+sandbox, its cgroup and its egress proxy are one mechanism that must be read
+together, and this change was confined to one module; ``_Cgroup`` and
+``_EgressProxy`` are self-contained and are the natural first split
+(``_cgroup.py``, ``_egress.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import marshal
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from nexus.domain.errors import InfrastructureError, PolicyDenied, UserError
+from nexus.tools.profile import ExecProfile, SandboxKind
+
+#: The bubblewrap executable; a test may point it elsewhere.
+BWRAP = "bwrap"
+
+#: This interpreter, by a path that also exists inside the sandbox (``..`` in
+#: ``sys.executable`` would not; symlinks are kept, so a venv stays a venv).
+PYTHON = os.path.normpath(os.path.abspath(sys.executable))
+
+#: System calls refused (``EPERM``) and recorded, on top of namespace creation
+#: by ``clone`` and, with ``network = "none"``, ``AF_INET``/``AF_INET6`` sockets.
+DENIED_SYSCALLS = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "mount",
+    "umount2",
+    "mount_setattr",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "open_by_handle_at",
+)
+
+#: Calls refused only when they would set a setuid/setgid bit (argument index of
+#: the mode): files the sandbox creates belong to Nexus's uid on the host.
+SETID_CALLS = {
+    "chmod": 1,
+    "fchmod": 1,
+    "fchmodat": 2,
+    "fchmodat2": 2,
+    "creat": 1,
+    "mknod": 1,
+    "mknodat": 2,
+    "open": 2,
+    "openat": 3,
+}
+_S_ISUID, _S_ISGID, _O_CREAT = 0o4000, 0o2000, 0o100
+
+#: CLONE_NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWCGROUP, NEWPID, NEWNET, NEWTIME
+_CLONE_NEW = (0x20000, 0x4000000, 0x8000000, 0x10000000, 0x2000000, 0x20000000, 0x40000000, 0x80)
+_AF_INET, _AF_INET6 = 2, 10
+_ENOSYS = 38
+_SANDBOX_UID = 1000
+_PROXY_PORT = 3128
+_PROXY_SOCKET = "/run/nexus/egress.sock"
+_MiB = 1 << 20
+_SHIM = Path(__file__).with_name("_shim.py")
+_SIGXCPU, _SIGXFSZ, _SIGKILL = 128 + signal.SIGXCPU, 128 + signal.SIGXFSZ, 128 + signal.SIGKILL
+_HINTS = {
+    "memory": (b"MemoryError", b"Cannot allocate memory", b"memory exhausted", b"Out of memory"),
+    "processes": (b"fork: Resource temporarily unavailable", b"Cannot fork", b"can't fork"),
+    "file_size": (b"File too large",),
+    "open_files": (b"Too many open files",),
+}
+_RLIMITS_WARNING = (
+    "sandbox 'rlimits': no namespaces -- rlimits and seccomp only; the file system, "
+    "other processes and abstract sockets of this user are NOT isolated"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxResult:
+    """What one sandboxed call did.
+
+    Attributes:
+        exit_code: the command's status; ``128 + n`` when killed by signal ``n``.
+        stdout: at most ``max_output_bytes`` of standard output.
+        stderr: at most ``max_output_bytes`` of standard error.
+        truncated: whether an output stream was cut (and the call killed).
+        limits_hit: ``wall_time``, ``cpu``, ``memory``, ``output``,
+            ``processes``, ``file_size`` or ``open_files``.
+        denials: refusals, each ``{"reason", "detail"}``; reason is
+            ``seccomp`` or ``network``.
+        sandbox: ``"bwrap"``, or ``"rlimits"`` for the weaker fallback.
+        duration_ms: wall time of the whole call.
+        warnings: what was not enforced, e.g. the rlimits fallback.
+    """
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+    limits_hit: list[str]
+    denials: list[dict[str, str]]
+    sandbox: SandboxKind
+    duration_ms: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class SandboxDenied(PolicyDenied):
+    """The sandbox refused something the command tried; ``details`` says what."""
+
+    def __init__(self, message: str, *, details: dict[str, Any]) -> None:
+        super().__init__(message, retryable=False)
+        self.details = details
+
+    def to_data(self) -> dict[str, object]:
+        data = super().to_data()
+        data["details"] = self.details
+        return data
+
+
+# -- the one entry point ----------------------------------------------------------------
+
+
+async def run_sandboxed(
+    argv: Sequence[str],
+    *,
+    profile: ExecProfile,
+    workspace: Path,
+    env: Mapping[str, str],
+    stdin: bytes | None = None,
+) -> SandboxResult:
+    """Run ``argv`` confined by ``profile``, with ``workspace`` as the writable cwd.
+
+    Args:
+        argv: the command; ``argv[0]`` is looked up on the sandbox's ``PATH``.
+        profile: what the call may do.
+        workspace: the run's workspace (must exist); ``$WORKSPACE`` in paths.
+        env: variables set by Nexus for this call (always passed in). Host
+            variables are passed only when named in ``profile.env``.
+        stdin: bytes for standard input; ``None`` gives ``/dev/null``.
+
+    Returns:
+        The result; a non-zero exit is a result, not an error.
+
+    Raises:
+        PolicyDenied: the sandbox cannot be applied here (no usable bubblewrap
+            and no opt-in to ``rlimits``, no seccomp, or an allow-list under
+            ``rlimits``).
+        UserError: the workspace or a write path does not exist.
+        InfrastructureError: bubblewrap failed to set the sandbox up.
+
+    Example:
+        >>> result = await run_sandboxed(  # doctest: +SKIP
+        ...     ["/bin/sh", "-c", "echo hi"], profile=SHELL_PROFILE,
+        ...     workspace=Path("ws"), env={})
+    """
+    if not argv:
+        raise UserError("run_sandboxed: empty command")
+    kind = await _choose_sandbox(profile)
+    if kind == "rlimits" and profile.network != "none":
+        raise PolicyDenied(
+            "a network allow-list needs the bwrap sandbox; the 'rlimits' fallback "
+            "can only refuse all network access",
+            retryable=False,
+        )
+    _seccomp_filter(profile.network == "none")  # refuse early when seccomp is missing
+    call = _Call(profile, kind, workspace, env)
+    try:
+        return await call.run(list(argv), stdin)
+    finally:
+        await asyncio.shield(call.aclose())
+
+
+# -- choosing the sandbox ---------------------------------------------------------------
+
+_bwrap_checked: dict[str, str | None] = {}
+
+
+async def _choose_sandbox(profile: ExecProfile) -> SandboxKind:
+    problem = await _bwrap_problem()
+    if problem is None:
+        return "bwrap"
+    if profile.sandbox == "rlimits":
+        return "rlimits"
+    raise PolicyDenied(
+        f"the process sandbox cannot run: {problem}. Install bubblewrap "
+        "(scripts/system-deps.sh) and allow unprivileged user namespaces, or opt in "
+        "to the weaker fallback with profile sandbox = 'rlimits'",
+        retryable=False,
+    )
+
+
+async def _bwrap_problem() -> str | None:
+    """Why bubblewrap cannot sandbox here, or None; probed once per executable."""
+    exe = shutil.which(BWRAP)
+    if exe is None:
+        return f"{BWRAP!r} is not installed"
+    if exe not in _bwrap_checked:
+        true = shutil.which("true") or "/bin/true"
+        # every option a call uses that older bubblewraps lack, so they fail here
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            *_NAMESPACES,
+            "--as-pid-1",
+            "--clearenv",
+            "--ro-bind",
+            "/",
+            "/",
+            "--size",
+            str(_MiB),
+            "--tmpfs",
+            "/tmp",
+            true,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        _bwrap_checked[exe] = (
+            None if proc.returncode == 0 else f"bubblewrap (>= 0.8 needed) fails: {message}"
+        )
+    return _bwrap_checked[exe]
+
+
+_NAMESPACES = (
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+    "--disable-userns",
+)
+
+
+def _environment(
+    profile: ExecProfile, ws: Path, explicit: Mapping[str, str], kind: SandboxKind
+) -> dict[str, str]:
+    env = {"LANG": "C.UTF-8"}
+    env.update({n: os.environ[n] for n in profile.env if n in os.environ})
+    env.update(explicit)
+    env.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=str(ws), TMPDIR="/tmp", NEXUS_SANDBOX=kind)
+    if profile.network != "none":
+        proxy = f"http://127.0.0.1:{_PROXY_PORT}"
+        for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            env[name] = proxy
+        env["no_proxy"] = env["NO_PROXY"] = ""
+    return env
+
+
+# -- the seccomp filter -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _seccomp_filter(deny_inet: bool) -> tuple[bytes, dict[int, str], int]:
+    """The BPF program, syscall names by number, and ``seccomp``'s own number."""
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError) as exc:  # pyseccomp raises if libseccomp is missing
+        raise PolicyDenied(
+            f"seccomp is unavailable ({exc}); install libseccomp2 (scripts/system-deps.sh)",
+            retryable=False,
+        ) from exc
+    arch = sc.system_arch()
+    flt = sc.SyscallFilter(sc.ALLOW)
+    names: dict[int, str] = {}
+
+    def deny(name: str, *args: Any) -> None:
+        nr = sc.resolve_syscall(arch, name)
+        if nr >= 0:  # not every call exists on every architecture
+            flt.add_rule(sc.NOTIFY, name, *args)
+            names[int(nr)] = name
+
+    for name in DENIED_SYSCALLS:
+        deny(name)
+    for flag in _CLONE_NEW:
+        deny("clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    for name, mode in SETID_CALLS.items():
+        for bit in (_S_ISUID, _S_ISGID):
+            if name in ("open", "openat"):  # the mode only counts with O_CREAT
+                flags = sc.Arg(mode - 1, sc.MASKED_EQ, _O_CREAT, _O_CREAT)
+                deny(name, flags, sc.Arg(mode, sc.MASKED_EQ, bit, bit))
+            else:
+                deny(name, sc.Arg(mode, sc.MASKED_EQ, bit, bit))
+    # these pass flags and modes in memory, out of seccomp's sight: ENOSYS makes
+    # glibc fall back to clone and openat, which are checked
+    flt.add_rule(sc.ERRNO(_ENOSYS), "clone3")
+    flt.add_rule(sc.ERRNO(_ENOSYS), "openat2")
+    if deny_inet:
+        deny("socket", sc.Arg(0, sc.EQ, _AF_INET))
+        deny("socket", sc.Arg(0, sc.EQ, _AF_INET6))
+    with tempfile.TemporaryFile() as fh:
+        flt.export_bpf(fh)
+        fh.seek(0)
+        bpf = fh.read()
+    return bpf, names, int(sc.resolve_syscall(arch, "seccomp"))
+
+
+# -- one call ---------------------------------------------------------------------------
+
+
+class _Call:
+    """The state of one sandboxed call: set-up, run, detection, clean-up."""
+
+    def __init__(
+        self, profile: ExecProfile, kind: SandboxKind, workspace: Path, env: Mapping[str, str]
+    ) -> None:
+        self.profile = profile
+        self.kind = kind
+        self.ws = workspace
+        self.explicit_env = env
+        self.env: dict[str, str] = {}
+        self.control: dict[str, Any] = {}
+        self.denials: list[dict[str, str]] = []
+        self.warnings: list[str] = [_RLIMITS_WARNING] if kind == "rlimits" else []
+        self.limits: list[str] = []
+        self.tmp: Path | None = None
+        self.cgroup: _Cgroup | None = None
+        self.proxy: _EgressProxy | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.killed = False
+        self.fatal: str | None = None
+        self.out = bytearray()
+        self.err = bytearray()
+        self.transports: list[asyncio.BaseTransport] = []
+        self.loose: set[int] = set()  # our pipe ends not yet owned by a transport
+        # the shim's init (and, with an allow-list, its proxy threads)
+        self.nproc = profile.max_processes + (2 if profile.network == "none" else 6)
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        p = self.profile
+        self.ws = self.ws.resolve()
+        if not self.ws.is_dir():
+            raise UserError(f"workspace {self.ws} does not exist")
+        for path in p.resolve(p.write_paths, self.ws):
+            if not path.exists():
+                raise UserError(f"write path {path} does not exist")
+        self.env = _environment(p, self.ws, self.explicit_env, self.kind)
+        self.cgroup = _Cgroup.create(self.nproc, p.memory_mb * _MiB)
+        if self.cgroup is None and os.geteuid() == 0:
+            self.warnings.append(
+                "max_processes is not enforced: running as root without a writable cgroup"
+            )
+        if self.kind == "bwrap":
+            self.tmp = Path(tempfile.mkdtemp(prefix="nexus-sbx-"))
+            (self.tmp / "passwd").write_text(
+                f"sandbox:x:{_SANDBOX_UID}:{_SANDBOX_UID}:sandbox:{self.ws}:/bin/sh\n"
+                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            )
+            (self.tmp / "group").write_text(f"sandbox:x:{_SANDBOX_UID}:\nnogroup:x:65534:\n")
+            (self.tmp / "hosts").write_text("127.0.0.1 localhost sandbox\n::1 localhost\n")
+        else:
+            # without a user namespace RLIMIT_NPROC counts every process of the user
+            self.nproc += _processes_of(os.getuid())
+
+    def _rlimits(self) -> dict[str, list[int]]:
+        p = self.profile
+        return {
+            "cpu": [p.cpu_seconds, p.cpu_seconds + 1],
+            "as": [p.memory_mb * _MiB] * 2,
+            "fsize": [p.max_file_mb * _MiB] * 2,
+            "nofile": [p.max_open_files] * 2,
+            "nproc": [self.nproc] * 2,
+            "core": [0, 0],
+        }
+
+    def _command(self, argv: list[str], report_fd: int, control_fd: int, info_fd: int) -> list[str]:
+        bpf, names, seccomp_nr = _seccomp_filter(self.profile.network == "none")
+        # the bulk goes over the control pipe: argv is world-readable in /proc
+        self.control = {
+            "env": self.env,
+            "rlimits": self._rlimits(),
+            "bpf": bpf,
+            "names": names,
+            "seccomp_nr": seccomp_nr,
+        }
+        if self.proxy is not None:
+            self.control["proxy"] = {"port": _PROXY_PORT, "socket": _PROXY_SOCKET}
+        fds = [str(report_fd), str(control_fd)]
+        shim = [PYTHON, "-I", "-S", "-B", str(_SHIM), *fds, "--", *argv]
+        if self.kind == "rlimits":
+            return shim
+        return [*self._bwrap_args(), "--info-fd", str(info_fd), "--", *shim]
+
+    def _bwrap_args(self) -> list[str]:
+        p, ws, tmp = self.profile, self.ws, self.tmp
+        assert tmp is not None
+        exe = shutil.which(BWRAP) or BWRAP
+        # --as-pid-1: the shim is the namespace's init (see _shim.py for why)
+        args = [exe, *_NAMESPACES, "--as-pid-1", "--die-with-parent", "--new-session"]
+        args += ["--uid", str(_SANDBOX_UID), "--gid", str(_SANDBOX_UID)]
+        args += ["--hostname", "sandbox", "--clearenv", "--cap-drop", "ALL"]
+        args += ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        etc = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime"]
+        if p.network != "none":  # TLS clients need the CA bundle
+            etc += ["ssl", "ca-certificates", "pki", "crypto-policies"]
+        for name in etc:
+            args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        for name in ("passwd", "group", "hosts"):
+            args += ["--ro-bind", str(tmp / name), f"/etc/{name}"]
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        bound = [Path("/usr")]
+        for prefix in sorted(prefixes):
+            if not _within(Path(prefix), Path("/usr")):
+                args += ["--ro-bind", prefix, prefix]
+                bound.append(Path(prefix))
+        python_dir = Path(PYTHON).parent
+        if not any(_within(python_dir, b) for b in bound):
+            args += ["--ro-bind", str(python_dir), str(python_dir)]
+        args += ["--ro-bind", str(_SHIM), str(_SHIM)]
+        size = str(p.max_file_mb * _MiB)
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm"]
+        args += ["--size", size, "--tmpfs", "/tmp"]
+        for path in p.resolve(p.read_paths, ws):
+            args += ["--ro-bind-try", str(path), str(path)]
+        for path in p.resolve(p.write_paths, ws):
+            if path != ws:
+                args += ["--bind", str(path), str(path)]
+        args += ["--bind", str(ws), str(ws)]
+        if self.proxy is not None:
+            args += ["--ro-bind", str(tmp / "egress.sock"), _PROXY_SOCKET]
+        args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", str(ws)]
+        return args
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self, argv: list[str], stdin: bytes | None) -> SandboxResult:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._prepare)
+        if self.profile.network != "none":
+            assert self.tmp is not None
+            self.proxy = _EgressProxy(self.profile.network, self.denials)
+            await self.proxy.start(self.tmp / "egress.sock")
+        # our own pipes rather than asyncio's: proc.wait() then waits for the
+        # process only, not for pipes a leftover background process may hold
+        report_r, report_w = os.pipe()
+        control_r, control_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if stdin is not None else (-1, -1)
+        # bwrap tells the host pid of the sandbox's PID 1 here
+        info_r, info_w = os.pipe() if self.kind == "bwrap" else (-1, -1)
+        child_ends = [report_w, control_r, out_w, err_w, in_r, info_w]
+        ours = [report_r, control_w, out_r, err_r, in_w, info_r]
+        started = loop.time()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self._command(argv, report_w, control_r, info_w),
+                stdin=asyncio.subprocess.DEVNULL if stdin is None else in_r,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=[fd for fd in (report_w, control_r, info_w) if fd >= 0],
+                start_new_session=True,
+                cwd=self.ws,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            )
+        except OSError as exc:
+            _close(ours)
+            raise InfrastructureError(f"cannot start the sandbox: {exc}") from exc
+        finally:
+            _close(child_ends)
+        self.loose = {fd for fd in ours if fd >= 0}
+        code, ready = 0, False
+        attach: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(self.profile.wall_seconds):
+                if self.cgroup is not None:
+                    # moving a process costs an RCU grace period (~10 ms on cgroup
+                    # v1): do it while bwrap and Python start, not after
+                    attach = asyncio.create_task(self._attach(info_r))
+                reports = await self._reader(report_r)
+                out, err = await self._reader(out_r), await self._reader(err_r)
+                ready = await self._handshake(reports, control_w, attach)
+                code = await self._collect(reports, out, err, stdin, in_w)
+        except TimeoutError:
+            self.limits.append("wall_time")
+            self._kill()
+            code = _status(await asyncio.shield(self.proc.wait()))
+        except BaseException:
+            self._kill()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.proc.wait())
+            raise
+        finally:
+            if attach is not None and not attach.done():
+                attach.cancel()
+                await asyncio.gather(attach, return_exceptions=True)
+            for transport in self.transports:
+                transport.close()
+            _close(list(self.loose))
+        duration_ms = round((loop.time() - started) * 1000)
+        if self.fatal is not None:
+            raise PolicyDenied(f"sandbox: {self.fatal}", retryable=False)
+        if not ready and not self.limits:
+            raise InfrastructureError(
+                f"the sandbox failed to start (exit {code}): "
+                + self.err.decode(errors="replace").strip()[-2000:]
+            )
+        self._detect(code, bytes(self.err), duration_ms)
+        cap = self.profile.max_output_bytes
+        return SandboxResult(
+            exit_code=code,
+            stdout=bytes(self.out[:cap]),
+            stderr=bytes(self.err[:cap]),
+            truncated="output" in self.limits,
+            limits_hit=self.limits,
+            denials=self.denials,
+            sandbox=self.kind,
+            duration_ms=duration_ms,
+            warnings=self.warnings,
+        )
+
+    async def _reader(self, fd: int) -> asyncio.StreamReader:
+        """A stream over our end of a pipe; its transport is closed at the end."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 16)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+        )
+        self.loose.discard(fd)
+        self.transports.append(transport)
+        return reader
+
+    async def _writer(self, fd: int, data: bytes) -> None:
+        """Write ``data`` to our end of a pipe without blocking the loop, then close it."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(fd, "wb", buffering=0)
+        )
+        self.loose.discard(fd)
+        self.transports.append(transport)
+        transport.write(data)
+        transport.close()  # after the buffer is flushed (or the reader is gone)
+
+    async def _attach(self, info_fd: int) -> None:
+        """Move the shim -- the process that will start the command -- into the cgroup."""
+        assert self.proc is not None
+        assert self.cgroup is not None
+        pid = self.proc.pid
+        if info_fd >= 0:  # under bwrap, the shim is the sandbox's PID 1
+            info = await self._reader(info_fd)
+            with contextlib.suppress(asyncio.IncompleteReadError, ValueError, KeyError):
+                pid = int(json.loads(await info.readuntil(b"}"))["child-pid"])
+        await asyncio.to_thread(self.cgroup.add, pid)
+
+    async def _handshake(
+        self,
+        reports: asyncio.StreamReader,
+        control_w: int,
+        attach: asyncio.Task[None] | None,
+    ) -> bool:
+        """Wait for the shim and its move into the cgroup, then send the control message.
+
+        The shim forks nothing before it has the control message, so everything
+        the command starts is born in the cgroup.
+        """
+        assert self.proc is not None
+        line = await reports.readline()
+        if not line:
+            return False  # bwrap or python never got to the shim
+        self._event(line)
+        if attach is not None:
+            await attach
+        # marshal: the shim reads it with the same interpreter, without importing json
+        await self._writer(control_w, marshal.dumps(self.control))
+        return True
+
+    async def _collect(
+        self,
+        reports: asyncio.StreamReader,
+        out: asyncio.StreamReader,
+        err: asyncio.StreamReader,
+        stdin: bytes | None,
+        in_w: int,
+    ) -> int:
+        proc = self.proc
+        assert proc is not None
+        tasks = [
+            asyncio.create_task(self._read_capped(out, self.out)),
+            asyncio.create_task(self._read_capped(err, self.err)),
+            asyncio.create_task(self._read_reports(reports)),
+        ]
+        try:
+            if stdin is not None:
+                await self._writer(in_w, stdin)
+            code = _status(await proc.wait())
+            self._kill()  # whatever the command left behind
+            # the pipes close once every process holding them is gone
+            await asyncio.wait(tasks, timeout=2)
+            return code
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read_capped(self, stream: asyncio.StreamReader, buf: bytearray) -> None:
+        cap = self.profile.max_output_bytes
+        while chunk := await stream.read(65536):
+            buf += chunk[: cap + 1 - len(buf)]
+            if len(buf) > cap:
+                if "output" not in self.limits:
+                    self.limits.append("output")
+                self._kill()
+                return
+
+    async def _read_reports(self, reports: asyncio.StreamReader) -> None:
+        while line := await reports.readline():
+            self._event(line)
+
+    def _event(self, line: bytes) -> None:
+        """One report line from the shim: ``kind<TAB>field...``."""
+        kind, *fields = line.decode(errors="replace").rstrip("\n").split("\t")
+        if kind == "denied" and len(fields) == 2:
+            syscall, detail = fields
+            reason = "network" if syscall == "socket" else "seccomp"
+            if reason == "network":
+                detail += ": the profile allows no network"
+            elif syscall in SETID_CALLS:
+                detail += ": setting a setuid/setgid bit"
+            self.denials.append({"reason": reason, "detail": detail})
+        elif kind == "warning" and fields:
+            self.warnings.append(fields[0])
+        elif kind == "error" and fields and fields[0].startswith("cannot confine"):
+            self.fatal = fields[0]
+
+    def _kill(self) -> None:
+        """Kill the whole call: bwrap's group (its init dies with it) and the cgroup."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.killed = True
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    # -- after -----------------------------------------------------------------------
+
+    def _detect(self, code: int, err: bytes, duration_ms: int) -> None:
+        p, hit = self.profile, self.limits
+        found: list[str] = []
+        if self.cgroup is not None:
+            found += self.cgroup.limits_hit()
+        if code == _SIGXCPU or (
+            code == _SIGKILL
+            and "memory" not in found
+            and not self.killed
+            and duration_ms >= p.cpu_seconds * 1000  # the hard CPU limit is SIGKILL
+        ):
+            found.append("cpu")
+        if code == _SIGXFSZ:
+            found.append("file_size")
+        if code != 0:
+            for limit, needles in _HINTS.items():
+                if any(n in err for n in needles):
+                    found.append(limit)
+        for limit in found:
+            if limit not in hit:
+                hit.append(limit)
+
+    def cleanup(self) -> None:
+        """Release the cgroup, the proxy socket directory and leftovers (blocking)."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    async def aclose(self) -> None:
+        """Stop the proxy, then release everything else in a thread."""
+        if self.proxy is not None:
+            await self.proxy.close()
+        await asyncio.to_thread(self.cleanup)
+
+
+# -- pipes ------------------------------------------------------------------------------
+
+
+def _status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += 1
+    return count
+
+
+# -- cgroups ----------------------------------------------------------------------------
+
+
+class _Cgroup:
+    """A throw-away cgroup capping the processes and memory of one call.
+
+    Uses cgroup v2 when the unified hierarchy delegates ``pids`` to us, else the
+    v1 ``pids`` and ``memory`` controllers. Every step may fail (no permission,
+    read-only cgroupfs); then the call runs without one and says so.
+    """
+
+    def __init__(self, dirs: dict[str, Path], v2: bool) -> None:
+        self.dirs = dirs
+        self.v2 = v2
+
+    @classmethod
+    def create(cls, pids_max: int, memory_bytes: int) -> _Cgroup | None:
+        name = f"nexus-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            return cls._create_v2(name, pids_max, memory_bytes) or cls._create_v1(
+                name, pids_max, memory_bytes
+            )
+        except OSError:
+            return None
+
+    @classmethod
+    def _create_v2(cls, name: str, pids_max: int, memory_bytes: int) -> _Cgroup | None:
+        root = Path("/sys/fs/cgroup")
+        if not (root / "cgroup.controllers").exists():
+            return None
+        parent = root / "nexus.sandbox"
+        if not parent.exists():
+            parent.mkdir()
+            (parent / "cgroup.subtree_control").write_text("+pids +memory")
+        if "pids" not in (parent / "cgroup.subtree_control").read_text().split():
+            return None
+        path = parent / name
+        path.mkdir()
+        (path / "pids.max").write_text(str(pids_max))
+        with contextlib.suppress(OSError):
+            (path / "memory.max").write_text(str(memory_bytes))
+            (path / "memory.swap.max").write_text("0")
+        return cls({"pids": path, "memory": path}, v2=True)
+
+    @classmethod
+    def _create_v1(cls, name: str, pids_max: int, memory_bytes: int) -> _Cgroup | None:
+        own: dict[str, str] = {}
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, where = line.split(":", 2)
+            for c in controllers.split(","):
+                own[c] = where
+        if "pids" not in own or not Path("/sys/fs/cgroup/pids/cgroup.procs").exists():
+            return None
+        dirs: dict[str, Path] = {}
+        try:
+            for controller in ("pids", "memory"):
+                if controller in own:
+                    path = Path("/sys/fs/cgroup", controller, own[controller].lstrip("/"), name)
+                    path.mkdir()
+                    dirs[controller] = path
+            (dirs["pids"] / "pids.max").write_text(str(pids_max))
+            if "memory" in dirs:
+                (dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        except OSError:
+            for made in dirs.values():
+                with contextlib.suppress(OSError):
+                    made.rmdir()
+            return None
+        return cls(dirs, v2=False)
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` into the cgroup (its future children are born there)."""
+        for path in {*self.dirs.values()}:
+            with contextlib.suppress(OSError):
+                (path / "cgroup.procs").write_text(str(pid))
+
+    def limits_hit(self) -> list[str]:
+        hit = []
+        with contextlib.suppress(OSError):
+            events = _counters(self.dirs["pids"] / "pids.events")
+            if events.get("max", 0) > 0:
+                hit.append("processes")
+        if "memory" in self.dirs:
+            name = "memory.events" if self.v2 else "memory.oom_control"
+            with contextlib.suppress(OSError):
+                if _counters(self.dirs["memory"] / name).get("oom_kill", 0) > 0:
+                    hit.append("memory")
+        return hit
+
+    def kill(self) -> None:
+        for path in {*self.dirs.values()}:
+            with contextlib.suppress(OSError):
+                if self.v2:
+                    (path / "cgroup.kill").write_text("1")
+                    continue
+                for pid in (path / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(pid), signal.SIGKILL)
+
+    def remove(self) -> None:
+        import time
+
+        for path in {*self.dirs.values()}:
+            for _ in range(100):  # processes leave once reaped
+                self.kill()
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def _counters(path: Path) -> dict[str, int]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+# -- the egress proxy -------------------------------------------------------------------
+
+
+class _EgressProxy:
+    """An allow-list HTTP proxy on a Unix socket, the sandbox's only way out."""
+
+    def __init__(self, allowed: tuple[str, ...], denials: list[dict[str, str]]) -> None:
+        self.allowed = {a.lower() for a in allowed}
+        self.denials = denials
+        self.server: asyncio.AbstractServer | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, path: Path) -> None:
+        self.server = await asyncio.start_unix_server(self._serve, path=str(path))
+        os.chmod(path, 0o666)  # the sandbox's uid may differ from ours
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            await self._handle(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            self.tasks.discard(task)
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        if method.upper() == "CONNECT":
+            host, _, port = target.rpartition(":")
+        else:
+            rest = target.split("://", 1)[1] if target.startswith("http://") else ""
+            hostport = rest.split("/", 1)[0]
+            host, sep, port = hostport.rpartition(":")
+            if not sep or not port.isdigit():
+                host, port = hostport, "80"
+        where = f"{host}:{port}".lower()
+        if not host or where not in self.allowed:
+            self.denials.append(
+                {"reason": "network", "detail": f"{where or target} is not in the allow-list"}
+            )
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        try:
+            async with asyncio.timeout(10):
+                up_r, up_w = await asyncio.open_connection(host.strip("[]"), int(port))
+        except (OSError, TimeoutError):
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        if method.upper() == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            up_w.write(head)
+        try:
+            await asyncio.gather(_pump(reader, up_w), _pump(up_r, writer))
+        finally:
+            up_w.close()
+
+
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+        if dst.can_write_eof():
+            dst.write_eof()
