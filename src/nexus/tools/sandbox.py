@@ -491,6 +491,11 @@ class _Call:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         for name in ("passwd", "group", "hosts"):
             args += ["--ro-bind", str(tmp / name), f"/etc/{name}"]
+        # the private /tmp first: binds below may live under the host's /tmp
+        # (a checkout, a venv or a workspace there) and must not be hidden by it
+        size = str(p.max_file_mb * _MiB)
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm"]
+        args += ["--size", size, "--tmpfs", "/tmp"]
         prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
         bound = [Path("/usr")]
         for prefix in sorted(prefixes):
@@ -501,9 +506,6 @@ class _Call:
         if not any(_within(python_dir, b) for b in bound):
             args += ["--ro-bind", str(python_dir), str(python_dir)]
         args += ["--ro-bind", str(_SHIM), str(_SHIM)]
-        size = str(p.max_file_mb * _MiB)
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm"]
-        args += ["--size", size, "--tmpfs", "/tmp"]
         for path in p.resolve(p.read_paths, ws):
             args += ["--ro-bind-try", str(path), str(path)]
         for path in p.resolve(p.write_paths, ws):
