@@ -50,6 +50,17 @@ def _check(tool: str, raw: str, path: Path, roots: list[Path], what: str) -> Non
         )
 
 
+def _readable(
+    tool: str, own: ExecProfile, args: dict[str, Any], ctx: ToolContext, what: str
+) -> tuple[ExecProfile, str, Path]:
+    """The effective profile and the checked path of a reading call."""
+    profile = _profile(own, ctx)
+    raw, path = _target(args, tool, ctx)
+    roots = _real_roots(profile, ("$WORKSPACE", *profile.read_paths), ctx.workspace)
+    _check(tool, raw, path, roots, what)
+    return profile, raw, path
+
+
 @dataclass(frozen=True, slots=True)
 class FileRead:
     """``file.read``: ``{path, max_bytes?}`` -> ``{path, text, size, truncated}``."""
@@ -59,10 +70,7 @@ class FileRead:
     profile: ExecProfile = field(default=SHELL_PROFILE)
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        profile = _profile(self.profile, ctx)
-        raw, path = _target(args, self.name, ctx)
-        roots = _real_roots(profile, ("$WORKSPACE", *profile.read_paths), ctx.workspace)
-        _check(self.name, raw, path, roots, "reading")
+        profile, raw, path = _readable(self.name, self.profile, args, ctx, "reading")
         limit = min(int(args.get("max_bytes", profile.max_output_bytes)), profile.max_output_bytes)
 
         def read() -> tuple[bytes, int]:
@@ -136,10 +144,7 @@ class FileList:
     profile: ExecProfile = field(default=SHELL_PROFILE)
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        profile = _profile(self.profile, ctx)
-        raw, path = _target(args, self.name, ctx)
-        roots = _real_roots(profile, ("$WORKSPACE", *profile.read_paths), ctx.workspace)
-        _check(self.name, raw, path, roots, "listing")
+        _, raw, path = _readable(self.name, self.profile, args, ctx, "listing")
         limit = int(args.get("max_entries", 1000))
 
         def listing() -> list[dict[str, Any]]:
