@@ -675,3 +675,21 @@ def test_tool_protocol_shape(pins: PinStore) -> None:
     assert registry.names() == ["echo.echo"]
     with pytest.raises(NotFoundError):
         _ = tool.status  # never connected: no descriptor known yet
+
+
+@pytest.mark.slow
+def test_a_tool_error_fails_the_task_through_the_tool_port(pins: PinStore, tmp_path: Path) -> None:
+    spec = fixture_spec("echo", "echo_server.py", call_timeout=5.0)
+
+    async def main() -> None:
+        async with McpConnection(spec, pins) as conn:
+            approve_all(conn)
+            tool = McpTool(conn, "fail")
+            ctx = ToolContext("run", "task", 1, tmp_path)
+            with pytest.raises(ToolFailed, match=r"echo\.fail: .*boom") as caught:
+                await tool({"message": "boom"}, ctx)
+            assert caught.value.details["is_error"] is True
+            ok = await McpTool(conn, "echo")({"text": "fine"}, ctx)
+            assert ok["is_error"] is False
+
+    run(main())

@@ -1204,8 +1204,18 @@ class McpTool:
         return dict(self.status.descriptor.get("inputSchema", {}))
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        """Call the tool (``ctx`` is unused: the server's environment is fixed at start)."""
-        return await self.connection.call(self.tool, args)
+        """Call the tool (``ctx`` is unused: the server's environment is fixed at start).
+
+        A result the server marks ``isError`` fails the call as a task would
+        expect (:class:`~nexus.tools.base.ToolFailed`, its text in the details);
+        :meth:`McpConnection.call` returns it as data for callers that want it.
+        """
+        result = await self.connection.call(self.tool, args)
+        if result.get("is_error"):
+            texts = [c.get("text", "") for c in result.get("content", []) if c.get("text")]
+            message = "; ".join(texts)[:500] or "the tool reported an error"
+            raise ToolFailed(f"{self.name}: {message}", details=result)
+        return result
 
 
 class McpServers:
