@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from nexus.domain.canonical import canonical_json, plain_json
+from nexus.domain.canonical import canonical_json, digest, plain_json
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import format_time
 
@@ -122,6 +122,8 @@ class LiveEffects:
             "attempt": call.attempt,
             "request": call.request,
             "response": response,
+            # evidence can cite a result by hash without carrying it
+            "result_hash": None if error is not None else digest(response),
             "error": error,
             "started": started,
             "ended": format_time(self._clock.now()),
