@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,10 +24,13 @@ from nexus.cli.output import (
     run_async,
 )
 from nexus.cli.progress import Progress
+from nexus.config import Settings
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
 from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.toolset import run_tools
 from nexus.planning.workflow import load_workflow
+from nexus.store.base import Store
 from nexus.tools.builtins import builtin_tools
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -50,6 +55,18 @@ def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
 
 def _load(file: Path, inputs: dict[str, Any] | None = None) -> Plan:
     return load_workflow(file, inputs=inputs, known_tools=builtin_tools().names())
+
+
+@asynccontextmanager
+async def _engine(store: Store, plan: Plan) -> AsyncIterator[Engine]:
+    """An engine with the built-in tools and the plan's MCP servers connected."""
+    async with run_tools(plan, builtin_tools(), Settings().home) as tools:
+        yield Engine(store, tools=tools)
+
+
+async def _plan_of(store: Store, run_id: str) -> Plan:
+    state, _ = await Engine(store).load_state(run_id)
+    return state.plan
 
 
 def _result_exit(result: RunResult) -> None:
@@ -136,8 +153,7 @@ def run(
 
     async def go() -> RunResult:
         compiled = _load(file, _parse_inputs(inputs))
-        async with open_store() as store:
-            engine = Engine(store)
+        async with open_store() as store, _engine(store, compiled) as engine:
             if as_json or quiet:
                 return await engine.start(compiled, source=str(file.resolve()))
             with Progress(err) as progress:
@@ -158,8 +174,7 @@ def resume(
     """Finish a run whose process stopped; completed tasks are not run again."""
 
     async def go() -> RunResult:
-        async with open_store() as store:
-            engine = Engine(store)
+        async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
             if as_json or quiet:
                 return await engine.resume(run_id)
             with Progress(err) as progress:
@@ -195,8 +210,7 @@ def _answer(
     who = by or getpass.getuser()
 
     async def go() -> tuple[str, RunResult | None]:
-        async with open_store() as store:
-            engine = Engine(store)
+        async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
             if as_json:
                 return await engine.answer_approval(
                     run_id, task, granted=granted, by=who, reason=reason

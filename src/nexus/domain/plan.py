@@ -146,6 +146,8 @@ class Plan:
     fail_fast: bool = True
     max_parallel: int = 16
     version: int = 1
+    #: MCP servers the run connects to (the validated ``mcp_servers`` table)
+    mcp_servers: JSONDict = field(default_factory=dict)
 
     def to_dict(self) -> JSONDict:
         """The plan as canonical data (what ``run.started`` records)."""
@@ -158,6 +160,8 @@ class Plan:
             "max_parallel": self.max_parallel,
             "agents": {name: agent.to_dict() for name, agent in self.agents.items()},
             "tasks": {tid: task.to_dict() for tid, task in self.tasks.items()},
+            # omitted when empty, so plans without MCP servers keep their hashes
+            **({"mcp_servers": self.mcp_servers} if self.mcp_servers else {}),
         }
 
     @classmethod
@@ -202,6 +206,7 @@ class Plan:
             fail_fast=data["fail_fast"],
             max_parallel=data["max_parallel"],
             version=data["version"],
+            mcp_servers=data.get("mcp_servers", {}),
         )
 
 

@@ -182,6 +182,7 @@ class _Workflow(_Model):
     max_parallel: Annotated[int, Field(ge=1, le=_MAX_SAFE_INT)] = 16
     agents: dict[str, _Agent] = Field(default_factory=dict)
     defaults: _Defaults = Field(default_factory=_Defaults)
+    mcp_servers: dict[str, Any] | None = None
     tasks: dict[str, _Task]
 
     @field_validator("inputs", "agents", "defaults", mode="before")
@@ -359,6 +360,7 @@ class _Compiler:
     def __init__(self, file: str, known_tools: Collection[str] | None) -> None:
         self.file = file
         self.known_tools = None if known_tools is None else frozenset(known_tools)
+        self.mcp_names: frozenset[str] = frozenset()
 
     def error(self, message: str, *, task: str | None = None, field: str | None = None) -> NoReturn:
         raise WorkflowError(message, file=self.file, task=task, field=field)
@@ -367,6 +369,7 @@ class _Compiler:
 
     def compile(self, doc: Any, base_dir: Path | None, overrides: dict[str, Any] | None) -> Plan:
         wf = self.validate(doc)
+        self.mcp_names = frozenset(wf.mcp_servers or {})
         plan_inputs = self.merge_inputs(wf.inputs, overrides)
         agents = {name: self.agent(name, spec) for name, spec in wf.agents.items()}
         capabilities = {cap for agent in agents.values() for cap in agent.capabilities}
@@ -410,6 +413,7 @@ class _Compiler:
             fail_fast=wf.fail_fast,
             max_parallel=wf.max_parallel,
             version=wf.version,
+            mcp_servers=self.mcp_servers(wf.mcp_servers),
         )
 
     def validate(self, doc: Any) -> _Workflow:
@@ -547,6 +551,19 @@ class _Compiler:
             self.check_refs(tid, tuple(spec.needs), refs, tasks, reads)
         return args, foreach
 
+    def mcp_servers(self, raw: dict[str, Any] | None) -> dict[str, Any]:
+        """Validate the ``mcp_servers`` table (its tools are discovered at run time)."""
+        if not raw:
+            return {}
+        from nexus.domain.errors import UserError
+        from nexus.tools.mcp import parse_mcp_servers
+
+        try:
+            parse_mcp_servers(raw)
+        except UserError as exc:
+            raise WorkflowError(exc.message, file=self.file, field="mcp_servers") from None
+        return dict(raw)
+
     def profile(self, tid: str, raw: dict[str, Any] | None) -> dict[str, Any] | None:
         return _profile_grant(self.file, tid, raw)
 
@@ -575,7 +592,9 @@ class _Compiler:
                     task=tid,
                     field=agentish[0],
                 )
-            if self.known_tools is not None and spec.tool not in self.known_tools:
+            server = spec.tool.partition(".")[0] if "." in spec.tool else None
+            from_mcp = server is not None and server in self.mcp_names
+            if self.known_tools is not None and spec.tool not in self.known_tools and not from_mcp:
                 self.error(
                     f"unknown tool {spec.tool!r} ({_known('known tools', self.known_tools)})",
                     task=tid,

@@ -1106,11 +1106,11 @@ class McpConnection:
             return PolicyDenied(
                 f"MCP tool '{name}' changed its descriptor since it was approved "
                 f"(approved pin {status.approved_pin}, now {status.pin}; changed: {fields}); "
-                f"it is disabled until re-approved: nexus tools approve {name}"
+                f"it is disabled until re-approved: nexus tools approve {name} --pin {status.pin}"
             )
         return PolicyDenied(
             f"MCP tool '{name}' is not approved (pin {status.pin}); "
-            f"review it, then: nexus tools approve {name}"
+            f"review it (nexus tools), then: nexus tools approve {name} --pin {status.pin}"
         )
 
     async def call(self, tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
