@@ -20,7 +20,11 @@ def _workflow(tmp_path: Path) -> Path:
         "version: 1\nname: clock\n"
         f"mcp_servers:\n  time: {{command: '{SERVER}', call_timeout: 20}}\n"
         "tasks:\n"
-        "  now: {tool: time.get_current_time, with: {timezone: UTC}, retries: 0}\n"
+        "  now:\n"
+        "    tool: time.get_current_time\n"
+        "    with: {timezone: UTC}\n"
+        "    retries: 0\n"
+        "    profile: {mcp_tools: [time.get_current_time]}\n"
     )
     return wf
 
@@ -48,6 +52,21 @@ def test_mcp_tools_are_denied_until_approved_then_run(tmp_path: Path) -> None:
     assert output["output"]["provenance"] == {"source": "mcp:time", "trusted": False}
     assert "UTC" in str(output["output"]["structured"] or output["output"]["content"])
     assert nexus(home, "replay", ran.json()["run_id"], "--json").json()["identical"] is True
+
+
+def test_mcp_tools_need_a_profile_grant(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    wf = tmp_path / "ungranted.yaml"
+    wf.write_text(
+        "version: 1\nname: ungranted\n"
+        f"mcp_servers:\n  time: {{command: '{SERVER}', call_timeout: 20}}\n"
+        "tasks:\n  now: {tool: time.get_current_time, with: {timezone: UTC}}\n"
+    )
+    denied = nexus(home, "run", wf, "--json")
+    assert denied.code == 1
+    task = nexus(home, "inspect", denied.json()["run_id"], "--task", "now", "--json").json()
+    assert task["error"]["kind"] == "policy_denied"
+    assert "mcp_tools" in task["error"]["message"]
 
 
 def test_a_bad_server_table_names_the_field(tmp_path: Path) -> None:

@@ -109,7 +109,10 @@ def approve_all(conn: McpConnection) -> None:
         conn.approve(t.tool)
 
 
-CTX = ToolContext(run_id="r", task="t", attempt=1, workspace=Path("."))
+# MCP tools are denied unless a profile grants them: these tests grant all
+CTX = ToolContext(
+    run_id="r", task="t", attempt=1, workspace=Path("."), grant={"mcp_tools": ["*.*"]}
+)
 
 
 # -- specs -----------------------------------------------------------------------------
@@ -685,7 +688,12 @@ def test_a_tool_error_fails_the_task_through_the_tool_port(pins: PinStore, tmp_p
         async with McpConnection(spec, pins) as conn:
             approve_all(conn)
             tool = McpTool(conn, "fail")
-            ctx = ToolContext("run", "task", 1, tmp_path)
+            ctx = ToolContext("run", "task", 1, tmp_path, grant={"mcp_tools": ["echo.*"]})
+            with pytest.raises(PolicyDenied, match=r"not allowed by the task's profile"):
+                await tool({"message": "boom"}, ToolContext("run", "task", 1, tmp_path))
+            other = ToolContext("run", "task", 1, tmp_path, grant={"mcp_tools": ["git.*"]})
+            with pytest.raises(PolicyDenied, match=r"not allowed by the task's profile"):
+                await tool({"message": "boom"}, other)
             with pytest.raises(ToolFailed, match=r"echo\.fail: .*boom") as caught:
                 await tool({"message": "boom"}, ctx)
             assert caught.value.details["is_error"] is True

@@ -199,3 +199,25 @@ def test_narrow_is_never_wider_than_either(a: ExecProfile, b: ExecProfile) -> No
     assert set(n.env) <= set(a.env) & set(b.env)
     assert n.sandbox == "bwrap" or a.sandbox == b.sandbox == "rlimits"
     assert n.narrow(n) == n
+
+
+def test_mcp_tools_are_denied_unless_every_grant_allows_them() -> None:
+    from pathlib import Path
+
+    from nexus.domain.errors import UserError
+    from nexus.tools.base import ToolContext
+    from nexus.tools.profile import allows_mcp_tool
+
+    def ctx(**kw: object) -> ToolContext:
+        return ToolContext("r", "t", 1, Path("."), **kw)  # type: ignore[arg-type]
+
+    assert not allows_mcp_tool(ctx(), "git.git_status")
+    assert allows_mcp_tool(ctx(grant={"mcp_tools": ["git.*"]}), "git.git_status")
+    assert not allows_mcp_tool(ctx(grant={"mcp_tools": ["git.*"]}), "time.now")
+    both = ctx(profile=ExecProfile(mcp_tools=("git.*",)), grant={"mcp_tools": ["git.git_log"]})
+    assert allows_mcp_tool(both, "git.git_log")
+    assert not allows_mcp_tool(both, "git.git_status")
+    parsed = ExecProfile.from_dict({"mcp_tools": ["time.*"]}, "profile")
+    assert parsed.mcp_tools == ("time.*",)
+    with pytest.raises(UserError, match="not an MCP tool name"):
+        ExecProfile.from_dict({"mcp_tools": ["nodot"]}, "profile")

@@ -80,6 +80,7 @@ from nexus.domain.errors import (
 from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
 from nexus.tools.lint import Finding, LintConfig, Severity, errors, lint_descriptor
 from nexus.tools.pins import Approval, PinStore, ToolState, changed_fields, descriptor_of, tool_pin
+from nexus.tools.profile import allows_mcp_tool
 
 __all__ = [
     "BreakerState",
@@ -1210,6 +1211,12 @@ class McpTool:
         expect (:class:`~nexus.tools.base.ToolFailed`, its text in the details);
         :meth:`McpConnection.call` returns it as data for callers that want it.
         """
+        if not allows_mcp_tool(ctx, self.name):
+            raise PolicyDenied(
+                f"MCP tool '{self.name}' is not allowed by the task's profile; grant it "
+                f"with profile: {{mcp_tools: ['{self.name}']}} (patterns like "
+                f"'{self.connection.name}.*' work too)"
+            )
         result = await self.connection.call(self.tool, args)
         if result.get("is_error"):
             texts = [c.get("text", "") for c in result.get("content", []) if c.get("text")]

@@ -37,6 +37,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -101,6 +102,9 @@ class ExecProfile:
     max_open_files: int = 256
     env: tuple[str, ...] = field(default=())
     sandbox: SandboxKind = "bwrap"
+    #: MCP tools (``server.tool`` or glob patterns such as ``git.*``) a call may
+    #: use; none by default, so MCP tools are denied until a profile allows them
+    mcp_tools: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # programmatic construction gets the same checks as a workflow file
@@ -139,6 +143,7 @@ class ExecProfile:
             max_file_mb=min(self.max_file_mb, other.max_file_mb),
             max_open_files=min(self.max_open_files, other.max_open_files),
             env=tuple(n for n in self.env if n in other.env),
+            mcp_tools=tuple(t for t in self.mcp_tools if t in other.mcp_tools),
             sandbox="rlimits" if self.sandbox == other.sandbox == "rlimits" else "bwrap",
         )
 
@@ -175,6 +180,8 @@ class ExecProfile:
             at = f"{where}: field '{name}'"
             if name in ("read_paths", "write_paths"):
                 values[name] = tuple(_path(p, at) for p in _str_list(raw, at))
+            elif name == "mcp_tools":
+                values[name] = tuple(_mcp_pattern(t, at) for t in _str_list(raw, at))
             elif name == "env":
                 values[name] = tuple(_env_name(n, at) for n in _str_list(raw, at))
             elif name == "network":
@@ -203,6 +210,7 @@ class ExecProfile:
             "max_file_mb": self.max_file_mb,
             "max_open_files": self.max_open_files,
             "env": list(self.env),
+            "mcp_tools": list(self.mcp_tools),
             "sandbox": self.sandbox,
         }
 
@@ -272,6 +280,26 @@ def _path(raw: str, at: str) -> str:
     if ".." in raw.split("/"):
         raise UserError(f"{at}: {raw!r} may not contain '..'")
     return posixpath.normpath(raw)
+
+
+def _mcp_pattern(raw: str, at: str) -> str:
+    if not raw or "." not in raw or any(c.isspace() for c in raw):
+        raise UserError(f"{at}: {raw!r} is not an MCP tool name or pattern (server.tool, git.*)")
+    return raw
+
+
+def allows_mcp_tool(ctx: Any, name: str) -> bool:
+    """True when every grant in ``ctx`` (profile object and workflow grant) allows ``name``.
+
+    With no grant at all the answer is no: MCP tools are denied by default.
+    """
+    grants: list[tuple[str, ...]] = []
+    if getattr(ctx, "profile", None) is not None:
+        grants.append(ctx.profile.mcp_tools)
+    grant = getattr(ctx, "grant", None)
+    if grant is not None:
+        grants.append(tuple(grant.get("mcp_tools", ())))
+    return bool(grants) and all(any(fnmatchcase(name, p) for p in g) for g in grants)
 
 
 def _env_name(raw: str, at: str) -> str:
