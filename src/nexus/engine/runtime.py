@@ -237,7 +237,13 @@ class Engine:
         if state.status.terminal:
             await self._release(run_id)
             return RunResult.of(state)
-        interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
+        return await self._take_over(state, observers)
+
+    async def _take_over(
+        self, state: RunState, observers: Sequence[Observer], then: Draft | None = None
+    ) -> RunResult:
+        """Drive a run whose lease this process holds: record ``run.resumed``
+        (interrupted attempts are retried), then ``then``, then on to the end."""
         controller = RunController(
             self.store,
             state,
@@ -245,12 +251,15 @@ class Engine:
             self.clock,
             observers=observers,
         )
-        first = Draft(
-            EventType.RUN_RESUMED,
-            format_time(self.clock.now()),
-            {"interrupted": interrupted, "pid": os.getpid()},
+        interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
+        controller.step(
+            Draft(
+                EventType.RUN_RESUMED,
+                format_time(self.clock.now()),
+                {"interrupted": interrupted, "pid": os.getpid()},
+            )
         )
-        return RunResult.of(await self._drive(controller, first))
+        return RunResult.of(await self._drive(controller, then))
 
     async def cancel(self, run_id: str, reason: str = "cancelled by user") -> str:
         """Cancel a run: ask its live controller, or cancel it here if none runs it.
@@ -319,27 +328,11 @@ class Engine:
         except BaseException:
             await self._release(run_id)
             raise
-        controller = RunController(
-            self.store,
-            state,
-            self._worker(LiveEffects(self.clock)),
-            self.clock,
-            observers=observers,
-        )
-        # this process takes the run over: interrupted attempts are retried first
-        interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
-        controller.step(
-            Draft(
-                EventType.RUN_RESUMED,
-                format_time(self.clock.now()),
-                {"interrupted": interrupted, "pid": os.getpid()},
-            )
-        )
         event = EventType.APPROVAL_GRANTED if granted else EventType.APPROVAL_REJECTED
-        first = Draft(
+        answer = Draft(
             event, format_time(self.clock.now()), {"task": task, "by": by, "reason": reason}
         )
-        return "continued", RunResult.of(await self._drive(controller, first))
+        return "continued", await self._take_over(state, observers, answer)
 
     async def replay(self, run_id: str) -> ReplayReport:
         """Re-execute a run against its recorded effects; compare the chains.

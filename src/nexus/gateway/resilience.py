@@ -631,13 +631,7 @@ class FallbackProvider:
                     deadline_at, candidate.provider.complete(sub, context)
                 )
             except _Expired:
-                timeout = ProviderTimeout(
-                    f"fallback chain: no answer within {self.deadline:g}s",
-                    provider=_prefix(sub.model),
-                    reason="deadline",
-                )
-                steps.append(RouteStep(sub.model, "failed", _why(timeout), 1))
-                raise self._give_up(timeout, steps) from None
+                raise self._expired(sub.model, steps) from None
             except Exception as exc:
                 error = map_provider_error(exc, provider=_prefix(sub.model))
                 steps.append(self._failed(sub.model, error))
@@ -648,6 +642,16 @@ class FallbackProvider:
             return replace(response, route=tuple(steps))
         assert error is not None
         raise self._give_up(error, steps)
+
+    def _expired(self, model: str, steps: list[RouteStep]) -> NexusError:
+        """The chain's deadline passed while ``model`` was being asked."""
+        timeout = ProviderTimeout(
+            f"fallback chain: no answer within {self.deadline:g}s",
+            provider=_prefix(model),
+            reason="deadline",
+        )
+        steps.append(RouteStep(model, "failed", _why(timeout), 1))
+        return self._give_up(timeout, steps)
 
     async def stream(
         self, request: ModelRequest, context: Mapping[str, Any]
@@ -681,13 +685,7 @@ class FallbackProvider:
                         committed = True
                         yield event
             except _Expired:
-                timeout = ProviderTimeout(
-                    f"fallback chain: no answer within {self.deadline:g}s",
-                    provider=_prefix(sub.model),
-                    reason="deadline",
-                )
-                steps.append(RouteStep(sub.model, "failed", _why(timeout), 1))
-                raise self._give_up(timeout, steps) from None
+                raise self._expired(sub.model, steps) from None
             except Exception as exc:
                 error = map_provider_error(exc, provider=_prefix(sub.model))
                 steps.append(self._failed(sub.model, error))
