@@ -38,13 +38,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_validator
 from pydantic_core import core_schema
 
 from nexus.domain.errors import UserError
 from nexus.gateway.errors import ProviderAuthError
+
+if TYPE_CHECKING:
+    from nexus.gateway.routing import Residency
 
 __all__ = [
     "Endpoint",
@@ -385,18 +388,28 @@ class SDKProviders:
     is built or imported until an agent first needs it, so a run that only uses
     ``scripted`` models never imports the SDKs.
 
+    With a strict :class:`~nexus.gateway.routing.Residency`, :meth:`for_model`
+    refuses a model whose provider or endpoint host is not allowed before any
+    client is built, so nothing is sent.
+
     Args:
         settings: the ``[providers]`` settings (default: environment only).
         environ: the environment to read (default: ``os.environ``).
+        residency: where calls may go (default: anywhere).
     """
 
     def __init__(
-        self, settings: GatewaySettings | None = None, *, environ: Mapping[str, str] | None = None
+        self,
+        settings: GatewaySettings | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        residency: Residency | None = None,
     ) -> None:
         from nexus.gateway.resilience import BreakerBoard
 
         self.settings = settings or GatewaySettings()
         self._environ = environ
+        self.residency = residency
         knobs = self.settings.resilience
         self.breakers = BreakerBoard(
             failures=knobs.breaker_failures,
@@ -404,6 +417,7 @@ class SDKProviders:
             cooldown=knobs.breaker_cooldown,
         )
         self._providers: dict[tuple[str, str], Any] = {}
+        self._base_urls: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"SDKProviders({', '.join(f'{p}:{n}' if n else p for p, n in self._providers)})"
@@ -416,6 +430,8 @@ class SDKProviders:
         """The (shared) resilient provider serving ``model`` (``provider:model``).
 
         Raises:
+            PolicyDenied: residency forbids the model's provider or its endpoint's
+                host (raised before any client is built).
             NotFoundError: unknown prefix or ``openai_compatible`` endpoint.
             ProviderAuthError: the provider needs a key and none is set.
         """
@@ -423,11 +439,17 @@ class SDKProviders:
         from nexus.gateway.resilience import Backoff, ResilientProvider
 
         prefix, name = split_model(model)
+        if self.residency is not None:
+            self.residency.check_model(model)  # before endpoint resolution reads any key
         endpoint_name = name.partition("/")[0] if prefix == "openai_compatible" else ""
         key = (prefix, endpoint_name)
         provider = self._providers.get(key)
+        if provider is not None and self.residency is not None:
+            self.residency.check_endpoint(model, self._base_urls[key])
         if provider is None:
             endpoint = self.settings.endpoint(prefix, endpoint_name, self._environ)
+            if self.residency is not None:
+                self.residency.check_endpoint(model, endpoint.base_url)
             adapter: Any
             if prefix == "anthropic":
                 from nexus.gateway.anthropic_provider import AnthropicProvider
@@ -452,10 +474,12 @@ class SDKProviders:
                 breakers=self.breakers,
             )
             self._providers[key] = provider
+            self._base_urls[key] = endpoint.base_url
         return provider
 
     async def aclose(self) -> None:
         """Close every client built so far (idempotent)."""
         providers, self._providers = list(self._providers.values()), {}
+        self._base_urls = {}
         for provider in providers:
             await provider.aclose()
