@@ -1,0 +1,401 @@
+"""Preflight cost estimate of a plan: what a run will roughly spend, and how we guessed.
+
+``nexus plan FILE --estimate`` prints this, and the preflight gate compares it
+with the run's budget before anything starts. The estimate is deliberately
+simple and says so in :attr:`Estimate.method`:
+
+* each agent task makes **one model call per instance**: a literal ``foreach``
+  list counts its items; a template ``foreach`` is unknown until run time and
+  counts as one instance;
+* the agent is the named one, or for a ``capability`` the first capable agent
+  by name (what the router picks when no agent is busy);
+* prompt tokens are :func:`~nexus.gateway.usage.estimate_tokens` (four
+  characters a token) of the agent's instructions and the task prompt *as
+  written* -- templates are not rendered, so outputs they pull in are not
+  counted -- plus :data:`MESSAGE_OVERHEAD_TOKENS` per message;
+* completion tokens are :data:`DEFAULT_COMPLETION_TOKENS` per call unless the
+  caller says otherwise;
+* ``scripted:`` models cost exactly 0 and their tokens are counted the way the
+  scripted provider counts them (words of the prompt, and of the longest
+  scripted line); ``function:`` agents make no model call;
+* tool-loop steps after the first call, retries, fallbacks and cache hits are
+  not counted;
+* a tool task is one tool call per instance.
+
+Cost is :func:`~nexus.gateway.usage.cost_of` on the summed usage, so it is exact
+for the guessed tokens. A model the pricing table does not know is listed in
+:attr:`Estimate.unpriced` and left out of the total. :func:`compare` measures an
+estimate against what a run actually spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from nexus.domain.budget import (
+    DIMENSIONS,
+    BudgetLimitExceeded,
+    Limits,
+    Scope,
+    Spend,
+    describe,
+    exactly,
+    money_text,
+)
+from nexus.domain.errors import UserError
+from nexus.domain.plan import AgentSpec, Plan, TaskSpec
+from nexus.gateway.base import Usage
+from nexus.gateway.usage import PricingTable, cost_of, default_pricing, estimate_tokens
+from nexus.planning.templates import is_template
+
+__all__ = [
+    "DEFAULT_COMPLETION_TOKENS",
+    "MESSAGE_OVERHEAD_TOKENS",
+    "Estimate",
+    "TaskEstimate",
+    "compare",
+    "estimate_plan",
+    "preflight_check",
+]
+
+#: Completion tokens assumed per call when the caller gives no figure: a page of text or code.
+DEFAULT_COMPLETION_TOKENS = 512
+#: Tokens a chat message costs beyond its text (role and separators), as in ``estimate_usage``.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEstimate:
+    """One task's share of an estimate (all instances of it together).
+
+    ``usd`` is None when the model is unpriced; ``exact`` is true when the cost
+    is certain (a scripted model, a function agent, a tool task).
+    """
+
+    task: str
+    agent: str | None
+    model: str | None
+    instances: int
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    usd: Decimal | None
+    tool_calls: int = 0
+    exact: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def spend(self) -> Spend:
+        """As a budget amount (an unpriced model counts $0)."""
+        return Spend(self.usd or Decimal(0), self.tokens, self.tool_calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "agent": self.agent,
+            "model": self.model,
+            "instances": self.instances,
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens": self.tokens,
+            "usd": None if self.usd is None else money_text(self.usd),
+            "tool_calls": self.tool_calls,
+            "exact": self.exact,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A plan's estimated spend, per task, with the method in words."""
+
+    usd: Decimal
+    tokens: int
+    calls: int
+    per_task: dict[str, TaskEstimate]
+    unpriced: tuple[str, ...]
+    method: str
+    tool_calls: int = 0
+    by_agent: dict[str, Spend] = field(default_factory=dict)
+
+    @property
+    def spend(self) -> Spend:
+        return Spend(self.usd, self.tokens, self.tool_calls)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "usd": money_text(self.usd),
+            "tokens": self.tokens,
+            "calls": self.calls,
+            "tool_calls": self.tool_calls,
+            "per_task": {tid: t.to_dict() for tid, t in self.per_task.items()},
+            "by_agent": {name: s.to_dict() for name, s in self.by_agent.items()},
+            "unpriced": list(self.unpriced),
+            "method": self.method,
+        }
+
+
+def _resolve(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> AgentSpec:
+    if task.agent is not None:
+        found = agents.get(task.agent)
+        if found is None:
+            raise UserError(f"task '{task.id}': unknown agent '{task.agent}'")
+        return found
+    capable = sorted(n for n, a in agents.items() if task.capability in a.capabilities)
+    if not capable:
+        raise UserError(f"task '{task.id}': no agent has capability '{task.capability}'")
+    return agents[capable[0]]
+
+
+def _instances(task: TaskSpec) -> tuple[int, str | None]:
+    """How many times the task runs, and a note when that is a guess."""
+    if task.foreach is None:
+        return 1, None
+    if isinstance(task.foreach, list | tuple):
+        return len(task.foreach), None
+    if isinstance(task.foreach, str) and is_template(task.foreach):
+        return 1, "foreach is a template, unknown before the run: counted as 1 instance"
+    return 1, f"foreach {task.foreach!r} is not a list: counted as 1 instance"
+
+
+def _agent_task(
+    task: TaskSpec,
+    agent: AgentSpec,
+    instances: int,
+    completion: int,
+    pricing: PricingTable,
+    notes: list[str],
+) -> TaskEstimate:
+    provider = agent.model.partition(":")[0]
+    texts = [t for t in (agent.instructions, task.prompt or "") if t] or [""]
+    if provider == "function":
+        notes.append("function agent: no model call")
+        return TaskEstimate(
+            task=task.id,
+            agent=agent.name,
+            model=agent.model,
+            instances=instances,
+            calls=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            usd=Decimal(0),
+            exact=True,
+            notes=tuple(notes),
+        )
+    if provider == "scripted":
+        prompt = sum(len(t.split()) for t in texts)
+        answer = max((len(line.split()) for line in agent.scripted), default=0)
+        return TaskEstimate(
+            task=task.id,
+            agent=agent.name,
+            model=agent.model,
+            instances=instances,
+            calls=instances,
+            prompt_tokens=prompt * instances,
+            completion_tokens=answer * instances,
+            usd=Decimal(0),
+            exact=True,
+            notes=tuple(notes),
+        )
+    prompt = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in texts)
+    if any(is_template(t) for t in texts):
+        notes.append("prompt counted as written: values templates pull in are not counted")
+    usage = Usage(prompt_tokens=prompt * instances, completion_tokens=completion * instances)
+    usd: Decimal | None = None
+    if pricing.price_for(agent.model) is None:
+        notes.append(f"no price for '{agent.model}': cost not counted")
+    else:
+        usd = cost_of(usage, agent.model, pricing)
+    return TaskEstimate(
+        task=task.id,
+        agent=agent.name,
+        model=agent.model,
+        instances=instances,
+        calls=instances,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        usd=usd,
+        notes=tuple(notes),
+    )
+
+
+def _guessed(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> bool:
+    """True when a template makes the task's instance count or prompt length unknown."""
+    texts = [task.foreach if isinstance(task.foreach, str) else "", task.prompt or ""]
+    if not task.is_tool:
+        texts.append(_resolve(task, agents).instructions)
+    return any(is_template(t) for t in texts)
+
+
+def estimate_plan(
+    plan: Plan,
+    *,
+    pricing: PricingTable | None = None,
+    completion_tokens: int | None = None,
+) -> Estimate:
+    """Estimate what running ``plan`` will spend, before it runs.
+
+    Args:
+        plan: the compiled plan.
+        pricing: prices to use (default: the table shipped with Nexus).
+        completion_tokens: completion tokens assumed per model call
+            (default :data:`DEFAULT_COMPLETION_TOKENS`).
+
+    Returns:
+        The totals, each task's share, unpriced models, and the method in words.
+
+    Raises:
+        UserError: a task names an unknown agent or a capability no agent has.
+
+    Example:
+        >>> from nexus.domain.plan import AgentSpec, Plan, TaskSpec
+        >>> plan = Plan("demo", {"t": TaskSpec("t", agent="a", prompt="hi")},
+        ...             {"a": AgentSpec("a", model="openai:gpt-4.1-mini")})
+        >>> estimate_plan(plan, completion_tokens=100).usd
+        Decimal('0.00016200')
+    """
+    table = pricing or default_pricing()
+    completion = DEFAULT_COMPLETION_TOKENS if completion_tokens is None else completion_tokens
+    if completion < 0:
+        raise UserError(f"completion_tokens must be >= 0, not {completion}")
+    per_task: dict[str, TaskEstimate] = {}
+    for tid in sorted(plan.tasks):
+        task = plan.tasks[tid]
+        instances, guess = _instances(task)
+        notes = [guess] if guess else []
+        if task.is_tool:
+            per_task[tid] = TaskEstimate(
+                task=tid,
+                agent=None,
+                model=None,
+                instances=instances,
+                calls=0,
+                prompt_tokens=0,
+                completion_tokens=0,
+                usd=Decimal(0),
+                tool_calls=instances,
+                exact=True,
+                notes=tuple(notes),
+            )
+            continue
+        agent = _resolve(task, plan.agents)
+        per_task[tid] = _agent_task(task, agent, instances, completion, table, notes)
+
+    by_agent: dict[str, Spend] = {}
+    for t in per_task.values():
+        if t.agent is not None:
+            by_agent[t.agent] = by_agent.get(t.agent, Spend()) + t.spend
+    total = sum((t.spend for t in per_task.values()), Spend())
+    unpriced = tuple(sorted({t.model for t in per_task.values() if t.usd is None and t.model}))
+    templated = [tid for tid in per_task if _guessed(plan.tasks[tid], plan.agents)]
+    return Estimate(
+        usd=total.usd,
+        tokens=total.tokens,
+        calls=sum(t.calls for t in per_task.values()),
+        per_task=per_task,
+        unpriced=unpriced,
+        method=_method(table, completion, completion_tokens is None, templated, unpriced),
+        tool_calls=total.tool_calls,
+        by_agent=dict(sorted(by_agent.items())),
+    )
+
+
+def _method(
+    table: PricingTable,
+    completion: int,
+    default: bool,
+    templated: list[str],
+    unpriced: tuple[str, ...],
+) -> str:
+    source = "the default" if default else "the figure given"
+    parts = [
+        "One model call per agent-task instance; a literal foreach list counts its items and "
+        "a template foreach counts as 1 instance.",
+        "The agent is the named one, or the first capable agent by name.",
+        f"Prompt tokens are the characters of the agent's instructions and the task prompt as "
+        f"written, divided by 4 and rounded up, plus {MESSAGE_OVERHEAD_TOKENS} per message; "
+        f"completion tokens are {completion} per call ({source}).",
+        "Scripted models cost exactly $0 and their tokens are counted as words, as the scripted "
+        "provider counts them; function agents make no model call; a tool task is one tool call "
+        "per instance.",
+        f"Prices: the {table.currency} pricing table"
+        + (f" as of {table.as_of}." if table.as_of else "."),
+        "Not counted: tool-loop steps after the first call, retries, fallbacks and cache hits.",
+    ]
+    if templated:
+        parts.append(
+            "Guessed from templates (the real count or length is known only at run time): "
+            + ", ".join(templated)
+            + "."
+        )
+    if unpriced:
+        parts.append("No price, left out of the cost: " + ", ".join(unpriced) + ".")
+    return " ".join(parts)
+
+
+def preflight_check(
+    estimate: Estimate, budgets: Mapping[Scope, Limits]
+) -> list[BudgetLimitExceeded]:
+    """The budgets ``estimate`` exceeds, as errors ready to report (empty: it fits).
+
+    A ``run`` or ``tenant`` scope is compared with the whole estimate, an
+    ``agent`` scope with that agent's share, a ``task`` scope with that task's.
+    Wall time cannot be estimated and is not compared.
+    """
+    found: list[BudgetLimitExceeded] = []
+    for scope, limits in budgets.items():
+        if scope.kind == "agent":
+            spend = estimate.by_agent.get(scope.key, Spend())
+        elif scope.kind == "task":
+            share = estimate.per_task.get(scope.key)
+            spend = Spend() if share is None else share.spend
+        else:
+            spend = estimate.spend
+        for dimension in DIMENSIONS:
+            limit = limits.get(dimension)
+            asked = spend.get(dimension)
+            if limit is None or asked <= limit:
+                continue
+            message = (
+                f"budget exceeded: the preflight estimate for {scope.label} is "
+                f"{describe(dimension, asked)}, over its limit {describe(dimension, limit)}"
+            )
+            found.append(
+                BudgetLimitExceeded(
+                    message, scope=scope, dimension=dimension, limit=limit, spent=0, asked=asked
+                )
+            )
+    return found
+
+
+def compare(estimate_usd: Decimal, actual_usd: Decimal) -> dict[str, Any]:
+    """How far an estimate was from what a run spent.
+
+    Returns:
+        ``estimate``, ``actual``, ``error`` (estimate - actual, signed: positive
+        means overestimated) and ``abs_error`` as exact money text, and
+        ``relative_error`` = ``abs_error / actual`` as a float (0.0 when both are
+        zero, None when only ``actual`` is zero).
+    """
+    with exactly():
+        error = estimate_usd - actual_usd
+    relative: float | None
+    if actual_usd == 0:
+        relative = 0.0 if estimate_usd == 0 else None
+    else:
+        relative = float(abs(error) / actual_usd)
+    return {
+        "estimate": money_text(estimate_usd),
+        "actual": money_text(actual_usd),
+        "error": money_text(error),
+        "abs_error": money_text(abs(error)),
+        "relative_error": relative,
+    }
