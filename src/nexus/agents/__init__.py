@@ -1,4 +1,4 @@
-"""Agents: the protocol, LLM agents and function agents."""
+"""Agents: the protocol, LLM agents (a tool-calling loop) and function agents."""
 
 from nexus.agents.base import (
     Agent,
@@ -6,7 +6,30 @@ from nexus.agents.base import (
     AgentContext,
     AgentResolver,
     FunctionAgent,
+)
+from nexus.agents.llm import (
+    MAX_REPAIRS,
+    ROLES,
+    AgentStepLimit,
     LLMAgent,
+    StructuredOutputError,
+    mark_tool_output,
+    parse_structured,
+    system_prompt,
 )
 
-__all__ = ["Agent", "AgentCall", "AgentContext", "AgentResolver", "FunctionAgent", "LLMAgent"]
+__all__ = [
+    "MAX_REPAIRS",
+    "ROLES",
+    "Agent",
+    "AgentCall",
+    "AgentContext",
+    "AgentResolver",
+    "AgentStepLimit",
+    "FunctionAgent",
+    "LLMAgent",
+    "StructuredOutputError",
+    "mark_tool_output",
+    "parse_structured",
+    "system_prompt",
+]

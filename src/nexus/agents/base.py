@@ -8,13 +8,13 @@ records it -- and, on replay, serves the recorded result instead.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from nexus.domain.errors import NotFoundError
 from nexus.domain.plan import AgentSpec
-from nexus.gateway.base import ChatMessage, ModelProvider, ModelRequest, ProviderRegistry
+from nexus.gateway.base import ProviderRegistry, ToolSpec
 
 
 class AgentContext(Protocol):
@@ -35,6 +35,27 @@ class AgentContext(Protocol):
         """Run ``fn`` as a recorded effect and return its JSON result."""
         ...
 
+    def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
+        """The named tools as the model is offered them (name, description, schema)."""
+        ...
+
+    def tool_source(self, name: str) -> str:
+        """Where a tool comes from (``builtin``, ``python``, ``mcp:<server>``, ``wasm``)."""
+        ...
+
+    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> Any:
+        """Call a tool from the registry as a recorded ``tool`` effect; its JSON result."""
+        ...
+
+    @property
+    def streaming(self) -> bool:
+        """Whether someone listens to :meth:`delta` (then models are asked to stream)."""
+        ...
+
+    async def delta(self, text: str) -> None:
+        """Pass on text a model produced, as it arrives (not recorded)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AgentCall:
@@ -45,6 +66,10 @@ class AgentCall:
     instructions: str
     model: str
     turn: int
+    #: the models routing chose, in order (the first is ``model``)
+    models: tuple[str, ...] = ()
+    #: the JSON schema the answer must match, if the task has one
+    output_schema: Mapping[str, Any] | None = None
 
 
 class Agent(Protocol):
@@ -53,28 +78,6 @@ class Agent(Protocol):
     async def run(self, call: AgentCall, ctx: AgentContext) -> Any:
         """Do the task; return a JSON-serialisable output."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class LLMAgent:
-    """An agent that answers with one model call (tool loops build on this)."""
-
-    spec: AgentSpec
-    provider: ModelProvider
-
-    async def run(self, call: AgentCall, ctx: AgentContext) -> Any:
-        messages: list[ChatMessage] = []
-        if call.instructions:
-            messages.append(ChatMessage("system", call.instructions))
-        messages.append(ChatMessage("user", call.prompt))
-        request = ModelRequest(model=call.model, messages=tuple(messages), turn=call.turn)
-        context = ctx.template_context
-
-        async def invoke() -> Any:
-            return (await self.provider.complete(request, context)).to_dict()
-
-        response = await ctx.effect("model", request.to_dict(), invoke)
-        return {"text": response["text"], "model": response["model"], "usage": response["usage"]}
 
 
 AgentFunction = Callable[[AgentCall, AgentContext], Awaitable[Any]] | Callable[..., Any]
@@ -115,7 +118,8 @@ class AgentResolver:
         for agent in agents:
             self.functions[agent.name] = agent
 
-    def resolve(self, spec: AgentSpec) -> Agent:
+    def resolve(self, spec: AgentSpec, models: Sequence[str] = ()) -> Agent:
+        """The agent for ``spec``; an LLM agent asks ``models`` in order (default: its own)."""
         if spec.model.startswith("function:"):
             name = spec.model.removeprefix("function:")
             try:
@@ -124,4 +128,15 @@ class AgentResolver:
                 raise NotFoundError(
                     f"agent '{spec.name}': no function agent '{name}' is registered"
                 ) from None
-        return LLMAgent(spec=spec, provider=self.providers.provider_for(spec))
+        from nexus.agents.llm import LLMAgent
+
+        chain = tuple(models) or (spec.model,)
+        if len(chain) == 1:
+            provider = self.providers.provider_for(replace(spec, model=chain[0]))
+            return LLMAgent(spec=spec, provider=provider)
+        from nexus.gateway.resilience import Candidate, with_fallback
+
+        candidates = [
+            Candidate(self.providers.provider_for(replace(spec, model=m)), m) for m in chain
+        ]
+        return LLMAgent(spec=spec, provider=with_fallback(*candidates))

@@ -45,6 +45,7 @@ class EventType(StrEnum):
     APPROVAL_GRANTED = "approval.granted"
     APPROVAL_REJECTED = "approval.rejected"
     APPROVAL_TIMED_OUT = "approval.timed_out"
+    BUDGET_RAISED = "budget.raised"
     # decisions
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_ESCALATED = "approval.escalated"
@@ -59,6 +60,10 @@ class EventType(StrEnum):
     RUN_SUCCEEDED = "run.succeeded"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    BUDGET_WARNING = "budget.warning"
+    BUDGET_EXCEEDED = "budget.exceeded"
+    TASK_PAUSED = "task.paused"
+    RUN_PAUSED = "run.paused"
 
 
 INPUT_TYPES: frozenset[EventType] = frozenset(
@@ -72,6 +77,7 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.APPROVAL_GRANTED,
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,
+        EventType.BUDGET_RAISED,
     }
 )
 

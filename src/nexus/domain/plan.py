@@ -75,9 +75,23 @@ class AgentSpec:
     instructions: str = ""
     scripted: tuple[str, ...] = ()
     max_concurrency: int = 0  # 0 = unlimited
+    #: tools the agent may call in its loop (registry names)
+    tools: tuple[str, ...] = ()
+    #: model calls one attempt may make (tool-loop steps plus repairs)
+    max_steps: int = 8
+    #: models tried, in order, when the primary fails or its breaker is open
+    fallbacks: tuple[str, ...] = ()
+    #: a model per complexity tier (``small``, ``medium``, ``large``)
+    tiers: JSONDict = field(default_factory=dict)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    #: the agent's budget (``Limits`` JSON form)
+    budget: JSONDict | None = None
+    #: the exec-profile grant for the tools the agent calls (a task's own wins)
+    profile: JSONDict | None = None
 
     def to_dict(self) -> JSONDict:
-        return {
+        data: JSONDict = {
             "name": self.name,
             "role": self.role,
             "model": self.model,
@@ -86,6 +100,44 @@ class AgentSpec:
             "scripted": list(self.scripted),
             "max_concurrency": self.max_concurrency,
         }
+        # the later fields are written only when set, so older plans keep their hashes
+        if self.tools:
+            data["tools"] = list(self.tools)
+        if self.max_steps != 8:
+            data["max_steps"] = self.max_steps
+        if self.fallbacks:
+            data["fallbacks"] = list(self.fallbacks)
+        if self.tiers:
+            data["tiers"] = dict(self.tiers)
+        if self.max_tokens is not None:
+            data["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            data["temperature"] = num(self.temperature)
+        if self.budget is not None:
+            data["budget"] = self.budget
+        if self.profile is not None:
+            data["profile"] = self.profile
+        return data
+
+    @classmethod
+    def from_dict(cls, a: JSONDict) -> AgentSpec:
+        return cls(
+            name=a["name"],
+            role=a["role"],
+            model=a["model"],
+            capabilities=tuple(a["capabilities"]),
+            instructions=a["instructions"],
+            scripted=tuple(a["scripted"]),
+            max_concurrency=a["max_concurrency"],
+            tools=tuple(a.get("tools", ())),
+            max_steps=a.get("max_steps", 8),
+            fallbacks=tuple(a.get("fallbacks", ())),
+            tiers=a.get("tiers", {}),
+            max_tokens=a.get("max_tokens"),
+            temperature=a.get("temperature"),
+            budget=a.get("budget"),
+            profile=a.get("profile"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +162,12 @@ class TaskSpec:
     approval: ApprovalPolicy | None = None
     #: the task's exec-profile grant (JSON form); tools narrow their own profile by it
     profile: JSONDict | None = None
+    #: a JSON schema the agent's answer must match (structured output)
+    output_schema: JSONDict | None = None
+    #: model routing constraints (``RoutePolicy`` JSON form: tier, max_cost, max_latency_ms)
+    routing: JSONDict | None = None
+    #: the task's budget (``Limits`` JSON form)
+    budget: JSONDict | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -131,6 +189,9 @@ class TaskSpec:
             # omitted when unset, so plans without approvals keep their hashes
             **({"approval": self.approval.to_dict()} if self.approval else {}),
             **({"profile": self.profile} if self.profile is not None else {}),
+            **({"output_schema": self.output_schema} if self.output_schema is not None else {}),
+            **({"routing": self.routing} if self.routing is not None else {}),
+            **({"budget": self.budget} if self.budget is not None else {}),
         }
 
 
@@ -148,6 +209,8 @@ class Plan:
     version: int = 1
     #: MCP servers the run connects to (the validated ``mcp_servers`` table)
     mcp_servers: JSONDict = field(default_factory=dict)
+    #: the run's budget (``Limits`` JSON form)
+    budget: JSONDict | None = None
 
     def to_dict(self) -> JSONDict:
         """The plan as canonical data (what ``run.started`` records)."""
@@ -162,23 +225,13 @@ class Plan:
             "tasks": {tid: task.to_dict() for tid, task in self.tasks.items()},
             # omitted when empty, so plans without MCP servers keep their hashes
             **({"mcp_servers": self.mcp_servers} if self.mcp_servers else {}),
+            **({"budget": self.budget} if self.budget is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> Plan:
         """Rebuild a plan from :meth:`to_dict` output (as stored in events)."""
-        agents = {
-            name: AgentSpec(
-                name=a["name"],
-                role=a["role"],
-                model=a["model"],
-                capabilities=tuple(a["capabilities"]),
-                instructions=a["instructions"],
-                scripted=tuple(a["scripted"]),
-                max_concurrency=a["max_concurrency"],
-            )
-            for name, a in data["agents"].items()
-        }
+        agents = {name: AgentSpec.from_dict(a) for name, a in data["agents"].items()}
         tasks = {
             tid: TaskSpec(
                 id=t["id"],
@@ -194,6 +247,9 @@ class Plan:
                 priority=t["priority"],
                 approval=ApprovalPolicy.from_dict(t["approval"]) if t.get("approval") else None,
                 profile=t.get("profile"),
+                output_schema=t.get("output_schema"),
+                routing=t.get("routing"),
+                budget=t.get("budget"),
             )
             for tid, t in data["tasks"].items()
         }
@@ -207,6 +263,7 @@ class Plan:
             max_parallel=data["max_parallel"],
             version=data["version"],
             mcp_servers=data.get("mcp_servers", {}),
+            budget=data.get("budget"),
         )
 
 

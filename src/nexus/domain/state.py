@@ -12,6 +12,10 @@ Task states::
        │                       running ──task.retry_scheduled──> retry_wait ──timer.fired──> pending
        ├─task.skipped──> skipped       running ──task.failed──> failed
        └─task.cancelled──> cancelled   (any non-terminal) ──task.cancelled──> cancelled
+    pending|running ──task.paused──> paused ──run.resumed──> pending   (a budget ran out)
+
+A run whose every remaining task waits on a paused one is ``paused`` (not
+ended): ``nexus resume`` after raising the budget continues it.
 
 The state also keeps what the scheduler needs incrementally (a ready heap, the
 count of unfinished dependencies per task) so each decision costs O(log n),
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nexus.domain.budget import Limits, Scope, Spend
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Event, EventType
 from nexus.domain.graph import longest_path_to_sink, topological_order
@@ -38,6 +43,7 @@ class TaskStatus(StrEnum):
     RETRY_WAIT = "retry_wait"
     EXPANDED = "expanded"
     AWAITING_APPROVAL = "awaiting_approval"
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -50,13 +56,14 @@ class TaskStatus(StrEnum):
 
 class RunStatus(StrEnum):
     RUNNING = "running"
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
+        return self is not RunStatus.RUNNING and self is not RunStatus.PAUSED
 
 
 _TASK_TERMINAL = frozenset(
@@ -92,6 +99,10 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
         (_A, _P),  # approved: ready to start
         (_A, TaskStatus.FAILED),  # rejected, or timed out
         (_A, TaskStatus.CANCELLED),
+        (_P, TaskStatus.PAUSED),  # its budget is spent: not started
+        (_R, TaskStatus.PAUSED),  # its attempt was refused more budget
+        (TaskStatus.PAUSED, _P),  # resumed
+        (TaskStatus.PAUSED, TaskStatus.CANCELLED),
     }
 )
 
@@ -154,6 +165,19 @@ class RunState:
     open_tasks: int = 0
     agent_load: dict[str, int] = field(default_factory=dict)
     agent_turns: dict[str, int] = field(default_factory=dict)
+    paused: int = 0
+    #: money and tokens spent, by scope id (``run:``, ``agent:<name>``, ``task:<id>``)
+    spent: dict[str, Spend] = field(default_factory=dict)
+    #: tool calls made, by scope id
+    tool_calls: dict[str, int] = field(default_factory=dict)
+    #: limits raised since the run started, by scope id
+    raised: dict[str, Limits] = field(default_factory=dict)
+    #: (scope id, dimension, threshold) already reported
+    reported: set[tuple[str, str, str]] = field(default_factory=set)
+    tenant: str = "default"
+    residency: dict[str, Any] | None = None
+    #: whether any scope has limits (the plan's, or raised later)
+    has_budgets: bool = False
     # scheduler bookkeeping, derived from the events
     _rank: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     _dependents: dict[str, list[str]] = field(default_factory=dict)
@@ -179,6 +203,8 @@ class RunState:
             inputs=event.data["inputs"],
             started_at=event.at,
             workspace=event.data["workspace"],
+            tenant=event.data.get("tenant", "default"),
+            residency=event.data.get("residency"),
         )
         needs = {tid: spec.needs for tid, spec in plan.tasks.items()}
         order = topological_order(needs)
@@ -192,6 +218,11 @@ class RunState:
             for dep in spec.needs:
                 state._dependents[dep].append(tid)
         state.open_tasks = len(state.tasks)
+        state.has_budgets = (
+            plan.budget is not None
+            or any(a.budget is not None for a in plan.agents.values())
+            or any(t.budget is not None for t in plan.tasks.values())
+        )
         for tid in order:
             if state.tasks[tid].waiting_on == 0:
                 heapq.heappush(state._ready, (state._rank[tid], tid))
@@ -250,6 +281,35 @@ class RunState:
         """
         return OutputsView(self, len(self._finished) if upto is None else upto)
 
+    # -- budgets ----------------------------------------------------------
+    def limits(self, scope: Scope) -> Limits:
+        """The limits on ``scope``: the plan's, with any raised since over them."""
+        base: dict[str, Any] | None = None
+        if scope.kind == "run":
+            base = self.plan.budget
+        elif scope.kind == "agent":
+            agent = self.plan.agents.get(scope.key)
+            base = None if agent is None else agent.budget
+        elif scope.kind == "task":
+            task = self.tasks.get(scope.key)
+            base = None if task is None else task.spec.budget
+        limits = Limits.from_dict(base, scope.label) if base else Limits()
+        raised = self.raised.get(scope.id)
+        return limits if raised is None else limits.merged(raised)
+
+    def spend(self, scope: Scope) -> Spend:
+        """What ``scope`` has spent so far (as recorded in the log)."""
+        spent = self.spent.get(scope.id, _NO_SPEND)
+        calls = self.tool_calls.get(scope.id, 0)
+        return spent if not calls else spent + Spend(tool_calls=calls)
+
+    def budget_scopes(self) -> list[Scope]:
+        """Every run-level scope that has limits (for seeding a ledger)."""
+        scopes = [Scope("run")]
+        scopes += [Scope("agent", name) for name in self.plan.agents]
+        scopes += [Scope("task", tid) for tid in self.tasks]
+        return [s for s in scopes if not self.limits(s).is_empty]
+
     @property
     def finished_count(self) -> int:
         """How many plan tasks have ended so far."""
@@ -266,8 +326,12 @@ class RunState:
             self.running -= 1
             if task.agent is not None:
                 self.agent_load[task.agent] -= 1
+        elif task.status is TaskStatus.PAUSED:
+            self.paused -= 1
         task.status = to
-        if to is TaskStatus.RUNNING:
+        if to is TaskStatus.PAUSED:
+            self.paused += 1
+        elif to is TaskStatus.RUNNING:
             self.running += 1
             if task.agent is not None:
                 self.agent_load[task.agent] = self.agent_load.get(task.agent, 0) + 1
@@ -336,10 +400,6 @@ class OutputsView(Mapping[str, dict[str, Any]]):
         return self._upto
 
 
-def _noop(state: RunState, event: Event) -> None:
-    return None
-
-
 def _approval_requested(state: RunState, event: Event) -> None:
     task = state.task(event.data["task"])
     state._move(task, TaskStatus.AWAITING_APPROVAL, event.at)
@@ -367,6 +427,55 @@ def _approval_escalated(state: RunState, event: Event) -> None:
 
 def _effect(state: RunState, event: Event) -> None:
     state.effects += 1
+    data = event.data
+    kind = data.get("kind")
+    if kind != "model" and kind != "tool":
+        return
+    task = state.tasks.get(data["task"])
+    ids = ["run:", f"task:{data['task']}"]
+    if task is not None and task.agent is not None:
+        ids.append(f"agent:{task.agent}")
+    if kind == "tool":
+        for sid in ids:
+            state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1
+        return
+    spend = data.get("spend")
+    if spend:
+        amount = Spend.from_dict(spend)
+        for sid in ids:
+            state.spent[sid] = state.spent.get(sid, _NO_SPEND) + amount
+
+
+def _resumed(state: RunState, event: Event) -> None:
+    if state.status is RunStatus.PAUSED:
+        state.status = RunStatus.RUNNING
+    if state.paused:
+        for task in state.tasks_in(TaskStatus.PAUSED):
+            state._move(task, TaskStatus.PENDING, event.at)
+            state.push_ready(task)
+
+
+def _budget_raised(state: RunState, event: Event) -> None:
+    scope = Scope(event.data["scope"]["kind"], event.data["scope"]["key"])
+    limits = Limits.from_dict(event.data["limits"], scope.label)
+    previous = state.raised.get(scope.id)
+    state.raised[scope.id] = limits if previous is None else previous.merged(limits)
+    state.has_budgets = True
+    # thresholds are reported again against the new limits
+    state.reported = {r for r in state.reported if r[0] != scope.id}
+
+
+def _budget_reported(state: RunState, event: Event) -> None:
+    data = event.data
+    state.reported.add((f"{data['scope']}:{data['key']}", data["dimension"], data["threshold"]))
+
+
+def _task_paused(state: RunState, event: Event) -> None:
+    state._move(state.task(event.data["task"]), TaskStatus.PAUSED, event.at)
+
+
+def _run_paused(state: RunState, event: Event) -> None:
+    state.status = RunStatus.PAUSED
 
 
 def _cancel_requested(state: RunState, event: Event) -> None:
@@ -463,8 +572,15 @@ def _run_ended(to: RunStatus) -> Any:
     return handler
 
 
+_NO_SPEND = Spend()
+
 _HANDLERS: dict[EventType, Any] = {
-    EventType.RUN_RESUMED: _noop,
+    EventType.RUN_RESUMED: _resumed,
+    EventType.BUDGET_RAISED: _budget_raised,
+    EventType.BUDGET_WARNING: _budget_reported,
+    EventType.BUDGET_EXCEEDED: _budget_reported,
+    EventType.TASK_PAUSED: _task_paused,
+    EventType.RUN_PAUSED: _run_paused,
     EventType.APPROVAL_REQUESTED: _approval_requested,
     EventType.APPROVAL_GRANTED: _approval_granted,
     EventType.APPROVAL_REJECTED: _approval_answer,

@@ -29,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time, seal
-from nexus.domain.state import RunState, TaskStatus
+from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.decider import Decider, template_context
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock
-from nexus.engine.worker import Assignment, AttemptDone, EffectDone, Worker
+from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
 from nexus.store.base import Store
 
 Observer = Callable[[Sequence[Event], RunState], None]
+#: Receives the text models stream, live (task, attempt, text); never recorded.
+DeltaListener = Callable[[TokenDelta], None]
 
 #: Commit at least this often when a step produces many events.
 MAX_BATCH = 4096
@@ -82,6 +84,7 @@ class RunController:
         observers: Sequence[Observer] = (),
         replay_of: list[Event] | None = None,
         sink: list[Event] | None = None,
+        on_delta: DeltaListener | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -103,6 +106,7 @@ class RunController:
         self._sink = sink
         self.divergence: dict[str, Any] | None = None
         self.workspace = Path(state.workspace)
+        self._on_delta = on_delta
 
     # -- event plumbing ---------------------------------------------------
     def _emit(self, draft: Draft) -> Event:
@@ -238,7 +242,12 @@ class RunController:
             context=context,
         )
 
-    async def _report(self, message: EffectDone | AttemptDone) -> None:
+    async def _report(self, message: EffectDone | AttemptDone | TokenDelta) -> None:
+        if isinstance(message, TokenDelta):
+            # live text: shown, never recorded (the model effect records it whole)
+            if self._on_delta is not None and self._replay is None:
+                self._on_delta(message)
+            return
         await self.inbox.put(message)
 
     def _start_worker(self, event: Event) -> None:
@@ -309,7 +318,7 @@ class RunController:
 
     async def _live_loop(self) -> None:
         inbox = self.inbox
-        while not self.state.status.terminal:
+        while self.state.status is RunStatus.RUNNING:
             message = await inbox.get()
             self.handle(message)
             while len(self._buffer) < MAX_BATCH:

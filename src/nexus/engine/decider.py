@@ -13,8 +13,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
+from nexus.domain.plan import AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
@@ -73,11 +75,16 @@ class Decider:
     def react(self, trigger: Event) -> None:
         """Emit every decision that follows from ``trigger`` (already applied)."""
         state = self.state
-        if state.status.terminal:
+        kind = trigger.type
+        if state.status.terminal or (
+            state.status is RunStatus.PAUSED and kind is not EventType.CANCEL_REQUESTED
+        ):
             return
         at = trigger.at
-        kind = trigger.type
-        if kind is EventType.ATTEMPT_FINISHED:
+        if kind is EventType.EFFECT_RECORDED:
+            if state.has_budgets:
+                self._spent(trigger)
+        elif kind is EventType.ATTEMPT_FINISHED:
             self._attempt_finished(trigger)
         elif kind is EventType.RUN_RESUMED:
             self._interrupted(at)
@@ -93,11 +100,16 @@ class Decider:
             self._schedule(at)  # a foreach parent that ended may unblock its dependents
         if state.open_tasks == 0:
             self._finish(at)
+        elif state.paused and state.running == 0 and state.status is RunStatus.RUNNING:
+            self._pause_run(at)
 
     # -- reactions ----------------------------------------------------------
     def _attempt_finished(self, event: Event) -> None:
         task = self.state.tasks[event.data["task"]]
         error = event.data.get("error")
+        if error is not None and error.get("kind") == str(ErrorKind.BUDGET_EXCEEDED):
+            self._budget_stop(task, event.at, error)
+            return
         if error is None:
             self.emit(
                 Draft(
@@ -237,10 +249,121 @@ class Decider:
             )
         )
 
+    # -- budgets ------------------------------------------------------------
+    def _spent(self, event: Event) -> None:
+        """Warn at 80% of a limit, stop at 100%: once per scope, dimension and threshold."""
+        data = event.data
+        if data.get("kind") not in ("model", "tool"):
+            return
+        state = self.state
+        task = state.tasks.get(data["task"])
+        scopes = [Scope("run"), Scope("task", data["task"])]
+        if task is not None and task.agent is not None:
+            scopes.append(Scope("agent", task.agent))
+        for scope in scopes:
+            limits = state.limits(scope)
+            if limits.is_empty:
+                continue
+            spend = state.spend(scope)
+            for dimension in DIMENSIONS:
+                limit = limits.get(dimension)
+                if limit is None:
+                    continue
+                spent = spend.get(dimension)
+                share = fraction(spent, limit)
+                for threshold in THRESHOLDS:
+                    mark = money_text(threshold)
+                    if share < threshold or (scope.id, dimension, mark) in state.reported:
+                        continue
+                    kind = EventType.BUDGET_WARNING if threshold < 1 else EventType.BUDGET_EXCEEDED
+                    self.emit(
+                        Draft(
+                            kind,
+                            event.at,
+                            _crossing(scope, dimension, mark, spent, limit, task=data["task"]),
+                        )
+                    )
+
+    def _budget_stop(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
+        """An attempt was refused budget: record why (once) and pause the task."""
+        budget = error.get("budget")
+        if isinstance(budget, dict):
+            sid = f"{budget['scope']}:{budget['key']}"
+            if (sid, budget["dimension"], "1") not in self.state.reported:
+                scope = Scope(budget["scope"], budget["key"])
+                self.emit(
+                    Draft(
+                        EventType.BUDGET_EXCEEDED,
+                        at,
+                        _crossing(
+                            scope,
+                            budget["dimension"],
+                            "1",
+                            budget["spent"],
+                            budget["limit"],
+                            task=task.id,
+                        ),
+                    )
+                )
+        self.emit(
+            Draft(
+                EventType.TASK_PAUSED,
+                at,
+                {"task": task.id, "attempt": task.attempts, "reason": error.get("message", "")},
+            )
+        )
+
+    def _budget_block(self, task: TaskState, at: str) -> str | None:
+        """Why ``task`` may not start for lack of budget (None: it may)."""
+        state = self.state
+        run = state.limits(Scope("run"))
+        if run.wall_s is not None:
+            elapsed = (parse_time(at) - parse_time(state.started_at)).total_seconds()
+            if elapsed >= run.wall_s:
+                if ("run:", "wall", "1") not in state.reported:
+                    data = _crossing(Scope("run"), "wall", "1", elapsed, run.wall_s, task=task.id)
+                    self.emit(Draft(EventType.BUDGET_EXCEEDED, at, data))
+                return f"the run's wall-time budget of {run.wall_s:g} s is spent"
+        scopes = [Scope("run"), Scope("task", task.id)]
+        if task.spec.agent is not None:
+            scopes.append(Scope("agent", task.spec.agent))
+        for scope in scopes:
+            limits = state.limits(scope)
+            if limits.is_empty:
+                continue
+            spend = state.spend(scope)
+            for dimension in DIMENSIONS:
+                limit = limits.get(dimension)
+                if limit is not None and fraction(spend.get(dimension), limit) >= 1:
+                    return f"the {scope.label}'s {dimension} budget ({limit}) is spent"
+        return None
+
+    def _pause_run(self, at: str) -> None:
+        """Nothing runs and budget-paused tasks hold the rest back: the run pauses."""
+        state = self.state
+        if state.tasks_in(TaskStatus.RETRY_WAIT, TaskStatus.AWAITING_APPROVAL):
+            return  # a timer or a person can still move it on
+        paused = [t.id for t in state.tasks_in(TaskStatus.PAUSED)]
+        self.emit(
+            Draft(
+                EventType.RUN_PAUSED,
+                at,
+                {
+                    "reason": "budget",
+                    "paused": paused[:20],
+                    "count": len(paused),
+                    "hint": "raise the budget and run `nexus resume RUN --budget ...`",
+                },
+            )
+        )
+
     def _cancel_all(self, at: str, reason: str) -> None:
         state = self.state
         for task in state.tasks_in(
-            TaskStatus.RUNNING, TaskStatus.RETRY_WAIT, TaskStatus.AWAITING_APPROVAL
+            TaskStatus.RUNNING,
+            TaskStatus.RETRY_WAIT,
+            TaskStatus.AWAITING_APPROVAL,
+            TaskStatus.PAUSED,
         ):
             self.emit(Draft(EventType.TASK_CANCELLED, at, {"task": task.id, "reason": reason}))
         for task in state.tasks_in(TaskStatus.PENDING):
@@ -316,6 +439,11 @@ class Decider:
         """Emit ``attempt.started``; False when no agent has a free slot."""
         state = self.state
         spec = task.spec
+        if state.has_budgets:
+            blocked = self._budget_block(task, at)
+            if blocked is not None:
+                self.emit(Draft(EventType.TASK_PAUSED, at, {"task": task.id, "reason": blocked}))
+                return True
         data: dict[str, Any] = {"task": task.id, "attempt": task.attempts + 1}
         try:
             ctx = template_context(state, task) if _needs_context(task) else {}
@@ -336,6 +464,16 @@ class Decider:
                 data["prompt"] = render_text(spec.prompt or "", ctx)
                 data["instructions"] = render_text(agent.instructions, ctx)
                 data["turn"] = state.agent_turns.get(decision.agent, 0)
+                if _routed(spec, agent, state):
+                    choice = _choose(spec, agent, state, data["prompt"], data["instructions"])
+                    data["model"] = choice.chain[0]
+                    data["models"] = list(choice.chain)
+                    data["model_route"] = choice.to_dict()
+                grant = spec.profile if spec.profile is not None else agent.profile
+                if grant is not None:
+                    data["profile"] = grant
+                if spec.output_schema is not None:
+                    data["output_schema"] = spec.output_schema
         except NexusError as exc:
             self._fail(task, at, {**exc.to_data(), "retryable": False})
             return True
@@ -393,3 +531,51 @@ class Decider:
         else:
             kind, status = EventType.RUN_FAILED, RunStatus.FAILED
         self.emit(Draft(kind, at, {"status": str(status), "tasks": dict(sorted(counts.items()))}))
+
+
+def _crossing(
+    scope: Scope, dimension: str, threshold: str, spent: Any, limit: Any, *, task: str
+) -> dict[str, Any]:
+    def figure(value: Any) -> Any:
+        if isinstance(value, str | int):
+            return value
+        if isinstance(value, float):
+            return round(value, 3)
+        return money_text(value)
+
+    return {
+        "scope": scope.kind,
+        "key": scope.key,
+        "dimension": dimension,
+        "threshold": threshold,
+        "percent": int(float(threshold) * 100),
+        "spent": figure(spent),
+        "limit": figure(limit),
+        "task": task,
+    }
+
+
+def _routed(spec: TaskSpec, agent: AgentSpec, state: RunState) -> bool:
+    """Whether the model is chosen by routing (else it is simply the agent's)."""
+    strict = bool(state.residency and state.residency.get("strict"))
+    return bool(spec.routing or agent.fallbacks or agent.tiers or strict)
+
+
+def _choose(
+    spec: TaskSpec, agent: AgentSpec, state: RunState, prompt: str, instructions: str
+) -> Any:
+    """The model chain for one attempt, and why (see :mod:`nexus.gateway.routing`)."""
+    from nexus.engine.spend import RESERVED_COMPLETION
+    from nexus.gateway.routing import Residency, RoutePolicy, choose_models
+    from nexus.gateway.usage import estimate_tokens
+
+    policy = RoutePolicy.from_dict(spec.routing or {})
+    residency = Residency.from_dict(state.residency) if state.residency else None
+    return choose_models(
+        (agent.model, *agent.fallbacks),
+        policy,
+        tiers=agent.tiers,
+        residency=residency,
+        prompt_tokens=estimate_tokens(prompt) + estimate_tokens(instructions) + 8,
+        completion_tokens=agent.max_tokens or RESERVED_COMPLETION,
+    )

@@ -10,17 +10,24 @@ reports into input events.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.agents.base import AgentCall, AgentResolver
 from nexus.domain.errors import ErrorKind
 from nexus.domain.ids import effect_key
 from nexus.domain.plan import AgentSpec
 from nexus.engine.effects import EffectCall, EffectFailed, Effects, error_record, to_json
+from nexus.engine.spend import model_spend, reservation_for
+from nexus.gateway.base import ToolSpec
 from nexus.tools.base import ToolContext, ToolRegistry
+
+if TYPE_CHECKING:
+    from nexus.domain.budget import Spend
+    from nexus.engine.budget import BudgetLedger
+    from nexus.gateway.usage import PricingTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,15 @@ class AttemptDone:
     attempt: int
     output: Any
     error: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDelta:
+    """Text a model produced, passed on live; never recorded (the effect holds it all)."""
+
+    task: str
+    attempt: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +72,7 @@ class Assignment:
         return None if value is None else int(value)
 
 
-Report = Callable[[EffectDone | AttemptDone], Awaitable[None]]
+Report = Callable[[EffectDone | AttemptDone | TokenDelta], Awaitable[None]]
 
 
 class AttemptContext:
@@ -68,12 +84,14 @@ class AttemptContext:
         effects: Effects,
         report: Report,
         deadline: float | None,
+        worker: Worker | None = None,
     ) -> None:
         self._a = assignment
         self._effects = effects
         self._report = report
         self._deadline = deadline
         self._calls = 0
+        self._worker = worker
 
     @property
     def task(self) -> str:
@@ -87,10 +105,50 @@ class AttemptContext:
     def template_context(self) -> dict[str, Any]:
         return self._a.context
 
+    @property
+    def streaming(self) -> bool:
+        return self._worker is not None and self._worker.streaming
+
+    async def delta(self, text: str) -> None:
+        if text:
+            await self._report(TokenDelta(self._a.task, self._a.attempt, text))
+
+    def _reserve(self, kind: str, request: dict[str, Any]) -> list[tuple[BudgetLedger, Any]]:
+        """Reserve what the call may cost in the run's ledger and the tenant's, or neither."""
+        worker = self._worker
+        if worker is None or (worker.budget is None and worker.tenant_budget is None):
+            return []
+        from nexus.domain.budget import Scope
+
+        a = self._a
+        amount = reservation_for(kind, request, worker.pricing)
+        held: list[tuple[BudgetLedger, Any]] = []
+        wanted: list[tuple[BudgetLedger | None, list[Scope]]] = [
+            (worker.budget, [Scope("run"), Scope("task", a.task)]),
+            (worker.tenant_budget, [Scope("tenant", worker.tenant)]),
+        ]
+        agent = a.started.get("agent")
+        if agent is not None:
+            wanted[0][1].append(Scope("agent", agent))
+        try:
+            for ledger, scopes in wanted:
+                if ledger is not None:
+                    held.append((ledger, ledger.reserve(scopes, amount)))
+        except BaseException:
+            for ledger, reservation in held:
+                ledger.release(reservation)
+            raise
+        return held
+
     async def effect(
         self, kind: str, request: dict[str, Any], fn: Callable[[], Awaitable[Any]]
     ) -> Any:
-        """Run ``fn`` as effect number n of this attempt; record (or replay) it."""
+        """Run ``fn`` as effect number n of this attempt; record (or replay) it.
+
+        With a budget ledger, the spend a model or tool call may cost is
+        reserved first (a refusal raises ``BudgetExceeded`` and nothing runs)
+        and settled with what it really cost once it is recorded.
+        """
         a = self._a
         call = EffectCall(
             key=effect_key(a.run_id, a.task, a.attempt, self._calls),
@@ -101,27 +159,107 @@ class AttemptContext:
             deadline=self._deadline,
         )
         self._calls += 1
-        record = await self._effects.perform(call, fn)
+        worker = self._worker
+        held = self._reserve(kind, call.request) if kind in ("model", "tool") else []
+        try:
+            record = await self._effects.perform(call, fn)
+        except BaseException:
+            for ledger, reservation in held:
+                ledger.release(reservation)
+            raise
+        if kind == "model" and "spend" not in record and record["error"] is None:
+            pricing = worker.pricing if worker is not None else None
+            record = {**record, "spend": model_spend(record["response"], pricing)}
+        for ledger, reservation in held:
+            ledger.settle(reservation, _spent(kind, record))
         await self._report(EffectDone(a.task, a.attempt, record))
         if record["error"] is not None:
             raise EffectFailed(record["error"])
         return record["response"]
 
+    def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
+        from nexus.tools.catalog import describe
+
+        tools = self._tools()
+        specs = []
+        for name in names:
+            info = describe(tools.get(name))
+            specs.append(ToolSpec(name, info["description"], info["input_schema"]))
+        return tuple(specs)
+
+    def tool_source(self, name: str) -> str:
+        from nexus.tools.catalog import source_of
+
+        tools = self._tools()
+        return source_of(tools.get(name)) if name in tools else "unknown"
+
+    def _tools(self) -> ToolRegistry:
+        if self._worker is None:
+            raise RuntimeError("this attempt context has no tool registry")
+        return self._worker.tools
+
+    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> Any:
+        a = self._a
+        tool_ctx = ToolContext(
+            a.run_id, a.task, a.attempt, Path(a.workspace), grant=a.started.get("profile")
+        )
+        tools = self._tools()
+
+        async def invoke() -> Any:
+            # looked up inside the effect: a replay needs no tool at all
+            return await tools.get(name)(args, tool_ctx)
+
+        return await self.effect("tool", {"tool": name, "args": args, "call": call_id}, invoke)
+
+
+def _spent(kind: str, record: dict[str, Any]) -> Spend:
+    """What an effect really cost, from its record (a failed call spent nothing)."""
+    from nexus.domain.budget import Spend
+
+    if kind == "tool":
+        return Spend(tool_calls=1)
+    return Spend.from_dict(record.get("spend") or {})
+
 
 class Worker:
-    """Executes assignments with the given tools, agents and effect policy."""
+    """Executes assignments with the given tools, agents and effect policy.
 
-    def __init__(self, tools: ToolRegistry, agents: AgentResolver, effects: Effects) -> None:
+    Args:
+        budget: the run's ledger (run, agent and task scopes; None: no budgets).
+        tenant_budget: the ledger of the tenant's budget, shared by its runs.
+        pricing: prices for the spend recorded with each model call.
+        tenant: the tenant whose budget scope the calls also count against.
+        streaming: ask models to stream and pass their tokens on as
+            :class:`TokenDelta` reports.
+    """
+
+    def __init__(
+        self,
+        tools: ToolRegistry,
+        agents: AgentResolver,
+        effects: Effects,
+        *,
+        budget: BudgetLedger | None = None,
+        tenant_budget: BudgetLedger | None = None,
+        pricing: PricingTable | None = None,
+        tenant: str = "default",
+        streaming: bool = False,
+    ) -> None:
         self.tools = tools
         self.agents = agents
         self.effects = effects
+        self.budget = budget
+        self.tenant_budget = tenant_budget
+        self.pricing = pricing
+        self.tenant = tenant
+        self.streaming = streaming
 
     async def execute(self, a: Assignment, report: Report) -> None:
         """Run one attempt to its end; report every effect and the outcome."""
         loop = asyncio.get_running_loop()
         timeout_ms = a.timeout_ms
         deadline = None if timeout_ms is None else loop.time() + timeout_ms / 1000
-        ctx = AttemptContext(a, self.effects, report, deadline)
+        ctx = AttemptContext(a, self.effects, report, deadline, self)
         output: Any = None
         error: dict[str, Any] | None = None
         try:
@@ -162,13 +300,16 @@ class Worker:
         return await ctx.effect("tool", {"tool": name, "args": args}, call_tool)
 
     async def _agent(self, a: Assignment, spec: AgentSpec, ctx: AttemptContext) -> Any:
-        agent = self.agents.resolve(spec)
         data = a.started
+        models = tuple(data.get("models", ()))
+        agent = self.agents.resolve(spec, models)
         call = AgentCall(
             agent=data["agent"],
             prompt=data["prompt"],
             instructions=data["instructions"],
             model=data["model"],
             turn=data["turn"],
+            models=models,
+            output_schema=data.get("output_schema"),
         )
         return to_json(await agent.run(call, ctx), f"the output of task '{a.task}'")

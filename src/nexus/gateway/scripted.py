@@ -1,9 +1,20 @@
 """The ``scripted`` provider: answers from the agent's ``scripted`` lines, offline.
 
-The n-th call an agent receives in a run (its ``turn``) gets the n-th line;
-after the last line the last one repeats. Lines are Jinja2 templates over the
-task's context (``inputs``, ``tasks``, ``item``). Token usage is counted as
+The line an answer comes from is the agent's ``turn`` (its earlier attempts in
+the run) plus the number of answers it already gave in this conversation (the
+assistant messages of the request), so a tool loop walks down the lines one
+model call at a time; after the last line the last one repeats. Lines are
+Jinja2 templates over the task's context (``inputs``, ``tasks``, ``item``).
+
+A line may ask for tools: each of its lines that reads ``@call NAME {json}``
+becomes a tool call (the JSON object is the arguments; ``{}`` when omitted),
+and the rest of the text is the answer's text. Token usage is counted as
 whitespace-separated words, so cost accounting has numbers to add up.
+
+Example lines::
+
+    - "@call file.read {\"path\": \"README.md\"}"
+    - "The README says: {{ inputs.topic }}"
 """
 
 from __future__ import annotations
@@ -14,8 +25,25 @@ from typing import Any
 
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec
-from nexus.gateway.base import ModelRequest, ModelResponse, Usage
+from nexus.gateway.base import ModelRequest, ModelResponse, ToolCall, Usage
 from nexus.planning.templates import render_text
+
+_CALL = "@call "
+
+
+def _split_calls(text: str, step: int) -> tuple[str, tuple[ToolCall, ...]]:
+    lines: list[str] = []
+    calls: list[ToolCall] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith(_CALL):
+            lines.append(line)
+            continue
+        name, _, arguments = stripped[len(_CALL) :].strip().partition(" ")
+        calls.append(
+            ToolCall(id=f"call_{step}_{len(calls)}", name=name, arguments=arguments.strip() or "{}")
+        )
+    return "\n".join(lines).strip() if calls else text, tuple(calls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +56,17 @@ class ScriptedProvider:
             raise UserError(
                 f"agent '{self.agent}' uses a scripted model but has no 'scripted' lines"
             )
-        line = self.lines[min(request.turn, len(self.lines) - 1)]
-        text = render_text(line, dict(context))
+        step = sum(1 for m in request.messages if m.role == "assistant")
+        line = self.lines[min(request.turn + step, len(self.lines) - 1)]
+        text, calls = _split_calls(render_text(line, dict(context)), step)
         prompt_words = sum(len(m.content.split()) for m in request.messages)
+        completion_words = len(text.split()) + sum(1 + len(c.arguments.split()) for c in calls)
         return ModelResponse(
             text=text,
             model=request.model,
-            usage=Usage(prompt_tokens=prompt_words, completion_tokens=len(text.split())),
+            usage=Usage(prompt_tokens=prompt_words, completion_tokens=completion_words),
+            tool_calls=calls,
+            finish_reason="tool_calls" if calls else None,
         )
 
 

@@ -128,8 +128,16 @@ class _Agent(_Model):
     instructions: str = ""
     scripted: list[str] = Field(default_factory=list)
     max_concurrency: _Count = 0
+    tools: list[_NonEmpty] = Field(default_factory=list)
+    max_steps: Annotated[int, Field(ge=1, le=1000)] = 8
+    fallbacks: list[_NonEmpty] = Field(default_factory=list)
+    tiers: dict[Literal["small", "medium", "large"], _NonEmpty] = Field(default_factory=dict)
+    max_tokens: Annotated[int, Field(ge=1, le=_MAX_SAFE_INT)] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    budget: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
 
-    @field_validator("capabilities", "scripted", mode="before")
+    @field_validator("capabilities", "scripted", "tools", "fallbacks", mode="before")
     @classmethod
     def _no_items(cls, value: Any) -> Any:
         return cls._empty_is(value, [])
@@ -154,6 +162,11 @@ class _Task(_Model):
     priority: _SafeInt = 0
     approval: _Approval | None = None
     profile: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    complexity: Literal["small", "medium", "large"] | None = None
+    max_cost: float | str | None = None
+    max_latency_ms: Annotated[int, Field(ge=1, le=_MAX_SAFE_INT)] | None = None
+    budget: dict[str, Any] | None = None
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -183,6 +196,7 @@ class _Workflow(_Model):
     agents: dict[str, _Agent] = Field(default_factory=dict)
     defaults: _Defaults = Field(default_factory=_Defaults)
     mcp_servers: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
     tasks: dict[str, _Task]
 
     @field_validator("inputs", "agents", "defaults", mode="before")
@@ -399,6 +413,9 @@ class _Compiler:
                 priority=spec.priority,
                 approval=_approval_policy(spec.approval),
                 profile=self.profile(tid, spec.profile),
+                output_schema=self.output_schema(tid, spec),
+                routing=self.routing(tid, spec),
+                budget=self.budget(spec.budget, f"tasks.{tid}.budget", task=tid),
             )
         needs = {tid: task.needs for tid, task in tasks.items()}
         self.check_needs(needs)
@@ -414,6 +431,7 @@ class _Compiler:
             max_parallel=wf.max_parallel,
             version=wf.version,
             mcp_servers=self.mcp_servers(wf.mcp_servers),
+            budget=self.budget(wf.budget, "budget"),
         )
 
     def validate(self, doc: Any) -> _Workflow:
@@ -520,6 +538,26 @@ class _Compiler:
             )
         for i, line in enumerate(spec.scripted):
             self.template(line, task=None, field=f"agents.{name}.scripted[{i}]")
+        models = [(f"agents.{name}.fallbacks[{i}]", m) for i, m in enumerate(spec.fallbacks)]
+        models += [(f"agents.{name}.tiers.{tier}", m) for tier, m in sorted(spec.tiers.items())]
+        for where, model_name in models:
+            first, sep, rest = model_name.partition(":")
+            if not sep or not first.strip() or not rest.strip():
+                self.error(f"model {model_name!r} must be 'provider:model'", field=where)
+        for i, tool_name in enumerate(spec.tools):
+            server = tool_name.partition(".")[0] if "." in tool_name else None
+            from_mcp = server is not None and server in self.mcp_names
+            if self.known_tools is not None and tool_name not in self.known_tools and not from_mcp:
+                self.error(
+                    f"unknown tool {tool_name!r} ({_known('known tools', self.known_tools)})",
+                    field=f"agents.{name}.tools[{i}]",
+                )
+        grant = None
+        if spec.profile is not None:
+            try:
+                grant = _profile_grant(self.file, "", spec.profile)
+            except WorkflowError as exc:
+                self.error(exc.message, field=f"agents.{name}.profile")
         return AgentSpec(
             name=name,
             role=spec.role,
@@ -528,7 +566,82 @@ class _Compiler:
             instructions=spec.instructions,
             scripted=tuple(spec.scripted),
             max_concurrency=spec.max_concurrency,
+            tools=tuple(spec.tools),
+            max_steps=spec.max_steps,
+            fallbacks=tuple(spec.fallbacks),
+            tiers=dict(sorted(spec.tiers.items())),
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            budget=self.budget(spec.budget, f"agents.{name}.budget"),
+            profile=grant,
         )
+
+    def budget(
+        self, raw: dict[str, Any] | None, where: str, *, task: str | None = None
+    ) -> dict[str, Any] | None:
+        """Validate a ``budget:`` table; keep its canonical form (money as a string)."""
+        if raw is None:
+            return None
+        from nexus.domain.budget import Limits
+        from nexus.domain.errors import UserError
+
+        try:
+            return Limits.from_dict(raw, where).to_dict()
+        except UserError as exc:
+            field = "budget" if task is not None else where
+            raise WorkflowError(exc.message, file=self.file, task=task, field=field) from None
+
+    def output_schema(self, tid: str, spec: _Task) -> dict[str, Any] | None:
+        """Check that ``output_schema`` is a valid JSON schema (any draft jsonschema knows)."""
+        raw = spec.output_schema
+        if raw is None:
+            return None
+        if spec.tool is not None:
+            self.error("output_schema applies to agent tasks", task=tid, field="output_schema")
+        import jsonschema
+
+        schema = self.json(raw, "output_schema", task=tid)
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            self.error(
+                f"not a valid JSON schema at {where}: {exc.message}",
+                task=tid,
+                field="output_schema",
+            )
+        return dict(schema)
+
+    def routing(self, tid: str, spec: _Task) -> dict[str, Any] | None:
+        """A task's model-routing constraints: complexity, max_cost, max_latency_ms."""
+        if spec.complexity is None and spec.max_cost is None and spec.max_latency_ms is None:
+            return None
+        if spec.tool is not None:
+            self.error(
+                "model routing (complexity, max_cost, max_latency_ms) applies to agent tasks",
+                task=tid,
+                field="complexity" if spec.complexity is not None else "max_cost",
+            )
+        data: dict[str, Any] = {}
+        if spec.complexity is not None:
+            data["tier"] = spec.complexity
+        if spec.max_cost is not None:
+            from decimal import Decimal, InvalidOperation
+
+            try:
+                cost = Decimal(str(spec.max_cost))
+            except InvalidOperation:
+                cost = Decimal(-1)
+            if not cost.is_finite() or cost <= 0:
+                self.error(
+                    f"max_cost must be a positive amount in USD, got {spec.max_cost!r}",
+                    task=tid,
+                    field="max_cost",
+                )
+            data["max_cost"] = str(cost)
+        if spec.max_latency_ms is not None:
+            data["max_latency_ms"] = spec.max_latency_ms
+        return data
 
     def check_values(
         self,
