@@ -19,6 +19,11 @@ from typing import Any, Protocol
 from nexus.domain.canonical import canonical_json, digest, plain_json
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import format_time
+from nexus.redaction import Redactor, default_redactor
+
+#: Redacts secrets from effect requests before they are recorded (and before a
+#: replay compares them); the tool itself gets the real arguments.
+REDACTOR: Redactor = default_redactor()
 
 
 class Clock(Protocol):
@@ -120,7 +125,7 @@ class LiveEffects:
             "kind": call.kind,
             "task": call.task,
             "attempt": call.attempt,
-            "request": call.request,
+            "request": REDACTOR.redact(call.request),
             "response": response,
             # evidence can cite a result by hash without carrying it
             "result_hash": None if error is not None else digest(response),
@@ -144,7 +149,7 @@ class ReplayEffects:
             # cancelled): wait to be cancelled, as the original was.
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
-        if canonical_json(record["request"]) != canonical_json(call.request):
+        if canonical_json(record["request"]) != canonical_json(REDACTOR.redact(call.request)):
             raise ReplayDiverged(f"effect {call.key}: the request differs from the recorded one")
         self.served += 1
         return record

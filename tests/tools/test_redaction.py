@@ -1,0 +1,457 @@
+"""Secret redaction: the rules, the properties, and the effect boundary end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from nexus.agents.base import AgentCall, AgentContext, FunctionAgent
+from nexus.cli import app
+from nexus.domain.events import EventType
+from nexus.domain.plan import Plan, TaskSpec
+from nexus.engine.runtime import Engine
+from nexus.redaction import (
+    MIN_SECRET_LENGTH,
+    REDACTED,
+    Redactor,
+    default_redactor,
+    is_secret_key,
+    register_secret,
+)
+from nexus.store.sqlite import SQLiteStore
+from nexus.tools.base import ToolContext
+from nexus.tools.builtins import ShellTool, builtin_tools
+
+OPENAI_LIKE = "sk-proj-Tq8vX2mN4pL7rK9sW3yZ5bC1dF6gH0jQ"
+R = Redactor()
+
+
+# -- rule 1: key names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_key",
+        "apiKey",
+        "X-Api-Key",
+        "token",
+        "access_token",
+        "GITHUB_TOKEN",
+        "secret",
+        "client_secret",
+        "password",
+        "db.passwd",
+        "Authorization",
+        "Proxy-Authorization",
+        "cookie",
+        "Set-Cookie",
+        "private_key",
+        "aws_secret_access_key",
+        "credentials",
+        "passphrase",
+        "auth",
+    ],
+)
+def test_secret_key_names(name: str) -> None:
+    assert is_secret_key(name)
+    assert R.redact({name: "s3cr3t-value"}) == {name: REDACTED}
+
+
+@pytest.mark.parametrize(
+    "name", ["max_tokens", "tokens", "token_count", "secretary", "key", "author", "path", "cmd"]
+)
+def test_ordinary_key_names_are_kept(name: str) -> None:
+    assert not is_secret_key(name)
+    assert R.redact({name: "plain"}) == {name: "plain"}
+
+
+def test_secret_keys_are_found_at_any_depth_and_replace_whole_values() -> None:
+    data = {
+        "headers": {"Authorization": "Bearer abc", "Accept": "text/plain"},
+        "items": [{"password": 1234}, {"token": ["a", "b"]}, {"cookie": {"sid": "x"}}],
+        "api_key": None,
+        "secret": "",
+        "token": False,
+        "max_tokens": 512,
+    }
+    assert R.redact(data) == {
+        "headers": {"Authorization": REDACTED, "Accept": "text/plain"},
+        "items": [{"password": REDACTED}, {"token": REDACTED}, {"cookie": REDACTED}],
+        # nothing to hide: kept, so a record still says the field was empty
+        "api_key": None,
+        "secret": "",
+        "token": False,
+        "max_tokens": 512,
+    }
+
+
+# -- rule 2: shapes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"echo {OPENAI_LIKE}", "echo [redacted]"),
+        ("sk-ant-api03-AbCdEf0123456789GhIjKl-xyz", "[redacted]"),
+        ("ghp_0123456789abcdefghijABCDEFGHIJ012345", "[redacted]"),
+        ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "[redacted]"),
+        ("xoxb-1234567890-0987654321-AbCdEfGh", "[redacted]"),
+        ("key AKIAIOSFODNN7EXAMPLE here", "key [redacted] here"),
+        ("sk_live_0123456789abcdefABCDEF", "[redacted]"),
+        ("AIzaSyA-0123456789abcdefghijklmnopqrstu", "[redacted]"),
+        ("hf_abcdefghijklmnopqrstuvwxyzABCDEFGH", "[redacted]"),
+        (
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_Xg",
+            "jwt [redacted]",
+        ),
+        (
+            "a\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAK\n-----END RSA PRIVATE KEY-----\nb",
+            "a\n[redacted]\nb",
+        ),
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn (cut off", "[redacted]"),
+        (
+            'curl -H "Authorization: Bearer abc.def.ghi" https://api',
+            'curl -H "Authorization: Bearer [redacted]" https://api',
+        ),
+        ("authorization=Basic dXNlcjpwYXNz", "authorization=Basic [redacted]"),
+        ("got bearer QWERTYUIOP123 back", "got bearer [redacted] back"),
+        ("export OPENAI_API_KEY=abc123 && go", "export OPENAI_API_KEY=[redacted] && go"),
+        ("GET /x?access_token=abc&page=2", "GET /x?access_token=[redacted]&page=2"),
+        ('{"password": "hunter2", "user": "bob"}', '{"password": [redacted], "user": "bob"}'),
+        ("secret: [a, b]", "secret: [redacted]"),
+        ("postgres://bob:pa55@db:5432/x", "postgres://bob:[redacted]@db:5432/x"),
+    ],
+)
+def test_secret_shapes_in_text(text: str, expected: str) -> None:
+    assert R.redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "max_tokens=5, token_count: 3, tokens: 7",
+        "task-abcdefghijklmnopqrstuvwxyz-long-slug",  # no digit: a slug, not a key
+        "risk-0123456789abcdefghijklmnop",  # 'sk-' inside a word
+        "the secretary: bob",
+        "http://host:8080/path",
+        "Bearer short",
+        "AKIA-not-a-key",
+        "echo hello > out.txt",
+    ],
+)
+def test_ordinary_text_is_kept(text: str) -> None:
+    assert R.redact_text(text) == text
+
+
+def test_keys_are_redacted_like_strings_and_collisions_keep_the_first() -> None:
+    assert R.redact({OPENAI_LIKE: 1, "a": 2}) == {REDACTED: 1, "a": 2}
+    other = "sk-Zz9" + "a" * 20
+    assert R.redact({OPENAI_LIKE: 1, other: 2}) == {REDACTED: 1}
+
+
+# -- rule 3: registered secrets ----------------------------------------------------------
+
+
+def test_registered_secrets_are_replaced_wherever_they_occur() -> None:
+    r = Redactor(["pl41n-l00king", "zz"])
+    assert r.secret_count == 1  # too short to register: "zz"
+    assert r.redact({"cmd": "login --pw=xpl41n-l00kingx", "list": ["pl41n-l00king"]}) == {
+        "cmd": "login --pw=x[redacted]x",
+        "list": [REDACTED],
+    }
+    assert r.redact_text("zz top") == "zz top"
+
+
+def test_longest_registered_secret_wins() -> None:
+    r = Redactor(["abcdefgh", "abcdefgh-and-more"])
+    assert r.redact_text("<abcdefgh-and-more>") == "<[redacted]>"
+
+
+def test_numeric_secrets_are_found_in_numbers() -> None:
+    r = Redactor(["123456789"])
+    assert r.redact({"pin": 91234567890, "n": 7, "ok": True}) == {
+        "pin": REDACTED,
+        "n": 7,
+        "ok": True,
+    }
+
+
+def test_matches_made_by_a_replacement_are_redacted_too() -> None:
+    # replacing the registered secret puts "]" before "sk-": now a key's shape
+    r = Redactor(["Qwertyuix"])
+    once = r.redact_text("Qwertyuixsk-abcdefghij0123456789abc")
+    assert once == "[redacted][redacted]"
+    assert r.redact_text(once) == once
+    # a secret that only appears once its neighbour is replaced
+    r = Redactor(["xxxxxxxx", "d]abcdefg"])
+    assert r.redact_text("xxxxxxxxabcdefg") == "[redacte[redacted]"
+
+
+def test_secrets_inside_the_replacement_text_are_refused() -> None:
+    r = Redactor()
+    assert not r.add_secret("redacted")
+    assert not r.add_secret("short")
+    assert r.add_secret("a-long-enough-secret")
+
+
+def test_from_environ_registers_secret_named_variables() -> None:
+    env = {
+        "OPENAI_API_KEY": "abc-openai-0001",
+        "ANTHROPIC_API_KEY": "abc-anthropic-0002",
+        "GITHUB_TOKEN": "abc-github-0003",
+        "DB_PASSWORD": "abc-db-pass-0004",
+        "SIGNING_SECRET": "abc-signing-0005",
+        "SHORT_TOKEN": "tiny",
+        "HOME": "/home/somebody-long",
+        "KEYBOARD": "some-long-layout",
+    }
+    r = Redactor.from_environ(env)
+    assert r.secret_count == 5
+    text = " ".join(env.values())
+    assert r.redact_text(text) == " ".join([REDACTED] * 5 + ["tiny", *list(env.values())[6:]])
+
+
+def test_default_redactor_is_shared_and_takes_registrations() -> None:
+    secret = "default-registered-Y7h2"
+    assert register_secret(secret)
+    assert default_redactor() is default_redactor()
+    assert default_redactor().redact_text(f"x{secret}") == f"x{REDACTED}"
+
+
+# -- properties ----------------------------------------------------------------------------
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "sk-",
+        "token",
+        "=",
+        ": ",
+        "Bearer ",
+        "Authorization: ",
+        "[redacted]",
+        "[",
+        "]",
+        "ghp_",
+        "://u:",
+        "@",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "0123456789abcdefghij",
+        "AKIA",
+        "password",
+        "\n",
+        '"',
+    ]
+)
+_SECRETS = st.lists(
+    st.text(min_size=MIN_SECRET_LENGTH, max_size=16).filter(lambda s: s not in REDACTED),
+    max_size=3,
+)
+
+
+def _texts(secrets: list[str]) -> st.SearchStrategy[str]:
+    pieces = st.one_of(st.text(max_size=12), _FRAGMENTS, *[st.just(s) for s in secrets])
+    return st.lists(pieces, max_size=8).map("".join)
+
+
+def _json(texts: st.SearchStrategy[str]) -> st.SearchStrategy[Any]:
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), texts)
+    keys = st.one_of(texts, st.sampled_from(["api_key", "token", "max_tokens", "cmd"]))
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+@st.composite
+def _case(draw: st.DrawFn) -> tuple[list[str], Any]:
+    secrets = draw(_SECRETS)
+    return secrets, draw(_json(_texts(secrets)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_case())
+def test_redaction_is_idempotent_and_deterministic(case: tuple[list[str], Any]) -> None:
+    secrets, data = case
+    once = Redactor(secrets).redact(data)
+    assert Redactor(secrets).redact(once) == once
+    assert Redactor(reversed(secrets)).redact(data) == once  # registration order is irrelevant
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_case())
+def test_no_registered_secret_survives(case: tuple[list[str], Any]) -> None:
+    secrets, data = case
+    redactor = Redactor(secrets)
+    out = redactor.redact(data)
+    for text in _strings(out):
+        for secret in secrets:
+            assert secret not in text, (secret, text)
+
+
+_PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ./,éü✓", max_size=30).filter(
+    lambda s: "bearer" not in s
+)
+_PLAIN_KEYS = _PLAIN.filter(lambda k: not is_secret_key(k))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _PLAIN),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(_PLAIN_KEYS, inner, max_size=4)
+        ),
+        max_leaves=15,
+    )
+)
+def test_non_secret_data_is_unchanged(data: Any) -> None:
+    # registered secrets use characters the data never holds
+    redactor = Redactor(["UPPER-SECRET-1", "ANOTHER_SECRET_2"])
+    assert redactor.redact(data) == data
+
+
+def test_redaction_is_fast() -> None:
+    request = {
+        "tool": "shell",
+        "args": {"cmd": "make test -j4 && echo done > out.txt", "env": {"CI": "1"}},
+        "meta": ["a", "b", {"c": "d"}],
+    }
+    redactor = Redactor.from_environ({"OPENAI_API_KEY": "abc-openai-0001"})
+    start = time.perf_counter()
+    for _ in range(2000):
+        redactor.redact(request)
+    per_call = (time.perf_counter() - start) / 2000
+    # ~20-40 µs here; generous bound for a loaded CI machine
+    assert per_call < 1e-3, per_call
+
+
+# -- the effect boundary -----------------------------------------------------------------
+
+REGISTERED = "reg1stered-Secret-Qx7"
+API_KEY = "plain-api-key-value-42"
+
+
+def _no_secret(text: str) -> None:
+    for secret in (OPENAI_LIKE, REGISTERED, API_KEY):
+        assert secret not in text
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    path = tmp_path / "ws"
+    path.mkdir()
+    return path
+
+
+def test_an_agents_tool_call_is_recorded_redacted_and_replays_identically(
+    ws: Path, nexus_home: Path
+) -> None:
+    """The tool gets the real arguments; the log, the export and replay see only redactions."""
+    register_secret(REGISTERED)
+    args = {
+        "cmd": f"printf %s '{OPENAI_LIKE}' | sha256sum; printf %s '{REGISTERED}' | wc -c",
+        "api_key": API_KEY,
+    }
+    shell = ShellTool()
+
+    async def agent_fn(call: AgentCall, ctx: AgentContext) -> Any:
+        tool_ctx = ToolContext("run", ctx.task, ctx.attempt, ws)
+
+        async def run_shell() -> Any:
+            return await shell(args, tool_ctx)
+
+        result = await ctx.effect("tool", {"tool": "shell", "args": args}, run_shell)
+        return {"stdout": result["stdout"]}
+
+    agent = FunctionAgent(name="deployer", fn=agent_fn, capabilities=("deploy",))
+    plan = Plan(
+        name="secrets",
+        tasks={"deploy": TaskSpec(id="deploy", capability="deploy", prompt="deploy it")},
+        agents={"deployer": agent.spec()},
+        workspace=str(ws),
+    )
+    nexus_home.mkdir()
+
+    async def go() -> tuple[str, str, Any]:
+        store = SQLiteStore.open(nexus_home / "nexus.db")
+        try:
+            engine = Engine(store, tools=builtin_tools(), function_agents=[agent])
+            result = await asyncio.wait_for(engine.start(plan), 30)
+            events = await store.load(result.run_id)
+            report = await Engine(store, function_agents=[agent]).replay(result.run_id)
+            log = json.dumps([e.to_dict() for e in events], ensure_ascii=False)
+            return result.run_id, log, report
+        finally:
+            await store.close()
+
+    run_id, log, report = asyncio.run(go())
+    _no_secret(log)
+    assert REDACTED in log
+    # the tool got the real values: their hash and length, not those of "[redacted]"
+    assert hashlib.sha256(OPENAI_LIKE.encode()).hexdigest() in log
+    assert f"{len(REGISTERED)}\\n" in log
+    assert report.identical, report.first_divergence
+    assert report.effects_served == 1
+
+    exported = CliRunner().invoke(app, ["export", run_id, "--json"])
+    assert exported.exit_code == 0, exported.output
+    _no_secret(exported.stdout)
+    effect = next(
+        e for e in json.loads(exported.stdout)["events"] if e["type"] == "effect.recorded"
+    )
+    assert effect["data"]["request"]["args"]["api_key"] == REDACTED
+
+
+def test_a_tool_tasks_effect_request_is_redacted_and_replays(ws: Path, tmp_path: Path) -> None:
+    """A workflow's own arguments are in its plan too; the effect record holds none."""
+    plan = Plan(
+        name="t",
+        tasks={
+            "a": TaskSpec(
+                id="a", tool="noop", args={"cmd": f"echo {OPENAI_LIKE}", "api_key": API_KEY}
+            )
+        },
+        workspace=str(ws),
+    )
+
+    async def go() -> tuple[list[Any], Any]:
+        store = SQLiteStore.open(tmp_path / "n.db")
+        try:
+            result = await asyncio.wait_for(Engine(store).start(plan), 30)
+            events = await store.load(result.run_id)
+            return events, await Engine(store).replay(result.run_id)
+        finally:
+            await store.close()
+
+    events, report = asyncio.run(go())
+    effect = next(e for e in events if e.type is EventType.EFFECT_RECORDED)
+    assert effect.data["request"] == {
+        "tool": "noop",
+        "args": {"cmd": "echo [redacted]", "api_key": REDACTED},
+    }
+    # noop returns its arguments: the tool itself saw the real ones
+    assert effect.data["response"]["api_key"] == API_KEY
+    assert report.identical, report.first_divergence
