@@ -231,6 +231,9 @@ class ModelResponse:
 
     ``finish_reason`` is normalised to ``stop``, ``length``, ``tool_calls`` or
     ``content_filter`` where the provider's reason maps onto one of them.
+    ``cache`` is set only on an answer served by the response cache:
+    ``{"hit": true, "key": <request key>, "saved": <the original usage dict>}``
+    (see :mod:`nexus.gateway.cache`); ``usage`` is then zero.
     """
 
     text: str
@@ -239,6 +242,7 @@ class ModelResponse:
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str | None = None
     route: tuple[RouteStep, ...] = ()
+    cache: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -252,6 +256,8 @@ class ModelResponse:
             data["finish_reason"] = self.finish_reason
         if self.route:
             data["route"] = [step.to_dict() for step in self.route]
+        if self.cache is not None:
+            data["cache"] = dict(self.cache)
         return data
 
     @classmethod
@@ -264,6 +270,7 @@ class ModelResponse:
             tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls", ())),
             finish_reason=data.get("finish_reason"),
             route=tuple(RouteStep.from_dict(s) for s in data.get("route", ())),
+            cache=dict(data["cache"]) if data.get("cache") is not None else None,
         )
 
 
