@@ -11,25 +11,32 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
 from nexus.agents.base import AgentResolver, FunctionAgent
+from nexus.domain.budget import Limits, Scope, money_text
 from nexus.domain.canonical import GENESIS_HASH
-from nexus.domain.errors import ConflictError, NotFoundError
+from nexus.domain.errors import ConflictError, NexusError, NotFoundError
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
-from nexus.engine.controller import Observer, RunController
+from nexus.engine.budget import BudgetLedger
+from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
 from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.store.base import Lease, RunRecord, Store
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
+
+if TYPE_CHECKING:
+    from nexus.gateway.routing import Residency
+    from nexus.gateway.usage import PricingTable
+    from nexus.planning.estimate import Estimate
 
 #: A lease whose heartbeat is older than this is stale even if its pid looks alive.
 LEASE_STALE_S = 30.0
@@ -114,6 +121,13 @@ class Engine:
         providers: model providers by prefix (default: the offline ones).
         function_agents: Python agents the plans may name as ``function:<name>``.
         clock: wall clock for inputs and effects (tests pass a controllable one).
+        pricing: prices for the spend recorded with each model call and for
+            estimates (default: the table shipped with Nexus).
+        tenant: whose runs these are; recorded in ``run.started``.
+        tenant_budget: limits on everything this tenant's runs spend.
+        run_budget: limits for runs whose plan sets none.
+        residency: where model calls may go; a strict policy is recorded with
+            the run, so routing (and its replay) honours it.
     """
 
     store: Store
@@ -121,6 +135,11 @@ class Engine:
     providers: ProviderRegistry = field(default_factory=default_providers)
     function_agents: Iterable[FunctionAgent] = ()
     clock: Clock = field(default_factory=SystemClock)
+    pricing: PricingTable | None = None
+    tenant: str = "default"
+    tenant_budget: Limits | None = None
+    run_budget: Limits | None = None
+    residency: Residency | None = None
 
     def __post_init__(self) -> None:
         self._agents = AgentResolver(self.providers)
@@ -128,9 +147,64 @@ class Engine:
         self._owner = Lease(
             owner=str(ULID()), host=socket.gethostname(), pid=os.getpid(), heartbeat=0.0
         )
+        self._tenant_ledger: BudgetLedger | None = None
+        if self.tenant_budget is not None and not self.tenant_budget.is_empty:
+            self._tenant_ledger = BudgetLedger({Scope("tenant", self.tenant): self.tenant_budget})
 
-    def _worker(self, effects: Effects) -> Worker:
-        return Worker(self.tools, self._agents, effects)
+    def _worker(
+        self, effects: Effects, state: RunState | None = None, *, streaming: bool = False
+    ) -> Worker:
+        """A worker for one run; live runs with budgets get a ledger seeded from the log."""
+        ledger = None
+        if state is not None and state.has_budgets:
+            ledger = BudgetLedger()
+            for scope in state.budget_scopes():
+                ledger.set_limits(scope, state.limits(scope))
+            for scope in {Scope("run"), *state.budget_scopes()}:
+                ledger.seed(scope, state.spend(scope))
+        live = state is not None
+        return Worker(
+            self.tools,
+            self._agents,
+            effects,
+            budget=ledger,
+            tenant_budget=self._tenant_ledger if live else None,
+            pricing=self.pricing,
+            tenant=self.tenant,
+            streaming=streaming,
+        )
+
+    def estimate(self, plan: Plan) -> Estimate:
+        """What ``plan`` will cost, estimated before it runs (:mod:`nexus.planning.estimate`)."""
+        from nexus.planning.estimate import estimate_plan
+
+        return estimate_plan(self._budgeted(plan), pricing=self.pricing)
+
+    def _budgeted(self, plan: Plan) -> Plan:
+        if plan.budget is None and self.run_budget is not None and not self.run_budget.is_empty:
+            return replace(plan, budget=self.run_budget.to_dict())
+        return plan
+
+    def preflight(self, plan: Plan) -> tuple[Estimate, list[NexusError]]:
+        """The estimate, and every budget it exceeds (run, agent, task, tenant)."""
+        from nexus.planning.estimate import preflight_check
+
+        plan = self._budgeted(plan)
+        estimate = self.estimate(plan)
+        budgets: dict[Scope, Limits] = {}
+        if plan.budget:
+            budgets[Scope("run")] = Limits.from_dict(plan.budget, "budget")
+        for name, agent in plan.agents.items():
+            if agent.budget:
+                budgets[Scope("agent", name)] = Limits.from_dict(agent.budget, name)
+        for tid, task in plan.tasks.items():
+            if task.budget:
+                budgets[Scope("task", tid)] = Limits.from_dict(task.budget, tid)
+        if self._tenant_ledger is not None:
+            scope = Scope("tenant", self.tenant)
+            remaining = self._tenant_ledger.limits(scope)
+            budgets[scope] = remaining
+        return estimate, list(preflight_check(estimate, budgets))
 
     # -- leases -------------------------------------------------------------
     def _lease(self) -> Lease:
@@ -175,13 +249,30 @@ class Engine:
         source: str | None = None,
         run_id: str | None = None,
         observers: Sequence[Observer] = (),
+        on_delta: DeltaListener | None = None,
+        force: bool = False,
     ) -> RunResult:
-        """Start a run of ``plan`` and drive it to its end."""
+        """Start a run of ``plan`` and drive it to its end.
+
+        A plan with budgets passes the preflight gate first: when its estimate
+        exceeds a budget the run does not start (``BudgetExceeded``) unless
+        ``force`` is set. The estimate is recorded in ``run.started`` so
+        ``nexus cost`` can compare it with what the run really spent.
+
+        Raises:
+            BudgetExceeded: the estimate exceeds a budget and ``force`` is not set.
+        """
+        plan = self._budgeted(plan)
+        estimate, over = self.preflight(plan)
+        if over and not force:
+            refusal = over[0]
+            refusal.add_note("start it anyway with force=True (nexus run --force)")
+            raise refusal
         run_id = run_id or str(ULID())
         at = format_time(self.clock.now())
         workspace = plan.workspace or os.getcwd()
         phash = plan_hash(plan)
-        data = {
+        data: dict[str, Any] = {
             "name": plan.name,
             "plan": plan.to_dict(),
             "plan_hash": phash,
@@ -189,6 +280,17 @@ class Engine:
             "workspace": workspace,
             "source": source,
         }
+        if self.tenant != "default":
+            data["tenant"] = self.tenant
+        if self.residency is not None and self.residency.strict:
+            data["residency"] = self.residency.to_dict()
+        if estimate.calls or estimate.tool_calls:
+            data["estimate"] = {
+                "usd": money_text(estimate.usd),
+                "tokens": estimate.tokens,
+                "calls": estimate.calls,
+                **({"forced_over_budget": True} if over else {}),
+            }
         first = seal(run_id, 1, Draft(EventType.RUN_STARTED, at, data), GENESIS_HASH)
         record = RunRecord(
             run_id=run_id,
@@ -209,9 +311,10 @@ class Engine:
         controller = RunController(
             self.store,
             state,
-            self._worker(LiveEffects(self.clock)),
+            self._worker(LiveEffects(self.clock), state, streaming=on_delta is not None),
             self.clock,
             observers=observers,
+            on_delta=on_delta,
         )
         # the first decisions react to run.started itself
         controller.begin(first)
@@ -224,8 +327,19 @@ class Engine:
             raise NotFoundError(f"no run with id {run_id}")
         return RunState.fold(events), events
 
-    async def resume(self, run_id: str, *, observers: Sequence[Observer] = ()) -> RunResult:
-        """Finish a run whose process died: interrupted attempts are retried."""
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        observers: Sequence[Observer] = (),
+        budget: Mapping[Scope, Limits] | None = None,
+        on_delta: DeltaListener | None = None,
+    ) -> RunResult:
+        """Finish a run whose process died, or that paused for budget.
+
+        Interrupted attempts are retried. ``budget`` raises limits first (a
+        ``budget.raised`` event per scope), then paused tasks continue.
+        """
         if await self.store.get_run(run_id) is None:
             raise NotFoundError(f"no run with id {run_id}")
         await self._acquire(run_id)
@@ -237,19 +351,42 @@ class Engine:
         if state.status.terminal:
             await self._release(run_id)
             return RunResult.of(state)
-        return await self._take_over(state, observers)
+        raises = [
+            Draft(
+                EventType.BUDGET_RAISED,
+                format_time(self.clock.now()),
+                {"scope": scope.to_dict(), "limits": limits.to_dict()},
+            )
+            for scope, limits in (budget or {}).items()
+            if not limits.is_empty
+        ]
+        return await self._take_over(state, observers, before=raises, on_delta=on_delta)
 
     async def _take_over(
-        self, state: RunState, observers: Sequence[Observer], then: Draft | None = None
+        self,
+        state: RunState,
+        observers: Sequence[Observer],
+        then: Draft | None = None,
+        *,
+        before: Sequence[Draft] = (),
+        on_delta: DeltaListener | None = None,
     ) -> RunResult:
-        """Drive a run whose lease this process holds: record ``run.resumed``
-        (interrupted attempts are retried), then ``then``, then on to the end."""
+        """Drive a run whose lease this process holds: record ``before`` (raised
+        budgets), then ``run.resumed`` (interrupted attempts are retried, paused
+        tasks continue), then ``then``, then on to the end."""
         controller = RunController(
             self.store,
             state,
             self._worker(LiveEffects(self.clock)),
             self.clock,
             observers=observers,
+            on_delta=on_delta,
+        )
+        for draft in before:
+            controller.step(draft)
+        # built after the raises are applied, so its ledger holds the new limits
+        controller.worker = self._worker(
+            LiveEffects(self.clock), state, streaming=on_delta is not None
         )
         interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
         controller.step(

@@ -206,6 +206,11 @@ def _agent_task(
             notes=tuple(notes),
         )
     prompt = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in texts)
+    if agent.max_tokens is not None:
+        completion = agent.max_tokens
+        notes.append(f"answer counted at the agent's max_tokens ({agent.max_tokens})")
+    if agent.tools:
+        notes.append("tool loop: counted as one model call; each tool step adds one")
     if any(is_template(t) for t in texts):
         notes.append("prompt counted as written: values templates pull in are not counted")
     usage = Usage(prompt_tokens=prompt * instances, completion_tokens=completion * instances)
