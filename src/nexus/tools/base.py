@@ -8,6 +8,7 @@ may run it without first committing the events before it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import typing
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from nexus.domain.errors import ErrorKind, NexusError, NotFoundError
+from nexus.domain.errors import ErrorKind, NexusError, NotFoundError, UserError
 
 if TYPE_CHECKING:  # the profile module imports nothing from here; keep start-up lean
     from nexus.tools.profile import ExecProfile
@@ -118,7 +119,7 @@ class FunctionTool:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "arguments"
-            raise NexusError(
+            raise UserError(
                 f"tool '{self.name}': argument '{where}': {first['msg']}", retryable=False
             ) from None
         kwargs = {key: getattr(parsed, key) for key in type(parsed).model_fields}
@@ -169,6 +170,24 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._tools)
+
+    async def call(self, name: str, args: dict[str, Any], ctx: ToolContext) -> Any:
+        """Call tool ``name``, counting the outcome in ``nexus_tool_calls_total``.
+
+        Raises:
+            NotFoundError: no such tool (not counted: the name is not a tool's).
+            Exception: whatever the tool raises, after it is counted.
+        """
+        t = self.get(name)
+        from nexus.metrics import count_tool_call, outcome_of  # prometheus loads on first use
+
+        try:
+            result = await t(args, ctx)
+        except (Exception, asyncio.CancelledError) as exc:
+            count_tool_call(name, outcome_of(exc))
+            raise
+        count_tool_call(name, "ok")
+        return result
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools

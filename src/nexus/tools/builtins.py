@@ -23,13 +23,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nexus.domain.errors import NexusError
+from nexus.domain.errors import PolicyDenied, UserError
+from nexus.metrics import DenialReason, count_denial
 from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
 from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
-from nexus.tools.sandbox import PYTHON, SandboxDenied, SandboxResult, run_sandboxed
+from nexus.tools.sandbox import (
+    PYTHON,
+    SandboxDenied,
+    SandboxResult,
+    SandboxUnavailable,
+    run_sandboxed,
+)
 
 #: Output beyond this many bytes per stream is cut (the shell profile's default).
 MAX_OUTPUT = SHELL_PROFILE.max_output_bytes
@@ -46,8 +54,34 @@ def _env(ctx: ToolContext) -> dict[str, str]:
     return {**ctx.env, "NEXUS_RUN_ID": ctx.run_id, "NEXUS_TASK": ctx.task}
 
 
+#: A sandbox denial's ``reason`` as a ``nexus_tool_denials_total`` reason.
+_METRIC_REASON: dict[str, DenialReason] = {"network": "egress", "seccomp": "seccomp"}
+
+
+async def _sandboxed(
+    tool: str,
+    argv: Sequence[str],
+    profile: ExecProfile,
+    ctx: ToolContext,
+    stdin: bytes | None = None,
+) -> SandboxResult:
+    """:func:`run_sandboxed` for ``tool``, counting the refusals that stop it from starting."""
+    try:
+        return await run_sandboxed(
+            argv, profile=profile, workspace=ctx.workspace, env=_env(ctx), stdin=stdin
+        )
+    except SandboxUnavailable:
+        count_denial(tool, "sandbox")
+        raise
+    except PolicyDenied:
+        count_denial(tool, "profile")
+        raise
+
+
 def _outcome(tool: str, result: SandboxResult) -> dict[str, Any]:
     """The tool's result for a sandboxed run, or the error it must raise."""
+    for denial in result.denials:
+        count_denial(tool, _METRIC_REASON.get(denial["reason"], "profile"))
     stdout = result.stdout.decode("utf-8", errors="replace")
     stderr = result.stderr.decode("utf-8", errors="replace")
     out: dict[str, Any] = {"exit_code": result.exit_code, "stdout": stdout, "stderr": stderr}
@@ -105,12 +139,9 @@ class ShellTool:
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         cmd = args.get("cmd")
         if not isinstance(cmd, str) or not cmd.strip():
-            raise NexusError("tool 'shell': 'with.cmd' must be a non-empty string", retryable=False)
-        result = await run_sandboxed(
-            ["/bin/sh", "-c", cmd],
-            profile=_effective(self.profile, ctx),
-            workspace=ctx.workspace,
-            env=_env(ctx),
+            raise UserError("tool 'shell': 'with.cmd' must be a non-empty string", retryable=False)
+        result = await _sandboxed(
+            self.name, ["/bin/sh", "-c", cmd], _effective(self.profile, ctx), ctx
         )
         return _outcome(self.name, result)
 
@@ -136,25 +167,21 @@ class PythonTool:
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         code = args.get("code")
         if not isinstance(code, str) or not code.strip():
-            raise NexusError(
+            raise UserError(
                 "tool 'python': 'with.code' must be a non-empty string", retryable=False
             )
         unknown = set(args) - {"code", "input"}
         if unknown:
-            raise NexusError(
+            raise UserError(
                 f"tool 'python': unknown arguments {sorted(unknown)} (known: code, input)",
                 retryable=False,
             )
         try:
             stdin = json.dumps(args.get("input")).encode() if "input" in args else b""
         except (TypeError, ValueError) as exc:
-            raise NexusError(f"tool 'python': 'input' is not JSON: {exc}", retryable=False) from exc
-        result = await run_sandboxed(
-            [PYTHON, "-I", "-c", code],
-            profile=_effective(self.profile, ctx),
-            workspace=ctx.workspace,
-            env=_env(ctx),
-            stdin=stdin,
+            raise UserError(f"tool 'python': 'input' is not JSON: {exc}", retryable=False) from exc
+        result = await _sandboxed(
+            self.name, [PYTHON, "-I", "-c", code], _effective(self.profile, ctx), ctx, stdin
         )
         out = _outcome(self.name, result)
         lines = [line for line in out["stdout"].splitlines() if line.strip()]

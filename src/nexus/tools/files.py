@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nexus.domain.errors import NexusError, PolicyDenied
+from nexus.domain.errors import NexusError, PolicyDenied, UserError
+from nexus.metrics import count_denial
 from nexus.tools.base import ToolContext
 from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
 
@@ -37,13 +38,14 @@ def _profile(default: ExecProfile, ctx: ToolContext) -> ExecProfile:
 def _target(args: dict[str, Any], tool: str, ctx: ToolContext) -> tuple[str, Path]:
     raw = args.get("path", ".")
     if not isinstance(raw, str) or not raw or "\x00" in raw:
-        raise NexusError(f"tool '{tool}': 'path' must be a non-empty string", retryable=False)
+        raise UserError(f"tool '{tool}': 'path' must be a non-empty string", retryable=False)
     joined = Path(raw) if os.path.isabs(raw) else ctx.workspace / raw
     return raw, Path(os.path.realpath(joined))
 
 
 def _check(tool: str, raw: str, path: Path, roots: list[Path], what: str) -> None:
     if not _within(path, roots):
+        count_denial(tool, "path")
         raise PolicyDenied(
             f"tool '{tool}': {what} of {raw!r} denied: it resolves to {path}, "
             f"outside the granted paths"
@@ -108,11 +110,12 @@ class FileWrite:
         raw, path = _target(args, self.name, ctx)
         text = args.get("text", "")
         if not isinstance(text, str):
-            raise NexusError(f"tool '{self.name}': 'text' must be a string", retryable=False)
+            raise UserError(f"tool '{self.name}': 'text' must be a string", retryable=False)
         roots = _real_roots(profile, profile.write_paths, ctx.workspace)
         _check(self.name, raw, path, roots, "writing")
         data = text.encode("utf-8")
         if len(data) > profile.max_file_mb * 1024 * 1024:
+            count_denial(self.name, "quota")
             raise PolicyDenied(
                 f"tool '{self.name}': {len(data)} bytes exceed the profile's "
                 f"max_file_mb of {profile.max_file_mb}"

@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from nexus.domain.errors import EffectTimeout, InfrastructureError, NexusError, PolicyDenied
+from nexus.domain.errors import (
+    EffectTimeout,
+    InfrastructureError,
+    PolicyDenied,
+    UserError,
+)
+from nexus.metrics import count_denial
 from nexus.tools.base import ToolContext
 from nexus.tools.profile import ExecProfile, effective_profile
 
@@ -34,11 +40,11 @@ def destination(url: str) -> tuple[str, int]:
     """
     parts = urlsplit(url)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise NexusError(f"tool 'http': {url!r} is not an absolute http(s) URL", retryable=False)
+        raise UserError(f"tool 'http': {url!r} is not an absolute http(s) URL", retryable=False)
     try:
         port = parts.port or _DEFAULT_PORTS[parts.scheme]
     except ValueError:
-        raise NexusError(f"tool 'http': bad port in {url!r}", retryable=False) from None
+        raise UserError(f"tool 'http': bad port in {url!r}", retryable=False) from None
     return parts.hostname.lower(), port
 
 
@@ -67,12 +73,13 @@ class HttpTool:
         profile = effective_profile(self.profile, ctx)
         url = args.get("url")
         if not isinstance(url, str):
-            raise NexusError("tool 'http': 'url' must be a string", retryable=False)
+            raise UserError("tool 'http': 'url' must be a string", retryable=False)
         method = str(args.get("method", "GET")).upper()
         if method not in _METHODS:
-            raise NexusError(f"tool 'http': method {method!r} is not supported", retryable=False)
+            raise UserError(f"tool 'http': method {method!r} is not supported", retryable=False)
         host, port = destination(url)
         if not allowed(profile, host, port):
+            count_denial(self.name, "egress")
             raise PolicyDenied(
                 f"tool 'http': {host}:{port} is not in the network allow-list "
                 f"({'none' if profile.network == 'none' else ', '.join(profile.network)})"

@@ -77,6 +77,7 @@ from nexus.domain.errors import (
     PolicyDenied,
     UserError,
 )
+from nexus.metrics import count_denial
 from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
 from nexus.tools.lint import Finding, LintConfig, Severity, errors, lint_descriptor
 from nexus.tools.pins import Approval, PinStore, ToolState, changed_fields, descriptor_of, tool_pin
@@ -1126,6 +1127,10 @@ class McpConnection:
         """
         status = self.tool_status(tool)
         if status.state is not ToolState.APPROVED:
+            if status.state is ToolState.BLOCKED_BY_LINT:
+                count_denial(status.name, "mcp_lint")
+            elif status.state is not ToolState.REMOVED:
+                count_denial(status.name, "mcp_unapproved")
             raise self._refuse(status)
         trial = self._breaker.acquire()
         outcome: bool | None = None
@@ -1212,6 +1217,7 @@ class McpTool:
         :meth:`McpConnection.call` returns it as data for callers that want it.
         """
         if not allows_mcp_tool(ctx, self.name):
+            count_denial(self.name, "mcp_not_granted")
             raise PolicyDenied(
                 f"MCP tool '{self.name}' is not allowed by the task's profile; grant it "
                 f"with profile: {{mcp_tools: ['{self.name}']}} (patterns like "

@@ -190,6 +190,10 @@ class SandboxResult:
     warnings: list[str] = field(default_factory=list)
 
 
+class SandboxUnavailable(PolicyDenied):
+    """The sandbox cannot be applied on this machine (no usable bubblewrap or seccomp)."""
+
+
 class SandboxDenied(PolicyDenied):
     """The sandbox refused something the command tried; ``details`` says what."""
 
@@ -267,7 +271,7 @@ async def _choose_sandbox(profile: ExecProfile) -> SandboxKind:
         return "bwrap"
     if profile.sandbox == "rlimits":
         return "rlimits"
-    raise PolicyDenied(
+    raise SandboxUnavailable(
         f"the process sandbox cannot run: {problem}. Install bubblewrap "
         "(scripts/system-deps.sh) and allow unprivileged user namespaces, or opt in "
         "to the weaker fallback with profile sandbox = 'rlimits'",
@@ -343,7 +347,7 @@ def _seccomp_filter(deny_inet: bool) -> tuple[bytes, dict[int, str], int]:
     try:
         import pyseccomp as sc
     except (ImportError, OSError) as exc:  # pyseccomp raises if libseccomp is missing
-        raise PolicyDenied(
+        raise SandboxUnavailable(
             f"seccomp is unavailable ({exc}); install libseccomp2 (scripts/system-deps.sh)",
             retryable=False,
         ) from exc
@@ -585,7 +589,7 @@ class _Call:
             _close(list(self.loose))
         duration_ms = round((loop.time() - started) * 1000)
         if self.fatal is not None:
-            raise PolicyDenied(f"sandbox: {self.fatal}", retryable=False)
+            raise SandboxUnavailable(f"sandbox: {self.fatal}", retryable=False)
         if not ready and not self.limits:
             raise InfrastructureError(
                 f"the sandbox failed to start (exit {code}): "
