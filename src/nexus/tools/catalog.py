@@ -2,7 +2,8 @@
 
 Tools describe themselves through optional attributes -- ``input_schema``,
 ``description``, ``profile`` (an :class:`~nexus.tools.profile.ExecProfile`),
-``source`` -- so new kinds of tools (WASM modules, MCP servers) need no change
+``permissions`` (a dict, for tools whose rights are not an exec profile: WASM
+modules, MCP servers), ``source`` -- so new kinds of tools need no change
 here; the built-ins' schemas are listed below.
 """
 
@@ -79,8 +80,11 @@ def describe(tool: Tool) -> dict[str, Any]:
     if not isinstance(schema, dict):
         schema = BUILTIN_SCHEMAS.get(tool.name, _OBJECT)
     profile = getattr(tool, "profile", None)
+    declared = getattr(tool, "permissions", None)
     permissions: dict[str, Any]
-    if profile is not None and hasattr(profile, "to_dict"):
+    if isinstance(declared, dict):
+        permissions = declared
+    elif profile is not None and hasattr(profile, "to_dict"):
         permissions = profile.to_dict()
     elif tool.pure:
         permissions = {"effects": "none (pure)"}

@@ -1200,6 +1200,20 @@ class McpTool:
         return self.connection.tool_status(self.tool)
 
     @property
+    def source(self) -> str:
+        """``mcp:<server>``, for ``nexus tools``."""
+        return f"mcp:{self.connection.name}"
+
+    @property
+    def permissions(self) -> dict[str, Any]:
+        """What calling it means, for ``nexus tools``: the server's rights, not an exec profile."""
+        return {
+            "runs": "in the MCP server's process, with the environment its table gives",
+            "needs": f"an approved pin and a profile grant (mcp_tools: ['{self.name}'])",
+            "output": "untrusted (provenance marked)",
+        }
+
+    @property
     def description(self) -> str:
         """The server's description of the tool (untrusted text; linted)."""
         return str(self.status.descriptor.get("description", ""))

@@ -65,14 +65,16 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NotRequired, TypedDict
 
+import jsonschema
 import wasmtime
+from jsonschema.protocols import Validator
 from wasmtime import _ffi as wasmtime_ffi
 
 from nexus.domain.errors import NotFoundError, UserError
@@ -428,6 +430,9 @@ class WasmTool:
             nothing to the workspace).
         runtime: the runtime to compile and run on; :meth:`WasmRuntime.shared`
             if not given.
+        input_schema: a JSON schema (an object schema) the arguments must
+            match; checked before the guest runs, so a bad call never reaches
+            it. None: any JSON object.
 
     Example:
         >>> tool = load_wasm_tool("examples/tools/wordcount.wat", fuel=10**7,
@@ -436,7 +441,20 @@ class WasmTool:
         {'bytes': 9, 'chars': 9, 'words': 2, 'lines': 0}
     """
 
-    __slots__ = ("_runtime", "_source", "description", "digest", "limits", "name", "pure")
+    __slots__ = (
+        "_runtime",
+        "_source",
+        "_validator",
+        "description",
+        "digest",
+        "input_schema",
+        "limits",
+        "name",
+        "pure",
+    )
+
+    #: Where the tool comes from, for ``nexus tools``.
+    source: ClassVar[str] = "wasm"
 
     def __init__(
         self,
@@ -450,6 +468,7 @@ class WasmTool:
         description: str = "",
         pure: bool = False,
         runtime: WasmRuntime | None = None,
+        input_schema: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(module, Path):
             path = module
@@ -465,6 +484,25 @@ class WasmTool:
         #: SHA-256 of the module's bytes: its identity in the cache and in records.
         self.digest = hashlib.sha256(self._source).hexdigest()
         self._runtime = runtime
+        self.input_schema: dict[str, Any] | None = None
+        self._validator: Validator | None = None
+        if input_schema is not None:
+            self.input_schema = dict(input_schema)
+            self._validator = _validator_for(name, self.input_schema)
+
+    @property
+    def permissions(self) -> dict[str, Any]:
+        """What a call may do, for ``nexus tools``: the guest's world and its limits."""
+        return {
+            "sandbox": "wasm",
+            "files": f"the workspace only, as {WORKSPACE_GUEST_PATH} (read-write)",
+            "network": "none",
+            "env": "the call's ToolContext.env only",
+            "fuel": self.limits.fuel,
+            "memory_mb": self.limits.memory_mb,
+            "wall_seconds": self.limits.wall_seconds,
+            "max_output_bytes": self.limits.max_output_bytes,
+        }
 
     @property
     def runtime(self) -> WasmRuntime:
@@ -499,6 +537,8 @@ class WasmTool:
             stdin = json.dumps(args, separators=(",", ":"), allow_nan=False).encode("ascii")
         except (TypeError, ValueError) as exc:
             raise UserError(f"tool '{self.name}': arguments are not JSON: {exc}") from None
+        if self._validator is not None:
+            _check_arguments(self.name, self._validator, args)
         guard = _Guard(self.limits.max_output_bytes)
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self.runtime._executor, self._run, stdin, ctx, guard)
@@ -580,6 +620,7 @@ def load_wasm_tool(
     description: str | None = None,
     pure: bool = False,
     runtime: WasmRuntime | None = None,
+    input_schema: Mapping[str, Any] | None = None,
 ) -> WasmTool:
     """A :class:`WasmTool` from a ``.wasm`` or ``.wat`` file.
 
@@ -599,6 +640,7 @@ def load_wasm_tool(
         max_output_bytes=max_output_bytes,
         pure=pure,
         runtime=runtime,
+        input_schema=input_schema,
     )
     if description is None and file.suffix == ".wat":
         first = tool._source.split(b"\n", 1)[0].decode("utf-8", "replace")
@@ -649,6 +691,31 @@ def _judge(name: str, limits: WasmLimits, outcome: _Outcome) -> WasmOutput:
     if parsed is not _NOT_JSON:
         result["result"] = parsed
     return result
+
+
+def _validator_for(name: str, schema: dict[str, Any]) -> Validator:
+    """A validator for a tool's argument schema (checked once, here).
+
+    Raises:
+        UserError: the schema is not a valid JSON schema.
+    """
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        at = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise UserError(
+            f"tool '{name}': input_schema is not a valid JSON schema at {at}: {exc.message}"
+        ) from None
+    validator: Validator = cls(schema)
+    return validator
+
+
+def _check_arguments(name: str, validator: Validator, args: dict[str, Any]) -> None:
+    error = jsonschema.exceptions.best_match(validator.iter_errors(args))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "arguments"
+        raise UserError(f"tool '{name}': argument '{where}': {error.message}")
 
 
 _NOT_JSON = object()
