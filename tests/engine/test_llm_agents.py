@@ -301,6 +301,8 @@ def test_tool_call_budget_pauses_the_run_and_resume_after_raising_continues(
     assert types.index(E.TASK_PAUSED) < types.index(E.RUN_PAUSED) < types.index(E.BUDGET_RAISED)
     assert types.index(E.BUDGET_RAISED) < types.index(E.RUN_RESUMED)
     assert resumed.status == "succeeded"
+    report = run(tmp_path / "db", lambda store: Engine(store).replay(paused.run_id))
+    assert report.identical, report.first_divergence
     # nothing recorded was lost: the first lookup happened once, before the pause
     lookups = [
         e.data["request"]["args"]["city"]
@@ -336,8 +338,12 @@ def test_usd_budget_warns_at_80_percent_then_stops(tmp_path: Path) -> None:
     assert warning["limit"] == "13"
     statuses = sorted(t["status"] for t in result.tasks.values())
     assert statuses == ["paused", "succeeded", "succeeded", "succeeded"]
-    spent = [e.data["spend"]["usd"] for e in evs if e.type is E.EFFECT_RECORDED]
-    assert spent == ["4", "4", "4"]  # the fourth call was refused before it ran
+    effects = [e.data for e in evs if e.type is E.EFFECT_RECORDED]
+    assert [e["spend"]["usd"] for e in effects if e["error"] is None] == ["4", "4", "4"]
+    # the fourth call was refused before it ran, and the refusal is on the record
+    refused = [e for e in effects if e["error"] is not None]
+    assert [e["error"]["kind"] for e in refused] == ["budget_exceeded"]
+    assert refused[0]["error"]["budget"]["asked"] == "4"
 
 
 def test_preflight_gate_refuses_a_run_over_budget_unless_forced(tmp_path: Path) -> None:

@@ -39,12 +39,12 @@ class AgentContext(Protocol):
         """The named tools as the model is offered them (name, description, schema)."""
         ...
 
-    def tool_source(self, name: str) -> str:
-        """Where a tool comes from (``builtin``, ``python``, ``mcp:<server>``, ``wasm``)."""
-        ...
+    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> tuple[Any, str]:
+        """Call a registry tool as a recorded ``tool`` effect.
 
-    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> Any:
-        """Call a tool from the registry as a recorded ``tool`` effect; its JSON result."""
+        Returns its JSON result and where the tool comes from (``builtin``,
+        ``python``, ``mcp:<server>``, ``wasm``...).
+        """
         ...
 
     @property

@@ -262,7 +262,7 @@ class LLMAgent:
         """Run one tool call; its result (or why it failed) as the model will see it."""
         from nexus.engine.effects import EffectFailed
 
-        source = ctx.tool_source(call.name) if call.name in offered else "none"
+        source = "none"
         if call.name not in offered:
             available = ", ".join(sorted(offered)) or "none"
             message = f"tool '{call.name}' is not available to you (available: {available})"
@@ -275,11 +275,11 @@ class LLMAgent:
             message = f"tool arguments must be a JSON object, got {type(args).__name__}"
             return mark_tool_output(call, source, message, error=True)
         try:
-            result = await ctx.call_tool(call.name, args, call.id)
+            result, source = await ctx.call_tool(call.name, args, call.id)
         except EffectFailed as exc:
             if exc.error.get("kind") == str(ErrorKind.BUDGET_EXCEEDED):
                 raise
             message = f"{exc.error.get('kind', 'error')}: {exc.error.get('message', '')}"
-            return mark_tool_output(call, source, message, error=True)
+            return mark_tool_output(call, "tool", message, error=True)
         text = result if isinstance(result, str) else json.dumps(result, sort_keys=True)
         return mark_tool_output(call, source, text)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
 from nexus.cli import commands_query, commands_run, commands_tools
+from nexus.config import CONFIG_ENV
 
 app = typer.Typer(
     name="nexus",
@@ -22,6 +26,7 @@ for command in (
     commands_query.status,
     commands_query.inspect,
     commands_query.events,
+    commands_query.cost,
     commands_run.resume,
     commands_run.cancel,
     commands_run.approve,
@@ -31,6 +36,22 @@ for command in (
 ):
     app.command()(command)
 app.add_typer(commands_query.audit_app, name="audit")
+
+
+@app.callback()
+def _options(
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="The project file (default: $NEXUS_CONFIG, else ./nexus.toml if present).",
+        show_default=False,
+    ),
+) -> None:
+    """Run multi-agent missions reliably: durable, replayable, auditable."""
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)
+
+
 app.add_typer(commands_tools.tools_app, name="tools")
 
 

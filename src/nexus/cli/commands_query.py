@@ -28,7 +28,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
 AtOpt = Annotated[int | None, typer.Option("--at", help="The state as of event SEQ (time travel).")]
 
-_STATUS_STYLE = {"succeeded": "green", "failed": "red", "cancelled": "magenta", "running": "cyan"}
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+    "running": "cyan",
+    "paused": "yellow",
+}
 
 
 async def _fold(store: Store, run_id: str, at: int | None = None) -> tuple[RunState, list[Event]]:
@@ -126,6 +132,66 @@ def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
             out.print(f"  no process drives it: `nexus resume {run_id}` continues it")
     if doc["status"] != "succeeded":
         raise typer.Exit(EXIT_FAILED)
+
+
+def cost(run_id: RunArg, as_json: JsonOpt = False) -> None:
+    """What a run spent: per agent, task, model and call; estimate vs actual; cache savings."""
+    from nexus.cli.wiring import project_config
+    from nexus.engine.cost import cost_report
+
+    async def go() -> dict[str, Any]:
+        async with open_store() as store:
+            _, events = await _fold(store, run_id)
+        return cost_report(events, project_config().pricing())
+
+    report = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json(report)
+        return
+    total = report["total"]
+    out.print(
+        f"run {report['run_id']}  {report['name']}  [bold]${total['usd']}[/]  "
+        f"{total['tokens']:,} tokens in {total['calls']} model calls, "
+        f"{report['tool_calls']} tool calls  (tenant {report['tenant']})"
+    )
+    for title, key in (("agent", "by_agent"), ("task", "by_task"), ("model", "by_model")):
+        groups = report[key]
+        if not groups:
+            continue
+        table = Table(box=None, header_style="bold", title_justify="left")
+        for col in (title, "calls", "prompt", "completion", "cached", "usd"):
+            table.add_column(col, justify="left" if col == title else "right")
+        for name, row in groups.items():
+            table.add_row(
+                escape(name or "-"),
+                str(row["calls"]),
+                f"{row['prompt_tokens']:,}",
+                f"{row['completion_tokens']:,}",
+                f"{row.get('cached_tokens', 0):,}",
+                row["usd"],
+            )
+        out.print(table)
+    estimate = report.get("estimate")
+    if estimate is not None:
+        vs = estimate["vs_actual"]
+        relative = vs["relative_error"]
+        share = "n/a" if relative is None else f"{relative:.0%}"
+        out.print(f"estimate ${vs['estimate']} vs actual ${vs['actual']}  (error {share})")
+    saved = report["cache"]
+    if saved["hits"]:
+        out.print(
+            f"cache: {saved['hits']} hits saved {saved['tokens_saved']:,} tokens, "
+            f"${saved['usd_saved']}"
+        )
+    for name, budget in report["budgets"].items():
+        out.print(f"budget {name}: limits {budget['limits']}, spent {budget['spent']}")
+    for event in report["budget_events"]:
+        out.print(
+            f"[yellow]{event['type']}[/] {event['scope']} {event['key']} {event['dimension']} "
+            f"{event['percent']}%: {event['spent']} of {event['limit']}"
+        )
+    if report["unpriced_models"]:
+        out.print(f"[yellow]unpriced (counted as $0):[/] {', '.join(report['unpriced_models'])}")
 
 
 def inspect(

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from nexus.cli.output import (
     EXIT_FAILED,
+    EXIT_PAUSED,
     EXIT_USER,
     emit_json,
     err,
@@ -24,14 +25,14 @@ from nexus.cli.output import (
     run_async,
 )
 from nexus.cli.progress import Progress
-from nexus.config import Settings
+from nexus.cli.wiring import project_config, project_engine, project_tools
+from nexus.domain.budget import Limits, Scope
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
-from nexus.engine.runtime import Engine, RunResult
-from nexus.engine.toolset import run_tools
+from nexus.engine.runtime import Engine, RunResult, preflight
+from nexus.engine.worker import TokenDelta
 from nexus.planning.workflow import load_workflow
 from nexus.store.base import Store
-from nexus.tools.builtins import builtin_tools
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_default=False)]
@@ -54,14 +55,48 @@ def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def _load(file: Path, inputs: dict[str, Any] | None = None) -> Plan:
-    return load_workflow(file, inputs=inputs, known_tools=builtin_tools().names())
+    known = project_tools(project_config()).names()
+    return load_workflow(file, inputs=inputs, known_tools=known)
 
 
 @asynccontextmanager
-async def _engine(store: Store, plan: Plan) -> AsyncIterator[Engine]:
-    """An engine with the built-in tools and the plan's MCP servers connected."""
-    async with run_tools(plan, builtin_tools(), Settings().home) as tools:
-        yield Engine(store, tools=tools)
+async def _engine(
+    store: Store, plan: Plan, *, base_dir: Path | None = None, record: Path | None = None
+) -> AsyncIterator[Engine]:
+    """An engine configured from ``nexus.toml``, the plan's MCP servers connected."""
+    async with project_engine(store, plan, base_dir=base_dir, record=record) as engine:
+        yield engine
+
+
+def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
+    """``--budget usd=5``, ``--budget agent.coder.tokens=20000``, ``--budget task.t.usd=1``."""
+    raised: dict[Scope, dict[str, str]] = {}
+    for pair in pairs or []:
+        target, sep, value = pair.partition("=")
+        parts = target.strip().split(".")
+        if not sep or not value.strip():
+            fail(f"budget '{pair}' must be written [agent.NAME.|task.ID.]DIMENSION=VALUE")
+        if len(parts) == 1:
+            scope = Scope("run")
+        elif len(parts) == 3 and parts[0] in ("agent", "task"):
+            scope = Scope(parts[0], parts[1])  # type: ignore[arg-type]
+        else:
+            fail(f"budget '{pair}': write usd=5, agent.NAME.usd=5 or task.ID.tool_calls=50")
+        raised.setdefault(scope, {})[parts[-1]] = value.strip()
+    return {scope: Limits.from_dict(v, f"--budget {scope.label}") for scope, v in raised.items()}
+
+
+class _Deltas:
+    """Prints streamed model text as it arrives, a header line per task."""
+
+    def __init__(self) -> None:
+        self._task: str | None = None
+
+    def __call__(self, delta: TokenDelta) -> None:
+        if delta.task != self._task:
+            self._task = delta.task
+            err.print(f"\n[bold cyan]{escape(delta.task)}[/] ", end="")
+        err.out(delta.text, end="", highlight=False)
 
 
 async def _plan_of(store: Store, run_id: str) -> Plan:
@@ -70,6 +105,8 @@ async def _plan_of(store: Store, run_id: str) -> Plan:
 
 
 def _result_exit(result: RunResult) -> None:
+    if result.status == "paused":
+        raise typer.Exit(EXIT_PAUSED)
     if result.status != "succeeded":
         raise typer.Exit(EXIT_FAILED)
 
@@ -83,8 +120,15 @@ def _report(result: RunResult, as_json: bool) -> None:
     for task in result.tasks.values():
         counts[task["status"]] = counts.get(task["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    if result.status == "paused":
+        style = "yellow"
     out.print(f"[bold {style}]{result.status}[/]  run {result.run_id}  ({summary})")
-    if result.status != "succeeded":
+    if result.status == "paused":
+        out.print(
+            f"  a budget ran out; see: nexus cost {result.run_id}\n"
+            f"  raise it and go on: nexus resume {result.run_id} --budget usd=..."
+        )
+    elif result.status != "succeeded":
         out.print(f"  inspect with: nexus inspect {result.run_id}")
 
 
@@ -104,12 +148,18 @@ def validate(file: FileArg, as_json: JsonOpt = False) -> None:
 def plan(
     file: FileArg,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="Estimate the cost and check the budgets.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the plan: task graph, order, critical path and plan hash."""
 
     async def go() -> None:
         compiled = _load(file, _parse_inputs(inputs))
+        if estimate:
+            _show_estimate(compiled, as_json)
+            return
         needs = {tid: t.needs for tid, t in compiled.tasks.items()}
         order = topological_order(needs)
         path = critical_path(needs)
@@ -143,22 +193,83 @@ def plan(
     run_async(go, as_json=as_json)
 
 
+def _show_estimate(compiled: Plan, as_json: bool) -> None:
+    config = project_config()
+    run_budget = Limits.from_dict(config.run_budget, "budgets.run") if config.run_budget else None
+    tenant: dict[Scope, Limits] = {}
+    if config.tenant_budget:
+        tenant[Scope("tenant", config.tenant)] = Limits.from_dict(
+            config.tenant_budget, "budgets.tenant"
+        )
+    result, over = preflight(
+        compiled, pricing=config.pricing(), run_budget=run_budget, extra=tenant
+    )
+    problems = [str(e) for e in over]
+    if as_json:
+        emit_json({**result.to_dict(), "over_budget": problems})
+    else:
+        out.print(
+            f"[bold]{compiled.name}[/]  estimate ${result.usd:.4f}, "
+            f"{result.tokens:,} tokens, {result.calls} model calls, "
+            f"{result.tool_calls} tool calls"
+        )
+        table = Table(box=None, header_style="bold")
+        for col in ("task", "agent", "model", "calls", "tokens", "usd", "notes"):
+            table.add_column(col)
+        for tid, share in list(result.per_task.items())[:200]:
+            usd = "?" if share.usd is None else f"{share.usd:.4f}"
+            tokens = share.prompt_tokens + share.completion_tokens
+            table.add_row(
+                tid,
+                share.agent or "",
+                share.model or "",
+                str(share.calls),
+                f"{tokens:,}",
+                usd,
+                "; ".join(share.notes),
+            )
+        out.print(table)
+        if result.unpriced:
+            out.print(f"[yellow]unpriced models:[/] {', '.join(result.unpriced)}")
+        out.print(f"[dim]method: {escape(result.method)}[/]")
+        for problem in problems:
+            err.print(f"[bold red]over budget:[/] {escape(problem)}")
+    if over:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def run(
     file: FileArg,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Save every model exchange to this cassette (YAML)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Start even if the estimate exceeds a budget.")
+    ] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Show model output as it is generated.")
+    ] = False,
 ) -> None:
     """Run a workflow file to its end, with live progress."""
 
     async def go() -> RunResult:
         compiled = _load(file, _parse_inputs(inputs))
-        async with open_store() as store, _engine(store, compiled) as engine:
-            if as_json or quiet:
-                return await engine.start(compiled, source=str(file.resolve()))
+        base_dir = file.resolve().parent
+        async with (
+            open_store() as store,
+            _engine(store, compiled, base_dir=base_dir, record=record) as engine,
+        ):
+            source = str(file.resolve())
+            deltas = _Deltas() if stream and not as_json else None
+            if as_json or quiet or stream:
+                return await engine.start(compiled, source=source, force=force, on_delta=deltas)
             with Progress(err) as progress:
                 return await engine.start(
-                    compiled, source=str(file.resolve()), observers=[progress]
+                    compiled, source=source, observers=[progress], force=force
                 )
 
     result = run_async(go, as_json=as_json)
@@ -170,15 +281,26 @@ def resume(
     run_id: RunArg,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            help="Raise a limit first: usd=5, tokens=1e5, agent.NAME.usd=2, task.ID.tool_calls=9.",
+        ),
+    ] = None,
 ) -> None:
-    """Finish a run whose process stopped; completed tasks are not run again."""
+    """Finish a run whose process stopped, or that paused for budget.
+
+    Completed tasks are not run again.
+    """
+    raised = _parse_budget(budget)
 
     async def go() -> RunResult:
         async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
             if as_json or quiet:
-                return await engine.resume(run_id)
+                return await engine.resume(run_id, budget=raised)
             with Progress(err) as progress:
-                return await engine.resume(run_id, observers=[progress])
+                return await engine.resume(run_id, observers=[progress], budget=raised)
 
     result = run_async(go, as_json=as_json)
     _report(result, as_json)

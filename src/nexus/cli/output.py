@@ -23,8 +23,10 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Exit codes: 0 ok; 1 the run failed or the check does not hold; 2 bad input;
-#: 3 conflict (another process owns the run); 4 not found; 70 internal error.
+#: 3 conflict (another process owns the run); 4 not found; 5 the run paused
+#: (a budget ran out: raise it and resume); 70 internal error.
 EXIT_FAILED, EXIT_USER, EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_INTERNAL = 1, 2, 3, 4, 70
+EXIT_PAUSED = 5
 
 
 def emit_json(value: Any) -> None:

@@ -436,6 +436,9 @@ def _effect(state: RunState, event: Event) -> None:
     if task is not None and task.agent is not None:
         ids.append(f"agent:{task.agent}")
     if kind == "tool":
+        error = data.get("error")
+        if error is not None and error.get("kind") == "budget_exceeded":
+            return  # refused before it ran: not a call
         for sid in ids:
             state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1
         return

@@ -415,6 +415,7 @@ class RunController:
 _WORKER_INPUTS = frozenset({EventType.EFFECT_RECORDED, EventType.ATTEMPT_FINISHED})
 _REPLAY_INPUTS = frozenset(
     {
+        EventType.BUDGET_RAISED,
         EventType.APPROVAL_GRANTED,
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,

@@ -92,12 +92,19 @@ class Effects(Protocol):
         """Return the effect record for ``call``."""
         ...
 
+    def recorded(self, key: str) -> dict[str, Any] | None:
+        """The record ``key`` already has (replay), or None (live)."""
+        ...
+
 
 class LiveEffects:
     """Runs effects and records what happened."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+
+    def recorded(self, key: str) -> dict[str, Any] | None:
+        return None
 
     async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
         started = format_time(self._clock.now())
@@ -141,6 +148,9 @@ class ReplayEffects:
     def __init__(self, recorded: Mapping[str, dict[str, Any]]) -> None:
         self._recorded = recorded
         self.served = 0
+
+    def recorded(self, key: str) -> dict[str, Any] | None:
+        return self._recorded.get(key)
 
     async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
         record = self._recorded.get(call.key)

@@ -20,7 +20,7 @@ from ulid import ULID
 from nexus.agents.base import AgentResolver, FunctionAgent
 from nexus.domain.budget import Limits, Scope, money_text
 from nexus.domain.canonical import GENESIS_HASH
-from nexus.domain.errors import ConflictError, NexusError, NotFoundError
+from nexus.domain.errors import BudgetExceeded, ConflictError, NexusError, NotFoundError
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
@@ -111,6 +111,41 @@ def lease_alive(lease: Lease) -> bool:
     return lease.host != socket.gethostname() or _pid_alive(lease.pid)
 
 
+def with_run_budget(plan: Plan, run_budget: Limits | None) -> Plan:
+    """``plan`` with ``run_budget`` as its budget when it sets none itself."""
+    if plan.budget is None and run_budget is not None and not run_budget.is_empty:
+        return replace(plan, budget=run_budget.to_dict())
+    return plan
+
+
+def preflight(
+    plan: Plan,
+    *,
+    pricing: PricingTable | None = None,
+    run_budget: Limits | None = None,
+    extra: Mapping[Scope, Limits] | None = None,
+) -> tuple[Estimate, list[NexusError]]:
+    """Estimate ``plan`` and list the budgets the estimate exceeds.
+
+    Budgets are the plan's (run, agents, tasks; ``run_budget`` when the plan
+    sets none) plus ``extra`` (the tenant's).
+    """
+    from nexus.planning.estimate import estimate_plan, preflight_check
+
+    plan = with_run_budget(plan, run_budget)
+    estimate = estimate_plan(plan, pricing=pricing)
+    budgets: dict[Scope, Limits] = dict(extra or {})
+    if plan.budget:
+        budgets[Scope("run")] = Limits.from_dict(plan.budget, "budget")
+    for name, agent in plan.agents.items():
+        if agent.budget:
+            budgets[Scope("agent", name)] = Limits.from_dict(agent.budget, name)
+    for tid, task in plan.tasks.items():
+        if task.budget:
+            budgets[Scope("task", tid)] = Limits.from_dict(task.budget, tid)
+    return estimate, list(preflight_check(estimate, budgets))
+
+
 @dataclass
 class Engine:
     """Runs plans durably against a store.
@@ -174,37 +209,13 @@ class Engine:
             streaming=streaming,
         )
 
-    def estimate(self, plan: Plan) -> Estimate:
-        """What ``plan`` will cost, estimated before it runs (:mod:`nexus.planning.estimate`)."""
-        from nexus.planning.estimate import estimate_plan
-
-        return estimate_plan(self._budgeted(plan), pricing=self.pricing)
-
-    def _budgeted(self, plan: Plan) -> Plan:
-        if plan.budget is None and self.run_budget is not None and not self.run_budget.is_empty:
-            return replace(plan, budget=self.run_budget.to_dict())
-        return plan
-
     def preflight(self, plan: Plan) -> tuple[Estimate, list[NexusError]]:
-        """The estimate, and every budget it exceeds (run, agent, task, tenant)."""
-        from nexus.planning.estimate import preflight_check
-
-        plan = self._budgeted(plan)
-        estimate = self.estimate(plan)
-        budgets: dict[Scope, Limits] = {}
-        if plan.budget:
-            budgets[Scope("run")] = Limits.from_dict(plan.budget, "budget")
-        for name, agent in plan.agents.items():
-            if agent.budget:
-                budgets[Scope("agent", name)] = Limits.from_dict(agent.budget, name)
-        for tid, task in plan.tasks.items():
-            if task.budget:
-                budgets[Scope("task", tid)] = Limits.from_dict(task.budget, tid)
+        """The estimate of ``plan``, and every budget it exceeds (run, agent, task, tenant)."""
+        tenant: dict[Scope, Limits] = {}
         if self._tenant_ledger is not None:
             scope = Scope("tenant", self.tenant)
-            remaining = self._tenant_ledger.limits(scope)
-            budgets[scope] = remaining
-        return estimate, list(preflight_check(estimate, budgets))
+            tenant[scope] = self._tenant_ledger.limits(scope)
+        return preflight(plan, pricing=self.pricing, run_budget=self.run_budget, extra=tenant)
 
     # -- leases -------------------------------------------------------------
     def _lease(self) -> Lease:
@@ -262,12 +273,13 @@ class Engine:
         Raises:
             BudgetExceeded: the estimate exceeds a budget and ``force`` is not set.
         """
-        plan = self._budgeted(plan)
+        plan = with_run_budget(plan, self.run_budget)
         estimate, over = self.preflight(plan)
         if over and not force:
-            refusal = over[0]
-            refusal.add_note("start it anyway with force=True (nexus run --force)")
-            raise refusal
+            raise BudgetExceeded(
+                f"{over[0].message}; the run was not started (force it with `nexus run "
+                "--force` or Engine.start(force=True))"
+            )
         run_id = run_id or str(ULID())
         at = format_time(self.clock.now())
         workspace = plan.workspace or os.getcwd()

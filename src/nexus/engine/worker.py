@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nexus.agents.base import AgentCall, AgentResolver
-from nexus.domain.errors import ErrorKind
+from nexus.domain.errors import BudgetExceeded, ErrorKind, NotFoundError
 from nexus.domain.ids import effect_key
 from nexus.domain.plan import AgentSpec
 from nexus.engine.effects import EffectCall, EffectFailed, Effects, error_record, to_json
@@ -143,7 +143,17 @@ class AttemptContext:
     async def effect(
         self, kind: str, request: dict[str, Any], fn: Callable[[], Awaitable[Any]]
     ) -> Any:
-        """Run ``fn`` as effect number n of this attempt; record (or replay) it.
+        """Run ``fn`` as effect number n of this attempt; record (or replay) it."""
+        return (await self._record(kind, request, fn))["response"]
+
+    async def _record(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        fn: Callable[[], Awaitable[Any]],
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``fn`` as effect number n of this attempt; its record (``extra`` added).
 
         With a budget ledger, the spend a model or tool call may cost is
         reserved first (a refusal raises ``BudgetExceeded`` and nothing runs)
@@ -160,7 +170,13 @@ class AttemptContext:
         )
         self._calls += 1
         worker = self._worker
-        held = self._reserve(kind, call.request) if kind in ("model", "tool") else []
+        held: list[tuple[BudgetLedger, Any]] = []
+        if kind in ("model", "tool"):
+            try:
+                held = self._reserve(kind, call.request)
+            except BudgetExceeded as refusal:
+                # recorded like any failed effect, so a replay meets the same refusal
+                fn = _refuse(refusal)
         try:
             record = await self._effects.perform(call, fn)
         except BaseException:
@@ -170,46 +186,74 @@ class AttemptContext:
         if kind == "model" and "spend" not in record and record["error"] is None:
             pricing = worker.pricing if worker is not None else None
             record = {**record, "spend": model_spend(record["response"], pricing)}
+        if extra and not any(k in record for k in extra):
+            record = {**record, **extra}
         for ledger, reservation in held:
             ledger.settle(reservation, _spent(kind, record))
         await self._report(EffectDone(a.task, a.attempt, record))
         if record["error"] is not None:
             raise EffectFailed(record["error"])
-        return record["response"]
+        return record
 
     def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
+        """The tools as offered to the model.
+
+        Replay needs no registry: the specs are read back from the model call
+        they were offered in (the next effect of this attempt).
+        """
         from nexus.tools.catalog import describe
 
-        tools = self._tools()
-        specs = []
-        for name in names:
-            info = describe(tools.get(name))
-            specs.append(ToolSpec(name, info["description"], info["input_schema"]))
-        return tuple(specs)
+        wanted = list(names)
+        tools = self._worker.tools if self._worker is not None else None
+        if tools is not None and all(name in tools for name in wanted):
+            specs = []
+            for name in wanted:
+                info = describe(tools.get(name))
+                specs.append(ToolSpec(name, info["description"], info["input_schema"]))
+            return tuple(specs)
+        a = self._a
+        peek = self._effects.recorded(effect_key(a.run_id, a.task, a.attempt, self._calls))
+        if peek is not None and peek["kind"] == "model":
+            offered = {t["name"]: t for t in peek["request"].get("tools", ())}
+            if all(name in offered for name in wanted):
+                return tuple(
+                    ToolSpec(n, offered[n]["description"], offered[n]["parameters"]) for n in wanted
+                )
+        missing = [n for n in wanted if tools is None or n not in tools]
+        raise NotFoundError(f"unknown tool(s) {', '.join(missing)} (not in the tool registry)")
 
-    def tool_source(self, name: str) -> str:
+    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> tuple[Any, str]:
+        """Call a registry tool as a recorded ``tool`` effect: its result and its source.
+
+        The source (``builtin``, ``python``, ``mcp:<server>``...) is recorded
+        with the effect, so a replay marks the output as the run did.
+        """
         from nexus.tools.catalog import source_of
 
-        tools = self._tools()
-        return source_of(tools.get(name)) if name in tools else "unknown"
-
-    def _tools(self) -> ToolRegistry:
-        if self._worker is None:
-            raise RuntimeError("this attempt context has no tool registry")
-        return self._worker.tools
-
-    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> Any:
         a = self._a
         tool_ctx = ToolContext(
             a.run_id, a.task, a.attempt, Path(a.workspace), grant=a.started.get("profile")
         )
-        tools = self._tools()
+        tools = self._worker.tools if self._worker is not None else None
+        source = source_of(tools.get(name)) if tools is not None and name in tools else "unknown"
 
         async def invoke() -> Any:
             # looked up inside the effect: a replay needs no tool at all
+            if tools is None:
+                raise NotFoundError(f"unknown tool '{name}'")
             return await tools.get(name)(args, tool_ctx)
 
-        return await self.effect("tool", {"tool": name, "args": args, "call": call_id}, invoke)
+        record = await self._record(
+            "tool", {"tool": name, "args": args, "call": call_id}, invoke, {"source": source}
+        )
+        return record["response"], str(record.get("source", source))
+
+
+def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
+    async def refuse() -> Any:
+        raise refusal
+
+    return refuse
 
 
 def _spent(kind: str, record: dict[str, Any]) -> Spend:

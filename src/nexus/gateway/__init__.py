@@ -26,6 +26,24 @@ from nexus.gateway.base import (
     Usage,
     split_model,
 )
+from nexus.gateway.cache import (
+    CachedEntry,
+    CacheSavings,
+    CacheStats,
+    CachingProvider,
+    MemoryResponseCache,
+    ResponseCache,
+    SQLiteResponseCache,
+    request_key,
+    savings,
+)
+from nexus.gateway.cassette import (
+    Cassette,
+    Interaction,
+    RecordingProvider,
+    ReplayProvider,
+    replay_factory,
+)
 from nexus.gateway.errors import (
     ProviderAuthError,
     ProviderConflict,
@@ -48,6 +66,17 @@ from nexus.gateway.resilience import (
     FallbackProvider,
     ResilientProvider,
     with_fallback,
+)
+from nexus.gateway.routing import (
+    TIERS,
+    Considered,
+    ModelCatalog,
+    ModelChoice,
+    ModelInfo,
+    Residency,
+    RoutePolicy,
+    choose_models,
+    default_catalog,
 )
 from nexus.gateway.scripted import ScriptedProvider, scripted_factory
 from nexus.gateway.settings import (
@@ -74,15 +103,23 @@ if TYPE_CHECKING:
 
 
 def default_providers(
-    settings: GatewaySettings | None = None, *, environ: Mapping[str, str] | None = None
+    settings: GatewaySettings | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    residency: Residency | None = None,
 ) -> ProviderRegistry:
-    """The ``scripted`` provider plus the SDK-backed ones (``openai``, ``anthropic``,
+    """The offline providers (``scripted``, ``replay:<cassette>`` relative to the
+    working directory) plus the SDK-backed ones (``openai``, ``anthropic``,
     ``ollama``, ``vllm``, ``openai_compatible``), configured from ``settings`` and
-    the environment. Nothing connects, and no SDK is imported, until an agent
-    first uses one of them.
+    the environment and held to ``residency``. Nothing connects, and no SDK is
+    imported, until an agent first uses one of them.
     """
-    registry = ProviderRegistry({"scripted": scripted_factory})
-    sdk = SDKProviders(settings, environ=environ)
+    from pathlib import Path
+
+    registry = ProviderRegistry(
+        {"scripted": scripted_factory, "replay": replay_factory(Path.cwd())}
+    )
+    sdk = SDKProviders(settings, environ=environ, residency=residency)
     for prefix in SDK_PREFIXES:
         registry.add(prefix, sdk)
     return registry
@@ -104,16 +141,28 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TIERS",
     "AnthropicProvider",
     "Backoff",
     "BreakerBoard",
     "BreakerState",
+    "CacheSavings",
+    "CacheStats",
+    "CachedEntry",
+    "CachingProvider",
     "Candidate",
+    "Cassette",
     "ChatMessage",
     "CircuitBreaker",
+    "Considered",
     "Endpoint",
     "FallbackProvider",
     "GatewaySettings",
+    "Interaction",
+    "MemoryResponseCache",
+    "ModelCatalog",
+    "ModelChoice",
+    "ModelInfo",
     "ModelPrice",
     "ModelProvider",
     "ModelRequest",
@@ -132,10 +181,16 @@ __all__ = [
     "ProviderSettings",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RecordingProvider",
+    "ReplayProvider",
+    "Residency",
     "ResilienceSettings",
     "ResilientProvider",
+    "ResponseCache",
+    "RoutePolicy",
     "RouteStep",
     "SDKProviders",
+    "SQLiteResponseCache",
     "ScriptedProvider",
     "Secret",
     "StreamEnd",
@@ -147,10 +202,15 @@ __all__ = [
     "Usage",
     "UsageLedger",
     "UsageRecord",
+    "choose_models",
     "cost_of",
+    "default_catalog",
     "default_pricing",
     "default_providers",
     "map_provider_error",
+    "replay_factory",
+    "request_key",
+    "savings",
     "scripted_factory",
     "split_model",
     "with_fallback",

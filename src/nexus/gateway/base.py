@@ -340,6 +340,17 @@ class ProviderRegistry:
         """The provider prefixes this registry knows, sorted."""
         return tuple(sorted(self._factories))
 
+    def factory(self, prefix: str) -> ProviderFactory:
+        """The factory registered for ``prefix``.
+
+        Raises:
+            NotFoundError: no such prefix.
+        """
+        try:
+            return self._factories[prefix]
+        except KeyError:
+            raise NotFoundError(f"unknown model provider '{prefix}'") from None
+
     def provider_for(self, agent: AgentSpec) -> ModelProvider:
         prefix, _ = split_model(agent.model)
         try:

@@ -193,15 +193,17 @@ def _agent_task(
     if provider == "scripted":
         prompt = sum(len(t.split()) for t in texts)
         answer = max((len(line.split()) for line in agent.scripted), default=0)
+        words = Usage(prompt_tokens=prompt * instances, completion_tokens=answer * instances)
+        priced = pricing.price_for(agent.model) is not None
         return TaskEstimate(
             task=task.id,
             agent=agent.name,
             model=agent.model,
             instances=instances,
             calls=instances,
-            prompt_tokens=prompt * instances,
-            completion_tokens=answer * instances,
-            usd=Decimal(0),
+            prompt_tokens=words.prompt_tokens,
+            completion_tokens=words.completion_tokens,
+            usd=cost_of(words, agent.model, pricing) if priced else Decimal(0),
             exact=True,
             notes=tuple(notes),
         )

@@ -1,0 +1,138 @@
+"""The cost of a run, read from its event log: what ``nexus cost RUN`` shows.
+
+Every model call's ``effect.recorded`` event carries its usage and the spend
+computed when it ran (``{"usd", "tokens"}``), so the report is a pure fold of
+the log -- exact (Decimal) and the same however often it is read. It breaks
+the spend down per call, task, agent and model, puts the preflight estimate
+recorded at start next to the actual figure, and reports what the response
+cache saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from nexus.domain.budget import Scope, money_text
+from nexus.domain.events import Event, EventType
+from nexus.domain.state import RunState
+from nexus.gateway.base import ModelResponse, Usage
+from nexus.gateway.usage import PricingTable
+
+
+@dataclass(slots=True)
+class _Sum:
+    usd: Decimal = Decimal(0)
+    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def add(self, usd: Decimal, usage: Usage) -> None:
+        self.usd += usd
+        self.calls += 1
+        self.usage = self.usage + usage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "usd": money_text(self.usd),
+            "calls": self.calls,
+            "tokens": self.usage.total_tokens,
+            **self.usage.to_dict(),
+        }
+
+
+def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) -> dict[str, Any]:
+    """The cost breakdown of one run, as JSON-ready data.
+
+    Args:
+        events: the run's whole log (``run.started`` first).
+        pricing: prices for the cache-savings figure (the default table when None).
+    """
+    from nexus.gateway.cache import savings
+    from nexus.planning.estimate import compare
+
+    state = RunState.fold(list(events))
+    agent_of: dict[tuple[str, int], str] = {}
+    calls: list[dict[str, Any]] = []
+    total = _Sum()
+    by_task: dict[str, _Sum] = {}
+    by_agent: dict[str, _Sum] = {}
+    by_model: dict[str, _Sum] = {}
+    cached: list[ModelResponse] = []
+    unpriced: set[str] = set()
+    tool_calls = 0
+    budget_events: list[dict[str, Any]] = []
+    for event in events:
+        data = event.data
+        if event.type is EventType.ATTEMPT_STARTED and "agent" in data:
+            agent_of[(data["task"], data["attempt"])] = data["agent"]
+        elif event.type in (EventType.BUDGET_WARNING, EventType.BUDGET_EXCEEDED):
+            budget_events.append({"type": str(event.type), "at": event.at, **data})
+        elif event.type is EventType.EFFECT_RECORDED:
+            if data["kind"] == "tool":
+                tool_calls += 1
+                continue
+            if data["kind"] != "model" or data.get("error") is not None:
+                continue
+            response = ModelResponse.from_dict(data["response"])
+            spend = data.get("spend") or {}
+            usd = Decimal(str(spend.get("usd", "0")))
+            if spend.get("unpriced"):
+                unpriced.add(response.model)
+            if response.cache:
+                cached.append(response)
+            agent = agent_of.get((data["task"], data["attempt"]), "")
+            calls.append(
+                {
+                    "task": data["task"],
+                    "attempt": data["attempt"],
+                    "agent": agent,
+                    "model": response.model,
+                    "usd": money_text(usd),
+                    **response.usage.to_dict(),
+                    **({"cache_hit": True} if response.cache else {}),
+                }
+            )
+            total.add(usd, response.usage)
+            for groups, key in (
+                (by_task, data["task"]),
+                (by_agent, agent),
+                (by_model, response.model),
+            ):
+                groups.setdefault(key, _Sum()).add(usd, response.usage)
+    started = events[0].data
+    report: dict[str, Any] = {
+        "run_id": state.run_id,
+        "name": state.plan.name,
+        "status": str(state.status),
+        "tenant": started.get("tenant", "default"),
+        "total": total.to_dict(),
+        "tool_calls": tool_calls,
+        "by_agent": {k: v.to_dict() for k, v in sorted(by_agent.items())},
+        "by_task": {k: v.to_dict() for k, v in sorted(by_task.items())},
+        "by_model": {k: v.to_dict() for k, v in sorted(by_model.items())},
+        "calls": calls,
+        "unpriced_models": sorted(unpriced),
+        "cache": savings(cached, pricing).to_dict(),
+        "budget_events": budget_events,
+        "budgets": _budgets(state),
+    }
+    estimate = started.get("estimate")
+    if estimate is not None:
+        report["estimate"] = {
+            **estimate,
+            "vs_actual": compare(Decimal(str(estimate["usd"])), total.usd),
+        }
+    return report
+
+
+def _budgets(state: RunState) -> dict[str, Any]:
+    scopes = [Scope("run")] + [Scope("agent", a) for a in state.plan.agents]
+    found: dict[str, Any] = {}
+    for scope in scopes:
+        limits = state.limits(scope)
+        if limits.is_empty:
+            continue
+        found[scope.label] = {"limits": limits.to_dict(), "spent": state.spend(scope).to_dict()}
+    return found
