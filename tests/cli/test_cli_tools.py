@@ -1,22 +1,31 @@
-"""`nexus tools`: the catalog, and approving / revoking MCP tool pins."""
+"""`nexus tools`: the catalog (built-ins, declared WASM tools, MCP servers' tools with their
+pin status), and approving / revoking MCP tool pins."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
+import pytest
+from cli_support import nexus
 from typer.testing import CliRunner
 
 from nexus.cli import app
 
 runner = CliRunner()
 PIN = "0123456789abcdef" * 4
+TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
+WORDCOUNT = Path(__file__).resolve().parents[2] / "examples" / "tools" / "wordcount.wat"
 
 
 def test_tools_lists_builtins_with_schema_and_permissions(nexus_home: Path) -> None:
     result = runner.invoke(app, ["tools", "--json"])
     assert result.exit_code == 0, result.output
-    entries = {e["name"]: e for e in json.loads(result.stdout)}
+    listing = json.loads(result.stdout)
+    assert listing["mcp_servers"] == []
+    entries = {e["name"]: e for e in listing["tools"]}
     assert {"shell", "noop"} <= set(entries)
     shell = entries["shell"]
     assert shell["source"] == "builtin"
@@ -47,3 +56,100 @@ def test_bad_names_and_pins_are_clear_errors(nexus_home: Path) -> None:
     assert bad_pin.exit_code == 2
     assert "64 lowercase hex digits" in bad_pin.stderr
     assert "Traceback" not in bad_pin.output
+
+
+def _project(tmp_path: Path) -> tuple[Path, Path]:
+    """nexus.toml declaring a WASM tool and the time server; a workflow adding a dead server."""
+    home = tmp_path / "home"
+    shutil.copy(WORDCOUNT, tmp_path / "wordcount.wat")
+    (tmp_path / "nexus.toml").write_text(
+        "[wasm_tools.wordcount]\n"
+        'module = "wordcount.wat"\n'
+        "pure = true\n"
+        "[mcp_servers.time]\n"
+        f'command = "{TIME_SERVER}"\n'
+    )
+    wf = tmp_path / "flow.yaml"
+    wf.write_text(
+        "version: 1\nname: flow\n"
+        "mcp_servers:\n"
+        f"  broken: {{command: '{sys.executable}', args: ['-c', 'import sys; sys.exit(3)'],"
+        " connect_timeout: 3}\n"
+        "tasks:\n  a: {tool: noop}\n"
+    )
+    return home, wf
+
+
+@pytest.mark.slow
+def test_tools_discovers_wasm_and_mcp_tools_with_their_pin_status(tmp_path: Path) -> None:
+    home, _ = _project(tmp_path)
+    first = nexus(home, "tools", "--json")
+    assert first.code == 0, first.text
+    listing = first.json()
+    tools = {e["name"]: e for e in listing["tools"]}
+    assert {"shell", "wordcount", "time.get_current_time", "time.convert_time"} <= set(tools)
+    wasm = tools["wordcount"]
+    assert (wasm["source"], wasm["pure"], wasm["module"]) == (
+        "wasm",
+        True,
+        str(tmp_path / "wordcount.wat"),
+    )
+    assert len(wasm["digest"]) == 64
+    assert wasm["permissions"]["network"] == "none"
+    now = tools["time.get_current_time"]
+    assert (now["source"], now["server"], now["pin_status"]) == ("mcp:time", "time", "new")
+    assert "timezone" in now["input_schema"]["properties"]
+    assert listing["mcp_servers"] == [
+        {"name": "time", "transport": "stdio", "connected": True, "last_error": None, "tools": 2}
+    ]
+
+    # approve one at its pin; pretend another was approved at an older descriptor
+    assert nexus(home, "tools", "approve", "time.get_current_time", "--pin", now["pin"]).code == 0
+    assert nexus(home, "tools", "approve", "time.convert_time", "--pin", PIN).code == 0
+    again = {e["name"]: e for e in nexus(home, "tools", "--json").json()["tools"]}
+    assert again["time.get_current_time"]["pin_status"] == "approved"
+    assert again["time.get_current_time"]["approved_pin"] == now["pin"]
+    assert again["time.convert_time"]["pin_status"] == "changed"
+    assert again["time.convert_time"]["approved_pin"] == PIN
+
+    table = nexus(home, "tools")
+    assert table.code == 0, table.text
+    assert "wasm" in table.stdout
+    assert "approved" in table.stdout
+    assert f"nexus tools approve time.convert_time --pin {again['time.convert_time']['pin']}" in (
+        table.stdout.replace("\n", "")
+    )
+
+
+@pytest.mark.slow
+def test_a_workflows_servers_are_listed_and_a_dead_one_does_not_hide_the_rest(
+    tmp_path: Path,
+) -> None:
+    home, wf = _project(tmp_path)
+    result = nexus(home, "tools", "--workflow", wf, "--json")
+    assert result.code == 0, result.text
+    listing = result.json()
+    servers = {s["name"]: s for s in listing["mcp_servers"]}
+    assert servers["time"]["connected"] is True
+    assert servers["broken"]["connected"] is False
+    assert servers["broken"]["tools"] == 0
+    assert servers["broken"]["last_error"]
+    assert "time.get_current_time" in {e["name"] for e in listing["tools"]}
+    table = nexus(home, "tools", "--workflow", wf)
+    assert "mcp server broken: not connected" in table.stdout
+
+
+def test_a_bad_declaration_or_workflow_is_a_clear_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (tmp_path / "nexus.toml").write_text('[wasm_tools.shell]\nmodule = "missing.wat"\n')
+    bad = nexus(home, "tools", "--json")
+    assert bad.code == 2
+    assert "wasm_tools.shell.module" in bad.stderr
+    (tmp_path / "nexus.toml").write_text(f'[wasm_tools.shell]\nmodule = "{WORDCOUNT}"\n')
+    taken = nexus(home, "tools")
+    assert taken.code == 2
+    assert "the name is taken by a builtin tool" in taken.stderr
+    (tmp_path / "nexus.toml").unlink()
+    missing = nexus(home, "tools", "--workflow", tmp_path / "nope.yaml")
+    assert missing.code == 4
+    assert "workflow file not found" in missing.stderr

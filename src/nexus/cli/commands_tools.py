@@ -1,17 +1,23 @@
-"""``nexus tools``: what tools exist, where they come from, what they may do; MCP pins."""
+"""``nexus tools``: what tools exist, where they come from, what they may do; MCP pins.
+
+The listing itself is :func:`nexus.tools.discovery.discover`; this module
+only reads the configuration and prints.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import emit_json, fail, out, run_async
-from nexus.config import Settings
+from nexus.config import Settings, load_config
+from nexus.planning.workflow import load_workflow
 from nexus.tools.builtins import builtin_tools
-from nexus.tools.catalog import catalog
+from nexus.tools.discovery import Discovery, discover
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ToolArg = Annotated[str, typer.Argument(help="SERVER.TOOL", show_default=False)]
@@ -21,30 +27,90 @@ tools_app = typer.Typer(
 )
 
 
+WorkflowOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workflow",
+        "-w",
+        help="Also list the MCP tools of this workflow's mcp_servers.",
+        show_default=False,
+    ),
+]
+
+
 @tools_app.callback()
-def tools(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List the tools tasks may name, with source, schema and permissions."""
+def tools(ctx: typer.Context, workflow: WorkflowOpt = None, as_json: JsonOpt = False) -> None:
+    """List the tools tasks may name: built-ins, declared WASM tools, MCP servers' tools.
+
+    MCP servers come from nexus.toml's [mcp_servers] and, with --workflow, the
+    workflow's mcp_servers; each is started and asked for its tools, whose pins
+    are checked: approved, changed (disabled until re-approved) or new.
+    """
     if ctx.invoked_subcommand is not None:
         return
-    entries = catalog(builtin_tools())
+
+    async def go() -> Discovery:
+        config = load_config()
+        servers = dict(config.mcp_servers)
+        if workflow is not None:
+            servers.update(load_workflow(workflow).mcp_servers)  # the workflow's win, as in a run
+        return await discover(
+            builtin_tools(),
+            home=Settings().home,
+            wasm_tools=config.wasm_tools,
+            mcp_servers=servers,
+        )
+
+    found = run_async(go, as_json=as_json)
     if as_json:
-        emit_json(entries)
+        emit_json(found.to_data())
         return
+    _print(found)
+
+
+def _print(found: Discovery) -> None:
     table = Table(box=None, header_style="bold")
-    for col in ("tool", "source", "arguments", "permissions"):
+    for col in ("tool", "source", "status", "arguments", "permissions"):
         table.add_column(col)
-    for entry in entries:
+    to_review = []
+    for entry in found.tools:
         props = entry["input_schema"].get("properties", {})
         required = set(entry["input_schema"].get("required", []))
         args = ", ".join(f"{k}{'' if k in required else '?'}" for k in props) or "any"
-        perms = entry["permissions"]
-        if "network" in perms:
-            net = perms["network"] if perms["network"] == "none" else ",".join(perms["network"])
-            summary = f"net {net}; write {','.join(perms['write_paths']) or 'nothing'}"
-        else:
-            summary = str(perms.get("effects", ""))
-        table.add_row(escape(entry["name"]), entry["source"], escape(args), escape(summary))
+        status = entry.get("pin_status", "")
+        if status in ("new", "changed"):
+            to_review.append(entry)
+        table.add_row(
+            escape(entry["name"]),
+            escape(entry["source"]),
+            escape(status),
+            escape(args),
+            escape(_permissions(entry)),
+        )
     out.print(table)
+    for server in found.servers:
+        if not server["connected"]:
+            out.print(
+                f"[red]mcp server {escape(server['name'])}: not connected[/] "
+                f"({escape(str(server['last_error']))})"
+            )
+    for entry in to_review:
+        out.print(f"review, then: nexus tools approve {escape(entry['name'])} --pin {entry['pin']}")
+
+
+def _permissions(entry: dict[str, Any]) -> str:
+    perms = entry["permissions"]
+    if "network" in perms and "write_paths" in perms:  # an exec profile
+        net = perms["network"] if perms["network"] == "none" else ",".join(perms["network"])
+        return f"net {net}; write {','.join(perms['write_paths']) or 'nothing'}"
+    if perms.get("sandbox") == "wasm":
+        return (
+            f"wasm: workspace only, net none; fuel {perms['fuel']:,}, "
+            f"{perms['memory_mb']} MiB, {perms['wall_seconds']} s"
+        )
+    if "needs" in perms:  # MCP
+        return "in the server's process; needs a profile grant"
+    return str(perms.get("effects", ""))
 
 
 def _split(qualified: str) -> tuple[str, str]:

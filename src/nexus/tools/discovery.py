@@ -1,0 +1,137 @@
+"""Discovery: every tool a run could use, where it comes from, and whether it may be called.
+
+:func:`discover` is what ``nexus tools`` shows. It gathers:
+
+* the tools of a base registry (the built-ins);
+* the declared WASM tools (``[wasm_tools]`` in ``nexus.toml``), built as a run
+  would build them, so a bad declaration shows up here first;
+* the tools of the MCP servers configured (``[mcp_servers]`` in ``nexus.toml``
+  and a workflow's ``mcp_servers:``, the workflow's winning on a name clash,
+  as in a run). Each server is started and asked for its tools, and each
+  tool's descriptor is checked against the approved pins: its ``pin_status``
+  is ``approved``, ``changed`` (approved once, descriptor since changed:
+  disabled), ``new`` (never approved), ``blocked-by-lint`` or ``removed``.
+  Servers are connected concurrently and each is bounded by its
+  ``connect_timeout``; one that does not answer is listed with its error,
+  and the others still are.
+
+Nothing is called and nothing is approved: listing a tool never runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nexus.tools.base import ToolRegistry
+from nexus.tools.catalog import describe
+
+if TYPE_CHECKING:
+    from nexus.config import WasmToolConfig
+    from nexus.tools.mcp import McpTool
+
+__all__ = ["PIN_STATUS", "Discovery", "discover"]
+
+#: An MCP tool's state as ``nexus tools`` words it.
+PIN_STATUS = {
+    "pending-approval": "new",
+    "approved": "approved",
+    "changed": "changed",
+    "blocked-by-lint": "blocked-by-lint",
+    "removed": "removed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """What :func:`discover` found.
+
+    Attributes:
+        tools: one description per tool (see :func:`~nexus.tools.catalog.describe`),
+            by name; MCP tools add ``server``, ``pin_status``, ``pin``,
+            ``approved_pin``, ``changed`` and ``findings``; WASM tools add
+            ``module`` and ``digest``.
+        servers: each MCP server's ``name``, ``transport``, ``connected``,
+            ``last_error`` and number of ``tools``.
+    """
+
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    servers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain JSON: ``{"tools": [...], "mcp_servers": [...]}``."""
+        return {"tools": self.tools, "mcp_servers": self.servers}
+
+
+async def discover(
+    base: ToolRegistry,
+    *,
+    home: Path,
+    wasm_tools: Mapping[str, WasmToolConfig] | None = None,
+    mcp_servers: Mapping[str, Any] | None = None,
+) -> Discovery:
+    """List ``base``'s tools, the declared WASM tools and the configured MCP servers' tools.
+
+    Args:
+        base: the tools every run has (the built-ins).
+        home: ``NEXUS_HOME``, where the approved pins are kept.
+        wasm_tools: declarations, as :func:`nexus.config.load_config` reads them.
+        mcp_servers: ``{name: table}``, as in ``nexus.toml`` or a workflow.
+
+    Raises:
+        UserError: a declaration or server table is invalid, or a WASM tool's
+            name is taken.
+    """
+    registry = ToolRegistry(base.get(name) for name in base.names())
+    if wasm_tools:
+        from nexus.tools.wasm_config import register_wasm_tools  # wasmtime loads on demand
+
+        register_wasm_tools(registry, wasm_tools)
+    modules = {name: str(c.module) for name, c in (wasm_tools or {}).items()}
+    entries = [_entry(registry.get(name), modules) for name in registry.names()]
+    servers: list[dict[str, Any]] = []
+    if mcp_servers:
+        from nexus.tools.mcp import McpServers, parse_mcp_servers  # the SDK loads on demand
+        from nexus.tools.pins import PinStore
+
+        specs = parse_mcp_servers(dict(mcp_servers))
+        async with McpServers(
+            specs, PinStore.at_home(home), builtin_tools=registry.names()
+        ) as connected:
+            for status in connected.status():
+                servers.append(
+                    {
+                        "name": status.name,
+                        "transport": status.transport,
+                        "connected": status.connected,
+                        "last_error": status.last_error,
+                        "tools": len(status.tools),
+                    }
+                )
+            entries += [_mcp_entry(t) for t in connected.tools()]
+    entries.sort(key=lambda e: str(e["name"]))
+    return Discovery(tools=entries, servers=servers)
+
+
+def _entry(tool: Any, modules: Mapping[str, str]) -> dict[str, Any]:
+    entry = describe(tool)
+    if entry["source"] == "wasm":
+        entry["module"] = modules.get(tool.name)
+        entry["digest"] = getattr(tool, "digest", None)
+    return entry
+
+
+def _mcp_entry(tool: McpTool) -> dict[str, Any]:
+    status = tool.status
+    entry = describe(tool)
+    entry.update(
+        server=tool.connection.name,
+        pin_status=PIN_STATUS.get(str(status.state), str(status.state)),
+        pin=status.pin,
+        approved_pin=status.approved_pin,
+        changed=list(status.changed),
+        findings=[f.to_data() for f in status.findings],
+    )
+    return entry
