@@ -24,6 +24,12 @@ demo: setup
 	  $(VENV)/bin/nexus inspect $$run --task draft && \
 	  $(VENV)/bin/nexus replay $$run && \
 	  $(VENV)/bin/nexus audit verify
+	$(VENV)/bin/nexus run examples/review/workflow.yaml
+	@run=$$($(VENV)/bin/nexus runs --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])'); \
+	  set -x; \
+	  $(VENV)/bin/nexus inspect $$run --task review && \
+	  $(VENV)/bin/nexus cost $$run && \
+	  $(VENV)/bin/nexus replay $$run
 
 lint: setup
 	$(PY) -m ruff check .
