@@ -404,3 +404,32 @@ def test_strict_residency_denies_a_model_before_any_call(tmp_path: Path) -> None
     assert "openai:gpt-4.1-mini" in error["message"]
     started = evs[0].data
     assert started["residency"]["strict"] is True
+
+
+def test_tenant_budget_holds_across_engines(tmp_path: Path) -> None:
+    from nexus.gateway.usage import PricingTable
+
+    table = PricingTable.from_mapping(
+        {"currency": "USD", "models": {"scripted:*": {"input": "0", "output": "1000000"}}}
+    )
+    spec = agent("a", "one two three four", max_tokens=4)  # $4 a call
+    tasks = [TaskSpec(id=f"t{i}", agent="a", prompt="x") for i in range(2)]
+
+    async def main(store: SQLiteStore) -> tuple[RunResult, RunResult]:
+        def engine() -> Engine:
+            return Engine(
+                store, pricing=table, tenant="acme", tenant_budget=Limits(usd=Decimal(12))
+            )
+
+        first = await engine().start(plan(tmp_path, [spec], *tasks, max_parallel=1))
+        # a new engine (another process) sees the $8 already spent: one more call fits,
+        # and the preflight gate refuses the whole plan ($8 > the $4 left) unless forced
+        with pytest.raises(BudgetExceeded, match="tenant acme"):
+            await engine().start(plan(tmp_path, [spec], *tasks, max_parallel=1))
+        second = await engine().start(plan(tmp_path, [spec], *tasks, max_parallel=1), force=True)
+        return first, second
+
+    first, second = run(tmp_path / "db", main)
+    assert first.status == "succeeded"
+    assert second.status == "paused"
+    assert sorted(t["status"] for t in second.tasks.values()) == ["paused", "succeeded"]

@@ -375,3 +375,38 @@ def test_close_is_idempotent(store_factory: StoreFactory) -> None:
         return await store.load(RUN_A)
 
     assert using(store_factory, reopen) == chain_of(RUN_A, 1)
+
+
+def test_tenant_spend_reads_the_calls_of_the_tenants_runs(store_factory: StoreFactory) -> None:
+    def data_for(tenant: str | None) -> Callable[[int], dict[str, Any]]:
+        def data(seq: int) -> dict[str, Any]:
+            if seq == 1:
+                return {"n": 1} if tenant is None else {"n": 1, "tenant": tenant}
+            if seq == 2:
+                return {"kind": "model", "task": "t", "spend": {"usd": "0.25", "tokens": 10}}
+            if seq == 3:
+                return {"kind": "tool", "task": "t", "error": None}
+            return {"kind": "tool", "task": "t", "error": {"kind": "budget_exceeded"}}
+
+        return data
+
+    async def go(store: Store) -> dict[str, list[tuple[str, str | None, int | None, Any]]]:
+        for run_id, tenant in ((RUN_A, "acme"), (RUN_B, None), (RUN_C, "acme")):
+            evs = chain_of(run_id, 4, data_for(tenant))
+            await store.create_run(record(run_id), evs[0])
+            await store.append(run_id, evs[1:], None)
+        found = {}
+        for tenant in ("acme", "default", "nobody"):
+            rows = await store.tenant_spend(tenant)
+            found[tenant] = sorted(((r.kind, r.usd, r.tokens, r.error) for r in rows), key=repr)
+        return found
+
+    found = using(store_factory, go)
+    one_run = [
+        ("model", "0.25", 10, None),
+        ("tool", None, None, None),
+        ("tool", None, None, "budget_exceeded"),
+    ]
+    assert found["acme"] == sorted(one_run * 2, key=repr)
+    assert found["default"] == sorted(one_run, key=repr)
+    assert found["nobody"] == []

@@ -13,12 +13,13 @@ import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
 from nexus.agents.base import AgentResolver, FunctionAgent
-from nexus.domain.budget import Limits, Scope, money_text
+from nexus.domain.budget import Limits, Scope, Spend, money_text
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.errors import BudgetExceeded, ConflictError, NexusError, NotFoundError
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
@@ -111,6 +112,17 @@ def lease_alive(lease: Lease) -> bool:
     return lease.host != socket.gethostname() or _pid_alive(lease.pid)
 
 
+def _remaining(limits: Limits, spent: Spend) -> Limits:
+    """What is left of ``limits`` after ``spent`` (never below zero)."""
+    return Limits(
+        usd=None if limits.usd is None else max(Decimal(0), limits.usd - spent.usd),
+        tokens=None if limits.tokens is None else max(0, limits.tokens - spent.tokens),
+        tool_calls=(
+            None if limits.tool_calls is None else max(0, limits.tool_calls - spent.tool_calls)
+        ),
+    )
+
+
 def with_run_budget(plan: Plan, run_budget: Limits | None) -> Plan:
     """``plan`` with ``run_budget`` as its budget when it sets none itself."""
     if plan.budget is None and run_budget is not None and not run_budget.is_empty:
@@ -183,8 +195,22 @@ class Engine:
             owner=str(ULID()), host=socket.gethostname(), pid=os.getpid(), heartbeat=0.0
         )
         self._tenant_ledger: BudgetLedger | None = None
+        self._tenant_seeded = False
         if self.tenant_budget is not None and not self.tenant_budget.is_empty:
             self._tenant_ledger = BudgetLedger({Scope("tenant", self.tenant): self.tenant_budget})
+
+    async def _seed_tenant(self) -> None:
+        """Load what the tenant's runs spent so far (once, before the first run here)."""
+        if self._tenant_ledger is None or self._tenant_seeded:
+            return
+        total = Spend()
+        for row in await self.store.tenant_spend(self.tenant):
+            if row.kind == "tool" and row.error != "budget_exceeded":
+                total = total + Spend(tool_calls=1)
+            elif row.kind == "model" and row.usd is not None:
+                total = total + Spend(usd=Decimal(row.usd), tokens=row.tokens or 0)
+        self._tenant_ledger.seed(Scope("tenant", self.tenant), total)
+        self._tenant_seeded = True
 
     def _worker(
         self, effects: Effects, state: RunState | None = None, *, streaming: bool = False
@@ -214,7 +240,9 @@ class Engine:
         tenant: dict[Scope, Limits] = {}
         if self._tenant_ledger is not None:
             scope = Scope("tenant", self.tenant)
-            tenant[scope] = self._tenant_ledger.limits(scope)
+            tenant[scope] = _remaining(
+                self._tenant_ledger.limits(scope), self._tenant_ledger.spent(scope)
+            )
         return preflight(plan, pricing=self.pricing, run_budget=self.run_budget, extra=tenant)
 
     # -- leases -------------------------------------------------------------
@@ -274,6 +302,7 @@ class Engine:
             BudgetExceeded: the estimate exceeds a budget and ``force`` is not set.
         """
         plan = with_run_budget(plan, self.run_budget)
+        await self._seed_tenant()
         estimate, over = self.preflight(plan)
         if over and not force:
             raise BudgetExceeded(
@@ -363,6 +392,7 @@ class Engine:
         if state.status.terminal:
             await self._release(run_id)
             return RunResult.of(state)
+        await self._seed_tenant()
         raises = [
             Draft(
                 EventType.BUDGET_RAISED,

@@ -60,6 +60,16 @@ class ChainRow:
     body: str
 
 
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One recorded call of a tenant's: its effect kind, spend and error kind."""
+
+    kind: str
+    usd: str | None
+    tokens: int | None
+    error: str | None
+
+
 class Store(Protocol):
     """Durable state of every run."""
 
@@ -100,6 +110,14 @@ class Store(Protocol):
 
     def chain(self, run_id: str | None = None) -> Iterator[ChainRow]:
         """Stored links in (run, seq) order, for audit verification (blocking)."""
+
+    async def tenant_spend(self, tenant: str) -> list[SpendRow]:
+        """What every recorded model and tool call of ``tenant``'s runs spent.
+
+        A run belongs to the tenant its ``run.started`` names (``default`` when
+        it names none). Used to seed a tenant's budget ledger, so a tenant's
+        limit holds across processes and restarts.
+        """
 
     async def close(self) -> None:
         """Release connections and threads. Idempotent."""

@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -37,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from nexus.domain.errors import ConflictError, InfrastructureError
 from nexus.domain.events import Event, EventType
 from nexus.store import migrate
-from nexus.store.base import ChainRow, Command, Lease, RunRecord
+from nexus.store.base import ChainRow, Command, Lease, RunRecord, SpendRow
 from nexus.store.schema import commands, events, runs
 
 T = TypeVar("T")
@@ -250,6 +251,26 @@ class SQLiteStore:
             query = select(runs).order_by(runs.c.run_id.desc()).limit(limit)
             with self._engine.connect() as conn:
                 return [_record(row) for row in conn.execute(query)]
+
+        return await self._call(work)
+
+    async def tenant_spend(self, tenant: str) -> list[SpendRow]:
+        # JSON1 reads only the few fields needed; money stays text (exact)
+        query = text(
+            "SELECT json_extract(body, '$.data.kind'), json_extract(body, '$.data.spend.usd'),"
+            " json_extract(body, '$.data.spend.tokens'), json_extract(body, '$.data.error.kind')"
+            " FROM events WHERE type = 'effect.recorded' AND run_id IN ("
+            "  SELECT run_id FROM events WHERE seq = 1"
+            "  AND coalesce(json_extract(body, '$.data.tenant'), 'default') = :tenant)"
+        )
+
+        def work() -> list[SpendRow]:
+            with self._engine.connect() as conn:
+                rows = conn.execute(query, {"tenant": tenant})
+                return [
+                    SpendRow(kind=str(k), usd=u, tokens=None if t is None else int(t), error=e)
+                    for k, u, t, e in rows
+                ]
 
         return await self._call(work)
 
