@@ -433,3 +433,43 @@ def test_tenant_budget_holds_across_engines(tmp_path: Path) -> None:
     assert first.status == "succeeded"
     assert second.status == "paused"
     assert sorted(t["status"] for t in second.tasks.values()) == ["paused", "succeeded"]
+
+
+def test_a_failed_attempt_feeds_its_diagnostics_to_the_next(tmp_path: Path) -> None:
+    from nexus.domain.plan import RetryPolicy
+    from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
+
+    seen: list[str] = []
+
+    class Learner:
+        """Answers badly until its prompt carries the previous attempt's diagnostics."""
+
+        async def complete(self, request: ModelRequest, context: Any) -> ModelResponse:
+            prompt = next(m.content for m in request.messages if m.role == "user")
+            seen.append(prompt)
+            good = "attempt 1 of this task failed with validation" in prompt
+            text = '{"city": "Oslo", "people": 1}' if good else "no idea"
+            return ModelResponse(text=text, model=request.model, usage=Usage(1, 1))
+
+    registry = ProviderRegistry({"fake": lambda spec: Learner()})
+    spec = AgentSpec(name="a", model="fake:learner")
+    retry = RetryPolicy(retries=1, initial=0.001, maximum=0.001)
+    task = TaskSpec(id="t", agent="a", prompt="Count Oslo.", output_schema=SCHEMA, retry=retry)
+
+    async def main(store: SQLiteStore) -> list[Event]:
+        engine = Engine(store, providers=registry)
+        result = await engine.start(plan(tmp_path, [spec], task))
+        assert result.status == "succeeded"
+        assert result.tasks["t"]["attempts"] == 2
+        report = await engine.replay(result.run_id)
+        assert report.identical, report.first_divergence
+        return await events(store, result.run_id, E.ATTEMPT_STARTED)
+
+    started = run(tmp_path / "db", main)
+    assert "feedback" not in started[0].data
+    feedback = started[1].data["feedback"]
+    assert feedback["attempt"] == 1
+    assert feedback["kind"] == "validation"
+    assert "after 2 repair attempts" in feedback["message"]
+    assert seen[0] == "Count Oslo."
+    assert seen[-1].startswith("Count Oslo.\n\nNote: attempt 1 of this task failed with validation")

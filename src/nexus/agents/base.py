@@ -70,6 +70,8 @@ class AgentCall:
     models: tuple[str, ...] = ()
     #: the JSON schema the answer must match, if the task has one
     output_schema: Mapping[str, Any] | None = None
+    #: why the previous attempt failed (kind, message, details), fed to this one
+    feedback: Mapping[str, Any] | None = None
 
 
 class Agent(Protocol):

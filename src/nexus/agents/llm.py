@@ -61,15 +61,39 @@ MAX_REPAIRS = 2
 
 
 class AgentStepLimit(NexusError):
-    """The agent used all its model calls without giving a final answer."""
+    """The agent used all its model calls without giving a final answer.
+
+    Retryable: a task with ``retries`` tries again, told what went wrong.
+    """
 
     kind = ErrorKind.VALIDATION
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 class StructuredOutputError(NexusError):
-    """The model's answer does not match the task's ``output_schema``."""
+    """The model's answer does not match the task's ``output_schema``.
+
+    Retryable once the repairs are spent: a task with ``retries`` tries again
+    with the diagnostics in its prompt.
+    """
 
     kind = ErrorKind.VALIDATION
+
+
+def _feedback_text(feedback: Mapping[str, Any] | None) -> str:
+    """The previous attempt's failure, as the next attempt's prompt states it (E4)."""
+    if not feedback:
+        return ""
+    text = (
+        f"\n\nNote: attempt {feedback.get('attempt')} of this task failed with "
+        f"{feedback.get('kind')}: {feedback.get('message')}"
+    )
+    details = feedback.get("details")
+    if details:
+        text += "\nDetails: " + json.dumps(details, sort_keys=True)[:2000]
+    return text + "\nAvoid that failure in this attempt."
 
 
 @cache
@@ -180,15 +204,14 @@ class LLMAgent:
         system = system_prompt(spec, call.instructions, tools, schema)
         if system:
             messages.append(ChatMessage("system", system))
-        messages.append(ChatMessage("user", call.prompt))
+        messages.append(ChatMessage("user", call.prompt + _feedback_text(call.feedback)))
         usage = Usage()
         steps = tool_calls = repairs = 0
         while True:
             if steps >= spec.max_steps:
                 raise AgentStepLimit(
                     f"agent '{spec.name}' made {steps} model calls (its max_steps) "
-                    "without a final answer",
-                    retryable=False,
+                    "without a final answer"
                 )
             request = ModelRequest(
                 model=call.model,
@@ -224,7 +247,7 @@ class LLMAgent:
                 if repairs >= MAX_REPAIRS:
                     raise StructuredOutputError(
                         f"agent '{spec.name}': {exc.message} (after {repairs} repair attempts)",
-                        retryable=False,
+                        retryable=True,
                     ) from None
                 repairs += 1
                 messages.append(ChatMessage("assistant", response.text))

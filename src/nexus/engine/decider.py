@@ -474,6 +474,9 @@ class Decider:
                     data["profile"] = grant
                 if spec.output_schema is not None:
                     data["output_schema"] = spec.output_schema
+                feedback = _feedback(task)
+                if feedback is not None:
+                    data["feedback"] = feedback
         except NexusError as exc:
             self._fail(task, at, {**exc.to_data(), "retryable": False})
             return True
@@ -579,3 +582,18 @@ def _choose(
         prompt_tokens=estimate_tokens(prompt) + estimate_tokens(instructions) + 8,
         completion_tokens=agent.max_tokens or RESERVED_COMPLETION,
     )
+
+
+def _feedback(task: TaskState) -> dict[str, Any] | None:
+    """What went wrong in the previous attempt, for the agent's next one (E4)."""
+    error = task.error
+    if task.attempts == 0 or not error or error.get("kind") == "interrupted":
+        return None
+    feedback: dict[str, Any] = {
+        "attempt": task.attempts,
+        "kind": error.get("kind", "internal"),
+        "message": str(error.get("message", ""))[:2000],
+    }
+    if "details" in error:
+        feedback["details"] = error["details"]
+    return feedback

@@ -355,5 +355,6 @@ class Worker:
             turn=data["turn"],
             models=models,
             output_schema=data.get("output_schema"),
+            feedback=data.get("feedback"),
         )
         return to_json(await agent.run(call, ctx), f"the output of task '{a.task}'")
