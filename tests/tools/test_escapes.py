@@ -352,6 +352,20 @@ def test_disk_fill(ws: Path) -> None:
     assert (ws / "big").stat().st_size <= 8 * 2**20
     assert o.limited("file_size")
     assert o.record["exit_code"] == 128 + signal.SIGXFSZ
+    assert o.denied("quota", "a file grew past the profile's max_file_mb of 8 MiB")
+
+
+def test_disk_fill_with_many_files(ws: Path) -> None:
+    o = attack(
+        "i=0; while :; do i=$((i+1)); head -c 1M /dev/zero > f$i || exit 1; done",
+        ws,
+        ExecProfile(max_file_mb=2, max_write_mb=16, wall_seconds=15),
+    )
+    assert o.limited("disk_quota")
+    assert o.denied("quota", "the call added")
+    assert o.error is not None
+    assert o.error["kind"] == "policy_denied"
+    assert sum(f.stat().st_size for f in ws.iterdir()) < 200 * 2**20
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ def test_defaults_deny_everything_but_the_workspace() -> None:
     assert p.sandbox == "bwrap"
     assert (p.cpu_seconds, p.memory_mb, p.max_processes) == (60, 1024, 64)
     assert (p.max_output_bytes, p.max_file_mb, p.max_open_files) == (1 << 20, 256, 256)
+    assert p.max_write_mb == 1024
     assert p == SHELL_PROFILE
 
 
@@ -36,6 +37,7 @@ def test_round_trip_through_dict() -> None:
         max_processes=8,
         max_output_bytes=1000,
         max_file_mb=4,
+        max_write_mb=16,
         max_open_files=32,
         env=("CI", "LANG"),
         sandbox="rlimits",
@@ -167,6 +169,7 @@ _profiles = st.builds(
     max_processes=st.integers(1, 100),
     max_output_bytes=st.integers(1, 100),
     max_file_mb=st.integers(1, 100),
+    max_write_mb=st.integers(1, 100),
     max_open_files=st.integers(1, 100),
     env=st.lists(st.sampled_from(["A", "B", "C"]), max_size=3, unique=True).map(tuple),
     sandbox=st.sampled_from(["bwrap", "rlimits"]),
@@ -187,6 +190,7 @@ def test_narrow_is_never_wider_than_either(a: ExecProfile, b: ExecProfile) -> No
         "max_processes",
         "max_output_bytes",
         "max_file_mb",
+        "max_write_mb",
         "max_open_files",
     ):
         assert getattr(n, limit) == min(getattr(a, limit), getattr(b, limit))

@@ -9,8 +9,10 @@ working directory. Outcomes map onto the error taxonomy:
 * exit 0 -> the result, with ``truncated``, ``limits_hit``, ``denials`` and
   ``sandbox``/``warnings`` added when they say something (the ``rlimits``
   fallback is flagged in every result);
-* non-zero exit after the sandbox refused something -> :class:`SandboxDenied`
-  (``policy_denied``, not retryable), its details naming each denial;
+* non-zero exit after the sandbox refused something, or any exit after the
+  call went over a disk quota (``max_file_mb``, ``max_write_mb``) ->
+  :class:`SandboxDenied` (``policy_denied``, not retryable), its details
+  naming each denial;
 * other non-zero exits -> :class:`~nexus.tools.base.ToolFailed` with the exit
   code, output tails and limits hit; retryable unless a deterministic limit
   (CPU, memory, processes, output, file size, open files) was hit -- running
@@ -43,7 +45,9 @@ from nexus.tools.sandbox import (
 MAX_OUTPUT = SHELL_PROFILE.max_output_bytes
 _TAIL = 2000
 #: Limits that a retry would hit again.
-_DETERMINISTIC = frozenset({"cpu", "memory", "processes", "output", "file_size", "open_files"})
+_DETERMINISTIC = frozenset(
+    {"cpu", "memory", "processes", "output", "file_size", "disk_quota", "open_files"}
+)
 
 
 def _effective(profile: ExecProfile, ctx: ToolContext) -> ExecProfile:
@@ -55,7 +59,11 @@ def _env(ctx: ToolContext) -> dict[str, str]:
 
 
 #: A sandbox denial's ``reason`` as a ``nexus_tool_denials_total`` reason.
-_METRIC_REASON: dict[str, DenialReason] = {"network": "egress", "seccomp": "seccomp"}
+_METRIC_REASON: dict[str, DenialReason] = {
+    "network": "egress",
+    "seccomp": "seccomp",
+    "quota": "quota",
+}
 
 
 async def _sandboxed(
@@ -94,7 +102,8 @@ def _outcome(tool: str, result: SandboxResult) -> dict[str, Any]:
     if result.sandbox != "bwrap" or result.warnings:
         out["sandbox"] = result.sandbox
         out["warnings"] = list(result.warnings)
-    if result.exit_code == 0:
+    over_quota = any(d["reason"] == "quota" for d in result.denials)
+    if result.exit_code == 0 and not over_quota:  # a quota breach fails even a clean exit
         return out
     details: dict[str, Any] = {
         "exit_code": result.exit_code,

@@ -120,6 +120,12 @@ class FileWrite:
                 f"tool '{self.name}': {len(data)} bytes exceed the profile's "
                 f"max_file_mb of {profile.max_file_mb}"
             )
+        if len(data) > profile.max_write_mb * 1024 * 1024:
+            count_denial(self.name, "quota")
+            raise PolicyDenied(
+                f"tool '{self.name}': {len(data)} bytes exceed the profile's "
+                f"max_write_mb of {profile.max_write_mb}"
+            )
         mode = "ab" if args.get("append") else "wb"
 
         def write() -> None:

@@ -17,8 +17,8 @@ run:
   workspace exists.
 * ``network`` -- ``"none"``, or an allow-list of ``"host:port"`` entries
   (enforced by the sandbox's egress proxy, see :mod:`nexus.tools.sandbox`).
-* limits -- CPU seconds, memory, wall time, processes, output, file size and
-  open files, each a positive number.
+* limits -- CPU seconds, memory, wall time, processes, output, file size,
+  bytes written in total and open files, each a positive number.
 * ``env`` -- the *names* of host environment variables passed in; nothing
   else leaks (``PATH``, ``HOME``, ``LANG`` and ``TMPDIR`` are set by the sandbox).
 * ``sandbox`` -- ``"bwrap"`` (namespaces; the default), or the opt-in
@@ -60,6 +60,7 @@ _INT_LIMITS = (
     "max_processes",
     "max_output_bytes",
     "max_file_mb",
+    "max_write_mb",
     "max_open_files",
 )
 
@@ -80,6 +81,9 @@ class ExecProfile:
         max_output_bytes: bytes kept per output stream; more kills the call.
         max_file_mb: largest file the call may write (``RLIMIT_FSIZE``); also
             the size of the private ``/tmp``.
+        max_write_mb: the most disk space the call may add to its writable
+            paths in total (the workspace's quota per call; see
+            :mod:`nexus.tools._quota`).
         max_open_files: open file descriptors per process (``RLIMIT_NOFILE``).
         env: names of host environment variables passed in.
         sandbox: ``"bwrap"``, or the opt-in, weaker ``"rlimits"``.
@@ -99,6 +103,7 @@ class ExecProfile:
     max_processes: int = 64
     max_output_bytes: int = 1 << 20
     max_file_mb: int = 256
+    max_write_mb: int = 1024
     max_open_files: int = 256
     env: tuple[str, ...] = field(default=())
     sandbox: SandboxKind = "bwrap"
@@ -141,6 +146,7 @@ class ExecProfile:
             max_processes=min(self.max_processes, other.max_processes),
             max_output_bytes=min(self.max_output_bytes, other.max_output_bytes),
             max_file_mb=min(self.max_file_mb, other.max_file_mb),
+            max_write_mb=min(self.max_write_mb, other.max_write_mb),
             max_open_files=min(self.max_open_files, other.max_open_files),
             env=tuple(n for n in self.env if n in other.env),
             mcp_tools=tuple(t for t in self.mcp_tools if t in other.mcp_tools),
@@ -208,6 +214,7 @@ class ExecProfile:
             "max_processes": self.max_processes,
             "max_output_bytes": self.max_output_bytes,
             "max_file_mb": self.max_file_mb,
+            "max_write_mb": self.max_write_mb,
             "max_open_files": self.max_open_files,
             "env": list(self.env),
             "mcp_tools": list(self.mcp_tools),

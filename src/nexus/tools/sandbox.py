@@ -44,6 +44,11 @@ shim in a new session without namespaces: rlimits, seccomp (including the
 other processes of the user are *not* isolated. Every result says so. It
 refuses allow-lists (they need a network namespace to be enforceable).
 
+**Disk.** Each file is capped by ``RLIMIT_FSIZE`` (``max_file_mb``); what a
+call adds to its writable paths in total (``max_write_mb``) is watched from
+outside and checked after the call by :mod:`nexus.tools._quota`. Either
+breach is a ``quota`` denial.
+
 Limits are detected as well as the kernel lets us: our own clock (wall time)
 and output cap, signals (``SIGXCPU``, ``SIGXFSZ``, ``SIGKILL`` after the CPU
 budget), cgroup event counters (processes, OOM kills), then the usual error
@@ -76,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus.domain.errors import InfrastructureError, PolicyDenied, UserError
+from nexus.tools._quota import DiskQuota
 from nexus.tools.profile import ExecProfile, SandboxKind
 
 #: The bubblewrap executable; a test may point it elsewhere.
@@ -171,9 +177,10 @@ class SandboxResult:
         stderr: at most ``max_output_bytes`` of standard error.
         truncated: whether an output stream was cut (and the call killed).
         limits_hit: ``wall_time``, ``cpu``, ``memory``, ``output``,
-            ``processes``, ``file_size`` or ``open_files``.
+            ``processes``, ``file_size``, ``disk_quota`` or ``open_files``.
         denials: refusals, each ``{"reason", "detail"}``; reason is
-            ``seccomp`` or ``network``.
+            ``seccomp``, ``network`` or ``quota`` (a file past ``max_file_mb``,
+            or the call past ``max_write_mb``).
         sandbox: ``"bwrap"``, or ``"rlimits"`` for the weaker fallback.
         duration_ms: wall time of the whole call.
         warnings: what was not enforced, e.g. the rlimits fallback.
@@ -406,6 +413,7 @@ class _Call:
         self.limits: list[str] = []
         self.tmp: Path | None = None
         self.cgroup: _Cgroup | None = None
+        self.quota: DiskQuota | None = None
         self.proxy: _EgressProxy | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.killed = False
@@ -424,9 +432,12 @@ class _Call:
         self.ws = self.ws.resolve()
         if not self.ws.is_dir():
             raise UserError(f"workspace {self.ws} does not exist")
-        for path in p.resolve(p.write_paths, self.ws):
+        writable = p.resolve(p.write_paths, self.ws)
+        for path in writable:
             if not path.exists():
                 raise UserError(f"write path {path} does not exist")
+        self.quota = DiskQuota({self.ws, *writable}, p.max_write_mb * _MiB)
+        self.quota.start()
         self.env = _environment(p, self.ws, self.explicit_env, self.kind)
         self.cgroup = _Cgroup.create(self.nproc, p.memory_mb * _MiB)
         if self.cgroup is None and os.geteuid() == 0:
@@ -561,6 +572,8 @@ class _Call:
         self.loose = {fd for fd in ours if fd >= 0}
         code, ready = 0, False
         attach: asyncio.Task[None] | None = None
+        assert self.quota is not None
+        watch = asyncio.create_task(self.quota.watch(self._over_quota))
         try:
             async with asyncio.timeout(self.profile.wall_seconds):
                 if self.cgroup is not None:
@@ -581,6 +594,8 @@ class _Call:
                 await asyncio.shield(self.proc.wait())
             raise
         finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             if attach is not None and not attach.done():
                 attach.cancel()
                 await asyncio.gather(attach, return_exceptions=True)
@@ -596,6 +611,18 @@ class _Call:
                 + self.err.decode(errors="replace").strip()[-2000:]
             )
         self._detect(code, bytes(self.err), duration_ms)
+        if "disk_quota" not in self.limits:  # the watcher may have missed the last burst
+            grown = await asyncio.to_thread(self.quota.growth)
+            if grown > self.quota.limit:
+                self._over_quota(grown)
+        if "file_size" in self.limits:
+            self.denials.append(
+                {
+                    "reason": "quota",
+                    "detail": f"a file grew past the profile's max_file_mb of "
+                    f"{self.profile.max_file_mb} MiB (RLIMIT_FSIZE)",
+                }
+            )
         cap = self.profile.max_output_bytes
         return SandboxResult(
             exit_code=code,
@@ -721,6 +748,18 @@ class _Call:
             self.warnings.append(fields[0])
         elif kind == "error" and fields and fields[0].startswith("cannot confine"):
             self.fatal = fields[0]
+
+    def _over_quota(self, grown: int) -> None:
+        """The call added more than ``max_write_mb``: record it and stop the call."""
+        self.limits.append("disk_quota")
+        self.denials.append(
+            {
+                "reason": "quota",
+                "detail": f"the call added {grown / _MiB:.1f} MiB to its writable paths, "
+                f"over the profile's max_write_mb of {self.profile.max_write_mb} MiB",
+            }
+        )
+        self._kill()
 
     def _kill(self) -> None:
         """Kill the whole call: bwrap's group (its init dies with it) and the cgroup."""
