@@ -136,6 +136,7 @@ class WasmToolConfig:
             description=self.description,
             pure=self.pure,
             runtime=runtime,
+            input_schema=self.input_schema,
         )
 
 

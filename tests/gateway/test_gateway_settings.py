@@ -176,6 +176,7 @@ def test_default_providers_keep_scripted_and_add_the_sdk_ones() -> None:
         "ollama",
         "openai",
         "openai_compatible",
+        "replay",
         "scripted",
         "vllm",
     )

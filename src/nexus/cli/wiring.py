@@ -23,6 +23,7 @@ from typing import Any
 
 from nexus.config import NexusConfig, Settings, load_config
 from nexus.domain.budget import Limits
+from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan
 from nexus.engine.runtime import Engine
 from nexus.engine.toolset import run_tools
@@ -42,7 +43,12 @@ def project_config() -> NexusConfig:
 def project_tools(config: NexusConfig) -> ToolRegistry:
     """The built-in tools plus the WASM tools ``nexus.toml`` declares."""
     registry = builtin_tools()
-    for declared in config.wasm_tools.values():
+    for name, declared in config.wasm_tools.items():
+        if name in registry:
+            raise UserError(
+                f"{config.path}: [wasm_tools.{name}]: the name '{name}' is taken by a "
+                "built-in tool; choose another"
+            )
         registry.add(declared.build())
     return registry
 

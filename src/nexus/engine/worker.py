@@ -241,7 +241,7 @@ class AttemptContext:
             # looked up inside the effect: a replay needs no tool at all
             if tools is None:
                 raise NotFoundError(f"unknown tool '{name}'")
-            return await tools.get(name)(args, tool_ctx)
+            return await tools.call(name, args, tool_ctx)
 
         record = await self._record(
             "tool", {"tool": name, "args": args, "call": call_id}, invoke, {"source": source}
@@ -339,7 +339,7 @@ class Worker:
 
         async def call_tool() -> Any:
             # looked up inside the effect: a replay needs no tool at all
-            return await self.tools.get(name)(args, tool_ctx)
+            return await self.tools.call(name, args, tool_ctx)
 
         return await ctx.effect("tool", {"tool": name, "args": args}, call_tool)
 
