@@ -473,3 +473,24 @@ def test_a_failed_attempt_feeds_its_diagnostics_to_the_next(tmp_path: Path) -> N
     assert "after 2 repair attempts" in feedback["message"]
     assert seen[0] == "Count Oslo."
     assert seen[-1].startswith("Count Oslo.\n\nNote: attempt 1 of this task failed with validation")
+
+
+def test_secrets_a_tool_returns_are_redacted_before_anyone_sees_them(tmp_path: Path) -> None:
+    leaked = "sk-live-abcdefghijklmnopqrstuvwxyz0123456789"
+
+    def env_dump() -> str:
+        return f"HOME=/root\nOPENAI_API_KEY={leaked}\n"
+
+    spec = agent("a", "@call env_dump", "done", tools=("env_dump",))
+
+    async def main(store: SQLiteStore) -> list[Event]:
+        engine = Engine(store, tools=tools_with(FunctionTool("env_dump", env_dump)))
+        result = await engine.start(plan(tmp_path, [spec], TaskSpec(id="t", agent="a", prompt="x")))
+        report = await engine.replay(result.run_id)
+        assert report.identical, report.first_divergence
+        return await events(store, result.run_id)
+
+    evs = run(tmp_path / "db", main)
+    assert all(leaked not in e.body for e in evs)
+    # the model was handed the redacted text, too
+    assert "OPENAI_API_KEY=[redacted]" in model_requests(evs)[1]["messages"][-1]["content"]

@@ -117,6 +117,9 @@ class LiveEffects:
                 async with asyncio.timeout_at(call.deadline):
                     response = await fn()
             response = to_json(response, f"the result of {call.kind} effect {call.key}")
+            if call.kind == "tool":
+                # what a tool returns is recorded -- and handed on -- without secrets in it
+                response = REDACTOR.redact(response)
         except TimeoutError:
             error = {
                 "kind": str(ErrorKind.TIMEOUT),
@@ -126,7 +129,7 @@ class LiveEffects:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error = to_json(error_record(exc), "error")
+            error = REDACTOR.redact(to_json(error_record(exc), "error"))
         return {
             "key": call.key,
             "kind": call.kind,
