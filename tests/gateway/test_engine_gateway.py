@@ -238,11 +238,6 @@ def test_a_streamed_call_records_and_costs_what_the_same_call_unstreamed_does(
     assert Decimal(streamed["spend"]["usd"]) > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAICompatProvider.stream turns a JSON body (a server that ignores stream=true) "
-    "into an empty answer with estimated usage instead of the answer or an error",
-)
 def test_a_stream_answered_with_a_whole_json_body_is_not_an_empty_answer(
     server: FakeServer, tmp_path: Path
 ) -> None:
@@ -375,11 +370,6 @@ def test_tool_results_go_back_in_the_providers_wire_format_marked_untrusted(
 WIRE_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters send registry names as is: 'file.read' is not a valid OpenAI/Anthropic "
-    "tool name (the real APIs answer 400); they need a reversible wire-name mapping",
-)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_builtin_tools_are_offered_under_names_the_real_apis_accept(
     server: FakeServer, tmp_path: Path, provider: str

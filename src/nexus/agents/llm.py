@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +134,31 @@ def system_prompt(
     return "\n\n".join(parts)
 
 
+_NOT_WIRE = re.compile(r"[^A-Za-z0-9_-]")
+_WIRE_MAX = 64
+
+
+def wire_names(names: Sequence[str]) -> dict[str, str]:
+    """Tool names as providers accept them (``^[A-Za-z0-9_-]{1,64}$``), one-to-one.
+
+    ``file.read`` is offered as ``file_read``, ``time.get_current_time`` as
+    ``time_get_current_time``; a name that would collide gets a numbered
+    suffix. The model's tool calls are mapped back to the registry's names.
+    """
+    taken: set[str] = set()
+    wire: dict[str, str] = {}
+    for name in names:
+        base = _NOT_WIRE.sub("_", name)[:_WIRE_MAX] or "tool"
+        candidate, n = base, 2
+        while candidate in taken:
+            suffix = f"_{n}"
+            candidate = base[: _WIRE_MAX - len(suffix)] + suffix
+            n += 1
+        taken.add(candidate)
+        wire[name] = candidate
+    return wire
+
+
 _CLOSE_TAG = re.compile(r"</\s*tool-output\s*>", re.IGNORECASE)
 
 
@@ -198,8 +223,11 @@ class LLMAgent:
     async def run(self, call: AgentCall, ctx: AgentContext) -> Any:
         spec = self.spec
         schema = call.output_schema
-        tools = ctx.tool_specs(spec.tools) if spec.tools else ()
-        offered = {t.name for t in tools}
+        registry_specs = ctx.tool_specs(spec.tools) if spec.tools else ()
+        wire = wire_names([t.name for t in registry_specs])
+        tools = tuple(replace(t, name=wire[t.name]) for t in registry_specs)
+        offered = {t.name for t in registry_specs}
+        back = {w: name for name, w in wire.items()}
         messages: list[ChatMessage] = []
         system = system_prompt(spec, call.instructions, tools, schema)
         if system:
@@ -228,7 +256,8 @@ class LLMAgent:
                 messages.append(ChatMessage("assistant", response.text, response.tool_calls))
                 for tool_call in response.tool_calls:
                     tool_calls += 1
-                    content = await self._use_tool(tool_call, offered, ctx)
+                    named = replace(tool_call, name=back.get(tool_call.name, tool_call.name))
+                    content = await self._use_tool(named, offered, ctx)
                     messages.append(ChatMessage("tool", content, tool_call_id=tool_call.id))
                 continue
             output: dict[str, Any] = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from nexus.cli import commands_query, commands_run, commands_tools
+from nexus.cli.output import EXIT_NOT_FOUND, fail
 from nexus.config import CONFIG_ENV
 
 app = typer.Typer(
@@ -49,7 +50,9 @@ def _options(
 ) -> None:
     """Run multi-agent missions reliably: durable, replayable, auditable."""
     if config is not None:
-        os.environ[CONFIG_ENV] = str(config)
+        if not config.is_file():
+            fail(f"--config {config}: no such file", EXIT_NOT_FOUND)
+        os.environ[CONFIG_ENV] = str(config.resolve())
 
 
 app.add_typer(commands_tools.tools_app, name="tools")

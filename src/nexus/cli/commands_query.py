@@ -186,9 +186,12 @@ def cost(run_id: RunArg, as_json: JsonOpt = False) -> None:
     for name, budget in report["budgets"].items():
         out.print(f"budget {name}: limits {budget['limits']}, spent {budget['spent']}")
     for event in report["budget_events"]:
+        held = ""
+        if event.get("asked") is not None:
+            held = f" (a call asking {event['asked']} did not fit; {event['reserved']} held)"
         out.print(
             f"[yellow]{event['type']}[/] {event['scope']} {event['key']} {event['dimension']} "
-            f"{event['percent']}%: {event['spent']} of {event['limit']}"
+            f"{event['percent']}%: {event['spent']} of {event['limit']}{held}"
         )
     if report["unpriced_models"]:
         out.print(f"[yellow]unpriced (counted as $0):[/] {', '.join(report['unpriced_models'])}")

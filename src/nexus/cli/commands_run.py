@@ -27,6 +27,7 @@ from nexus.cli.output import (
 from nexus.cli.progress import Progress
 from nexus.cli.wiring import project_config, project_engine, project_tools
 from nexus.domain.budget import Limits, Scope
+from nexus.domain.errors import UserError
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
 from nexus.engine.runtime import Engine, RunResult, preflight
@@ -83,7 +84,14 @@ def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
         else:
             fail(f"budget '{pair}': write usd=5, agent.NAME.usd=5 or task.ID.tool_calls=50")
         raised.setdefault(scope, {})[parts[-1]] = value.strip()
-    return {scope: Limits.from_dict(v, f"--budget {scope.label}") for scope, v in raised.items()}
+    limits: dict[Scope, Limits] = {}
+    for scope, values in raised.items():
+        where = "--budget " + ("" if scope.kind == "run" else f"{scope.kind}.{scope.key}.")
+        try:
+            limits[scope] = Limits.from_dict(values, where.rstrip("."))
+        except UserError as exc:
+            fail(exc.message)
+    return limits
 
 
 class _Deltas:

@@ -291,20 +291,13 @@ class Decider:
             sid = f"{budget['scope']}:{budget['key']}"
             if (sid, budget["dimension"], "1") not in self.state.reported:
                 scope = Scope(budget["scope"], budget["key"])
-                self.emit(
-                    Draft(
-                        EventType.BUDGET_EXCEEDED,
-                        at,
-                        _crossing(
-                            scope,
-                            budget["dimension"],
-                            "1",
-                            budget["spent"],
-                            budget["limit"],
-                            task=task.id,
-                        ),
-                    )
+                data = _crossing(
+                    scope, budget["dimension"], "1", budget["spent"], budget["limit"], task=task.id
                 )
+                # a refusal: the call did not fit what was spent and held by others
+                data["asked"] = budget.get("asked")
+                data["reserved"] = budget.get("reserved")
+                self.emit(Draft(EventType.BUDGET_EXCEEDED, at, data))
         self.emit(
             Draft(
                 EventType.TASK_PAUSED,

@@ -420,4 +420,11 @@ class OpenAICompatProvider:
                         yield TextDelta(text)
         except Exception as exc:
             self._fail(exc)
+        if state.chunks == 0:
+            # a server that ignored `stream: true` (or sent nothing): not an empty answer
+            raise ProviderUnavailable(
+                f"{self.endpoint.label}: the stream carried no chunks",
+                provider=self.endpoint.label,
+                reason="malformed_body",
+            )
         yield StreamEnd(state.response(request))

@@ -329,10 +329,10 @@ def _method(
         "The agent is the named one, or the first capable agent by name.",
         f"Prompt tokens are the characters of the agent's instructions and the task prompt as "
         f"written, divided by 4 and rounded up, plus {MESSAGE_OVERHEAD_TOKENS} per message; "
-        f"completion tokens are {completion} per call ({source}).",
-        "Scripted models cost exactly $0 and their tokens are counted as words, as the scripted "
-        "provider counts them; function agents make no model call; a tool task is one tool call "
-        "per instance.",
+        f"completion tokens are {completion} per call ({source}), or the agent's max_tokens.",
+        "Scripted models' tokens are counted as words, as the scripted provider counts them, "
+        "and priced by the table ($0 unless it prices them); function agents make no model "
+        "call; a tool task is one tool call per instance.",
         f"Prices: the {table.currency} pricing table"
         + (f" as of {table.as_of}." if table.as_of else "."),
         "Not counted: tool-loop steps after the first call, retries, fallbacks and cache hits.",
