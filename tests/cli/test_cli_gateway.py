@@ -194,6 +194,19 @@ def test_budgeted_run_refuses_then_forced_pauses_resumes_and_costs_out(tmp_path:
     assert replayed.stdout.startswith("identical")
     assert "0 executed" in replayed.stdout
 
+    tenant = nexus(home, "cost", "--tenant", "default", "--json")
+    assert tenant.code == 0, tenant.text
+    assert tenant.json() == {
+        "tenant": "default",
+        "usd": "16",
+        "tokens": 20,
+        "calls": 4,
+        "tool_calls": 0,
+    }
+    neither = nexus(home, "cost")
+    assert neither.code == 2
+    assert "name a run" in error_line(neither)
+
 
 # -- record and replay --------------------------------------------------------------------
 

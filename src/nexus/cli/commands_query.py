@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_async
+from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
 from nexus.domain.state import RunState
@@ -134,19 +134,37 @@ def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-def cost(run_id: RunArg, as_json: JsonOpt = False) -> None:
+def cost(
+    run_id: Annotated[str | None, typer.Argument(help="Run id.", show_default=False)] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Total spend of a tenant's runs instead.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """What a run spent: per agent, task, model and call; estimate vs actual; cache savings."""
     from nexus.cli.wiring import project_config
-    from nexus.engine.cost import cost_report
+    from nexus.engine.cost import cost_report, tenant_report
+
+    if (run_id is None) == (tenant is None):
+        fail("name a run (nexus cost RUN) or a tenant (nexus cost --tenant NAME)", as_json=as_json)
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
+            if tenant is not None:
+                return tenant_report(tenant, await store.tenant_spend(tenant))
+            assert run_id is not None
             _, events = await _fold(store, run_id)
         return cost_report(events, project_config().pricing())
 
     report = run_async(go, as_json=as_json)
     if as_json:
         emit_json(report)
+        return
+    if tenant is not None:
+        out.print(
+            f"tenant {tenant}: [bold]${report['usd']}[/], {report['tokens']:,} tokens in "
+            f"{report['calls']} model calls, {report['tool_calls']} tool calls"
+        )
         return
     total = report["total"]
     out.print(

@@ -20,6 +20,7 @@ from nexus.domain.events import Event, EventType
 from nexus.domain.state import RunState
 from nexus.gateway.base import ModelResponse, Usage
 from nexus.gateway.usage import PricingTable
+from nexus.store.base import SpendRow
 
 
 @dataclass(slots=True)
@@ -136,3 +137,22 @@ def _budgets(state: RunState) -> dict[str, Any]:
             continue
         found[scope.label] = {"limits": limits.to_dict(), "spent": state.spend(scope).to_dict()}
     return found
+
+
+def tenant_report(tenant: str, rows: Sequence[SpendRow]) -> dict[str, Any]:
+    """A tenant's total spend, from :meth:`Store.tenant_spend` rows."""
+    usd, tokens, calls, tools = Decimal(0), 0, 0, 0
+    for row in rows:
+        if row.kind == "model" and row.usd is not None:
+            usd += Decimal(row.usd)
+            tokens += row.tokens or 0
+            calls += 1
+        elif row.kind == "tool" and row.error != "budget_exceeded":
+            tools += 1
+    return {
+        "tenant": tenant,
+        "usd": money_text(usd),
+        "tokens": tokens,
+        "calls": calls,
+        "tool_calls": tools,
+    }
