@@ -124,20 +124,9 @@ class WasmToolConfig:
         Raises:
             NotFoundError: the module file is gone since the config was loaded.
         """
-        from nexus.tools.wasm import load_wasm_tool
+        from nexus.tools.wasm_config import build_wasm_tool
 
-        return load_wasm_tool(
-            self.module,
-            fuel=self.fuel,
-            memory_mb=self.memory_mb,
-            wall_seconds=self.wall_seconds,
-            max_output_bytes=self.max_output_bytes,
-            name=self.name,
-            description=self.description,
-            pure=self.pure,
-            runtime=runtime,
-            input_schema=self.input_schema,
-        )
+        return build_wasm_tool(self, runtime=runtime)
 
 
 @dataclass(frozen=True, slots=True)

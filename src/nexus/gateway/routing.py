@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 from nexus.domain.errors import PolicyDenied, UserError
 from nexus.gateway.base import Usage, split_model
-from nexus.gateway.usage import _DATE_SUFFIX, PricingTable, cost_of, default_pricing
+from nexus.gateway.usage import PricingTable, cost_of, default_pricing, lookup_model
 
 __all__ = [
     "LOCAL_PREFIXES",
@@ -170,20 +170,7 @@ class ModelCatalog:
 
     def info_for(self, model: str) -> ModelInfo | None:
         """The facts about ``model`` (``provider:model``), or None when the catalog has none."""
-        found = self.models.get(model)
-        if found is not None:
-            return found
-        provider, _, name = model.partition(":")
-        bare = _DATE_SUFFIX.sub("", name)
-        if bare != name:
-            found = self.models.get(f"{provider}:{bare}")
-            if found is not None:
-                return found
-        if "/" in name:
-            found = self.models.get(f"{provider}:{name.partition('/')[0]}/*")
-            if found is not None:
-                return found
-        return self.models.get(f"{provider}:*")
+        return lookup_model(self.models, model)
 
 
 @cache

@@ -33,7 +33,7 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.base import ModelRequest, ToolCall, Usage
@@ -47,7 +47,10 @@ __all__ = [
     "default_pricing",
     "estimate_tokens",
     "estimate_usage",
+    "lookup_model",
 ]
+
+T = TypeVar("T")
 
 _MILLION_EXP = -6
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
@@ -167,20 +170,30 @@ class PricingTable:
 
     def price_for(self, model: str) -> ModelPrice | None:
         """The price of ``model`` (``provider:model``), or None when the table has none."""
-        found = self.prices.get(model)
+        return lookup_model(self.prices, model)
+
+
+def lookup_model(entries: Mapping[str, T], model: str) -> T | None:
+    """The entry for ``model`` in a table keyed by ``provider:model`` patterns.
+
+    Tried in order: the exact name; the name without a date suffix
+    (``-2025-04-14``, ``-latest``); ``<endpoint>/*`` for
+    ``openai_compatible:<endpoint>/<model>``; ``provider:*``.
+    """
+    found = entries.get(model)
+    if found is not None:
+        return found
+    provider, _, name = model.partition(":")
+    bare = _DATE_SUFFIX.sub("", name)
+    if bare != name:
+        found = entries.get(f"{provider}:{bare}")
         if found is not None:
             return found
-        provider, _, name = model.partition(":")
-        bare = _DATE_SUFFIX.sub("", name)
-        if bare != name:
-            found = self.prices.get(f"{provider}:{bare}")
-            if found is not None:
-                return found
-        if "/" in name:  # openai_compatible:<endpoint>/<model> -> <endpoint>/*
-            found = self.prices.get(f"{provider}:{name.partition('/')[0]}/*")
-            if found is not None:
-                return found
-        return self.prices.get(f"{provider}:*")
+    if "/" in name:
+        found = entries.get(f"{provider}:{name.partition('/')[0]}/*")
+        if found is not None:
+            return found
+    return entries.get(f"{provider}:*")
 
 
 @cache
