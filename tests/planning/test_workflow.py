@@ -671,7 +671,11 @@ def test_many_known_names_are_abbreviated() -> None:
         ({"w": {"model": "openai:"}}, "must be 'provider:model'", "agents.w.model"),
         ({"w": {}}, "missing required key 'model'", "agents.w.model"),
         ({"w": {"model": "a:b", "toolz": []}}, "unknown key 'toolz'", "agents.w.toolz"),
-        ({"w": {"model": "a:b", "fallbacks": ["gpt"]}}, "'provider:model'", "agents.w.fallbacks[0]"),
+        (
+            {"w": {"model": "a:b", "fallbacks": ["gpt"]}},
+            "'provider:model'",
+            "agents.w.fallbacks[0]",
+        ),
         ({"w": {"model": "a:b", "tiers": {"huge": "a:c"}}}, "huge", None),
         ({"w": {"model": "a:b", "max_steps": 0}}, "greater than", None),
         ({"w": {"model": "a:b", "budget": {"usd": -1}}}, "usd", "agents.w.budget"),
