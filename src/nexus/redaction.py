@@ -78,6 +78,8 @@ REDACTED: Final = "[redacted]"
 #: "admin") occur everywhere, and redacting them would shred ordinary data.
 MIN_SECRET_LENGTH: Final = 8
 _MAX_PASSES = 4
+#: Redacted strings remembered per redactor before the memory starts afresh.
+_SEEN_MAX = 8192
 
 # -- rule 1: key names ----------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class Redactor:
         #: registered secrets, longest first (a secret containing another is replaced whole)
         self._ordered: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        self._seen: dict[str, str] = {}
         for secret in secrets:
             self.add_secret(secret)
 
@@ -294,10 +297,26 @@ class Redactor:
             if value not in self._ordered:
                 # replaced whole, never mutated: readers in other threads see one or the other
                 self._ordered = tuple(sorted({*self._ordered, value}, key=lambda s: (-len(s), s)))
+                self._seen = {}
         return True
 
     def redact_text(self, text: str) -> str:
-        """``text`` with every secret it holds replaced by ``[redacted]``."""
+        """``text`` with every secret it holds replaced by ``[redacted]``.
+
+        Results are remembered (a conversation is recorded again at every step
+        of an agent's loop, so the same strings come back); registering a
+        secret forgets them.
+        """
+        known = self._seen.get(text)
+        if known is not None:
+            return known
+        redacted = self._redact_text(text)
+        if len(self._seen) >= _SEEN_MAX:
+            self._seen = {}
+        self._seen[text] = redacted
+        return redacted
+
+    def _redact_text(self, text: str) -> str:
         secrets = self._ordered
         for _ in range(_MAX_PASSES):
             out = _redact_shapes(text)

@@ -27,7 +27,7 @@ def runs(tmp_path: Path) -> tuple[Path, str, str]:
     plan = Plan(
         name="audited",
         tasks={
-            "a": TaskSpec(id="a", tool="noop", args={"secret": "tamper-me"}),
+            "a": TaskSpec(id="a", tool="noop", args={"note": "tamper-me"}),
             "b": TaskSpec(id="b", tool="shell", args={"cmd": "echo b"}, needs=("a",)),
             "c": TaskSpec(id="c", tool="noop", needs=("b",), args={"v": "{{ tasks.a.output }}"}),
         },

@@ -71,6 +71,11 @@ def _exact() -> decimal.Context:
     return context
 
 
+#: One shared exact context for the hot arithmetic (Spend + and -): its
+#: methods take the context explicitly, so no per-call context is built.
+_EXACT = _exact()
+
+
 @contextmanager
 def exactly() -> Iterator[None]:
     """A decimal context in which any rounding raises (``decimal.Inexact``)."""
@@ -128,20 +133,18 @@ class Spend:
             object.__setattr__(self, "usd", Decimal(usd))
 
     def __add__(self, other: Spend) -> Spend:
-        with exactly():
-            return Spend(
-                self.usd + other.usd,
-                self.tokens + other.tokens,
-                self.tool_calls + other.tool_calls,
-            )
+        return Spend(
+            _EXACT.add(self.usd, other.usd),
+            self.tokens + other.tokens,
+            self.tool_calls + other.tool_calls,
+        )
 
     def __sub__(self, other: Spend) -> Spend:
-        with exactly():
-            return Spend(
-                self.usd - other.usd,
-                self.tokens - other.tokens,
-                self.tool_calls - other.tool_calls,
-            )
+        return Spend(
+            _EXACT.subtract(self.usd, other.usd),
+            self.tokens - other.tokens,
+            self.tool_calls - other.tool_calls,
+        )
 
     def get(self, dimension: Dimension) -> Decimal | int:
         """The amount in one dimension."""
