@@ -405,17 +405,16 @@ def crossings(before: Spend, after: Spend, limits: Limits, scope: Scope) -> list
     zero limit, when ``before <= 0 < after``. Comparisons are exact.
     """
     found: list[Crossing] = []
-    with exactly():
-        for dimension in DIMENSIONS:
-            limit = limits.get(dimension)
-            if limit is None:
-                continue
-            old, new = before.get(dimension), after.get(dimension)
-            for t in THRESHOLDS:
-                mark = t * limit
-                crossed = old <= 0 < new if limit == 0 else old < mark <= new
-                if crossed:
-                    found.append(Crossing(scope, dimension, t, new, limit))
+    for dimension in DIMENSIONS:
+        limit = limits.get(dimension)
+        if limit is None:
+            continue
+        old, new = before.get(dimension), after.get(dimension)
+        for t in THRESHOLDS:
+            mark = _EXACT.multiply(t, limit)
+            crossed = old <= 0 < new if limit == 0 else old < mark <= new
+            if crossed:
+                found.append(Crossing(scope, dimension, t, new, limit))
     return found
 
 

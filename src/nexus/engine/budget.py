@@ -65,6 +65,9 @@ class Reservation:
     _owner: object = field(default=None, repr=False, compare=False)
 
 
+_NONE = Spend()
+
+
 class BudgetLedger:
     """Limits, spend and reservations per scope, shared by every call of a run (or tenant).
 
@@ -115,12 +118,12 @@ class BudgetLedger:
     def spent(self, scope: Scope) -> Spend:
         """What ``scope`` has spent (settled calls and seeds)."""
         with self._lock:
-            return self._spent.get(scope, Spend())
+            return self._spent.get(scope, _NONE)
 
     def reserved(self, scope: Scope) -> Spend:
         """What calls in flight hold on ``scope``."""
         with self._lock:
-            return self._reserved.get(scope, Spend())
+            return self._reserved.get(scope, _NONE)
 
     def check_wall(self, scope: Scope, elapsed_s: float) -> None:
         """Raise when ``scope`` has a wall-time limit and ``elapsed_s`` has reached it.
@@ -156,8 +159,8 @@ class BudgetLedger:
                 limits = self._limits.get(scope)
                 if limits is None:
                     continue
-                spent = self._spent.get(scope, Spend())
-                held = self._reserved.get(scope, Spend())
+                spent = self._spent.get(scope, _NONE)
+                held = self._reserved.get(scope, _NONE)
                 total = spent + held + amount
                 for dimension in DIMENSIONS:
                     limit = limits.get(dimension)
@@ -173,8 +176,8 @@ class BudgetLedger:
                             amount.get(dimension),
                         )
             for scope in unique:
-                self._reserved[scope] = self._reserved.get(scope, Spend()) + amount
-                self._spent.setdefault(scope, Spend())
+                self._reserved[scope] = self._reserved.get(scope, _NONE) + amount
+                self._spent.setdefault(scope, _NONE)
             self._issued += 1
             reservation = Reservation(self._issued, unique, amount, _owner=self)
             self._open[reservation.id] = reservation
@@ -199,7 +202,7 @@ class BudgetLedger:
         with self._lock:
             self._close(reservation, settling=True)
             for scope in reservation.scopes:
-                before = self._spent.get(scope, Spend())
+                before = self._spent.get(scope, _NONE)
                 after = before + actual
                 self._spent[scope] = after
                 limits = self._limits.get(scope)
@@ -249,8 +252,8 @@ class BudgetLedger:
                     "scope": scope.kind,
                     "key": scope.key,
                     "limits": self._limits.get(scope, Limits()).to_dict(),
-                    "spent": self._spent.get(scope, Spend()).to_dict(),
-                    "reserved": self._reserved.get(scope, Spend()).to_dict(),
+                    "spent": self._spent.get(scope, _NONE).to_dict(),
+                    "reserved": self._reserved.get(scope, _NONE).to_dict(),
                 }
                 for scope in sorted(scopes, key=lambda s: s.id)
             }
