@@ -56,6 +56,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nexus.domain.budget import unit_duration
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.settings import SDK_PREFIXES, GatewaySettings
 from nexus.gateway.usage import PricingTable, default_pricing
@@ -255,10 +256,6 @@ def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 # -- field types -----------------------------------------------------------------------------
 
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
 
 def parse_seconds(value: object) -> float:
     """Seconds from a number or a duration string (``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``).
@@ -278,8 +275,8 @@ def parse_seconds(value: object) -> float:
             seconds = float(value)
         except OverflowError:  # an integer past float's range
             seconds = math.inf
-    elif isinstance(value, str) and _DURATION.fullmatch(text := value.strip().replace(" ", "")):
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    elif isinstance(value, str) and (with_unit := unit_duration(value)) is not None:
+        seconds = with_unit
     else:
         raise ValueError(
             "must be a number of seconds or a duration like '90s', '10m', '1h30m', '2d'"

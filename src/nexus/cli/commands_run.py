@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,13 +58,8 @@ def _load(file: Path, inputs: dict[str, Any] | None = None) -> Plan:
     return load_workflow(file, inputs=inputs, known_tools=known)
 
 
-@asynccontextmanager
-async def _engine(
-    store: Store, plan: Plan, *, base_dir: Path | None = None, record: Path | None = None
-) -> AsyncIterator[Engine]:
-    """An engine configured from ``nexus.toml``, the plan's MCP servers connected."""
-    async with project_engine(store, plan, base_dir=base_dir, record=record) as engine:
-        yield engine
+#: an engine configured from ``nexus.toml``, the plan's MCP servers connected
+_engine = project_engine
 
 
 def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:

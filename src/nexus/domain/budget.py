@@ -50,6 +50,7 @@ __all__ = [
     "fraction",
     "money_text",
     "parse_duration",
+    "unit_duration",
     "wall_exceeded_error",
 ]
 
@@ -176,15 +177,24 @@ _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+def unit_duration(text: str) -> float | None:
+    """Seconds in a duration with units (``"30s"``, ``"10m"``, ``"1h30m"``), else None."""
+    compact = text.strip().replace(" ", "").lower()
+    if not _DURATION.fullmatch(compact):
+        return None
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
+
+
 def parse_duration(text: str) -> float:
     """Seconds in ``"600"``, ``"30s"``, ``"10m"``, ``"2h"``, ``"1h30m"`` or ``"1.5d"``.
 
     Raises:
         ValueError: the text is not a duration.
     """
-    compact = text.strip().replace(" ", "").lower()
-    if _DURATION.fullmatch(compact):
-        return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
+    seconds = unit_duration(text)
+    if seconds is not None:
+        return seconds
+    compact = text.strip().replace(" ", "")
     try:
         return float(compact)
     except ValueError:

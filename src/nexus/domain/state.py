@@ -185,6 +185,7 @@ class RunState:
     _parents_done: list[str] = field(default_factory=list)
     _finished: list[str] = field(default_factory=list)
     _finished_at: dict[str, int] = field(default_factory=dict)
+    _limits: dict[str, Limits] = field(default_factory=dict)  # parsed once per scope
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -284,6 +285,12 @@ class RunState:
     # -- budgets ----------------------------------------------------------
     def limits(self, scope: Scope) -> Limits:
         """The limits on ``scope``: the plan's, with any raised since over them."""
+        known = self._limits.get(scope.id)
+        if known is None:
+            known = self._limits[scope.id] = self._read_limits(scope)
+        return known
+
+    def _read_limits(self, scope: Scope) -> Limits:
         base: dict[str, Any] | None = None
         if scope.kind == "run":
             base = self.plan.budget
@@ -464,6 +471,7 @@ def _budget_raised(state: RunState, event: Event) -> None:
     previous = state.raised.get(scope.id)
     state.raised[scope.id] = limits if previous is None else previous.merged(limits)
     state.has_budgets = True
+    state._limits.pop(scope.id, None)
     # thresholds are reported again against the new limits
     state.reported = {r for r in state.reported if r[0] != scope.id}
 

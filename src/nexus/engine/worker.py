@@ -222,11 +222,15 @@ class AttemptContext:
         missing = [n for n in wanted if tools is None or n not in tools]
         raise NotFoundError(f"unknown tool(s) {', '.join(missing)} (not in the tool registry)")
 
-    async def call_tool(self, name: str, args: dict[str, Any], call_id: str) -> tuple[Any, str]:
+    async def call_tool(
+        self, name: str, args: dict[str, Any], call_id: str | None = None
+    ) -> tuple[Any, str]:
         """Call a registry tool as a recorded ``tool`` effect: its result and its source.
 
-        The source (``builtin``, ``python``, ``mcp:<server>``...) is recorded
-        with the effect, so a replay marks the output as the run did.
+        ``call_id`` is the model's id for the call (an agent's tool call); with
+        it, the source (``builtin``, ``python``, ``mcp:<server>``...) is
+        recorded too, so a replay marks the output as the run did. A tool
+        task's own call has neither.
         """
         from nexus.tools.catalog import source_of
 
@@ -235,7 +239,6 @@ class AttemptContext:
             a.run_id, a.task, a.attempt, Path(a.workspace), grant=a.started.get("profile")
         )
         tools = self._worker.tools if self._worker is not None else None
-        source = source_of(tools.get(name)) if tools is not None and name in tools else "unknown"
 
         async def invoke() -> Any:
             # looked up inside the effect: a replay needs no tool at all
@@ -243,9 +246,12 @@ class AttemptContext:
                 raise NotFoundError(f"unknown tool '{name}'")
             return await tools.call(name, args, tool_ctx)
 
-        record = await self._record(
-            "tool", {"tool": name, "args": args, "call": call_id}, invoke, {"source": source}
-        )
+        request: dict[str, Any] = {"tool": name, "args": args}
+        if call_id is None:
+            return (await self._record("tool", request, invoke))["response"], ""
+        request["call"] = call_id
+        source = source_of(tools.get(name)) if tools is not None and name in tools else "unknown"
+        record = await self._record("tool", request, invoke, {"source": source})
         return record["response"], str(record.get("source", source))
 
 
@@ -327,21 +333,8 @@ class Worker:
         await report(AttemptDone(a.task, a.attempt, output, error))
 
     async def _tool(self, a: Assignment, ctx: AttemptContext) -> Any:
-        name, args = a.started["tool"], a.started["args"]
-        grant = a.started.get("profile")
-        tool_ctx = ToolContext(
-            a.run_id,
-            a.task,
-            a.attempt,
-            Path(a.workspace),
-            grant=grant,
-        )
-
-        async def call_tool() -> Any:
-            # looked up inside the effect: a replay needs no tool at all
-            return await self.tools.call(name, args, tool_ctx)
-
-        return await ctx.effect("tool", {"tool": name, "args": args}, call_tool)
+        output, _ = await ctx.call_tool(a.started["tool"], a.started["args"])
+        return output
 
     async def _agent(self, a: Assignment, spec: AgentSpec, ctx: AttemptContext) -> Any:
         data = a.started
