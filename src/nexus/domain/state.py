@@ -176,6 +176,9 @@ class RunState:
     reported: set[tuple[str, str, str]] = field(default_factory=set)
     tenant: str = "default"
     residency: dict[str, Any] | None = None
+    #: the deployment's price overrides routing estimates with (see
+    #: :func:`nexus.gateway.routing.price_overrides`); None: the shipped prices
+    pricing: dict[str, Any] | None = None
     #: whether any scope has limits (the plan's, or raised later)
     has_budgets: bool = False
     # scheduler bookkeeping, derived from the events
@@ -206,6 +209,7 @@ class RunState:
             workspace=event.data["workspace"],
             tenant=event.data.get("tenant", "default"),
             residency=event.data.get("residency"),
+            pricing=event.data.get("pricing"),
         )
         needs = {tid: spec.needs for tid, spec in plan.tasks.items()}
         order = topological_order(needs)

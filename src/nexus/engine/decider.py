@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text
 from nexus.domain.errors import ErrorKind, NexusError
@@ -22,6 +22,9 @@ from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
 from nexus.planning.templates import is_template, render_deep, render_text, render_value
+
+if TYPE_CHECKING:
+    from nexus.gateway.usage import PricingTable
 
 #: An interrupted attempt (the process died) is retried without using the
 #: task's retry budget, but no more than this many times in a row.
@@ -70,6 +73,15 @@ class Decider:
     def __init__(self, state: RunState, emit: Emit) -> None:
         self.state = state
         self.emit = emit
+        self._pricing: PricingTable | None = None
+
+    def _routing_pricing(self) -> PricingTable | None:
+        """The prices the run recorded for routing (built once); None: the shipped ones."""
+        if self._pricing is None and self.state.pricing:
+            from nexus.gateway.routing import pricing_with
+
+            self._pricing = pricing_with(self.state.pricing)
+        return self._pricing
 
     # -- entry point --------------------------------------------------------
     def react(self, trigger: Event) -> None:
@@ -458,7 +470,14 @@ class Decider:
                 data["instructions"] = render_text(agent.instructions, ctx)
                 data["turn"] = state.agent_turns.get(decision.agent, 0)
                 if _routed(spec, agent, state):
-                    choice = _choose(spec, agent, state, data["prompt"], data["instructions"])
+                    choice = _choose(
+                        spec,
+                        agent,
+                        state,
+                        data["prompt"],
+                        data["instructions"],
+                        self._routing_pricing(),
+                    )
                     data["model"] = choice.chain[0]
                     data["models"] = list(choice.chain)
                     data["model_route"] = choice.to_dict()
@@ -558,9 +577,18 @@ def _routed(spec: TaskSpec, agent: AgentSpec, state: RunState) -> bool:
 
 
 def _choose(
-    spec: TaskSpec, agent: AgentSpec, state: RunState, prompt: str, instructions: str
+    spec: TaskSpec,
+    agent: AgentSpec,
+    state: RunState,
+    prompt: str,
+    instructions: str,
+    pricing: PricingTable | None,
 ) -> Any:
-    """The model chain for one attempt, and why (see :mod:`nexus.gateway.routing`)."""
+    """The model chain for one attempt, and why (see :mod:`nexus.gateway.routing`).
+
+    ``pricing`` is the table the run recorded (None: the shipped one), never
+    the engine's own, so a replay estimates with the prices the run had.
+    """
     from nexus.engine.spend import RESERVED_COMPLETION
     from nexus.gateway.routing import Residency, RoutePolicy, choose_models
     from nexus.gateway.usage import estimate_tokens
@@ -571,6 +599,7 @@ def _choose(
         (agent.model, *agent.fallbacks),
         policy,
         tiers=agent.tiers,
+        pricing=pricing,
         residency=residency,
         prompt_tokens=estimate_tokens(prompt) + estimate_tokens(instructions) + 8,
         completion_tokens=agent.max_tokens or RESERVED_COMPLETION,

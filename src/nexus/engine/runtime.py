@@ -21,7 +21,13 @@ from ulid import ULID
 from nexus.agents.base import AgentResolver, FunctionAgent
 from nexus.domain.budget import Limits, Scope, Spend, money_text
 from nexus.domain.canonical import GENESIS_HASH
-from nexus.domain.errors import BudgetExceeded, ConflictError, NexusError, NotFoundError
+from nexus.domain.errors import (
+    BudgetExceeded,
+    ConflictError,
+    NexusError,
+    NotFoundError,
+    UserError,
+)
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
@@ -30,12 +36,12 @@ from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
 from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
+from nexus.gateway.routing import Residency, price_overrides
 from nexus.store.base import Lease, RunRecord, Store
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
 if TYPE_CHECKING:
-    from nexus.gateway.routing import Residency
     from nexus.gateway.usage import PricingTable
     from nexus.planning.estimate import Estimate
 
@@ -168,8 +174,10 @@ class Engine:
         providers: model providers by prefix (default: the offline ones).
         function_agents: Python agents the plans may name as ``function:<name>``.
         clock: wall clock for inputs and effects (tests pass a controllable one).
-        pricing: prices for the spend recorded with each model call and for
-            estimates (default: the table shipped with Nexus).
+        pricing: prices for the spend recorded with each model call, for
+            estimates and for routing (default: the table shipped with Nexus).
+            Where it differs from the shipped table, the difference is recorded
+            in ``run.started``, so routing (and its replay) uses these prices.
         tenant: whose runs these are; recorded in ``run.started``.
         tenant_budget: limits on everything this tenant's runs spend.
         run_budget: limits for runs whose plan sets none.
@@ -245,6 +253,32 @@ class Engine:
             )
         return preflight(plan, pricing=self.pricing, run_budget=self.run_budget, extra=tenant)
 
+    def check_models(self, plan: Plan) -> None:
+        """Fail now if a model the plan's agents may use cannot be served.
+
+        Today that means ``replay:<cassette>`` models (the agent's model, its
+        fallbacks and tiers): each cassette is loaded here, once, so a missing
+        or malformed file stops the run before it starts instead of failing
+        every task at its first model call. Other providers connect lazily and
+        are not checked.
+
+        Raises:
+            UserError: a cassette is missing or malformed (the message names the
+                agent, the model and the file).
+        """
+        from nexus.gateway.cassette import ReplayProviders
+
+        if "replay" not in self.providers.prefixes():
+            return
+        replay = self.providers.factory("replay")
+        if not isinstance(replay, ReplayProviders):
+            return
+        for agent in plan.agents.values():
+            try:
+                replay.check(agent)
+            except UserError as exc:
+                raise UserError(f"{exc.message}; the run was not started") from None
+
     # -- leases -------------------------------------------------------------
     def _lease(self) -> Lease:
         return Lease(self._owner.owner, self._owner.host, self._owner.pid, time.time())
@@ -299,9 +333,12 @@ class Engine:
         ``nexus cost`` can compare it with what the run really spent.
 
         Raises:
+            UserError: a ``replay:`` model's cassette is missing or malformed
+                (see :meth:`check_models`); nothing is recorded.
             BudgetExceeded: the estimate exceeds a budget and ``force`` is not set.
         """
         plan = with_run_budget(plan, self.run_budget)
+        self.check_models(plan)
         await self._seed_tenant()
         estimate, over = self.preflight(plan)
         if over and not force:
@@ -325,6 +362,9 @@ class Engine:
             data["tenant"] = self.tenant
         if self.residency is not None and self.residency.strict:
             data["residency"] = self.residency.to_dict()
+        overrides = price_overrides(self.pricing)
+        if overrides is not None:
+            data["pricing"] = overrides
         if estimate.calls or estimate.tool_calls:
             data["estimate"] = {
                 "usd": money_text(estimate.usd),

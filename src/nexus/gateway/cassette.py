@@ -154,6 +154,15 @@ def _check_interaction(path: Path, index: int, entry: object) -> Interaction:
     return Interaction(request=request, response=response)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong, and where (line and column from 1)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = "" if mark is None else f" (line {mark.line + 1}, column {mark.column + 1})"
+        return f"{exc.problem}{where}"
+    return " ".join(str(exc).split())
+
+
 class Cassette:
     """Recorded interactions, in order; :meth:`load` and :meth:`save` a YAML file.
 
@@ -207,7 +216,7 @@ class Cassette:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise UserError(f"cassette {path} is not valid YAML: {exc}") from None
+            raise UserError(f"cassette {path} is not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise UserError(
                 f"cassette {path}: expected a mapping with 'version' and 'interactions'"
@@ -389,6 +398,8 @@ class ReplayProviders:
     ``replay:<path>`` resolves ``path`` against ``base_dir`` (an absolute path
     is used as is). Each file is loaded once, and every agent naming it shares
     one provider, so "first unused interaction" follows the whole run's order.
+    :meth:`check` loads an agent's cassettes ahead of time: the engine calls it
+    before a run starts, so a missing or broken file is a ``UserError`` then.
     """
 
     def __init__(self, base_dir: Path) -> None:
@@ -406,6 +417,15 @@ class ReplayProviders:
             raise UserError(f"model '{model}' is not a replay model (replay:<cassette path>)")
         return (self.base_dir / Path(name).expanduser()).resolve()
 
+    def _provider(self, model: str) -> ReplayProvider:
+        path = self.resolve(model)
+        with self._lock:
+            provider = self._providers.get(path)
+            if provider is None:
+                provider = ReplayProvider(Cassette.load(path), name=str(path))
+                self._providers[path] = provider
+        return provider
+
     def __call__(self, agent: AgentSpec) -> ReplayProvider:
         """The provider for ``agent`` (whose model is ``replay:<path>``).
 
@@ -414,15 +434,27 @@ class ReplayProviders:
             UserError: the model is not ``replay:...`` or the cassette is malformed.
         """
         try:
-            path = self.resolve(agent.model)
-            with self._lock:
-                provider = self._providers.get(path)
-                if provider is None:
-                    provider = ReplayProvider(Cassette.load(path), name=str(path))
-                    self._providers[path] = provider
+            return self._provider(agent.model)
         except UserError as exc:
             raise type(exc)(f"agent '{agent.name}': {exc.message}") from None
-        return provider
+
+    def check(self, agent: AgentSpec) -> None:
+        """Load every cassette ``agent`` may be answered from: its model, fallbacks and tiers.
+
+        The engine calls this before it starts a run, so a missing or broken
+        cassette stops the run there rather than failing each task at its first
+        model call. What is loaded stays loaded for the run.
+
+        Raises:
+            UserError: a cassette is missing or malformed; the message names the
+                agent, the model and the file.
+        """
+        models = (agent.model, *agent.fallbacks, *agent.tiers.values())
+        for model in dict.fromkeys(m for m in models if str(m).startswith("replay:")):
+            try:
+                self._provider(model)
+            except UserError as exc:  # a missing file too: it is the workflow's mistake
+                raise UserError(f"agent '{agent.name}': model '{model}': {exc.message}") from None
 
 
 def replay_factory(base_dir: Path) -> ReplayProviders:

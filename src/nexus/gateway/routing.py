@@ -13,6 +13,11 @@ Facts about models (tier, typical latency, context window) live in
 ``models.json`` next to ``pricing.json`` and are read into a
 :class:`ModelCatalog`; a deployment may merge its own over them.
 
+Prices come from the shipped table unless a deployment overrides them: the
+engine records :func:`price_overrides` in ``run.started`` and the decider
+rebuilds the table with :func:`pricing_with`, so a replay estimates with the
+prices the run had.
+
 Residency is checked twice: :func:`choose_models` drops models whose provider
 is not allowed, and :class:`~nexus.gateway.settings.SDKProviders` checks the
 provider *and the endpoint's host* with :meth:`Residency.check_endpoint` before
@@ -47,7 +52,7 @@ from urllib.parse import urlsplit
 
 from nexus.domain.errors import PolicyDenied, UserError
 from nexus.gateway.base import Usage, split_model
-from nexus.gateway.usage import PricingTable, cost_of, default_pricing, lookup_model
+from nexus.gateway.usage import ModelPrice, PricingTable, cost_of, default_pricing, lookup_model
 
 __all__ = [
     "LOCAL_PREFIXES",
@@ -62,6 +67,8 @@ __all__ = [
     "Tier",
     "choose_models",
     "default_catalog",
+    "price_overrides",
+    "pricing_with",
 ]
 
 Tier = Literal["small", "medium", "large"]
@@ -178,6 +185,68 @@ def default_catalog() -> ModelCatalog:
     """The catalog shipped with Nexus (``nexus/gateway/models.json``)."""
     text = resources.files("nexus.gateway").joinpath("models.json").read_text(encoding="utf-8")
     return ModelCatalog.from_mapping(json.loads(text))
+
+
+# -- prices a run routes with ----------------------------------------------------------------
+
+
+def _price_json(price: ModelPrice) -> dict[str, str]:
+    data = {
+        "input": _money_text(price.input),
+        "cached_input": _money_text(price.cached_input),
+        "output": _money_text(price.output),
+    }
+    if price.cache_write is not None:
+        data["cache_write"] = _money_text(price.cache_write)
+    return data
+
+
+def price_overrides(table: PricingTable | None) -> dict[str, Any] | None:
+    """How ``table`` differs from the shipped prices, as plain JSON; None when it does not.
+
+    ``{"models": {name: prices}}`` holds the entries ``table`` changes or adds
+    (in the ``pricing.json`` shape), ``"removed"`` the shipped entries it lacks.
+    Keys are sorted, so equal tables give equal JSON. Currency and date are left
+    out: routing compares amounts only.
+
+    Example:
+        >>> cheap = ModelPrice(input=Decimal("0.5"), cached_input=Decimal("0.5"), output=Decimal(2))
+        >>> price_overrides(default_pricing().merged(PricingTable({"openai:gpt-4.1": cheap})))
+        {'models': {'openai:gpt-4.1': {'input': '0.5', 'cached_input': '0.5', 'output': '2'}}}
+    """
+    shipped = default_pricing()
+    if table is None or table is shipped:
+        return None
+    changed = {
+        name: _price_json(price)
+        for name, price in sorted(table.prices.items())
+        if shipped.prices.get(name) != price
+    }
+    removed = sorted(shipped.prices.keys() - table.prices.keys())
+    if not changed and not removed:
+        return None
+    data: dict[str, Any] = {"models": changed}
+    if removed:
+        data["removed"] = removed
+    return data
+
+
+def pricing_with(overrides: Mapping[str, Any]) -> PricingTable:
+    """The shipped prices with ``overrides`` (from :func:`price_overrides`) applied.
+
+    Raises:
+        UserError: ``overrides`` is malformed (the message names the model).
+    """
+    shipped = default_pricing()
+    removed = overrides.get("removed", ())
+    if isinstance(removed, str) or not isinstance(removed, Sequence):
+        raise UserError("pricing overrides: 'removed' must be a list of model names")
+    changed = PricingTable.from_mapping({"models": overrides.get("models", {})})
+    gone = set(removed)
+    kept = {name: price for name, price in shipped.prices.items() if name not in gone}
+    return PricingTable(
+        prices={**kept, **changed.prices}, currency=shipped.currency, as_of=shipped.as_of
+    )
 
 
 # -- policies -------------------------------------------------------------------------------
