@@ -49,12 +49,6 @@ def only_run(home: Path) -> str:
     return str(record["run_id"])
 
 
-def only_new(home: Path, known: set[str]) -> str:
-    listed = nexus(home, "runs", "--json")
-    (record,) = [r for r in listed.json() if r["run_id"] not in known]
-    return str(record["run_id"])
-
-
 def error_line(out: Out) -> str:
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, out.text
@@ -243,12 +237,12 @@ def test_a_recorded_run_replays_offline_from_its_cassette(tmp_path: Path) -> Non
 
     (flows / "cas.yaml").rename(flows / "gone.yaml")
     missing = nexus(home, "run", "flows/replayed.yaml")
-    assert missing.code == 1, missing.text
-    assert "(1 failed, 1 skipped)" in missing.stdout
-    failed = nexus(home, "inspect", only_new(home, {first, second}), "--task", "draft", "--json")
-    error = failed.json()["error"]
-    assert error["kind"] == "not_found"
-    assert f"cassette {flows / 'cas.yaml'} does not exist" in error["message"]
+    assert missing.code == 2, missing.text
+    assert error_line(missing) == (
+        f"error: agent 'writer': model 'replay:cas.yaml': cassette {flows / 'cas.yaml'} "
+        "does not exist; the run was not started"
+    )
+    assert {r["run_id"] for r in nexus(home, "runs", "--json").json()} == {first, second}
 
 
 # -- bad input ----------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from nexus.domain.budget import DIMENSIONS, BudgetLimitExceeded, Limits, Scope, Spend
+from nexus.domain.budget import (
+    DIMENSIONS,
+    BudgetLimitExceeded,
+    Limits,
+    Scope,
+    Spend,
+    crossings,
+)
 from nexus.domain.errors import InternalError
 from nexus.engine.budget import BudgetLedger, Reservation
 
@@ -344,7 +351,13 @@ class LedgerMachine(RuleBasedStateMachine):
             data.draw(st.integers(0, amount.tokens)),
             data.draw(st.integers(0, amount.tool_calls)),
         )
-        self.ledger.settle(reservation, actual)
+        expected = []  # the thresholds crossed, from the figures before and after
+        for scope in reservation.scopes:
+            before = self.ledger.spent(scope)
+            limits = self.ledger.limits(scope)
+            if not limits.is_empty:
+                expected += crossings(before, before + actual, limits, scope)
+        assert self.ledger.settle(reservation, actual) == expected
         self.open -= 1
 
     @rule(reservation=consumes(held))

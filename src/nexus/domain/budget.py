@@ -46,6 +46,9 @@ __all__ = [
     "budget_exceeded_error",
     "crossings",
     "describe",
+    "exact_add",
+    "exact_multiply",
+    "exact_subtract",
     "exactly",
     "fraction",
     "money_text",
@@ -75,6 +78,10 @@ def _exact() -> decimal.Context:
 #: One shared exact context for the hot arithmetic (Spend + and -): its
 #: methods take the context explicitly, so no per-call context is built.
 _EXACT = _exact()
+#: Exact ``a + b``, ``a - b`` and ``a * b`` on Decimals (rounding raises), for hot loops.
+exact_add = _EXACT.add
+exact_subtract = _EXACT.subtract
+exact_multiply = _EXACT.multiply
 
 
 @contextmanager
@@ -128,6 +135,8 @@ class Spend:
 
     def __post_init__(self) -> None:
         usd: object = self.usd
+        if type(usd) is Decimal:
+            return  # the hot path: arithmetic results
         if isinstance(usd, bool) or not isinstance(usd, Decimal | int):
             raise TypeError(f"Spend.usd must be a Decimal, not {type(usd).__name__}")
         if isinstance(usd, int):

@@ -36,18 +36,24 @@ scope and :meth:`BudgetLedger.seed` s the ledger with it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from nexus.domain.budget import (
     DIMENSIONS,
+    THRESHOLDS,
     Crossing,
+    Dimension,
     Limits,
     Scope,
     Spend,
     budget_exceeded_error,
     crossings,
+    exact_add,
+    exact_multiply,
+    exact_subtract,
     wall_exceeded_error,
 )
 from nexus.domain.errors import InternalError
@@ -63,9 +69,63 @@ class Reservation:
     scopes: tuple[Scope, ...]
     amount: Spend
     _owner: object = field(default=None, repr=False, compare=False)
+    _accounts: tuple[_Account, ...] = field(default=(), repr=False, compare=False)
 
 
 _NONE = Spend()
+
+
+class _Account:
+    """One scope's limits, spend and holds, kept as plain figures (the hot path).
+
+    ``checks`` lists the limited dimensions as ``(dimension, limit)``, so a
+    reservation on a scope without limits compares nothing; ``marks`` holds
+    the lowest threshold of each (80% of the limit): spend below all of them
+    has crossed nothing, and settling need not look closer.
+    """
+
+    __slots__ = ("checks", "limits", "marks", "reserved", "scope", "spent")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.limits: Limits | None = None
+        self.checks: tuple[tuple[Dimension, Decimal | int], ...] = ()
+        self.marks: tuple[tuple[int, Decimal], ...] = ()
+        # usd, tokens, tool_calls -- as Spend's fields, without building a Spend per call
+        self.spent: list[Any] = [_ZERO, 0, 0]
+        self.reserved: list[Any] = [_ZERO, 0, 0]
+
+    def set_limits(self, limits: Limits | None) -> None:
+        self.limits = limits
+        if limits is None:
+            self.checks = self.marks = ()
+            return
+        self.checks = tuple(
+            (dimension, limit)
+            for dimension in DIMENSIONS
+            if (limit := limits.get(dimension)) is not None
+        )
+        lowest = min(THRESHOLDS)
+        self.marks = tuple((_INDEX[d], exact_multiply(lowest, limit)) for d, limit in self.checks)
+
+    def may_have_crossed(self) -> bool:
+        """Whether spend reached any threshold (a zero limit: any spend at all)."""
+        spent = self.spent
+        return any(spent[i] >= mark if mark else spent[i] > 0 for i, mark in self.marks)
+
+    def spent_spend(self) -> Spend:
+        return _spend(self.spent)
+
+    def reserved_spend(self) -> Spend:
+        return _spend(self.reserved)
+
+
+_ZERO = Decimal(0)
+_INDEX = {dimension: i for i, dimension in enumerate(DIMENSIONS)}
+
+
+def _spend(figures: list[Any]) -> Spend:
+    return Spend(figures[0], figures[1], figures[2])
 
 
 class BudgetLedger:
@@ -77,13 +137,18 @@ class BudgetLedger:
 
     def __init__(self, limits: Mapping[Scope, Limits] | None = None) -> None:
         self._lock = threading.Lock()
-        self._limits: dict[Scope, Limits] = {}
-        self._spent: dict[Scope, Spend] = {}
-        self._reserved: dict[Scope, Spend] = {}
+        self._accounts: dict[Scope, _Account] = {}
         self._open: dict[int, Reservation] = {}
         self._issued = 0
         for scope, scope_limits in (limits or {}).items():
             self.set_limits(scope, scope_limits)
+
+    def _account(self, scope: Scope) -> _Account:
+        """``scope``'s account, opened on first use (lock held)."""
+        account = self._accounts.get(scope)
+        if account is None:
+            account = self._accounts[scope] = _Account(scope)
+        return account
 
     # -- limits and figures ---------------------------------------------------------------
 
@@ -94,15 +159,13 @@ class BudgetLedger:
         below what is already spent makes every later reservation fail.
         """
         with self._lock:
-            if limits.is_empty:
-                self._limits.pop(scope, None)
-            else:
-                self._limits[scope] = limits
+            self._account(scope).set_limits(None if limits.is_empty else limits)
 
     def limits(self, scope: Scope) -> Limits:
         """``scope``'s limits (empty when it has none)."""
         with self._lock:
-            return self._limits.get(scope, Limits())
+            account = self._accounts.get(scope)
+            return Limits() if account is None or account.limits is None else account.limits
 
     def seed(self, scope: Scope, spent: Spend) -> None:
         """Set what ``scope`` has already spent (from the event log, on resume).
@@ -113,17 +176,19 @@ class BudgetLedger:
         if spent.is_negative:
             raise InternalError(f"budget: cannot seed {scope.label} with negative spend {spent}")
         with self._lock:
-            self._spent[scope] = spent
+            self._account(scope).spent = [spent.usd, spent.tokens, spent.tool_calls]
 
     def spent(self, scope: Scope) -> Spend:
         """What ``scope`` has spent (settled calls and seeds)."""
         with self._lock:
-            return self._spent.get(scope, _NONE)
+            account = self._accounts.get(scope)
+            return _NONE if account is None else account.spent_spend()
 
     def reserved(self, scope: Scope) -> Spend:
         """What calls in flight hold on ``scope``."""
         with self._lock:
-            return self._reserved.get(scope, _NONE)
+            account = self._accounts.get(scope)
+            return _NONE if account is None else account.reserved_spend()
 
     def check_wall(self, scope: Scope, elapsed_s: float) -> None:
         """Raise when ``scope`` has a wall-time limit and ``elapsed_s`` has reached it.
@@ -154,32 +219,29 @@ class BudgetLedger:
         if amount.is_negative:
             raise InternalError(f"budget: cannot reserve a negative amount {amount}")
         unique = tuple(dict.fromkeys(scopes))
+        asked = (amount.usd, amount.tokens, amount.tool_calls)
         with self._lock:
-            for scope in unique:
-                limits = self._limits.get(scope)
-                if limits is None:
-                    continue
-                spent = self._spent.get(scope, _NONE)
-                held = self._reserved.get(scope, _NONE)
-                total = spent + held + amount
-                for dimension in DIMENSIONS:
-                    limit = limits.get(dimension)
-                    if limit is None:
-                        continue
-                    if total.get(dimension) > limit:
+            accounts = tuple(self._account(scope) for scope in unique)
+            for account in accounts:
+                for dimension, limit in account.checks:
+                    i = _INDEX[dimension]
+                    spent, held = account.spent[i], account.reserved[i]
+                    total = (
+                        exact_add(exact_add(spent, held), asked[0])
+                        if i == 0
+                        else spent + held + asked[i]
+                    )
+                    if total > limit:
                         raise budget_exceeded_error(
-                            scope,
-                            dimension,
-                            limit,
-                            spent.get(dimension),
-                            held.get(dimension),
-                            amount.get(dimension),
+                            account.scope, dimension, limit, spent, held, asked[i]
                         )
-            for scope in unique:
-                self._reserved[scope] = self._reserved.get(scope, _NONE) + amount
-                self._spent.setdefault(scope, _NONE)
+            for account in accounts:
+                held = account.reserved
+                held[0] = exact_add(held[0], asked[0])
+                held[1] += asked[1]
+                held[2] += asked[2]
             self._issued += 1
-            reservation = Reservation(self._issued, unique, amount, _owner=self)
+            reservation = Reservation(self._issued, unique, amount, self, accounts)
             self._open[reservation.id] = reservation
             return reservation
 
@@ -199,15 +261,18 @@ class BudgetLedger:
         if actual.is_negative:
             raise InternalError(f"budget: cannot settle a negative amount {actual}")
         found: list[Crossing] = []
+        usd, tokens, tool_calls = actual.usd, actual.tokens, actual.tool_calls
         with self._lock:
             self._close(reservation, settling=True)
-            for scope in reservation.scopes:
-                before = self._spent.get(scope, _NONE)
-                after = before + actual
-                self._spent[scope] = after
-                limits = self._limits.get(scope)
-                if limits is not None:
-                    found.extend(crossings(before, after, limits, scope))
+            for account in reservation._accounts:
+                figures = account.spent
+                limits = account.limits
+                before = _spend(figures) if limits is not None else _NONE
+                figures[0] = exact_add(figures[0], usd)
+                figures[1] += tokens
+                figures[2] += tool_calls
+                if limits is not None and account.may_have_crossed():
+                    found.extend(crossings(before, _spend(figures), limits, account.scope))
         return found
 
     def release(self, reservation: Reservation) -> None:
@@ -232,8 +297,12 @@ class BudgetLedger:
                     f"budget: reservation {reservation.id} was already settled or released"
                 )
             return False
-        for scope in reservation.scopes:
-            self._reserved[scope] = self._reserved[scope] - reservation.amount
+        amount = reservation.amount
+        for account in reservation._accounts:
+            held = account.reserved
+            held[0] = exact_subtract(held[0], amount.usd)
+            held[1] -= amount.tokens
+            held[2] -= amount.tool_calls
         return True
 
     # -- reporting ------------------------------------------------------------------------
@@ -246,14 +315,14 @@ class BudgetLedger:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every known scope as JSON: ``{"agent:coder": {scope, key, limits, spent, reserved}}``."""
         with self._lock:
-            scopes: Iterable[Scope] = {*self._limits, *self._spent, *self._reserved}
+            accounts = sorted(self._accounts.values(), key=lambda a: a.scope.id)
             return {
-                scope.id: {
-                    "scope": scope.kind,
-                    "key": scope.key,
-                    "limits": self._limits.get(scope, Limits()).to_dict(),
-                    "spent": self._spent.get(scope, _NONE).to_dict(),
-                    "reserved": self._reserved.get(scope, _NONE).to_dict(),
+                account.scope.id: {
+                    "scope": account.scope.kind,
+                    "key": account.scope.key,
+                    "limits": (account.limits or Limits()).to_dict(),
+                    "spent": account.spent_spend().to_dict(),
+                    "reserved": account.reserved_spend().to_dict(),
                 }
-                for scope in sorted(scopes, key=lambda s: s.id)
+                for account in accounts
             }

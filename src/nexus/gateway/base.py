@@ -244,6 +244,18 @@ class ModelResponse:
     route: tuple[RouteStep, ...] = ()
     cache: Mapping[str, Any] | None = None
 
+    def routed(self, step: RouteStep) -> ModelResponse:
+        """This answer with ``step`` added to its route (what the resilience layer did)."""
+        return ModelResponse(
+            self.text,
+            self.model,
+            self.usage,
+            self.tool_calls,
+            self.finish_reason,
+            (*self.route, step),
+            self.cache,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "text": self.text,

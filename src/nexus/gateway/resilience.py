@@ -461,7 +461,7 @@ class ResilientProvider:
                 continue
             permit.success()
             step = RouteStep(request.model, "answered", "primary", attempts)
-            return replace(response, route=(*response.route, step))
+            return response.routed(step)
 
     # -- stream
     async def stream(
@@ -502,7 +502,7 @@ class ResilientProvider:
                             permit.success()
                             response = event.response
                             step = RouteStep(request.model, "answered", "primary", attempts)
-                            yield StreamEnd(replace(response, route=(*response.route, step)))
+                            yield StreamEnd(response.routed(step))
                             return
                         committed = True
                         yield event

@@ -63,6 +63,10 @@ def _money_context() -> decimal.Context:
     return context
 
 
+#: The context of :func:`cost_of`'s arithmetic, shared (its methods take it explicitly).
+_MONEY = _money_context()
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     """Prices per million tokens."""
@@ -124,6 +128,10 @@ class PricingTable:
     prices: Mapping[str, ModelPrice]
     currency: str = "USD"
     as_of: str = ""
+    #: what :meth:`price_for` found per model name (a table never changes)
+    _found: dict[str, ModelPrice | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PricingTable:
@@ -170,7 +178,11 @@ class PricingTable:
 
     def price_for(self, model: str) -> ModelPrice | None:
         """The price of ``model`` (``provider:model``), or None when the table has none."""
-        return lookup_model(self.prices, model)
+        try:
+            return self._found[model]
+        except KeyError:
+            found = self._found[model] = lookup_model(self.prices, model)
+            return found
 
 
 def lookup_model(entries: Mapping[str, T], model: str) -> T | None:
@@ -221,14 +233,13 @@ def cost_of(usage: Usage, model: str, table: PricingTable | None = None) -> Deci
     written = usage.cache_write_tokens
     uncached = max(0, usage.prompt_tokens - cached - written)
     write_price = price.input if price.cache_write is None else price.cache_write
-    with decimal.localcontext(_money_context()):
-        total = (
-            uncached * price.input
-            + cached * price.cached_input
-            + written * write_price
-            + usage.completion_tokens * price.output
-        )
-        return total.scaleb(_MILLION_EXP)
+    # the shared exact context's methods: no context is built per call (the hot path)
+    mul, add = _MONEY.multiply, _MONEY.add
+    total = add(
+        add(mul(uncached, price.input), mul(cached, price.cached_input)),
+        add(mul(written, write_price), mul(usage.completion_tokens, price.output)),
+    )
+    return _MONEY.scaleb(total, _MILLION_EXP)
 
 
 # -- estimates ----------------------------------------------------------------------------
