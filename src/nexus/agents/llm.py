@@ -256,7 +256,8 @@ class LLMAgent:
                 messages.append(ChatMessage("assistant", response.text, response.tool_calls))
                 for tool_call in response.tool_calls:
                     tool_calls += 1
-                    named = replace(tool_call, name=back.get(tool_call.name, tool_call.name))
+                    name = back.get(tool_call.name, tool_call.name)
+                    named = tool_call if name == tool_call.name else replace(tool_call, name=name)
                     content = await self._use_tool(named, offered, ctx)
                     messages.append(ChatMessage("tool", content, tool_call_id=tool_call.id))
                 continue

@@ -92,6 +92,7 @@ class AttemptContext:
         self._deadline = deadline
         self._calls = 0
         self._worker = worker
+        self._workspace: Path | None = None
 
     @property
     def task(self) -> str:
@@ -235,8 +236,10 @@ class AttemptContext:
         from nexus.tools.catalog import source_of
 
         a = self._a
+        if self._workspace is None:
+            self._workspace = Path(a.workspace)
         tool_ctx = ToolContext(
-            a.run_id, a.task, a.attempt, Path(a.workspace), grant=a.started.get("profile")
+            a.run_id, a.task, a.attempt, self._workspace, grant=a.started.get("profile")
         )
         tools = self._worker.tools if self._worker is not None else None
 
