@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from nexus.domain.canonical import (
     canonical_json,
     chain_hash,
     digest,
+    plain_json,
 )
 from nexus.domain.events import Draft, EventType, event_body, seal
 
@@ -129,3 +134,140 @@ def test_seal_builds_canonical_body_and_chains() -> None:
 def test_seal_rejects_non_json_data() -> None:
     with pytest.raises(ValueError, match="not canonical JSON"):
         seal("R1", 1, Draft(EventType.RUN_STARTED, "t", {"x": math.nan}), GENESIS_HASH)
+
+
+def test_canonical_json_refuses_a_value_that_holds_itself() -> None:
+    # it used to loop for ever; json.dumps would not get there either
+    looped: dict[str, Any] = {"a": [1]}
+    looped["a"].append(looped)
+    with pytest.raises(RecursionError):
+        canonical_json(looped)
+
+
+def test_canonical_json_of_subclasses_matches_rfc8785() -> None:
+    value: Any = OrderedDict(b=[_Colour.RED, (_Level.LOW, 0.5)], a=OrderedDict(x=None))
+    assert canonical_json(value) == rfc8785.dumps(value).decode("utf-8")
+
+
+# -- plain_json ----------------------------------------------------------------------------
+
+
+class _Colour(StrEnum):
+    RED = "red"
+
+
+class _Level(IntEnum):
+    LOW = 1
+    HIGH = 2**60
+
+
+def _reference_plain_json(value: Any) -> Any:
+    """``plain_json`` as it was first written: one walk that builds every node's path."""
+    try:
+        return _reference_plain(value, "$")
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _reference_plain(value: Any, where: str) -> Any:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        out = {}
+        for key, sub in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise ValueError(f"{where}: key {key!r} is not a string")
+                key = str.__str__(key)
+            out[key] = _reference_plain(sub, f"{where}.{key}")
+        return out
+    if kind is list or kind is tuple:
+        return [_reference_plain(sub, f"{where}[{i}]") for i, sub in enumerate(value)]
+    if kind is int:
+        if -SAFE <= value <= SAFE:
+            return value
+        raise ValueError(f"{where}: integer {value} is beyond +/-(2**53 - 1)")
+    if kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where}: {value} is not a JSON number")
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool | int | float):
+        return _reference_plain(int(value) if isinstance(value, int) else float(value), where)
+    if isinstance(value, dict):
+        return _reference_plain(dict(value), where)
+    if isinstance(value, list | tuple):
+        return _reference_plain(list(value), where)
+    raise ValueError(f"{where}: {type(value).__name__} is not JSON")
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with every node's exact type beside it, to compare copies strictly."""
+    if isinstance(value, dict):
+        return (type(value), [(type(k), k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value), [_typed(v) for v in value])
+    return (type(value), value)
+
+
+_odd_scalars = st.one_of(
+    st.sampled_from(
+        [math.nan, math.inf, -math.inf, 2**53, -(2**53), _Colour.RED, _Level.LOW, _Level.HIGH]
+    ),
+    st.sampled_from([b"bytes", frozenset({1}), object(), 1j]),
+)
+_odd_keys = st.one_of(_keys, st.sampled_from([1, None, (1, 2), _Colour.RED, 2.5]))
+_maybe_json = st.recursive(
+    st.one_of(_scalars, _odd_scalars),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=3).map(tuple),
+        st.dictionaries(_keys, children, max_size=4),
+        st.dictionaries(_odd_keys, children, max_size=3),
+        st.dictionaries(_keys, children, max_size=3).map(OrderedDict),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(json_values, _maybe_json))
+def test_plain_json_matches_the_reference_copy_and_its_messages(value: Any) -> None:
+    def outcome(copy: Callable[[Any], Any]) -> tuple[str, Any]:
+        try:
+            return "copy", _typed(copy(value))
+        except ValueError as exc:
+            return "error", str(exc)
+
+    assert outcome(plain_json) == outcome(_reference_plain_json)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": [1, {"b": math.nan}]}, "$.a[1].b: nan is not a JSON number"),
+        ([0, (1, -math.inf)], "$[1][1]: -inf is not a JSON number"),
+        ({"n": 2**53}, "$.n: integer 9007199254740992 is beyond +/-(2**53 - 1)"),
+        ({"k": {3: "x"}}, "$.k: key 3 is not a string"),
+        ({"s": {1, 2}}, "$.s: set is not JSON"),
+        ({"e": _Level.HIGH}, f"$.e: integer {2**60} is beyond +/-(2**53 - 1)"),
+    ],
+)
+def test_plain_json_says_what_and_where(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$") as raised:
+        plain_json(value)
+    assert raised.value.__context__ is None  # no trace of the first, silent walk
+
+
+def test_plain_json_copies_into_plain_types() -> None:
+    value = OrderedDict(c=_Colour.RED, t=(1, (2,)), e=_Level.LOW, d={_Colour.RED: [1.5]})
+    copy = plain_json(value)
+    assert copy == {"c": "red", "t": [1, [2]], "e": 1, "d": {"red": [1.5]}}
+    assert _typed(copy) == _typed({"c": "red", "t": [1, [2]], "e": 1, "d": {"red": [1.5]}})
+    nested: Any = "x"
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        plain_json(nested)

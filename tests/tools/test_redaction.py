@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import time
+from collections.abc import Callable
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from nexus import redaction
 from nexus.agents.base import AgentCall, AgentContext, FunctionAgent
 from nexus.cli import app
 from nexus.domain.events import EventType
@@ -331,6 +336,174 @@ def test_non_secret_data_is_unchanged(data: Any) -> None:
     # registered secrets use characters the data never holds
     redactor = Redactor(["UPPER-SECRET-1", "ANOTHER_SECRET_2"])
     assert redactor.redact(data) == data
+
+
+# -- the walk against a reference ------------------------------------------------------
+
+
+class _Colour(StrEnum):
+    RED = "red"
+
+
+class _Pin(IntEnum):
+    PIN = 7123456789
+
+
+_OPAQUE = object()
+
+
+def _reference_redact(text: Callable[[str], str], secrets: tuple[str, ...], value: Any) -> Any:
+    """``Redactor.redact`` as first written: one call per node, nothing remembered."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                out.setdefault(key, _reference_redact(text, secrets, item))
+            elif is_secret_key(key) and not (item is None or isinstance(item, bool) or item == ""):
+                out.setdefault(text(key), REDACTED)
+            else:
+                out.setdefault(text(key), _reference_redact(text, secrets, item))
+        return out
+    if isinstance(value, list):
+        return [_reference_redact(text, secrets, item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_reference_redact(text, secrets, item) for item in value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and secrets:
+        digits = str(value)
+        if any(secret in digits for secret in secrets):
+            return REDACTED
+    return value
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with every node's type beside it (str subclasses count as str)."""
+    if isinstance(value, dict):
+        return (dict, [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, list | tuple):
+        return (type(value), [_typed(v) for v in value])
+    return (str if isinstance(value, str) else type(value), value)
+
+
+_SECRETS_OR_DIGITS = st.lists(
+    st.one_of(
+        st.text(min_size=MIN_SECRET_LENGTH, max_size=16),
+        st.text(alphabet="0123456789", min_size=MIN_SECRET_LENGTH, max_size=10),
+        st.sampled_from(["1.5e+16-x", "12345678.5", "-123456789", "-infinity"]),
+    ),
+    max_size=3,
+)
+
+
+def _as_numbers(secret: str) -> list[Any]:
+    """Numbers whose text holds ``secret``, when there are any."""
+    if secret.isascii() and secret.isdigit():
+        return [int(f"7{secret}3"), float(f"0.{secret}")]
+    try:
+        return [float(secret)] if secret.isascii() else []
+    except ValueError:
+        return []
+
+
+def _numbers(secrets: list[str]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.just(_Pin.PIN),
+        *[st.just(n) for s in secrets for n in _as_numbers(s)],
+    )
+
+
+def _walked(secrets: list[str]) -> st.SearchStrategy[Any]:
+    texts = _texts(secrets)
+    scalars = st.one_of(
+        st.none(), st.booleans(), texts, _numbers(secrets), st.just(_Colour.RED), st.just(_OPAQUE)
+    )
+    keys = st.one_of(
+        texts,
+        st.sampled_from(
+            ["api_key", "token", "Authorization", "max_tokens", "cmd", OPENAI_LIKE, REDACTED]
+        ),
+        st.sampled_from(["sk-Zz9" + "a" * 20, _Colour.RED, 3, None, (1, "token")]),
+        *[st.just(s) for s in secrets],
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.lists(inner, max_size=3).map(tuple),
+            st.dictionaries(keys, inner, max_size=5),
+        ),
+        max_leaves=16,
+    )
+
+
+@st.composite
+def _walk_case(draw: st.DrawFn) -> tuple[list[str], Any]:
+    secrets = draw(_SECRETS_OR_DIGITS)
+    return secrets, draw(_walked(secrets))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_walk_case(), st.booleans())
+def test_redact_matches_the_reference_walk(case: tuple[list[str], Any], small: bool) -> None:
+    secrets, data = case
+    redactor = Redactor(secrets)
+    ordered = tuple(
+        sorted(
+            {s for s in secrets if len(s) >= MIN_SECRET_LENGTH and s not in REDACTED},
+            key=lambda s: (-len(s), s),
+        )
+    )
+    assert redactor.secret_count == len(ordered)
+
+    def text(value: str) -> str:
+        return redaction._redact_text(value, ordered)
+
+    expected = _typed(_reference_redact(text, ordered, data))
+    # memories that start afresh every few entries, or never: the same results
+    with mock.patch.object(redaction, "_SEEN_MAX", 3 if small else redaction._SEEN_MAX):
+        assert _typed(redactor.redact(data)) == expected  # nothing remembered yet
+        assert _typed(redactor.redact(data)) == expected  # all remembered
+        assert _typed(redactor.redact([data, data])) == (list, [expected, expected])
+
+
+def test_registering_a_secret_forgets_what_was_remembered() -> None:
+    secret = "late-registered-Q9"
+    data = {secret: [secret, 1], "k": f"x{secret}", "pin": 61234567890}
+    r = Redactor()
+    assert r.redact(data) == data
+    assert r.redact(data) == data  # remembered: strings and key names
+    assert r.add_secret(secret)
+    assert r.add_secret("123456789")
+    assert r.redact(data) == {REDACTED: [REDACTED, 1], "k": f"x{REDACTED}", "pin": REDACTED}
+
+
+def test_a_secret_registered_while_others_redact_is_seen_by_later_calls() -> None:
+    shared = Redactor()
+    data = {"messages": [{"role": "user", "content": f"say {n}"} for n in range(50)]}
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            assert shared.redact(data)["messages"][0]["role"] == "user"
+
+    shared.redact(data)
+    workers = [threading.Thread(target=churn) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.05)
+        assert shared.add_secret("say 7-long-enough")
+        assert shared.add_secret("content-is-secret")
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    late = {"content": "say 7-long-enough", "note": "content-is-secret", "role": "user"}
+    assert shared.redact(late) == {"content": REDACTED, "note": REDACTED, "role": "user"}
 
 
 def test_redaction_is_fast() -> None:

@@ -25,8 +25,12 @@ import rfc8785
 GENESIS_HASH = "0" * 64
 
 _MAX_SAFE_INT = 2**53 - 1
+_INF = float("inf")
+_MINUS_INF = float("-inf")
+# No check for circular references: only values :func:`_fast_path_ok` walked
+# to the end reach it, and a value holding itself never gets to the end.
 _dumps = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False
 ).encode
 
 
@@ -55,37 +59,57 @@ def _fast_path_ok(value: Any) -> bool:
 
     Exact built-in types are tested first (``type(x) is str``), which is
     several times faster than ``isinstance`` chains on the hot path of sealing
-    events; anything else goes through :func:`_scalar_ok`.
+    events; anything else goes through :func:`_scalar_ok`. The walk recurses,
+    which costs no more than a loop over a stack: a value that holds itself
+    raises ``RecursionError`` (as one nested too deeply does in ``json.dumps``)
+    instead of being walked for ever.
     """
-    stack = [value]
-    pop, push = stack.pop, stack.append
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is dict:
-            for key, sub in item.items():
-                if type(key) is not str or not (key.isascii() or _key_ok(key)):
-                    return False
-                sub_kind = type(sub)
-                if sub_kind is str or sub_kind is bool or sub is None:
-                    continue
-                push(sub)
-        elif kind is str or kind is bool or item is None:
+    kind = type(value)
+    if kind is dict:
+        return _fast_dict_ok(value)
+    if kind is list or kind is tuple:
+        return _fast_list_ok(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
+    verdict = _scalar_ok(value)
+    if verdict is None:  # a dict/list subclass: walk it like its base
+        return _fast_dict_ok(dict(value)) if isinstance(value, dict) else _fast_list_ok(value)
+    return verdict
+
+
+def _fast_dict_ok(value: dict[Any, Any]) -> bool:
+    for key, sub in value.items():
+        if type(key) is not str or not (key.isascii() or _key_ok(key)):
+            return False
+        kind = type(sub)
+        if kind is str or kind is bool or sub is None:
             continue
-        elif kind is int:
-            if not -_MAX_SAFE_INT <= item <= _MAX_SAFE_INT:
+        if kind is dict:
+            if not _fast_dict_ok(sub):
                 return False
-        elif kind is list or kind is tuple:
-            stack.extend(item)
-        else:
-            verdict = _scalar_ok(item)
-            if verdict is None:  # a dict/list subclass: walk it like its base
-                if isinstance(item, dict):
-                    push(dict(item))
-                else:
-                    stack.extend(item)
-            elif not verdict:
+        elif kind is list:
+            if not _fast_list_ok(sub):
                 return False
+        elif not _fast_path_ok(sub):
+            return False
+    return True
+
+
+def _fast_list_ok(value: Any) -> bool:
+    for sub in value:
+        kind = type(sub)
+        if kind is str:
+            continue
+        if kind is dict:
+            if not _fast_dict_ok(sub):
+                return False
+        elif kind is list:
+            if not _fast_list_ok(sub):
+                return False
+        elif not _fast_path_ok(sub):
+            return False
     return True
 
 
@@ -115,12 +139,87 @@ def plain_json(value: Any) -> Any:
         ValueError: the value is not JSON; the message says what and where.
     """
     try:
+        try:
+            return _copy(value)
+        except _NotJson:
+            pass
+        # Walk again, spelling out where we are, for the message: the path
+        # to every node costs more than the copy itself.
         return _plain(value, "$")
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
 
+class _NotJson(Exception):
+    """:func:`_copy` met something that is not JSON; :func:`_plain` says what and where."""
+
+
+# The copy, without paths: exact built-in types first, containers walked
+# without a call per string, and the same rules as :func:`_plain`.
+
+
+def _copy(value: Any) -> Any:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return _copy_dict(value)
+    if kind is list or kind is tuple:
+        return _copy_list(value)
+    if kind is int:
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return value
+        raise _NotJson
+    if kind is float:
+        if value != value or value in (_INF, _MINUS_INF):
+            raise _NotJson
+        return value
+    if isinstance(value, str):  # a str subclass such as StrEnum
+        return str.__str__(value)
+    if isinstance(value, bool | int | float):
+        return _copy(int(value) if isinstance(value, int) else float(value))
+    if isinstance(value, dict):
+        return _copy_dict(dict(value))
+    if isinstance(value, list | tuple):
+        return _copy_list(value)
+    raise _NotJson
+
+
+def _copy_dict(value: dict[Any, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, sub in value.items():
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise _NotJson
+            key = str.__str__(key)
+        kind = type(sub)
+        if kind is str or kind is bool or sub is None:
+            out[key] = sub
+        elif kind is dict:
+            out[key] = _copy_dict(sub)
+        elif kind is list:
+            out[key] = _copy_list(sub)
+        else:
+            out[key] = _copy(sub)
+    return out
+
+
+def _copy_list(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+    append = out.append
+    for sub in value:
+        kind = type(sub)
+        if kind is str or kind is bool or sub is None:
+            append(sub)
+        elif kind is dict:
+            append(_copy_dict(sub))
+        else:
+            append(_copy(sub))
+    return out
+
+
 def _plain(value: Any, where: str) -> Any:
+    """:func:`_copy` that knows where it is: it raises the error messages."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
@@ -140,7 +239,7 @@ def _plain(value: Any, where: str) -> Any:
             return value
         raise ValueError(f"{where}: integer {value} is beyond +/-(2**53 - 1)")
     if kind is float:
-        if value != value or value in (float("inf"), float("-inf")):
+        if value != value or value in (_INF, _MINUS_INF):
             raise ValueError(f"{where}: {value} is not a JSON number")
         return value
     if isinstance(value, str):  # a str subclass such as StrEnum
