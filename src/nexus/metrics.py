@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from nexus.domain.errors import NexusError
 
@@ -95,6 +95,9 @@ class _Metrics:
     registry: CollectorRegistry
     denials: Counter
     calls: Counter
+    #: the labelled child of ``calls`` per (tool, outcome): ``labels()`` is slow
+    #: (it validates and joins the label values on every call), this is a dict lookup
+    call_series: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 _metrics: _Metrics | None = None
@@ -142,7 +145,12 @@ def count_denial(tool: str, reason: DenialReason, count: int = 1) -> None:
 
 def count_tool_call(tool: str, outcome: str) -> None:
     """Count one call of ``tool`` that ended in ``outcome`` (see :func:`outcome_of`)."""
-    _get().calls.labels(tool=tool, outcome=outcome).inc()
+    metrics = _get()
+    series = metrics.call_series.get((tool, outcome))
+    if series is None:
+        series = metrics.calls.labels(tool=tool, outcome=outcome)
+        metrics.call_series[(tool, outcome)] = series
+    series.inc()
 
 
 def outcome_of(exc: BaseException | None) -> str:
