@@ -20,7 +20,7 @@ from nexus.store.schema import metadata
 from nexus.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
-TABLES = {"runs", "events", "commands"}
+TABLES = {"runs", "events", "commands", "tenant_accounts", "tenant_holds"}
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ulid import ULID
 
 from nexus.agents.base import AgentResolver, FunctionAgent
-from nexus.domain.budget import Limits, Scope, Spend, money_text
+from nexus.domain.budget import DIMENSIONS, Limits, Scope, Spend, money_text
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.errors import (
     BudgetExceeded,
@@ -34,6 +34,7 @@ from nexus.domain.state import RunState
 from nexus.engine.budget import BudgetLedger
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
+from nexus.engine.tenant_budget import TenantBudget
 from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.gateway.routing import Residency, price_overrides
@@ -179,7 +180,9 @@ class Engine:
             Where it differs from the shipped table, the difference is recorded
             in ``run.started``, so routing (and its replay) uses these prices.
         tenant: whose runs these are; recorded in ``run.started``.
-        tenant_budget: limits on everything this tenant's runs spend.
+        tenant_budget: limits on everything this tenant's runs spend, in any
+            process: it is shared through ``store`` (see
+            :mod:`nexus.engine.tenant_budget`).
         run_budget: limits for runs whose plan sets none.
         residency: where model calls may go; a strict policy is recorded with
             the run, so routing (and its replay) honours it.
@@ -202,28 +205,25 @@ class Engine:
         self._owner = Lease(
             owner=str(ULID()), host=socket.gethostname(), pid=os.getpid(), heartbeat=0.0
         )
-        self._tenant_ledger: BudgetLedger | None = None
-        self._tenant_seeded = False
-        if self.tenant_budget is not None and not self.tenant_budget.is_empty:
-            self._tenant_ledger = BudgetLedger({Scope("tenant", self.tenant): self.tenant_budget})
+        self._tenant_budget: TenantBudget | None = None
+        self._tenant_spent = Spend()
+        limits = self.tenant_budget
+        if limits is not None and any(limits.get(d) is not None for d in DIMENSIONS):
+            self._tenant_budget = TenantBudget(self.store, self.tenant, limits)
 
-    async def _seed_tenant(self) -> None:
-        """Load what the tenant's runs spent so far (once, before the first run here)."""
-        if self._tenant_ledger is None or self._tenant_seeded:
-            return
-        total = Spend()
-        for row in await self.store.tenant_spend(self.tenant):
-            if row.kind == "tool" and row.error != "budget_exceeded":
-                total = total + Spend(tool_calls=1)
-            elif row.kind == "model" and row.usd is not None:
-                total = total + Spend(usd=Decimal(row.usd), tokens=row.tokens or 0)
-        self._tenant_ledger.seed(Scope("tenant", self.tenant), total)
-        self._tenant_seeded = True
+    async def _read_tenant(self) -> None:
+        """Read what the tenant's runs have spent so far (for the preflight)."""
+        if self._tenant_budget is not None:
+            self._tenant_spent = (await self._tenant_budget.figures()).spent
 
     def _worker(
         self, effects: Effects, state: RunState | None = None, *, streaming: bool = False
     ) -> Worker:
-        """A worker for one run; live runs with budgets get a ledger seeded from the log."""
+        """A worker for one run; live runs with budgets get a ledger seeded from the log.
+
+        The tenant's budget is shared (through the store), and only live runs
+        use it: a replay makes no calls, so it takes no holds.
+        """
         ledger = None
         if state is not None and state.has_budgets:
             ledger = BudgetLedger()
@@ -237,20 +237,22 @@ class Engine:
             self._agents,
             effects,
             budget=ledger,
-            tenant_budget=self._tenant_ledger if live else None,
+            tenant_budget=self._tenant_budget if live else None,
             pricing=self.pricing,
             tenant=self.tenant,
             streaming=streaming,
         )
 
     def preflight(self, plan: Plan) -> tuple[Estimate, list[NexusError]]:
-        """The estimate of ``plan``, and every budget it exceeds (run, agent, task, tenant)."""
+        """The estimate of ``plan``, and every budget it exceeds (run, agent, task, tenant).
+
+        The tenant's is what is left of its limits after what its runs had
+        spent (in any process) when this engine last started a run.
+        """
         tenant: dict[Scope, Limits] = {}
-        if self._tenant_ledger is not None:
-            scope = Scope("tenant", self.tenant)
-            tenant[scope] = _remaining(
-                self._tenant_ledger.limits(scope), self._tenant_ledger.spent(scope)
-            )
+        budget = self._tenant_budget
+        if budget is not None:
+            tenant[budget.scope] = _remaining(budget.limits, self._tenant_spent)
         return preflight(plan, pricing=self.pricing, run_budget=self.run_budget, extra=tenant)
 
     def check_models(self, plan: Plan) -> None:
@@ -339,7 +341,7 @@ class Engine:
         """
         plan = with_run_budget(plan, self.run_budget)
         self.check_models(plan)
-        await self._seed_tenant()
+        await self._read_tenant()
         estimate, over = self.preflight(plan)
         if over and not force:
             raise BudgetExceeded(
@@ -432,7 +434,6 @@ class Engine:
         if state.status.terminal:
             await self._release(run_id)
             return RunResult.of(state)
-        await self._seed_tenant()
         raises = [
             Draft(
                 EventType.BUDGET_RAISED,
@@ -455,7 +456,13 @@ class Engine:
     ) -> RunResult:
         """Drive a run whose lease this process holds: record ``before`` (raised
         budgets), then ``run.resumed`` (interrupted attempts are retried, paused
-        tasks continue), then ``then``, then on to the end."""
+        tasks continue), then ``then``, then on to the end.
+
+        Holds the run left on the tenant's budget (its process died mid-call)
+        are dropped first: with the lease here, none of its calls is in flight.
+        """
+        if self._tenant_budget is not None:
+            await self._tenant_budget.release_run(state.run_id)
         controller = RunController(
             self.store,
             state,

@@ -27,6 +27,7 @@ from nexus.tools.base import ToolContext, ToolRegistry
 if TYPE_CHECKING:
     from nexus.domain.budget import Spend
     from nexus.engine.budget import BudgetLedger
+    from nexus.engine.tenant_budget import TenantBudget, TenantHold
     from nexus.gateway.usage import PricingTable
 
 
@@ -114,32 +115,39 @@ class AttemptContext:
         if text:
             await self._report(TokenDelta(self._a.task, self._a.attempt, text))
 
-    def _reserve(self, kind: str, request: dict[str, Any]) -> list[tuple[BudgetLedger, Any]]:
-        """Reserve what the call may cost in the run's ledger and the tenant's, or neither."""
+    async def _reserve(
+        self, kind: str, request: dict[str, Any]
+    ) -> tuple[list[tuple[BudgetLedger, Any]], TenantHold | None]:
+        """Reserve what the call may cost in the run's ledger and the tenant's budget, or neither.
+
+        The run's scopes are checked first (in process), then the tenant's
+        (through the store, shared with every process of the tenant).
+        """
         worker = self._worker
         if worker is None or (worker.budget is None and worker.tenant_budget is None):
-            return []
+            return [], None
         from nexus.domain.budget import Scope
 
         a = self._a
         amount = reservation_for(kind, request, worker.pricing)
         held: list[tuple[BudgetLedger, Any]] = []
-        wanted: list[tuple[BudgetLedger | None, list[Scope]]] = [
-            (worker.budget, [Scope("run"), Scope("task", a.task)]),
-            (worker.tenant_budget, [Scope("tenant", worker.tenant)]),
-        ]
-        agent = a.started.get("agent")
-        if agent is not None:
-            wanted[0][1].append(Scope("agent", agent))
+        if worker.budget is not None:
+            scopes = [Scope("run"), Scope("task", a.task)]
+            agent = a.started.get("agent")
+            if agent is not None:
+                scopes.append(Scope("agent", agent))
+            held.append((worker.budget, worker.budget.reserve(scopes, amount)))
+        if worker.tenant_budget is None:
+            return held, None
         try:
-            for ledger, scopes in wanted:
-                if ledger is not None:
-                    held.append((ledger, ledger.reserve(scopes, amount)))
+            hold = await worker.tenant_budget.reserve(
+                amount, run_id=a.run_id, deadline=self._deadline
+            )
         except BaseException:
             for ledger, reservation in held:
                 ledger.release(reservation)
             raise
-        return held
+        return held, hold
 
     async def effect(
         self, kind: str, request: dict[str, Any], fn: Callable[[], Awaitable[Any]]
@@ -172,9 +180,10 @@ class AttemptContext:
         self._calls += 1
         worker = self._worker
         held: list[tuple[BudgetLedger, Any]] = []
+        hold: TenantHold | None = None
         if kind in ("model", "tool"):
             try:
-                held = self._reserve(kind, call.request)
+                held, hold = await self._reserve(kind, call.request)
             except BudgetExceeded as refusal:
                 # recorded like any failed effect, so a replay meets the same refusal
                 fn = _refuse(refusal)
@@ -183,6 +192,8 @@ class AttemptContext:
         except BaseException:
             for ledger, reservation in held:
                 ledger.release(reservation)
+            if hold is not None:
+                await hold.release()
             raise
         if kind == "model" and "spend" not in record and record["error"] is None:
             pricing = worker.pricing if worker is not None else None
@@ -191,6 +202,8 @@ class AttemptContext:
             record = {**record, **extra}
         for ledger, reservation in held:
             ledger.settle(reservation, _spent(kind, record))
+        if hold is not None:
+            await hold.settle(_spent(kind, record))
         await self._report(EffectDone(a.task, a.attempt, record))
         if record["error"] is not None:
             raise EffectFailed(record["error"])
@@ -279,7 +292,8 @@ class Worker:
 
     Args:
         budget: the run's ledger (run, agent and task scopes; None: no budgets).
-        tenant_budget: the ledger of the tenant's budget, shared by its runs.
+        tenant_budget: the tenant's budget, shared through the store by every
+            process that runs for the tenant.
         pricing: prices for the spend recorded with each model call.
         tenant: the tenant whose budget scope the calls also count against.
         streaming: ask models to stream and pass their tokens on as
@@ -293,7 +307,7 @@ class Worker:
         effects: Effects,
         *,
         budget: BudgetLedger | None = None,
-        tenant_budget: BudgetLedger | None = None,
+        tenant_budget: TenantBudget | None = None,
         pricing: PricingTable | None = None,
         tenant: str = "default",
         streaming: bool = False,

@@ -1,16 +1,26 @@
-"""The Store port: durable event log, run projection, leases and a command inbox.
+"""The Store port: durable event log, run projection, leases, a command inbox, tenant budgets.
 
 The engine depends on this protocol only. The SQLite adapter is the embedded
 default; a PostgreSQL adapter implements the same protocol and must pass the
-same contract tests (``tests/store/test_contract.py``).
+same contract tests (``tests/store/test_contract.py``,
+``tests/store/test_tenant_holds.py``).
+
+A tenant's budget is shared through the store, because the runs of one tenant
+may run in many processes at once: each model or tool call *holds* what it may
+cost (:meth:`Store.tenant_reserve`, admitted only when it fits with what the
+tenant spent and every live hold, :func:`over_limit`), then *settles* its real
+cost or *releases* the hold. A hold expires, so a crashed process cannot block
+its tenant for longer than its calls could have run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
+from nexus.domain.budget import DIMENSIONS, Dimension, Limits, Spend, exact_add
 from nexus.domain.events import Event
 
 
@@ -70,6 +80,63 @@ class SpendRow:
     error: str | None
 
 
+def spend_of(rows: Iterable[SpendRow]) -> Spend:
+    """What recorded calls spent in total, as a ledger counts it.
+
+    A tool call counts one tool call unless it was refused budget (it never
+    ran); a model call counts its recorded spend (a failed one recorded none).
+    """
+    usd, tokens, tool_calls = Decimal(0), 0, 0
+    for row in rows:
+        if row.kind == "tool" and row.error != "budget_exceeded":
+            tool_calls += 1
+        elif row.kind == "model" and row.usd is not None:
+            usd = exact_add(usd, Decimal(row.usd))
+            tokens += row.tokens or 0
+    return Spend(usd, tokens, tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What one call in flight holds on its tenant's budget.
+
+    Attributes:
+        id: unique per hold (a ULID).
+        tenant: whose budget it holds.
+        run_id: the run making the call (a resumed run drops its old holds).
+        amount: what the call may cost.
+        expires_at: when the hold stops counting (seconds since the epoch).
+    """
+
+    id: str
+    tenant: str
+    run_id: str
+    amount: Spend
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFigures:
+    """A tenant's shared budget: what its runs spent, and what live holds keep back."""
+
+    spent: Spend
+    held: Spend
+
+
+def over_limit(limits: Limits, spent: Spend, held: Spend, amount: Spend) -> Dimension | None:
+    """The first dimension in which ``spent + held + amount`` exceeds ``limits`` (None: fits).
+
+    Dimensions are checked as usd, tokens, tool calls, like the in-process
+    ledger; money is compared exactly. Every adapter admits holds by this rule.
+    """
+    total = spent + held + amount
+    for dimension in DIMENSIONS:
+        limit = limits.get(dimension)
+        if limit is not None and total.get(dimension) > limit:
+            return dimension
+    return None
+
+
 class Store(Protocol):
     """Durable state of every run."""
 
@@ -115,9 +182,41 @@ class Store(Protocol):
         """What every recorded model and tool call of ``tenant``'s runs spent.
 
         A run belongs to the tenant its ``run.started`` names (``default`` when
-        it names none). Used to seed a tenant's budget ledger, so a tenant's
-        limit holds across processes and restarts.
+        it names none). ``nexus cost --tenant`` adds them up, and a tenant's
+        shared budget starts from them (see :meth:`tenant_reserve`).
         """
+
+    async def tenant_reserve(self, hold: Hold, limits: Limits) -> TenantFigures | None:
+        """Take ``hold`` on its tenant's budget if it fits ``limits``, atomically across processes.
+
+        The hold is admitted when :func:`over_limit` finds no dimension over,
+        counting what the tenant spent and every hold that has not expired
+        (expired holds are dropped). On a tenant's first reservation its spend
+        starts from the calls its runs recorded (:meth:`tenant_spend`).
+
+        Returns:
+            None when the hold was taken; else the figures it was refused on
+            (nothing was taken).
+        """
+
+    async def tenant_settle(self, hold: Hold, actual: Spend) -> Spend:
+        """Drop ``hold`` and add ``actual`` to its tenant's spend, atomically.
+
+        ``actual`` is added in full even when the hold expired meanwhile (money
+        that was spent is never dropped). Settle each hold once.
+
+        Returns:
+            What the tenant has spent now, ``actual`` included.
+        """
+
+    async def tenant_release(self, hold: Hold) -> None:
+        """Drop ``hold`` unspent (the call failed before spending). Idempotent."""
+
+    async def tenant_release_run(self, tenant: str, run_id: str) -> int:
+        """Drop every hold of ``run_id`` (a resumed run's, left by a dead process); how many."""
+
+    async def tenant_figures(self, tenant: str) -> TenantFigures:
+        """What ``tenant`` spent and what its live holds keep back (read only)."""
 
     async def close(self) -> None:
         """Release connections and threads. Idempotent."""

@@ -46,3 +46,27 @@ commands = Table(
     Column("kind", String(40), nullable=False),
     Column("payload", Text, nullable=False),
 )
+
+# A tenant's shared budget (see ``Store.tenant_reserve``): what its runs spent,
+# money as exact decimal text, and the holds of the calls in flight.
+tenant_accounts = Table(
+    "tenant_accounts",
+    metadata,
+    Column("tenant", String(200), primary_key=True),
+    Column("usd", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("tool_calls", Integer, nullable=False),
+)
+
+tenant_holds = Table(
+    "tenant_holds",
+    metadata,
+    Column("hold_id", String(26), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("run_id", String(26), nullable=False),
+    Column("usd", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("tool_calls", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+Index("ix_tenant_holds_tenant", tenant_holds.c.tenant, tenant_holds.c.expires_at)

@@ -8,6 +8,13 @@ group-commits the events a controller step produced.
 Durability: WAL with ``synchronous=NORMAL`` survives a killed process (the
 guarantee crash-resume needs); ``durability="full"`` also survives power loss
 at the cost of an fsync per commit.
+
+Tenant budgets: a hold is taken in one ``BEGIN IMMEDIATE`` transaction on the
+writer connection -- it takes SQLite's write lock before reading, so the check
+of spend and live holds and the insert of the hold are one step for every
+process on the file (others wait on ``busy_timeout``). The arithmetic is done
+in Python on :class:`~decimal.Decimal` (money is stored as exact text; SQL
+would sum it as floats).
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -29,16 +39,26 @@ from sqlalchemy import (
     event,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 
+from nexus.domain.budget import Limits, Spend, money_text
 from nexus.domain.errors import ConflictError, InfrastructureError
 from nexus.domain.events import Event, EventType
 from nexus.store import migrate
-from nexus.store.base import ChainRow, Command, Lease, RunRecord, SpendRow
+from nexus.store.base import (
+    ChainRow,
+    Command,
+    Hold,
+    Lease,
+    RunRecord,
+    SpendRow,
+    TenantFigures,
+    over_limit,
+    spend_of,
+)
 from nexus.store.schema import commands, events, runs
 
 T = TypeVar("T")
@@ -51,6 +71,64 @@ _INSERT_EVENT = (
     "INSERT INTO events (run_id, seq, type, at, task, prev_hash, hash, body) "
     "VALUES (:run_id, :seq, :type, :at, :task, :prev_hash, :hash, :body)"
 )
+
+# JSON1 reads only the few fields needed; money stays text (exact)
+_TENANT_SPEND = (
+    "SELECT json_extract(body, '$.data.kind'), json_extract(body, '$.data.spend.usd'),"
+    " json_extract(body, '$.data.spend.tokens'), json_extract(body, '$.data.error.kind')"
+    " FROM events WHERE type = 'effect.recorded' AND run_id IN ("
+    "  SELECT run_id FROM events WHERE seq = 1"
+    "  AND coalesce(json_extract(body, '$.data.tenant'), 'default') = :tenant)"
+)
+_ACCOUNT = "SELECT usd, tokens, tool_calls FROM tenant_accounts WHERE tenant = :tenant"
+_NEW_ACCOUNT = (
+    "INSERT INTO tenant_accounts (tenant, usd, tokens, tool_calls) "
+    "VALUES (:tenant, :usd, :tokens, :tool_calls)"
+)
+_SET_ACCOUNT = (
+    "UPDATE tenant_accounts SET usd = :usd, tokens = :tokens, tool_calls = :tool_calls "
+    "WHERE tenant = :tenant"
+)
+_SWEEP = "DELETE FROM tenant_holds WHERE tenant = :tenant AND expires_at <= :now"
+_LIVE_HOLDS = (
+    "SELECT usd, tokens, tool_calls FROM tenant_holds WHERE tenant = :tenant AND expires_at > :now"
+)
+_NEW_HOLD = (
+    "INSERT INTO tenant_holds (hold_id, tenant, run_id, usd, tokens, tool_calls, expires_at) "
+    "VALUES (:hold_id, :tenant, :run_id, :usd, :tokens, :tool_calls, :expires_at)"
+)
+_DROP_HOLD = "DELETE FROM tenant_holds WHERE hold_id = :hold_id AND tenant = :tenant"
+_DROP_RUN_HOLDS = "DELETE FROM tenant_holds WHERE tenant = :tenant AND run_id = :run_id"
+
+
+def _spend_rows(cursor: sqlite3.Cursor, tenant: str) -> list[SpendRow]:
+    return [
+        SpendRow(kind=str(k), usd=u, tokens=None if t is None else int(t), error=e)
+        for k, u, t, e in cursor.execute(_TENANT_SPEND, {"tenant": tenant}).fetchall()
+    ]
+
+
+def _figures(spend: Spend) -> dict[str, Any]:
+    return {"usd": money_text(spend.usd), "tokens": spend.tokens, "tool_calls": spend.tool_calls}
+
+
+def _spent(cursor: sqlite3.Cursor, tenant: str, *, create: bool) -> Spend:
+    """The tenant's account; when it has none yet, what its recorded calls spent
+    (and, with ``create``, that becomes its account)."""
+    row = cursor.execute(_ACCOUNT, {"tenant": tenant}).fetchone()
+    if row is not None:
+        return Spend(Decimal(row[0]), row[1], row[2])
+    spent = spend_of(_spend_rows(cursor, tenant))
+    if create:
+        cursor.execute(_NEW_ACCOUNT, {"tenant": tenant, **_figures(spent)})
+    return spent
+
+
+def _held(cursor: sqlite3.Cursor, tenant: str, now: float) -> Spend:
+    total = Spend()
+    for usd, tokens, tool_calls in cursor.execute(_LIVE_HOLDS, {"tenant": tenant, "now": now}):
+        total = total + Spend(Decimal(usd), tokens, tool_calls)
+    return total
 
 
 def _task_of(event: Event) -> str | None:
@@ -168,12 +246,38 @@ class SQLiteStore:
     def engine(self) -> Engine:
         return self._engine
 
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
+        """A transaction on the writer connection, through the driver's own cursor.
+
+        ``begin`` is ``BEGIN IMMEDIATE`` (take the write lock first: read,
+        check and write as one step for every process) or ``BEGIN`` (one
+        snapshot for several reads). The tenant statements skip SQLAlchemy's
+        execution layer, which costs four times the SQLite work here; the
+        writer is idle between calls (``append`` always commits or rolls back).
+        """
+        raw = self._conn().connection.driver_connection
+        if not isinstance(raw, sqlite3.Connection):  # pragma: no cover - pysqlite only
+            raise InfrastructureError(f"not a sqlite3 connection: {type(raw).__name__}")
+        cursor = raw.cursor()
+        try:
+            cursor.execute(begin)
+            yield cursor
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            cursor.close()
+
     async def _call(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, fn)
         except OperationalError as exc:
             raise InfrastructureError(f"database error: {exc.orig}") from exc
+        except sqlite3.OperationalError as exc:  # the tenant statements use the driver
+            raise InfrastructureError(f"database error: {exc}") from exc
 
     # -- runs and events --------------------------------------------------
     async def create_run(self, record: RunRecord, first: Event) -> None:
@@ -255,22 +359,69 @@ class SQLiteStore:
         return await self._call(work)
 
     async def tenant_spend(self, tenant: str) -> list[SpendRow]:
-        # JSON1 reads only the few fields needed; money stays text (exact)
-        query = text(
-            "SELECT json_extract(body, '$.data.kind'), json_extract(body, '$.data.spend.usd'),"
-            " json_extract(body, '$.data.spend.tokens'), json_extract(body, '$.data.error.kind')"
-            " FROM events WHERE type = 'effect.recorded' AND run_id IN ("
-            "  SELECT run_id FROM events WHERE seq = 1"
-            "  AND coalesce(json_extract(body, '$.data.tenant'), 'default') = :tenant)"
-        )
-
         def work() -> list[SpendRow]:
-            with self._engine.connect() as conn:
-                rows = conn.execute(query, {"tenant": tenant})
-                return [
-                    SpendRow(kind=str(k), usd=u, tokens=None if t is None else int(t), error=e)
-                    for k, u, t, e in rows
-                ]
+            with self._transaction("BEGIN") as cursor:
+                return _spend_rows(cursor, tenant)
+
+        return await self._call(work)
+
+    # -- tenant budgets ---------------------------------------------------
+    async def tenant_reserve(self, hold: Hold, limits: Limits) -> TenantFigures | None:
+        tenant = hold.tenant
+        row = {
+            "hold_id": hold.id,
+            "tenant": tenant,
+            "run_id": hold.run_id,
+            "expires_at": hold.expires_at,
+            **_figures(hold.amount),
+        }
+
+        def work() -> TenantFigures | None:
+            now = time.time()
+            with self._transaction("BEGIN IMMEDIATE") as cursor:
+                cursor.execute(_SWEEP, {"tenant": tenant, "now": now})
+                spent = _spent(cursor, tenant, create=True)
+                held = _held(cursor, tenant, now)
+                if over_limit(limits, spent, held, hold.amount) is not None:
+                    return TenantFigures(spent, held)
+                cursor.execute(_NEW_HOLD, row)
+                return None
+
+        return await self._call(work)
+
+    async def tenant_settle(self, hold: Hold, actual: Spend) -> Spend:
+        tenant = hold.tenant
+
+        def work() -> Spend:
+            with self._transaction("BEGIN IMMEDIATE") as cursor:
+                cursor.execute(_DROP_HOLD, {"hold_id": hold.id, "tenant": tenant})
+                spent = _spent(cursor, tenant, create=True) + actual
+                cursor.execute(_SET_ACCOUNT, {"tenant": tenant, **_figures(spent)})
+                return spent
+
+        return await self._call(work)
+
+    async def tenant_release(self, hold: Hold) -> None:
+        def work() -> None:
+            with self._transaction("BEGIN IMMEDIATE") as cursor:
+                cursor.execute(_DROP_HOLD, {"hold_id": hold.id, "tenant": hold.tenant})
+
+        await self._call(work)
+
+    async def tenant_release_run(self, tenant: str, run_id: str) -> int:
+        def work() -> int:
+            with self._transaction("BEGIN IMMEDIATE") as cursor:
+                cursor.execute(_DROP_RUN_HOLDS, {"tenant": tenant, "run_id": run_id})
+                return int(cursor.rowcount)
+
+        return await self._call(work)
+
+    async def tenant_figures(self, tenant: str) -> TenantFigures:
+        def work() -> TenantFigures:
+            with self._transaction("BEGIN") as cursor:
+                return TenantFigures(
+                    _spent(cursor, tenant, create=False), _held(cursor, tenant, time.time())
+                )
 
         return await self._call(work)
 
