@@ -494,3 +494,125 @@ def test_secrets_a_tool_returns_are_redacted_before_anyone_sees_them(tmp_path: P
     assert all(leaked not in e.body for e in evs)
     # the model was handed the redacted text, too
     assert "OPENAI_API_KEY=[redacted]" in model_requests(evs)[1]["messages"][-1]["content"]
+
+
+# -- what a model call records (ADR 0005) ------------------------------------------------
+
+
+class Recorder:
+    """The scripted provider, keeping every request it is sent (as the wire would see it)."""
+
+    def __init__(self, agent: AgentSpec) -> None:
+        from nexus.gateway.scripted import ScriptedProvider
+
+        self.inner = ScriptedProvider(agent=agent.name, lines=agent.scripted)
+        self.sent: list[dict[str, Any]] = []
+
+    async def complete(self, request: Any, context: Any) -> Any:
+        self.sent.append(request.to_dict())
+        return await self.inner.complete(request, context)
+
+
+def test_each_model_call_records_only_its_new_messages(tmp_path: Path) -> None:
+    from nexus.gateway.base import ProviderRegistry, full_requests
+
+    spec = agent(
+        "a",
+        '@call lookup {"city": "Oslo"}',
+        '@call lookup {"city": "Bergen"}',
+        "done",
+        tools=("lookup",),
+    )
+    task = TaskSpec(id="t", agent="a", prompt="Compare Oslo and Bergen.")
+    recorders: list[Recorder] = []
+
+    def factory(agent_spec: AgentSpec) -> Recorder:
+        recorders.append(Recorder(agent_spec))
+        return recorders[-1]
+
+    async def main(store: SQLiteStore) -> tuple[RunResult, list[Event], Any]:
+        engine = Engine(
+            store, tools=tools_with(LOOKUP), providers=ProviderRegistry({"scripted": factory})
+        )
+        result = await engine.start(plan(tmp_path, [spec], task))
+        return result, await events(store, result.run_id), await engine.replay(result.run_id)
+
+    result, evs, report = run(tmp_path / "db", main)
+    assert result.status == "succeeded"
+    recorded = model_requests(evs)
+    assert ["history" in r for r in recorded] == [False, True, True]
+    assert [r.get("history", 0) for r in recorded] == [0, 2, 4]
+    # each later call records the assistant's tool call and the tool's answer, nothing older
+    assert [[m["role"] for m in r["messages"]] for r in recorded] == [
+        ["system", "user"],
+        ["assistant", "tool"],
+        ["assistant", "tool"],
+    ]
+    assert all(r["tools"][0]["name"] == "lookup" for r in recorded)
+    # rebuilt, the records are exactly what the model was sent (replay sends nothing)
+    assert full_requests(recorded) == [sent for r in recorders for sent in r.sent]
+    assert report.identical, report.first_divergence
+
+
+def test_full_requests_refuses_records_that_do_not_chain() -> None:
+    from nexus.gateway.base import full_requests
+
+    first = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(ValueError, match="continues 3 messages, but the request before it has 1"):
+        full_requests([first, {"model": "m", "history": 3, "messages": []}])
+
+
+def test_a_budget_reserves_for_the_whole_conversation_not_the_record(tmp_path: Path) -> None:
+    """The second call records two short messages but sends the long prompt again."""
+    spec = agent("a", "@call noop", "done", tools=("noop",), max_tokens=10)
+    # ~1,300 tokens estimated (4 characters a token); the scripted model counts ~1,100 words
+    task = TaskSpec(id="t", agent="a", prompt="word " * 1000)
+
+    async def main(store: SQLiteStore) -> tuple[RunResult, list[Event]]:
+        # the first call fits; the second needs its ~1,300 again on top of what the first
+        # spent -- estimated on its record alone (two short messages) it would fit
+        engine = Engine(store, tools=builtin_tools())
+        result = await engine.start(plan(tmp_path, [spec], task, budget={"tokens": 2000}))
+        return result, await events(store, result.run_id)
+
+    result, evs = run(tmp_path / "db", main)
+    assert result.status == "paused"
+    refused = [
+        e.data
+        for e in evs
+        if e.type is E.EFFECT_RECORDED and e.data["kind"] == "model" and e.data["error"]
+    ]
+    assert [r["error"]["kind"] for r in refused] == ["budget_exceeded"]
+    # what it asked for counts the 4,000-character prompt the record leaves out
+    assert refused[0]["request"]["history"] == 2
+    assert refused[0]["error"]["budget"]["asked"] > 1000
+
+
+def test_runs_recorded_with_whole_requests_still_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log from before ADR 0005 (every request whole) replays identically today."""
+    from nexus.gateway.base import ModelRequest
+
+    spec = agent("a", "@call noop", "@call noop", "done", tools=("noop",))
+    task = TaskSpec(id="t", agent="a", prompt="go")
+    whole = ModelRequest.to_dict
+
+    def old_to_dict(self: ModelRequest, *, since: int = 0) -> dict[str, Any]:
+        return whole(self)  # what agents recorded before: always everything
+
+    async def record(store: SQLiteStore) -> str:
+        result = await Engine(store, tools=builtin_tools()).start(plan(tmp_path, [spec], task))
+        return result.run_id
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ModelRequest, "to_dict", old_to_dict)
+        run_id = run(tmp_path / "db", record)
+
+    async def check(store: SQLiteStore) -> tuple[list[Event], Any]:
+        evs = await events(store, run_id)
+        return evs, await Engine(store, tools=builtin_tools()).replay(run_id)
+
+    evs, report = run(tmp_path / "db", check)
+    assert [len(r["messages"]) for r in model_requests(evs)] == [2, 4, 6]
+    assert report.identical, report.first_divergence

@@ -30,9 +30,18 @@ class AgentContext(Protocol):
     def template_context(self) -> Mapping[str, Any]: ...
 
     async def effect(
-        self, kind: str, request: dict[str, Any], fn: Callable[[], Awaitable[Any]]
+        self,
+        kind: str,
+        request: dict[str, Any],
+        fn: Callable[[], Awaitable[Any]],
+        *,
+        estimate: Callable[[], dict[str, Any]] | None = None,
     ) -> Any:
-        """Run ``fn`` as a recorded effect and return its JSON result."""
+        """Run ``fn`` as a recorded effect and return its JSON result.
+
+        ``estimate`` gives the request a budget reservation is estimated on,
+        when ``request`` (what is recorded) holds only part of it.
+        """
         ...
 
     def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:

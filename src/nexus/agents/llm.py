@@ -235,6 +235,7 @@ class LLMAgent:
         messages.append(ChatMessage("user", call.prompt + _feedback_text(call.feedback)))
         usage = Usage()
         steps = tool_calls = repairs = 0
+        sent = 0  # messages the previous model call had (this one records only the rest)
         while True:
             if steps >= spec.max_steps:
                 raise AgentStepLimit(
@@ -249,7 +250,8 @@ class LLMAgent:
                 max_tokens=spec.max_tokens,
                 temperature=spec.temperature,
             )
-            response = await self._ask(request, ctx)
+            response = await self._ask(request, ctx, sent)
+            sent = len(request.messages)
             steps += 1
             usage = usage + response.usage
             if response.tool_calls:
@@ -291,7 +293,13 @@ class LLMAgent:
                 continue
             return output
 
-    async def _ask(self, request: ModelRequest, ctx: AgentContext) -> ModelResponse:
+    async def _ask(self, request: ModelRequest, ctx: AgentContext, sent: int) -> ModelResponse:
+        """One model call; recorded with only the messages after the first ``sent``.
+
+        The earlier ones are the previous call's (ADR 0005): the log grows with
+        the conversation, not with its square. The provider, the cache and a
+        budget's estimate all see the whole request.
+        """
         provider = self.provider
         context = ctx.template_context
 
@@ -308,7 +316,8 @@ class LLMAgent:
                 return final.to_dict()
             return (await provider.complete(request, context)).to_dict()
 
-        data = await ctx.effect("model", request.to_dict(), invoke)
+        record = request.to_dict(since=sent)
+        data = await ctx.effect("model", record, invoke, estimate=request.to_dict)
         return ModelResponse.from_dict(data)
 
     async def _use_tool(self, call: ToolCall, offered: set[str], ctx: AgentContext) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from nexus.domain.canonical import canonical_json, digest, plain_json
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import format_time
+from nexus.gateway.base import full_requests
 from nexus.redaction import Redactor, default_redactor
 
 #: Redacts secrets from effect requests before they are recorded (and before a
@@ -162,7 +163,30 @@ class ReplayEffects:
             # cancelled): wait to be cancelled, as the original was.
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
-        if canonical_json(record["request"]) != canonical_json(REDACTOR.redact(call.request)):
+        asked = REDACTOR.redact(call.request)
+        if canonical_json(record["request"]) != canonical_json(asked) and not self._same_in_full(
+            call, record["request"], asked
+        ):
             raise ReplayDiverged(f"effect {call.key}: the request differs from the recorded one")
         self.served += 1
         return record
+
+    def _same_in_full(self, call: EffectCall, recorded: Any, asked: Any) -> bool:
+        """Whether a model request recorded whole equals ``asked``, which continues the last.
+
+        Runs recorded before agents recorded only a call's new messages
+        (ADR 0005) hold whole requests; rebuilt against the attempt's previous
+        recorded request, ``asked`` must be exactly that whole request.
+        """
+        if call.kind != "model" or "history" not in asked or "history" in recorded:
+            return False
+        run, task, attempt, index = call.key.rsplit("/", 3)
+        for earlier in range(int(index) - 1, -1, -1):
+            before = self._recorded.get(f"{run}/{task}/{attempt}/{earlier}")
+            if before is not None and before["kind"] == "model":
+                try:
+                    whole = full_requests([before["request"], asked])[1]
+                except ValueError:
+                    return False
+                return canonical_json(whole) == canonical_json(recorded)
+        return False

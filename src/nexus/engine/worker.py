@@ -150,10 +150,15 @@ class AttemptContext:
         return held, hold
 
     async def effect(
-        self, kind: str, request: dict[str, Any], fn: Callable[[], Awaitable[Any]]
+        self,
+        kind: str,
+        request: dict[str, Any],
+        fn: Callable[[], Awaitable[Any]],
+        *,
+        estimate: Callable[[], dict[str, Any]] | None = None,
     ) -> Any:
         """Run ``fn`` as effect number n of this attempt; record (or replay) it."""
-        return (await self._record(kind, request, fn))["response"]
+        return (await self._record(kind, request, fn, estimate=estimate))["response"]
 
     async def _record(
         self,
@@ -161,12 +166,17 @@ class AttemptContext:
         request: dict[str, Any],
         fn: Callable[[], Awaitable[Any]],
         extra: dict[str, Any] | None = None,
+        *,
+        estimate: Callable[[], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Run ``fn`` as effect number n of this attempt; its record (``extra`` added).
 
         With a budget ledger, the spend a model or tool call may cost is
         reserved first (a refusal raises ``BudgetExceeded`` and nothing runs)
-        and settled with what it really cost once it is recorded.
+        and settled with what it really cost once it is recorded. The
+        reservation is estimated on ``estimate()`` when given (the whole
+        request, where ``request`` records only its new part), else on
+        ``request``.
         """
         a = self._a
         call = EffectCall(
@@ -183,7 +193,8 @@ class AttemptContext:
         hold: TenantHold | None = None
         if kind in ("model", "tool"):
             try:
-                held, hold = await self._reserve(kind, call.request)
+                wanted = call.request if estimate is None else estimate()
+                held, hold = await self._reserve(kind, wanted)
             except BudgetExceeded as refusal:
                 # recorded like any failed effect, so a replay meets the same refusal
                 fn = _refuse(refusal)

@@ -24,6 +24,7 @@ from nexus.gateway.base import (
     ToolCall,
     ToolSpec,
     Usage,
+    full_requests,
     split_model,
 )
 from nexus.gateway.cache import (
@@ -207,6 +208,7 @@ __all__ = [
     "default_catalog",
     "default_pricing",
     "default_providers",
+    "full_requests",
     "map_provider_error",
     "replay_factory",
     "request_key",

@@ -18,7 +18,7 @@ Two ways to call a model:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -111,12 +111,18 @@ class ModelRequest:
     max_tokens: int | None = None
     temperature: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.to_dict() for m in self.messages],
-            "turn": self.turn,
-        }
+    def to_dict(self, *, since: int = 0) -> dict[str, Any]:
+        """The request as JSON.
+
+        With ``since``, the first ``since`` messages are left out and
+        ``history: since`` stands in their place: how an agent records a call
+        that continues its previous one (see ``docs/adr/0005``).
+        """
+        data: dict[str, Any] = {"model": self.model}
+        if since:
+            data["history"] = since
+        data["messages"] = [m.to_dict() for m in self.messages[since:]]
+        data["turn"] = self.turn
         if self.tools:
             data["tools"] = [tool.to_dict() for tool in self.tools]
         if self.max_tokens is not None:
@@ -124,6 +130,41 @@ class ModelRequest:
         if self.temperature is not None:
             data["temperature"] = self.temperature
         return data
+
+
+def full_requests(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The whole model requests of one attempt, rebuilt from their records in order.
+
+    An agent records a call that continues its previous one with only the new
+    messages and ``history: k`` for the ``k`` it shares with that call
+    (:meth:`ModelRequest.to_dict` with ``since``; ``docs/adr/0005``). This puts
+    the shared messages back, so each request is what the model was sent.
+
+    Example:
+        >>> first = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        >>> later = {"model": "m", "history": 1, "messages": [{"role": "user", "content": "?"}]}
+        >>> [len(r["messages"]) for r in full_requests([first, later])]
+        [1, 2]
+
+    Raises:
+        ValueError: a record's ``history`` reaches past the previous request's
+            messages (the records are not one attempt's, in order).
+    """
+    rebuilt: list[dict[str, Any]] = []
+    previous: list[Any] = []
+    for index, record in enumerate(records):
+        shared = int(record.get("history", 0))
+        if shared > len(previous):
+            raise ValueError(
+                f"model request {index} continues {shared} messages, but the request "
+                f"before it has {len(previous)}"
+            )
+        messages = [*previous[:shared], *record["messages"]]
+        request = {key: value for key, value in record.items() if key != "history"}
+        request["messages"] = messages
+        rebuilt.append(request)
+        previous = messages
+    return rebuilt
 
 
 @dataclass(frozen=True, slots=True)
