@@ -116,9 +116,11 @@ class AttemptContext:
             await self._report(TokenDelta(self._a.task, self._a.attempt, text))
 
     async def _reserve(
-        self, kind: str, request: dict[str, Any]
+        self, kind: str, request: Callable[[], dict[str, Any]]
     ) -> tuple[list[tuple[BudgetLedger, Any]], TenantHold | None]:
         """Reserve what the call may cost in the run's ledger and the tenant's budget, or neither.
+
+        ``request()`` gives the request to estimate on (asked only with a budget).
 
         The run's scopes are checked first (in process), then the tenant's
         (through the store, shared with every process of the tenant).
@@ -129,7 +131,7 @@ class AttemptContext:
         from nexus.domain.budget import Scope
 
         a = self._a
-        amount = reservation_for(kind, request, worker.pricing)
+        amount = reservation_for(kind, request(), worker.pricing)
         held: list[tuple[BudgetLedger, Any]] = []
         if worker.budget is not None:
             scopes = [Scope("run"), Scope("task", a.task)]
@@ -193,8 +195,7 @@ class AttemptContext:
         hold: TenantHold | None = None
         if kind in ("model", "tool"):
             try:
-                wanted = call.request if estimate is None else estimate()
-                held, hold = await self._reserve(kind, wanted)
+                held, hold = await self._reserve(kind, estimate or (lambda: call.request))
             except BudgetExceeded as refusal:
                 # recorded like any failed effect, so a replay meets the same refusal
                 fn = _refuse(refusal)
