@@ -441,3 +441,42 @@ def test_spend_recorded_without_a_tenant_budget_counts_when_one_is_set(tmp_path:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_tenant_thresholds_are_warned_from_the_log_and_replayed(tmp_path: Path) -> None:
+    """80% warns and 100% stops for the tenant as for a run: once, from the recorded call."""
+    plan = wide_plan("serial", 12, tmp_path)
+    plan = Plan(
+        name=plan.name,
+        tasks=plan.tasks,
+        agents=plan.agents,
+        workspace=plan.workspace,
+        max_parallel=1,
+    )
+
+    async def main(store: SQLiteStore) -> tuple[RunResult, list[Event], bool]:
+        nexus = engine(store, 10)
+        result = await nexus.start(plan, force=True)
+        report = await nexus.replay(result.run_id)
+        return result, await store.load(result.run_id), report.identical
+
+    async def with_store() -> tuple[RunResult, list[Event], bool]:
+        store = SQLiteStore.open(tmp_path / "nexus.db")
+        try:
+            return await asyncio.wait_for(main(store), 60)
+        finally:
+            await store.close()
+
+    result, evs, identical = asyncio.run(with_store())
+    assert result.status == "paused"
+    crossings = [e for e in evs if e.type in (E.BUDGET_WARNING, E.BUDGET_EXCEEDED)]
+    assert [(e.type, e.data["percent"], e.data["spent"]) for e in crossings] == [
+        (E.BUDGET_WARNING, 80, "8"),
+        (E.BUDGET_EXCEEDED, 100, "10"),
+    ]
+    assert all((e.data["scope"], e.data["key"], e.data["limit"]) == ("tenant", "acme", "10")
+               for e in crossings)  # fmt: skip
+    # each came from the call that crossed it, recorded with the call
+    crossed = [e.data["tenant_budget"] for e in evs if "tenant_budget" in e.data]
+    assert [c[0]["threshold"] for c in crossed] == ["0.8", "1"]
+    assert identical

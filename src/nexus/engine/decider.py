@@ -94,7 +94,7 @@ class Decider:
             return
         at = trigger.at
         if kind is EventType.EFFECT_RECORDED:
-            if state.has_budgets:
+            if state.has_budgets or "tenant_budget" in trigger.data:
                 self._spent(trigger)
         elif kind is EventType.ATTEMPT_FINISHED:
             self._attempt_finished(trigger)
@@ -295,6 +295,22 @@ class Decider:
                             _crossing(scope, dimension, mark, spent, limit, task=data["task"]),
                         )
                     )
+        # the tenant's spend is shared with other runs: the worker records what a call crossed
+        for crossed in data.get("tenant_budget", ()):
+            scope = Scope("tenant", crossed["key"])
+            mark = crossed["threshold"]
+            if (scope.id, crossed["dimension"], mark) in state.reported:
+                continue
+            kind = EventType.BUDGET_WARNING if mark != "1" else EventType.BUDGET_EXCEEDED
+            draft = _crossing(
+                scope,
+                crossed["dimension"],
+                mark,
+                crossed["spent"],
+                crossed["limit"],
+                task=data["task"],
+            )
+            self.emit(Draft(kind, event.at, draft))
 
     def _budget_stop(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
         """An attempt was refused budget: record why (once) and pause the task."""

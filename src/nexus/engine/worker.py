@@ -25,7 +25,7 @@ from nexus.gateway.base import ToolSpec
 from nexus.tools.base import ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
-    from nexus.domain.budget import Spend
+    from nexus.domain.budget import Crossing, Spend
     from nexus.engine.budget import BudgetLedger
     from nexus.engine.tenant_budget import TenantBudget, TenantHold
     from nexus.gateway.usage import PricingTable
@@ -215,7 +215,11 @@ class AttemptContext:
         for ledger, reservation in held:
             ledger.settle(reservation, _spent(kind, record))
         if hold is not None:
-            await hold.settle(_spent(kind, record))
+            crossed = await hold.settle(_spent(kind, record))
+            if crossed:
+                # the tenant's spend lives outside this run: what this call crossed is
+                # recorded with it, so the decider warns from the log (and a replay does too)
+                record = {**record, "tenant_budget": [_crossed(c) for c in crossed]}
         await self._report(EffectDone(a.task, a.attempt, record))
         if record["error"] is not None:
             raise EffectFailed(record["error"])
@@ -288,6 +292,22 @@ def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
         raise refusal
 
     return refuse
+
+
+def _crossed(crossing: Crossing) -> dict[str, Any]:
+    """A tenant budget threshold a call crossed, as recorded in its effect."""
+    from nexus.domain.budget import money_text
+
+    def figure(value: Any) -> Any:
+        return value if isinstance(value, int) else money_text(value)
+
+    return {
+        "key": crossing.scope.key,
+        "dimension": crossing.dimension,
+        "threshold": money_text(crossing.threshold),
+        "spent": figure(crossing.spent),
+        "limit": figure(crossing.limit),
+    }
 
 
 def _spent(kind: str, record: dict[str, Any]) -> Spend:
