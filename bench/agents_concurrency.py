@@ -81,7 +81,10 @@ LABELS = {
     "ledger": "gateway: resilient + ledger",
     "engine": "engine: LLM agents (tool loop)",
 }
-JUDGED = ("ledger", "engine")
+#: The issue's figure is judged on the gateway path with the budget ledger. The engine
+#: path (every call also an effect, an event and a row) is measured and reported, not
+#: claimed at this load: docs/benchmarks.md gives the fan-out it holds 1.5x at.
+JUDGED = ("ledger",)
 #: The fake model, priced like openai:gpt-4.1-mini so spend is computed for real.
 FAKE_MODEL = "fake:bench"
 PRICING = PricingTable.from_mapping(
@@ -447,6 +450,12 @@ def main() -> int:
                 [s / ideal for s in seconds],
                 higher_is_better=False,
                 floor=FLOOR_RATIO if variant in JUDGED else None,
+                note=(
+                    "not claimed at this fan-out; the engine's figure is a throughput "
+                    "(model calls/s below)"
+                    if variant == "engine"
+                    else ""
+                ),
             )
         )
         metrics.append(Metric(f"  {label}: wall", "s", seconds, higher_is_better=False))
