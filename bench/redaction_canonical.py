@@ -3,10 +3,13 @@
 The request is what an LLM agent sends at the 10th step of its loop (the
 shape ``ModelRequest.to_dict`` gives): a ~600-character system prompt, the
 user's prompt, then 9 assistant messages with one tool call each and their 9
-tool results, one tool schema, ``turn`` and ``max_tokens``. Each step's
-request is recorded as an effect: copied to plain JSON (``plain_json``), then
-redacted (``Redactor.redact``), then serialised when the event is sealed
-(``canonical_json``, whose first step is ``_fast_path_ok``). Figures:
+tool results, one tool schema, ``turn`` and ``max_tokens``. A request is
+recorded as an effect: copied to plain JSON (``plain_json``), then redacted
+(``Redactor.redact``), then serialised when the event is sealed
+(``canonical_json``, whose first step is ``_fast_path_ok``). Since ADR 0005 an
+agent records only the messages new at each step, so a request this size is
+what a first call with a long history, or a step with large tool results,
+records. Figures:
 
 * ``plain_json`` -- the copy to plain JSON types;
 * ``Redactor.redact`` -- warm: every string of the request was redacted once
