@@ -3,10 +3,11 @@
 The provider is a fake one served through ``httpx2.MockTransport`` inside the
 SDK's own HTTP client, so every layer a real call crosses runs for real -- our
 resilience wrapper (breaker, deadline scope, route record), our request
-translation and response parsing, the official SDK (request building, pydantic
-models, SSE decoding) and httpx2 -- while the network does not: no socket, no
-loopback TCP, no server thread competing for the GIL. The fake stamps the time
-it spends answering; the overhead of a call is
+translation and response parsing, the official SDK (request building, SSE
+decoding, and typed response models where an adapter asks for them: the
+Anthropic non-streamed call) and httpx2 -- while the network does not: no
+socket, no loopback TCP, no server thread competing for the GIL. The fake
+stamps the time it spends answering; the overhead of a call is
 
     overhead = client-side wall time - time inside the fake provider
 

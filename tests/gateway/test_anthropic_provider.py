@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import warnings
 from typing import Any
 
 import pytest
+from anthropic.resources.messages import DEPRECATED_MODELS
 from fakeserver import (
     FakeServer,
+    active_connections,
     anthropic_message,
     anthropic_stream,
     anthropic_usage,
@@ -25,6 +29,7 @@ from nexus.gateway.anthropic_provider import AnthropicProvider
 from nexus.gateway.anthropic_provider import anthropic_usage as to_usage
 from nexus.gateway.base import ChatMessage, ModelRequest, ToolCall, ToolSpec, Usage
 from nexus.gateway.errors import ProviderError
+from nexus.gateway.resilience import ResilientProvider
 
 MODEL = "anthropic:claude-haiku-4-5"
 WEATHER = ToolSpec("weather", "Weather", {"type": "object", "properties": {"city": {}}})
@@ -201,3 +206,123 @@ def test_usage_mapping_reads_thinking_tokens() -> None:
     }
     assert to_usage(data) == Usage(3, 50, reasoning_tokens=40)
     assert to_usage(None) is None
+
+
+# -- the streamed path: the SDK client's raw SSE events, not the typed ``create``
+
+
+def test_stream_sends_the_same_request_as_complete_plus_stream(server: FakeServer) -> None:
+    request = ModelRequest(
+        model=MODEL,
+        messages=(ChatMessage("system", "be brief"), ChatMessage("user", "weather?")),
+        tools=(WEATHER,),
+        temperature=0.25,
+        max_tokens=64,
+    )
+    server.enqueue(json_reply(anthropic_message("ok")), sse_reply(anthropic_stream(["ok"])))
+    complete(server, request, key="sk-ant-xyz")
+    stream(server, request, key="sk-ant-xyz")
+    plain, streamed = server.requests
+    assert (
+        (streamed.method, streamed.path) == (plain.method, plain.path) == ("POST", "/v1/messages")
+    )
+    assert streamed.json() == {**plain.json(), "stream": True}
+    assert plain.json()["temperature"] == 0.25
+    for header in ("x-api-key", "anthropic-version", "content-type"):
+        assert streamed.headers.get(header) == plain.headers.get(header), header
+
+
+def deprecated_model() -> str:
+    """A model the installed SDK deprecates (its own table, so an SDK upgrade cannot stale it)."""
+    return sorted(DEPRECATED_MODELS)[0]
+
+
+def test_stream_warns_for_a_deprecated_model_as_the_sdk_does(server: FakeServer) -> None:
+    request = user(model=f"anthropic:{deprecated_model()}")
+    server.enqueue(json_reply(anthropic_message("ok")), sse_reply(anthropic_stream(["ok"])))
+    with pytest.warns(DeprecationWarning, match="is deprecated") as typed:
+        complete(server, request)  # the SDK's typed ``create`` warns itself
+    with pytest.warns(DeprecationWarning, match="is deprecated") as raw:
+        texts, _ = stream(server, request)
+    assert texts == ["ok"]
+    assert [str(w.message) for w in raw] == [str(w.message) for w in typed]
+    assert deprecated_model() in str(raw[0].message)
+
+
+def test_stream_for_a_current_model_does_not_warn(server: FakeServer) -> None:
+    assert MODEL.partition(":")[2] not in DEPRECATED_MODELS
+    server.enqueue(sse_reply(anthropic_stream(["ok"])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        texts, _ = stream(server, user(model=MODEL))
+    assert texts == ["ok"]
+
+
+def test_stream_ignores_pings_and_events_that_are_not_objects(server: FakeServer) -> None:
+    events = anthropic_stream(["a", "b"])
+    events.insert(3, "event: content_block_delta\ndata: [1, 2]\n\n")
+    events.insert(4, "event: ping\ndata: {}\n\n")
+    server.enqueue(sse_reply(events))
+    texts, response = stream(server, user(model=MODEL))
+    assert (texts, response.text) == (["a", "b"], "ab")
+
+
+def test_stream_parallel_tool_uses_keep_their_order_and_ids(server: FakeServer) -> None:
+    uses = [("toolu_1", "weather", '{"city": "Oslo"}'), ("toolu_2", "weather", "")]
+    server.enqueue(sse_reply(anthropic_stream([], tool_uses=uses)))
+    texts, response = stream(server, user(model=MODEL))
+    assert texts == []
+    assert response.tool_calls == (
+        ToolCall("toolu_1", "weather", '{"city":"Oslo"}'),
+        ToolCall("toolu_2", "weather", "{}"),  # no input at all: an empty object
+    )
+
+
+def test_stream_abandoned_after_the_first_token_frees_the_connection(server: FakeServer) -> None:
+    server.enqueue(sse_reply(anthropic_stream(["a", "b", "c"]), event_delay=0.05))
+
+    async def main() -> tuple[str, int]:
+        provider = AnthropicProvider(endpoint_for(server, "anthropic"))
+        try:
+            events = provider.stream(user(model=MODEL), {})
+            first = await anext(events)
+            await events.aclose()
+            return getattr(first, "text", ""), active_connections(provider)
+        finally:
+            await provider.aclose()
+
+    first, leftover = asyncio.run(main())
+    assert (first, leftover) == ("a", 0)
+    assert server.wait_idle(connections=0)
+
+
+def test_stream_deadline_mid_stream_is_a_timeout_and_frees_the_connection(
+    server: FakeServer,
+) -> None:
+    server.enqueue(sse_reply(anthropic_stream(["a"] * 50), event_delay=0.05))
+
+    async def main() -> tuple[list[str], ProviderError, int]:
+        adapter = AnthropicProvider(endpoint_for(server, "anthropic", timeout=60))
+        resilient = ResilientProvider(adapter, deadline=0.4)
+        texts: list[str] = []
+
+        async def drain() -> None:
+            async for event in resilient.stream(user(model=MODEL), {}):
+                texts.append(getattr(event, "text", ""))
+
+        try:
+            with pytest.raises(ProviderError) as info:
+                await drain()
+            leftover = active_connections(adapter)
+        finally:
+            await resilient.aclose()
+        return texts, info.value, leftover
+
+    started = time.monotonic()
+    texts, error, leftover = asyncio.run(main())
+    assert time.monotonic() - started < 3.0
+    assert texts, "no token arrived before the deadline"
+    assert set(texts) == {"a"}
+    assert (error.kind, error.reason) == (ErrorKind.TIMEOUT, "deadline")
+    assert leftover == 0
+    assert server.wait_idle(connections=0)
