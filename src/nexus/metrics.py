@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
 from nexus.domain.errors import NexusError
 
@@ -75,17 +75,7 @@ DenialReason: TypeAlias = Literal[
     "sandbox",
 ]
 #: Every value ``reason`` can take (label values stay few: one series each).
-DENIAL_REASONS: Final[tuple[DenialReason, ...]] = (
-    "profile",
-    "path",
-    "egress",
-    "seccomp",
-    "quota",
-    "mcp_unapproved",
-    "mcp_not_granted",
-    "mcp_lint",
-    "sandbox",
-)
+DENIAL_REASONS: Final[tuple[DenialReason, ...]] = get_args(DenialReason)
 #: The media type of :func:`render_metrics`' output (Prometheus text format 0.0.4).
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 

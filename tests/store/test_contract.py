@@ -377,22 +377,26 @@ def test_close_is_idempotent(store_factory: StoreFactory) -> None:
     assert using(store_factory, reopen) == chain_of(RUN_A, 1)
 
 
+def history(tenant: str | None) -> Callable[[int], dict[str, Any]]:
+    """Events of a run: its start (naming ``tenant``), a $0.25 model call, two tool calls
+    of which one was refused budget (it never ran)."""
+
+    def data(seq: int) -> dict[str, Any]:
+        if seq == 1:
+            return {"n": 1} if tenant is None else {"n": 1, "tenant": tenant}
+        if seq == 2:
+            return {"kind": "model", "task": "t", "spend": {"usd": "0.25", "tokens": 10}}
+        if seq == 3:
+            return {"kind": "tool", "task": "t", "error": None}
+        return {"kind": "tool", "task": "t", "error": {"kind": "budget_exceeded"}}
+
+    return data
+
+
 def test_tenant_spend_reads_the_calls_of_the_tenants_runs(store_factory: StoreFactory) -> None:
-    def data_for(tenant: str | None) -> Callable[[int], dict[str, Any]]:
-        def data(seq: int) -> dict[str, Any]:
-            if seq == 1:
-                return {"n": 1} if tenant is None else {"n": 1, "tenant": tenant}
-            if seq == 2:
-                return {"kind": "model", "task": "t", "spend": {"usd": "0.25", "tokens": 10}}
-            if seq == 3:
-                return {"kind": "tool", "task": "t", "error": None}
-            return {"kind": "tool", "task": "t", "error": {"kind": "budget_exceeded"}}
-
-        return data
-
     async def go(store: Store) -> dict[str, list[tuple[str, str | None, int | None, Any]]]:
         for run_id, tenant in ((RUN_A, "acme"), (RUN_B, None), (RUN_C, "acme")):
-            evs = chain_of(run_id, 4, data_for(tenant))
+            evs = chain_of(run_id, 4, history(tenant))
             await store.create_run(record(run_id), evs[0])
             await store.append(run_id, evs[1:], None)
         found = {}

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from test_contract import FACTORIES, RUN_A, RUN_B, RUN_C, StoreFactory, chain_of, record, using
+from test_contract import (
+    FACTORIES,
+    RUN_A,
+    RUN_B,
+    RUN_C,
+    StoreFactory,
+    chain_of,
+    history,
+    record,
+    using,
+)
 
 from nexus.domain.budget import Limits, Spend
 from nexus.store import migrate
@@ -47,22 +55,6 @@ def hold(
 
 def usd(amount: str) -> Spend:
     return Spend(usd=D(amount))
-
-
-def history(tenant: str | None) -> Callable[[int], dict[str, Any]]:
-    """Events of a run: its start (naming ``tenant``), a $0.25 model call, two tool calls
-    of which one was refused budget (it never ran)."""
-
-    def data(seq: int) -> dict[str, Any]:
-        if seq == 1:
-            return {"n": 1} if tenant is None else {"n": 1, "tenant": tenant}
-        if seq == 2:
-            return {"kind": "model", "task": "t", "spend": {"usd": "0.25", "tokens": 10}}
-        if seq == 3:
-            return {"kind": "tool", "task": "t", "error": None}
-        return {"kind": "tool", "task": "t", "error": {"kind": "budget_exceeded"}}
-
-    return data
 
 
 async def record_history(store: Store, run_id: str, tenant: str | None) -> None:

@@ -47,12 +47,14 @@ __all__ = [
     "crossings",
     "describe",
     "exact_add",
+    "exact_context",
     "exact_multiply",
     "exact_subtract",
     "exactly",
     "fraction",
     "money_text",
     "parse_duration",
+    "run_scopes",
     "unit_duration",
     "wall_exceeded_error",
 ]
@@ -68,7 +70,8 @@ _SCOPE_KINDS: tuple[ScopeKind, ...] = ("tenant", "run", "agent", "task")
 _LIMIT_KEYS = ("usd", "tokens", "tool_calls", "wall")
 
 
-def _exact() -> decimal.Context:
+def exact_context() -> decimal.Context:
+    """A decimal context in which any rounding raises: money is never rounded silently."""
     context = decimal.Context(prec=60)
     context.traps[decimal.Inexact] = True
     context.traps[decimal.Rounded] = True
@@ -77,7 +80,7 @@ def _exact() -> decimal.Context:
 
 #: One shared exact context for the hot arithmetic (Spend + and -): its
 #: methods take the context explicitly, so no per-call context is built.
-_EXACT = _exact()
+_EXACT = exact_context()
 #: Exact ``a + b``, ``a - b`` and ``a * b`` on Decimals (rounding raises), for hot loops.
 exact_add = _EXACT.add
 exact_subtract = _EXACT.subtract
@@ -87,7 +90,7 @@ exact_multiply = _EXACT.multiply
 @contextmanager
 def exactly() -> Iterator[None]:
     """A decimal context in which any rounding raises (``decimal.Inexact``)."""
-    with decimal.localcontext(_exact()):
+    with decimal.localcontext(exact_context()):
         yield
 
 
@@ -373,6 +376,14 @@ class Scope:
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "key": self.key}
+
+
+def run_scopes(task: str, agent: str | None) -> list[Scope]:
+    """The run's scopes a call of ``task`` counts against: the run, the task, its agent."""
+    scopes = [Scope("run"), Scope("task", task)]
+    if agent is not None:
+        scopes.append(Scope("agent", agent))
+    return scopes
 
 
 def _json_amount(value: Decimal | int) -> str | int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text
+from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
 from nexus.domain.plan import AgentSpec, TaskSpec
@@ -269,10 +269,7 @@ class Decider:
             return
         state = self.state
         task = state.tasks.get(data["task"])
-        scopes = [Scope("run"), Scope("task", data["task"])]
-        if task is not None and task.agent is not None:
-            scopes.append(Scope("agent", task.agent))
-        for scope in scopes:
+        for scope in run_scopes(data["task"], task.agent if task is not None else None):
             limits = state.limits(scope)
             if limits.is_empty:
                 continue
@@ -345,10 +342,7 @@ class Decider:
                     data = _crossing(Scope("run"), "wall", "1", elapsed, run.wall_s, task=task.id)
                     self.emit(Draft(EventType.BUDGET_EXCEEDED, at, data))
                 return f"the run's wall-time budget of {run.wall_s:g} s is spent"
-        scopes = [Scope("run"), Scope("task", task.id)]
-        if task.spec.agent is not None:
-            scopes.append(Scope("agent", task.spec.agent))
-        for scope in scopes:
+        for scope in run_scopes(task.id, task.spec.agent):
             limits = state.limits(scope)
             if limits.is_empty:
                 continue

@@ -25,7 +25,7 @@ from nexus.gateway.base import ToolSpec
 from nexus.tools.base import ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
-    from nexus.domain.budget import Crossing, Spend
+    from nexus.domain.budget import Spend
     from nexus.engine.budget import BudgetLedger
     from nexus.engine.tenant_budget import TenantBudget, TenantHold
     from nexus.gateway.usage import PricingTable
@@ -128,16 +128,13 @@ class AttemptContext:
         worker = self._worker
         if worker is None or (worker.budget is None and worker.tenant_budget is None):
             return [], None
-        from nexus.domain.budget import Scope
+        from nexus.domain.budget import run_scopes
 
         a = self._a
         amount = reservation_for(kind, request(), worker.pricing)
         held: list[tuple[BudgetLedger, Any]] = []
         if worker.budget is not None:
-            scopes = [Scope("run"), Scope("task", a.task)]
-            agent = a.started.get("agent")
-            if agent is not None:
-                scopes.append(Scope("agent", agent))
+            scopes = run_scopes(a.task, a.started.get("agent"))
             held.append((worker.budget, worker.budget.reserve(scopes, amount)))
         if worker.tenant_budget is None:
             return held, None
@@ -219,7 +216,7 @@ class AttemptContext:
             if crossed:
                 # the tenant's spend lives outside this run: what this call crossed is
                 # recorded with it, so the decider warns from the log (and a replay does too)
-                record = {**record, "tenant_budget": [_crossed(c) for c in crossed]}
+                record = {**record, "tenant_budget": [c.to_dict() for c in crossed]}
         await self._report(EffectDone(a.task, a.attempt, record))
         if record["error"] is not None:
             raise EffectFailed(record["error"])
@@ -292,22 +289,6 @@ def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
         raise refusal
 
     return refuse
-
-
-def _crossed(crossing: Crossing) -> dict[str, Any]:
-    """A tenant budget threshold a call crossed, as recorded in its effect."""
-    from nexus.domain.budget import money_text
-
-    def figure(value: Any) -> Any:
-        return value if isinstance(value, int) else money_text(value)
-
-    return {
-        "key": crossing.scope.key,
-        "dimension": crossing.dimension,
-        "threshold": money_text(crossing.threshold),
-        "spent": figure(crossing.spent),
-        "limit": figure(crossing.limit),
-    }
 
 
 def _spent(kind: str, record: dict[str, Any]) -> Spend:

@@ -132,6 +132,13 @@ class ModelRequest:
         return data
 
 
+async def close_if_closable(thing: object) -> None:
+    """Await ``thing.aclose()`` when it has one: a provider holding connections, an event stream."""
+    close = getattr(thing, "aclose", None)
+    if close is not None:
+        await close()
+
+
 def full_requests(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The whole model requests of one attempt, rebuilt from their records in order.
 

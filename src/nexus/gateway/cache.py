@@ -55,6 +55,7 @@ from nexus.gateway.base import (
     StreamingProvider,
     TextDelta,
     Usage,
+    close_if_closable,
 )
 from nexus.gateway.usage import PricingTable, cost_of
 
@@ -361,9 +362,7 @@ class CachingProvider:
 
     async def aclose(self) -> None:
         """Close the inner provider, if it holds connections."""
-        close = getattr(self.inner, "aclose", None)
-        if close is not None:
-            await close()
+        await close_if_closable(self.inner)
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
@@ -428,9 +427,7 @@ async def _inner_stream(
         async for event in events:
             yield event
     finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            await close()
+        await close_if_closable(events)
 
 
 # -- savings ------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from nexus.gateway.base import (
     StreamEvent,
     StreamingProvider,
     TextDelta,
+    close_if_closable,
     split_model,
 )
 
@@ -289,9 +290,7 @@ class RecordingProvider:
 
     async def aclose(self) -> None:
         """Close the inner provider, if it holds connections."""
-        close = getattr(self.inner, "aclose", None)
-        if close is not None:
-            await close()
+        await close_if_closable(self.inner)
 
     async def _record(self, request: ModelRequest, response: ModelResponse) -> None:
         self.cassette.record(request, response)
@@ -318,9 +317,7 @@ class RecordingProvider:
                     await self._record(request, event.response)
                 yield event
         finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
+            await close_if_closable(events)
 
 
 # -- replay -------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from nexus.gateway.base import (
     StreamEnd,
     StreamEvent,
     StreamingProvider,
+    close_if_closable,
 )
 from nexus.gateway.errors import (
     ProviderError,
@@ -294,9 +295,7 @@ async def _closing(events: AsyncIterator[StreamEvent]) -> AsyncIterator[AsyncIte
     try:
         yield events
     finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            await close()
+        await close_if_closable(events)
 
 
 async def _next_event(events: AsyncIterator[StreamEvent], deadline_at: float | None) -> Any:
@@ -374,9 +373,7 @@ class ResilientProvider:
 
     async def aclose(self) -> None:
         """Close the inner provider, if it holds connections."""
-        close = getattr(self.inner, "aclose", None)
-        if close is not None:
-            await close()
+        await close_if_closable(self.inner)
 
     # -- shared pieces
     def _open_error(self, model: str, breaker: CircuitBreaker) -> ProviderUnavailable:
@@ -485,19 +482,12 @@ class ResilientProvider:
             permit = self._acquire(request.model, breaker, last)
             attempts += 1
             try:
-                if isinstance(self.inner, StreamingProvider):
-                    events = self.inner.stream(request, context)
-                else:
-                    events = _complete_as_stream(self.inner, request, context)
+                events = _events(self.inner, request, context)
                 async with _closing(events):
                     while True:
                         event = await _next_event(events, deadline_at)
                         if event is _END:
-                            raise ProviderUnavailable(
-                                f"{request.model}: the stream ended without a response",
-                                provider=_prefix(request.model),
-                                reason="incomplete_stream",
-                            )
+                            raise _incomplete(request.model)
                         if isinstance(event, StreamEnd):
                             permit.success()
                             response = event.response
@@ -525,10 +515,27 @@ class ResilientProvider:
                 permit.release()  # no-op once settled; frees a probe on cancel or close
 
 
+def _events(
+    provider: ModelProvider, request: ModelRequest, context: Mapping[str, Any]
+) -> AsyncIterator[StreamEvent]:
+    """``provider``'s stream of events; one that cannot stream answers as a single end."""
+    if isinstance(provider, StreamingProvider):
+        return provider.stream(request, context)
+    return _complete_as_stream(provider, request, context)
+
+
 async def _complete_as_stream(
     provider: ModelProvider, request: ModelRequest, context: Mapping[str, Any]
 ) -> AsyncIterator[StreamEvent]:
     yield StreamEnd(await provider.complete(request, context))
+
+
+def _incomplete(model: str) -> ProviderUnavailable:
+    return ProviderUnavailable(
+        f"{model}: the stream ended without a response",
+        provider=_prefix(model),
+        reason="incomplete_stream",
+    )
 
 
 # -- fallback -----------------------------------------------------------------------------
@@ -579,9 +586,7 @@ class FallbackProvider:
 
     async def aclose(self) -> None:
         for candidate in self.candidates:
-            close = getattr(candidate.provider, "aclose", None)
-            if close is not None:
-                await close()
+            await close_if_closable(candidate.provider)
 
     def _deadline_at(self) -> float | None:
         if self.deadline is None:
@@ -664,20 +669,13 @@ class FallbackProvider:
         for index, (candidate, sub) in enumerate(self._plan(request)):
             reason = self._reason(index, steps)
             provider = candidate.provider
-            if isinstance(provider, StreamingProvider):
-                events = provider.stream(sub, context)
-            else:
-                events = _complete_as_stream(provider, sub, context)
+            events = _events(provider, sub, context)
             try:
                 async with _closing(events):
                     while True:
                         event = await _next_event(events, deadline_at)
                         if event is _END:
-                            raise ProviderUnavailable(
-                                f"{sub.model}: the stream ended without a response",
-                                provider=_prefix(sub.model),
-                                reason="incomplete_stream",
-                            )
+                            raise _incomplete(sub.model)
                         if isinstance(event, StreamEnd):
                             steps.append(self._answered(event.response, sub.model, reason))
                             yield StreamEnd(replace(event.response, route=tuple(steps)))

@@ -35,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nexus.domain.budget import exact_context, exactly
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.base import ModelRequest, ToolCall, Usage
 
@@ -56,15 +57,8 @@ _MILLION_EXP = -6
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
-def _money_context() -> decimal.Context:
-    context = decimal.Context(prec=60)
-    context.traps[decimal.Inexact] = True
-    context.traps[decimal.Rounded] = True
-    return context
-
-
 #: The context of :func:`cost_of`'s arithmetic, shared (its methods take it explicitly).
-_MONEY = _money_context()
+_MONEY = exact_context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +311,7 @@ class UsageLedger:
 
     def total_cost(self) -> Decimal:
         """The exact sum of every priced call."""
-        with decimal.localcontext(_money_context()):
+        with exactly():
             return sum((r.cost for r in self.records if r.cost is not None), Decimal(0))
 
     def total_usage(self) -> Usage:
@@ -333,7 +327,7 @@ class UsageLedger:
     def by(self, label: str) -> dict[str, Decimal]:
         """Cost per value of ``label`` (calls without the label are grouped under ``""``)."""
         groups: dict[str, Decimal] = {}
-        with decimal.localcontext(_money_context()):
+        with exactly():
             for record in self.records:
                 if record.cost is None:
                     continue
