@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from nexus.domain.errors import ErrorKind, NexusError, NotFoundError, UserError
 
 if TYPE_CHECKING:  # the profile module imports nothing from here; keep start-up lean
+    from nexus.security.trusted import TrustedPaths
     from nexus.tools.profile import ExecProfile
 
 
@@ -39,6 +40,9 @@ class ToolContext:
     #: a grant as written in a workflow (``profile:``); fields it leaves out
     #: keep the tool's own values -- see :func:`nexus.tools.profile.effective_profile`
     grant: Mapping[str, Any] | None = None
+    #: what no task may write (config, state, Nexus's own code); ``None`` means
+    #: :func:`nexus.security.trusted_paths` of this process
+    trusted: TrustedPaths | None = None
 
 
 class ToolFailed(NexusError):
