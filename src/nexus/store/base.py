@@ -18,10 +18,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nexus.domain.budget import DIMENSIONS, Dimension, Limits, Spend, exact_add
+from nexus.domain.errors import UserError
 from nexus.domain.events import Event
+
+if TYPE_CHECKING:
+    from nexus.store.heads import SignedHead
+
+
+class StoreUnusable(UserError):
+    """The database is not a store this Nexus can use (damaged, foreign, newer, read-only).
+
+    The message names the file, what is wrong and what to do; the CLI exits 2.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,24 @@ class ChainRow:
     prev_hash: str
     hash: str
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """What the run projection says of a run's log, for audit: its length and status."""
+
+    events: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSnapshot:
+    """One consistent read for audit: the store's id, projections, signed heads, the chain."""
+
+    store_id: str | None
+    projections: dict[str, Projection]
+    signed: dict[str, SignedHead]
+    rows: Iterator[ChainRow]
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,3 +70,22 @@ tenant_holds = Table(
     Column("expires_at", Float, nullable=False),
 )
 Index("ix_tenant_holds_tenant", tenant_holds.c.tenant, tenant_holds.c.expires_at)
+
+# The signed audit log (see ``nexus.store.heads``): this store's id, and each
+# run's last (seq, hash) signed with the home's audit key.
+audit_store = Table(
+    "audit_store",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("store_id", String(64), nullable=False),
+)
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("run_id", String(26), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signature", String(128), nullable=False),
+)

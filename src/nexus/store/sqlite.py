@@ -15,6 +15,15 @@ of spend and live holds and the insert of the hold are one step for every
 process on the file (others wait on ``busy_timeout``). The arithmetic is done
 in Python on :class:`~decimal.Decimal` (money is stored as exact text; SQL
 would sum it as floats).
+
+Signed heads: with a :class:`~nexus.store.heads.HeadSigner`, every batch's last
+(seq, hash) is signed (~30 us) and stored in ``audit_heads`` in the batch's own
+transaction, and at each run state change the store manifest outside the
+database is updated (see :mod:`nexus.store.heads`).
+
+A file that is not a usable Nexus store (garbage, truncated, another
+program's database, a newer schema, read-only) is refused at :meth:`SQLiteStore.open`
+with a :class:`~nexus.store.base.StoreUnusable` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,28 +50,38 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
-from sqlalchemy.exc import OperationalError
 
 from nexus.domain.budget import Limits, Spend, money_text
 from nexus.domain.errors import ConflictError, InfrastructureError
 from nexus.domain.events import Event, EventType
 from nexus.store import migrate
 from nexus.store.base import (
+    AuditSnapshot,
     ChainRow,
     Command,
     Hold,
     Lease,
+    Projection,
     RunRecord,
     SpendRow,
+    StoreUnusable,
     TenantFigures,
     over_limit,
     spend_of,
 )
+from nexus.store.heads import HeadSigner, SignedHead
 from nexus.store.schema import commands, events, runs
 
 T = TypeVar("T")
 
+_UPSERT_HEAD = (
+    "INSERT INTO audit_heads (run_id, seq, hash, key_id, signature) "
+    "VALUES (:run_id, :seq, :hash, :key_id, :signature) "
+    "ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+    "key_id = excluded.key_id, signature = excluded.signature"
+)
 _UPDATE_RUN = (
     "UPDATE runs SET updated_at = :at, events = :n, status = COALESCE(:status, status) "
     "WHERE run_id = :run_id"
@@ -189,6 +208,94 @@ def _migration_lock(db: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OURS = frozenset(
+    {"runs", "events", "commands", "tenant_accounts", "tenant_holds", "audit_store",
+     "audit_heads", "alembic_version"}
+)  # fmt: skip
+_RESTORE = "restore a backup (`nexus restore PATH`) or move the file aside to start a new store"
+
+
+def _check_file(target: Path) -> None:
+    """Refuse a file that cannot be a whole SQLite database, before SQLite reads it.
+
+    A 0-byte file passes (SQLite treats it as new); ``nexus audit verify``
+    reports an emptied store against the manifest.
+    """
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreUnusable(f"cannot read the database {target}: {exc.strerror}") from None
+    if not target.is_file():
+        raise StoreUnusable(f"the database {target} is not a regular file")
+    if info.st_size == 0:
+        return
+    try:
+        with open(target, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise StoreUnusable(f"cannot read the database {target}: {exc.strerror}") from None
+    if not header.startswith(_SQLITE_MAGIC):
+        raise StoreUnusable(
+            f"the database {target} is not a SQLite database (it does not start with the "
+            f"SQLite header: damaged, or another kind of file); {_RESTORE}"
+        )
+    if len(header) < 100:
+        raise StoreUnusable(f"the database {target} is truncated (a partial header); {_RESTORE}")
+    page = int.from_bytes(header[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]
+    if header_valid and pages and info.st_size < page * pages:
+        raise StoreUnusable(
+            f"the database {target} is truncated: {info.st_size} bytes, but its header "
+            f"records {pages} pages of {page} bytes; {_RESTORE}"
+        )
+
+
+def _unusable(target: Path, exc: DatabaseError | sqlite3.DatabaseError) -> StoreUnusable:
+    """What a SQLite error at open time means for the user."""
+    text = str(getattr(exc, "orig", None) or exc)
+    low = text.lower()
+    if "readonly" in low or "read-only" in low or "unable to open" in low:
+        return StoreUnusable(
+            f"the database {target} cannot be written ({text}): Nexus needs write access "
+            f"to the file and to its folder {target.parent} (for the -wal and -shm files "
+            "beside it); fix the permissions or mount, or point NEXUS_HOME elsewhere"
+        )
+    return StoreUnusable(f"the database {target} is damaged ({text}); {_RESTORE}")
+
+
+def _check_schema(engine: Engine, target: Path) -> str | None:
+    """The database's revision, refusing another program's database or a newer schema."""
+    current = migrate.current_revision(engine)
+    if current is None:
+        with engine.connect() as conn:
+            names = {
+                str(n)
+                for (n,) in conn.exec_driver_sql(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            }
+        if names:
+            foreign = ", ".join(sorted(names - _OURS)[:5]) or ", ".join(sorted(names)[:5])
+            raise StoreUnusable(
+                f"the database {target} is not a Nexus store: it holds tables Nexus did not "
+                f"create ({foreign}) and no schema revision; point NEXUS_HOME at a Nexus "
+                "home, or move the file aside"
+            )
+    elif current not in migrate.known_revisions():
+        raise StoreUnusable(
+            f"the database {target} is at schema revision {current}, which this version of "
+            f"Nexus does not know (it knows up to {migrate.head_revision()}): it was written by "
+            "a newer Nexus; upgrade Nexus, or restore a backup made by this version"
+        )
+    return current
+
+
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode.
 
@@ -196,11 +303,14 @@ class SQLiteStore:
         >>> store = SQLiteStore.open(Path(".nexus/nexus.db"))  # doctest: +SKIP
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, signer: HeadSigner | None = None) -> None:
         self._engine = engine
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexus-sqlite")
         self._writer: Connection | None = None  # lives on the pool's one thread
         self._closed = False
+        self._signer = signer
+        self._store_id: str | None = None
+        self._status: dict[str, str] = {}  # the last status seen per run (manifest updates)
 
     def _conn(self) -> Connection:
         """The writer thread's persistent connection (opened on first use)."""
@@ -210,18 +320,28 @@ class SQLiteStore:
 
     @classmethod
     def open(
-        cls, path: Path | str, *, durability: Literal["normal", "full"] = "normal"
+        cls,
+        path: Path | str,
+        *,
+        durability: Literal["normal", "full"] = "normal",
+        signer: HeadSigner | None = None,
     ) -> SQLiteStore:
         """Open (and create or migrate) the database at ``path``.
 
+        Args:
+            signer: sign every run's head with this key, and keep its store manifest.
+
         Raises:
-            InfrastructureError: the file cannot be opened or migrated.
+            StoreUnusable: the file is damaged, truncated, another program's, of a
+                newer schema, or cannot be written.
+            InfrastructureError: the folder cannot be created, or the database is busy.
         """
         target = Path(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InfrastructureError(f"cannot create {target.parent}: {exc}") from exc
+        _check_file(target)
         engine = create_engine(f"sqlite:///{target}", connect_args={"timeout": 30})
         sync = "FULL" if durability == "full" else "NORMAL"
 
@@ -234,13 +354,28 @@ class SQLiteStore:
             cur.close()
 
         try:
-            if migrate.current_revision(engine) != migrate.head_revision():
+            if _check_schema(engine, target) != migrate.head_revision():
                 with _migration_lock(target):  # two processes may open a new home at once
                     if migrate.current_revision(engine) != migrate.head_revision():
                         migrate.upgrade(engine)
         except OperationalError as exc:
-            raise InfrastructureError(f"cannot open the database {target}: {exc.orig}") from exc
-        return cls(engine)
+            engine.dispose()
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise InfrastructureError(f"the database {target} is busy: {exc.orig}") from exc
+            raise _unusable(target, exc) from exc
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            engine.dispose()
+            raise _unusable(target, exc) from exc
+        except OSError as exc:  # the migration lock beside a read-only database
+            engine.dispose()
+            raise StoreUnusable(
+                f"the database {target} cannot be migrated: {exc.strerror} "
+                f"({target.parent} must be writable)"
+            ) from exc
+        except StoreUnusable:
+            engine.dispose()
+            raise
+        return cls(engine, signer)
 
     @property
     def engine(self) -> Engine:
@@ -275,15 +410,56 @@ class SQLiteStore:
         try:
             return await loop.run_in_executor(self._pool, fn)
         except OperationalError as exc:
-            raise InfrastructureError(f"database error: {exc.orig}") from exc
+            raise self._translate(exc.orig) from exc
         except sqlite3.OperationalError as exc:  # the tenant statements use the driver
-            raise InfrastructureError(f"database error: {exc}") from exc
+            raise self._translate(exc) from exc
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            raise _unusable(self._path, exc) from exc
+
+    @property
+    def _path(self) -> Path:
+        return Path(self._engine.url.database or "")
+
+    def _translate(self, exc: BaseException | None) -> Exception:
+        if "readonly" in str(exc):
+            return _unusable(self._path, sqlite3.OperationalError(str(exc)))
+        return InfrastructureError(f"database error: {exc}")
+
+    # -- signed heads -----------------------------------------------------
+    def _read_store_id(self, conn: Connection) -> str:
+        if self._store_id is None:
+            row = conn.exec_driver_sql("SELECT store_id FROM audit_store WHERE id = 1").first()
+            if row is None:
+                raise StoreUnusable(f"the database {self._path} has no store id (audit_store)")
+            self._store_id = str(row[0])
+        return self._store_id
+
+    def _sign(self, conn: Connection, last: Event) -> SignedHead | None:
+        """Sign ``last`` as its run's head and stage it in the open transaction."""
+        if self._signer is None:
+            return None
+        head = self._signer.sign(self._read_store_id(conn), last.run_id, last.seq, last.hash)
+        conn.exec_driver_sql(_UPSERT_HEAD, head.to_dict())
+        return head
+
+    def _anchor(self, head: SignedHead | None, status: str | None) -> None:
+        """After a commit: record the head in the manifest when the run's state changed."""
+        if head is None or self._signer is None or self._store_id is None:
+            return
+        if status is not None and self._status.get(head.run_id) == status:
+            return
+        if status is not None:
+            self._status[head.run_id] = status
+        # the events are committed and signed; verify reports a manifest left stale
+        with suppress(OSError):
+            self._signer.record(self._store_id, [head])
 
     # -- runs and events --------------------------------------------------
     async def create_run(self, record: RunRecord, first: Event) -> None:
         def work() -> None:
             try:
                 with self._engine.begin() as conn:
+                    head = None
                     conn.execute(
                         insert(runs).values(
                             run_id=record.run_id,
@@ -298,8 +474,10 @@ class SQLiteStore:
                         )
                     )
                     conn.execute(insert(events), [_row(first)])
+                    head = self._sign(conn, first)
             except SAIntegrityError as exc:
                 raise ConflictError(f"run {record.run_id} exists already") from exc
+            self._anchor(head, record.status)
 
         await self._call(work)
 
@@ -315,6 +493,7 @@ class SQLiteStore:
             try:
                 conn.exec_driver_sql(_INSERT_EVENT, rows)
                 conn.exec_driver_sql(_UPDATE_RUN, progress)
+                head = self._sign(conn, batch[-1])
                 conn.commit()
             except SAIntegrityError as exc:
                 conn.rollback()
@@ -324,6 +503,7 @@ class SQLiteStore:
             except BaseException:
                 conn.rollback()
                 raise
+            self._anchor(head, status)
 
         await self._call(work)
 
@@ -495,6 +675,70 @@ class SQLiteStore:
             result = conn.execution_options(yield_per=5000).execute(query)
             for run, seq, prev, hash_, body in result:
                 yield ChainRow(run, seq, prev, hash_, body)
+
+    @contextmanager
+    def audit_snapshot(self, run_id: str | None = None) -> Iterator[AuditSnapshot]:
+        """One consistent read of what audit compares (blocking; a run may be writing).
+
+        The projection, the signed heads and the chain are read in one read
+        transaction, so a batch committed meanwhile is either wholly in or out.
+        """
+        raw = self._engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("BEGIN")
+            where, args = ("", ()) if run_id is None else (" WHERE run_id = ?", (run_id,))
+            store_id = cur.execute("SELECT store_id FROM audit_store WHERE id = 1").fetchone()
+            projections = {
+                r: Projection(int(n), str(st))
+                for r, n, st in cur.execute(f"SELECT run_id, events, status FROM runs{where}", args)
+            }
+            signed = {
+                r[0]: SignedHead(r[0], int(r[1]), r[2], r[3], r[4])
+                for r in cur.execute(
+                    f"SELECT run_id, seq, hash, key_id, signature FROM audit_heads{where}", args
+                )
+            }
+            chain = cur.execute(
+                f"SELECT run_id, seq, prev_hash, hash, body FROM events{where}"
+                " ORDER BY run_id, seq",
+                args,
+            )
+            rows = (ChainRow(*row) for row in chain)
+            yield AuditSnapshot(
+                None if store_id is None else str(store_id[0]), projections, signed, rows
+            )
+            raw.rollback()
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(self._path, exc) from exc
+        finally:
+            raw.close()
+
+    def sign_heads(self, signer: HeadSigner, run_ids: Sequence[str]) -> list[SignedHead]:
+        """Sign the current head of each of ``run_ids`` and reset the manifest to every head.
+
+        For ``nexus audit sign``: the caller verifies the chains first.
+        """
+        with self._engine.begin() as conn:
+            store_id = self._read_store_id(conn)
+            heads = []
+            for run_id in run_ids:
+                row = conn.exec_driver_sql(
+                    "SELECT seq, hash FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
+                    (run_id,),
+                ).first()
+                if row is not None:
+                    head = signer.sign(store_id, run_id, int(row[0]), str(row[1]))
+                    conn.exec_driver_sql(_UPSERT_HEAD, head.to_dict())
+                    heads.append(head)
+            every = [
+                SignedHead(r[0], int(r[1]), r[2], r[3], r[4])
+                for r in conn.exec_driver_sql(
+                    "SELECT run_id, seq, hash, key_id, signature FROM audit_heads"
+                )
+            ]
+        signer.record(store_id, every, reset=True)
+        return heads
 
     async def close(self) -> None:
         if self._closed:
