@@ -445,13 +445,17 @@ def default_handler(request: Received) -> Reply:
 class FakeServer:
     """The fake server. Use as a context manager; ``url`` is its base URL.
 
+    ``host`` is the loopback address it listens on (``127.0.0.2`` gives a
+    second, distinct host for residency tests).
+
     Example:
         >>> with FakeServer() as server:  # doctest: +SKIP
         ...     server.enqueue(json_reply(openai_completion("hi")))
     """
 
-    def __init__(self, handler: Handler = default_handler) -> None:
+    def __init__(self, handler: Handler = default_handler, *, host: str = "127.0.0.1") -> None:
         self.handler = handler
+        self.host = host
         self.requests: list[Received] = []
         self.open_connections = 0
         self.busy = 0
@@ -478,12 +482,12 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", 0)
+            asyncio.start_server(self._serve, self.host, 0)
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -617,6 +621,10 @@ class FakeServer:
 
 _REASONS = {
     200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",

@@ -35,7 +35,7 @@ import json
 import warnings
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import anthropic
 from anthropic.resources.messages import DEPRECATED_MODELS
@@ -53,9 +53,13 @@ from nexus.gateway.base import (
     Usage,
     split_model,
 )
+from nexus.gateway.egress import guarded_client
 from nexus.gateway.errors import ProviderUnavailable, leaks_secret, map_provider_error
 from nexus.gateway.settings import Endpoint
 from nexus.gateway.usage import estimate_usage
+
+if TYPE_CHECKING:
+    from nexus.gateway.routing import Residency
 
 __all__ = ["AnthropicProvider", "anthropic_usage"]
 
@@ -253,14 +257,22 @@ class AnthropicProvider:
     Args:
         endpoint: where to send requests and with which key.
         client: an SDK client to use instead of building one; it must have
-            ``max_retries=0``.
+            ``max_retries=0``, and it is used as given (no redirect refusal,
+            no per-request residency check).
+        residency: where requests may go: with a strict policy the client
+            checks the host of every request it sends (see
+            :mod:`nexus.gateway.egress`; redirects are never followed).
 
     Raises:
         ProviderAuthError: no API key is configured.
     """
 
     def __init__(
-        self, endpoint: Endpoint, *, client: anthropic.AsyncAnthropic | None = None
+        self,
+        endpoint: Endpoint,
+        *,
+        client: anthropic.AsyncAnthropic | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._client = client or anthropic.AsyncAnthropic(
@@ -269,6 +281,9 @@ class AnthropicProvider:
             max_retries=0,
             timeout=anthropic.Timeout(endpoint.timeout, connect=endpoint.connect_timeout),
             default_headers=dict(endpoint.headers) or None,
+            http_client=guarded_client(
+                anthropic.DefaultAsyncHttpxClient, label=endpoint.label, residency=residency
+            ),
         )
 
     def __repr__(self) -> str:
@@ -312,6 +327,8 @@ class AnthropicProvider:
     def _fail(self, exc: BaseException) -> NoReturn:
         secrets = self.endpoint.secrets()
         error = map_provider_error(exc, provider=self.endpoint.label, secrets=secrets)
+        if error is exc or error is exc.__cause__:
+            raise error  # ours (an egress denial), already explained; no self-referring cause
         raise error from (None if leaks_secret(exc, secrets) else exc)
 
     def _malformed(self, what: str) -> ProviderUnavailable:

@@ -603,7 +603,10 @@ def map_provider_error(
 ) -> NexusError:
     """Translate an SDK, httpx or socket exception into a :class:`NexusError`.
 
-    A :class:`NexusError` passes through unchanged. The rule of the nearest
+    A :class:`NexusError` passes through unchanged, also when an SDK wrapped it
+    (``raise APIConnectionError(...) from err``: the ``anthropic`` SDK does so
+    with what our own HTTP event hooks raise, see :mod:`nexus.gateway.egress`).
+    The rule of the nearest
     class in the exception's MRO applies; an exception no rule covers becomes a
     :class:`ProviderInternalError` (a bug to report, never retried).
 
@@ -623,6 +626,9 @@ def map_provider_error(
     """
     if isinstance(exc, NexusError):
         return exc
+    ours = _wrapped_nexus_error(exc)
+    if ours is not None:
+        return ours
     ctx = _Ctx(provider, tuple(s for s in secrets if s))
     table = _table()
     for klass in type(exc).__mro__:
@@ -630,6 +636,21 @@ def map_provider_error(
         if rule is not None:
             return rule(exc, ctx)
     return _internal(exc, ctx)
+
+
+def _wrapped_nexus_error(exc: BaseException, depth: int = 6) -> NexusError | None:
+    """A :class:`NexusError` that ``exc`` was explicitly raised from (``__cause__`` only).
+
+    ``__context__`` is not followed: an SDK error raised while an earlier error
+    of ours was being handled is a new failure, not that one.
+    """
+    current = exc.__cause__
+    while current is not None and depth > 0:
+        if isinstance(current, NexusError):
+            return current
+        current = current.__cause__
+        depth -= 1
+    return None
 
 
 def leaks_secret(exc: BaseException, secrets: Iterable[str]) -> bool:

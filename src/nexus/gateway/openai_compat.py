@@ -33,7 +33,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import openai
 
@@ -49,9 +49,13 @@ from nexus.gateway.base import (
     Usage,
     split_model,
 )
+from nexus.gateway.egress import guarded_client
 from nexus.gateway.errors import ProviderUnavailable, leaks_secret, map_provider_error
 from nexus.gateway.settings import Endpoint
 from nexus.gateway.usage import estimate_usage
+
+if TYPE_CHECKING:
+    from nexus.gateway.routing import Residency
 
 __all__ = ["OpenAICompatProvider", "ToolCallAssembler", "openai_usage"]
 
@@ -265,7 +269,11 @@ class OpenAICompatProvider:
     Args:
         endpoint: where to send requests and with which key.
         client: an SDK client to use instead of building one (tests, custom
-            transports); it must have ``max_retries=0``.
+            transports); it must have ``max_retries=0``, and it is used as
+            given (no redirect refusal, no per-request residency check).
+        residency: where requests may go: with a strict policy the client
+            checks the host of every request it sends (see
+            :mod:`nexus.gateway.egress`; redirects are never followed).
 
     Raises:
         ProviderAuthError: the endpoint needs a key and has none.
@@ -277,7 +285,13 @@ class OpenAICompatProvider:
         OpenAICompatProvider(ollama at http://127.0.0.1:11434/v1)
     """
 
-    def __init__(self, endpoint: Endpoint, *, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        client: openai.AsyncOpenAI | None = None,
+        residency: Residency | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self._client = client or openai.AsyncOpenAI(
             api_key=endpoint.require_key(),
@@ -285,6 +299,9 @@ class OpenAICompatProvider:
             max_retries=0,
             timeout=openai.Timeout(endpoint.timeout, connect=endpoint.connect_timeout),
             default_headers=dict(endpoint.headers) or None,
+            http_client=guarded_client(
+                openai.DefaultAsyncHttpxClient, label=endpoint.label, residency=residency
+            ),
         )
 
     def __repr__(self) -> str:
@@ -344,6 +361,8 @@ class OpenAICompatProvider:
     def _fail(self, exc: BaseException) -> NoReturn:
         secrets = self.endpoint.secrets()
         error = map_provider_error(exc, provider=self.endpoint.label, secrets=secrets)
+        if error is exc or error is exc.__cause__:
+            raise error  # ours (an egress denial), already explained; no self-referring cause
         raise error from (None if leaks_secret(exc, secrets) else exc)
 
     async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:

@@ -18,11 +18,13 @@ engine records :func:`price_overrides` in ``run.started`` and the decider
 rebuilds the table with :func:`pricing_with`, so a replay estimates with the
 prices the run had.
 
-Residency is checked twice: :func:`choose_models` drops models whose provider
-is not allowed, and :class:`~nexus.gateway.settings.SDKProviders` checks the
-provider *and the endpoint's host* with :meth:`Residency.check_endpoint` before
-it builds a client, so a denied call fails with ``policy_denied`` before a
-byte leaves the machine.
+Residency is checked three times: :func:`choose_models` drops models whose
+provider is not allowed; :class:`~nexus.gateway.settings.SDKProviders` checks
+the provider *and the endpoint's host* with :meth:`Residency.check_endpoint`
+before it builds a client, so a denied call fails with ``policy_denied`` before
+a byte leaves the machine; and the SDK clients it builds check the host of
+every request they send (:mod:`nexus.gateway.egress`) and follow no redirect,
+so an allowed endpoint cannot send the request on to an unlisted host.
 
 Example:
     >>> choice = choose_models(
@@ -397,24 +399,35 @@ class Residency:
         if not self.strict or split_model(model)[0] in OFFLINE_PREFIXES:
             return
         self.check_model(model)
+        denial = self.host_denial(base_url)
+        if denial is not None:
+            raise PolicyDenied(f"residency: model '{model}' is denied: {denial}")
+
+    def host_denial(self, url: str) -> str | None:
+        """Why a request to ``url`` may not leave the machine, or None when it may.
+
+        This checks the host only (and allows everything when not strict); the
+        SDK clients call it for every request they send, redirects included.
+
+        Example:
+            >>> Residency(strict=True, hosts=("gpu.lab",)).host_denial("http://evil.example/v1")
+            'host evil.example:80 is not allowed (allowed hosts: gpu.lab)'
+        """
+        if not self.strict:
+            return None
         try:
-            parts = urlsplit(base_url)
+            parts = urlsplit(url)
             host, port = parts.hostname, parts.port
         except ValueError:
             host, port = None, None
         if not host:
-            raise PolicyDenied(
-                f"residency: model '{model}' is denied: endpoint '{base_url}' has no valid host "
-                f"(allowed hosts: {_listing(self.hosts)})"
-            )
+            return f"endpoint '{url}' has no valid host (allowed hosts: {_listing(self.hosts)})"
         port = port or {"https": 443, "http": 80}.get(parts.scheme.lower())
-        if not any(_host_matches(entry, host, port) for entry in self.hosts):
-            shown = f"[{host}]" if ":" in host else host
-            shown = f"{shown}:{port}" if port else shown
-            raise PolicyDenied(
-                f"residency: model '{model}' is denied: host {shown} is not allowed "
-                f"(allowed hosts: {_listing(self.hosts)})"
-            )
+        if any(_host_matches(entry, host, port) for entry in self.hosts):
+            return None
+        shown = f"[{host}]" if ":" in host else host
+        shown = f"{shown}:{port}" if port else shown
+        return f"host {shown} is not allowed (allowed hosts: {_listing(self.hosts)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"strict": self.strict, "providers": list(self.providers), "hosts": list(self.hosts)}

@@ -390,7 +390,9 @@ class SDKProviders:
 
     With a strict :class:`~nexus.gateway.routing.Residency`, :meth:`for_model`
     refuses a model whose provider or endpoint host is not allowed before any
-    client is built, so nothing is sent.
+    client is built, so nothing is sent; the clients it builds then check the
+    host of every request they send and follow no redirect (see
+    :mod:`nexus.gateway.egress`).
 
     Args:
         settings: the ``[providers]`` settings (default: environment only).
@@ -454,11 +456,11 @@ class SDKProviders:
             if prefix == "anthropic":
                 from nexus.gateway.anthropic_provider import AnthropicProvider
 
-                adapter = AnthropicProvider(endpoint)
+                adapter = AnthropicProvider(endpoint, residency=self.residency)
             else:
                 from nexus.gateway.openai_compat import OpenAICompatProvider
 
-                adapter = OpenAICompatProvider(endpoint)
+                adapter = OpenAICompatProvider(endpoint, residency=self.residency)
             knobs = self.settings.resilience
             provider = ResilientProvider(
                 adapter,
