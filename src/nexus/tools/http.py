@@ -1,9 +1,12 @@
 """``http``: one HTTP request to an allowed host -- deny by default.
 
 The destination must be in the exec profile's ``network`` allow-list as
-``host:port`` (the port defaults to the scheme's). Redirects are not
-followed (a redirect to another host would dodge the allow-list); the
-response body is capped at ``max_output_bytes``. Connection failures map onto
+``host:port`` (the port defaults to the scheme's). Redirects are never
+followed (a redirect to another host would dodge the allow-list): a redirect
+whose target is not in the allow-list is refused with ``policy_denied``
+naming that host; one to an allowed destination comes back as it is (status
+and ``location``), for the agent to request explicitly. The response body
+is capped at ``max_output_bytes``. Connection failures map onto
 ``transient``, a read timeout onto ``timeout``, a refused destination onto
 ``policy_denied``.
 """
@@ -48,6 +51,10 @@ def destination(url: str) -> tuple[str, int]:
     return parts.hostname.lower(), port
 
 
+def _listing(profile: ExecProfile) -> str:
+    return "none" if profile.network == "none" else ", ".join(profile.network) or "none"
+
+
 def allowed(profile: ExecProfile, host: str, port: int) -> bool:
     """True when ``host:port`` is in the profile's network allow-list."""
     if profile.network == "none":
@@ -69,6 +76,32 @@ class HttpTool:
     profile: ExecProfile = field(default_factory=ExecProfile)
     transport: httpx.AsyncBaseTransport | None = None  # tests inject one
 
+    def _check_redirect(
+        self, profile: ExecProfile, method: str, url: str, response: httpx.Response
+    ) -> None:
+        """Refuse a redirect whose target is off the allow-list (it is never followed).
+
+        A redirect to an allowed destination is returned as it is (status and
+        ``location`` header): the agent may ask for that URL, checked like any other.
+        """
+        location = response.headers.get("location", "")
+        try:
+            target = str(response.request.url.join(location))
+            host, port = destination(target)
+        except (httpx.InvalidURL, UserError):
+            count_denial(self.name, "egress")
+            raise PolicyDenied(
+                f"tool 'http': {method} {url} redirected ({response.status_code}) to "
+                f"{location!r}, which is not an http(s) URL; redirects are not followed"
+            ) from None
+        if not allowed(profile, host, port):
+            count_denial(self.name, "egress")
+            raise PolicyDenied(
+                f"tool 'http': {method} {url} redirected ({response.status_code}) to "
+                f"{host}:{port}, which is not in the network allow-list "
+                f"({_listing(profile)}); the redirect was not followed"
+            )
+
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         profile = effective_profile(self.profile, ctx)
         url = args.get("url")
@@ -81,8 +114,7 @@ class HttpTool:
         if not allowed(profile, host, port):
             count_denial(self.name, "egress")
             raise PolicyDenied(
-                f"tool 'http': {host}:{port} is not in the network allow-list "
-                f"({'none' if profile.network == 'none' else ', '.join(profile.network)})"
+                f"tool 'http': {host}:{port} is not in the network allow-list ({_listing(profile)})"
             )
         timeout = min(float(args.get("timeout", 30.0)), profile.wall_seconds)
         limit = profile.max_output_bytes
@@ -99,6 +131,8 @@ class HttpTool:
                     content=args.get("body"),
                 ) as response,
             ):
+                if response.has_redirect_location:
+                    self._check_redirect(profile, method, url, response)
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():
