@@ -20,7 +20,15 @@ from nexus.store.schema import metadata
 from nexus.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
-TABLES = {"runs", "events", "commands", "tenant_accounts", "tenant_holds"}
+TABLES = {
+    "runs",
+    "events",
+    "commands",
+    "tenant_accounts",
+    "tenant_holds",
+    "audit_store",
+    "audit_heads",
+}
 
 
 @pytest.fixture

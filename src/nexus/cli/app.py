@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from nexus.cli import commands_query, commands_run, commands_tools
+from nexus.cli import commands_audit, commands_query, commands_run, commands_store, commands_tools
 from nexus.cli.output import EXIT_NOT_FOUND, fail
 from nexus.config import CONFIG_ENV
 
@@ -34,9 +34,11 @@ for command in (
     commands_run.reject,
     commands_run.replay,
     commands_query.export,
+    commands_store.backup,
+    commands_store.restore,
 ):
     app.command()(command)
-app.add_typer(commands_query.audit_app, name="audit")
+app.add_typer(commands_audit.audit_app, name="audit")
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""Commands that read runs: runs, status, inspect, events, export, audit verify.
+"""Commands that read runs: runs, status, inspect, events, export (audit: ``commands_audit``).
 
 They read the store's projection and the event log only (never a live
 engine), so they work the same while a run is going, after it ended, or
@@ -21,7 +21,7 @@ from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
 from nexus.domain.state import RunState
 from nexus.engine.runtime import lease_alive
-from nexus.store.audit import AuditReport, verify_chain
+from nexus.store.audit import verify_chain
 from nexus.store.base import RunRecord, Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -337,39 +337,3 @@ def export(
             emit_json({"run_id": run_id, "output": str(output), "events": len(bundle["events"])})
         else:
             err.print(f"exported {len(bundle['events'])} events to {escape(str(output))}")
-
-
-audit_app = typer.Typer(help="Check the tamper-evident event log.", no_args_is_help=True)
-
-
-@audit_app.command("verify")
-def audit_verify(
-    run_id: Annotated[str | None, typer.Argument(help="One run (default: all).")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Verify the hash chain; name the first tampered event. Exit 1 if it does not hold."""
-
-    async def go() -> AuditReport:
-        async with open_store() as store:
-            if run_id is not None:
-                record = await store.get_run(run_id)
-                if record is None:
-                    raise NotFoundError(f"no run with id {run_id}")
-                counts = {run_id: record.events}
-            else:
-                counts = {r.run_id: r.events for r in await store.list_runs(limit=1 << 62)}
-            return await asyncio.to_thread(verify_chain, store.chain(run_id), counts)
-
-    report = run_async(go, as_json=as_json)
-    if as_json:
-        emit_json(report.to_dict())
-    elif report.ok:
-        out.print(f"[green]ok[/]  {report.events} events in {report.runs} run(s); chain intact")
-    else:
-        bad = report.first_bad or {}
-        err.print(
-            f"[bold red]TAMPERED[/]  run {bad.get('run_id')} seq {bad.get('seq')}: "
-            f"{bad.get('reason')}"
-        )
-    if not report.ok:
-        raise typer.Exit(EXIT_FAILED)

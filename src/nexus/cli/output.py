@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from nexus.config import Settings
 from nexus.domain.errors import ConflictError, ErrorKind, NexusError, NotFoundError, UserError
+from nexus.store.heads import HeadSigner
 from nexus.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -74,10 +75,15 @@ def run_async(fn: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
 
 
 @asynccontextmanager
-async def open_store(settings: Settings | None = None) -> Any:
-    """The configured store, closed on exit."""
+async def open_store(settings: Settings | None = None, *, sign: bool = True) -> Any:
+    """The configured store, closed on exit.
+
+    With ``sign`` (the default) it signs what it writes with the home's audit
+    key, created on first use; audit commands that only read pass False.
+    """
     settings = settings or Settings()
-    store = SQLiteStore.open(settings.db_path, durability=settings.durability)
+    signer = HeadSigner.for_home(settings.home) if sign else None
+    store = SQLiteStore.open(settings.db_path, durability=settings.durability, signer=signer)
     try:
         yield store
     finally:

@@ -280,8 +280,8 @@ def _check_schema(engine: Engine, target: Path) -> str | None:
                     " AND name NOT LIKE 'sqlite_%'"
                 )
             }
-        if names:
-            foreign = ", ".join(sorted(names - _OURS)[:5]) or ", ".join(sorted(names)[:5])
+        if names - _OURS:  # only our own tables (a downgraded store) are migrated again
+            foreign = ", ".join(sorted(names - _OURS)[:5])
             raise StoreUnusable(
                 f"the database {target} is not a Nexus store: it holds tables Nexus did not "
                 f"create ({foreign}) and no schema revision; point NEXUS_HOME at a Nexus "
@@ -714,10 +714,13 @@ class SQLiteStore:
         finally:
             raw.close()
 
-    def sign_heads(self, signer: HeadSigner, run_ids: Sequence[str]) -> list[SignedHead]:
-        """Sign the current head of each of ``run_ids`` and reset the manifest to every head.
+    def sign_heads(
+        self, signer: HeadSigner, run_ids: Sequence[str], *, reset: bool = False
+    ) -> list[SignedHead]:
+        """Sign the current head of each of ``run_ids`` and put every head in the manifest.
 
-        For ``nexus audit sign``: the caller verifies the chains first.
+        For ``nexus audit sign`` and ``nexus restore``: the caller verifies the
+        chains first. ``reset`` rewrites the manifest from this database alone.
         """
         with self._engine.begin() as conn:
             store_id = self._read_store_id(conn)
@@ -737,7 +740,11 @@ class SQLiteStore:
                     "SELECT run_id, seq, hash, key_id, signature FROM audit_heads"
                 )
             ]
-        signer.record(store_id, every, reset=True)
+        if not signer.record(store_id, every, reset=reset):
+            raise StoreUnusable(
+                f"the store manifest {signer.manifest} records another store or was edited; "
+                "see `nexus audit verify`"
+            )
         return heads
 
     async def close(self) -> None:
