@@ -29,10 +29,29 @@ def _workflow(tmp_path: Path) -> Path:
     return wf
 
 
+def _approve_server(home: Path, wf: Path) -> None:
+    """Approve the server's command, as an operator would after `nexus tools`."""
+    listing = nexus(home, "tools", "--workflow", wf, "--json").json()
+    (server,) = listing["mcp_servers"]
+    assert server["command_status"] == "new"
+    approved = nexus(home, "tools", "approve", "mcp:time", "--pin", server["command_pin"])
+    assert approved.code == 0, approved.text
+
+
 def test_mcp_tools_are_denied_until_approved_then_run(tmp_path: Path) -> None:
     home = tmp_path / "home"
     wf = _workflow(tmp_path)
     assert nexus(home, "validate", wf).code == 0
+
+    # first the server's command itself: it is not started until approved
+    refused = nexus(home, "run", wf, "--json")
+    assert refused.code == 1, refused.text
+    task = nexus(home, "inspect", refused.json()["run_id"], "--task", "now", "--json").json()
+    assert task["error"]["kind"] == "policy_denied"
+    assert "MCP server 'time' is not approved to run" in task["error"]["message"]
+    command_pin = re.search(r"mcp:time --pin ([0-9a-f]{64})", task["error"]["message"])
+    assert command_pin is not None, task["error"]["message"]
+    assert nexus(home, "tools", "approve", "mcp:time", "--pin", command_pin.group(1)).code == 0
 
     denied = nexus(home, "run", wf, "--json")
     assert denied.code == 1, denied.text
@@ -62,6 +81,7 @@ def test_mcp_tools_need_a_profile_grant(tmp_path: Path) -> None:
         f"mcp_servers:\n  time: {{command: '{SERVER}', call_timeout: 20}}\n"
         "tasks:\n  now: {tool: time.get_current_time, with: {timezone: UTC}}\n"
     )
+    _approve_server(home, wf)
     denied = nexus(home, "run", wf, "--json")
     assert denied.code == 1
     task = nexus(home, "inspect", denied.json()["run_id"], "--task", "now", "--json").json()

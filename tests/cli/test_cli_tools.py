@@ -80,9 +80,24 @@ def _project(tmp_path: Path) -> tuple[Path, Path]:
     return home, wf
 
 
+def _approve_launches(home: Path) -> None:
+    """Approve what nexus.toml would run (the time server, the WASM module) at their pins."""
+    listing = nexus(home, "tools", "--json").json()
+    for server in listing["mcp_servers"]:
+        if server["command_status"] == "new":
+            key = f"mcp:{server['name']}"
+            assert nexus(home, "tools", "approve", key, "--pin", server["command_pin"]).code == 0
+    for entry in listing["tools"]:
+        if entry["source"] == "wasm" and entry["pin_status"] == "new":
+            assert (
+                nexus(home, "tools", "approve", entry["approve"], "--pin", entry["pin"]).code == 0
+            )
+
+
 @pytest.mark.slow
 def test_tools_discovers_wasm_and_mcp_tools_with_their_pin_status(tmp_path: Path) -> None:
     home, _ = _project(tmp_path)
+    _approve_launches(home)
     first = nexus(home, "tools", "--json")
     assert first.code == 0, first.text
     listing = first.json()
@@ -99,9 +114,18 @@ def test_tools_discovers_wasm_and_mcp_tools_with_their_pin_status(tmp_path: Path
     now = tools["time.get_current_time"]
     assert (now["source"], now["server"], now["pin_status"]) == ("mcp:time", "time", "new")
     assert "timezone" in now["input_schema"]["properties"]
-    assert listing["mcp_servers"] == [
-        {"name": "time", "transport": "stdio", "connected": True, "last_error": None, "tools": 2}
-    ]
+    (server,) = listing["mcp_servers"]
+    assert server["command_status"] == "approved"
+    assert len(server["command_pin"]) == 64
+    del server["command_pin"], server["command_status"]
+    assert server == {
+        "name": "time",
+        "transport": "stdio",
+        "connected": True,
+        "last_error": None,
+        "tools": 2,
+    }
+    assert wasm["pin_status"] == "approved"
 
     # approve one at its pin; pretend another was approved at an older descriptor
     assert nexus(home, "tools", "approve", "time.get_current_time", "--pin", now["pin"]).code == 0
@@ -126,6 +150,10 @@ def test_a_workflows_servers_are_listed_and_a_dead_one_does_not_hide_the_rest(
     tmp_path: Path,
 ) -> None:
     home, wf = _project(tmp_path)
+    _approve_launches(home)
+    broken = nexus(home, "tools", "--workflow", wf, "--json").json()["mcp_servers"]
+    pin = next(s["command_pin"] for s in broken if s["name"] == "broken")
+    assert nexus(home, "tools", "approve", "mcp:broken", "--pin", pin).code == 0
     result = nexus(home, "tools", "--workflow", wf, "--json")
     assert result.code == 0, result.text
     listing = result.json()

@@ -44,6 +44,7 @@ from nexus.tools.mcp import (
     McpServers,
     McpServerSpec,
     McpTool,
+    approve_launch,
     map_mcp_error,
     parse_mcp_servers,
 )
@@ -91,6 +92,12 @@ def no_leftover_processes() -> Iterator[None]:
 @pytest.fixture
 def pins(tmp_path: Path) -> PinStore:
     return PinStore(tmp_path / "home" / "mcp-pins.json")
+
+
+def connect(spec: McpServerSpec, pins: PinStore, **kw: Any) -> McpConnection:
+    """A connection to a server whose command the test approved (launch pins are tested apart)."""
+    approve_launch(spec, pins)
+    return McpConnection(spec, pins, **kw)
 
 
 def fixture_spec(name: str, script: str, **kw: Any) -> McpServerSpec:
@@ -311,7 +318,7 @@ def test_every_mcp_error_code_is_mapped() -> None:
 def test_listing_states_without_a_server(pins: PinStore) -> None:
     """Pins, the linter, duplicates and removals decide a tool's state (no process needed)."""
     others: list[str] = ["shell"]
-    conn = McpConnection(fixture_spec("s", "echo_server.py"), pins, other_tools=lambda: others)
+    conn = connect(fixture_spec("s", "echo_server.py"), pins, other_tools=lambda: others)
 
     def tool(name: str, description: str) -> types.Tool:
         return types.Tool(name=name, description=description, input_schema={"type": "object"})
@@ -359,7 +366,7 @@ def test_time_server_denied_until_approved(pins: PinStore) -> None:
     spec = McpServerSpec(name="time", command=str(BIN / "mcp-server-time"))
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             assert conn.connected, conn.last_error
             tools = {t.tool: t for t in conn.status().tools}
             assert set(tools) == {"get_current_time", "convert_time"}
@@ -399,7 +406,7 @@ def test_git_server_on_a_temp_repository(tmp_path: Path, pins: PinStore) -> None
     )
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             assert conn.connected, conn.last_error
             statuses = conn.status().tools
             assert {"git.git_status", "git.git_log"} <= {t.name for t in statuses}
@@ -422,7 +429,7 @@ def test_descriptor_change_disables_until_reapproved(tmp_path: Path, pins: PinSt
     home = pins.path.parent
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             # four tools, listed two per page
             assert [t.tool for t in conn.status().tools] == ["add_tool", "greet", "mutate", "noop"]
             for name in ("greet", "mutate", "add_tool"):
@@ -469,7 +476,7 @@ def test_hung_call_times_out_and_connection_stays_usable(
     spec = fixture_spec("echo", "echo_server.py", call_timeout=0.5, env={"GREETING": "hi"})
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             approve_all(conn)
             # the server sees the configured variables and nothing else
             names = set((await conn.call("env", {}))["structured"]["result"])
@@ -497,7 +504,7 @@ def test_wedged_server_is_restarted(pins: PinStore) -> None:
     spec = fixture_spec("echo", "echo_server.py", call_timeout=0.5, connect_timeout=2.0)
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             approve_all(conn)
             first = (await conn.call("pid", {}))["structured"]["result"]
             with pytest.raises(EffectTimeout):
@@ -516,7 +523,7 @@ def test_server_dying_mid_session_reconnects(pins: PinStore) -> None:
     spec = fixture_spec("echo", "echo_server.py")
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             approve_all(conn)
             first = (await conn.call("pid", {}))["structured"]["result"]
             with pytest.raises(InfrastructureError, match="connection closed") as caught:
@@ -540,7 +547,7 @@ def test_breaker_opens_after_repeated_failures(pins: PinStore) -> None:
     )
 
     async def main() -> None:
-        async with McpConnection(spec, pins, clock=clock) as conn:
+        async with connect(spec, pins, clock=clock) as conn:
             approve_all(conn)
             for _ in range(2):
                 with pytest.raises(EffectTimeout):
@@ -566,7 +573,7 @@ def test_handshake_timeout_and_refusal_while_down(pins: PinStore) -> None:
 
     async def main() -> None:
         started = time.monotonic()
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             assert not conn.connected
             assert "no MCP handshake within connect_timeout=0.5s" in (conn.last_error or "")
             with pytest.raises(NotFoundError, match="no tool 'x'"):
@@ -582,7 +589,7 @@ def test_errors_in_the_body_propagate_unwrapped(pins: PinStore) -> None:
     spec = McpServerSpec(name="mute", command="true", connect_timeout=2.0)
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             assert not conn.connected  # `true` exits at once: the handshake fails
             assert "Connection closed" in (conn.last_error or "")
             raise KeyError("from the body")
@@ -644,6 +651,7 @@ def test_streamable_http_and_stdio_servers_together(pins: PinStore) -> None:
 
         async def main() -> None:
             registry = ToolRegistry()
+            approve_launch(specs[1], pins)
             async with McpServers(specs, pins, builtin_tools=["shell", "noop"]) as servers:
                 added = servers.register(registry)
                 assert {"web.echo", "web.add", "time.get_current_time"} <= set(added)
@@ -671,7 +679,7 @@ def test_streamable_http_and_stdio_servers_together(pins: PinStore) -> None:
 
 
 def test_tool_protocol_shape(pins: PinStore) -> None:
-    conn = McpConnection(fixture_spec("echo", "echo_server.py"), pins)
+    conn = connect(fixture_spec("echo", "echo_server.py"), pins)
     tool = McpTool(conn, "echo")
     assert (tool.name, tool.pure) == ("echo.echo", False)
     registry = ToolRegistry([tool])
@@ -685,7 +693,7 @@ def test_a_tool_error_fails_the_task_through_the_tool_port(pins: PinStore, tmp_p
     spec = fixture_spec("echo", "echo_server.py", call_timeout=5.0)
 
     async def main() -> None:
-        async with McpConnection(spec, pins) as conn:
+        async with connect(spec, pins) as conn:
             approve_all(conn)
             tool = McpTool(conn, "fail")
             ctx = ToolContext("run", "task", 1, tmp_path, grant={"mcp_tools": ["echo.*"]})

@@ -19,7 +19,7 @@ from nexus.tools.base import ToolContext, ToolRegistry, tool
 from nexus.tools.builtins import NoopTool, PythonTool, ShellTool
 from nexus.tools.files import FileRead, FileWrite
 from nexus.tools.http import HttpTool
-from nexus.tools.mcp import McpConnection, McpServerSpec, McpTool
+from nexus.tools.mcp import McpConnection, McpServerSpec, McpTool, approve_launch
 from nexus.tools.pins import PinStore
 from nexus.tools.profile import ExecProfile
 
@@ -132,8 +132,11 @@ def test_an_unapproved_mcp_tool_counts(ctx: ToolContext, tmp_path: Path) -> None
     )
     granted = ToolContext("run", "task", 1, ctx.workspace, grant={"mcp_tools": ["echo.*"]})
 
+    pins = PinStore(tmp_path / "pins.json")
+    approve_launch(spec, pins)
+
     async def main() -> None:
-        async with McpConnection(spec, PinStore(tmp_path / "pins.json")) as conn:
+        async with McpConnection(spec, pins) as conn:
             await conn.wait_ready()
             with pytest.raises(PolicyDenied, match="is not approved"):
                 await McpTool(conn, "echo")({"text": "hi"}, granted)

@@ -20,7 +20,14 @@ from nexus.tools.builtins import builtin_tools
 from nexus.tools.discovery import Discovery, discover
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-ToolArg = Annotated[str, typer.Argument(help="SERVER.TOOL", show_default=False)]
+ToolArg = Annotated[
+    str,
+    typer.Argument(
+        help="SERVER.TOOL (an MCP tool), mcp:SERVER (a server's command) or wasm:TOOL "
+        "(a declared WASM module)",
+        show_default=False,
+    ),
+]
 
 tools_app = typer.Typer(
     help="List tools; approve or revoke MCP tool pins.", invoke_without_command=True
@@ -89,13 +96,22 @@ def _print(found: Discovery) -> None:
         )
     out.print(table)
     for server in found.servers:
+        if server.get("command_status") in ("new", "changed"):
+            out.print(
+                f"[red]mcp server {escape(server['name'])}: its command is "
+                f"{'not approved' if server['command_status'] == 'new' else 'changed'}[/]; "
+                f"review it, then: nexus tools approve mcp:{escape(server['name'])} "
+                f"--pin {server['command_pin']}"
+            )
+            continue
         if not server["connected"]:
             out.print(
                 f"[red]mcp server {escape(server['name'])}: not connected[/] "
                 f"({escape(str(server['last_error']))})"
             )
     for entry in to_review:
-        out.print(f"review, then: nexus tools approve {escape(entry['name'])} --pin {entry['pin']}")
+        target = entry.get("approve", entry["name"])
+        out.print(f"review, then: nexus tools approve {escape(target)} --pin {entry['pin']}")
 
 
 def _permissions(entry: dict[str, Any]) -> str:
@@ -113,11 +129,36 @@ def _permissions(entry: dict[str, Any]) -> str:
     return str(perms.get("effects", ""))
 
 
-def _split(qualified: str) -> tuple[str, str]:
+def _key(qualified: str) -> str:
+    """The pin file's key: ``server.tool``, or a launch key ``mcp:server`` / ``wasm:tool``."""
+    kind, colon, name = qualified.partition(":")
+    if colon:
+        if kind not in ("mcp", "wasm") or not name or "." in name:
+            fail(f"'{qualified}': write mcp:SERVER or wasm:TOOL (or SERVER.TOOL for an MCP tool)")
+        return qualified
     server, sep, name = qualified.partition(".")
     if not sep or not server or not name:
-        fail(f"'{qualified}' must be written SERVER.TOOL")
-    return server, name
+        fail(
+            f"'{qualified}' must be written SERVER.TOOL (an MCP tool), mcp:SERVER "
+            "(a server's command) or wasm:TOOL (a WASM module)"
+        )
+    return qualified
+
+
+def _launch_record(key: str) -> dict[str, Any] | None:
+    """What the configured launch ``key`` would run now, to keep beside its approval."""
+    kind, _, name = key.partition(":")
+    config = load_config()
+    if kind == "mcp" and name in config.mcp_servers:
+        from nexus.tools.mcp import launch_record, parse_mcp_servers
+
+        (spec,) = parse_mcp_servers({name: dict(config.mcp_servers[name])})
+        return launch_record(spec) if spec.command is not None else None
+    if kind == "wasm" and name in config.wasm_tools:
+        from nexus.tools.wasm_config import wasm_record
+
+        return wasm_record(config.wasm_tools[name].build())
+    return None
 
 
 @tools_app.command("approve")
@@ -126,13 +167,21 @@ def approve(
     pin: Annotated[str, typer.Option("--pin", help="The descriptor pin you reviewed.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve an MCP tool's descriptor pin (after review); a changed tool stays disabled."""
-    from nexus.tools import pins
+    """Approve a pin you reviewed: an MCP tool's descriptor, a server's command, a WASM module.
 
-    server, name = _split(tool)
+    A changed tool, command or module stays refused until its new pin is approved.
+
+    Example: nexus tools approve mcp:git --pin 3f2a… (the pin `nexus tools` shows)
+    """
+    from nexus.tools.pins import PinStore, launch_pin
+
+    key = _key(tool)
 
     async def go() -> dict[str, object]:
-        return pins.approve(server, name, pin, home=Settings().home).to_data()
+        record = _launch_record(key) if ":" in key else None
+        if record is not None and launch_pin(record) != pin:
+            record = None  # approving another pin than the current one: keep no record
+        return PinStore.at_home(Settings().home).approve_key(key, pin, descriptor=record).to_data()
 
     record = run_async(go, as_json=as_json)
     if as_json:
@@ -143,13 +192,13 @@ def approve(
 
 @tools_app.command("revoke")
 def revoke(tool: ToolArg, as_json: JsonOpt = False) -> None:
-    """Withdraw an MCP tool's approval: it is denied until approved again."""
+    """Withdraw an approval (tool, server command or WASM module): refused until approved again."""
     from nexus.tools.pins import PinStore
 
-    server, name = _split(tool)
+    key = _key(tool)
 
     async def go() -> bool:
-        return PinStore.at_home(Settings().home).revoke(server, name)
+        return PinStore.at_home(Settings().home).revoke_key(key)
 
     found = run_async(go, as_json=as_json)
     if as_json:

@@ -40,16 +40,26 @@ def project_config() -> NexusConfig:
     return load_config()
 
 
-def project_tools(config: NexusConfig) -> ToolRegistry:
-    """The built-in tools plus the WASM tools ``nexus.toml`` declares."""
+def project_tools(config: NexusConfig, home: Path | None = None) -> ToolRegistry:
+    """The built-in tools plus the WASM tools ``nexus.toml`` declares.
+
+    A declared module runs only while its launch pin is approved
+    (``nexus tools approve wasm:NAME --pin …``): see :mod:`nexus.tools.pins`.
+    """
     registry = builtin_tools()
+    if not config.wasm_tools:
+        return registry
+    from nexus.tools.pins import PinStore
+    from nexus.tools.wasm_config import guard_launch
+
+    pins = PinStore.at_home(home)
     for name, declared in config.wasm_tools.items():
         if name in registry:
             raise UserError(
                 f"{config.path}: [wasm_tools.{name}]: the name '{name}' is taken by a "
                 "built-in tool; choose another"
             )
-        registry.add(declared.build())
+        registry.add(guard_launch(declared.build(), pins))
     return registry
 
 
@@ -113,7 +123,7 @@ async def project_engine(
         servers.update(plan.mcp_servers)
         connected = replace(plan, mcp_servers=servers) if servers else plan
         tools = await stack.enter_async_context(
-            run_tools(connected, project_tools(config), Settings().home)
+            run_tools(connected, project_tools(config, Settings().home), Settings().home)
         )
         yield Engine(
             store,

@@ -28,6 +28,6 @@ async def run_tools(plan: Plan, base: ToolRegistry, home: Path) -> AsyncIterator
 
     specs = parse_mcp_servers(plan.mcp_servers)
     async with McpServers(specs, PinStore.at_home(home), builtin_tools=base.names()) as servers:
-        registry = ToolRegistry(base.get(name) for name in base.names())
+        registry = ToolRegistry((base.get(name) for name in base.names()), refusal=servers.refusal)
         servers.register(registry)
         yield registry

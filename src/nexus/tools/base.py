@@ -156,8 +156,16 @@ def tool(fn: ToolFunction | None = None, *, name: str | None = None, pure: bool 
 class ToolRegistry:
     """Tools by name. Built explicitly and passed to the engine; no global state."""
 
-    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Tool] = (),
+        *,
+        refusal: Callable[[str], NexusError | None] | None = None,
+    ) -> None:
         self._tools: dict[str, Tool] = {}
+        #: why a name that is not here is refused, when something knows better than
+        #: "unknown tool" (an MCP server whose command is not approved to run)
+        self._refusal = refusal
         for t in tools:
             self.add(t)
 
@@ -168,6 +176,9 @@ class ToolRegistry:
         try:
             return self._tools[name]
         except KeyError:
+            reason = self._refusal(name) if self._refusal is not None else None
+            if reason is not None:
+                raise reason from None
             raise NotFoundError(
                 f"unknown tool '{name}' (known: {', '.join(sorted(self._tools))})"
             ) from None

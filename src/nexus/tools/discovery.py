@@ -31,6 +31,7 @@ from nexus.tools.catalog import describe
 if TYPE_CHECKING:
     from nexus.config import WasmToolConfig
     from nexus.tools.mcp import McpTool
+    from nexus.tools.pins import PinStore
 
 __all__ = ["PIN_STATUS", "Discovery", "discover"]
 
@@ -84,22 +85,22 @@ async def discover(
         UserError: a declaration or server table is invalid, or a WASM tool's
             name is taken.
     """
+    from nexus.tools.pins import PinStore
+
+    pins = PinStore.at_home(home)
     registry = ToolRegistry(base.get(name) for name in base.names())
     if wasm_tools:
         from nexus.tools.wasm_config import register_wasm_tools  # wasmtime loads on demand
 
         register_wasm_tools(registry, wasm_tools)
     modules = {name: str(c.module) for name, c in (wasm_tools or {}).items()}
-    entries = [_entry(registry.get(name), modules) for name in registry.names()]
+    entries = [_entry(registry.get(name), modules, pins) for name in registry.names()]
     servers: list[dict[str, Any]] = []
     if mcp_servers:
         from nexus.tools.mcp import McpServers, parse_mcp_servers  # the SDK loads on demand
-        from nexus.tools.pins import PinStore
 
         specs = parse_mcp_servers(dict(mcp_servers))
-        async with McpServers(
-            specs, PinStore.at_home(home), builtin_tools=registry.names()
-        ) as connected:
+        async with McpServers(specs, pins, builtin_tools=registry.names()) as connected:
             for status in connected.status():
                 servers.append(
                     {
@@ -108,6 +109,12 @@ async def discover(
                         "connected": status.connected,
                         "last_error": status.last_error,
                         "tools": len(status.tools),
+                        "command_pin": status.command_pin,
+                        "command_status": (
+                            PIN_STATUS.get(status.command_state, status.command_state)
+                            if status.command_state is not None
+                            else None
+                        ),
                     }
                 )
             entries += [_mcp_entry(t) for t in connected.tools()]
@@ -115,11 +122,23 @@ async def discover(
     return Discovery(tools=entries, servers=servers)
 
 
-def _entry(tool: Any, modules: Mapping[str, str]) -> dict[str, Any]:
+def _entry(tool: Any, modules: Mapping[str, str], pins: PinStore) -> dict[str, Any]:
     entry = describe(tool)
     if entry["source"] == "wasm":
+        from nexus.tools.pins import launch_pin
+        from nexus.tools.wasm_config import wasm_record
+
         entry["module"] = modules.get(tool.name)
         entry["digest"] = getattr(tool, "digest", None)
+        if tool.name in modules:  # declared by configuration: launch-pinned
+            pin = launch_pin(wasm_record(tool))
+            state, approval = pins.launch_state("wasm", tool.name, pin)
+            entry.update(
+                pin_status=PIN_STATUS.get(str(state), str(state)),
+                pin=pin,
+                approve=f"wasm:{tool.name}",
+                approved_pin=approval.pin if approval is not None else None,
+            )
     return entry
 
 

@@ -80,7 +80,16 @@ from nexus.domain.errors import (
 from nexus.metrics import count_denial
 from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
 from nexus.tools.lint import Finding, LintConfig, Severity, errors, lint_descriptor
-from nexus.tools.pins import Approval, PinStore, ToolState, changed_fields, descriptor_of, tool_pin
+from nexus.tools.pins import (
+    Approval,
+    PinStore,
+    ToolState,
+    changed_fields,
+    descriptor_of,
+    file_sha256,
+    launch_pin,
+    tool_pin,
+)
 from nexus.tools.profile import allows_mcp_tool
 
 __all__ = [
@@ -248,6 +257,95 @@ class McpServerSpec:
         out = {k: source[k] for k in self.env_passthrough if k in source}
         out.update(self.env)
         return out
+
+
+def resolve_command(spec: McpServerSpec) -> str:
+    """The executable a stdio server's ``command`` names, as it would be started.
+
+    Raises:
+        UserError: the command is not found, or its path holds ``=``.
+    """
+    assert spec.command is not None
+    command = spec.command
+    if "/" in command and not os.path.isabs(command) and spec.cwd is not None:
+        command = str(spec.cwd / command)
+    found = shutil.which(command)
+    if found is None:
+        raise UserError(f"MCP server '{spec.name}': command {spec.command!r} not found on PATH")
+    if "=" in found:
+        raise UserError(f"MCP server '{spec.name}': command path {found!r} may not contain '='")
+    return found
+
+
+def launch_record(spec: McpServerSpec) -> dict[str, Any]:
+    """What starting a stdio server runs, as its launch pin covers it (blocking: it hashes).
+
+    The executable by real path and SHA-256; for a script, its ``#!``
+    interpreter too; the arguments, and the SHA-256 of each one that names a
+    file (``python server.py``: the script is what runs); the environment's
+    names with a hash of each literal value (values may be secrets, and the
+    pin file must not hold them) and the names passed through; the working
+    directory.
+
+    Raises:
+        UserError: the command is not found.
+    """
+    found = resolve_command(spec)
+    real = os.path.realpath(found)
+    record: dict[str, Any] = {
+        "command": spec.command,
+        "executable": real,
+        "executable_sha256": file_sha256(real),
+        "args": list(spec.args),
+        "env": {k: hashlib.sha256(v.encode()).hexdigest() for k, v in sorted(spec.env.items())},
+        "env_passthrough": sorted(spec.env_passthrough),
+        "cwd": str(spec.cwd) if spec.cwd is not None else None,
+    }
+    interpreter = _interpreter_of(real)
+    if interpreter is not None:
+        record["interpreter"] = interpreter
+        with contextlib.suppress(OSError):
+            record["interpreter_sha256"] = file_sha256(os.path.realpath(interpreter))
+    base = spec.cwd if spec.cwd is not None else Path.cwd()
+    files: dict[str, str] = {}
+    for arg in spec.args:
+        candidate = base / arg
+        with contextlib.suppress(OSError, ValueError):
+            if candidate.is_file():
+                files[arg] = file_sha256(candidate)
+    if files:
+        record["arg_files"] = files
+    return record
+
+
+def approve_launch(spec: McpServerSpec, pins: PinStore) -> Approval:
+    """Approve ``spec``'s command as it is now (``nexus tools approve mcp:NAME``, in Python).
+
+    For set-ups where the operator writes the server's spec in code and so has
+    already reviewed it; a spec read from a file should be approved by a person.
+
+    Raises:
+        UserError: the command is not found.
+    """
+    record = launch_record(spec)
+    return pins.approve_key(f"mcp:{spec.name}", launch_pin(record), descriptor=record)
+
+
+def _interpreter_of(path: str) -> str | None:
+    """The interpreter a ``#!`` line names (``/usr/bin/env X`` resolved on PATH), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        return shutil.which(words[-1]) or words[-1]
+    return words[0]
 
 
 def _describe_validation(prefix: str, exc: ValidationError) -> str:
@@ -520,6 +618,9 @@ class ServerStatus:
     breaker: BreakerState
     last_error: str | None
     tools: tuple[McpToolStatus, ...]
+    #: a stdio server's launch pin and its state (``None`` for HTTP servers)
+    command_pin: str | None = None
+    command_state: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         """Plain JSON."""
@@ -531,6 +632,8 @@ class ServerStatus:
             "breaker": str(self.breaker),
             "last_error": self.last_error,
             "tools": [t.to_data() for t in self.tools],
+            "command_pin": self.command_pin,
+            "command_state": self.command_state,
         }
 
 
@@ -653,6 +756,10 @@ class McpConnection:
         self._group: asyncio.TaskGroup | None = None
         self._stderr: IO[str] | None = None
         self.last_error: str | None = None
+        #: the command's launch pin as last computed (stdio servers)
+        self.command_pin: str | None = None
+        #: why the command was last refused a start (its launch pin not approved)
+        self.refused: PolicyDenied | None = None
 
     @property
     def name(self) -> str:
@@ -683,16 +790,8 @@ class McpConnection:
 
     def _stdio_params(self) -> StdioServerParameters:
         spec = self.spec
-        assert spec.command is not None
-        command = spec.command
-        if "/" in command and not os.path.isabs(command) and spec.cwd is not None:
-            command = str(spec.cwd / command)
-        found = shutil.which(command)
-        if found is None:
-            raise UserError(f"MCP server '{spec.name}': command {spec.command!r} not found on PATH")
+        found = resolve_command(spec)
         env_cmd = shutil.which("env") or "/usr/bin/env"
-        if "=" in found:
-            raise UserError(f"MCP server '{spec.name}': command path {found!r} may not contain '='")
         # The SDK adds HOME, PATH, USER... to every server's environment; `env -i`
         # starts the server with exactly the configured variables instead.
         assignments = [f"{k}={v}" for k, v in sorted(spec.child_env().items())]
@@ -812,6 +911,18 @@ class McpConnection:
         raw = os.pread(fd, _STDERR_TAIL, max(0, size - _STDERR_TAIL))
         return raw.decode("utf-8", errors="replace").strip()
 
+    def _check_launch(self) -> None:
+        """Refuse to start a command whose launch pin is not approved (see ``pins``)."""
+        record = launch_record(self.spec)
+        self.command_pin = launch_pin(record)
+        self._pins.check_launch("mcp", self.name, record)
+
+    def approve_launch(self) -> Approval:
+        """Approve the server's command as it is now (``nexus tools approve mcp:NAME``)."""
+        approval = approve_launch(self.spec, self._pins)
+        self.command_pin = approval.pin
+        return approval
+
     def _note_failure(self, exc: BaseException) -> None:
         leaf = _leaf(exc)
         message = str(leaf) or type(leaf).__name__
@@ -837,6 +948,14 @@ class McpConnection:
             elif isinstance(message, Exception):
                 logger.debug("MCP server %r: transport fault: %r", self.name, message)
 
+        if self._stdio is not None:
+            # checked before every start: the executable may have changed since
+            try:
+                await asyncio.to_thread(self._check_launch)
+            except PolicyDenied as exc:
+                self.refused = exc
+                raise
+            self.refused = None
         async with AsyncExitStack() as stack:
             read, write = await stack.enter_async_context(self._open_transport())
             watched = _WatchedReadStream(read, lambda: self._signal(generation, "broken"))
@@ -1056,6 +1175,9 @@ class McpConnection:
     def status(self) -> ServerStatus:
         """The connection, breaker and every known tool's state (pins re-checked)."""
         tools = tuple(self.tool_status(name) for name in sorted(self._tools))
+        state = None
+        if self.command_pin is not None:
+            state = str(self._pins.launch_state("mcp", self.name, self.command_pin)[0])
         return ServerStatus(
             name=self.name,
             transport=self.spec.transport,
@@ -1064,6 +1186,8 @@ class McpConnection:
             breaker=self._breaker.state,
             last_error=self.last_error,
             tools=tools,
+            command_pin=self.command_pin,
+            command_state=state,
         )
 
     def tools(self) -> list[McpTool]:
@@ -1330,6 +1454,12 @@ class McpServers:
             raise NotFoundError(
                 f"no MCP server '{name}' (configured: {', '.join(sorted(self._connections))})"
             ) from None
+
+    def refusal(self, name: str) -> NexusError | None:
+        """Why ``<server>.<tool>`` cannot be had, when its server was refused a start."""
+        server, dot, _ = name.partition(".")
+        conn = self._connections.get(server) if dot else None
+        return conn.refused if conn is not None else None
 
     def tools(self) -> list[McpTool]:
         """Every known tool of every server."""

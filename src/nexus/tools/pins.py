@@ -22,6 +22,16 @@ pull") without the user seeing it.
      "pins": {"git.git_status": {"pin": "<sha256>", "approved_at": "<ISO 8601>",
                                   "descriptor": {...the approved tool object...}}}}
 
+The same file keeps *launch pins* under keys ``mcp:<server>`` and
+``wasm:<tool>``: what Nexus itself would execute because configuration said
+so -- an MCP server's command (the executable's path and SHA-256, the
+interpreter of a script, its arguments and the SHA-256 of every argument that
+names a file, its environment and working directory) or a WASM module's
+bytes. A ``nexus.toml`` or workflow file is only as trustworthy as whoever
+last wrote it; a launch pin makes a new or changed command wait for the
+operator (``nexus tools approve mcp:<server> --pin …``) instead of running,
+on the host, with the operator's privileges and keys.
+
 Writes are atomic (a temporary file renamed over the old one) and serialised
 across processes with an advisory lock, so the CLI can approve while a run is
 live; readers reload when the file changes.
@@ -39,23 +49,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mcp import types
 
 from nexus.config import Settings
 from nexus.domain.canonical import digest
-from nexus.domain.errors import UserError
+from nexus.domain.errors import PolicyDenied, UserError
 
 __all__ = [
     "PINS_FILE",
     "VOLATILE_FIELDS",
     "Approval",
+    "LaunchKind",
     "PinStore",
     "ToolState",
     "approve",
     "changed_fields",
     "descriptor_of",
+    "file_sha256",
+    "launch_denial",
+    "launch_key",
+    "launch_pin",
     "status",
     "tool_pin",
 ]
@@ -133,6 +148,57 @@ def _qualified(server: str, tool: str) -> str:
     return f"{server}.{tool}"
 
 
+#: What a launch pin covers: an MCP server's command, or a WASM module.
+LaunchKind = Literal["mcp", "wasm"]
+_LAUNCH_WHAT = {"mcp": "MCP server", "wasm": "WASM tool"}
+
+
+def launch_key(kind: LaunchKind, name: str) -> str:
+    """The pin file's key for a launch: ``mcp:<server>`` or ``wasm:<tool>``."""
+    return f"{kind}:{name}"
+
+
+def launch_pin(record: Mapping[str, Any]) -> str:
+    """The pin of a launch record: hex SHA-256 of its canonical JSON."""
+    return digest(dict(record))
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (executables can be large)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def launch_denial(
+    kind: LaunchKind,
+    name: str,
+    pin: str,
+    approval: Approval | None,
+    record: Mapping[str, Any] | None = None,
+) -> PolicyDenied:
+    """The refusal of a launch whose pin is not the approved one."""
+    what = f"{_LAUNCH_WHAT[kind]} '{name}'"
+    command = f"nexus tools approve {launch_key(kind, name)} --pin {pin}"
+    if approval is None:
+        return PolicyDenied(
+            f"{what} is not approved to run (launch pin {pin}); review what it runs "
+            f"(nexus tools), then: {command}",
+            retryable=False,
+        )
+    changed = changed_fields(approval.descriptor, record or {}) if record else []
+    return PolicyDenied(
+        f"{what} changed since it was approved (approved pin {approval.pin}, now {pin}"
+        f"{'; changed: ' + ', '.join(changed) if changed else ''}); it is refused until "
+        f"re-approved: {command}",
+        retryable=False,
+    )
+
+
 class PinStore:
     """Approved pins, persisted as JSON.
 
@@ -194,8 +260,35 @@ class PinStore:
 
     def get(self, server: str, tool: str) -> Approval | None:
         """The approval of ``<server>.<tool>``, re-reading the file if it changed."""
+        return self.get_key(_qualified(server, tool))
+
+    def get_key(self, key: str) -> Approval | None:
+        """The approval under ``key`` (a tool's ``server.tool`` or a launch key)."""
         self.reload()
-        return self._approvals.get(_qualified(server, tool))
+        return self._approvals.get(key)
+
+    def launch_state(
+        self, kind: LaunchKind, name: str, pin: str
+    ) -> tuple[ToolState, Approval | None]:
+        """Like :meth:`state_of`, for a launch pin (see :func:`launch_key`)."""
+        approval = self.get_key(launch_key(kind, name))
+        if approval is None:
+            return ToolState.PENDING_APPROVAL, None
+        if approval.pin == pin:
+            return ToolState.APPROVED, approval
+        return ToolState.CHANGED, approval
+
+    def check_launch(self, kind: LaunchKind, name: str, record: Mapping[str, Any]) -> str:
+        """Refuse a launch whose record is not the approved one; its pin if it is.
+
+        Raises:
+            PolicyDenied: never approved, or approved with another pin.
+        """
+        pin = launch_pin(record)
+        state, approval = self.launch_state(kind, name, pin)
+        if state is not ToolState.APPROVED:
+            raise launch_denial(kind, name, pin, approval, record)
+        return pin
 
     def approvals(self) -> list[Approval]:
         """Every approval, sorted by tool name."""
@@ -269,10 +362,20 @@ class PinStore:
         Raises:
             UserError: ``pin`` is not a hex SHA-256.
         """
+        return self.approve_key(_qualified(server, tool), pin, descriptor=descriptor)
+
+    def approve_key(
+        self, key: str, pin: str, *, descriptor: Mapping[str, Any] | None = None
+    ) -> Approval:
+        """Record ``pin`` under ``key`` (``server.tool``, or a launch key such as ``mcp:git``).
+
+        Raises:
+            UserError: ``pin`` is not a hex SHA-256.
+        """
         if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
-            raise UserError(f"pin for '{server}.{tool}' must be 64 lowercase hex digits")
+            raise UserError(f"pin for '{key}' must be 64 lowercase hex digits")
         approval = Approval(
-            tool=_qualified(server, tool),
+            tool=key,
             pin=pin,
             approved_at=datetime.now(UTC).isoformat(timespec="seconds"),
             descriptor=dict(descriptor) if descriptor is not None else None,
@@ -287,10 +390,14 @@ class PinStore:
 
     def revoke(self, server: str, tool: str) -> bool:
         """Forget the approval of ``<server>.<tool>``; whether there was one."""
+        return self.revoke_key(_qualified(server, tool))
+
+    def revoke_key(self, key: str) -> bool:
+        """Forget the approval under ``key``; whether there was one."""
         with self._locked():
             self.reload(force=True)
             approvals = dict(self._approvals)
-            found = approvals.pop(_qualified(server, tool), None) is not None
+            found = approvals.pop(key, None) is not None
             if found:
                 self._write(approvals)
                 self.reload(force=True)

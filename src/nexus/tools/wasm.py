@@ -65,7 +65,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -445,6 +445,7 @@ class WasmTool:
         "_runtime",
         "_source",
         "_validator",
+        "approval",
         "description",
         "digest",
         "input_schema",
@@ -484,6 +485,9 @@ class WasmTool:
         #: SHA-256 of the module's bytes: its identity in the cache and in records.
         self.digest = hashlib.sha256(self._source).hexdigest()
         self._runtime = runtime
+        #: called before every call; raises ``PolicyDenied`` while the module's
+        #: launch pin is not approved (set for modules taken from configuration)
+        self.approval: Callable[[], None] | None = None
         self.input_schema: dict[str, Any] | None = None
         self._validator: Validator | None = None
         if input_schema is not None:
@@ -533,6 +537,8 @@ class WasmTool:
             asyncio.CancelledError: the call was cancelled; the guest is
                 stopped before this propagates.
         """
+        if self.approval is not None:
+            self.approval()
         try:
             stdin = json.dumps(args, separators=(",", ":"), allow_nan=False).encode("ascii")
         except (TypeError, ValueError) as exc:

@@ -44,9 +44,16 @@ from nexus.config import WasmToolConfig, parse_seconds
 from nexus.domain.errors import UserError
 from nexus.tools.base import ToolRegistry
 from nexus.tools.catalog import source_of
+from nexus.tools.pins import PinStore
 from nexus.tools.wasm import WasmRuntime, WasmTool, load_wasm_tool
 
-__all__ = ["build_wasm_tool", "parse_wasm_tools", "register_wasm_tools"]
+__all__ = [
+    "build_wasm_tool",
+    "guard_launch",
+    "parse_wasm_tools",
+    "register_wasm_tools",
+    "wasm_record",
+]
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _DEFAULTS = WasmToolConfig(name="_", module=Path("_"))  # one source of truth for defaults
@@ -151,6 +158,27 @@ def build_wasm_tool(config: WasmToolConfig, *, runtime: WasmRuntime | None = Non
         runtime=runtime,
         input_schema=config.input_schema,
     )
+
+
+def wasm_record(tool: WasmTool) -> dict[str, Any]:
+    """What a WASM tool's launch pin covers: the module's bytes (by SHA-256)."""
+    return {"module_sha256": tool.digest}
+
+
+def guard_launch(tool: WasmTool, pins: PinStore) -> WasmTool:
+    """Make every call of ``tool`` check that its module is the one approved.
+
+    A module named by configuration is code that configuration chose; like an
+    MCP server's command it waits for ``nexus tools approve wasm:NAME --pin …``,
+    and is refused again as soon as its bytes change.
+    """
+    record = wasm_record(tool)
+
+    def check() -> None:
+        pins.check_launch("wasm", tool.name, record)
+
+    tool.approval = check
+    return tool
 
 
 def register_wasm_tools(
