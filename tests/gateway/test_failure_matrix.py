@@ -254,3 +254,67 @@ def test_deadline_holds_even_when_the_sdk_timeout_is_long(server: FakeServer) ->
     assert time.monotonic() - started < 3.0
     assert (error.kind, error.reason) == (ErrorKind.TIMEOUT, "deadline")
     assert server.wait_idle(connections=0)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("mode", ["stream", "complete"])
+def test_a_request_timeout_names_the_limit_the_attempt_and_the_host(
+    server: FakeServer, provider: str, mode: str
+) -> None:
+    server.enqueue(*(hang() for _ in range(ATTEMPTS)))
+
+    async def main() -> ProviderError:
+        resilient = ResilientProvider(
+            adapter_for(server, provider, "read-timeout"),
+            backoff=Backoff(max_attempts=ATTEMPTS, initial=0.01, cap=0.02),
+            deadline=10,
+            breakers=BreakerBoard(failures=100),
+            sleep=Sleeps(),
+        )
+        try:
+            with pytest.raises(ProviderError) as info:
+                await call(resilient, user(model=MODELS[provider]), mode)
+        finally:
+            await resilient.aclose()
+        return info.value
+
+    error = asyncio.run(main())
+    message = str(error)
+    assert (error.kind, error.reason) == (ErrorKind.TIMEOUT, "timeout")
+    assert f"{SDK_TIMEOUT:g}s" in message, message  # the limit
+    assert f"attempt {ATTEMPTS} of {ATTEMPTS}" in message, message
+    assert f"127.0.0.1:{server.port}" in message, message  # the endpoint host
+    assert message.startswith(f"{provider}: "), message
+    assert error.to_data()["message"] == message
+    assert server.wait_idle(connections=0)
+
+
+def test_a_connect_timeout_names_the_connect_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx2
+
+    from nexus.gateway.errors import ProviderTimeout
+
+    async def never_connects(self: Any, request: Any) -> Any:
+        raise httpx2.ConnectTimeout("timed out", request=request)
+
+    monkeypatch.setattr(httpx2.AsyncHTTPTransport, "handle_async_request", never_connects)
+    endpoint = endpoint_for(None, "openai", timeout=30, base_url="http://gpu.lab:8000/v1")
+
+    async def main() -> ProviderError:
+        resilient = ResilientProvider(
+            OpenAICompatProvider(endpoint),
+            backoff=Backoff(max_attempts=2, initial=0.01, cap=0.02),
+            sleep=Sleeps(),
+        )
+        try:
+            with pytest.raises(ProviderTimeout) as info:
+                await resilient.complete(user(), {})
+        finally:
+            await resilient.aclose()
+        return info.value
+
+    error = asyncio.run(main())
+    assert str(error) == (
+        "openai: connect timeout: could not connect to gpu.lab:8000 within the 2s "
+        "connect limit (attempt 2 of 2)"
+    )

@@ -84,6 +84,7 @@ __all__ = [
     "map_provider_error",
     "parse_retry_after",
     "redact",
+    "request_timeout",
 ]
 
 _MAX_MESSAGE = 500
@@ -152,9 +153,25 @@ class ProviderUnavailable(ProviderError, InfrastructureError):
 
 
 class ProviderTimeout(ProviderError, EffectTimeout):
-    """No answer in time: a connect or read timeout, or the call's total deadline."""
+    """No answer in time: a connect or read timeout, or the call's total deadline.
+
+    A per-request timeout (see :func:`request_timeout`) has ``limit``, the
+    seconds that ran out, and its message names the limit and the endpoint's
+    host; the retry loop adds the attempt with :meth:`at_attempt`.
+    """
 
     kind = ErrorKind.TIMEOUT
+    #: the per-request limit (seconds) that ran out; None for the total deadline
+    limit: float | None = None
+    _attempt_named = False
+
+    def at_attempt(self, attempt: int, of: int) -> None:
+        """Name the attempt that timed out in the message (per-request timeouts only, once)."""
+        if self.limit is None or self._attempt_named:
+            return
+        self._attempt_named = True
+        self.message = f"{self.message} (attempt {attempt} of {of})"
+        self.args = (self.message,)
 
 
 class ProviderRateLimited(ProviderError, InfrastructureError):
@@ -636,6 +653,70 @@ def map_provider_error(
         if rule is not None:
             return rule(exc, ctx)
     return _internal(exc, ctx)
+
+
+#: the httpx timeout classes, by name: what ran out, and whether the connect limit applies
+_TIMEOUTS = {
+    "ConnectTimeout": ("connect timeout", "could not connect to", True),
+    "PoolTimeout": ("pool timeout", "no free connection to", False),
+    "WriteTimeout": ("write timeout", "could not finish sending the request to", False),
+    "ReadTimeout": ("read timeout", "no response from", False),
+}
+#: names of the exceptions that say our own client gave up waiting
+_CLIENT_TIMEOUTS = frozenset({*_TIMEOUTS, "TimeoutException", "APITimeoutError", "TimeoutError"})
+
+
+def request_timeout(
+    error: ProviderTimeout,
+    exc: BaseException,
+    *,
+    host: str,
+    timeout: float,
+    connect_timeout: float,
+) -> ProviderTimeout:
+    """``error`` (mapped from ``exc``) restated with the limit that ran out and the host.
+
+    Only a timeout of our own client is restated; one the server reported (a
+    408, an error event in a stream) is returned as it is.
+
+    Args:
+        error: the mapped timeout.
+        exc: what the SDK raised (its cause chain says which timeout it was).
+        host: the endpoint's ``host:port``.
+        timeout: the per-request limit (read, write and pool).
+        connect_timeout: the connect limit.
+
+    Example:
+        >>> import httpx2
+        >>> err = request_timeout(
+        ...     ProviderTimeout("ollama: timeout", provider="ollama", reason="timeout"),
+        ...     httpx2.ReadTimeout("timed out"),
+        ...     host="gpu.lab:11434",
+        ...     timeout=60,
+        ...     connect_timeout=5,
+        ... )
+        >>> str(err)
+        'ollama: read timeout: no response from gpu.lab:11434 within the 60s per-request limit'
+        >>> err.limit
+        60
+    """
+    names = [type(e).__name__ for e in _chain(exc)]
+    if error.status is not None or not _CLIENT_TIMEOUTS.intersection(names):
+        return error  # the server said it timed out (a 408, an error event): its words stand
+    what, detail, connect = next(
+        (_TIMEOUTS[name] for name in names if name in _TIMEOUTS), _TIMEOUTS["ReadTimeout"]
+    )
+    limit = connect_timeout if connect else timeout
+    label = error.provider or "model provider"
+    scope = "connect" if connect else "per-request"
+    restated = ProviderTimeout(
+        f"{label}: {what}: {detail} {host} within the {limit:g}s {scope} limit",
+        provider=error.provider,
+        reason=error.reason,
+        request_id=error.request_id,
+    )
+    restated.limit = limit
+    return restated
 
 
 def _wrapped_nexus_error(exc: BaseException, depth: int = 6) -> NexusError | None:

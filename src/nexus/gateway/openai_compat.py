@@ -50,7 +50,13 @@ from nexus.gateway.base import (
     split_model,
 )
 from nexus.gateway.egress import guarded_client
-from nexus.gateway.errors import ProviderUnavailable, leaks_secret, map_provider_error
+from nexus.gateway.errors import (
+    ProviderTimeout,
+    ProviderUnavailable,
+    leaks_secret,
+    map_provider_error,
+    request_timeout,
+)
 from nexus.gateway.settings import Endpoint
 from nexus.gateway.usage import estimate_usage
 
@@ -363,6 +369,14 @@ class OpenAICompatProvider:
         error = map_provider_error(exc, provider=self.endpoint.label, secrets=secrets)
         if error is exc or error is exc.__cause__:
             raise error  # ours (an egress denial), already explained; no self-referring cause
+        if isinstance(error, ProviderTimeout):
+            error = request_timeout(
+                error,
+                exc,
+                host=self.endpoint.host,
+                timeout=self.endpoint.timeout,
+                connect_timeout=self.endpoint.connect_timeout,
+            )
         raise error from (None if leaks_secret(exc, secrets) else exc)
 
     async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:

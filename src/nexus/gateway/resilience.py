@@ -318,9 +318,11 @@ def _settle(permit: Permit, error: NexusError) -> None:
         permit.release()
 
 
-def _record_attempts(error: NexusError, attempts: int) -> None:
+def _record_attempts(error: NexusError, attempts: int, of: int) -> None:
     if isinstance(error, ProviderError):
         error.attempts = attempts
+    if isinstance(error, ProviderTimeout):
+        error.at_attempt(attempts, of)  # a per-request timeout says which attempt it ended
 
 
 class ResilientProvider:
@@ -449,7 +451,7 @@ class ResilientProvider:
             except Exception as exc:
                 error = map_provider_error(exc, provider=_prefix(request.model))
                 _settle(permit, error)
-                _record_attempts(error, attempts)
+                _record_attempts(error, attempts, self.backoff.max_attempts)
                 wait = self._wait_before_retry(error, attempts, deadline_at, breaker)
                 if wait is None:
                     raise error from (exc.__cause__ if error is exc else exc)
@@ -502,7 +504,7 @@ class ResilientProvider:
             except Exception as exc:
                 error = map_provider_error(exc, provider=_prefix(request.model))
                 _settle(permit, error)
-                _record_attempts(error, attempts)
+                _record_attempts(error, attempts, self.backoff.max_attempts)
                 if committed:
                     error.add_note("failed after streaming had begun; not retried")
                     raise error from (exc.__cause__ if error is exc else exc)

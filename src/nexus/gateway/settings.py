@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_validator
 from pydantic_core import core_schema
@@ -249,6 +250,25 @@ class Endpoint:
     def label(self) -> str:
         """``openai``, or ``openai_compatible:lmstudio``."""
         return f"{self.provider}:{self.name}" if self.name else self.provider
+
+    @property
+    def host(self) -> str:
+        """``host:port`` of the base URL (the scheme's port when it names none), for messages.
+
+        Example:
+            >>> Endpoint("openai", "", "https://api.openai.com/v1", None, True).host
+            'api.openai.com:443'
+        """
+        try:
+            parts = urlsplit(self.base_url)
+            host, port = parts.hostname or "", parts.port
+        except ValueError:
+            return self.base_url
+        if not host:
+            return self.base_url
+        port = port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+        shown = f"[{host}]" if ":" in host else host
+        return f"{shown}:{port}" if port else shown
 
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never appear in messages (the key, if any)."""
