@@ -28,7 +28,21 @@ with :data:`REDACTED` before it is recorded. It finds them three ways:
    ``_SECRET``, ``_PASSWORD`` or ``_PASSWD`` (``OPENAI_API_KEY``,
    ``ANTHROPIC_API_KEY``, ``GITHUB_TOKEN``...), at least
    :data:`MIN_SECRET_LENGTH` characters long -- are replaced wherever they
-   occur as a substring, and inside numbers too.
+   occur as a substring, and inside numbers too. A run's secret inputs are
+   registered this way (see :func:`is_secret_name` and
+   :mod:`nexus.engine.secret_inputs`), down to :data:`MIN_INPUT_SECRET_LENGTH`.
+4. **Personal data** (only with ``pii=True``, ``[redaction] pii = true``):
+   e-mail addresses become ``[email]``; card numbers -- a run of 13 to 19
+   digits, single spaces or dashes allowed between them, not touching a letter,
+   digit or ``_``, that passes the Luhn check -- become ``[card]``; phone
+   numbers -- ``+`` and 8 to 15 digits (spaces, dots, dashes, parentheses
+   between them), or the ``(555) 123-4567`` / ``555-123-4567`` shape --
+   become ``[phone]``. A longer digit run is not a card, dates and versions
+   are not phones; other personal data (names, addresses) is not recognised.
+
+Rules 1 and 2 can be turned off (``builtin=False``): a run applies only its
+own secret values (and personal data, when asked) to every event it records,
+so the events of runs without secret inputs keep their bytes.
 
 Guarantees (the tests check them with Hypothesis):
 
@@ -65,11 +79,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "MIN_INPUT_SECRET_LENGTH",
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "Redactor",
     "default_redactor",
     "is_secret_key",
+    "is_secret_name",
+    "luhn_valid",
     "redact",
     "register_secret",
 ]
@@ -79,6 +96,10 @@ REDACTED: Final = "[redacted]"
 #: Registered secrets shorter than this are ignored: short values ("true",
 #: "admin") occur everywhere, and redacting them would shred ordinary data.
 MIN_SECRET_LENGTH: Final = 8
+#: A secret *input* (declared ``secret: true`` or named like one) is redacted
+#: down to this length: the workflow says it is a secret, so it is trusted more
+#: than a guess from the environment. Shorter non-empty values are refused.
+MIN_INPUT_SECRET_LENGTH: Final = 4
 _MAX_PASSES = 4
 #: Redacted strings (and key names) remembered per redactor before the memory starts afresh.
 _SEEN_MAX = 8192
@@ -116,6 +137,37 @@ def is_secret_key(name: str) -> bool:
     """
     norm = _KEY_NOISE.sub("", name.lower())
     return norm in _SECRET_KEYS_EXACT or norm.endswith(_SECRET_KEY_SUFFIXES)
+
+
+_SECRET_NAMES_EXACT = frozenset({"pass", "pwd", "passwd", "auth", "apikey"})
+#: ``*_KEY``, ``*-pass``, ``db.pwd``: the last word of a name with separators
+_SECRET_LAST_WORD = re.compile(r"[-_.](?:key|pass|pwd)\Z", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a workflow input's name says it holds a secret.
+
+    The rule (case-insensitive; ``-``, ``_``, ``.`` and spaces ignored unless
+    said otherwise): the name is ``pass``, ``pwd``, ``passwd``, ``auth`` or
+    ``apikey``; or it ends with ``password``, ``passwd``, ``passphrase``,
+    ``secret``, ``token``, ``apikey``, ``accesskey``, ``secretkey``,
+    ``privatekey``, ``signingkey``, ``encryptionkey``, ``masterkey``,
+    ``credential(s)``, ``authorization`` or ``cookie`` (as :func:`is_secret_key`:
+    so ``PGPASSWORD``, ``GITHUB_TOKEN``, ``client_secret``, ``api-key``); or
+    its last separated word is ``key``, ``pass`` or ``pwd`` (``SSH_KEY``,
+    ``db_pass``). Not secret: ``key``, ``max_tokens``, ``token_count``,
+    ``author``, ``keyboard``, ``compass``.
+
+    Example:
+        >>> is_secret_name("PGPASSWORD"), is_secret_name("SIGNING_KEY"), is_secret_name("keys")
+        (True, True, False)
+    """
+    norm = _KEY_NOISE.sub("", name.lower())
+    return (
+        norm in _SECRET_NAMES_EXACT
+        or is_secret_key(name)
+        or _SECRET_LAST_WORD.search(name) is not None
+    )
 
 
 # -- rule 2: shapes inside strings --------------------------------------------------------
@@ -247,6 +299,64 @@ def _redact_shapes(text: str) -> str:
     return text
 
 
+# -- rule 4: personal data -------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+)
+#: digits with single spaces or dashes between them, touching no word character
+_DIGIT_RUN = re.compile(r"(?<![\w])\d(?:[ -]?\d){12,}(?![\w])")
+_PHONE = re.compile(
+    # +CC and 8-15 digits in groups (the digit count is checked after the match)
+    r"(?<![\w+])\+\d[\d .()-]{6,22}\d(?![\w])"
+    # (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567
+    r"|(?<![\w.+-])(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w]|[-.]\d)"
+)
+_PII_TRIGGER = re.compile(r"@|\d{3}")
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a string of ASCII digits passes the Luhn check (card numbers do).
+
+    Example:
+        >>> luhn_valid("4111111111111111"), luhn_valid("4111111111111112")
+        (True, False)
+    """
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = ord(char) - 48
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = match.group().replace(" ", "").replace("-", "")
+    if 13 <= len(digits) <= 19 and digits.isascii() and luhn_valid(digits):
+        return "[card]"
+    return match.group()
+
+
+def _phone(match: re.Match[str]) -> str:
+    text = match.group()
+    if text.startswith("+"):
+        count = sum(c.isdigit() for c in text)
+        if not 8 <= count <= 15 or "  " in text:
+            return text
+    return "[phone]"
+
+
+def _redact_pii(text: str) -> str:
+    if _PII_TRIGGER.search(text) is None:
+        return text
+    if "@" in text:
+        text = _EMAIL.sub("[email]", text)
+    text = _DIGIT_RUN.sub(_card, text)
+    return _PHONE.sub(_phone, text)
+
+
 # -- rule 3: registered values ------------------------------------------------------------
 
 #: Environment variables whose values :meth:`Redactor.from_environ` registers.
@@ -262,6 +372,10 @@ class Redactor:
         secrets: values to redact wherever they occur. Values shorter than
             :data:`MIN_SECRET_LENGTH`, or that occur in ``[redacted]`` itself,
             are ignored.
+        builtin: apply rules 1 and 2 (key names and shapes); False leaves
+            only the registered values (and personal data).
+        pii: apply rule 4 (e-mail addresses, card and phone numbers).
+        numbers: look for registered secrets inside numbers too.
 
     Example:
         >>> r = Redactor(["hunter2-hunter2"])
@@ -269,9 +383,17 @@ class Redactor:
         {'cmd': 'login [redacted]', 'api_key': '[redacted]', 'n': 1}
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        *,
+        builtin: bool = True,
+        pii: bool = False,
+        numbers: bool = True,
+    ) -> None:
         self._lock = threading.Lock()
-        self._memory = _Memory(())
+        self._options = _Options(builtin=builtin, pii=pii, numbers=numbers)
+        self._memory = _Memory((), self._options)
         for secret in secrets:
             self.add_secret(secret)
 
@@ -291,9 +413,18 @@ class Redactor:
         """How many secret values are registered."""
         return len(self._memory.secrets)
 
-    def add_secret(self, value: str) -> bool:
-        """Register ``value``; False when it is ignored (too short, or part of ``[redacted]``)."""
-        if len(value) < MIN_SECRET_LENGTH or value in REDACTED:
+    @property
+    def pii(self) -> bool:
+        """Whether personal data is redacted too (rule 4)."""
+        return self._options.pii
+
+    def add_secret(self, value: str, *, min_length: int = MIN_SECRET_LENGTH) -> bool:
+        """Register ``value``; False when it is ignored (too short, or part of ``[redacted]``).
+
+        ``min_length`` (at least 1) lowers the bar for values known to be
+        secrets (a run's secret inputs).
+        """
+        if len(value) < max(1, min_length) or value in REDACTED:
             return False
         with self._lock:
             secrets = self._memory.secrets
@@ -302,7 +433,7 @@ class Redactor:
                 # thread uses the old secrets and what it remembered with them, or
                 # the new ones -- never a mix
                 ordered = tuple(sorted({*secrets, value}, key=lambda s: (-len(s), s)))
-                self._memory = _Memory(ordered)
+                self._memory = _Memory(ordered, self._options)
         return True
 
     def redact_text(self, text: str) -> str:
@@ -323,6 +454,13 @@ class Redactor:
         return self._memory.value(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    builtin: bool = True
+    pii: bool = False
+    numbers: bool = True
+
+
 class _Memory:
     """The redaction of one set of registered secrets, and what it remembers.
 
@@ -338,13 +476,15 @@ class _Memory:
 
     __slots__ = ("secrets", "text", "value")
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
+    def __init__(self, secrets: tuple[str, ...], options: _Options) -> None:
         #: registered secrets, longest first (a secret containing another is replaced whole)
         self.secrets = secrets
-        self.text, self.value = _walkers(secrets)
+        self.text, self.value = _walkers(secrets, options)
 
 
-def _walkers(secrets: tuple[str, ...]) -> tuple[Callable[[str], str], Callable[[Any], Any]]:
+def _walkers(
+    secrets: tuple[str, ...], options: _Options
+) -> tuple[Callable[[str], str], Callable[[Any], Any]]:
     """``(redact_text, redact)`` for ``secrets``, each remembering what it did."""
     seen: dict[str, str] = {}
     # key name -> True: kept, not secret; False: kept, names a secret;
@@ -353,12 +493,17 @@ def _walkers(secrets: tuple[str, ...]) -> tuple[Callable[[str], str], Callable[[
     seen_get = seen.get
     keys_get = keys.get
     # only these can occur in str() of an int or a float
-    in_numbers = tuple(secret for secret in secrets if _NUMBER_CHARS.issuperset(secret))
+    in_numbers = tuple(
+        secret for secret in secrets if options.numbers and _NUMBER_CHARS.issuperset(secret)
+    )
+    number_secrets = secrets if options.numbers else ()
+    builtin, pii = options.builtin, options.pii
+    is_secret = is_secret_key if builtin else _never
 
     def text(value: str) -> str:
         known = seen_get(value)
         if known is None:
-            known = _redact_text(value, secrets)
+            known = _redact_text(value, secrets, builtin, pii)
             if len(seen) >= _SEEN_MAX:
                 seen.clear()
             seen[value] = known
@@ -367,7 +512,7 @@ def _walkers(secrets: tuple[str, ...]) -> tuple[Callable[[str], str], Callable[[
     def key(name: str) -> bool | tuple[str, bool]:
         fate = keys_get(name)
         if fate is None:
-            redacted, secret = text(name), is_secret_key(name)
+            redacted, secret = text(name), is_secret(name)
             fate = (not secret) if redacted == name else (redacted, secret)
             if len(keys) >= _SEEN_MAX:
                 keys.clear()
@@ -447,18 +592,30 @@ def _walkers(secrets: tuple[str, ...]) -> tuple[Callable[[str], str], Callable[[
             return sequence(value)
         if isinstance(value, tuple):
             return tuple(sequence(value))
-        if isinstance(value, int | float) and not isinstance(value, bool) and secrets:
-            return _number(value, secrets)
+        if isinstance(value, int | float) and not isinstance(value, bool) and number_secrets:
+            return _number(value, number_secrets)
         return value
 
     return text, walk
 
 
-def _redact_text(text: str, secrets: tuple[str, ...]) -> str:
+def _never(name: str) -> bool:
+    return False
+
+
+def _redact_text(
+    text: str, secrets: tuple[str, ...], builtin: bool = True, pii: bool = False
+) -> str:
     for _ in range(_MAX_PASSES):
-        out = _redact_shapes(text)
+        # registered values first: a shape could otherwise cut one in two and
+        # leave a piece of it behind
+        out = text
         if secrets and any(secret in out for secret in secrets):
             out = _replace_secrets(out, secrets)
+        if builtin:
+            out = _redact_shapes(out)
+        if pii:
+            out = _redact_pii(out)
         if out == text:
             return text
         text = out

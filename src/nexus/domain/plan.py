@@ -5,16 +5,24 @@ A plan is compiled from a workflow file or from Python code
 run never depends on the file it came from after it started, and its hash
 identifies it: :func:`plan_hash` is stable under reordering of the fields that
 have no order (task and agent maps, ``needs``, ``capabilities``).
+
+Secret inputs (:attr:`Plan.secret_inputs`) are the exception: their values
+live in memory only. :meth:`Plan.to_dict` -- what is recorded and hashed --
+writes :data:`SECRET_PLACEHOLDER` in their place (see
+:mod:`nexus.engine.secret_inputs`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from nexus.domain.canonical import digest
 
 JSONDict = dict[str, Any]
+
+#: What a secret input's value is recorded as (``nexus.redaction.REDACTED``).
+SECRET_PLACEHOLDER: Final = "[redacted]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +219,23 @@ class Plan:
     mcp_servers: JSONDict = field(default_factory=dict)
     #: the run's budget (``Limits`` JSON form)
     budget: JSONDict | None = None
+    #: secret input name -> the environment variable that may give its value
+    #: (or None); their values in ``inputs`` are never recorded
+    secret_inputs: dict[str, str | None] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # inputs left out: they may hold secrets
+        return f"Plan(name={self.name!r}, tasks={len(self.tasks)})"
 
     def to_dict(self) -> JSONDict:
-        """The plan as canonical data (what ``run.started`` records)."""
+        """The plan as canonical data (what ``run.started`` records); no secret values."""
+        inputs = self.inputs
+        if self.secret_inputs:
+            # every secret input, given yet or not (its value may come at start)
+            inputs = {**inputs, **dict.fromkeys(self.secret_inputs, SECRET_PLACEHOLDER)}
         return {
             "version": self.version,
             "name": self.name,
-            "inputs": self.inputs,
+            "inputs": inputs,
             "workspace": self.workspace,
             "fail_fast": self.fail_fast,
             "max_parallel": self.max_parallel,
@@ -226,6 +244,7 @@ class Plan:
             # omitted when empty, so plans without MCP servers keep their hashes
             **({"mcp_servers": self.mcp_servers} if self.mcp_servers else {}),
             **({"budget": self.budget} if self.budget is not None else {}),
+            **({"secret_inputs": dict(self.secret_inputs)} if self.secret_inputs else {}),
         }
 
     @classmethod
@@ -264,6 +283,7 @@ class Plan:
             version=data["version"],
             mcp_servers=data.get("mcp_servers", {}),
             budget=data.get("budget"),
+            secret_inputs=dict(data.get("secret_inputs") or {}),
         )
 
 

@@ -17,6 +17,11 @@ In replay mode the same loop consumes the *recorded* inputs in their
 recorded order (worker results are re-computed by re-executing the workers
 against :class:`~nexus.engine.effects.ReplayEffects`, then released in the
 recorded order), and each appended event is compared with the original.
+
+A run with secret inputs (or ``[redaction] pii``) has a redactor: every event
+passes through it before it is sealed, so no event holds a secret value. The
+state folds what was sealed; only the workers get an attempt's real
+arguments and prompt (kept aside, never recorded).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from nexus.engine.decider import Decider, template_context
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock
 from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
+from nexus.redaction import Redactor
 from nexus.store.base import Store
 
 Observer = Callable[[Sequence[Event], RunState], None]
@@ -85,6 +91,7 @@ class RunController:
         replay_of: list[Event] | None = None,
         sink: list[Event] | None = None,
         on_delta: DeltaListener | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -107,10 +114,19 @@ class RunController:
         self.divergence: dict[str, Any] | None = None
         self.workspace = Path(state.workspace)
         self._on_delta = on_delta
+        self._redactor = redactor
+        #: (task, attempt) -> the attempt.started data before redaction, for its worker
+        self._unredacted: dict[tuple[str, int], dict[str, Any]] = {}
 
     # -- event plumbing ---------------------------------------------------
     def _emit(self, draft: Draft) -> Event:
         state = self.state
+        if self._redactor is not None:
+            data = self._redactor.redact(draft.data)
+            if data != draft.data:
+                if draft.type is EventType.ATTEMPT_STARTED:
+                    self._unredacted[(data["task"], data["attempt"])] = draft.data
+                draft = Draft(draft.type, draft.at, data)
         event = seal(self.run_id, state.seq + 1, draft, state.last_hash)
         state.apply(event)
         self._buffer.append(event)
@@ -225,6 +241,7 @@ class RunController:
     def _assignment(self, event: Event) -> Assignment:
         data = event.data
         tid = data["task"]
+        data = self._unredacted.pop((tid, data["attempt"]), data)
         upto = self._seen_upto.pop(tid, None)
         agent = None
         context: dict[str, Any] = {}

@@ -27,6 +27,20 @@ from nexus.redaction import Redactor, default_redactor
 REDACTOR: Redactor = default_redactor()
 
 
+def _redactor(run: Redactor | None) -> Callable[[Any], Any]:
+    """What a record passes through: :data:`REDACTOR`, then the run's own redactor.
+
+    The run's (its secret inputs' values, personal data with ``[redaction]
+    pii``) is the one every event of the run passes through again when it is
+    recorded; applying it here too makes what a replay compares (``asked``)
+    exactly what was recorded.
+    """
+    if run is None:
+        return REDACTOR.redact
+    redact = run.redact
+    return lambda value: redact(REDACTOR.redact(value))
+
+
 class Clock(Protocol):
     """Wall-clock time. Read only at the effect boundary and when inputs arrive."""
 
@@ -101,8 +115,9 @@ class Effects(Protocol):
 class LiveEffects:
     """Runs effects and records what happened."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, redactor: Redactor | None = None) -> None:
         self._clock = clock
+        self._redact = _redactor(redactor)
 
     def recorded(self, key: str) -> dict[str, Any] | None:
         return None
@@ -120,7 +135,7 @@ class LiveEffects:
             response = to_json(response, f"the result of {call.kind} effect {call.key}")
             if call.kind == "tool":
                 # what a tool returns is recorded -- and handed on -- without secrets in it
-                response = REDACTOR.redact(response)
+                response = self._redact(response)
         except TimeoutError:
             error = {
                 "kind": str(ErrorKind.TIMEOUT),
@@ -130,13 +145,13 @@ class LiveEffects:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error = REDACTOR.redact(to_json(error_record(exc), "error"))
+            error = self._redact(to_json(error_record(exc), "error"))
         return {
             "key": call.key,
             "kind": call.kind,
             "task": call.task,
             "attempt": call.attempt,
-            "request": REDACTOR.redact(call.request),
+            "request": self._redact(call.request),
             "response": response,
             # evidence can cite a result by hash without carrying it
             "result_hash": None if error is not None else digest(response),
@@ -149,8 +164,11 @@ class LiveEffects:
 class ReplayEffects:
     """Serves recorded effects; runs nothing."""
 
-    def __init__(self, recorded: Mapping[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, recorded: Mapping[str, dict[str, Any]], redactor: Redactor | None = None
+    ) -> None:
         self._recorded = recorded
+        self._redact = _redactor(redactor)
         self.served = 0
 
     def recorded(self, key: str) -> dict[str, Any] | None:
@@ -163,7 +181,7 @@ class ReplayEffects:
             # cancelled): wait to be cancelled, as the original was.
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
-        asked = REDACTOR.redact(call.request)
+        asked = self._redact(call.request)
         if canonical_json(record["request"]) != canonical_json(asked) and not self._same_in_full(
             call, record["request"], asked
         ):

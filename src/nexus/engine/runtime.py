@@ -34,10 +34,18 @@ from nexus.domain.state import RunState
 from nexus.engine.budget import BudgetLedger
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
+from nexus.engine.secret_inputs import (
+    SecretDigests,
+    check_secret_value,
+    register_values,
+    resolve_secrets,
+    run_redactor,
+)
 from nexus.engine.tenant_budget import TenantBudget
 from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.gateway.routing import Residency, price_overrides
+from nexus.redaction import Redactor
 from nexus.store.base import Lease, RunRecord, Store
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
@@ -186,6 +194,9 @@ class Engine:
         run_budget: limits for runs whose plan sets none.
         residency: where model calls may go; a strict policy is recorded with
             the run, so routing (and its replay) honours it.
+        pii: redact personal data (e-mail addresses, phone and card numbers)
+            from the events of the runs this engine starts (``[redaction]
+            pii``); recorded in ``run.started``, so resume and replay do too.
     """
 
     store: Store
@@ -198,6 +209,7 @@ class Engine:
     tenant_budget: Limits | None = None
     run_budget: Limits | None = None
     residency: Residency | None = None
+    pii: bool = False
 
     def __post_init__(self) -> None:
         self._agents = AgentResolver(self.providers)
@@ -348,18 +360,30 @@ class Engine:
                 f"{over[0].message}; the run was not started (force it with `nexus run "
                 "--force` or Engine.start(force=True))"
             )
+        secrets: dict[str, str] = {}
+        if plan.secret_inputs:
+            given = {k: v for k, v in plan.inputs.items() if k in plan.secret_inputs}
+            secrets = resolve_secrets(plan.secret_inputs, given=given)
+            plan = replace(plan, inputs={**plan.inputs, **secrets})
         run_id = run_id or str(ULID())
         at = format_time(self.clock.now())
         workspace = plan.workspace or os.getcwd()
         phash = plan_hash(plan)
+        recorded_plan = plan.to_dict()
         data: dict[str, Any] = {
             "name": plan.name,
-            "plan": plan.to_dict(),
+            "plan": recorded_plan,
             "plan_hash": phash,
-            "inputs": plan.inputs,
+            "inputs": recorded_plan["inputs"],
             "workspace": workspace,
             "source": source,
         }
+        if secrets:
+            # scrypt takes ~35 ms a value: not on the event loop
+            digests = await asyncio.to_thread(SecretDigests.create, secrets)
+            data["secrets"] = digests.to_dict()
+        if self.pii:
+            data["redaction"] = {"pii": True}
         if self.tenant != "default":
             data["tenant"] = self.tenant
         if self.residency is not None and self.residency.strict:
@@ -386,22 +410,81 @@ class Engine:
             workspace=workspace,
             events=1,
         )
+        redactor = self._redaction(first, secrets)
         await self.store.create_run(record, first)
         await self._acquire(run_id)
         state = RunState.start(first)
+        if secrets:
+            state.inputs = {**state.inputs, **secrets}
         for observer in observers:
             observer([first], state)
         controller = RunController(
             self.store,
             state,
-            self._worker(LiveEffects(self.clock), state, streaming=on_delta is not None),
+            self._worker(LiveEffects(self.clock, redactor), state, streaming=on_delta is not None),
             self.clock,
             observers=observers,
             on_delta=on_delta,
+            redactor=redactor,
         )
         # the first decisions react to run.started itself
         controller.begin(first)
         return RunResult.of(await self._drive(controller, None))
+
+    @staticmethod
+    def _redaction(first: Event, secrets: Mapping[str, str]) -> Redactor | None:
+        """The run's redactor (its secret values; personal data if it recorded so).
+
+        The values are registered with the process's default redactor too
+        (effect records, cassettes and error messages use it).
+        """
+        register_values(secrets.values())
+        pii = bool((first.data.get("redaction") or {}).get("pii"))
+        return run_redactor(secrets.values(), pii=pii)
+
+    async def _secrets_for(
+        self, first: Event, given: Mapping[str, Any] | None, command: str
+    ) -> dict[str, str]:
+        """The values of a recorded run's secret inputs, checked against their digests.
+
+        Raises:
+            UserError: a value is missing, or is not the one the run started with.
+        """
+        declared = first.data["plan"].get("secret_inputs") or {}
+        if not declared:
+            return {}
+        run_id = first.run_id
+        values = resolve_secrets(declared, given=given or {}, command=command, run_id=run_id)
+        digests = SecretDigests.from_dict(first.data.get("secrets"), run_id)
+        for name, value in values.items():
+            if not await asyncio.to_thread(digests.matches, name, value):
+                raise UserError(
+                    f"secret input '{name}' is not the value run {run_id} started with "
+                    "(its salted hash differs); pass the same value"
+                )
+        return values
+
+    async def _replay_secrets(
+        self, first: Event, given: Mapping[str, Any]
+    ) -> tuple[dict[str, str], str | None]:
+        """The secret values a replay has (given, or from the environment), and the
+        first one that differs from its recorded digest (or None)."""
+        declared: dict[str, str | None] = first.data["plan"].get("secret_inputs") or {}
+        if not declared:
+            return {}, None
+        digests = SecretDigests.from_dict(first.data.get("secrets"), first.run_id)
+        values: dict[str, str] = {}
+        for name, variable in sorted(declared.items()):
+            if name in given:
+                value: Any = given[name]
+            elif variable and variable in os.environ:
+                value = os.environ[variable]
+            else:
+                continue
+            values[name] = check_secret_value(name, value)
+            if not await asyncio.to_thread(digests.matches, name, values[name]):
+                return {}, name
+        return values, None
 
     async def load_state(self, run_id: str) -> tuple[RunState, list[Event]]:
         """Fold a run's log. Raises NotFoundError for an unknown run."""
@@ -417,23 +500,32 @@ class Engine:
         observers: Sequence[Observer] = (),
         budget: Mapping[Scope, Limits] | None = None,
         on_delta: DeltaListener | None = None,
+        secrets: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Finish a run whose process died, or that paused for budget.
 
         Interrupted attempts are retried. ``budget`` raises limits first (a
         ``budget.raised`` event per scope), then paused tasks continue.
+        ``secrets`` gives the values of the run's secret inputs (they are not
+        in the log); a missing one is read from the environment variable the
+        workflow names for it.
+
+        Raises:
+            UserError: a secret input's value is missing or differs from the
+                one the run started with.
         """
         if await self.store.get_run(run_id) is None:
             raise NotFoundError(f"no run with id {run_id}")
         await self._acquire(run_id)
         try:
-            state, _ = await self.load_state(run_id)
+            state, events = await self.load_state(run_id)
+            if state.status.terminal:
+                await self._release(run_id)
+                return RunResult.of(state)
+            values = await self._secrets_for(events[0], secrets, f"nexus resume {run_id}")
         except BaseException:
             await self._release(run_id)
             raise
-        if state.status.terminal:
-            await self._release(run_id)
-            return RunResult.of(state)
         raises = [
             Draft(
                 EventType.BUDGET_RAISED,
@@ -443,7 +535,9 @@ class Engine:
             for scope, limits in (budget or {}).items()
             if not limits.is_empty
         ]
-        return await self._take_over(state, observers, before=raises, on_delta=on_delta)
+        return await self._take_over(
+            state, observers, before=raises, on_delta=on_delta, first=events[0], secrets=values
+        )
 
     async def _take_over(
         self,
@@ -453,6 +547,8 @@ class Engine:
         *,
         before: Sequence[Draft] = (),
         on_delta: DeltaListener | None = None,
+        first: Event,
+        secrets: Mapping[str, str],
     ) -> RunResult:
         """Drive a run whose lease this process holds: record ``before`` (raised
         budgets), then ``run.resumed`` (interrupted attempts are retried, paused
@@ -463,19 +559,23 @@ class Engine:
         """
         if self._tenant_budget is not None:
             await self._tenant_budget.release_run(state.run_id)
+        if secrets:
+            state.inputs = {**state.inputs, **secrets}
+        redactor = self._redaction(first, secrets)
         controller = RunController(
             self.store,
             state,
-            self._worker(LiveEffects(self.clock)),
+            self._worker(LiveEffects(self.clock, redactor)),
             self.clock,
             observers=observers,
             on_delta=on_delta,
+            redactor=redactor,
         )
         for draft in before:
             controller.step(draft)
         # built after the raises are applied, so its ledger holds the new limits
         controller.worker = self._worker(
-            LiveEffects(self.clock), state, streaming=on_delta is not None
+            LiveEffects(self.clock, redactor), state, streaming=on_delta is not None
         )
         interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
         controller.step(
@@ -503,9 +603,15 @@ class Engine:
             await self.store.push_command(run_id, "cancel", {"reason": reason})
             return "requested"
         try:
-            state, _ = await self.load_state(run_id)
+            state, events = await self.load_state(run_id)
+            # cancelling renders nothing: the secrets' values are not needed
+            redactor = self._redaction(events[0], {})
             controller = RunController(
-                self.store, state, self._worker(LiveEffects(self.clock)), self.clock
+                self.store,
+                state,
+                self._worker(LiveEffects(self.clock, redactor)),
+                self.clock,
+                redactor=redactor,
             )
             controller.step(
                 Draft(EventType.CANCEL_REQUESTED, format_time(self.clock.now()), {"reason": reason})
@@ -524,6 +630,7 @@ class Engine:
         by: str,
         reason: str = "",
         observers: Sequence[Observer] = (),
+        secrets: Mapping[str, Any] | None = None,
     ) -> tuple[str, RunResult | None]:
         """Approve or reject a task that awaits approval.
 
@@ -550,7 +657,9 @@ class Engine:
             await self.store.push_command(run_id, kind, {"task": task, "by": by, "reason": reason})
             return "requested", None
         try:
-            state, _ = await self.load_state(run_id)
+            state, events = await self.load_state(run_id)
+            command = f"nexus {kind} {run_id} {task}"
+            values = await self._secrets_for(events[0], secrets, command)
         except BaseException:
             await self._release(run_id)
             raise
@@ -558,21 +667,57 @@ class Engine:
         answer = Draft(
             event, format_time(self.clock.now()), {"task": task, "by": by, "reason": reason}
         )
-        return "continued", await self._take_over(state, observers, answer)
+        return "continued", await self._take_over(
+            state, observers, answer, first=events[0], secrets=values
+        )
 
-    async def replay(self, run_id: str) -> ReplayReport:
+    async def replay(
+        self, run_id: str, *, secrets: Mapping[str, Any] | None = None
+    ) -> ReplayReport:
         """Re-execute a run against its recorded effects; compare the chains.
 
         Nothing is executed: every effect is served from the log, inputs are
         fed in their recorded order, and the new chain is built in memory.
+
+        A run's secret inputs take their values from ``secrets``, else from the
+        environment variables the workflow names; a value that differs from
+        the recorded digest is a divergence at ``run.started``. Without a
+        value, the secret is replayed as ``"[redacted]"`` -- what every record
+        holds in its place.
         """
         _, events = await self.load_state(run_id)
+        first = events[0]
+        values, wrong = await self._replay_secrets(first, secrets or {})
+        if wrong is not None:
+            return ReplayReport(
+                run_id=run_id,
+                identical=False,
+                original_events=len(events),
+                replayed_events=0,
+                effects_served=0,
+                tools_executed=0,
+                first_divergence={
+                    "seq": 1,
+                    "reason": f"secret input '{wrong}' is not the value the run was "
+                    "recorded with (its salted hash differs)",
+                },
+                complete=False,
+            )
+        redactor = self._redaction(first, values)
         recorded = {e.data["key"]: e.data for e in events if e.type is EventType.EFFECT_RECORDED}
-        effects = ReplayEffects(recorded)
-        state = RunState.start(events[0])
-        sink: list[Event] = [events[0]]
+        effects = ReplayEffects(recorded, redactor)
+        state = RunState.start(first)
+        if values:
+            state.inputs = {**state.inputs, **values}
+        sink: list[Event] = [first]
         controller = RunController(
-            self.store, state, self._worker(effects), self.clock, replay_of=events, sink=sink
+            self.store,
+            state,
+            self._worker(effects),
+            self.clock,
+            replay_of=events,
+            sink=sink,
+            redactor=redactor,
         )
         controller.begin(events[0])
         await controller.run(None)

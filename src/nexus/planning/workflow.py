@@ -5,7 +5,9 @@ A workflow file is a mapping::
     version: 1                      # required, must be 1
     name: release-notes             # required, [A-Za-z0-9_.-]+
     description: optional text
-    inputs: {version: "1.0"}        # declared inputs and their default values
+    inputs:                         # declared inputs and their default values
+      version: "1.0"
+      db_password: {secret: true, env: DB_PASSWORD}   # a secret: never recorded
     workspace: out                  # relative to the file's directory, or absolute
     fail_fast: true                 # false = keep running independent tasks after a failure
     max_parallel: 16                # >= 1
@@ -33,6 +35,16 @@ A workflow file is a mapping::
         with: {cmd: "echo {{ item }}"}
         retries: 0                  # overrides `defaults`; also timeout, backoff, priority
         approval: required          # or {timeout: 3600, on_timeout: fail|escalate}
+
+An input is declared by its default value, or by a mapping with the key
+``secret`` or ``env`` and no keys but ``secret``, ``default``, ``env`` and
+``description`` (so a default that is such a mapping is written
+``{default: {...}}``). A secret input's value is never recorded (see
+:mod:`nexus.engine.secret_inputs`); inputs named like secrets
+(:func:`nexus.redaction.is_secret_name`: ``password``, ``api_key``,
+``PGPASSWORD``, ``*_TOKEN``...) and inputs with ``env`` are secret unless
+declared ``secret: false``. ``env`` names the environment variable that gives
+the value when no ``-i`` does, also at resume.
 
 Task ids and agent names match ``[A-Za-z_][A-Za-z0-9_-]*``. Unknown keys are
 errors. Templates are Jinja2 (see :mod:`nexus.planning.templates`): their syntax
@@ -70,6 +82,7 @@ from nexus.domain.errors import NotFoundError, TemplateError, WorkflowError
 from nexus.domain.graph import find_cycle, topological_order
 from nexus.domain.plan import AgentSpec, ApprovalPolicy, Plan, RetryPolicy, TaskSpec
 from nexus.planning.templates import check_syntax, is_template, referenced_tasks
+from nexus.redaction import is_secret_name
 
 try:
     from yaml import CSafeLoader as _SafeLoader
@@ -86,6 +99,7 @@ _ID_RE = re.compile(_ID_PATTERN)
 _NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 _MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 64
+MAX_WORKFLOW_BYTES = 1 << 20
 _LIST_KNOWN = 10  # list the known names in a message when there are at most this many
 
 # --------------------------------------------------------------------------- models
@@ -225,6 +239,21 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
         return _Defaults
     if parent == ("defaults", "backoff"):
         return _Backoff
+    return None
+
+
+_INPUT_KEYS = frozenset({"secret", "default", "env", "description"})
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _input_declaration(value: Any) -> dict[str, Any] | None:
+    """``value`` when it declares an input (``{secret: true, default: ...}``), else None."""
+    if (
+        isinstance(value, dict)
+        and ("secret" in value or "env" in value)
+        and _INPUT_KEYS.issuperset(value)
+    ):
+        return value
     return None
 
 
@@ -384,7 +413,7 @@ class _Compiler:
     def compile(self, doc: Any, base_dir: Path | None, overrides: dict[str, Any] | None) -> Plan:
         wf = self.validate(doc)
         self.mcp_names = frozenset(wf.mcp_servers or {})
-        plan_inputs = self.merge_inputs(wf.inputs, overrides)
+        plan_inputs, secret_inputs = self.merge_inputs(wf.inputs, overrides)
         agents = {name: self.agent(name, spec) for name, spec in wf.agents.items()}
         capabilities = {cap for agent in agents.values() for cap in agent.capabilities}
         default_retry = _retry_policy(wf.defaults, None, None)
@@ -432,6 +461,7 @@ class _Compiler:
             version=wf.version,
             mcp_servers=self.mcp_servers(wf.mcp_servers),
             budget=self.budget(wf.budget, "budget"),
+            secret_inputs=secret_inputs,
         )
 
     def validate(self, doc: Any) -> _Workflow:
@@ -506,8 +536,24 @@ class _Compiler:
 
     def merge_inputs(
         self, declared: dict[str, Any], overrides: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        merged = {key: self.json(value, f"inputs.{key}") for key, value in declared.items()}
+    ) -> tuple[dict[str, Any], dict[str, str | None]]:
+        """The inputs' values (defaults, then ``overrides``) and the secret ones' ``env``."""
+        merged: dict[str, Any] = {}
+        secret: dict[str, str | None] = {}
+        for key, value in declared.items():
+            if not isinstance(key, str):
+                self.error(f"input names must be strings, not {_kind(key)}", field="inputs")
+            declaration = _input_declaration(value)
+            if declaration is None:
+                if is_secret_name(key):
+                    secret[key] = None
+                merged[key] = self.json(value, f"inputs.{key}")
+                continue
+            env = self.input_declaration(key, declaration)
+            if declaration.get("secret", is_secret_name(key) or env is not None):
+                secret[key] = env
+            if "default" in declaration:
+                merged[key] = self.json(declaration["default"], f"inputs.{key}.default")
         for key, value in (overrides or {}).items():
             if key not in declared:
                 known = (
@@ -517,7 +563,33 @@ class _Compiler:
                 )
                 self.error(f"unknown input {key!r} ({known})", field="inputs")
             merged[key] = self.json(value, f"inputs.{key}")
-        return merged
+        return merged, secret
+
+    def input_declaration(self, key: str, declaration: dict[str, Any]) -> str | None:
+        """Check an input's declaration mapping; its ``env`` variable, if any."""
+        where = f"inputs.{key}"
+        flag = declaration.get("secret", False)
+        if not isinstance(flag, bool):
+            self.error(
+                f"'secret' must be true or false, got {_kind(flag)}", field=f"{where}.secret"
+            )
+        description = declaration.get("description", "")
+        if not isinstance(description, str):
+            self.error("'description' must be text", field=f"{where}.description")
+        env = declaration.get("env")
+        if env is None:
+            return None
+        if not isinstance(env, str) or _ENV_RE.fullmatch(env) is None:
+            self.error(
+                "'env' must name an environment variable ([A-Za-z_][A-Za-z0-9_]*)",
+                field=f"{where}.env",
+            )
+        if declaration.get("secret") is False:
+            self.error(
+                "'env' gives secret inputs their value; this input is declared secret: false",
+                field=f"{where}.env",
+            )
+        return env
 
     def workspace(self, workspace: str | None, base_dir: Path | None) -> str | None:
         if workspace is None:
