@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 
 from nexus.domain.errors import NexusError
+from nexus.security.trusted import TrustedPaths
 from nexus.tools import sandbox
 from nexus.tools.base import ToolContext
 from nexus.tools.builtins import ShellTool
@@ -76,8 +78,10 @@ class Outcome:
         return any(n in self.record["stderr"] for n in needles) if needles else True
 
 
-def attack(cmd: str, ws: Path, profile: ExecProfile = FAST) -> Outcome:
-    ctx = ToolContext("run-escape", "attack", 1, ws)
+def attack(
+    cmd: str, ws: Path, profile: ExecProfile = FAST, trusted: TrustedPaths | None = None
+) -> Outcome:
+    ctx = ToolContext("run-escape", "attack", 1, ws, trusted=trusted)
     try:
         result = asyncio.run(ShellTool(profile=profile)({"cmd": cmd}, ctx))
     except NexusError as exc:
@@ -234,7 +238,9 @@ def test_environment_secrets_do_not_leak(ws: Path, monkeypatch: pytest.MonkeyPat
 def test_mountinfo_shows_no_host_paths(ws: Path) -> None:
     o = attack(
         "awk '{print $5}' /proc/self/mountinfo; "
-        "grep -qE ' /(sys|home|var|boot|opt|srv|mnt)[ /]' /proc/self/mountinfo",
+        # /proc/sys is bound read-only over itself: its root in proc is /sys
+        "grep -v ' - proc ' /proc/self/mountinfo "
+        "| grep -qE ' /(sys|home|var|boot|opt|srv|mnt)[ /]'",
         ws,
     )
     assert o.failed()
@@ -277,7 +283,8 @@ def test_write_system_paths(ws: Path, target: str) -> None:
     before = Path(target).read_bytes() if Path(target).exists() else None
     o = attack(f"echo pwned >> {target}", ws)
     assert (Path(target).read_bytes() if Path(target).exists() else None) == before
-    assert o.failed("Read-only file system", "nonexistent")
+    # a root-owned file refuses the sandbox's uid before the read-only mount does
+    assert o.failed("Read-only file system", "nonexistent", "Permission denied")
 
 
 def test_tamper_with_the_shim_and_interpreter(ws: Path) -> None:
@@ -516,3 +523,198 @@ def test_unshare_binary(ws: Path) -> None:
     o = attack("unshare --user --map-root-user id -u", ws)
     assert o.denied("seccomp", "unshare")
     assert o.failed("Operation not permitted")
+
+
+# -- the kernel's global settings and the host uid (issue 9, item 1) -------------------
+
+#: Kernel-wide settings: only host root may write them, and the sandbox must not be it.
+SYSCTLS = [
+    "kernel/ctrl-alt-del",
+    "kernel/core_pattern",
+    "kernel/modprobe",
+    "kernel/sysrq",
+    "vm/drop_caches",
+    "fs/protected_symlinks",
+]
+
+
+@pytest.mark.parametrize("name", SYSCTLS)
+def test_write_a_kernel_setting(ws: Path, name: str) -> None:
+    """Opening for writing is where the kernel checks; it must refuse (EROFS or EACCES)."""
+    path = Path("/proc/sys", name)
+    before = path.read_bytes() if os.access(path, os.R_OK) else None
+    o = python(
+        "import errno, os, sys\n"
+        "try:\n"
+        f"    fd = os.open({str(path)!r}, os.O_WRONLY)\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno]); sys.exit(1)\n"
+        "print('OPENED')\n",  # and write nothing: today's code would let it through
+        ws,
+    )
+    assert "OPENED" not in o.text
+    assert o.record["stdout"].strip() in {"EROFS", "EACCES", "EPERM", "ENOENT"}, o.text
+    assert o.failed()
+    if before is not None and name != "vm/drop_caches":
+        assert path.read_bytes() == before
+
+
+def test_proc_sys_and_sysrq_are_read_only_mounts(ws: Path) -> None:
+    o = attack(
+        "grep -E ' /proc/(sys|sysrq-trigger|irq|bus|fs) ' /proc/self/mountinfo; "
+        "echo b > /proc/sysrq-trigger",
+        ws,
+    )
+    lines = o.record["stdout"].splitlines()
+    mounted = {line.split()[4]: line.split()[5] for line in lines}
+    assert mounted.get("/proc/sys", "").startswith("ro"), o.text
+    if Path("/proc/sysrq-trigger").exists():
+        assert mounted.get("/proc/sysrq-trigger", "").startswith("ro"), o.text
+    assert o.failed("Read-only file system", "Permission denied", "nonexistent", "No such file")
+
+
+def _host_status(marker: str, ws: Path, within: float = 10.0) -> dict[str, str]:
+    """``/proc/PID/status`` on the host of the process whose argv has ``marker``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                if argv[:2] != [b"sleep", marker.encode()]:
+                    continue
+                text = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+        time.sleep(0.02)
+    raise AssertionError(f"no sandboxed 'sleep {marker}' found on the host")
+
+
+def _status_while_running(cmd: str, marker: str, ws: Path) -> tuple[dict[str, str], Outcome]:
+    box: list[Outcome] = []
+    runner = threading.Thread(target=lambda: box.append(attack(cmd, ws)))
+    runner.start()
+    try:
+        status = _host_status(marker, ws)
+    finally:
+        runner.join()
+    return status, box[0]
+
+
+def test_the_command_is_not_host_root_seen_from_the_host(ws: Path) -> None:
+    marker = f"3.{os.getpid()}"
+    status, o = _status_while_running(f"sleep {marker}", marker, ws)
+    uids = [int(u) for u in status["Uid"].split()]
+    gids = [int(g) for g in status["Gid"].split()]
+    assert 0 not in uids, status["Uid"]  # real, effective, saved, fs
+    assert 0 not in gids, status["Gid"]
+    if os.geteuid() != 0:
+        assert uids == [os.getuid()] * 4
+    for caps in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(status[caps], 16) == 0, (caps, status[caps])
+    assert int(status["NoNewPrivs"]) == 1
+    assert o.error is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="choosing the uid is root's")
+def test_a_workspace_owned_by_a_user_runs_as_that_user(ws: Path) -> None:
+    os.chown(ws, 4321, 4321)
+    marker = f"3.{os.getpid()}1"
+    status, o = _status_while_running(f"touch made; sleep {marker}", marker, ws)
+    assert status["Uid"].split() == ["4321"] * 4
+    assert (ws / "made").stat().st_uid == 4321
+    assert o.error is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="idmapped mounts are for root")
+def test_files_made_in_a_root_workspace_stay_root_on_disk(ws: Path) -> None:
+    o = attack("echo x > made; mkdir dir; ls -ln made | awk '{print $3}'", ws)
+    assert o.error is None
+    assert o.record["stdout"].strip() == "1000"  # the sandbox's own uid inside
+    assert (ws / "made").stat().st_uid == 0
+    assert (ws / "dir").stat().st_uid == 0
+
+
+# -- what Nexus trusts (issue 9, item 4) -----------------------------------------------
+
+
+def test_overwrite_nexus_toml_in_the_workspace(ws: Path) -> None:
+    (ws / "nexus.toml").write_text("[store]\n")
+    o = attack("echo '[evil]' >> nexus.toml || rm -f nexus.toml || mv nexus.toml x", ws)
+    assert (ws / "nexus.toml").read_text() == "[store]\n"
+    assert o.failed("Read-only file system", "Device or resource busy")
+
+
+def test_create_nexus_toml_when_absent(ws: Path) -> None:
+    o = attack(
+        "rm -f nexus.toml; echo '[evil]' > nexus.toml || mkdir nexus.toml || ln -s x nexus.toml",
+        ws,
+    )
+    assert not os.path.lexists(ws / "nexus.toml")  # and the placeholder is gone again
+    assert o.failed()
+
+
+def test_create_the_state_directory_when_absent(ws: Path) -> None:
+    o = attack("mkdir -p .nexus && echo evil > .nexus/nexus.db || mv .nexus x", ws)
+    assert not os.path.lexists(ws / ".nexus")
+    assert not (ws / "x").exists()
+    assert o.failed()
+
+
+def test_write_into_a_virtualenv_inside_the_workspace(ws: Path) -> None:
+    venv = ws / "sub" / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    trusted = TrustedPaths((venv,))
+    o = attack(
+        "echo evil > sub/.venv/bin/python; echo 'home = /evil' >> sub/.venv/pyvenv.cfg; "
+        # rename the venv, or a directory above it, away with the protection
+        "mv sub/.venv sub/old; mv sub sub2 && mkdir -p sub/.venv && "
+        "echo evil > sub/.venv/pyvenv.cfg",
+        ws,
+        trusted=trusted,
+    )
+    assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
+    assert not (venv / "bin" / "python").exists()
+    assert not (ws / "sub2").exists()
+    assert o.failed("Read-only file system", "Device or resource busy")
+
+
+def test_create_a_trusted_path_under_a_missing_directory(ws: Path) -> None:
+    trusted = TrustedPaths((ws / "state" / "home" / ".nexus",))
+    o = attack(
+        "mkdir -p state/home/.nexus && echo evil > state/home/.nexus/db", ws, trusted=trusted
+    )
+    assert not os.path.lexists(ws / "state")
+    assert o.failed()
+
+
+def test_this_process_s_own_trusted_paths_by_default(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no trusted set given, ``trusted_paths()`` of this process is protected."""
+    home = ws / "home"
+    home.mkdir()
+    (home / "nexus.db").write_text("log")
+    monkeypatch.setenv("NEXUS_HOME", str(home))
+    o = attack("echo evil > home/nexus.db", ws)
+    assert (home / "nexus.db").read_text() == "log"
+    assert o.failed("Read-only file system")
+
+
+def test_concurrent_calls_keep_each_other_s_placeholder(ws: Path) -> None:
+    """The first call to end must not remove the placeholder another call still relies on."""
+
+    async def both() -> list[Any]:
+        slow = ShellTool(profile=FAST)(
+            {"cmd": "sleep 1; echo evil > nexus.toml"}, ToolContext("r", "slow", 1, ws)
+        )
+        fast = ShellTool(profile=FAST)({"cmd": "true"}, ToolContext("r", "fast", 1, ws))
+        return await asyncio.gather(slow, fast, return_exceptions=True)
+
+    slow, fast = asyncio.run(both())
+    assert isinstance(slow, NexusError)
+    assert not isinstance(fast, BaseException)
+    assert not os.path.lexists(ws / "nexus.toml")

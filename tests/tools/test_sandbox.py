@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from nexus.tools import sandbox
 from nexus.tools.base import Tool, ToolContext, ToolFailed
 from nexus.tools.builtins import PythonTool, ShellTool, builtin_tools
 from nexus.tools.profile import ExecProfile
-from nexus.tools.sandbox import SandboxDenied, SandboxResult, run_sandboxed
+from nexus.tools.sandbox import SandboxDenied, SandboxResult, SandboxUnavailable, run_sandboxed
 
 FAST = ExecProfile(cpu_seconds=10, wall_seconds=20)
 
@@ -334,6 +336,21 @@ def test_without_bubblewrap_the_call_is_refused(ws: Path) -> None:
     assert not info.value.retryable
 
 
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+user_only = pytest.mark.skipif(os.geteuid() == 0, reason="runs as an ordinary user (CI does)")
+
+
+@root_only
+@pytest.mark.usefixtures("no_bwrap")
+def test_the_rlimits_fallback_refuses_to_run_tool_code_as_root(ws: Path) -> None:
+    (ws / "marker").write_text("")
+    with pytest.raises(SandboxUnavailable, match="cannot run tool code as root") as info:
+        sandboxed("rm marker", ws, ExecProfile(sandbox="rlimits", wall_seconds=20))
+    assert not info.value.retryable
+    assert (ws / "marker").exists()
+
+
+@user_only
 @pytest.mark.usefixtures("no_bwrap")
 def test_the_rlimits_fallback_runs_and_says_so(ws: Path) -> None:
     profile = ExecProfile(sandbox="rlimits", wall_seconds=20)
@@ -353,6 +370,7 @@ def test_the_rlimits_fallback_runs_and_says_so(ws: Path) -> None:
     assert info.value.details["warnings"] == r.warnings
 
 
+@user_only
 @pytest.mark.usefixtures("no_bwrap")
 def test_the_rlimits_fallback_still_limits_and_cleans_up(ws: Path) -> None:
     profile = ExecProfile(sandbox="rlimits", wall_seconds=0.5)
@@ -385,18 +403,27 @@ def _fake_bwrap(path: Path, probe_ok: bool) -> str:
     return str(path)
 
 
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every uid can reach (the sandbox's uid runs bwrap; tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp())
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
 def test_bwrap_without_user_namespaces_is_refused(
-    tmp_path: Path, ws: Path, monkeypatch: pytest.MonkeyPatch
+    open_dir: Path, ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox, "BWRAP", _fake_bwrap(tmp_path / "bwrap-no-userns", False))
+    monkeypatch.setattr(sandbox, "BWRAP", _fake_bwrap(open_dir / "bwrap-no-userns", False))
     with pytest.raises(PolicyDenied, match="No permissions to create new namespace"):
         sandboxed("true", ws)
 
 
 def test_bwrap_failing_to_set_up_is_an_infrastructure_error(
-    tmp_path: Path, ws: Path, monkeypatch: pytest.MonkeyPatch
+    open_dir: Path, ws: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox, "BWRAP", _fake_bwrap(tmp_path / "bwrap-broken", True))
+    monkeypatch.setattr(sandbox, "BWRAP", _fake_bwrap(open_dir / "bwrap-broken", True))
     with pytest.raises(InfrastructureError, match=r"failed to start .*Can not mount tmpfs"):
         sandboxed("true", ws)
 

@@ -76,7 +76,12 @@ async def _sandboxed(
     """:func:`run_sandboxed` for ``tool``, counting the refusals that stop it from starting."""
     try:
         return await run_sandboxed(
-            argv, profile=profile, workspace=ctx.workspace, env=_env(ctx), stdin=stdin
+            argv,
+            profile=profile,
+            workspace=ctx.workspace,
+            env=_env(ctx),
+            stdin=stdin,
+            trusted=ctx.trusted,
         )
     except SandboxUnavailable:
         count_denial(tool, "sandbox")

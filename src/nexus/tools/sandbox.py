@@ -81,6 +81,13 @@ from pathlib import Path
 from typing import Any
 
 from nexus.domain.errors import InfrastructureError, PolicyDenied, UserError
+from nexus.security.trusted import TrustedPaths, trusted_paths
+from nexus.tools import _confine
+from nexus.tools._confine import (
+    DEFAULT_SANDBOX_UID,
+    SANDBOX_UID_ENV,
+    SandboxUnavailable,
+)
 from nexus.tools._quota import DiskQuota
 from nexus.tools.profile import ExecProfile, SandboxKind
 
@@ -154,6 +161,19 @@ _PROXY_PORT = 3128
 _PROXY_SOCKET = "/run/nexus/egress.sock"
 _MiB = 1 << 20
 _SHIM = Path(__file__).with_name("_shim.py")
+
+__all__ = [
+    "BWRAP",
+    "DEFAULT_SANDBOX_UID",
+    "DENIED_SYSCALLS",
+    "PYTHON",
+    "SANDBOX_UID_ENV",
+    "SETID_CALLS",
+    "SandboxDenied",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "run_sandboxed",
+]
 _SIGXCPU, _SIGXFSZ, _SIGKILL = 128 + signal.SIGXCPU, 128 + signal.SIGXFSZ, 128 + signal.SIGKILL
 _HINTS = {
     "memory": (b"MemoryError", b"Cannot allocate memory", b"memory exhausted", b"Out of memory"),
@@ -197,10 +217,6 @@ class SandboxResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class SandboxUnavailable(PolicyDenied):
-    """The sandbox cannot be applied on this machine (no usable bubblewrap or seccomp)."""
-
-
 class SandboxDenied(PolicyDenied):
     """The sandbox refused something the command tried; ``details`` says what."""
 
@@ -224,6 +240,7 @@ async def run_sandboxed(
     workspace: Path,
     env: Mapping[str, str],
     stdin: bytes | None = None,
+    trusted: TrustedPaths | None = None,
 ) -> SandboxResult:
     """Run ``argv`` confined by ``profile``, with ``workspace`` as the writable cwd.
 
@@ -234,6 +251,9 @@ async def run_sandboxed(
         env: variables set by Nexus for this call (always passed in). Host
             variables are passed only when named in ``profile.env``.
         stdin: bytes for standard input; ``None`` gives ``/dev/null``.
+        trusted: what Nexus trusts (default: :func:`trusted_paths` of this
+            process); every trusted path inside a writable path is bound
+            read-only over it, and one that does not exist cannot be created.
 
     Returns:
         The result; a non-zero exit is a result, not an error.
@@ -241,7 +261,8 @@ async def run_sandboxed(
     Raises:
         PolicyDenied: the sandbox cannot be applied here (no usable bubblewrap
             and no opt-in to ``rlimits``, no seccomp, or an allow-list under
-            ``rlimits``).
+            ``rlimits``, or ``rlimits`` as root), or idmapped mounts are
+            unsupported where Nexus runs as root.
         UserError: the workspace or a write path does not exist.
         InfrastructureError: bubblewrap failed to set the sandbox up.
 
@@ -259,8 +280,16 @@ async def run_sandboxed(
             "can only refuse all network access",
             retryable=False,
         )
+    if kind == "rlimits" and os.geteuid() == 0:
+        raise SandboxUnavailable(
+            "the 'rlimits' fallback cannot run tool code as root (it has no user "
+            "namespace to drop to an unprivileged uid in): install bubblewrap "
+            "(scripts/system-deps.sh) or run Nexus as an ordinary user",
+            retryable=False,
+        )
     _seccomp_filter(profile.network == "none")  # refuse early when seccomp is missing
-    call = _Call(profile, kind, workspace, env)
+    await asyncio.to_thread(_confine.reap_leftovers_once)
+    call = _Call(profile, kind, workspace, env, trusted)
     try:
         return await call.run(list(argv), stdin)
     finally:
@@ -293,8 +322,12 @@ async def _bwrap_problem() -> str | None:
         return f"{BWRAP!r} is not installed"
     if exe not in _bwrap_checked:
         true = shutil.which("true") or "/bin/true"
-        # every option a call uses that older bubblewraps lack, so they fail here
+        # every option a call uses that older bubblewraps lack, so they fail here;
+        # as the uid calls will run as (through the launcher, as calls do)
+        uid = _confine.sandbox_uid() if os.geteuid() == 0 else os.getuid()
+        gid = uid if os.geteuid() == 0 else os.getgid()
         proc = await asyncio.create_subprocess_exec(
+            *_confine.launcher(os.getpid(), uid, gid, -1, -1, []),
             exe,
             *_NAMESPACES,
             "--as-pid-1",
@@ -318,6 +351,9 @@ async def _bwrap_problem() -> str | None:
         )
     return _bwrap_checked[exe]
 
+
+#: Entries of /proc that are not per-process and could be written: bound read-only.
+_PROC_COVERED = ("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "driver", "sysvipc", "tty")
 
 _NAMESPACES = (
     "--unshare-user",
@@ -400,11 +436,25 @@ class _Call:
     """The state of one sandboxed call: set-up, run, detection, clean-up."""
 
     def __init__(
-        self, profile: ExecProfile, kind: SandboxKind, workspace: Path, env: Mapping[str, str]
+        self,
+        profile: ExecProfile,
+        kind: SandboxKind,
+        workspace: Path,
+        env: Mapping[str, str],
+        trusted: TrustedPaths | None = None,
     ) -> None:
         self.profile = profile
         self.kind = kind
         self.ws = workspace
+        self.trusted = trusted
+        # the host uid/gid the command runs as (never root), set in _prepare
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.userns = -1  # the idmap user namespace (root only)
+        self.mounts: list[str] = []  # the launcher's -m KIND SOURCE TARGET
+        self.staged: dict[Path, Path] = {}  # host path -> where the launcher mounts it
+        self.ancestors: list[Path] = []  # dirs made mount points so they cannot be renamed
+        self.protected: list[Path] = []  # trusted paths bound read-only over writable ones
+        self.placeholders: list[tuple[Path, int]] = []
         self.explicit_env = env
         self.env: dict[str, str] = {}
         self.control: dict[str, Any] = {}
@@ -444,8 +494,12 @@ class _Call:
             self.warnings.append(
                 "max_processes is not enforced: running as root without a writable cgroup"
             )
+        self.uid, self.gid = _confine.sandbox_identity(self.ws)
         if self.kind == "bwrap":
-            self.tmp = Path(tempfile.mkdtemp(prefix="nexus-sbx-"))
+            self.tmp = _confine.temp_dir()
+            self._protect([self.ws, *writable])
+            if os.geteuid() == 0:
+                self._stage([self.ws, *writable])
             (self.tmp / "passwd").write_text(
                 f"sandbox:x:{_SANDBOX_UID}:{_SANDBOX_UID}:sandbox:{self.ws}:/bin/sh\n"
                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
@@ -454,7 +508,102 @@ class _Call:
             (self.tmp / "hosts").write_text("127.0.0.1 localhost sandbox\n::1 localhost\n")
         else:
             # without a user namespace RLIMIT_NPROC counts every process of the user
-            self.nproc += _processes_of(os.getuid())
+            self.nproc += _processes_of(self.uid)
+
+    def _protect(self, writable: list[Path]) -> None:
+        """Plan the read-only binds of trusted paths inside the writable ones.
+
+        Each existing trusted path is bound read-only over itself after the
+        writable binds; one that does not exist gets a placeholder at its first
+        missing component (bound read-only too, so nothing can be created
+        there). The directories between a writable root and a protected path
+        are bound onto themselves, so they cannot be renamed away with the
+        protection (a mount point cannot be renamed or removed).
+        """
+        trusted = self.trusted if self.trusted is not None else trusted_paths()
+        for path in trusted.within(writable):
+            root = next((r for r in writable if _within(path, r)), None)
+            if root is None or path == root:
+                continue
+            # the first component that does not exist, or the path itself
+            target = root
+            for part in path.relative_to(root).parts:
+                target = target / part
+                if not os.path.lexists(target):
+                    break
+                if os.path.islink(target):
+                    break  # bwrap binds over what it points to
+            if os.path.lexists(target) and not os.path.isdir(target.parent):
+                continue
+            # a placeholder another call made is joined, so its end does not expose us
+            if not os.path.lexists(target) or _confine.is_placeholder(os.lstat(target)):
+                fd = _confine.hold_placeholder(target)
+                if fd is not None:
+                    self.placeholders.append((target, fd))
+            for anc in reversed(target.parents):
+                if _within(anc, root) and anc != root and anc not in self.ancestors:
+                    self.ancestors.append(anc)
+            if target not in self.protected:
+                self.protected.append(target)
+
+    def _stage(self, writable: list[Path]) -> None:
+        """As root: plan the launcher's mounts, so the unprivileged uid can reach each source.
+
+        Writable roots and read paths owned by root are idmapped (root's files
+        appear as the sandbox uid's; what it creates is root's on disk); the
+        interpreter, the shim and other read-only sources the uid cannot reach
+        (a prefix under ``/root``) are cloned read-only.
+        """
+        assert self.tmp is not None
+        self.tmp.chmod(0o711)  # the uid reads its passwd/group/hosts here
+        stage = self.tmp / "m"
+        stage.mkdir(mode=0o755)
+
+        def add(path: Path, kind: str) -> None:
+            if path in self.staged:
+                return
+            if kind.startswith("idmap") and os.stat(path).st_uid != 0:
+                kind = kind.replace("idmap", "rw") if kind == "idmap" else "ro"
+            if kind.startswith("idmap") and self.userns < 0:
+                self.userns = _confine.idmap_userns(self.uid, self.gid)
+            dst = stage / str(len(self.staged))
+            if path.is_dir():
+                dst.mkdir()
+            else:
+                dst.touch()
+            self.staged[path] = dst
+            self.mounts += ["-m", kind, str(path), str(dst)]
+
+        for path in writable:
+            add(path, "idmap")
+        p = self.profile
+        for path in p.resolve(p.read_paths, self.ws):
+            if path.exists():
+                add(path, "idmap-ro")
+        for path in [*self._system_sources(), _SHIM]:
+            if not _confine.reachable(path, self.uid, self.gid):
+                add(path, "ro")
+
+    def _system_sources(self) -> list[Path]:
+        """The interpreter's directories bound read-only into the sandbox."""
+        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        bound = [Path("/usr")]
+        out = []
+        for prefix in sorted(prefixes):
+            if not _within(Path(prefix), Path("/usr")):
+                out.append(Path(prefix))
+                bound.append(Path(prefix))
+        python_dir = Path(PYTHON).parent
+        if not any(_within(python_dir, b) for b in bound):
+            out.append(python_dir)
+        return out
+
+    def _src(self, path: Path) -> str:
+        """Where bwrap finds ``path``: through the launcher's staged mount when there is one."""
+        for root, staged in self.staged.items():
+            if _within(path, root):
+                return str(staged / path.relative_to(root))
+        return str(path)
 
     def _rlimits(self) -> dict[str, list[int]]:
         p = self.profile
@@ -481,9 +630,12 @@ class _Call:
             self.control["proxy"] = {"port": _PROXY_PORT, "socket": _PROXY_SOCKET}
         fds = [str(report_fd), str(control_fd)]
         shim = [PYTHON, "-I", "-S", "-B", str(_SHIM), *fds, "--", *argv]
+        launch = _confine.launcher(
+            os.getpid(), self.uid, self.gid, self.userns, report_fd, self.mounts
+        )
         if self.kind == "rlimits":
-            return shim
-        return [*self._bwrap_args(), "--info-fd", str(info_fd), "--", *shim]
+            return [*launch, *shim]
+        return [*launch, *self._bwrap_args(), "--info-fd", str(info_fd), "--", *shim]
 
     def _bwrap_args(self) -> list[str]:
         p, ws, tmp = self.profile, self.ws, self.tmp
@@ -510,23 +662,24 @@ class _Call:
         # (a checkout, a venv or a workspace there) and must not be hidden by it
         size = str(p.max_file_mb * _MiB)
         args += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm"]
+        # kernel-wide settings under /proc read-only (a uid that is not host root
+        # cannot write them anyway; this is the second wall)
+        for name in _PROC_COVERED:
+            args += ["--ro-bind-try", f"/proc/{name}", f"/proc/{name}"]
         args += ["--size", size, "--tmpfs", "/tmp"]
-        prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-        bound = [Path("/usr")]
-        for prefix in sorted(prefixes):
-            if not _within(Path(prefix), Path("/usr")):
-                args += ["--ro-bind", prefix, prefix]
-                bound.append(Path(prefix))
-        python_dir = Path(PYTHON).parent
-        if not any(_within(python_dir, b) for b in bound):
-            args += ["--ro-bind", str(python_dir), str(python_dir)]
-        args += ["--ro-bind", str(_SHIM), str(_SHIM)]
+        for path in [*self._system_sources(), _SHIM]:
+            args += ["--ro-bind", self._src(path), str(path)]
         for path in p.resolve(p.read_paths, ws):
-            args += ["--ro-bind-try", str(path), str(path)]
+            args += ["--ro-bind-try", self._src(path), str(path)]
         for path in p.resolve(p.write_paths, ws):
             if path != ws:
-                args += ["--bind", str(path), str(path)]
-        args += ["--bind", str(ws), str(ws)]
+                args += ["--bind", self._src(path), str(path)]
+        args += ["--bind", self._src(ws), str(ws)]
+        # what Nexus trusts, read-only over the writable binds (after them)
+        for path in self.ancestors:
+            args += ["--bind", self._src(path), str(path)]
+        for path in self.protected:
+            args += ["--ro-bind", self._src(path), str(path)]
         if self.proxy is not None:
             args += ["--ro-bind", str(tmp / "egress.sock"), _PROXY_SOCKET]
         args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", str(ws)]
@@ -559,7 +712,7 @@ class _Call:
                 stdin=asyncio.subprocess.DEVNULL if stdin is None else in_r,
                 stdout=out_w,
                 stderr=err_w,
-                pass_fds=[fd for fd in (report_w, control_r, info_w) if fd >= 0],
+                pass_fds=[fd for fd in (report_w, control_r, info_w, self.userns) if fd >= 0],
                 start_new_session=True,
                 cwd=self.ws,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
@@ -799,6 +952,10 @@ class _Call:
         """Release the cgroup, the proxy socket directory and leftovers (blocking)."""
         if self.cgroup is not None:
             self.cgroup.remove()
+        for path, fd in self.placeholders:
+            with contextlib.suppress(OSError):
+                _confine.release_placeholder(path, fd)
+        self.placeholders = []
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -854,7 +1011,8 @@ class _Cgroup:
 
     @classmethod
     def create(cls, pids_max: int, memory_bytes: int) -> _Cgroup | None:
-        name = f"nexus-{os.getpid()}-{secrets.token_hex(4)}"
+        # the owner's pid and start time: a later process reaps it once the owner is gone
+        name = f"nexus-{_confine.owner_tag()}-{secrets.token_hex(4)}"
         try:
             return cls._create_v2(name, pids_max, memory_bytes) or cls._create_v1(
                 name, pids_max, memory_bytes
@@ -937,18 +1095,8 @@ class _Cgroup:
                         os.kill(int(pid), signal.SIGKILL)
 
     def remove(self) -> None:
-        import time
-
         for path in {*self.dirs.values()}:
-            for _ in range(100):  # processes leave once reaped
-                self.kill()
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+            _confine.remove_cgroup(path, self.v2)
 
 
 def _counters(path: Path) -> dict[str, int]:
