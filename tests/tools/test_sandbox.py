@@ -10,6 +10,8 @@ import asyncio
 import http.server
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -483,3 +485,52 @@ def test_the_proxy_is_the_only_way_out(ws: Path, web: int) -> None:
     r = sandboxed(f"curl -sS --noproxy '*' --max-time 2 http://127.0.0.1:{web}/", ws, profile)
     assert r.exit_code != 0  # the sandbox's own loopback, not the host's
     assert b"hello" not in r.stdout
+
+
+# -- kill -9 of Nexus (issue 9, item 10) --------------------------------------------------
+
+_NEXUS = """
+import asyncio, sys
+from pathlib import Path
+from nexus.tools.profile import ExecProfile
+from nexus.tools.sandbox import run_sandboxed
+cmd = sys.argv[2]
+asyncio.run(run_sandboxed(["/bin/sh", "-c", cmd], profile=ExecProfile(wall_seconds=60),
+                          workspace=Path(sys.argv[1]), env={}))
+"""
+
+
+def _leftovers(pid: int) -> list[Path]:
+    """Temp dirs and cgroups named after the Nexus process ``pid``."""
+    found = list(Path(tempfile.gettempdir()).glob(f"nexus-sbx-{pid}-*"))
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
+        if root.is_dir():
+            found += [p for p in root.rglob(f"nexus-{pid}-*") if p.is_dir()]
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_nexus_leaves_no_process_and_the_next_one_reaps(ws: Path, tmp_path: Path) -> None:
+    nexus = subprocess.Popen(
+        [sys.executable, "-c", _NEXUS, str(ws), "echo up > started; sleep 1000 & exec sleep 999"]
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (ws / "started").exists():
+            assert time.monotonic() < deadline, "the sandboxed command never started"
+            time.sleep(0.02)
+        assert processes_in(ws)  # bwrap, the init and both sleeps
+        leftovers = _leftovers(nexus.pid)
+        assert leftovers  # at least its temp dir
+    finally:
+        nexus.kill()
+        nexus.wait()
+    assert gone(ws, within=5) == []
+    assert all(p.exists() for p in leftovers)  # nobody cleaned up after the dead process
+    other = tmp_path / "other"
+    other.mkdir()
+    next_one = subprocess.run(
+        [sys.executable, "-c", _NEXUS, str(other), "true"], capture_output=True, timeout=60
+    )
+    assert next_one.returncode == 0, next_one.stderr
+    assert [p for p in leftovers if p.exists()] == []
