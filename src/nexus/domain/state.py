@@ -165,6 +165,9 @@ class RunState:
     open_tasks: int = 0
     agent_load: dict[str, int] = field(default_factory=dict)
     agent_turns: dict[str, int] = field(default_factory=dict)
+    #: where each running attempt stands in its agent's ``scripted`` lines (see
+    #: :meth:`_script_start`), by task id
+    script_positions: dict[str, int] = field(default_factory=dict)
     paused: int = 0
     #: money and tokens spent, by scope id (``run:``, ``agent:<name>``, ``task:<id>``)
     spent: dict[str, Spend] = field(default_factory=dict)
@@ -189,6 +192,40 @@ class RunState:
     _finished: list[str] = field(default_factory=list)
     _finished_at: dict[str, int] = field(default_factory=dict)
     _limits: dict[str, Limits] = field(default_factory=dict)  # parsed once per scope
+    # scripted-line bookkeeping: first position per (agent, task or foreach parent),
+    # next free position per agent, attempts that count per (agent, task)
+    _script_base: dict[tuple[str, str], int] = field(default_factory=dict)
+    _script_next: dict[str, int] = field(default_factory=dict)
+    _script_used: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    # -- scripted agents --------------------------------------------------
+    def _script_start(self, task: TaskState, agent: str) -> None:
+        """Place a starting attempt in ``agent``'s scripted lines.
+
+        A task's first attempt takes the agent's next free position; each
+        later attempt the one after (a retry gets the next line). Every item
+        of a ``foreach`` starts where the first one did, so all items answer
+        alike, and an interrupted attempt does not count (see
+        :meth:`_script_interrupted`), so a resumed one starts where it did.
+        The agent's next task starts after the furthest position used.
+        ``turn`` in ``attempt.started`` keeps its recorded meaning (the
+        agent's attempts so far); this is derived state and changes no event.
+        """
+        base_key = (agent, task.parent or task.id)
+        base = self._script_base.get(base_key)
+        if base is None:
+            base = self._script_base[base_key] = self._script_next.get(agent, 0)
+        used_key = (agent, task.id)
+        position = base + self._script_used.get(used_key, 0)
+        self._script_used[used_key] = self._script_used.get(used_key, 0) + 1
+        self._script_next[agent] = max(self._script_next.get(agent, 0), position + 1)
+        self.script_positions[task.id] = position
+
+    def _script_interrupted(self, task: TaskState) -> None:
+        """An interrupted attempt gives its position back to the task's next attempt."""
+        if task.agent is not None:
+            key = (task.agent, task.id)
+            self._script_used[key] = max(0, self._script_used.get(key, 0) - 1)
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -509,6 +546,7 @@ def _attempt_started(state: RunState, event: Event) -> None:
     task.agent = event.data.get("agent")
     if task.agent is not None:
         state.agent_turns[task.agent] = state.agent_turns.get(task.agent, 0) + 1
+        state._script_start(task, task.agent)
     state._move(task, TaskStatus.RUNNING, event.at)
     task.attempts = event.data["attempt"]
     task.last_output = None
@@ -560,6 +598,7 @@ def _interrupted(state: RunState, event: Event) -> None:
     if task.status is not TaskStatus.RUNNING:
         raise IntegrityError(f"run {state.run_id}: task '{task.id}' interrupted but not running")
     task.last_error = event.data["error"]
+    state._script_interrupted(task)
 
 
 def _ended(to: TaskStatus) -> Any:

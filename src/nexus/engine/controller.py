@@ -39,6 +39,7 @@ from nexus.engine.decider import Decider, template_context
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock
 from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
+from nexus.gateway.scripted import SCRIPT_POSITION
 from nexus.redaction import Redactor
 from nexus.store.base import Store
 
@@ -249,6 +250,9 @@ class RunController:
             agent = self.state.plan.agents[data["agent"]]
             context = template_context(self.state, self.state.tasks[tid], upto)
             context["tasks"] = dict(context["tasks"])  # plain values: it may travel
+            position = self.state.script_positions.get(tid)
+            if position is not None and agent.scripted:
+                context[SCRIPT_POSITION] = position  # read (and removed) by the scripted provider
         return Assignment(
             run_id=self.run_id,
             task=tid,

@@ -1,10 +1,18 @@
 """The ``scripted`` provider: answers from the agent's ``scripted`` lines, offline.
 
-The line an answer comes from is the agent's ``turn`` (its earlier attempts in
-the run) plus the number of answers it already gave in this conversation (the
-assistant messages of the request), so a tool loop walks down the lines one
-model call at a time; after the last line the last one repeats. Lines are
-Jinja2 templates over the task's context (``inputs``, ``tasks``, ``item``).
+The line an answer comes from is the attempt's *position* in the agent's lines
+plus the number of answers it already gave in this conversation (the assistant
+messages of the request), so a tool loop walks down the lines one model call
+at a time; after the last line the last one repeats. Lines are Jinja2
+templates over the task's context (``inputs``, ``tasks``, ``item``).
+
+The engine works the position out from the run's log (see
+``RunState._script_start``) and hands it over in the context under
+:data:`SCRIPT_POSITION`: a task's first attempt starts at the agent's next
+unused line and each retry one line further; every item of a ``foreach``
+starts where the first did, so all items answer alike; an interrupted attempt
+does not count, so an attempt resumed after a crash replays the same lines.
+Without it (a provider called directly) the request's ``turn`` is used.
 
 A line may ask for tools: each of its lines that reads ``@call NAME {json}``
 becomes a tool call (the JSON object is the arguments; ``{}`` when omitted),
@@ -29,6 +37,8 @@ from nexus.gateway.base import ModelRequest, ModelResponse, ToolCall, Usage
 from nexus.planning.templates import render_text
 
 _CALL = "@call "
+#: The context key the engine passes an attempt's position in the lines under.
+SCRIPT_POSITION = "_scripted_position"
 
 
 def _split_calls(text: str, step: int) -> tuple[str, tuple[ToolCall, ...]]:
@@ -57,8 +67,11 @@ class ScriptedProvider:
                 f"agent '{self.agent}' uses a scripted model but has no 'scripted' lines"
             )
         step = sum(1 for m in request.messages if m.role == "assistant")
-        line = self.lines[min(request.turn + step, len(self.lines) - 1)]
-        text, calls = _split_calls(render_text(line, dict(context)), step)
+        values = dict(context)
+        position = values.pop(SCRIPT_POSITION, None)
+        start = position if isinstance(position, int) else request.turn
+        line = self.lines[min(start + step, len(self.lines) - 1)]
+        text, calls = _split_calls(render_text(line, values), step)
         prompt_words = sum(len(m.content.split()) for m in request.messages)
         completion_words = len(text.split()) + sum(1 + len(c.arguments.split()) for c in calls)
         return ModelResponse(
