@@ -380,8 +380,11 @@ def test_the_rlimits_fallback_still_limits_and_cleans_up(ws: Path) -> None:
     r = sandboxed("setsid sleep 30 & sleep 30", ws, profile)
     assert time.monotonic() - began < 5
     assert r.limits_hit == ["wall_time"]
-    if os.geteuid() != 0 or Path("/sys/fs/cgroup/pids").is_dir():
+    if os.access("/sys/fs/cgroup/pids", os.W_OK):
         assert gone(ws) == []  # the cgroup catches the setsid escapee
+    else:  # without a cgroup nothing can (the fallback's documented weakness)
+        for pid in processes_in(ws):
+            os.kill(pid, 9)
 
 
 @pytest.mark.usefixtures("no_bwrap")
