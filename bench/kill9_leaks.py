@@ -1,0 +1,135 @@
+"""What a ``kill -9`` of ``nexus run`` leaves behind: processes, cgroups, temp dirs.
+
+Each trial starts ``nexus run`` on a workflow of parallel sandboxed shell tasks
+that sleep, waits until the sandboxes are up (each task writes a marker
+file), sends ``SIGKILL`` to the ``nexus`` process, waits two seconds and counts:
+
+* **processes**: live processes whose command line carries the trial's unique
+  sleep duration, or whose working directory is the trial's project (bwrap);
+* **cgroups** and **temp dirs** named after the killed process
+  (``nexus-PID-...``, ``nexus-sbx-PID-...``) that the *next* Nexus process
+  did not reap: after the kill one ``nexus`` process runs a trivial sandboxed
+  call, which must remove them.
+
+Usage: ``python bench/kill9_leaks.py [--trials N] [--tasks N]``; exits 1 on any leak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NEXUS = [sys.executable, "-m", "nexus"]
+REAP = (
+    "import asyncio; from pathlib import Path; from nexus.tools.profile import ExecProfile; "
+    "from nexus.tools.sandbox import run_sandboxed; "
+    "asyncio.run(run_sandboxed(['true'], profile=ExecProfile(), workspace=Path('.'), env={}))"
+)
+
+
+def workflow(tasks: int, duration: str) -> str:
+    lines = ["version: 1", "name: kill9", "tasks:"]
+    for i in range(tasks):
+        lines += [
+            f"  t{i}:",
+            "    tool: shell",
+            f'    with: {{cmd: "touch up-{i}; sleep {duration} & exec sleep {duration}"}}',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def sandbox_processes(duration: str, project: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                if fh.read().rsplit(") ", 1)[1][:1] == "Z":
+                    continue
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except (OSError, IndexError):
+            continue
+        if duration.encode() in cmdline or cwd.startswith(str(project)):
+            found.append(int(entry))
+    return found
+
+
+def named_after(pid: int) -> tuple[list[Path], list[Path]]:
+    dirs = list(Path(tempfile.gettempdir()).glob(f"nexus-sbx-{pid}-*"))
+    cgroups: list[Path] = []
+    for root in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
+        if root.is_dir():
+            cgroups += [p for p in root.rglob(f"nexus-{pid}-*") if p.is_dir()]
+    return cgroups, dirs
+
+
+def trial(n: int, tasks: int) -> tuple[int, int, int, int]:
+    """One kill; returns (leaked processes, cgroups, temp dirs, sandboxes that were up)."""
+    project = Path(tempfile.mkdtemp(prefix="nexus-kill9-"))
+    duration = f"{900 + n}.{os.getpid() % 1000:03d}"
+    (project / "flow.yaml").write_text(workflow(tasks, duration))
+    env = {**os.environ, "NEXUS_HOME": str(project / ".nexus")}
+    proc = subprocess.Popen(
+        [*NEXUS, "run", "flow.yaml"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # kill at a varying moment: some sandboxes up, some starting
+        want = 1 + n % tasks
+        while len(list(project.rglob("up-*"))) < want and time.monotonic() < deadline:
+            time.sleep(0.01)
+        up = len(list(project.rglob("up-*")))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(2)
+    leaked = sandbox_processes(duration, project)
+    for pid in leaked:  # do not let one trial's leak pollute the next
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    subprocess.run([sys.executable, "-c", REAP], cwd=project, env=env, check=True, timeout=60)
+    cgroups, dirs = named_after(proc.pid)
+    shutil.rmtree(project, ignore_errors=True)
+    return len(leaked), len(cgroups), len(dirs), up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--tasks", type=int, default=4)
+    args = parser.parse_args()
+    totals = [0, 0, 0]
+    ups = 0
+    began = time.monotonic()
+    for n in range(args.trials):
+        *leaks, up = trial(n, args.tasks)
+        ups += up
+        for i, v in enumerate(leaks):
+            totals[i] += v
+        if any(leaks):
+            print(f"trial {n}: leaked processes={leaks[0]} cgroups={leaks[1]} temp dirs={leaks[2]}")
+    print(
+        f"{args.trials} kill -9 trials ({args.tasks} sandboxed tasks each, {ups} sandboxes "
+        f"up at the kills, uid {os.geteuid()}): leaked processes={totals[0]}, "
+        f"cgroups={totals[1]}, temp dirs={totals[2]} ({time.monotonic() - began:.0f} s)"
+    )
+    sys.exit(1 if any(totals) else 0)
+
+
+if __name__ == "__main__":
+    main()
