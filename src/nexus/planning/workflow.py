@@ -63,7 +63,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
+import stat
 from collections.abc import Collection, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -99,7 +101,11 @@ _ID_RE = re.compile(_ID_PATTERN)
 _NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 _MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 64
+#: The largest workflow file read (1 MiB); a larger one is refused unread.
 MAX_WORKFLOW_BYTES = 1 << 20
+#: The most YAML nodes aliases may add to a document (each alias counts the
+#: nodes it stands for): ordinary anchors stay far below, an alias bomb does not.
+MAX_ALIAS_NODES = 100_000
 _LIST_KNOWN = 10  # list the known names in a message when there are at most this many
 
 # --------------------------------------------------------------------------- models
@@ -295,11 +301,136 @@ class _StrictLoader(_SafeLoader):
         mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_aliases(node)
+        return super().construct_document(node)
+
+
+class _AliasBomb(yaml.MarkedYAMLError):
+    """Aliases make the document too large (or make it contain itself)."""
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse a document whose aliases stand for more than :data:`MAX_ALIAS_NODES` nodes.
+
+    The composer hands over a graph in which an alias is the very node it
+    names, so a 700-byte "billion laughs" is ~100 nodes that stand for 10**9.
+    The size each node stands for is computed once (memoised by identity), so
+    this costs one visit per distinct node, whatever the aliases multiply.
+    """
+    size: dict[int, int] = {}
+    distinct = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    scalar = yaml.ScalarNode
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1
+            for child in _children(node):
+                total += 1 if type(child) is scalar else size[id(child)]
+            size[key] = total
+            if total - distinct > MAX_ALIAS_NODES:
+                raise _AliasBomb(
+                    problem=(
+                        f"aliases expand the document past the limit of {MAX_ALIAS_NODES:,} "
+                        "extra nodes (an alias bomb?)"
+                    ),
+                    problem_mark=node.start_mark,
+                )
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise _AliasBomb(
+                problem="an alias refers to itself (the value would contain itself)",
+                problem_mark=node.start_mark,
+            )
+        children = _children(node)
+        distinct += 1 + len(children)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if type(c) is not scalar and id(c) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value  # type: ignore[no-any-return]
+    return []
+
 
 _StrictLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_workflow(path: Path, file: str) -> str:
+    """The text of a regular file of at most :data:`MAX_WORKFLOW_BYTES`.
+
+    Opened non-blocking, so a FIFO cannot hang the open; the kind and size are
+    checked on the open descriptor (no race with a rename), and at most one
+    byte past the limit is ever read (the file may grow after the check).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFoundError(f"workflow file not found: {file}") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise WorkflowError(f"cannot read the workflow file: {reason}", file=file) from None
+    try:
+        info = os.fstat(fd)
+        mode = info.st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+            raise WorkflowError(
+                f"cannot read the workflow file: it is {kind}, not a regular file", file=file
+            )
+        data = _read_at_most(fd, MAX_WORKFLOW_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise WorkflowError(f"cannot read the workflow file: {reason}", file=file) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_WORKFLOW_BYTES:
+        size = max(info.st_size, len(data))
+        raise WorkflowError(
+            f"the workflow file is {size / (1 << 20):.1f} MiB; the limit is "
+            f"{MAX_WORKFLOW_BYTES >> 20} MiB",
+            file=file,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"cannot read the workflow file: not UTF-8 text (byte {exc.start})", file=file
+        ) from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _parse_yaml(text: str, file: str) -> Any:
@@ -344,17 +475,7 @@ def load_workflow(
     """
     file_path = Path(path)
     file = str(path)
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFoundError(f"workflow file not found: {file}") from None
-    except UnicodeDecodeError as exc:
-        raise WorkflowError(
-            f"cannot read the workflow file: not UTF-8 text (byte {exc.start})", file=file
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise WorkflowError(f"cannot read the workflow file: {reason}", file=file) from None
+    text = _read_workflow(file_path, file)
     doc = _parse_yaml(text, file)
     return compile_workflow(
         doc,
