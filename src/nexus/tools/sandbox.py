@@ -11,14 +11,15 @@
    ``urandom``, ``tty``... and a private ``/dev/shm``), a private size-capped
    ``/tmp``, and the workspace bound writable at its own path (also the
    working directory). No ``/etc/shadow``, ``/root``, ``/home``, ``/sys`` or
-   host ``/tmp``. The command runs as uid 1000 inside (mapped to Nexus's uid
-   outside), with no capabilities and ``no_new_privs``. The environment is
-   cleared; the command gets only the variables we set.
+   host ``/tmp``; the kernel-wide entries of ``/proc`` are read-only. The
+   command runs as uid 1000 inside, mapped to an unprivileged host uid --
+   never host root (below) -- with no capabilities and ``no_new_privs``. The
+   environment is cleared; the command gets only the variables we set.
+   Trusted paths (:mod:`nexus.security.trusted`) inside the writable binds are
+   bound read-only over them, after them; absent ones are held by placeholders.
 2. **A cgroup** (when this process may create one -- as root, or with a
    delegated cgroup) caps the processes and memory of the whole call and tells
-   us exactly when a cap was hit. It matters because ``RLIMIT_NPROC`` does not
-   bind a process whose real uid is host root, which is what the sandbox's
-   uid maps to when Nexus runs as root.
+   us exactly when a cap was hit.
 3. **The shim** (:mod:`nexus.tools._shim`) is the sandbox's PID 1 (``bwrap
    --as-pid-1``): it sets rlimits, forks the command under a seccomp filter
    (compiled here with ``pyseccomp``) and stays as a non-dumpable init. The
@@ -26,6 +27,14 @@
    io_uring, ... and setting setuid/setgid bits, since files written to the
    workspace belong to Nexus's uid on the host) with ``EPERM``; the init
    *reports* each one, so every refusal is recorded as a denial.
+
+**The launcher** (:mod:`nexus.tools._launch`) starts every call. When Nexus
+is root it makes the call's mounts in a private mount namespace (idmapped
+clones of root-owned writable paths, read-only clones of what the sandbox uid
+cannot reach; :mod:`nexus.tools._confine` plans them), drops to the sandbox
+uid, then -- as root or not -- arms ``PR_SET_PDEATHSIG`` and execs bwrap, so
+nothing outlives Nexus. Cgroups and temp dirs are named after their owner's pid
+and start time; the first call of each process reaps those of dead owners.
 
 **Network.** ``network = "none"``: the namespace has only a loopback device,
 and creating ``AF_INET``/``AF_INET6`` sockets is refused by seccomp (and
@@ -38,10 +47,11 @@ allow-list is *enforced*, fail-closed, at the cost that only proxy-aware
 clients (curl, pip, httpx, requests, urllib, git over https) get out; raw
 sockets to listed hosts do not. Names are resolved by the proxy, on the host.
 
-**The ``rlimits`` fallback** (opt-in, ``profile.sandbox = "rlimits"``) runs the
-shim in a new session without namespaces: rlimits, seccomp (including the
-``AF_INET`` refusal) and the cgroup still apply, but the file system and the
-other processes of the user are *not* isolated. Every result says so. It
+**The ``rlimits`` fallback** (opt-in, ``profile.sandbox = "rlimits"``; refused
+as root, which it could not drop) runs the shim in a new session without
+namespaces: rlimits, seccomp (including the ``AF_INET`` refusal) and the cgroup
+still apply, but the file system and the other processes of the user are *not*
+isolated. Every result says so. It
 refuses allow-lists (they need a network namespace to be enforceable).
 
 **Disk.** Each file is capped by ``RLIMIT_FSIZE`` (``max_file_mb``); what a
