@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nexus.engine.runtime import Engine
 from nexus.gateway import default_providers
+from nexus.store.heads import HeadSigner
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.builtins import builtin_tools
 
@@ -33,8 +34,12 @@ class ManualClock:
 
 
 def sqlite_engine(home: Path, **kwargs: object) -> Engine:
-    """An engine over a fresh SQLite store in ``home`` with the built-in tools."""
-    store = SQLiteStore.open(home / "nexus.db")
+    """An engine over a SQLite store in ``home`` with the built-in tools.
+
+    Its runs are signed with the home's audit key (created on first use), as
+    CLI runs are.
+    """
+    store = SQLiteStore.open(home / "nexus.db", signer=HeadSigner.for_home(home))
     return Engine(
         store,
         tools=kwargs.pop("tools", builtin_tools()),  # type: ignore[arg-type]

@@ -207,18 +207,30 @@ class Workflow:
         home: str | Path | None = None,
         inputs: dict[str, Any] | None = None,
     ) -> Any:
-        """Run in-process against the SQLite store in ``home`` (default ``./.nexus``).
+        """Run in-process against the SQLite store in ``home`` (default ``$NEXUS_HOME``).
+
+        The run is signed as a CLI run is: with the home's audit key
+        (``home/keys/audit.ed25519``, created on first use), so
+        ``nexus audit verify --require-signed`` holds for it.
 
         Returns:
             The :class:`~nexus.engine.runtime.RunResult`.
+
+        Raises:
+            UserError: the home's audit key cannot be created or read.
         """
         from nexus.config import Settings
         from nexus.engine.runtime import Engine
+        from nexus.store.heads import HeadSigner
         from nexus.store.sqlite import SQLiteStore
 
         plan = self.compile(inputs)
         settings = Settings() if home is None else Settings(home=Path(home))
-        store = SQLiteStore.open(settings.db_path, durability=settings.durability)
+        store = SQLiteStore.open(
+            settings.db_path,
+            durability=settings.durability,
+            signer=HeadSigner.for_home(settings.home),
+        )
         try:
             engine = Engine(
                 store, tools=self.tools(), function_agents=list(self._functions.values())
