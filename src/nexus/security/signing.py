@@ -21,6 +21,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import secrets
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,8 +185,9 @@ class AuditKey:
     def load_or_create(cls, path: Path) -> AuditKey:
         """Read the key at ``path``, creating it (``0600``, its folder ``0700``) if absent.
 
-        Two processes creating it at once end up with the same key: the file
-        is written aside and linked into place, and the loser reads the winner's.
+        Two processes (or threads) creating it at once end up with the same key:
+        the file is written aside and linked into place, and the loser reads the
+        winner's.
 
         Raises:
             UserError: the key cannot be created, or is unusable (see :meth:`load`).
@@ -203,7 +205,8 @@ class AuditKey:
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            # unique per call: threads of one process may create it at once too
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 with os.fdopen(fd, "wb") as fh:
