@@ -99,7 +99,10 @@ def trial(n: int, tasks: int) -> tuple[int, int, int, int]:
         proc.wait()
     time.sleep(2)
     leaked = sandbox_processes(duration, project)
-    for pid in leaked:  # do not let one trial's leak pollute the next
+    for pid in leaked:  # say what it was, then do not let it pollute the next trial
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            print(f"trial {n}: leaked pid {pid}: {argv.decode(errors='replace')[:300]}")
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     subprocess.run([sys.executable, "-c", REAP], cwd=project, env=env, check=True, timeout=60)
