@@ -45,16 +45,22 @@ from nexus.store.sqlite import SQLiteStore
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 BACKUP_FORMAT = "nexus-backup/1"
 _PINS = "mcp-pins.json"
-_PAGES_PER_STEP = 4096  # let writers in between steps of the copy
 
 
 def _copy_db(source: Path, target: Path) -> None:
-    """An online, consistent copy of a SQLite database (the backup API)."""
+    """An online, consistent copy of a SQLite database (the backup API).
+
+    The copy is one backup step, so one read transaction: in WAL mode writers
+    go on meanwhile and the copy is the snapshot the step began with. Copying
+    in several steps instead restarts from the first page whenever another
+    connection commits between steps, so a run writing steadily kept a backup
+    of more than one step's pages from ever finishing.
+    """
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
     try:
         dst = sqlite3.connect(target)
         try:
-            src.backup(dst, pages=_PAGES_PER_STEP)
+            src.backup(dst, pages=-1)
         finally:
             dst.close()
     except sqlite3.DatabaseError as exc:
