@@ -2,40 +2,44 @@
 
 Templates are compiled once per distinct source (an LRU cache), rendered with
 ``StrictUndefined`` so a typo is an error rather than an empty string, and run
-in Jinja2's immutable sandbox so a workflow file cannot reach Python internals.
+in a bounded immutable sandbox (:mod:`nexus.planning._sandbox`) so a workflow
+file can neither reach Python internals nor ask for unbounded work, memory or
+time: a template past a limit raises :class:`TemplateLimitError`, the same way
+on every machine and on replay.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.parser import Parser
 
 from nexus.domain.errors import TemplateError
+from nexus.planning._sandbox import (
+    BoundedEnvironment,
+    TemplateLimitError,
+    bound,
+    check_output,
+    checked,
+    metered,
+)
 
+__all__ = [
+    "TemplateLimitError",
+    "check_syntax",
+    "is_template",
+    "referenced_tasks",
+    "render_deep",
+    "render_text",
+    "render_value",
+    "strings_in",
+]
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, with keys before attributes on mappings.
-
-    Jinja2 resolves ``x.items`` to the dict method ``items`` before the key
-    ``"items"``; workflow data is plain JSON, so for mappings a key wins.
-    """
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, Mapping):
-            try:
-                return obj[attribute]
-            except (KeyError, TypeError):
-                pass
-        return super().getattr(obj, attribute)
-
-
-_ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ENV = BoundedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
@@ -46,20 +50,41 @@ def is_template(value: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _compile(source: str) -> Any:
-    return _ENV.from_string(source)
+    # constant folding runs filters and operators at compile time: metered too
+    with metered():
+        return _ENV.from_string(bound(_ENV.parse(source)))
 
 
 @lru_cache(maxsize=1024)
 def _compile_expr(source: str) -> Any:
-    return _ENV.compile_expression(source, undefined_to_none=False)
+    """A template whose module's ``result`` is the expression's value (Jinja's own way)."""
+    with metered():
+        parser = Parser(_ENV, source, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            token = parser.stream.current
+            raise TemplateSyntaxError("chunk after expression", token.lineno, None, None)
+        expr.set_environment(_ENV)
+        body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr)], lineno=1)
+        return _ENV.from_string(bound(body))
+
+
+def _compiled(source: str, compile: Any) -> Any:
+    try:
+        return compile(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error (line {exc.lineno}): {exc.message}") from exc
+    except TemplateError:
+        raise
+    except RecursionError:
+        raise TemplateError("template syntax error: nested too deeply") from None
+    except Exception as exc:  # e.g. a 5,000-digit literal: int() refuses it
+        raise TemplateError(f"template error: {type(exc).__name__}: {exc}") from None
 
 
 def check_syntax(source: str) -> None:
     """Raise TemplateError when ``source`` does not compile."""
-    try:
-        _compile(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error (line {exc.lineno}): {exc.message}") from exc
+    _compiled(source, _compile)
 
 
 def referenced_tasks(source: str) -> set[str]:
@@ -82,6 +107,10 @@ def referenced_tasks(source: str) -> set[str]:
 
 
 def _explain(exc: Exception) -> str:
+    if isinstance(exc, TemplateError):
+        return exc.message
+    if isinstance(exc, RecursionError):
+        return "the template nests (macros or loops) too deeply"
     if isinstance(exc, UndefinedError):
         return f"undefined value: {exc.message}"
     if isinstance(exc, SecurityError):
@@ -97,11 +126,21 @@ def render_text(source: str, context: dict[str, Any]) -> str:
     """
     if not is_template(source):
         return source
-    check_syntax(source)
+    template = _compiled(source, _compile)
     try:
-        return str(_compile(source).render(context))
+        with metered():
+            return check_output(template.generate(context))
     except Exception as exc:
-        raise TemplateError(f"cannot render {source!r}: {_explain(exc)}") from exc
+        raise _render_error(source, exc) from exc
+
+
+def _render_error(source: str, exc: Exception) -> TemplateError:
+    kind = TemplateLimitError if isinstance(exc, TemplateLimitError) else TemplateError
+    return kind(f"cannot render {_snippet(source)}: {_explain(exc)}")
+
+
+def _snippet(source: str, limit: int = 80) -> str:
+    return repr(source if len(source) <= limit else source[: limit - 3] + "...")
 
 
 def render_value(source: str, context: dict[str, Any]) -> Any:
@@ -109,15 +148,16 @@ def render_value(source: str, context: dict[str, Any]) -> Any:
     match = _SINGLE_EXPR.match(source)
     if match is None or "{{" in match.group(1) or "{%" in source:
         return render_text(source, context)
+    template = _compiled(match.group(1).strip(), _compile_expr)
     try:
-        compiled = _compile_expr(match.group(1).strip())
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}") from exc
-    try:
-        value = compiled(**context)
+        with metered():
+            run = template.new_context(dict(context))
+            for _ in template.root_render_func(run):
+                pass
+            value = checked(run.vars["result"], "the value")
         _check_defined(value)
     except Exception as exc:
-        raise TemplateError(f"cannot render {source!r}: {_explain(exc)}") from exc
+        raise _render_error(source, exc) from exc
     return value
 
 
