@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import threading
 from collections.abc import Sequence
@@ -483,3 +484,81 @@ def test_an_edited_manifest_is_refused(tmp_path: Path) -> None:
         read_manifest(path, key)
     with pytest.raises(UserError, match="not signed by this home's audit key"):
         read_manifest(path, AuditKey.generate().public)
+
+
+# -- every problem of a run is reported --------------------------------------------------
+
+
+def _sql(home: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    conn = sqlite3.connect(home / "nexus.db")
+    try:
+        with conn:
+            for sql, args in statements:
+                conn.execute(sql, args)
+    finally:
+        conn.close()
+
+
+def _problems(report: AuditReport, run_id: str) -> list[tuple[int | None, str]]:
+    return [(p["seq"], p["reason"]) for p in report.problems if p["run_id"] == run_id]
+
+
+def test_a_cut_tail_is_also_reported_against_the_signed_head(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _populate(home, ["RUN-A", "RUN-B"])
+    _sql(home, ("DELETE FROM events WHERE run_id = 'RUN-B' AND seq > 4", ()))
+    report = _verify(home)
+    found = _problems(report, "RUN-B")
+    assert report.first_bad is not None
+    assert report.first_bad["reason"].startswith("the log ends at seq 4 but 6 events")
+    # the projection's count can be forged with the log; the signed head cannot
+    assert any("signed head is at seq 6: the tail was cut" in r for _, r in found), found
+    assert any("store manifest records 6 events" in r for _, r in found), found
+    assert {seq for seq, _ in found} == {5}
+    assert _problems(report, "RUN-A") == []
+
+
+def test_every_edited_event_of_a_run_is_named(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _populate(home, ["RUN-A"])
+    edits = [
+        (
+            "UPDATE events SET body = replace(body, '\"i\":' || seq, '\"i\":99') "
+            "WHERE run_id = 'RUN-A' AND seq IN (2, 4)",
+            (),
+        )
+    ]
+    _sql(home, *edits)
+    found = _problems(_verify(home), "RUN-A")
+    assert [seq for seq, _ in found] == [2, 4], found
+    assert all("altered" in reason for _, reason in found)
+
+
+def test_one_broken_link_is_reported_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _populate(home, ["RUN-A"])
+    _sql(home, ("UPDATE events SET hash = ? WHERE run_id = 'RUN-A' AND seq = 3", ("f" * 64,)))
+    assert _problems(_verify(home), "RUN-A") == [
+        (3, "hash does not match the event's content (the event was altered)")
+    ]
+    home2 = tmp_path / "home2"
+    _populate(home2, ["RUN-A"])
+    _sql(home2, ("DELETE FROM events WHERE run_id = 'RUN-A' AND seq = 3", ()))
+    assert _problems(_verify(home2), "RUN-A") == [
+        (3, "expected seq 3, found 4 (an event is missing)")
+    ]
+
+
+def test_a_broken_chain_and_a_cut_tail_are_both_named(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _populate(home, ["RUN-A"])
+    _sql(
+        home,
+        ("DELETE FROM events WHERE run_id = 'RUN-A' AND seq IN (2, 6)", ()),
+        ("UPDATE runs SET events = 5 WHERE run_id = 'RUN-A'", ()),  # the forger's projection
+    )
+    found = _problems(_verify(home), "RUN-A")
+    seqs = [seq for seq, _ in found]
+    assert seqs[0] == 2
+    assert "missing" in found[0][1]
+    assert any("the tail was cut" in r for _, r in found), found

@@ -84,7 +84,12 @@ def verify_chain(
     *,
     marks: Mapping[str, frozenset[int]] | None = None,
 ) -> AuditReport:
-    """Verify links in (run, seq) order. One problem is reported per run: its first.
+    """Verify links in (run, seq) order, reporting every broken link of every run.
+
+    After a bad link the check goes on from it: the next link may follow either
+    its stored hash or the hash its content gives (an altered event, or an
+    altered hash), and an event after a gap starts a new stretch. So one edit
+    is reported once, and a second edit further on is reported too.
 
     Args:
         expected_counts: the projection's event count per run; a log shorter
@@ -95,8 +100,8 @@ def verify_chain(
     sha = hashlib.sha256
     run: str | None = None
     prev = GENESIS_HASH
+    alt: str | None = None  # after an altered event: the hash its content gives
     want = 1
-    broken = False
     counts = report.heads
     marks = marks or {}
     marked = report.marked
@@ -108,7 +113,7 @@ def verify_chain(
         if row.run_id != run:
             if last is not None:
                 report.last_type[last.run_id] = _event_type(last.body)
-            run, prev, want, broken = row.run_id, GENESIS_HASH, 1, False
+            run, prev, alt, want = row.run_id, GENESIS_HASH, None, 1
             wanted = marks.get(run, frozenset())
             report.runs += 1
         last = row
@@ -116,30 +121,33 @@ def verify_chain(
         counts[row.run_id] = (row.seq, row.hash)
         if row.seq in wanted:
             marked[(row.run_id, row.seq)] = row.hash
-        if broken:
-            continue
         reason = None
         where = row.seq
+        if alt is not None:
+            if row.prev_hash == alt:
+                prev = alt
+            alt = None
         if row.seq != want:
             reason = f"expected seq {want}, found {row.seq} (an event is missing)"
             where = want  # name the missing event, as for a log cut short below
         elif row.prev_hash != prev:
             reason = "prev_hash does not match the previous event's hash"
-        elif sha(prev.encode("ascii") + row.body.encode("utf-8")).hexdigest() != row.hash:
-            reason = "hash does not match the event's content (the event was altered)"
-        elif f',"run_id":"{row.run_id}","seq":{row.seq},"type":"' not in row.body:
-            reason = "the event's body belongs to another run or position"
+        else:
+            computed = sha(prev.encode("ascii") + row.body.encode("utf-8")).hexdigest()
+            if computed != row.hash:
+                reason = "hash does not match the event's content (the event was altered)"
+                alt = computed
+            elif f',"run_id":"{row.run_id}","seq":{row.seq},"type":"' not in row.body:
+                reason = "the event's body belongs to another run or position"
         if reason is not None:
             bad(row.run_id, where, reason)
-            broken = True
-            continue
         prev = row.hash
-        want += 1
+        want = row.seq + 1
     if last is not None:
         report.last_type[last.run_id] = _event_type(last.body)
     for run_id, expected in sorted((expected_counts or {}).items()):
         seen = counts.get(run_id, (0, ""))[0]
-        if seen < expected and not report.has_problem(run_id):
+        if seen < expected:
             bad(run_id, seen + 1, f"the log ends at seq {seen} but {expected} events were recorded")
     return report
 
@@ -186,8 +194,6 @@ def verify_store(
 def _check_projection(report: AuditReport, snapshot: AuditSnapshot, whole_store: bool) -> None:
     for run_id, (seq, _) in sorted(report.heads.items()):
         proj = snapshot.projections.get(run_id)
-        if report.has_problem(run_id):
-            continue
         if proj is None:
             if whole_store:
                 report.bad(run_id, 1, "the log holds a run the run projection does not know")
@@ -199,7 +205,11 @@ def _check_projection(report: AuditReport, snapshot: AuditSnapshot, whole_store:
                 f"the log goes on to seq {seq} but the run's projection records {proj.events} "
                 "events: events were added outside Nexus",
             )
-        elif proj.status in _TERMINAL and report.last_type.get(run_id) != f"run.{proj.status}":
+        elif (
+            seq == proj.events  # a shorter log was reported as cut by verify_chain
+            and proj.status in _TERMINAL
+            and report.last_type.get(run_id) != f"run.{proj.status}"
+        ):
             report.bad(
                 run_id,
                 seq,
@@ -217,14 +227,12 @@ def _check_signed(
         head = snapshot.signed.get(run_id)
         if head is None:
             report.unsigned.append(run_id)
-            if require_signed and not report.has_problem(run_id):
+            if require_signed:
                 report.bad(run_id, None, "the run has no signed head (--require-signed)")
             continue
         if key is None:
             continue
         report.signed += 1
-        if report.has_problem(run_id):
-            continue
         seq, _ = report.heads.get(run_id, (0, ""))
         if not head.valid(key, store_id):
             report.bad(
