@@ -159,6 +159,8 @@ class NexusConfig:
         run_budget: ``[budgets.run]``, the default limits of a run, same form.
         residency: ``{"strict": bool, "providers": [...], "hosts": [...]}`` or None.
         cache: the ``[cache]`` settings.
+        redaction_pii: ``[redaction] pii``: redact e-mail addresses, phone and
+            card numbers from the events of the runs started here.
     """
 
     path: Path | None = None
@@ -171,6 +173,7 @@ class NexusConfig:
     run_budget: Mapping[str, Any] | None = None
     residency: Mapping[str, Any] | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
+    redaction_pii: bool = False
 
     def pricing(self) -> PricingTable:
         """The shipped pricing table with this file's ``[pricing]`` entries over it."""
@@ -225,6 +228,7 @@ class NexusConfig:
                 "ttl": self.cache.ttl,
                 "path": str(self.cache.path),
             },
+            "redaction": {"pii": self.redaction_pii},
         }
 
     def __repr__(self) -> str:
@@ -242,6 +246,7 @@ class NexusConfig:
             f"run_budget={self.run_budget!r}",
             f"residency={self.residency!r}",
             f"cache={self.cache!r}",
+            f"redaction_pii={self.redaction_pii!r}",
         ]
         return f"NexusConfig({', '.join(parts)})"
 
@@ -380,6 +385,10 @@ class _Cache(_Strict):
     path: _Str | None = None
 
 
+class _Redaction(_Strict):
+    pii: StrictBool = False
+
+
 class _WasmTool(_Strict):
     module: _Str
     description: _Str | None = None
@@ -402,6 +411,7 @@ class _File(_Strict):
     budgets: _Budgets = Field(default_factory=_Budgets)
     residency: _Residency | None = None
     cache: _Cache = Field(default_factory=_Cache)
+    redaction: _Redaction = Field(default_factory=_Redaction)
 
     @field_validator("tenant")
     @classmethod
@@ -517,6 +527,7 @@ def _parse(raw: dict[str, Any], file: Path, home: Path) -> NexusConfig:
         run_budget=doc.budgets.run.plain() if doc.budgets.run else None,
         residency=residency,
         cache=CacheConfig(enabled=doc.cache.enabled, ttl=doc.cache.ttl, path=cache_path),
+        redaction_pii=doc.redaction.pii,
     )
 
 

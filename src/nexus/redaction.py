@@ -394,6 +394,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._options = _Options(builtin=builtin, pii=pii, numbers=numbers)
         self._memory = _Memory((), self._options)
+        self._twin: tuple[_Memory, Redactor] | None = None
         for secret in secrets:
             self.add_secret(secret)
 
@@ -435,6 +436,21 @@ class Redactor:
                 ordered = tuple(sorted({*secrets, value}, key=lambda s: (-len(s), s)))
                 self._memory = _Memory(ordered, self._options)
         return True
+
+    def values_only(self) -> Redactor:
+        """A redactor that replaces only the values registered here now (rule 3).
+
+        For records that must not change with the built-in rules (cassettes
+        recorded before secrets were redacted in them still match). Rebuilt
+        when a secret is registered here.
+        """
+        memory = self._memory
+        twin = self._twin
+        if twin is None or twin[0] is not memory:
+            redactor = Redactor(builtin=False)
+            redactor._memory = _Memory(memory.secrets, redactor._options)
+            twin = self._twin = (memory, redactor)
+        return twin[1]
 
     def redact_text(self, text: str) -> str:
         """``text`` with every secret it holds replaced by ``[redacted]``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,13 +39,20 @@ FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_defa
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
 
 
+def _malformed(pair: str) -> str:
+    """Why an ``-i`` is malformed, without repeating it (it may be a secret)."""
+    if "=" not in pair:
+        return f"an input must be written key=value; one -i has no '=' ({len(pair)} characters)"
+    return "an input must be written key=value; one -i has no name before '='"
+
+
 def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
     """``-i key=value``; values are parsed as JSON when they are valid JSON."""
     inputs: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            fail(f"input '{pair}' must be written key=value")
+            fail(_malformed(pair))
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
@@ -53,9 +61,38 @@ def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
     return inputs
 
 
+def _secret_texts(pairs: list[str] | None) -> dict[str, str]:
+    """``-i key=value`` as given, not parsed: the values of secret inputs."""
+    texts: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            fail(_malformed(pair))
+        texts[key.strip()] = raw
+    return texts
+
+
 def _load(file: Path, inputs: dict[str, Any] | None = None) -> Plan:
     known = project_tools(project_config()).names()
     return load_workflow(file, inputs=inputs, known_tools=known)
+
+
+def _load_with(file: Path, pairs: list[str] | None) -> Plan:
+    """The plan of ``file`` with ``-i`` inputs; a secret input keeps its text as typed."""
+    compiled = _load(file, _parse_inputs(pairs))
+    texts = {k: v for k, v in _secret_texts(pairs).items() if k in compiled.secret_inputs}
+    return replace(compiled, inputs={**compiled.inputs, **texts}) if texts else compiled
+
+
+SecretsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-i",
+        "--input",
+        help="A secret input's value, name=value (it is not recorded; "
+        "default: the environment variable the workflow names).",
+    ),
+]
 
 
 #: an engine configured from ``nexus.toml``, the plan's MCP servers connected
@@ -157,7 +194,7 @@ def plan(
     """Show the plan: task graph, order, critical path and plan hash."""
 
     async def go() -> None:
-        compiled = _load(file, _parse_inputs(inputs))
+        compiled = _load_with(file, inputs)
         if estimate:
             _show_estimate(compiled, as_json)
             return
@@ -258,7 +295,7 @@ def run(
     """Run a workflow file to its end, with live progress."""
 
     async def go() -> RunResult:
-        compiled = _load(file, _parse_inputs(inputs))
+        compiled = _load_with(file, inputs)
         base_dir = file.resolve().parent
         async with (
             open_store() as store,
@@ -289,19 +326,24 @@ def resume(
             help="Raise a limit first: usd=5, tokens=1e5, agent.NAME.usd=2, task.ID.tool_calls=9.",
         ),
     ] = None,
+    inputs: SecretsOpt = None,
 ) -> None:
     """Finish a run whose process stopped, or that paused for budget.
 
-    Completed tasks are not run again.
+    Completed tasks are not run again. Secret inputs are not in the log: give
+    them again with -i (or through the environment variable the workflow names).
     """
     raised = _parse_budget(budget)
+    secrets = _secret_texts(inputs)
 
     async def go() -> RunResult:
         async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
             if as_json or quiet:
-                return await engine.resume(run_id, budget=raised)
+                return await engine.resume(run_id, budget=raised, secrets=secrets)
             with Progress(err) as progress:
-                return await engine.resume(run_id, observers=[progress], budget=raised)
+                return await engine.resume(
+                    run_id, observers=[progress], budget=raised, secrets=secrets
+                )
 
     result = run_async(go, as_json=as_json)
     _report(result, as_json)
@@ -328,19 +370,32 @@ def cancel(run_id: RunArg, as_json: JsonOpt = False) -> None:
 
 
 def _answer(
-    run_id: str, task: str, granted: bool, by: str | None, reason: str, as_json: bool
+    run_id: str,
+    task: str,
+    granted: bool,
+    by: str | None,
+    reason: str,
+    as_json: bool,
+    inputs: list[str] | None = None,
 ) -> None:
     who = by or getpass.getuser()
+    secrets = _secret_texts(inputs)
 
     async def go() -> tuple[str, RunResult | None]:
         async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
             if as_json:
                 return await engine.answer_approval(
-                    run_id, task, granted=granted, by=who, reason=reason
+                    run_id, task, granted=granted, by=who, reason=reason, secrets=secrets
                 )
             with Progress(err) as progress:
                 return await engine.answer_approval(
-                    run_id, task, granted=granted, by=who, reason=reason, observers=[progress]
+                    run_id,
+                    task,
+                    granted=granted,
+                    by=who,
+                    reason=reason,
+                    observers=[progress],
+                    secrets=secrets,
                 )
 
     outcome, result = run_async(go, as_json=as_json)
@@ -365,9 +420,10 @@ def approve(
     by: ByOpt = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
     as_json: JsonOpt = False,
+    inputs: SecretsOpt = None,
 ) -> None:
     """Approve a task that awaits approval; the run goes on."""
-    _answer(run_id, task, True, by, reason, as_json)
+    _answer(run_id, task, True, by, reason, as_json, inputs)
 
 
 def reject(
@@ -376,17 +432,23 @@ def reject(
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
     by: ByOpt = None,
     as_json: JsonOpt = False,
+    inputs: SecretsOpt = None,
 ) -> None:
     """Reject a task that awaits approval; it fails with policy_denied."""
-    _answer(run_id, task, False, by, reason, as_json)
+    _answer(run_id, task, False, by, reason, as_json, inputs)
 
 
-def replay(run_id: RunArg, as_json: JsonOpt = False) -> None:
-    """Re-execute a run from its recorded effects and compare the event chains."""
+def replay(run_id: RunArg, as_json: JsonOpt = False, inputs: SecretsOpt = None) -> None:
+    """Re-execute a run from its recorded effects and compare the event chains.
+
+    A secret input given with -i (or its environment variable) is checked
+    against the run's record; one not given replays as "[redacted]".
+    """
+    secrets = _secret_texts(inputs)
 
     async def go() -> Any:
         async with open_store() as store:
-            return await Engine(store).replay(run_id)
+            return await Engine(store).replay(run_id, secrets=secrets)
 
     report = run_async(go, as_json=as_json)
     if as_json:

@@ -10,7 +10,8 @@ One place turns the project's configuration into running parts:
   response cache first; with ``--record FILE`` every model exchange is saved
   to a cassette as it happens;
 * money: the pricing table with ``[pricing]`` over it, the tenant and its
-  ``[budgets.tenant]``, the default ``[budgets.run]``.
+  ``[budgets.tenant]``, the default ``[budgets.run]``;
+* redaction: ``[redaction] pii`` redacts personal data from what runs record.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ async def project_engine(
             tenant_budget=_limits(config.tenant_budget, "nexus.toml budgets.tenant"),
             run_budget=_limits(config.run_budget, "nexus.toml budgets.run"),
             residency=residency,
+            pii=config.redaction_pii,
         )
 
 

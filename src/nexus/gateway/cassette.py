@@ -16,7 +16,10 @@ The file format (YAML, read and written with PyYAML's safe loader and dumper)::
 ``request`` and ``response`` are exactly :meth:`ModelRequest.to_dict` and
 :meth:`ModelResponse.to_dict`, so a replayed response is the recorded one,
 byte for byte in canonical JSON. Requests hold messages and tool schemas,
-never credentials: API keys live in the SDK clients, not in requests.
+never credentials: API keys live in the SDK clients, not in requests. Secret
+values the process knows (a run's secret inputs, ``*_API_KEY`` variables:
+:func:`nexus.redaction.default_redactor`) are replaced by ``[redacted]`` in
+what is recorded, and a replayed request is matched with them replaced too.
 
 **Matching.** A replayed request is matched on its canonical JSON with
 ``model`` removed: the recording named the real model, the replaying agent
@@ -39,7 +42,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,7 @@ from nexus.gateway.base import (
     close_if_closable,
     split_model,
 )
+from nexus.redaction import default_redactor
 
 __all__ = [
     "CASSETTE_VERSION",
@@ -186,8 +190,10 @@ class Cassette:
 
     def record(self, request: ModelRequest, response: ModelResponse) -> Interaction:
         """Append one exchange."""
+        redact = default_redactor().values_only().redact
         interaction = Interaction(
-            request=plain_json(request.to_dict()), response=plain_json(response.to_dict())
+            request=redact(plain_json(request.to_dict())),
+            response=redact(plain_json(response.to_dict())),
         )
         with self._lock:
             self.interactions.append(interaction)
@@ -323,10 +329,11 @@ class RecordingProvider:
 # -- replay -------------------------------------------------------------------------------
 
 
-def _last_user_message(request: ModelRequest) -> str:
+def _last_user_message(request: ModelRequest, redact: Callable[[str], str]) -> str:
     for message in reversed(request.messages):
         if message.role == "user":
-            text = " ".join(message.content.split())
+            # redacted whole, before it is cut: a cut secret would not be recognised
+            text = " ".join(redact(message.content).split())
             return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
     return "(no user message)"
 
@@ -358,13 +365,17 @@ class ReplayProvider:
         return f"ReplayProvider({self.name!r}, {len(self.cassette)} interactions)"
 
     def _answer(self, request: ModelRequest) -> ModelResponse:
-        key = match_key(request.to_dict())
-        matches = self._by_key.get(key)
+        redactor = default_redactor().values_only()
+        asked = plain_json(request.to_dict())
+        key = match_key(redactor.redact(asked))
+        # cassettes recorded before secrets were redacted in them hold them whole
+        matches = self._by_key.get(key) or self._by_key.get(match_key(asked))
         if not matches:
             raise NotFoundError(
                 f"cassette {self.name}: none of its {len(self.cassette)} recorded interactions "
                 f"matches this request (request {key[:12]}, last user message: "
-                f"{_last_user_message(request)!r}); record it again with `nexus run --record`"
+                f"{_last_user_message(request, redactor.redact_text)!r}); record it again "
+                "with `nexus run --record`"
             )
         index = next((i for i in matches if i not in self._used), matches[0])
         self._used.add(index)
