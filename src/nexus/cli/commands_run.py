@@ -327,23 +327,35 @@ def resume(
         ),
     ] = None,
     inputs: SecretsOpt = None,
+    retry_interrupted: Annotated[
+        bool,
+        typer.Option(
+            "--retry-interrupted",
+            help="Retry tasks whose attempts were interrupted 3 times in a row (recorded).",
+        ),
+    ] = False,
 ) -> None:
     """Finish a run whose process stopped, or that paused for budget.
 
     Completed tasks are not run again. Secret inputs are not in the log: give
     them again with -i (or through the environment variable the workflow names).
+    A task whose process died during 3 attempts in a row holds the run until
+    you resume it with --retry-interrupted.
     """
     raised = _parse_budget(budget)
     secrets = _secret_texts(inputs)
 
     async def go() -> RunResult:
         async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
+            options: dict[str, Any] = {
+                "budget": raised,
+                "secrets": secrets,
+                "retry_interrupted": retry_interrupted,
+            }
             if as_json or quiet:
-                return await engine.resume(run_id, budget=raised, secrets=secrets)
+                return await engine.resume(run_id, **options)
             with Progress(err) as progress:
-                return await engine.resume(
-                    run_id, observers=[progress], budget=raised, secrets=secrets
-                )
+                return await engine.resume(run_id, observers=[progress], **options)
 
     result = run_async(go, as_json=as_json)
     _report(result, as_json)

@@ -46,6 +46,7 @@ class EventType(StrEnum):
     APPROVAL_REJECTED = "approval.rejected"
     APPROVAL_TIMED_OUT = "approval.timed_out"
     BUDGET_RAISED = "budget.raised"
+    INTERRUPTS_RESET = "interrupts.reset"
     # decisions
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_ESCALATED = "approval.escalated"
@@ -78,6 +79,7 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,
         EventType.BUDGET_RAISED,
+        EventType.INTERRUPTS_RESET,
     }
 )
 

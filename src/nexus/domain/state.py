@@ -517,6 +517,22 @@ def _budget_raised(state: RunState, event: Event) -> None:
     state.reported = {r for r in state.reported if r[0] != scope.id}
 
 
+def _interrupts_reset(state: RunState, event: Event) -> None:
+    """``nexus resume --retry-interrupted``: the tasks held at the interrupt limit start afresh.
+
+    The count of interruptions lives on the task's last error record (see the
+    decider); it is set back to zero, so the next interruption is the first.
+    """
+    for tid in event.data["tasks"]:
+        task = state.task(tid)
+        if task.status is not TaskStatus.RUNNING:
+            raise IntegrityError(
+                f"run {state.run_id}: interrupts of task '{tid}' reset but it is not running"
+            )
+        if task.error is not None:
+            task.error = {**task.error, "interrupts": 0}
+
+
 def _budget_reported(state: RunState, event: Event) -> None:
     data = event.data
     state.reported.add((f"{data['scope']}:{data['key']}", data["dimension"], data["threshold"]))
@@ -631,6 +647,7 @@ _NO_SPEND = Spend()
 _HANDLERS: dict[EventType, Any] = {
     EventType.RUN_RESUMED: _resumed,
     EventType.BUDGET_RAISED: _budget_raised,
+    EventType.INTERRUPTS_RESET: _interrupts_reset,
     EventType.BUDGET_WARNING: _budget_reported,
     EventType.BUDGET_EXCEEDED: _budget_reported,
     EventType.TASK_PAUSED: _task_paused,

@@ -437,6 +437,7 @@ _WORKER_INPUTS = frozenset({EventType.EFFECT_RECORDED, EventType.ATTEMPT_FINISHE
 _REPLAY_INPUTS = frozenset(
     {
         EventType.BUDGET_RAISED,
+        EventType.INTERRUPTS_RESET,
         EventType.APPROVAL_GRANTED,
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from nexus.gateway.usage import PricingTable
 
 #: An interrupted attempt (the process died) is retried without using the
-#: task's retry budget, but no more than this many times in a row.
+#: task's retry budget, but no more than this many times in a row. A resume
+#: that would pass the limit is refused instead (see :func:`held_at_limit`);
+#: ``nexus resume --retry-interrupted`` records ``interrupts.reset`` and goes on.
 MAX_INTERRUPTS = 3
 
 Emit = Callable[[Draft], Event]
@@ -65,6 +67,16 @@ def _has_template(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_template(v) for v in value)
     return False
+
+
+def interrupts_of(task: TaskState) -> int:
+    """How many times in a row ``task``'s attempts were interrupted (kept on its error record)."""
+    return int(task.error.get("interrupts", 0)) if task.error else 0
+
+
+def held_at_limit(state: RunState) -> list[TaskState]:
+    """Running tasks that a resume would fail: interrupted once more, they pass the limit."""
+    return [t for t in state.tasks_in(TaskStatus.RUNNING) if interrupts_of(t) >= MAX_INTERRUPTS]
 
 
 class Decider:
@@ -175,8 +187,7 @@ class Decider:
         self.emit(Draft(EventType.APPROVAL_REQUESTED, at, data))
 
     def _interrupts(self, task: TaskState) -> int:
-        # attempts that ended by interruption; kept on the error record
-        return int(task.error.get("interrupts", 0)) if task.error else 0
+        return interrupts_of(task)
 
     def _retry(self, task: TaskState, at: str, error: dict[str, Any], failures: int) -> None:
         retry_after = error.get("retry_after")
@@ -425,7 +436,11 @@ class Decider:
         foreach = task.spec.foreach
         try:
             items = (
-                render_value(foreach, template_context(self.state, task))
+                render_value(
+                    foreach,
+                    template_context(self.state, task),
+                    where=f"task '{task.id}', field 'foreach'",
+                )
                 if isinstance(foreach, str)
                 else foreach
             )
@@ -466,7 +481,7 @@ class Decider:
                 data["tool"] = spec.tool
                 if spec.profile is not None:
                     data["profile"] = spec.profile
-                args = render_deep(spec.args, ctx) if ctx else spec.args
+                args = render_deep(spec.args, ctx, task=task.id, field="with") if ctx else spec.args
                 data["args"] = to_json(args, f"the arguments of task '{task.id}'") if ctx else args
             else:
                 decision = route(spec, state.plan.agents, state.agent_load)
@@ -476,8 +491,14 @@ class Decider:
                 data["agent"] = decision.agent
                 data["route"] = {"candidates": list(decision.candidates), "why": decision.reason}
                 data["model"] = agent.model
-                data["prompt"] = render_text(spec.prompt or "", ctx)
-                data["instructions"] = render_text(agent.instructions, ctx)
+                data["prompt"] = render_text(
+                    spec.prompt or "", ctx, where=f"task '{task.id}', field 'prompt'"
+                )
+                data["instructions"] = render_text(
+                    agent.instructions,
+                    ctx,
+                    where=f"task '{task.id}', field 'agents.{decision.agent}.instructions'",
+                )
                 data["turn"] = state.agent_turns.get(decision.agent, 0)
                 if _routed(spec, agent, state):
                     choice = _choose(

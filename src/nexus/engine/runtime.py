@@ -33,6 +33,7 @@ from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
 from nexus.engine.budget import BudgetLedger
 from nexus.engine.controller import DeltaListener, Observer, RunController
+from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
 from nexus.engine.secret_inputs import (
     SecretDigests,
@@ -46,6 +47,7 @@ from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.gateway.routing import Residency, price_overrides
 from nexus.redaction import Redactor
+from nexus.security.workspaces import bind_workspace
 from nexus.store.base import Lease, RunRecord, Store
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
@@ -367,7 +369,9 @@ class Engine:
             plan = replace(plan, inputs={**plan.inputs, **secrets})
         run_id = run_id or str(ULID())
         at = format_time(self.clock.now())
-        workspace = plan.workspace or os.getcwd()
+        # the real path, bound once: a workspace swapped for a symlink since the
+        # workflow was validated is refused here, before anything is recorded
+        workspace = bind_workspace(plan.workspace or os.getcwd(), create=True)
         phash = plan_hash(plan)
         recorded_plan = plan.to_dict()
         data: dict[str, Any] = {
@@ -501,18 +505,27 @@ class Engine:
         budget: Mapping[Scope, Limits] | None = None,
         on_delta: DeltaListener | None = None,
         secrets: Mapping[str, Any] | None = None,
+        retry_interrupted: bool = False,
     ) -> RunResult:
         """Finish a run whose process died, or that paused for budget.
 
         Interrupted attempts are retried. ``budget`` raises limits first (a
         ``budget.raised`` event per scope), then paused tasks continue.
+        A task whose attempts were interrupted :data:`MAX_INTERRUPTS` times in
+        a row is not retried again unless ``retry_interrupted`` says so (an
+        ``interrupts.reset`` event, recorded before ``run.resumed``, gives it
+        a fresh count); without it the resume is refused and the log untouched.
         ``secrets`` gives the values of the run's secret inputs (they are not
         in the log); a missing one is read from the environment variable the
         workflow names for it.
 
         Raises:
             UserError: a secret input's value is missing or differs from the
-                one the run started with.
+                one the run started with; or the run's workspace is no longer
+                its recorded real path (a symlink swapped in) or vanished.
+            ConflictError: a task is held at the interrupt limit and
+                ``retry_interrupted`` is not set; or ``retry_interrupted`` is
+                set for a run that has already ended.
         """
         if await self.store.get_run(run_id) is None:
             raise NotFoundError(f"no run with id {run_id}")
@@ -520,9 +533,19 @@ class Engine:
         try:
             state, events = await self.load_state(run_id)
             if state.status.terminal:
+                if retry_interrupted:
+                    raise ConflictError(
+                        f"run {run_id} has already ended ({state.status}); "
+                        "--retry-interrupted continues a run held at the interrupt limit, "
+                        "not one that ended: start the workflow again with `nexus run`"
+                    )
                 await self._release(run_id)
                 return RunResult.of(state)
             values = await self._secrets_for(events[0], secrets, f"nexus resume {run_id}")
+            _check_workspace(run_id, state.workspace)
+            held = [t.id for t in held_at_limit(state)]
+            if held and not retry_interrupted:
+                raise ConflictError(_held_message(run_id, held))
         except BaseException:
             await self._release(run_id)
             raise
@@ -535,6 +558,10 @@ class Engine:
             for scope, limits in (budget or {}).items()
             if not limits.is_empty
         ]
+        if held:
+            # on purpose: the tasks the process kept dying in get a fresh count
+            data = {"tasks": held, "limit": MAX_INTERRUPTS}
+            raises.append(Draft(EventType.INTERRUPTS_RESET, format_time(self.clock.now()), data))
         return await self._take_over(
             state, observers, before=raises, on_delta=on_delta, first=events[0], secrets=values
         )
@@ -660,6 +687,10 @@ class Engine:
             state, events = await self.load_state(run_id)
             command = f"nexus {kind} {run_id} {task}"
             values = await self._secrets_for(events[0], secrets, command)
+            _check_workspace(run_id, state.workspace)
+            held = [t.id for t in held_at_limit(state)]
+            if held:  # taking the run over would fail them: the user decides first
+                raise ConflictError(_held_message(run_id, held))
         except BaseException:
             await self._release(run_id)
             raise
@@ -737,3 +768,21 @@ class Engine:
             first_divergence=divergence,
             complete=state.status.terminal,
         )
+
+
+def _held_message(run_id: str, tasks: Sequence[str]) -> str:
+    names = ", ".join(f"'{t}'" for t in tasks[:5]) + (" ..." if len(tasks) > 5 else "")
+    return (
+        f"run {run_id}: the attempts of task {names} were interrupted {MAX_INTERRUPTS} times "
+        f"in a row (the limit): the process keeps stopping while it runs, so the run is held "
+        f"instead of failed. Find out why (`nexus inspect {run_id}`), then "
+        f"`nexus resume {run_id} --retry-interrupted` retries it with a fresh count"
+    )
+
+
+def _check_workspace(run_id: str, workspace: str) -> None:
+    """A run taken over goes on in the directory it ran in, or not at all."""
+    try:
+        bind_workspace(workspace, create=False)
+    except UserError as exc:
+        raise UserError(f"cannot continue run {run_id}: {exc}") from None
