@@ -182,3 +182,27 @@ def test_secret_inputs_are_written_nowhere_and_the_run_resumes_and_replays(
     assert "[redacted]" in cassette.read_text()
     for text in printed:
         assert _leaks(text) == [], text
+
+
+def test_a_finished_run_with_secrets_leaves_no_trace(nexus_home: Path, tmp_path: Path) -> None:
+    """The attack: grep every file and every output for the values."""
+    workflow = tmp_path / "secrets.yaml"
+    workflow.write_text(WORKFLOW.split("  gate:")[0])
+    cassette = tmp_path / "cassette.yaml"
+    secrets = ["-i", f"password={PASSWORD}", "-i", f"api_key={API_KEY}", "-i", f"token={TOKEN}"]
+    secrets += ["-i", f"PGPASSWORD={PG}", "-i", f"conn={CONN}"]
+    outputs = [nexus(nexus_home, "run", workflow, "--record", cassette, *secrets)]
+    assert outputs[0].code == 0, outputs[0].text
+    run_id = nexus(nexus_home, "runs", "--json").json()[0]["run_id"]
+    for command in ("events", "export", "inspect"):
+        outputs.append(nexus(nexus_home, command, run_id, "--json"))
+        assert outputs[-1].code == 0, outputs[-1].text
+    replayed = nexus(nexus_home, "replay", run_id, "--json")
+    assert replayed.json()["identical"], replayed.text
+    outputs.append(replayed)
+    assert "PGPASSWORD=[redacted] psql" in outputs[1].stdout
+    for path in [*nexus_home.rglob("*"), cassette]:
+        if path.is_file():
+            assert _leaks(path.read_bytes()) == [], path
+    for out in outputs:
+        assert _leaks(out.text) == [], out.text
