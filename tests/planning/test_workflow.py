@@ -205,7 +205,10 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
     assert load_workflow(write(tmp_path, text)).tasks["a"].retry.retries == 3
 
 
-def test_workspace_is_resolved_against_the_file(tmp_path: Path) -> None:
+def test_workspace_is_resolved_against_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the project directory: ../out from flows/ lies in it
     sub = tmp_path / "flows"
     sub.mkdir()
     relative = load_workflow(write(sub, EXAMPLE + "workspace: ../out\n"))

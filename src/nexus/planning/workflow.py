@@ -85,6 +85,7 @@ from nexus.domain.graph import find_cycle, topological_order
 from nexus.domain.plan import AgentSpec, ApprovalPolicy, Plan, RetryPolicy, TaskSpec
 from nexus.planning.templates import check_syntax, is_template, referenced_tasks
 from nexus.redaction import is_secret_name
+from nexus.security.workspaces import workspace_problem
 
 try:
     from yaml import CSafeLoader as _SafeLoader
@@ -713,12 +714,31 @@ class _Compiler:
         return env
 
     def workspace(self, workspace: str | None, base_dir: Path | None) -> str | None:
+        """The workspace's real path, resolved once here (see :mod:`nexus.security.workspaces`).
+
+        With a file (``base_dir``) it must lie under the file's directory or the
+        current one; a document built in code is only kept out of system
+        directories.
+        """
+        if workspace is None and base_dir is None:
+            return None
         if workspace is None:
-            return None if base_dir is None else str(base_dir.resolve())
-        path = Path(workspace).expanduser()
-        if not path.is_absolute():
-            path = (base_dir if base_dir is not None else Path.cwd()) / path
-        return str(path.resolve())
+            path = base_dir if base_dir is not None else Path.cwd()
+            written = "the workflow file's directory"
+        else:
+            path = Path(workspace).expanduser()
+            if not path.is_absolute():
+                path = (base_dir if base_dir is not None else Path.cwd()) / path
+            written = f"{workspace!r}"
+        real = os.path.realpath(path)
+        roots = None
+        if base_dir is not None:
+            roots = list(dict.fromkeys([os.path.realpath(base_dir), os.path.realpath(os.getcwd())]))
+        problem = workspace_problem(real, roots=roots)
+        if problem is not None:
+            shown = "" if os.path.normpath(path) == real else f" ({path} resolves to {real})"
+            self.error(f"workspace {written}{shown} may not be used: {problem}", field="workspace")
+        return real
 
     # -- agents and tasks ---------------------------------------------------
 
