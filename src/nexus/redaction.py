@@ -306,7 +306,7 @@ _EMAIL = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
 #: digits with single spaces or dashes between them, touching no word character
-_DIGIT_RUN = re.compile(r"(?<![\w])\d(?:[ -]?\d){12,}(?![\w])")
+_DIGIT_RUN = re.compile(r"(?<![\w+])\d(?:[ -]?\d){12,}(?![\w])")
 _PHONE = re.compile(
     # +CC and 8-15 digits in groups (the digit count is checked after the match)
     r"(?<![\w+])\+\d[\d .()-]{6,22}\d(?![\w])"

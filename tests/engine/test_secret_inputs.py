@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from nexus.config import load_config
 from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.events import EventType
-from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.plan import Plan, TaskSpec, plan_hash
 from nexus.engine.runtime import Engine
 from nexus.engine.secret_inputs import SCRYPT_N, SecretDigests, check_secret_value
 from nexus.planning.workflow import compile_workflow
@@ -226,3 +227,55 @@ def test_digests_are_salted_per_run_and_per_name() -> None:
     assert not one.matches("a", "hunter3")
     again = SecretDigests.from_dict(json.loads(json.dumps(one.to_dict())), "r")
     assert again.matches("b", "hunter2")
+
+
+# -- personal data -----------------------------------------------------------------------
+
+
+def test_personal_data_is_redacted_from_what_a_run_records_and_it_replays(tmp_path: Path) -> None:
+    # built at run time: the plan holds no address, the output does
+    cmd = "printf 'mail ann@%s, card 4111-1111-%s-1111\\n' example.org 1111"
+    plan = Plan(
+        name="pii",
+        tasks={
+            "a": TaskSpec(id="a", tool="shell", args={"cmd": cmd}),
+            "b": TaskSpec(
+                id="b", needs=("a",), tool="noop", args={"got": "{{ tasks.a.output.stdout }}"}
+            ),
+        },
+        workspace=str(tmp_path),
+    )
+
+    async def go(pii: bool) -> tuple[str, bool]:
+        store = SQLiteStore.open(tmp_path / f"{pii}.db")
+        try:
+            result = await Engine(store, pii=pii).start(plan)
+            assert result.status == "succeeded"
+            events = await store.load(result.run_id)
+            assert (events[0].data.get("redaction") == {"pii": True}) is pii
+            report = await Engine(store).replay(result.run_id)  # pii comes from the record
+            return "".join(e.body for e in events), report.identical
+        finally:
+            await store.close()
+
+    bodies, identical = asyncio.run(go(True))
+    assert "ann@example.org" not in bodies
+    assert "4111-1111-1111-1111" not in bodies
+    assert "mail [email], card [card]" in bodies
+    assert identical
+    bodies, identical = asyncio.run(go(False))
+    assert "ann@example.org" in bodies
+    assert identical
+
+
+def test_the_redaction_table_in_nexus_toml(tmp_path: Path) -> None:
+    file = tmp_path / "nexus.toml"
+    file.write_text("[redaction]\npii = true\n")
+    assert load_config(file, environ={}).redaction_pii
+    assert not load_config(environ={}, cwd=tmp_path / "none").redaction_pii
+    file.write_text("[redaction]\npii = 'yes'\n")
+    with pytest.raises(UserError, match=r"redaction\.pii"):
+        load_config(file, environ={})
+    file.write_text("[redaction]\nemails = true\n")
+    with pytest.raises(UserError, match="emails"):
+        load_config(file, environ={})

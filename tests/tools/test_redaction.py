@@ -628,3 +628,89 @@ def test_a_tool_tasks_effect_request_is_redacted_and_replays(ws: Path, tmp_path:
     # noop returns its arguments; what it returns is recorded (and handed on) redacted too
     assert effect.data["response"] == {"cmd": "echo [redacted]", "api_key": REDACTED}
     assert report.identical, report.first_divergence
+
+
+# -- rule 4: personal data ------------------------------------------------------------
+
+PII = Redactor(pii=True)
+
+
+def _luhn_complete(body: str) -> str:
+    """``body`` and the check digit that makes it pass the Luhn check."""
+    return next(body + d for d in "0123456789" if redaction.luhn_valid(body + d))
+
+
+def _grouped(digits: str, sep: str) -> str:
+    return sep.join(digits[i : i + 4] for i in range(0, len(digits), 4)) if sep else digits
+
+
+_AROUND = st.text(alphabet="abcdefghij XYZ,.;:!?()é✓\n", max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="0123456789", min_size=12, max_size=18),
+    st.sampled_from(["", " ", "-"]),
+    _AROUND,
+    _AROUND,
+)
+def test_luhn_valid_card_numbers_are_redacted(body: str, sep: str, before: str, after: str) -> None:
+    number = _luhn_complete(body)
+    out = PII.redact_text(f"{before} {_grouped(number, sep)} {after}")
+    assert number not in out.replace(" ", "").replace("-", "")
+    assert "[card]" in out
+    assert Redactor().redact_text(number) == number  # only when asked
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="0123456789", min_size=13, max_size=19).filter(
+        lambda d: not redaction.luhn_valid(d)
+    ),
+    st.sampled_from(["", " ", "-"]),
+    _AROUND,
+)
+def test_digit_runs_failing_luhn_are_kept(digits: str, sep: str, around: str) -> None:
+    text = f"{around} {_grouped(digits, sep)} {around}"
+    assert PII.redact_text(text) == text
+
+
+_LOCAL = st.text(alphabet="abcxyz0189._%+-", min_size=1, max_size=20)
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+_EMAIL = st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+    _LOCAL,
+    st.lists(_LABEL, min_size=1, max_size=3),
+    st.from_regex(r"[a-z]{2,6}", fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EMAIL, st.text(max_size=30), st.text(max_size=30))
+def test_email_addresses_in_any_text_are_redacted(email: str, before: str, after: str) -> None:
+    out = PII.redact_text(f"{before} {email} {after}")
+    assert email not in out
+    assert "[email]" in out
+    assert PII.redact_text(out) == out  # idempotent
+
+
+@pytest.mark.parametrize(
+    "phone", ["+1 415 555 2671", "+44 (20) 7946-0958", "+4915112345678", "(555) 123-4567",
+              "555-123-4567", "555.123.4567"]
+)  # fmt: skip
+def test_phone_numbers_are_redacted(phone: str) -> None:
+    assert PII.redact_text(f"call {phone} now") == "call [phone] now"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["released 2024-05-01", "v1.2.3", "192.168.1.10", "at 12:30", "+1 point", "n=1234567",
+     "issue #4411", "sha 4f3c2a1b9e"],
+)  # fmt: skip
+def test_ordinary_numbers_are_not_personal_data(text: str) -> None:
+    assert PII.redact_text(text) == text
+
+
+def test_personal_data_in_json_and_keys() -> None:
+    data = {"to": "ann@example.org", "card": "4111 1111 1111 1111", "n": 4111111111111111}
+    assert PII.redact(data) == {"to": "[email]", "card": "[card]", "n": 4111111111111111}
