@@ -34,7 +34,7 @@ with :data:`REDACTED` before it is recorded. It finds them three ways:
 4. **Personal data** (only with ``pii=True``, ``[redaction] pii = true``):
    e-mail addresses become ``[email]``; card numbers -- a run of 13 to 19
    digits, single spaces or dashes allowed between them, not touching a letter,
-   digit or ``_``, that passes the Luhn check -- become ``[card]``; phone
+   digit, ``_`` or ``+``, that passes the Luhn check -- become ``[card]``; phone
    numbers -- ``+`` and 8 to 15 digits (spaces, dots, dashes, parentheses
    between them), or the ``(555) 123-4567`` / ``555-123-4567`` shape --
    become ``[phone]``. A longer digit run is not a card, dates and versions
