@@ -19,6 +19,7 @@ def test_all_names_exist_and_nothing_else_is_public_by_accident() -> None:
         "metrics",
         "planning",
         "redaction",
+        "security",
         "store",
         "testing",
         "tools",
