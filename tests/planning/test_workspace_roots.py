@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,24 @@ def _dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_the_cli_refuses_a_symlinked_workspace_with_exit_2(project: Path, command: str) -> None:
+    (project / "flows" / "ws").symlink_to("/root")
+    flow = _flow(project, "ws")
+    env = {**os.environ, "NEXUS_HOME": str(project / ".nexus"), "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "nexus"), command, str(flow)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ")
+    for fragment in ("wf.yaml", "field 'workspace'", "resolves to /root", "home directory"):
+        assert fragment in proc.stderr, (fragment, proc.stderr)
