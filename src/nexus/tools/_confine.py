@@ -90,13 +90,18 @@ def sandbox_identity(workspace: Path) -> tuple[int, int]:
     return uid, uid
 
 
+def launch_args(uid: int, gid: int, userns: int, report: int, mounts: list[str]) -> list[str]:
+    """The launcher's arguments after ``PARENT``, up to (and including) ``--``."""
+    return [str(uid), str(gid), str(userns), str(report), *mounts, "--"]
+
+
 def launcher(
     parent: int, uid: int, gid: int, userns: int, report: int, mounts: list[str]
 ) -> list[str]:
-    """The launcher's argv up to (and including) ``--``; the command follows."""
+    """A launcher's whole argv up to (and including) ``--`` (run directly, not forked)."""
     python = os.path.normpath(os.path.abspath(sys.executable))
-    head = [python, "-I", "-S", "-B", str(LAUNCH), str(parent), str(uid), str(gid)]
-    return [*head, str(userns), str(report), *mounts, "--"]
+    head = [python, "-I", "-S", "-B", str(LAUNCH), str(parent)]
+    return [*head, *launch_args(uid, gid, userns, report, mounts)]
 
 
 _userns_lock = threading.Lock()

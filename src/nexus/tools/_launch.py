@@ -40,13 +40,14 @@ C-level standard modules plus ``ctypes``: it is on every call's critical path.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import struct
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # without importing typing (it imports re)
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
@@ -127,22 +128,20 @@ def _make_userns() -> NoReturn:
     os._exit(0)
 
 
-def main(argv: list[str]) -> None:
-    """Entry point; see the module docstring for the arguments."""
-    if argv[1:2] == ["--userns"]:
-        _make_userns()
+def _launch(
+    parent: int,
+    uid: int,
+    gid: int,
+    userns_fd: int,
+    report_fd: int,
+    specs: list[str],
+    command: list[str],
+    env: dict[str, str] | None,
+) -> NoReturn:
+    """Steps 1-4 of the module docstring; never returns (exec, or exit 125)."""
     try:
-        sep = argv.index("--")
-        parent, uid, gid, userns_fd, report_fd = (int(a) for a in argv[1:6])
-        specs = argv[6:sep]
-        command = argv[sep + 1 :]
         if len(specs) % 4 or not command:
-            raise ValueError
-    except ValueError:
-        usage = "PARENT UID GID USERNS_FD REPORT_FD [-m KIND SOURCE TARGET]... -- argv"
-        os.write(2, f"usage: _launch.py {usage}\n".encode())
-        os._exit(EXIT_SETUP)
-    try:
+            raise ValueError("expected [-m KIND SOURCE TARGET]... -- argv")
         if os.geteuid() == 0:
             _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
             _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "private /")
@@ -158,12 +157,168 @@ def main(argv: list[str]) -> None:
         # after the uid change: changing credentials clears the death signal
         _check(_libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0), "PR_SET_PDEATHSIG")
         if os.getppid() != parent:
-            os._exit(EXIT_SETUP)  # Nexus died before the signal was armed: nobody to report to
-        os.execv(command[0], command)
+            os._exit(EXIT_SETUP)  # our parent died before the signal was armed
+        if env is None:
+            os.execv(command[0], command)
+        os.execve(command[0], command, env)
     except OSError as exc:
         _fail(report_fd, str(exc.args[-1]))
     except Exception as exc:  # a bad argument: still a clear line, never a traceback
         _fail(report_fd, f"{type(exc).__name__}: {exc}")
+
+
+def _parse(args: list[str]) -> tuple[int, int, int, int, int, list[str], list[str]]:
+    """``PARENT UID GID USERNS_FD REPORT_FD [-m KIND SOURCE TARGET]... -- argv``."""
+    sep = args.index("--")
+    parent, uid, gid, userns_fd, report_fd = (int(a) for a in args[0:5])
+    return parent, uid, gid, userns_fd, report_fd, args[5:sep], args[sep + 1 :]
+
+
+def _spawn(request: dict[str, Any], fds: list[int], zygote: int) -> int:
+    """Fork one call's launcher (the caller is single-threaded, so fork is safe)."""
+    targets = [int(t) for t in request["targets"]]
+    argv = [str(a) for a in request["argv"]]
+    env = {str(k): str(v) for k, v in request["env"].items()}
+    cwd = str(request["cwd"])
+    if len(fds) != 4 + len(targets) or min([3, *targets]) < 3:
+        raise ValueError("the fds do not match the request")
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.setsid()  # its own process group: the host kills the call's whole group
+        # the call's fds out of the way first, then onto 0-2 and the numbers argv names
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 256) for fd in fds[1:]]
+        for target, fd in zip([0, 1, 2, *targets], high, strict=True):
+            os.dup2(fd, target)
+        keep = sorted({0, 1, 2, *targets})
+        for low, above in zip(keep, [*keep[1:], 1 << 20], strict=True):
+            os.closerange(low + 1, above)
+        os.chdir(cwd)
+        parent, uid, gid, userns_fd, report_fd, specs, command = _parse([str(zygote), *argv])
+        _launch(parent, uid, gid, userns_fd, report_fd, specs, command, env)
+    except BaseException:
+        pass
+    os._exit(EXIT_SETUP)
+
+
+def _serve(parent: int) -> NoReturn:
+    r"""``--serve PARENT``: the launch server (see :mod:`nexus.tools._zygote`).
+
+    Reads requests on fd 0 (a ``SOCK_SEQPACKET`` socket): a ``marshal``\ ed dict
+    ``{argv, targets, cwd, env}`` with the fds ``[call, stdin, stdout, stderr,
+    *targets]``. Forks a launcher for each, tells its pid on ``call``, kills its
+    process group when ``call`` says ``kill`` or is closed, and sends ``exit
+    STATUS`` there once it is reaped. Once the host is gone (EOF on fd 0, or
+    another parent) it kills every launcher it started and exits; each one's
+    bubblewrap also dies with it through ``PR_SET_PDEATHSIG``.
+    """
+    import marshal  # start-up is paid once per host process here
+    import select
+    import socket
+
+    server = socket.socket(fileno=0)
+    zygote = os.getpid()
+    calls: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (call socket, pid)
+    listening: set[int] = set()  # call sockets polled
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
+
+    def shut_down() -> NoReturn:
+        for _, pid in calls.values():
+            _kill_group(pid)
+        os._exit(0)
+
+    while True:
+        if os.getppid() != parent:
+            shut_down()
+        # requests last: the fds they bring may reuse numbers closed in this round
+        for fd, _ in sorted(poller.poll(1000), key=lambda event: event[0] == 0):
+            if fd == 0:
+                try:
+                    msg, anc, _, _ = server.recvmsg(
+                        1 << 20, socket.CMSG_SPACE(64 * 4), socket.MSG_CMSG_CLOEXEC
+                    )
+                except OSError:
+                    shut_down()
+                if not msg:
+                    shut_down()  # the host is gone
+                fds = [
+                    int.from_bytes(data[i : i + 4], sys.byteorder, signed=True)
+                    for level, kind, data in anc
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                    for i in range(0, len(data) - len(data) % 4, 4)
+                ]
+                if not fds:
+                    continue
+                call = socket.socket(fileno=fds[0])
+                try:
+                    pid = _spawn(marshal.loads(msg), fds, zygote)
+                except (OSError, ValueError, EOFError, TypeError):
+                    call.close()
+                    continue
+                finally:
+                    for extra in fds[1:]:
+                        os.close(extra)
+                pidfd = os.pidfd_open(pid)
+                calls[pidfd] = (call, pid)
+                poller.register(pidfd, select.POLLIN)
+                poller.register(call.fileno(), select.POLLIN)
+                listening.add(call.fileno())
+                with_pid = f"pid {pid}".encode()
+                try:
+                    call.send(with_pid)
+                except OSError:
+                    _kill_group(pid)
+            elif fd in calls:  # a launcher ended
+                call, pid = calls.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                if call.fileno() in listening:
+                    listening.discard(call.fileno())
+                    poller.unregister(call.fileno())
+                try:
+                    call.send(f"exit {os.waitstatus_to_exitcode(status)}".encode())
+                except OSError:
+                    pass
+                call.close()
+            else:  # a call socket: "kill", or the host let go of the call
+                for call, pid in calls.values():
+                    if call.fileno() == fd:
+                        try:
+                            wanted = call.recv(64)
+                        except OSError:
+                            wanted = b""
+                        if not wanted:
+                            listening.discard(fd)
+                            poller.unregister(fd)  # killed; reaped through its pidfd
+                        _kill_group(pid)
+                        break
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, _SIGKILL)
+            return
+        except OSError:
+            pass
+
+
+def main(argv: list[str]) -> None:
+    """Entry point; see the module docstring for the arguments."""
+    if argv[1:2] == ["--userns"]:
+        _make_userns()
+    if argv[1:2] == ["--serve"] and len(argv) == 3 and argv[2].isdigit():
+        _serve(int(argv[2]))
+    try:
+        parent, uid, gid, userns_fd, report_fd, specs, command = _parse(argv[1:])
+    except (ValueError, IndexError):
+        usage = "PARENT UID GID USERNS_FD REPORT_FD [-m KIND SOURCE TARGET]... -- argv"
+        os.write(2, f"usage: _launch.py {usage}\n".encode())
+        os._exit(EXIT_SETUP)
+    _launch(parent, uid, gid, userns_fd, report_fd, specs, command, None)
 
 
 if __name__ == "__main__":

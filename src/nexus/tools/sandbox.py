@@ -92,7 +92,7 @@ from typing import Any
 
 from nexus.domain.errors import InfrastructureError, PolicyDenied, UserError
 from nexus.security.trusted import TrustedPaths, trusted_paths
-from nexus.tools import _confine
+from nexus.tools import _confine, _zygote
 from nexus.tools._confine import (
     DEFAULT_SANDBOX_UID,
     SANDBOX_UID_ENV,
@@ -475,7 +475,7 @@ class _Call:
         self.cgroup: _Cgroup | None = None
         self.quota: DiskQuota | None = None
         self.proxy: _EgressProxy | None = None
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: _zygote.Launched | None = None
         self.killed = False
         self.fatal: str | None = None
         self.out = bytearray()
@@ -640,9 +640,8 @@ class _Call:
             self.control["proxy"] = {"port": _PROXY_PORT, "socket": _PROXY_SOCKET}
         fds = [str(report_fd), str(control_fd)]
         shim = [PYTHON, "-I", "-S", "-B", str(_SHIM), *fds, "--", *argv]
-        launch = _confine.launcher(
-            os.getpid(), self.uid, self.gid, self.userns, report_fd, self.mounts
-        )
+        # for the launch server: it adds itself as the launcher's parent
+        launch = _confine.launch_args(self.uid, self.gid, self.userns, report_fd, self.mounts)
         if self.kind == "rlimits":
             return [*launch, *shim]
         return [*launch, *self._bwrap_args(), "--info-fd", str(info_fd), "--", *shim]
@@ -717,13 +716,16 @@ class _Call:
         ours = [report_r, control_w, out_r, err_r, in_w, info_r]
         started = loop.time()
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self._command(argv, report_w, control_r, info_w),
-                stdin=asyncio.subprocess.DEVNULL if stdin is None else in_r,
+            if stdin is None:
+                in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                child_ends[4] = in_r
+            # a fork of this process's launch server (see _zygote.py), in a new session
+            self.proc = await _zygote.spawn(
+                self._command(argv, report_w, control_r, info_w),
+                stdin=in_r,
                 stdout=out_w,
                 stderr=err_w,
                 pass_fds=[fd for fd in (report_w, control_r, info_w, self.userns) if fd >= 0],
-                start_new_session=True,
                 cwd=self.ws,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )
@@ -929,8 +931,7 @@ class _Call:
         if self.proc is not None and self.proc.returncode is None:
             self.killed = True
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()  # by the launch server, which knows whether it is reaped
         if self.cgroup is not None:
             self.cgroup.kill()
 
@@ -973,6 +974,8 @@ class _Call:
         """Stop the proxy, then release everything else in a thread."""
         if self.proxy is not None:
             await self.proxy.close()
+        if self.proc is not None:
+            self.proc.close()  # a launcher still running is killed by the server
         await asyncio.to_thread(self.cleanup)
 
 
