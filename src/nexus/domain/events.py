@@ -47,6 +47,7 @@ class EventType(StrEnum):
     APPROVAL_TIMED_OUT = "approval.timed_out"
     BUDGET_RAISED = "budget.raised"
     INTERRUPTS_RESET = "interrupts.reset"
+    RUN_CONTINUED = "run.continued"
     # decisions
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_ESCALATED = "approval.escalated"
@@ -80,6 +81,7 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.APPROVAL_TIMED_OUT,
         EventType.BUDGET_RAISED,
         EventType.INTERRUPTS_RESET,
+        EventType.RUN_CONTINUED,
     }
 )
 

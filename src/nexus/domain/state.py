@@ -648,6 +648,7 @@ _HANDLERS: dict[EventType, Any] = {
     EventType.RUN_RESUMED: _resumed,
     EventType.BUDGET_RAISED: _budget_raised,
     EventType.INTERRUPTS_RESET: _interrupts_reset,
+    EventType.RUN_CONTINUED: lambda state, event: None,  # the decider schedules on
     EventType.BUDGET_WARNING: _budget_reported,
     EventType.BUDGET_EXCEEDED: _budget_reported,
     EventType.TASK_PAUSED: _task_paused,

@@ -65,6 +65,11 @@ class CancelDue:
 
 
 @dataclass(frozen=True, slots=True)
+class ContinueDue:
+    """The decider stopped a step early (template limits): go on after other inputs."""
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalDue:
     """A person's answer (``granted``) or, with ``timed_out``, its deadline passing."""
 
@@ -75,7 +80,7 @@ class ApprovalDue:
     reason: str = ""
 
 
-Message = EffectDone | AttemptDone | TimerDue | CancelDue | ApprovalDue
+Message = EffectDone | AttemptDone | TimerDue | CancelDue | ApprovalDue | ContinueDue
 
 
 class RunController:
@@ -188,6 +193,11 @@ class RunController:
         if self._replay is None:
             for event in timers:
                 self._arm(event)
+            if self._decider.deferred:
+                # queued on the loop's next turn, behind whatever else comes in (a
+                # cancel); recorded as an input, so replay keeps the same order
+                self._decider.deferred = False
+                asyncio.get_running_loop().call_soon(self.inbox.put_nowait, ContinueDue())
 
     # -- live inputs ------------------------------------------------------
     def _now(self) -> str:
@@ -206,6 +216,9 @@ class RunController:
             return
         if isinstance(message, ApprovalDue):
             self._approval(message)
+            return
+        if isinstance(message, ContinueDue):
+            self.step(Draft(EventType.RUN_CONTINUED, self._now(), {"reason": "template_limits"}))
             return
         task = state.tasks.get(message.task)
         if task is None or task.attempts != message.attempt:
@@ -438,6 +451,7 @@ _REPLAY_INPUTS = frozenset(
     {
         EventType.BUDGET_RAISED,
         EventType.INTERRUPTS_RESET,
+        EventType.RUN_CONTINUED,
         EventType.APPROVAL_GRANTED,
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,

@@ -21,7 +21,13 @@ from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
-from nexus.planning.templates import is_template, render_deep, render_text, render_value
+from nexus.planning.templates import (
+    TemplateLimitError,
+    is_template,
+    render_deep,
+    render_text,
+    render_value,
+)
 
 if TYPE_CHECKING:
     from nexus.gateway.usage import PricingTable
@@ -31,6 +37,12 @@ if TYPE_CHECKING:
 #: that would pass the limit is refused instead (see :func:`held_at_limit`);
 #: ``nexus resume --retry-interrupted`` records ``interrupts.reset`` and goes on.
 MAX_INTERRUPTS = 3
+
+#: Tasks that may fail on a template limit in one step (one reaction) before
+#: the decider stops scheduling and asks for a ``run.continued`` input: a render
+#: is bounded (see :mod:`nexus.planning._sandbox`) but a foreach of a thousand
+#: hostile items is not, and the controller must get a turn to take a cancel.
+MAX_LIMIT_FAILURES_PER_STEP = 3
 
 Emit = Callable[[Draft], Event]
 
@@ -86,6 +98,10 @@ class Decider:
         self.state = state
         self.emit = emit
         self._pricing: PricingTable | None = None
+        #: set when a step stopped scheduling early (template limits); the
+        #: controller then records ``run.continued`` once it has had a turn
+        self.deferred = False
+        self._limit_failures = 0
 
     def _routing_pricing(self) -> PricingTable | None:
         """The prices the run recorded for routing (built once); None: the shipped ones."""
@@ -105,6 +121,8 @@ class Decider:
         ):
             return
         at = trigger.at
+        self.deferred = False
+        self._limit_failures = 0
         if kind is EventType.EFFECT_RECORDED:
             if state.has_budgets or "tenant_budget" in trigger.data:
                 self._spent(trigger)
@@ -124,7 +142,12 @@ class Decider:
             self._schedule(at)  # a foreach parent that ended may unblock its dependents
         if state.open_tasks == 0:
             self._finish(at)
-        elif state.paused and state.running == 0 and state.status is RunStatus.RUNNING:
+        elif (
+            state.paused
+            and state.running == 0
+            and state.status is RunStatus.RUNNING
+            and not self.deferred
+        ):
             self._pause_run(at)
 
     # -- reactions ----------------------------------------------------------
@@ -406,6 +429,10 @@ class Decider:
             task = state.pop_ready()
             if task is None:
                 break
+            if self._limit_failures >= MAX_LIMIT_FAILURES_PER_STEP:
+                state.push_ready(task)
+                self.deferred = True
+                break
             if not state.needs_ok(task):
                 failed = [
                     d for d in task.spec.needs if state.tasks[d].status is not TaskStatus.SUCCEEDED
@@ -445,7 +472,7 @@ class Decider:
                 else foreach
             )
         except NexusError as exc:
-            self._fail(task, at, {**exc.to_data(), "retryable": False})
+            self._render_failed(task, at, exc)
             return
         if not isinstance(items, list):
             self._fail(
@@ -521,12 +548,17 @@ class Decider:
                 if feedback is not None:
                     data["feedback"] = feedback
         except NexusError as exc:
-            self._fail(task, at, {**exc.to_data(), "retryable": False})
+            self._render_failed(task, at, exc)
             return True
         if spec.timeout is not None:
             data["timeout_ms"] = int(spec.timeout * 1000)
         self.emit(Draft(EventType.ATTEMPT_STARTED, at, data))
         return True
+
+    def _render_failed(self, task: TaskState, at: str, exc: NexusError) -> None:
+        if isinstance(exc, TemplateLimitError):
+            self._limit_failures += 1
+        self._fail(task, at, {**exc.to_data(), "retryable": False})
 
     def _settle_parents(self, at: str) -> bool:
         """End the foreach parents whose items have all ended; True if any did."""

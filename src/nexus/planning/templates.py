@@ -29,8 +29,10 @@ from nexus.planning._sandbox import (
 )
 
 __all__ = [
+    "MAX_TEMPLATE_CHARS",
     "TemplateLimitError",
     "check_syntax",
+    "inspect_template",
     "is_template",
     "referenced_tasks",
     "render_deep",
@@ -69,11 +71,13 @@ def _compile_expr(source: str) -> Any:
         return _ENV.from_string(bound(body))
 
 
-def _compiled(source: str, compile: Any) -> Any:
+def _compiled(source: str, compile: Any, *, short: bool = False) -> Any:
     try:
         return compile(source)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error (line {exc.lineno}): {exc.message}") from exc
+        # the wording events have always recorded (replays compare it byte for byte)
+        line = "" if short else f" (line {exc.lineno})"
+        raise TemplateError(f"template syntax error{line}: {exc.message}") from exc
     except TemplateError:
         raise
     except RecursionError:
@@ -87,12 +91,51 @@ def check_syntax(source: str) -> None:
     _compiled(source, _compile)
 
 
+#: The longest template a workflow may hold (compiling one costs ~5 us a character).
+MAX_TEMPLATE_CHARS = 64_000
+
+
+@lru_cache(maxsize=4096)
+def _parsed(source: str) -> nodes.Template:
+    tree: nodes.Template = _compiled(source, _ENV.parse)
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        assert isinstance(node, nodes.Filter | nodes.Test)
+        known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            message = f"No {kind} named {node.name!r}."  # Jinja2's own words
+            raise TemplateError(f"template syntax error (line {node.lineno}): {message}")
+    return tree
+
+
+def inspect_template(source: str) -> frozenset[str]:
+    """Check a template without compiling it; return the task ids it reads.
+
+    Parsing finds every syntax error and unknown filter or test at a fraction
+    of the cost of compiling (which happens, once per template, when it is
+    first rendered), so a large workflow file validates quickly.
+
+    Raises:
+        TemplateError: a syntax error, an unknown filter or test, or a
+            template longer than :data:`MAX_TEMPLATE_CHARS`.
+    """
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateLimitError(
+            f"the template is {len(source):,} characters long; the limit is {MAX_TEMPLATE_CHARS:,}"
+        )
+    return frozenset(_tasks_read(_parsed(source)))
+
+
 def referenced_tasks(source: str) -> set[str]:
     """Task ids a template reads as ``tasks.<id>`` or ``tasks['<id>']``."""
     try:
         ast = _ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error (line {exc.lineno}): {exc.message}") from exc
+    return _tasks_read(ast)
+
+
+def _tasks_read(ast: nodes.Template) -> set[str]:
     found: set[str] = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr):
@@ -109,8 +152,6 @@ def referenced_tasks(source: str) -> set[str]:
 def _explain(exc: Exception) -> str:
     if isinstance(exc, TemplateError):
         return exc.message
-    if isinstance(exc, RecursionError):
-        return "the template nests (macros or loops) too deeply"
     if isinstance(exc, UndefinedError):
         return f"undefined value: {exc.message}"
     if isinstance(exc, SecurityError):
@@ -118,11 +159,18 @@ def _explain(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def render_text(source: str, context: dict[str, Any]) -> str:
+def render_text(source: str, context: dict[str, Any], *, where: str = "") -> str:
     """Render a template to text.
+
+    Args:
+        source: the template.
+        context: the names it sees.
+        where: who renders what (``task 'a', field 'prompt'``), put before the message.
 
     Raises:
         TemplateError: syntax error, undefined value or sandbox violation.
+        TemplateLimitError: the template asked for more work, memory or time
+            than :mod:`nexus.planning._sandbox` allows.
     """
     if not is_template(source):
         return source
@@ -131,24 +179,34 @@ def render_text(source: str, context: dict[str, Any]) -> str:
         with metered():
             return check_output(template.generate(context))
     except Exception as exc:
-        raise _render_error(source, exc) from exc
+        raise _render_error(source, exc, where) from exc
 
 
-def _render_error(source: str, exc: Exception) -> TemplateError:
-    kind = TemplateLimitError if isinstance(exc, TemplateLimitError) else TemplateError
-    return kind(f"cannot render {_snippet(source)}: {_explain(exc)}")
+def _render_error(source: str, exc: Exception, where: str) -> TemplateError:
+    """The error a failed render reports.
+
+    A limit names who rendered what (``where``). Other errors keep the exact
+    wording runs have always recorded, so old runs still replay byte for byte.
+    """
+    if isinstance(exc, TemplateLimitError):
+        prefix = f"{where}: " if where else ""
+        return TemplateLimitError(f"{prefix}cannot render {_snippet(source)}: {exc.message}")
+    return TemplateError(f"cannot render {source!r}: {_explain(exc)}")
 
 
 def _snippet(source: str, limit: int = 80) -> str:
     return repr(source if len(source) <= limit else source[: limit - 3] + "...")
 
 
-def render_value(source: str, context: dict[str, Any]) -> Any:
-    """Render ``{{ expr }}`` to its native value (a list stays a list); else to text."""
+def render_value(source: str, context: dict[str, Any], *, where: str = "") -> Any:
+    """Render ``{{ expr }}`` to its native value (a list stays a list); else to text.
+
+    Raises the errors of :func:`render_text`.
+    """
     match = _SINGLE_EXPR.match(source)
     if match is None or "{{" in match.group(1) or "{%" in source:
-        return render_text(source, context)
-    template = _compiled(match.group(1).strip(), _compile_expr)
+        return render_text(source, context, where=where)
+    template = _compiled(match.group(1).strip(), _compile_expr, short=True)
     try:
         with metered():
             run = template.new_context(dict(context))
@@ -157,7 +215,7 @@ def render_value(source: str, context: dict[str, Any]) -> Any:
             value = checked(run.vars["result"], "the value")
         _check_defined(value)
     except Exception as exc:
-        raise _render_error(source, exc) from exc
+        raise _render_error(source, exc, where) from exc
     return value
 
 
@@ -173,19 +231,36 @@ def _check_defined(value: Any) -> None:
             _check_defined(item)
 
 
-def render_deep(value: Any, context: dict[str, Any]) -> Any:
+def render_deep(value: Any, context: dict[str, Any], *, task: str = "", field: str = "") -> Any:
     """Render every template string inside a JSON value (dicts and lists recursively).
 
     A string that is one ``{{ expression }}`` keeps the expression's type
     (``"{{ inputs.n }}"`` gives the number 3); anything else renders to text.
+    An error names ``task`` and the path of the failing string under ``field``
+    (``with.env.HOME``).
     """
     if isinstance(value, str):
-        return render_value(value, context) if is_template(value) else value
+        if not is_template(value):
+            return value
+        return render_value(value, context, where=_where(task, field))
     if isinstance(value, dict):
-        return {key: render_deep(sub, context) for key, sub in value.items()}
+        return {
+            key: render_deep(sub, context, task=task, field=f"{field}.{key}" if field else key)
+            for key, sub in value.items()
+        }
     if isinstance(value, list):
-        return [render_deep(sub, context) for sub in value]
+        return [
+            render_deep(sub, context, task=task, field=f"{field}[{i}]")
+            for i, sub in enumerate(value)
+        ]
     return value
+
+
+def _where(task: str, field: str) -> str:
+    parts = [f"task '{task}'"] if task else []
+    if field:
+        parts.append(f"field '{field}'")
+    return ", ".join(parts)
 
 
 def strings_in(value: Any) -> list[str]:

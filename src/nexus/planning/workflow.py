@@ -83,7 +83,7 @@ from pydantic import (
 from nexus.domain.errors import NotFoundError, TemplateError, WorkflowError
 from nexus.domain.graph import find_cycle, topological_order
 from nexus.domain.plan import AgentSpec, ApprovalPolicy, Plan, RetryPolicy, TaskSpec
-from nexus.planning.templates import check_syntax, is_template, referenced_tasks
+from nexus.planning.templates import MAX_TEMPLATE_CHARS, inspect_template, is_template
 from nexus.redaction import is_secret_name
 from nexus.security.workspaces import workspace_problem
 
@@ -107,6 +107,12 @@ MAX_WORKFLOW_BYTES = 1 << 20
 #: The most YAML nodes aliases may add to a document (each alias counts the
 #: nodes it stands for): ordinary anchors stay far below, an alias bomb does not.
 MAX_ALIAS_NODES = 100_000
+#: The most YAML nodes (scalars, lists, mappings) a document may have: PyYAML
+#: resolves and builds each in Python (~5-15 us), so this bounds the parse time.
+MAX_YAML_NODES = 250_000
+#: The most characters of templates that need Jinja2 to parse (~3 us a
+#: character); plain ``{{ a.b }}`` references are read without it and not counted.
+MAX_TEMPLATE_TEXT = 128_000
 _LIST_KNOWN = 10  # list the known names in a message when there are at most this many
 
 # --------------------------------------------------------------------------- models
@@ -301,6 +307,20 @@ class _StrictLoader(_SafeLoader):
             seen[key] = key_node
         mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
         return mapping
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        # called by the parser once per node as the document is composed: count them
+        self._nodes = getattr(self, "_nodes", 0) + 1
+        if self._nodes > MAX_YAML_NODES:
+            raise _AliasBomb(
+                problem=(
+                    f"the document has more than {MAX_YAML_NODES:,} values "
+                    "(scalars, lists, mappings): the limit"
+                ),
+                problem_mark=None,
+            )
+        tag: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return tag
 
     def construct_document(self, node: yaml.Node) -> Any:
         _check_aliases(node)
@@ -526,6 +546,7 @@ class _Compiler:
         self.file = file
         self.known_tools = None if known_tools is None else frozenset(known_tools)
         self.mcp_names: frozenset[str] = frozenset()
+        self.template_chars = 0  # of templates Jinja2 must parse (see MAX_TEMPLATE_TEXT)
 
     def error(self, message: str, *, task: str | None = None, field: str | None = None) -> NoReturn:
         raise WorkflowError(message, file=self.file, task=task, field=field)
@@ -985,9 +1006,23 @@ class _Compiler:
         fast = _simple_refs(source)
         if fast is not None:
             return sorted(fast)
+        if len(source) > MAX_TEMPLATE_CHARS:
+            self.error(
+                f"the template is {len(source):,} characters long; the limit is "
+                f"{MAX_TEMPLATE_CHARS:,}",
+                task=task,
+                field=field,
+            )
+        self.template_chars += len(source)
+        if self.template_chars > MAX_TEMPLATE_TEXT:
+            self.error(
+                f"the templates that need Jinja2 (more than plain {{{{ a.b }}}} references) "
+                f"total more than {MAX_TEMPLATE_TEXT:,} characters (the limit)",
+                task=task,
+                field=field,
+            )
         try:
-            check_syntax(source)
-            return sorted(referenced_tasks(source))
+            return sorted(inspect_template(source))
         except TemplateError as exc:
             self.error(f"{exc.message.rstrip('.')} in {_snippet(source)}", task=task, field=field)
 
