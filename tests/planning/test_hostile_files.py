@@ -260,3 +260,12 @@ def test_constant_template_bombs_validate_quickly(tmp_path: Path, template: str)
     started = time.monotonic()
     load_workflow(path)  # valid syntax: the limits apply when it renders
     assert time.monotonic() - started < 2
+
+
+def test_a_long_plain_template_is_refused_by_length(tmp_path: Path) -> None:
+    cmd = "echo {{ run.name }} " * 4000  # 80,000 characters of simple references
+    text = HEADER + "tasks:\n  a:\n    tool: shell\n    with: {cmd: " + json.dumps(cmd) + "}\n"
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(write(tmp_path, text))
+    assert "task 'a', field 'with.cmd'" in str(info.value)
+    assert "80,000 characters long; the limit is 64,000" in str(info.value)

@@ -1003,9 +1003,6 @@ class _Compiler:
         """Check a string's template syntax; return the task ids it reads, sorted."""
         if not is_template(source):
             return []
-        fast = _simple_refs(source)
-        if fast is not None:
-            return sorted(fast)
         if len(source) > MAX_TEMPLATE_CHARS:
             self.error(
                 f"the template is {len(source):,} characters long; the limit is "
@@ -1013,6 +1010,9 @@ class _Compiler:
                 task=task,
                 field=field,
             )
+        fast = _simple_refs(source)
+        if fast is not None:
+            return sorted(fast)
         self.template_chars += len(source)
         if self.template_chars > MAX_TEMPLATE_TEXT:
             self.error(
