@@ -274,6 +274,11 @@ def _serve(parent: int) -> NoReturn:
                 call, pid = calls.pop(fd)
                 poller.unregister(fd)
                 os.close(fd)
+                # while it is a zombie its pid cannot be reused: kill what is left of its
+                # group. bwrap's child waits on an eventfd for bwrap to finish set-up,
+                # with no death signal yet: if bwrap died first (killed, or EPIPE on
+                # --info-fd once Nexus is gone) it would wait there forever.
+                _kill_group(pid, group_only=True)
                 _, status = os.waitpid(pid, 0)
                 if call.fileno() in listening:
                     listening.discard(call.fileno())
@@ -297,8 +302,8 @@ def _serve(parent: int) -> NoReturn:
                         break
 
 
-def _kill_group(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
+def _kill_group(pid: int, group_only: bool = False) -> None:
+    for kill in (os.killpg,) if group_only else (os.killpg, os.kill):
         try:
             kill(pid, _SIGKILL)
             return

@@ -101,6 +101,7 @@ def _server() -> socket.socket:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd="/",
+                start_new_session=True,  # a Ctrl-C of Nexus's process group is not for it
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )
         except OSError as exc:
