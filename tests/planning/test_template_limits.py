@@ -161,6 +161,8 @@ def test_random_things_are_gone() -> None:
         ("{{ 7 // 2 }} {{ 7 / 2 }} {{ -7 % 3 }}", "3 3.5 2"),
         ("{{ inputs.n is divisibleby 3 }}", "True"),
         ("{{ 'b' in inputs['items'] }}", "True"),
+        ("{{ nope if nope is defined else 'none' }}", "none"),
+        ("{{ nope | default('d') }}-{{ inputs.n is defined }}", "d-True"),
     ],
 )
 def test_ordinary_templates_still_render(template: str, expected: str) -> None:

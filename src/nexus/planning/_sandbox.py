@@ -194,7 +194,9 @@ def _counted(items: Iterable[Any]) -> Iterator[Any]:
 
 
 def _shallow(value: Any) -> int:
-    return len(value) if isinstance(value, Sized) and not isinstance(value, Mapping) else 1
+    if isinstance(value, Undefined | Mapping):
+        return 1  # an undefined value must stay untouched: `x is defined` asks about it
+    return len(value) if isinstance(value, Sized) else 1
 
 
 def _bounded_range(*args: int) -> range:
