@@ -46,7 +46,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from contextvars import ContextVar
-from string import Formatter
 from typing import Any
 
 from jinja2 import nodes
@@ -54,7 +53,6 @@ from jinja2.runtime import LoopContext, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Cycler, Joiner, Namespace
 from jinja2.visitor import NodeTransformer
-from markupsafe import Markup
 
 from nexus.domain.errors import TemplateError
 
@@ -285,23 +283,6 @@ class _BoundedFormatter(SandboxedFormatter):
         _check_spec(format_spec)
         _charge(weight(value) + STEP)
         return super().format_field(value, format_spec)
-
-
-class _BoundedEscapeFormatter(_BoundedFormatter):
-    def __init__(self, env: Any, escape: Callable[[Any], Markup]) -> None:
-        self.escape = escape
-        super().__init__(env)
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        if hasattr(value, "__html_format__"):
-            rv = value.__html_format__(format_spec)
-        elif hasattr(value, "__html__"):
-            if format_spec:
-                raise ValueError("format spec not allowed for __html__ values")
-            rv = value.__html__()
-        else:
-            rv = super().format_field(value, format_spec)
-        return str(self.escape(rv))
 
 
 # --------------------------------------------------------------------------- filters
@@ -617,12 +598,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         if not isinstance(owner, str):
             return None
         is_map = value.__name__ == "format_map"
-        formatter: Formatter
-        if isinstance(owner, Markup):
-            formatter = _BoundedEscapeFormatter(self, escape=owner.escape)
-        else:
-            formatter = _BoundedFormatter(self)
-        kind = type(owner)
+        # templates render text for tools and prompts (autoescape is off), so a
+        # Markup string formats like any other string
+        formatter = _BoundedFormatter(self)
 
         def bounded_format(*args: Any, **kwargs: Any) -> str:
             if is_map:
@@ -631,7 +609,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
                 kwargs = args[0]
                 args = ()
             _charge(STEP + len(owner))
-            text: str = kind(formatter.vformat(owner, args, kwargs))
+            text = formatter.vformat(str(owner), args, kwargs)
             return checked(text, "the formatted text")  # type: ignore[no-any-return]
 
         bounded_format._nexus_format = True  # type: ignore[attr-defined]
