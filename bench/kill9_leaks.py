@@ -1,17 +1,23 @@
 """What a ``kill -9`` of ``nexus run`` leaves behind: processes, cgroups, temp dirs.
 
 Each trial starts ``nexus run`` on a workflow of parallel sandboxed shell tasks
-that sleep, waits until the sandboxes are up (each task writes a marker
-file), sends ``SIGKILL`` to the ``nexus`` process, waits two seconds and counts:
+that sleep, kills it with ``SIGKILL`` at a varying moment -- as soon as a
+sandbox is being set up (a ``bwrap`` in the project), or once 1..N tasks have
+written their marker file -- and counts:
 
 * **processes**: live processes whose command line carries the trial's unique
-  sleep duration, or whose working directory is the trial's project (bwrap);
+  sleep duration, or whose working directory is the trial's project (bwrap),
+  and the killed process's launch server (``_launch.py --serve PID``); a
+  trial waits up to 3 s for them to go (most are gone in a few ms);
 * **cgroups** and **temp dirs** named after the killed process
-  (``nexus-PID-...``, ``nexus-sbx-PID-...``) that the *next* Nexus process
-  did not reap: after the kill one ``nexus`` process runs a trivial sandboxed
-  call, which must remove them.
+  (``nexus-PID-...``, ``nexus-sbx-PID-...``) that a *later* Nexus process did
+  not reap: the bench process runs the same reaper
+  (:func:`nexus.tools._confine.reap_leftovers`) a new Nexus runs at its first
+  sandboxed call; ``--reap-with-call`` runs a trivial sandboxed call in a new
+  process instead (slower, ~1.5 s a trial).
 
-Usage: ``python bench/kill9_leaks.py [--trials N] [--tasks N]``; exits 1 on any leak.
+Usage: ``python bench/kill9_leaks.py [--trials N] [--tasks N] [--reap-with-call]``;
+exits 1 on any leak.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from nexus.tools._confine import reap_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = [sys.executable, "-m", "nexus"]
@@ -47,7 +55,8 @@ def workflow(tasks: int, duration: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sandbox_processes(duration: str, project: Path) -> list[int]:
+def sandbox_processes(duration: str, project: Path, killed: int) -> list[int]:
+    serving = f"--serve\0{killed}\0".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -60,9 +69,23 @@ def sandbox_processes(duration: str, project: Path) -> list[int]:
             cwd = os.readlink(f"/proc/{entry}/cwd")
         except (OSError, IndexError):
             continue
-        if duration.encode() in cmdline or cwd.startswith(str(project)):
+        if duration.encode() in cmdline or cwd.startswith(str(project)) or serving in cmdline:
             found.append(int(entry))
     return found
+
+
+def setting_up(project: Path) -> bool:
+    """Whether a sandbox of the trial is being set up (a bwrap in the project)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/cwd").startswith(str(project)) and Path(
+                    f"/proc/{entry}/comm"
+                ).read_text().startswith("bwrap"):
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def named_after(pid: int) -> tuple[list[Path], list[Path]]:
@@ -74,7 +97,7 @@ def named_after(pid: int) -> tuple[list[Path], list[Path]]:
     return cgroups, dirs
 
 
-def trial(n: int, tasks: int) -> tuple[int, int, int, int]:
+def trial(n: int, tasks: int, reap_with_call: bool) -> tuple[int, int, int, int]:
     """One kill; returns (leaked processes, cgroups, temp dirs, sandboxes that were up)."""
     project = Path(tempfile.mkdtemp(prefix="nexus-kill9-"))
     duration = f"{900 + n}.{os.getpid() % 1000:03d}"
@@ -89,23 +112,33 @@ def trial(n: int, tasks: int) -> tuple[int, int, int, int]:
     )
     try:
         deadline = time.monotonic() + 30
-        # kill at a varying moment: some sandboxes up, some starting
-        want = 1 + n % tasks
-        while len(list(project.rglob("up-*"))) < want and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # kill at a varying moment: a sandbox in set-up, or 1..tasks sandboxes up
+        want = n % (tasks + 1)
+        while time.monotonic() < deadline:
+            if want == 0 and setting_up(project):
+                break
+            if want and len(list(project.rglob("up-*"))) >= want:
+                break
+            time.sleep(0.005)
         up = len(list(project.rglob("up-*")))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    time.sleep(2)
-    leaked = sandbox_processes(duration, project)
+    deadline = time.monotonic() + 3
+    while (leaked := sandbox_processes(duration, project, proc.pid)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.02)
     for pid in leaked:  # say what it was, then do not let it pollute the next trial
         with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
             print(f"trial {n}: leaked pid {pid}: {argv.decode(errors='replace')[:300]}")
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    subprocess.run([sys.executable, "-c", REAP], cwd=project, env=env, check=True, timeout=60)
+    if reap_with_call:
+        subprocess.run([sys.executable, "-c", REAP], cwd=project, env=env, check=True, timeout=60)
+    else:
+        reap_leftovers()
     cgroups, dirs = named_after(proc.pid)
     shutil.rmtree(project, ignore_errors=True)
     return len(leaked), len(cgroups), len(dirs), up
@@ -115,12 +148,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--reap-with-call", action="store_true")
     args = parser.parse_args()
     totals = [0, 0, 0]
     ups = 0
     began = time.monotonic()
     for n in range(args.trials):
-        *leaks, up = trial(n, args.tasks)
+        *leaks, up = trial(n, args.tasks, args.reap_with_call)
         ups += up
         for i, v in enumerate(leaks):
             totals[i] += v

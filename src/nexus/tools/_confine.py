@@ -95,15 +95,6 @@ def launch_args(uid: int, gid: int, userns: int, report: int, mounts: list[str])
     return [str(uid), str(gid), str(userns), str(report), *mounts, "--"]
 
 
-def launcher(
-    parent: int, uid: int, gid: int, userns: int, report: int, mounts: list[str]
-) -> list[str]:
-    """A launcher's whole argv up to (and including) ``--`` (run directly, not forked)."""
-    python = os.path.normpath(os.path.abspath(sys.executable))
-    head = [python, "-I", "-S", "-B", str(LAUNCH), str(parent)]
-    return [*head, *launch_args(uid, gid, userns, report, mounts)]
-
-
 _userns_lock = threading.Lock()
 _userns: dict[tuple[int, int, int], int] = {}
 

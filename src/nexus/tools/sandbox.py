@@ -336,28 +336,41 @@ async def _bwrap_problem() -> str | None:
         # as the uid calls will run as (through the launcher, as calls do)
         uid = _confine.sandbox_uid() if os.geteuid() == 0 else os.getuid()
         gid = uid if os.geteuid() == 0 else os.getgid()
-        proc = await asyncio.create_subprocess_exec(
-            *_confine.launcher(os.getpid(), uid, gid, -1, -1, []),
-            exe,
-            *_NAMESPACES,
-            "--as-pid-1",
-            "--clearenv",
-            "--ro-bind",
-            "/",
-            "/",
-            "--size",
-            str(_MiB),
-            "--tmpfs",
-            "/tmp",
-            true,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await proc.communicate()
-        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        # through the launch server like every call (see _zygote.py): a bwrap killed
+        # in set-up must not leave its child behind
+        probe = [exe, *_NAMESPACES, "--as-pid-1", "--clearenv", "--ro-bind", "/", "/"]
+        probe += ["--size", str(_MiB), "--tmpfs", "/tmp", true]
+        err_r, err_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            proc = await _zygote.spawn(
+                [*_confine.launch_args(uid, gid, -1, -1, []), *probe],
+                stdin=devnull,
+                stdout=devnull,
+                stderr=err_w,
+                pass_fds=[],
+                cwd=Path("/"),
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            )
+        except BaseException:
+            os.close(err_r)
+            raise
+        finally:
+            os.close(err_w)
+            os.close(devnull)
+        err = b""
+        try:
+            returncode = await proc.wait()
+            # bwrap's complaint is one short line: it is in the pipe by now
+            os.set_blocking(err_r, False)
+            with contextlib.suppress(BlockingIOError):
+                err = os.read(err_r, 65536)
+        finally:
+            proc.close()
+            os.close(err_r)
+        message = err.decode(errors="replace").strip() or f"exit status {returncode}"
         _bwrap_checked[exe] = (
-            None if proc.returncode == 0 else f"bubblewrap (>= 0.8 needed) fails: {message}"
+            None if returncode == 0 else f"bubblewrap (>= 0.8 needed) fails: {message}"
         )
     return _bwrap_checked[exe]
 
