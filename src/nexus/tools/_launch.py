@@ -31,6 +31,10 @@ closed) and ends the launcher with status 125.
 unshares a user namespace, says ``ready`` on stdout and waits for stdin to
 close; meanwhile the host writes its maps and opens ``/proc/PID/ns/user``.
 
+``_launch.py --serve PARENT`` is the same launcher as a server: started once
+per Nexus process, it forks one launcher per call (see :func:`_serve` and
+:mod:`nexus.tools._zygote`), so a call pays a ``fork``, not an interpreter.
+
 Like :mod:`nexus.tools._shim`, it runs by path with ``-S`` and imports only
 C-level standard modules plus ``ctypes``: it is on every call's critical path.
 """

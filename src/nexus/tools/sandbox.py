@@ -33,7 +33,10 @@ is root it makes the call's mounts in a private mount namespace (idmapped
 clones of root-owned writable paths, read-only clones of what the sandbox uid
 cannot reach; :mod:`nexus.tools._confine` plans them), drops to the sandbox
 uid, then -- as root or not -- arms ``PR_SET_PDEATHSIG`` and execs bwrap, so
-nothing outlives Nexus. Cgroups and temp dirs are named after their owner's pid
+nothing outlives Nexus. It is not a new interpreter per call: each process
+starts it once as a launch server and forks it per call
+(:mod:`nexus.tools._zygote`); the server kills what is left of a call's
+process group and exits with Nexus. Cgroups and temp dirs are named after their owner's pid
 and start time; the first call of each process reaps those of dead owners.
 
 **Network.** ``network = "none"``: the namespace has only a loopback device,
