@@ -165,3 +165,21 @@ def test_a_dead_launch_server_is_replaced(ws: Path) -> None:
         return first.exit_code, second.exit_code
 
     assert asyncio.run(twice()) == (0, 0)
+
+
+def test_a_call_gets_the_hosts_umask_of_now_not_the_servers(ws: Path) -> None:
+    async def touch(name: str) -> int:
+        r = await run_sandboxed(
+            ["/bin/sh", "-c", f"touch {name}"], profile=FAST, workspace=ws, env={}
+        )
+        return r.exit_code
+
+    old = os.umask(0o022)
+    try:
+        assert asyncio.run(touch("first")) == 0  # the server now exists, with umask 022
+        os.umask(0o077)
+        assert asyncio.run(touch("second")) == 0
+    finally:
+        os.umask(old)
+    assert (ws / "first").stat().st_mode & 0o777 == 0o644
+    assert (ws / "second").stat().st_mode & 0o777 == 0o600

@@ -184,6 +184,7 @@ def _spawn(request: dict[str, Any], fds: list[int], zygote: int) -> int:
     argv = [str(a) for a in request["argv"]]
     env = {str(k): str(v) for k, v in request["env"].items()}
     cwd = str(request["cwd"])
+    umask = int(request.get("umask", 0o022))
     if len(fds) != 4 + len(targets) or min([3, *targets]) < 3:
         raise ValueError("the fds do not match the request")
     pid = os.fork()
@@ -199,6 +200,7 @@ def _spawn(request: dict[str, Any], fds: list[int], zygote: int) -> int:
         for low, above in zip(keep, [*keep[1:], 1 << 20], strict=True):
             os.closerange(low + 1, above)
         os.chdir(cwd)
+        os.umask(umask)  # the host's now, as a child of the host would have
         parent, uid, gid, userns_fd, report_fd, specs, command = _parse([str(zygote), *argv])
         _launch(parent, uid, gid, userns_fd, report_fd, specs, command, env)
     except BaseException:

@@ -136,7 +136,13 @@ async def spawn(
         SandboxUnavailable: the server itself cannot be started.
     """
     request = marshal.dumps(
-        {"argv": list(argv), "targets": list(pass_fds), "cwd": str(cwd), "env": dict(env)}
+        {
+            "argv": list(argv),
+            "targets": list(pass_fds),
+            "cwd": str(cwd),
+            "env": dict(env),
+            "umask": _umask(),
+        }
     )
     for attempt in (1, 2):
         sock = _server()
@@ -163,6 +169,15 @@ async def spawn(
             raise OSError(f"the sandbox launcher did not start the call (reply {reply!r})")
         return Launched(call, int(pid))
     raise AssertionError("unreachable")
+
+
+def _umask() -> int:
+    """This process's umask now (the server's may be older), read without changing it."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def _forget(sock: socket.socket) -> None:

@@ -532,6 +532,8 @@ class _Call:
             )
             (self.tmp / "group").write_text(f"sandbox:x:{_SANDBOX_UID}:\nnogroup:x:65534:\n")
             (self.tmp / "hosts").write_text("127.0.0.1 localhost sandbox\n::1 localhost\n")
+            for name in ("passwd", "group", "hosts"):  # whatever Nexus's umask is
+                (self.tmp / name).chmod(0o644)
         else:
             # without a user namespace RLIMIT_NPROC counts every process of the user
             self.nproc += _processes_of(self.uid)
@@ -584,6 +586,7 @@ class _Call:
         self.tmp.chmod(0o711)  # the uid reads its passwd/group/hosts here
         stage = self.tmp / "m"
         stage.mkdir(mode=0o755)
+        stage.chmod(0o755)  # mkdir's mode is cut by the umask (077: the uid could not pass)
 
         def add(path: Path, kind: str) -> None:
             if path in self.staged:
