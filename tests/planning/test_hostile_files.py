@@ -134,7 +134,10 @@ try:
 except NexusError as exc:
     outcome = exc.message
 elapsed, cpu_used = time.monotonic() - started, cpu() - cpu_started
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the peak of the
+# (large) pytest process this interpreter was forked from
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+peak_kib = int(status.split()[0])
 print(json.dumps(
     {"outcome": outcome, "seconds": elapsed, "cpu": cpu_used, "peak_mib": peak_kib / 1024}
 ))
