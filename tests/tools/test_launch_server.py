@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_sandbox import processes_in
 
 from nexus.tools import _zygote
 from nexus.tools.profile import ExecProfile
@@ -50,20 +51,6 @@ def _processes(match: bytes) -> list[int]:
             continue
         if match in cmdline and state != "Z":
             found.append(int(entry))
-    return found
-
-
-def _in_dir(ws: Path) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/cwd") == str(ws):
-                    with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
-                        if fh.read().rsplit(") ", 1)[1][:1] != "Z":
-                            found.append(int(entry))
-            except (OSError, IndexError):
-                continue
     return found
 
 
@@ -122,7 +109,7 @@ asyncio.run(sandbox.run_sandboxed(["/bin/true"], profile=ExecProfile(wall_second
 def test_bwraps_child_stuck_in_setup_does_not_outlive_a_killed_nexus(ws: Path) -> None:
     nexus = subprocess.Popen([sys.executable, "-c", _KILLED_IN_SETUP, str(ws), "2"])
     assert nexus.wait(timeout=30) == -signal.SIGKILL
-    leaked = _wait_until_empty(lambda: _in_dir(ws), within=5)
+    leaked = _wait_until_empty(lambda: processes_in(ws), within=5)
     for pid in leaked:  # do not let a failure pollute the machine
         os.kill(pid, signal.SIGKILL)
     assert leaked == []
