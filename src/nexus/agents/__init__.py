@@ -4,7 +4,6 @@ from nexus.agents.base import (
     Agent,
     AgentCall,
     AgentContext,
-    AgentResolver,
     FunctionAgent,
 )
 from nexus.agents.llm import (
@@ -17,6 +16,7 @@ from nexus.agents.llm import (
     parse_structured,
     system_prompt,
 )
+from nexus.agents.resolver import AgentResolver
 
 __all__ = [
     "MAX_REPAIRS",

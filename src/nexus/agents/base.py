@@ -1,4 +1,8 @@
-"""Agents: one protocol, an LLM agent over the gateway, and function agents.
+"""Agents: the protocol an agent implements, the context it runs in, and function agents.
+
+The LLM agent is in :mod:`nexus.agents.llm`; :mod:`nexus.agents.resolver` turns
+a plan's agent specs into either. This module imports neither, so the two can
+import it.
 
 An agent's code runs deterministically; everything it does to the world (a
 model call, a tool call) goes through :class:`AgentContext.effect`, which
@@ -8,13 +12,12 @@ records it -- and, on replay, serves the recorded result instead.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nexus.domain.errors import NotFoundError
 from nexus.domain.plan import AgentSpec
-from nexus.gateway.base import ProviderRegistry, ToolSpec
+from nexus.gateway.base import ToolSpec
 
 
 class AgentContext(Protocol):
@@ -116,38 +119,3 @@ class FunctionAgent:
             model=f"function:{self.name}",
             capabilities=self.capabilities,
         )
-
-
-@dataclass(slots=True)
-class AgentResolver:
-    """Turns a plan's agent specs into runnable agents."""
-
-    providers: ProviderRegistry
-    functions: dict[str, FunctionAgent] = field(default_factory=dict)
-
-    def add_functions(self, agents: Iterable[FunctionAgent]) -> None:
-        for agent in agents:
-            self.functions[agent.name] = agent
-
-    def resolve(self, spec: AgentSpec, models: Sequence[str] = ()) -> Agent:
-        """The agent for ``spec``; an LLM agent asks ``models`` in order (default: its own)."""
-        if spec.model.startswith("function:"):
-            name = spec.model.removeprefix("function:")
-            try:
-                return self.functions[name]
-            except KeyError:
-                raise NotFoundError(
-                    f"agent '{spec.name}': no function agent '{name}' is registered"
-                ) from None
-        from nexus.agents.llm import LLMAgent
-
-        chain = tuple(models) or (spec.model,)
-        if len(chain) == 1:
-            provider = self.providers.provider_for(replace(spec, model=chain[0]))
-            return LLMAgent(spec=spec, provider=provider)
-        from nexus.gateway.resilience import Candidate, with_fallback
-
-        candidates = [
-            Candidate(self.providers.provider_for(replace(spec, model=m)), m) for m in chain
-        ]
-        return LLMAgent(spec=spec, provider=with_fallback(*candidates))

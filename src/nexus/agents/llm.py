@@ -31,12 +31,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from nexus.domain.errors import ErrorKind, NexusError, UserError
+from nexus.agents.base import AgentCall, AgentContext
+from nexus.domain.errors import EffectFailed, ErrorKind, NexusError, UserError
 from nexus.domain.plan import AgentSpec
 from nexus.gateway.base import (
     ChatMessage,
@@ -50,9 +51,6 @@ from nexus.gateway.base import (
     ToolSpec,
     Usage,
 )
-
-if TYPE_CHECKING:
-    from nexus.agents.base import AgentCall, AgentContext
 
 #: The role templates shipped in ``nexus/agents/roles``.
 ROLES = ("researcher", "planner", "coder", "tester", "reviewer", "analyzer")
@@ -322,8 +320,6 @@ class LLMAgent:
 
     async def _use_tool(self, call: ToolCall, offered: set[str], ctx: AgentContext) -> str:
         """Run one tool call; its result (or why it failed) as the model will see it."""
-        from nexus.engine.effects import EffectFailed
-
         source = "none"
         if call.name not in offered:
             available = ", ".join(sorted(offered)) or "none"

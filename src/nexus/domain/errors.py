@@ -24,6 +24,7 @@ Temporal's ``ApplicationError``.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -153,6 +154,22 @@ class EffectTimeout(InfrastructureError):
     """An effect did not finish within its deadline."""
 
     kind = ErrorKind.TIMEOUT
+
+
+class EffectFailed(NexusError):
+    """An effect ended in an error; ``error`` is the recorded error record.
+
+    Raised by the engine's effect boundary to whoever asked for the effect (an
+    agent's model or tool call): its ``kind`` is the base ``internal`` but its
+    ``retryable`` is the record's, so a retry decision follows what was recorded.
+    It lives here, not in the engine, so that agents can catch it without
+    importing the engine.
+    """
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        self.error = error
+        super().__init__(str(error.get("message", "effect failed")))
+        self.retryable = bool(error.get("retryable", False))
 
 
 class IntegrityError(NexusError):

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from nexus.domain.canonical import canonical_json, digest, plain_json
+from nexus.domain.errors import EffectFailed as EffectFailed  # re-exported: its old home
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import format_time
 from nexus.gateway.base import full_requests
@@ -50,15 +51,6 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-class EffectFailed(NexusError):
-    """An effect ended in an error; ``error`` is the recorded error record."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        self.error = error
-        super().__init__(str(error.get("message", "effect failed")))
-        self.retryable = bool(error.get("retryable", False))
 
 
 class ReplayDiverged(NexusError):

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from nexus.agents.base import AgentResolver, FunctionAgent
+from nexus.agents.base import FunctionAgent
+from nexus.agents.resolver import AgentResolver
 from nexus.domain.budget import DIMENSIONS, Limits, Scope, Spend, money_text
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.errors import (
@@ -272,26 +273,21 @@ class Engine:
     def check_models(self, plan: Plan) -> None:
         """Fail now if a model the plan's agents may use cannot be served.
 
-        Today that means ``replay:<cassette>`` models (the agent's model, its
-        fallbacks and tiers): each cassette is loaded here, once, so a missing
-        or malformed file stops the run before it starts instead of failing
-        every task at its first model call. Other providers connect lazily and
-        are not checked.
+        Every provider factory that can check ahead is asked
+        (:meth:`~nexus.gateway.base.ProviderRegistry.check`). Today that means
+        ``replay:<cassette>`` models (the agent's model, its fallbacks and
+        tiers): each cassette is loaded here, once, so a missing or malformed
+        file stops the run before it starts instead of failing every task at
+        its first model call. Other providers connect lazily and are not
+        checked. The engine knows no concrete provider class.
 
         Raises:
             UserError: a cassette is missing or malformed (the message names the
                 agent, the model and the file).
         """
-        from nexus.gateway.cassette import ReplayProviders
-
-        if "replay" not in self.providers.prefixes():
-            return
-        replay = self.providers.factory("replay")
-        if not isinstance(replay, ReplayProviders):
-            return
         for agent in plan.agents.values():
             try:
-                replay.check(agent)
+                self.providers.check(agent)
             except UserError as exc:
                 raise UserError(f"{exc.message}; the run was not started") from None
 

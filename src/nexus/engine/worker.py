@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nexus.agents.base import AgentCall, AgentResolver
+from nexus.agents.base import AgentCall
+from nexus.agents.resolver import AgentResolver
 from nexus.domain.errors import BudgetExceeded, ErrorKind, NotFoundError
 from nexus.domain.ids import effect_key
 from nexus.domain.plan import AgentSpec

@@ -375,6 +375,21 @@ class StreamingProvider(ModelProvider, Protocol):
 ProviderFactory = Callable[[AgentSpec], ModelProvider]
 
 
+@runtime_checkable
+class CheckedFactory(Protocol):
+    """A provider factory that can check ahead of a run that it will serve an agent.
+
+    The replay (cassette) factory is one: it loads the agent's cassette files,
+    so a missing file stops the run before it starts.
+    """
+
+    def __call__(self, agent: AgentSpec) -> ModelProvider: ...
+
+    def check(self, agent: AgentSpec) -> None:
+        """Raise a :class:`~nexus.domain.errors.UserError` if ``agent`` cannot be served."""
+        ...
+
+
 def split_model(model: str) -> tuple[str, str]:
     """``"provider:model"`` -> ``("provider", "model")``.
 
@@ -410,6 +425,18 @@ class ProviderRegistry:
             return self._factories[prefix]
         except KeyError:
             raise NotFoundError(f"unknown model provider '{prefix}'") from None
+
+    def check(self, agent: AgentSpec) -> None:
+        """Ask every factory that can check ahead (:class:`CheckedFactory`) about ``agent``.
+
+        Raises:
+            UserError: a factory cannot serve one of the agent's models (its
+                message names the agent, the model and why).
+        """
+        for prefix in self.prefixes():
+            factory = self._factories[prefix]
+            if isinstance(factory, CheckedFactory):
+                factory.check(agent)
 
     def provider_for(self, agent: AgentSpec) -> ModelProvider:
         prefix, _ = split_model(agent.model)
