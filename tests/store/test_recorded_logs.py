@@ -1,0 +1,105 @@
+"""Logs recorded by an earlier release still verify and replay byte for byte.
+
+The bundles in ``tests/fixtures/events/`` were exported (``nexus export``) from
+runs made with the code of the day by ``tests/fixtures/events/record.py``:
+shell tools, a foreach, a retry, a failure, an LLM agent's tool loop with
+structured output, a budget warning/exceeded/pause then ``resume --budget``,
+an approval answered by another process, and a cancel. They are never
+re-recorded to make this test pass: a change that needs that has changed the
+log's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nexus.domain.canonical import GENESIS_HASH
+from nexus.domain.events import Draft, Event, EventType, seal
+from nexus.engine import Engine
+from nexus.store.audit import verify_chain
+from nexus.store.base import RunRecord
+from nexus.store.sqlite import SQLiteStore
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "events"
+BUNDLES = sorted(FIXTURES.glob("*.json"))
+
+
+def _bundle(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["format"] == "nexus-run-export/1"
+    return doc
+
+
+def _resealed(doc: dict[str, Any]) -> list[Event]:
+    """The recorded events, sealed again by today's code, link by link."""
+    events: list[Event] = []
+    prev = GENESIS_HASH
+    for row in doc["events"]:
+        draft = Draft(EventType(row["type"]), row["at"], row["data"])
+        event = seal(row["run_id"], row["seq"], draft, prev)
+        assert event.prev_hash == row["prev_hash"], f"seq {row['seq']}: prev_hash differs"
+        assert event.hash == row["hash"], f"seq {row['seq']} ({row['type']}): hash differs"
+        events.append(event)
+        prev = event.hash
+    return events
+
+
+def test_every_scenario_is_recorded() -> None:
+    assert {p.stem for p in BUNDLES} >= {
+        "agent",
+        "approval",
+        "budget",
+        "cancel",
+        "failing",
+        "tools",
+    }
+    types = {row["type"] for p in BUNDLES for row in _bundle(p)["events"]}
+    assert len(types) >= 20, sorted(types)
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.stem)
+def test_recorded_log_verifies_and_replays_identically(path: Path, tmp_path: Path) -> None:
+    doc = _bundle(path)
+    events = _resealed(doc)
+    run_id = events[0].run_id
+    first = events[0]
+
+    async def go() -> tuple[list[Event], Any, Any]:
+        store = SQLiteStore.open(tmp_path / "nexus.db")
+        try:
+            record = RunRecord(
+                run_id=run_id,
+                name=doc["run"].get("name", first.data["plan"]["name"]),
+                plan_hash=first.data["plan_hash"],
+                status="running",
+                created_at=first.at,
+                updated_at=first.at,
+                source=first.data.get("source"),
+                workspace=first.data["workspace"],
+                events=1,
+            )
+            await store.create_run(record, first)
+            await store.append(run_id, events[1:], doc["run"]["status"])
+            stored = await store.load(run_id)
+            audit = await asyncio.to_thread(
+                verify_chain, store.chain(run_id), {run_id: len(events)}
+            )
+            report = await Engine(store).replay(run_id)
+            return stored, audit, report
+        finally:
+            await store.close()
+
+    stored, audit, report = asyncio.run(go())
+    assert [e.body for e in stored] == [e.body for e in events]
+    assert [e.hash for e in stored] == [row["hash"] for row in doc["events"]]
+    assert audit.ok, audit.problems
+    assert audit.events == len(events)
+    assert report.identical, report.first_divergence
+    assert report.complete
+    assert report.tools_executed == 0
+    assert report.replayed_events == len(events)
