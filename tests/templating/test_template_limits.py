@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import TemplateError, UserError
-from nexus.planning.templates import (
+from nexus.templating import (
     TemplateLimitError,
     check_syntax,
     render_deep,

@@ -21,7 +21,7 @@ from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
-from nexus.planning.templates import (
+from nexus.templating import (
     TemplateLimitError,
     is_template,
     render_deep,
@@ -40,7 +40,7 @@ MAX_INTERRUPTS = 3
 
 #: Tasks that may fail on a template limit in one step (one reaction) before
 #: the decider stops scheduling and asks for a ``run.continued`` input: a render
-#: is bounded (see :mod:`nexus.planning._sandbox`) but a foreach of a thousand
+#: is bounded (see :mod:`nexus.templating._sandbox`) but a foreach of a thousand
 #: hostile items is not, and the controller must get a turn to take a cancel.
 MAX_LIMIT_FAILURES_PER_STEP = 3
 

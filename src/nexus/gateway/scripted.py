@@ -34,7 +34,7 @@ from typing import Any
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec
 from nexus.gateway.base import ModelRequest, ModelResponse, ToolCall, Usage
-from nexus.planning.templates import render_text
+from nexus.templating import render_text
 
 _CALL = "@call "
 #: The context key the engine passes an attempt's position in the lines under.

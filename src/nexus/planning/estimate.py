@@ -49,7 +49,7 @@ from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.gateway.base import Usage
 from nexus.gateway.usage import PricingTable, cost_of, default_pricing, estimate_tokens
-from nexus.planning.templates import is_template
+from nexus.templating import is_template
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",

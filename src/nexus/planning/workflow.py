@@ -47,7 +47,7 @@ declared ``secret: false``. ``env`` names the environment variable that gives
 the value when no ``-i`` does, also at resume.
 
 Task ids and agent names match ``[A-Za-z_][A-Za-z0-9_-]*``. Unknown keys are
-errors. Templates are Jinja2 (see :mod:`nexus.planning.templates`): their syntax
+errors. Templates are Jinja2 (see :mod:`nexus.templating`): their syntax
 is checked here, and a template that reads ``tasks.<id>`` must (transitively)
 depend on that task.
 
@@ -83,9 +83,9 @@ from pydantic import (
 from nexus.domain.errors import NotFoundError, TemplateError, WorkflowError
 from nexus.domain.graph import find_cycle, topological_order
 from nexus.domain.plan import AgentSpec, ApprovalPolicy, Plan, RetryPolicy, TaskSpec
-from nexus.planning.templates import MAX_TEMPLATE_CHARS, inspect_template, is_template
 from nexus.redaction import is_secret_name
 from nexus.security.workspaces import workspace_problem
+from nexus.templating import MAX_TEMPLATE_CHARS, inspect_template, is_template
 
 try:
     from yaml import CSafeLoader as _SafeLoader

@@ -2,7 +2,7 @@
 
 Templates are compiled once per distinct source (an LRU cache), rendered with
 ``StrictUndefined`` so a typo is an error rather than an empty string, and run
-in a bounded immutable sandbox (:mod:`nexus.planning._sandbox`) so a workflow
+in a bounded immutable sandbox (:mod:`nexus.templating._sandbox`) so a workflow
 file can neither reach Python internals nor ask for unbounded work, memory or
 time: a template past a limit raises :class:`TemplateLimitError`, the same way
 on every machine and on replay.
@@ -19,7 +19,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 
 from nexus.domain.errors import TemplateError
-from nexus.planning._sandbox import (
+from nexus.templating._sandbox import (
     BoundedEnvironment,
     TemplateLimitError,
     bound,
@@ -170,7 +170,7 @@ def render_text(source: str, context: dict[str, Any], *, where: str = "") -> str
     Raises:
         TemplateError: syntax error, undefined value or sandbox violation.
         TemplateLimitError: the template asked for more work, memory or time
-            than :mod:`nexus.planning._sandbox` allows.
+            than :mod:`nexus.templating._sandbox` allows.
     """
     if not is_template(source):
         return source
