@@ -129,15 +129,17 @@ def strings_module(kind: str) -> bytes:
 
 
 def open_module(
-    path: str, *, write: bytes = b"", create: bool = False, follow: bool = True
+    path: str, *, write: bytes = b"", create: bool = False, follow: bool = True, dirfd: int = 3
 ) -> bytes:
-    """A module opening ``path`` under the preopened workspace (fd 3).
+    """A module opening ``path`` under a preopened directory (fd 3: the workspace).
 
-    It writes ``write`` into the file if given, else copies the file to stdout;
-    it exits with the errno of a failed ``path_open``.
+    It writes ``write`` into the file if given, else copies the file to stdout
+    (asking only for read rights, as a libc does for ``O_RDONLY``); it exits
+    with the errno of a failed ``path_open``.
     """
     raw = path.encode()
     oflags = 1 | 8 if create else 0  # O_CREAT | O_TRUNC
+    rights = 0x1FFFFFFF if write else 0x26  # all, or FD_READ | FD_SEEK | FD_TELL
     return f"""(module
   {_wasi("path_open", "i32 i32 i32 i32 i32 i64 i64 i32 i32")}
   {_wasi("fd_read", "i32 i32 i32 i32")} {_wasi("fd_write", "i32 i32 i32 i32")}
@@ -147,9 +149,9 @@ def open_module(
   (data (i32.const 4096) "{_wat_bytes(write)}")
   (func (export "_start") (local $errno i32) (local $fd i32)
     (local.set $errno
-      (call $path_open (i32.const 3) (i32.const {int(follow)}) (i32.const 1024)
-        (i32.const {len(raw)}) (i32.const {oflags}) (i64.const 0x1FFFFFFF)
-        (i64.const 0x1FFFFFFF) (i32.const 0) (i32.const 0)))
+      (call $path_open (i32.const {dirfd}) (i32.const {int(follow)}) (i32.const 1024)
+        (i32.const {len(raw)}) (i32.const {oflags}) (i64.const {rights})
+        (i64.const {rights}) (i32.const 0) (i32.const 0)))
     (if (local.get $errno) (then (call $proc_exit (local.get $errno))))
     (local.set $fd (i32.load (i32.const 0)))
     (i32.store (i32.const 16) (i32.const 4096))
@@ -424,10 +426,15 @@ def test_the_workspace_is_preopened_as_documented(tmp_path: Path) -> None:
 
 
 def test_writing_into_the_workspace_is_allowed(tmp_path: Path) -> None:
-    module = open_module("out/result.txt", write=b"written by wasm", create=True)
+    # /workspace/out is preopened read-write as fd 4 (a libc maps "/workspace/out/..."
+    # onto it); fd 3, the workspace itself, is read-only
+    module = open_module("result.txt", write=b"written by wasm", create=True, dirfd=4)
     (tmp_path / "out").mkdir()
     run(tool(module)({}, ctx_for(tmp_path)))
     assert (tmp_path / "out" / "result.txt").read_bytes() == b"written by wasm"
+    error = failure(open_module("top.txt", write=b"x", create=True), tmp_path)
+    assert error.details["exit_code"] in (EPERM, ENOTCAPABLE)
+    assert not (tmp_path / "top.txt").exists()
 
 
 def test_reading_from_the_workspace_is_allowed(tmp_path: Path) -> None:

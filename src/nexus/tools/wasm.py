@@ -78,6 +78,7 @@ from jsonschema.protocols import Validator
 from wasmtime import _ffi as wasmtime_ffi
 
 from nexus.domain.errors import NotFoundError, UserError
+from nexus.security.trusted import TrustedPaths, trusted_paths
 from nexus.tools.base import ToolContext, ToolFailed
 
 __all__ = [
@@ -499,7 +500,11 @@ class WasmTool:
         """What a call may do, for ``nexus tools``: the guest's world and its limits."""
         return {
             "sandbox": "wasm",
-            "files": f"the workspace only, as {WORKSPACE_GUEST_PATH} (read-write)",
+            "files": (
+                f"the workspace only, as {WORKSPACE_GUEST_PATH}: read-only, its"
+                " subdirectories read-write except those holding nexus.toml, .nexus"
+                " or another trusted path"
+            ),
             "network": "none",
             "env": "the call's ToolContext.env only",
             "fuel": self.limits.fuel,
@@ -572,10 +577,7 @@ class WasmTool:
             wasi.stdin_file = stdio.paths[0]
             wasi.stdout_file = stdio.paths[1]
             wasi.stderr_file = stdio.paths[2]
-            try:
-                wasi.preopen_dir(str(ctx.workspace), WORKSPACE_GUEST_PATH)
-            except wasmtime.WasmtimeError:
-                raise _failed(f"workspace {ctx.workspace} cannot be opened", {}) from None
+            _preopen_workspace(wasi, ctx.workspace, ctx.trusted or trusted_paths())
             store = wasmtime.Store(runtime.engine)
             store.set_limits(memory_size=limits.memory_mb * _MIB)
             store.set_fuel(limits.fuel)
@@ -613,6 +615,77 @@ class WasmTool:
             )
         finally:
             stdio.close()
+
+
+#: The most subdirectories of a workspace preopened read-write; the rest stay read-only.
+MAX_WRITABLE_DIRS = 256
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _preopen_workspace(wasi: wasmtime.WasiConfig, workspace: Path, trusted: TrustedPaths) -> None:
+    """Preopen ``workspace`` for a guest in layers, so no trusted path in it is writable.
+
+    wasmtime's preopen is read-write or read-only as a whole, with no way to
+    except a path, so the workspace itself is preopened **read-only** as
+    ``/workspace`` (fd 3), and each top-level subdirectory that neither is nor
+    holds a trusted path (``nexus.toml``, ``.nexus``, a state directory or
+    virtual environment configured there) is preopened **read-write** over it,
+    as ``/workspace/<name>``. A guest's libc maps a path to the preopen with
+    the longest matching prefix, so ``/workspace/out/x`` is writable and
+    ``/workspace/nexus.toml`` is not. What WASI refuses in each preopen then
+    holds for trusted paths too: ``..`` and absolute paths, symlinks leading
+    out (resolved within the preopen the lookup started from), and renames or
+    hard links into another preopen, which need write rights on both. New
+    top-level entries cannot be made at all.
+
+    Each directory is opened here without following symlinks and handed to
+    wasmtime by its ``/proc/self/fd`` link, so a top-level symlink is never
+    preopened, and one swapped in after the listing is not followed.
+
+    Raises:
+        ToolFailed: the workspace cannot be opened as a directory.
+    """
+    root = Path(os.path.abspath(workspace))
+    protected = trusted.within([root])
+    try:
+        root_fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        raise _failed(f"workspace {workspace} cannot be opened: {exc.strerror}", {}) from None
+    try:
+        _preopen_fd(wasi, root_fd, WORKSPACE_GUEST_PATH, mutable=False, what=str(workspace))
+        with os.scandir(root_fd) as entries:
+            names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        writable = 0
+        for name in names:
+            path = root / name
+            if any(p == path or path in p.parents for p in protected):
+                continue
+            guest_path = f"{WORKSPACE_GUEST_PATH}/{name}"
+            try:
+                guest_path.encode("utf-8")
+                fd = os.open(name, _DIR_FLAGS, dir_fd=root_fd)
+            except (UnicodeEncodeError, OSError):
+                continue  # not UTF-8 (no WASI path can name it), or gone or swapped since listed
+            try:
+                _preopen_fd(wasi, fd, guest_path, mutable=True, what=str(path))
+            finally:
+                os.close(fd)
+            writable += 1
+            if writable == MAX_WRITABLE_DIRS:
+                break
+    finally:
+        os.close(root_fd)
+
+
+def _preopen_fd(
+    wasi: wasmtime.WasiConfig, fd: int, guest_path: str, *, mutable: bool, what: str
+) -> None:
+    # wasmtime opens the directory now, through the fd's magic link: the very
+    # directory opened above, whatever has been renamed or swapped since
+    try:
+        wasi.preopen_dir(f"/proc/self/fd/{fd}", guest_path, mutable)
+    except wasmtime.WasmtimeError:
+        raise _failed(f"workspace directory {what} cannot be opened", {}) from None
 
 
 def load_wasm_tool(
