@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -28,6 +30,42 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+def operations(fn: Callable[[], object]) -> int:
+    """How much work ``fn()`` does: Python lines executed plus functions called (Python and C).
+
+    Deterministic, unlike the clock, which a loaded machine stretches: a test compares
+    it at two sizes to catch a quadratic blow-up (work growing 16x for 4x the input).
+    Work done in C without a call (``x in some_list``) is not seen; performance
+    proper belongs in ``bench/``.
+    """
+    count = 0
+
+    def on_trace(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count
+        count += event in ("call", "line")
+        return on_trace
+
+    def on_profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal count
+        count += event == "c_call"
+
+    trace, profile = sys.gettrace(), sys.getprofile()
+    sys.settrace(on_trace)
+    sys.setprofile(on_profile)
+    try:
+        fn()
+    finally:
+        sys.settrace(trace)
+        sys.setprofile(profile)
+    return count
+
+
+@pytest.fixture(name="operations")
+def _operations() -> Callable[[Callable[[], object]], int]:
+    """The :func:`operations` counter, for tests that guard against quadratic work."""
+    return operations
 
 
 @pytest.fixture
