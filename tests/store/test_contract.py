@@ -1,16 +1,14 @@
 """The Store contract: what every adapter must do.
 
 Every test takes a ``store_factory`` and runs once per adapter in
-:data:`FACTORIES`. A PostgreSQL adapter joins by adding an entry there (for
-instance gated on an environment variable with its URL, and cleaning its
-schema in the factory); no test below knows which adapter it is talking to.
+``conftest.BACKENDS``; a second adapter (PostgreSQL) joins by adding one line
+there. No test below knows which adapter it is talking to.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -19,24 +17,9 @@ from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.errors import ConflictError
 from nexus.domain.events import Draft, Event, EventType, seal
 from nexus.store.base import Lease, RunRecord, Store
-from nexus.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
 StoreFactory = Callable[[], Store]
-
-
-def _sqlite(tmp_path: Path) -> Store:
-    return SQLiteStore.open(tmp_path / "contract.db")
-
-
-#: adapter name -> factory(tmp_path) of a fresh, empty store
-FACTORIES: dict[str, Callable[[Path], Store]] = {"sqlite": _sqlite}
-
-
-@pytest.fixture(params=sorted(FACTORIES))
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    make = FACTORIES[request.param]
-    return lambda: make(tmp_path)
 
 
 def using(factory: StoreFactory, fn: Callable[[Store], Awaitable[T]]) -> T:

@@ -1,6 +1,6 @@
 """The Store contract for tenant budgets: holds, settling, expiry, and where spend starts.
 
-Every test runs once per adapter of :data:`test_contract.FACTORIES`. Calling
+Every test runs once per adapter of ``conftest.BACKENDS``. Calling
 the factory twice opens two stores (two connections) on one database, which is
 how two processes of one tenant see each other.
 """
@@ -12,10 +12,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from test_contract import (
-    FACTORIES,
     RUN_A,
     RUN_B,
     RUN_C,
@@ -34,12 +32,6 @@ from nexus.store.sqlite import SQLiteStore
 D = Decimal
 NONE = Spend()
 LATER = 3600.0  # a hold that outlives the test
-
-
-@pytest.fixture(params=sorted(FACTORIES))
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    make = FACTORIES[request.param]
-    return lambda: make(tmp_path)
 
 
 def hold(
