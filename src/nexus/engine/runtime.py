@@ -56,10 +56,32 @@ from nexus.tools.builtins import builtin_tools
 if TYPE_CHECKING:
     from nexus.gateway.usage import PricingTable
     from nexus.planning.estimate import Estimate
+    from nexus.security.trusted import TrustedPaths
 
 #: A lease whose heartbeat is older than this is stale even if its pid looks alive.
 LEASE_STALE_S = 30.0
 HEARTBEAT_S = 2.0
+
+
+def _without_personal_data(plan: Plan) -> Plan:
+    """``plan`` with personal data replaced (``[email]``, ``[card]``...), for a ``pii`` run.
+
+    ``run.started`` records the plan and its inputs; with ``[redaction] pii``
+    they are redacted like every other event. The run then **acts on what it
+    records** (as it already does on tool output): the state a resume or a
+    replay folds from the log is exactly the state the run started with, so
+    both continue the same run and a replay stays byte-identical. The
+    workspace is a path bound before, kept as it is; secret inputs are
+    placeholders here (their values stay in memory, see ``secret_inputs``).
+    """
+    redactor = run_redactor((), pii=True)
+    assert redactor is not None  # pii alone makes a redactor
+    data = plan.to_dict()
+    redacted = redactor.redact(data)
+    redacted["workspace"] = data["workspace"]
+    if redacted == data:
+        return plan
+    return Plan.from_dict(redacted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +222,10 @@ class Engine:
         pii: redact personal data (e-mail addresses, phone and card numbers)
             from the events of the runs this engine starts (``[redaction]
             pii``); recorded in ``run.started``, so resume and replay do too.
+        trusted: paths no tool may write (default: the
+            :func:`~nexus.security.trusted_paths` of this process's environment);
+            :class:`nexus.app.Project` passes its home and configuration file,
+            wherever they are.
     """
 
     store: Store
@@ -213,6 +239,7 @@ class Engine:
     run_budget: Limits | None = None
     residency: Residency | None = None
     pii: bool = False
+    trusted: TrustedPaths | None = None
 
     def __post_init__(self) -> None:
         self._agents = AgentResolver(self.providers)
@@ -256,6 +283,7 @@ class Engine:
             pricing=self.pricing,
             tenant=self.tenant,
             streaming=streaming,
+            trusted=self.trusted,
         )
 
     def preflight(self, plan: Plan) -> tuple[Estimate, list[NexusError]]:
@@ -368,6 +396,8 @@ class Engine:
         # the real path, bound once: a workspace swapped for a symlink since the
         # workflow was validated is refused here, before anything is recorded
         workspace = bind_workspace(plan.workspace or os.getcwd(), create=True)
+        if self.pii:
+            plan = _without_personal_data(plan)
         phash = plan_hash(plan)
         recorded_plan = plan.to_dict()
         data: dict[str, Any] = {
