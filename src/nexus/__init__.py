@@ -27,7 +27,8 @@ from nexus.domain.errors import (
 )
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
 from nexus.engine.runtime import Engine, ReplayReport, RunResult
-from nexus.planning.builder import AgentRef, TaskRef, Workflow
+from nexus.app import Workflow
+from nexus.planning.builder import AgentRef, TaskRef
 from nexus.planning.workflow import compile_workflow, load_workflow
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolContext, ToolRegistry, tool

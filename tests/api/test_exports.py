@@ -11,6 +11,7 @@ def test_all_names_exist_and_nothing_else_is_public_by_accident() -> None:
         assert hasattr(nexus, name), name
     public_modules = {
         "agents",
+        "app",
         "cli",
         "config",
         "domain",

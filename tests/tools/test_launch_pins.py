@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nexus.cli import app
-from nexus.cli.wiring import project_tools
+from nexus.app import project_tools
 from nexus.config import load_config
 from nexus.domain.errors import PolicyDenied
 from nexus.tools.base import ToolContext

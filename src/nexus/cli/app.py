@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
 from nexus.cli import commands_audit, commands_query, commands_run, commands_store, commands_tools
 from nexus.cli.output import EXIT_NOT_FOUND, fail
-from nexus.config import CONFIG_ENV
+from nexus.cli.wiring import CliOptions
 
 app = typer.Typer(
     name="nexus",
@@ -43,6 +42,7 @@ app.add_typer(commands_audit.audit_app, name="audit")
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     config: Path | None = typer.Option(
         None,
         "--config",
@@ -51,10 +51,10 @@ def _options(
     ),
 ) -> None:
     """Run multi-agent missions reliably: durable, replayable, auditable."""
-    if config is not None:
-        if not config.is_file():
-            fail(f"--config {config}: no such file", EXIT_NOT_FOUND)
-        os.environ[CONFIG_ENV] = str(config.resolve())
+    if config is not None and not config.is_file():
+        fail(f"--config {config}: no such file", EXIT_NOT_FOUND)
+    # a value the commands read from the context, not an environment variable
+    ctx.obj = CliOptions(config=None if config is None else config.resolve())
 
 
 app.add_typer(commands_tools.tools_app, name="tools")

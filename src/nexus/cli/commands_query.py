@@ -135,6 +135,7 @@ def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def cost(
+    ctx: typer.Context,
     run_id: Annotated[str | None, typer.Argument(help="Run id.", show_default=False)] = None,
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Total spend of a tenant's runs instead.")
@@ -142,19 +143,20 @@ def cost(
     as_json: JsonOpt = False,
 ) -> None:
     """What a run spent: per agent, task, model and call; estimate vs actual; cache savings."""
-    from nexus.cli.wiring import project_config
+    from nexus.cli.wiring import project_of
     from nexus.engine.cost import cost_report, tenant_report
 
     if (run_id is None) == (tenant is None):
         fail("name a run (nexus cost RUN) or a tenant (nexus cost --tenant NAME)", as_json=as_json)
 
     async def go() -> dict[str, Any]:
-        async with open_store() as store:
+        project = project_of(ctx)
+        async with project.open_store() as store:
             if tenant is not None:
                 return tenant_report(tenant, await store.tenant_spend(tenant))
             assert run_id is not None
             _, events = await _fold(store, run_id)
-        return cost_report(events, project_config().pricing())
+        return cost_report(events, project.config.pricing())
 
     report = run_async(go, as_json=as_json)
     if as_json:

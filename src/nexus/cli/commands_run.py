@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from nexus.app import Project, recorded_plan
 from nexus.cli.output import (
     EXIT_FAILED,
     EXIT_PAUSED,
@@ -24,7 +25,7 @@ from nexus.cli.output import (
     run_async,
 )
 from nexus.cli.progress import Progress
-from nexus.cli.wiring import project_config, project_engine, project_tools
+from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError
 from nexus.domain.graph import critical_path, topological_order
@@ -32,7 +33,6 @@ from nexus.domain.plan import Plan, plan_hash
 from nexus.engine.runtime import Engine, RunResult, preflight
 from nexus.engine.worker import TokenDelta
 from nexus.planning.workflow import load_workflow
-from nexus.store.base import Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_default=False)]
@@ -72,14 +72,13 @@ def _secret_texts(pairs: list[str] | None) -> dict[str, str]:
     return texts
 
 
-def _load(file: Path, inputs: dict[str, Any] | None = None) -> Plan:
-    known = project_tools(project_config()).names()
-    return load_workflow(file, inputs=inputs, known_tools=known)
+def _load(project: Project, file: Path, inputs: dict[str, Any] | None = None) -> Plan:
+    return load_workflow(file, inputs=inputs, known_tools=project.tools().names())
 
 
-def _load_with(file: Path, pairs: list[str] | None) -> Plan:
+def _load_with(project: Project, file: Path, pairs: list[str] | None) -> Plan:
     """The plan of ``file`` with ``-i`` inputs; a secret input keeps its text as typed."""
-    compiled = _load(file, _parse_inputs(pairs))
+    compiled = _load(project, file, _parse_inputs(pairs))
     texts = {k: v for k, v in _secret_texts(pairs).items() if k in compiled.secret_inputs}
     return replace(compiled, inputs={**compiled.inputs, **texts}) if texts else compiled
 
@@ -93,10 +92,6 @@ SecretsOpt = Annotated[
         "default: the environment variable the workflow names).",
     ),
 ]
-
-
-#: an engine configured from ``nexus.toml``, the plan's MCP servers connected
-_engine = project_engine
 
 
 def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
@@ -137,11 +132,6 @@ class _Deltas:
         err.out(delta.text, end="", highlight=False)
 
 
-async def _plan_of(store: Store, run_id: str) -> Plan:
-    state, _ = await Engine(store).load_state(run_id)
-    return state.plan
-
-
 def _result_exit(result: RunResult) -> None:
     if result.status == "paused":
         raise typer.Exit(EXIT_PAUSED)
@@ -170,11 +160,11 @@ def _report(result: RunResult, as_json: bool) -> None:
         out.print(f"  inspect with: nexus inspect {result.run_id}")
 
 
-def validate(file: FileArg, as_json: JsonOpt = False) -> None:
+def validate(ctx: typer.Context, file: FileArg, as_json: JsonOpt = False) -> None:
     """Check a workflow file; say what is wrong and where."""
 
     async def go() -> None:
-        plan = _load(file)
+        plan = _load(project_of(ctx), file)
         if as_json:
             emit_json({"valid": True, "name": plan.name, "tasks": len(plan.tasks)})
         else:
@@ -184,6 +174,7 @@ def validate(file: FileArg, as_json: JsonOpt = False) -> None:
 
 
 def plan(
+    ctx: typer.Context,
     file: FileArg,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
     estimate: Annotated[
@@ -194,9 +185,10 @@ def plan(
     """Show the plan: task graph, order, critical path and plan hash."""
 
     async def go() -> None:
-        compiled = _load_with(file, inputs)
+        project = project_of(ctx)
+        compiled = _load_with(project, file, inputs)
         if estimate:
-            _show_estimate(compiled, as_json)
+            _show_estimate(project, compiled, as_json)
             return
         needs = {tid: t.needs for tid, t in compiled.tasks.items()}
         order = topological_order(needs)
@@ -231,8 +223,8 @@ def plan(
     run_async(go, as_json=as_json)
 
 
-def _show_estimate(compiled: Plan, as_json: bool) -> None:
-    config = project_config()
+def _show_estimate(project: Project, compiled: Plan, as_json: bool) -> None:
+    config = project.config
     run_budget = Limits.from_dict(config.run_budget, "budgets.run") if config.run_budget else None
     tenant: dict[Scope, Limits] = {}
     if config.tenant_budget:
@@ -277,6 +269,7 @@ def _show_estimate(compiled: Plan, as_json: bool) -> None:
 
 
 def run(
+    ctx: typer.Context,
     file: FileArg,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
     as_json: JsonOpt = False,
@@ -295,11 +288,12 @@ def run(
     """Run a workflow file to its end, with live progress."""
 
     async def go() -> RunResult:
-        compiled = _load_with(file, inputs)
+        project = project_of(ctx)
+        compiled = _load_with(project, file, inputs)
         base_dir = file.resolve().parent
         async with (
-            open_store() as store,
-            _engine(store, compiled, base_dir=base_dir, record=record) as engine,
+            project.open_store() as store,
+            project.engine(store, plan=compiled, base_dir=base_dir, record=record) as engine,
         ):
             source = str(file.resolve())
             deltas = _Deltas() if stream and not as_json else None
@@ -316,6 +310,7 @@ def run(
 
 
 def resume(
+    ctx: typer.Context,
     run_id: RunArg,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -346,7 +341,11 @@ def resume(
     secrets = _secret_texts(inputs)
 
     async def go() -> RunResult:
-        async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
+        project = project_of(ctx)
+        async with (
+            project.open_store() as store,
+            project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
+        ):
             options: dict[str, Any] = {
                 "budget": raised,
                 "secrets": secrets,
@@ -382,6 +381,7 @@ def cancel(run_id: RunArg, as_json: JsonOpt = False) -> None:
 
 
 def _answer(
+    ctx: typer.Context,
     run_id: str,
     task: str,
     granted: bool,
@@ -394,7 +394,11 @@ def _answer(
     secrets = _secret_texts(inputs)
 
     async def go() -> tuple[str, RunResult | None]:
-        async with open_store() as store, _engine(store, await _plan_of(store, run_id)) as engine:
+        project = project_of(ctx)
+        async with (
+            project.open_store() as store,
+            project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
+        ):
             if as_json:
                 return await engine.answer_approval(
                     run_id, task, granted=granted, by=who, reason=reason, secrets=secrets
@@ -427,6 +431,7 @@ ByOpt = Annotated[str | None, typer.Option("--by", help="Who answers (default: $
 
 
 def approve(
+    ctx: typer.Context,
     run_id: RunArg,
     task: TaskArg,
     by: ByOpt = None,
@@ -435,10 +440,11 @@ def approve(
     inputs: SecretsOpt = None,
 ) -> None:
     """Approve a task that awaits approval; the run goes on."""
-    _answer(run_id, task, True, by, reason, as_json, inputs)
+    _answer(ctx, run_id, task, True, by, reason, as_json, inputs)
 
 
 def reject(
+    ctx: typer.Context,
     run_id: RunArg,
     task: TaskArg,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
@@ -447,10 +453,12 @@ def reject(
     inputs: SecretsOpt = None,
 ) -> None:
     """Reject a task that awaits approval; it fails with policy_denied."""
-    _answer(run_id, task, False, by, reason, as_json, inputs)
+    _answer(ctx, run_id, task, False, by, reason, as_json, inputs)
 
 
-def replay(run_id: RunArg, as_json: JsonOpt = False, inputs: SecretsOpt = None) -> None:
+def replay(
+    ctx: typer.Context, run_id: RunArg, as_json: JsonOpt = False, inputs: SecretsOpt = None
+) -> None:
     """Re-execute a run from its recorded effects and compare the event chains.
 
     A secret input given with -i (or its environment variable) is checked
@@ -459,8 +467,11 @@ def replay(run_id: RunArg, as_json: JsonOpt = False, inputs: SecretsOpt = None) 
     secrets = _secret_texts(inputs)
 
     async def go() -> Any:
-        async with open_store() as store:
-            return await Engine(store).replay(run_id, secrets=secrets)
+        # the providers, residency and tools of nexus.toml, as the run had them;
+        # no MCP server is connected: a replay executes nothing
+        project = project_of(ctx)
+        async with project.open_store() as store, project.engine(store) as engine:
+            return await engine.replay(run_id, secrets=secrets)
 
     report = run_async(go, as_json=as_json)
     if as_json:

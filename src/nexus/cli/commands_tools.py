@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import emit_json, fail, out, run_async
-from nexus.config import Settings, load_config
+from nexus.cli.wiring import project_of
+from nexus.config import NexusConfig, Settings
 from nexus.planning.workflow import load_workflow
 from nexus.tools.builtins import builtin_tools
 from nexus.tools.discovery import Discovery, discover
@@ -57,13 +58,14 @@ def tools(ctx: typer.Context, workflow: WorkflowOpt = None, as_json: JsonOpt = F
         return
 
     async def go() -> Discovery:
-        config = load_config()
+        project = project_of(ctx)
+        config = project.config
         servers = dict(config.mcp_servers)
         if workflow is not None:
             servers.update(load_workflow(workflow).mcp_servers)  # the workflow's win, as in a run
         return await discover(
             builtin_tools(),
-            home=Settings().home,
+            home=project.home,
             wasm_tools=config.wasm_tools,
             mcp_servers=servers,
         )
@@ -145,10 +147,9 @@ def _key(qualified: str) -> str:
     return qualified
 
 
-def _launch_record(key: str) -> dict[str, Any] | None:
+def _launch_record(config: NexusConfig, key: str) -> dict[str, Any] | None:
     """What the configured launch ``key`` would run now, to keep beside its approval."""
     kind, _, name = key.partition(":")
-    config = load_config()
     if kind == "mcp" and name in config.mcp_servers:
         from nexus.tools.mcp import launch_record, parse_mcp_servers
 
@@ -163,6 +164,7 @@ def _launch_record(key: str) -> dict[str, Any] | None:
 
 @tools_app.command("approve")
 def approve(
+    ctx: typer.Context,
     tool: ToolArg,
     pin: Annotated[str, typer.Option("--pin", help="The descriptor pin you reviewed.")],
     as_json: JsonOpt = False,
@@ -178,10 +180,11 @@ def approve(
     key = _key(tool)
 
     async def go() -> dict[str, object]:
-        record = _launch_record(key) if ":" in key else None
+        project = project_of(ctx)
+        record = _launch_record(project.config, key) if ":" in key else None
         if record is not None and launch_pin(record) != pin:
             record = None  # approving another pin than the current one: keep no record
-        return PinStore.at_home(Settings().home).approve_key(key, pin, descriptor=record).to_data()
+        return PinStore.at_home(project.home).approve_key(key, pin, descriptor=record).to_data()
 
     record = run_async(go, as_json=as_json)
     if as_json:

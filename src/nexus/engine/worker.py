@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from nexus.engine.budget import BudgetLedger
     from nexus.engine.tenant_budget import TenantBudget, TenantHold
     from nexus.gateway.usage import PricingTable
+    from nexus.security.trusted import TrustedPaths
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +267,12 @@ class AttemptContext:
         if self._workspace is None:
             self._workspace = Path(a.workspace)
         tool_ctx = ToolContext(
-            a.run_id, a.task, a.attempt, self._workspace, grant=a.started.get("profile")
+            a.run_id,
+            a.task,
+            a.attempt,
+            self._workspace,
+            grant=a.started.get("profile"),
+            trusted=self._worker.trusted if self._worker is not None else None,
         )
         tools = self._worker.tools if self._worker is not None else None
 
@@ -325,8 +331,11 @@ class Worker:
         pricing: PricingTable | None = None,
         tenant: str = "default",
         streaming: bool = False,
+        trusted: TrustedPaths | None = None,
     ) -> None:
         self.tools = tools
+        #: what no tool may write (None: the process's :func:`trusted_paths`)
+        self.trusted = trusted
         self.agents = agents
         self.effects = effects
         self.budget = budget

@@ -15,11 +15,13 @@ Example:
     >>> echo = wf.task("echo", needs=[first], tool="shell",
     ...                args={"cmd": "echo {{ tasks.greet.output }}"})
     >>> result = wf.run_sync(home=tmp)  # doctest: +SKIP
+
+``Workflow`` here is :class:`nexus.Workflow`, which adds ``run``/``run_sync``
+(:mod:`nexus.app`) to :class:`WorkflowBuilder`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +48,11 @@ class AgentRef:
     name: str
 
 
-class Workflow:
+class WorkflowBuilder:
     """A plan under construction.
+
+    :class:`nexus.Workflow` (in :mod:`nexus.app`) adds ``run`` and ``run_sync``:
+    planning builds plans and runs none.
 
     Args:
         name: the workflow's name.
@@ -181,6 +186,14 @@ class Workflow:
         return TaskRef(task_id)
 
     # -- compile and run ------------------------------------------------------
+    def function_tools(self) -> list[FunctionTool]:
+        """The Python function tools this workflow's tasks use."""
+        return list(self._tools.values())
+
+    def function_agents(self) -> list[FunctionAgent]:
+        """The Python function agents this workflow declares."""
+        return list(self._functions.values())
+
     def tools(self) -> ToolRegistry:
         """The built-in tools plus the function tools this workflow uses."""
         registry = builtin_tools()
@@ -188,8 +201,15 @@ class Workflow:
             registry.add(function_tool)
         return registry
 
-    def compile(self, inputs: dict[str, Any] | None = None) -> Plan:
+    def compile(
+        self, inputs: dict[str, Any] | None = None, *, known_tools: Iterable[str] | None = None
+    ) -> Plan:
         """Validate and compile, with the same checks as a workflow file.
+
+        Args:
+            inputs: values for the declared inputs.
+            known_tools: the tool names tasks may use (default: :meth:`tools`;
+                running with a project adds its WASM tools).
 
         Raises:
             WorkflowError: the workflow is invalid (names the task and field).
@@ -198,49 +218,5 @@ class Workflow:
             self._doc,
             file=f"<workflow {self.name}>",
             inputs=inputs,
-            known_tools=self.tools().names(),
+            known_tools=list(known_tools) if known_tools is not None else self.tools().names(),
         )
-
-    async def run(
-        self,
-        *,
-        home: str | Path | None = None,
-        inputs: dict[str, Any] | None = None,
-    ) -> Any:
-        """Run in-process against the SQLite store in ``home`` (default ``$NEXUS_HOME``).
-
-        The run is signed as a CLI run is: with the home's audit key
-        (``home/keys/audit.ed25519``, created on first use), so
-        ``nexus audit verify --require-signed`` holds for it.
-
-        Returns:
-            The :class:`~nexus.engine.runtime.RunResult`.
-
-        Raises:
-            UserError: the home's audit key cannot be created or read.
-        """
-        from nexus.config import Settings
-        from nexus.engine.runtime import Engine
-        from nexus.store.heads import HeadSigner
-        from nexus.store.sqlite import SQLiteStore
-
-        plan = self.compile(inputs)
-        settings = Settings() if home is None else Settings(home=Path(home))
-        store = SQLiteStore.open(
-            settings.db_path,
-            durability=settings.durability,
-            signer=HeadSigner.for_home(settings.home),
-        )
-        try:
-            engine = Engine(
-                store, tools=self.tools(), function_agents=list(self._functions.values())
-            )
-            return await engine.start(plan, source=f"python:{self.name}")
-        finally:
-            await store.close()
-
-    def run_sync(
-        self, *, home: str | Path | None = None, inputs: dict[str, Any] | None = None
-    ) -> Any:
-        """:meth:`run` for code that has no event loop (scripts, notebooks)."""
-        return asyncio.run(self.run(home=home, inputs=inputs))

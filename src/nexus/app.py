@@ -1,0 +1,357 @@
+"""The application layer: one place builds an engine from typed configuration.
+
+Every way of running Nexus goes through here -- the ``nexus`` commands (``run``,
+``resume``, ``approve``/``reject``, ``replay``, ``validate``, ``plan``, ``cost``)
+and the Python API (:meth:`Workflow.run`, :meth:`Workflow.run_sync`) -- so they
+all get the same parts:
+
+* configuration: a :class:`Project` holds the environment's
+  :class:`~nexus.config.Settings` and the project's ``nexus.toml`` as a
+  :class:`~nexus.config.NexusConfig`, read once per command. The file is named
+  by value (``nexus --config FILE``, ``Workflow.run(config=FILE)``), else by
+  ``NEXUS_CONFIG``, else it is ``./nexus.toml`` if there is one;
+* store: the SQLite store in the home, signing what it writes with the home's
+  audit key (:meth:`Project.open_store`);
+* tools: the built-ins plus the ``[wasm_tools]`` declared, each behind its launch
+  pin, built once per project (:meth:`Project.tools`); the MCP servers of
+  ``[mcp_servers]`` plus the plan's own (the plan wins on a name clash),
+  connected while the engine is open;
+* models: ``scripted``, ``replay:<cassette>`` (resolved against the workflow
+  file's folder), and the SDK providers configured by ``[providers]``, held to
+  ``[residency]``; with ``[cache] enabled`` each SDK provider answers from the
+  response cache first; with ``record`` every model exchange is saved to a
+  cassette as it happens;
+* money: the pricing table with ``[pricing]`` over it, the tenant and its
+  ``[budgets.tenant]``, the default ``[budgets.run]``;
+* protection: the home and the configuration file in use are trusted paths no
+  task may write, wherever they are (not only where the environment says);
+* redaction: ``[redaction] pii``.
+
+The layers: this module sits above ``engine``, ``planning``, ``store``,
+``tools``, ``gateway`` and ``config``, and only ``cli`` (and users) sit above it.
+:class:`Workflow` is :class:`~nexus.planning.builder.WorkflowBuilder` (the plan
+under construction, in ``planning``) plus the two methods that run it here.
+
+Example:
+    >>> project = Project.load(home="/tmp/demo/.nexus")  # doctest: +SKIP
+    >>> async with project.open_store() as store:  # doctest: +SKIP
+    ...     async with project.engine(store, plan=plan) as engine:
+    ...         result = await engine.start(plan)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nexus.agents.base import FunctionAgent
+from nexus.config import NexusConfig, Settings, load_config
+from nexus.domain.budget import Limits
+from nexus.domain.errors import UserError
+from nexus.domain.plan import AgentSpec, Plan
+from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.toolset import run_tools
+from nexus.gateway.base import ModelProvider, ProviderRegistry
+from nexus.gateway.scripted import scripted_factory
+from nexus.gateway.settings import SDK_PREFIXES, SDKProviders
+from nexus.planning.builder import WorkflowBuilder
+from nexus.security.trusted import TrustedPaths, trusted_paths
+from nexus.store.base import Store
+from nexus.store.heads import HeadSigner
+from nexus.store.sqlite import SQLiteStore
+from nexus.tools.base import ToolRegistry
+from nexus.tools.builtins import builtin_tools
+
+__all__ = ["Project", "Workflow", "project_tools", "recorded_plan"]
+
+
+class Project:
+    """What one command runs with: the settings and the project's configuration.
+
+    Build one per command (:meth:`load`) and pass it down; it reads nothing
+    after it is built, except the WASM modules it compiles into tools once, on
+    the first call of :meth:`tools`.
+
+    Args:
+        config: the project's configuration (default: all defaults).
+        settings: where state lives (default: read from the environment).
+    """
+
+    __slots__ = ("_tools", "config", "settings")
+
+    def __init__(self, config: NexusConfig | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.config = config if config is not None else NexusConfig()
+        self._tools: ToolRegistry | None = None
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, *, home: str | Path | None = None) -> Project:
+        """Read the settings and ``nexus.toml`` (once).
+
+        Args:
+            config: the configuration file; it must exist (default:
+                ``NEXUS_CONFIG``, else ``./nexus.toml`` if present).
+            home: the state directory (default: ``NEXUS_HOME``, else ``./.nexus``).
+
+        Raises:
+            NotFoundError: ``config`` or ``NEXUS_CONFIG`` names no file.
+            UserError: the file is invalid (the message names it and the key).
+        """
+        settings = Settings() if home is None else Settings(home=Path(home))
+        environ = {**os.environ, "NEXUS_HOME": str(settings.home)}
+        return cls(load_config(config, environ=environ), settings)
+
+    @property
+    def home(self) -> Path:
+        """The state directory."""
+        return self.settings.home
+
+    def trusted(self) -> TrustedPaths:
+        """What no task may write: this project's home and configuration file among them."""
+        config = self.config.path
+        return trusted_paths(home=self.home, config=config)
+
+    def tools(self) -> ToolRegistry:
+        """The built-in tools plus the WASM tools ``nexus.toml`` declares (built once)."""
+        if self._tools is None:
+            self._tools = project_tools(self.config, self.home)
+        return self._tools
+
+    @asynccontextmanager
+    async def open_store(self, *, sign: bool = True) -> AsyncIterator[SQLiteStore]:
+        """The home's SQLite store, closed on exit.
+
+        With ``sign`` (the default) it signs what it writes with the home's
+        audit key, created on first use; commands that only read pass False.
+
+        Raises:
+            UserError: the audit key cannot be created or read.
+        """
+        signer = HeadSigner.for_home(self.home) if sign else None
+        store = SQLiteStore.open(
+            self.settings.db_path, durability=self.settings.durability, signer=signer
+        )
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    @asynccontextmanager
+    async def engine(
+        self,
+        store: Store,
+        *,
+        plan: Plan | None = None,
+        base_dir: Path | None = None,
+        record: Path | None = None,
+        tools: ToolRegistry | None = None,
+        function_agents: Iterable[FunctionAgent] = (),
+    ) -> AsyncIterator[Engine]:
+        """An engine configured from this project, its connections open while inside.
+
+        Args:
+            store: where the event log lives.
+            plan: the plan it will drive; its MCP servers and ``[mcp_servers]``
+                are connected. None (a replay) connects none: a replay executes
+                no tool.
+            base_dir: where ``replay:`` cassette paths are resolved (the
+                workflow file's folder; default: the working directory).
+            record: save every model exchange to this cassette file.
+            tools: the tools tasks may name (default: :meth:`tools`).
+            function_agents: Python agents the plans may name.
+        """
+        registry = tools if tools is not None else self.tools()
+        async with AsyncExitStack() as stack:
+            providers = await _providers(self.config, stack, base_dir or Path.cwd(), record)
+            if plan is not None:
+                servers = dict(self.config.mcp_servers)
+                servers.update(plan.mcp_servers)
+                connected = replace(plan, mcp_servers=servers) if servers else plan
+                registry = await stack.enter_async_context(
+                    run_tools(connected, registry, self.home)
+                )
+            config = self.config
+            yield Engine(
+                store,
+                tools=registry,
+                providers=providers,
+                function_agents=function_agents,
+                pricing=config.pricing(),
+                tenant=config.tenant,
+                tenant_budget=_limits(config.tenant_budget, "budgets.tenant"),
+                run_budget=_limits(config.run_budget, "budgets.run"),
+                residency=_residency(config),
+                pii=config.redaction_pii,
+                trusted=self.trusted(),
+            )
+
+
+def project_tools(config: NexusConfig, home: Path | None = None) -> ToolRegistry:
+    """The built-in tools plus the WASM tools ``config`` declares.
+
+    A declared module runs only while its launch pin is approved
+    (``nexus tools approve wasm:NAME --pin …``): see :mod:`nexus.tools.pins`.
+
+    Raises:
+        UserError: a declared tool takes a built-in tool's name.
+    """
+    registry = builtin_tools()
+    if not config.wasm_tools:
+        return registry
+    from nexus.tools.pins import PinStore
+    from nexus.tools.wasm_config import guard_launch
+
+    pins = PinStore.at_home(home if home is not None else Settings().home)
+    for name, declared in config.wasm_tools.items():
+        if name in registry:
+            raise UserError(
+                f"{config.path}: [wasm_tools.{name}]: the name '{name}' is taken by a "
+                "built-in tool; choose another"
+            )
+        registry.add(guard_launch(declared.build(), pins))
+    return registry
+
+
+async def recorded_plan(store: Store, run_id: str) -> Plan:
+    """The plan a recorded run started with.
+
+    Raises:
+        NotFoundError: no run with this id.
+    """
+    state, _ = await Engine(store).load_state(run_id)
+    return state.plan
+
+
+def _residency(config: NexusConfig) -> Any:
+    from nexus.gateway.routing import Residency
+
+    return Residency.from_dict(config.residency) if config.residency else None
+
+
+async def _providers(
+    config: NexusConfig, stack: AsyncExitStack, base_dir: Path, record: Path | None
+) -> ProviderRegistry:
+    """The model providers: offline ones, the SDK ones of ``[providers]`` (cached,
+    held to ``[residency]``), each recording to ``record`` when given."""
+    from nexus.gateway.cassette import Cassette, RecordingProvider, replay_factory
+
+    sdk = SDKProviders(config.providers, residency=_residency(config))
+    stack.push_async_callback(sdk.aclose)
+    sdk_factory: Callable[[AgentSpec], Any] = sdk
+    if config.cache.enabled:
+        from nexus.gateway.cache import CachingProvider, SQLiteResponseCache
+
+        cache = SQLiteResponseCache(config.cache.path)
+        stack.callback(cache.close)
+        ttl = config.cache.ttl
+        sdk_factory = _wrapped(sdk, lambda p: CachingProvider(p, cache, ttl=ttl))
+    registry = ProviderRegistry(
+        {"scripted": scripted_factory, "replay": replay_factory(base_dir)}
+    )
+    for prefix in SDK_PREFIXES:
+        registry.add(prefix, sdk_factory)
+    if record is None:
+        return registry
+    cassette = Cassette(path=record)
+    recorded = ProviderRegistry()
+    for prefix in registry.prefixes():
+        factory = registry.factory(prefix)
+        if prefix != "replay":
+            factory = _wrapped(factory, lambda p: RecordingProvider(p, cassette, autosave=True))
+        recorded.add(prefix, factory)
+    return recorded
+
+
+def _wrapped(factory: Callable[[AgentSpec], Any], wrap: Callable[[Any], Any]) -> Any:
+    def make(agent: AgentSpec) -> ModelProvider:
+        provider: ModelProvider = wrap(factory(agent))
+        return provider
+
+    return make
+
+
+def _limits(data: Any, key: str) -> Limits | None:
+    return None if not data else Limits.from_dict(data, f"nexus.toml {key}")
+
+
+class Workflow(WorkflowBuilder):
+    """A plan under construction (see :class:`~nexus.planning.builder.WorkflowBuilder`)
+    that runs as the CLI runs it: same ``nexus.toml``, providers, residency and tools.
+
+    Example:
+        >>> wf = Workflow("hello")
+        >>> wf.task("say", tool="shell", args={"cmd": "echo hello"})
+        TaskRef(id='say')
+        >>> wf.run_sync(home=".nexus")  # doctest: +SKIP
+    """
+
+    def project_tools(self, project: Project) -> ToolRegistry:
+        """The project's tools plus the function tools this workflow uses."""
+        base = project.tools()
+        registry = ToolRegistry(base.get(name) for name in base.names())
+        for function_tool in self.function_tools():
+            registry.add(function_tool)
+        return registry
+
+    async def run(
+        self,
+        *,
+        home: str | Path | None = None,
+        inputs: dict[str, Any] | None = None,
+        config: str | Path | None = None,
+        project: Project | None = None,
+    ) -> RunResult:
+        """Run in-process against the SQLite store in ``home`` (default ``$NEXUS_HOME``).
+
+        The engine is built as ``nexus run`` builds it, from the project's
+        ``nexus.toml`` (``config``, else ``$NEXUS_CONFIG``, else
+        ``./nexus.toml``): its providers, residency, cache, pricing, budgets,
+        WASM tools and MCP servers apply. The run is signed with the home's
+        audit key (``home/keys/audit.ed25519``, created on first use), so
+        ``nexus audit verify --require-signed`` holds for it.
+
+        Args:
+            home: the state directory.
+            inputs: values for the workflow's inputs.
+            config: the ``nexus.toml`` to use; it must exist.
+            project: a project already loaded (then ``home`` and ``config``
+                must not be given).
+
+        Returns:
+            The :class:`~nexus.engine.runtime.RunResult`.
+
+        Raises:
+            UserError: the configuration is invalid, the workflow is invalid,
+                or the home's audit key cannot be created or read.
+            NotFoundError: ``config`` names no file.
+        """
+        if project is None:
+            project = Project.load(config, home=home)
+        elif home is not None or config is not None:
+            raise UserError("Workflow.run: give either project, or home and config")
+        tools = self.project_tools(project)
+        plan = self.compile(inputs, known_tools=tools.names())
+        async with (
+            project.open_store() as store,
+            project.engine(
+                store, plan=plan, tools=tools, function_agents=self.function_agents()
+            ) as engine,
+        ):
+            return await engine.start(plan, source=f"python:{self.name}")
+
+    def run_sync(
+        self,
+        *,
+        home: str | Path | None = None,
+        inputs: dict[str, Any] | None = None,
+        config: str | Path | None = None,
+        project: Project | None = None,
+    ) -> RunResult:
+        """:meth:`run` for code that has no event loop (scripts, notebooks)."""
+        return asyncio.run(self.run(home=home, inputs=inputs, config=config, project=project))
+
