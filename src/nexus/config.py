@@ -33,7 +33,6 @@ import dataclasses
 import difflib
 import importlib
 import json
-import math
 import os
 import re
 import tomllib
@@ -56,14 +55,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nexus.domain.budget import unit_duration
+from nexus.domain.budget import parse_seconds
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.settings import SDK_PREFIXES, GatewaySettings
 from nexus.gateway.usage import PricingTable, default_pricing
+from nexus.tools.wasm_spec import WasmToolConfig
 
 if TYPE_CHECKING:
     from nexus.tools.mcp import McpServerSpec
-    from nexus.tools.wasm import WasmRuntime, WasmTool
 
 __all__ = [
     "CONFIG_ENV",
@@ -99,35 +98,6 @@ class Settings(BaseSettings):
 
 
 # -- values --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WasmToolConfig:
-    """One ``[wasm_tools.<name>]`` table: a WASM module and the limits of each call.
-
-    The limit names and defaults are those of :class:`~nexus.tools.wasm.WasmLimits`.
-    ``description=None`` lets a ``.wat`` module's leading ``;;`` comment describe it.
-    """
-
-    name: str
-    module: Path
-    description: str | None = None
-    fuel: int = 10_000_000
-    memory_mb: int = 16
-    wall_seconds: float = 5.0
-    max_output_bytes: int = 65536
-    pure: bool = False
-    input_schema: Mapping[str, Any] | None = None
-
-    def build(self, runtime: WasmRuntime | None = None) -> WasmTool:
-        """The tool, ready to register (the module is read now, compiled on first use).
-
-        Raises:
-            NotFoundError: the module file is gone since the config was loaded.
-        """
-        from nexus.tools.wasm_config import build_wasm_tool
-
-        return build_wasm_tool(self, runtime=runtime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,35 +230,6 @@ def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 # -- field types -----------------------------------------------------------------------------
-
-
-def parse_seconds(value: object) -> float:
-    """Seconds from a number or a duration string (``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``).
-
-    Example:
-        >>> parse_seconds("1h30m"), parse_seconds(45)
-        (5400.0, 45.0)
-
-    Raises:
-        ValueError: not a positive, finite duration.
-    """
-    seconds: float
-    if isinstance(value, bool):
-        raise ValueError("must be a number of seconds or a duration like '10m'")
-    if isinstance(value, int | float | Decimal):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an integer past float's range
-            seconds = math.inf
-    elif isinstance(value, str) and (with_unit := unit_duration(value)) is not None:
-        seconds = with_unit
-    else:
-        raise ValueError(
-            "must be a number of seconds or a duration like '90s', '10m', '1h30m', '2d'"
-        )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
 
 
 def _usd(value: object) -> str:

@@ -23,6 +23,7 @@ The ledger that reserves and settles spend at run time is
 from __future__ import annotations
 
 import decimal
+import math
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ __all__ = [
     "fraction",
     "money_text",
     "parse_duration",
+    "parse_seconds",
     "run_scopes",
     "unit_duration",
     "wall_exceeded_error",
@@ -211,6 +213,35 @@ def parse_duration(text: str) -> float:
         return float(compact)
     except ValueError:
         raise ValueError(f"not a duration: {text!r}") from None
+
+
+def parse_seconds(value: object) -> float:
+    """Seconds from a number or a duration string (``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``).
+
+    Example:
+        >>> parse_seconds("1h30m"), parse_seconds(45)
+        (5400.0, 45.0)
+
+    Raises:
+        ValueError: not a positive, finite duration.
+    """
+    seconds: float
+    if isinstance(value, bool):
+        raise ValueError("must be a number of seconds or a duration like '10m'")
+    if isinstance(value, int | float | Decimal):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer past float's range
+            seconds = math.inf
+    elif isinstance(value, str) and (with_unit := unit_duration(value)) is not None:
+        seconds = with_unit
+    else:
+        raise ValueError(
+            "must be a number of seconds or a duration like '90s', '10m', '1h30m', '2d'"
+        )
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
 
 
 def _usd(value: object, where: str) -> Decimal:

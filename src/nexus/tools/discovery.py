@@ -29,9 +29,9 @@ from nexus.tools.base import ToolRegistry
 from nexus.tools.catalog import describe
 
 if TYPE_CHECKING:
-    from nexus.config import WasmToolConfig
     from nexus.tools.mcp import McpTool
     from nexus.tools.pins import PinStore
+    from nexus.tools.wasm_spec import WasmToolConfig
 
 __all__ = ["PIN_STATUS", "Discovery", "discover"]
 

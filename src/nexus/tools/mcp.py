@@ -1382,7 +1382,7 @@ class McpServers:
     Example:
         >>> async def main() -> None:  # doctest: +SKIP
         ...     specs = parse_mcp_servers({"time": {"command": "mcp-server-time"}})
-        ...     async with McpServers(specs, PinStore.at_home()) as servers:
+        ...     async with McpServers(specs, PinStore.at_home(Path(".nexus"))) as servers:
         ...         servers.register(registry)
     """
 

@@ -53,7 +53,6 @@ from typing import Any, Literal
 
 from mcp import types
 
-from nexus.config import Settings
 from nexus.domain.canonical import digest
 from nexus.domain.errors import PolicyDenied, UserError
 
@@ -203,7 +202,7 @@ class PinStore:
     """Approved pins, persisted as JSON.
 
     Args:
-        path: the pin file; :meth:`at_home` picks ``$NEXUS_HOME/mcp-pins.json``.
+        path: the pin file; :meth:`at_home` picks ``<home>/mcp-pins.json``.
 
     Raises:
         UserError: (on first read) the file exists but is not a pin file.
@@ -215,9 +214,13 @@ class PinStore:
         self._stamp: tuple[int, int, int] | None = None
 
     @classmethod
-    def at_home(cls, home: Path | None = None) -> PinStore:
-        """The store in ``home`` (default: ``$NEXUS_HOME``, see :class:`nexus.config.Settings`)."""
-        return cls((home if home is not None else Settings().home) / PINS_FILE)
+    def at_home(cls, home: Path) -> PinStore:
+        """The store in ``home``, the state directory (``NEXUS_HOME``) its caller was given.
+
+        The tools never read the environment's settings themselves: the CLI or
+        the engine that owns the state directory hands it over.
+        """
+        return cls(home / PINS_FILE)
 
     # -- reading -------------------------------------------------------------------
 
@@ -410,9 +413,9 @@ def approve(
     pin: str,
     *,
     descriptor: Mapping[str, Any] | None = None,
-    home: Path | None = None,
+    home: Path,
 ) -> Approval:
-    """Approve ``pin`` for ``<server>.<tool>`` in ``$NEXUS_HOME`` (``nexus tools approve``).
+    """Approve ``pin`` for ``<server>.<tool>`` in the state directory ``home`` (``nexus tools approve``).
 
     A live :class:`~nexus.tools.mcp.McpConnection` in another process picks the
     approval up on its next call or listing of that tool.
@@ -420,7 +423,7 @@ def approve(
     return PinStore.at_home(home).approve(server, tool, pin, descriptor=descriptor)
 
 
-def status(*, home: Path | None = None) -> list[dict[str, Any]]:
+def status(*, home: Path) -> list[dict[str, Any]]:
     """Every recorded approval as plain JSON (``tool``, ``pin``, ``approved_at``).
 
     This is what is on disk; the live state of a tool (approved, changed,

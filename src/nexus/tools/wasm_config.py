@@ -1,7 +1,7 @@
 """Declared WASM tools: ``wasm_tools`` tables turned into registered :class:`WasmTool` s.
 
 A project declares WASM tools in ``nexus.toml`` (``[wasm_tools.<name>]``, read
-by :func:`nexus.config.load_config` into :class:`~nexus.config.WasmToolConfig`
+by :func:`nexus.config.load_config` into :class:`~nexus.tools.wasm_spec.WasmToolConfig`
 values) or in any other mapping of the same shape -- a workflow's
 ``wasm_tools:``, an API body -- read by :func:`parse_wasm_tools` into the same
 values::
@@ -40,12 +40,13 @@ from pydantic import (
     ValidationError,
 )
 
-from nexus.config import WasmToolConfig, parse_seconds
+from nexus.domain.budget import parse_seconds
 from nexus.domain.errors import UserError
 from nexus.tools.base import ToolRegistry
 from nexus.tools.catalog import source_of
 from nexus.tools.pins import PinStore
-from nexus.tools.wasm import WasmRuntime, WasmTool, load_wasm_tool
+from nexus.tools.wasm import WasmRuntime, WasmTool
+from nexus.tools.wasm_spec import WasmToolConfig
 
 __all__ = [
     "build_wasm_tool",
@@ -81,7 +82,7 @@ class _Declaration(BaseModel):
 def parse_wasm_tools(
     data: object, *, base_dir: Path, where: str = "wasm_tools"
 ) -> dict[str, WasmToolConfig]:
-    """Validate a ``wasm_tools`` table into :class:`~nexus.config.WasmToolConfig` values.
+    """Validate a ``wasm_tools`` table into :class:`~nexus.tools.wasm_spec.WasmToolConfig` values.
 
     Args:
         data: ``{name: {module, description?, fuel?, memory_mb?, wall_seconds?,
@@ -146,18 +147,7 @@ def build_wasm_tool(config: WasmToolConfig, *, runtime: WasmRuntime | None = Non
         NotFoundError: the module file is gone.
         UserError: ``input_schema`` is not a valid JSON schema.
     """
-    return load_wasm_tool(
-        config.module,
-        fuel=config.fuel,
-        memory_mb=config.memory_mb,
-        wall_seconds=config.wall_seconds,
-        max_output_bytes=config.max_output_bytes,
-        name=config.name,
-        description=config.description,
-        pure=config.pure,
-        runtime=runtime,
-        input_schema=config.input_schema,
-    )
+    return config.build(runtime=runtime)
 
 
 def wasm_record(tool: WasmTool) -> dict[str, Any]:
