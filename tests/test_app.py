@@ -210,3 +210,34 @@ def test_a_missing_config_value_is_a_clear_error(tmp_path: Path) -> None:
     out = _cli(tmp_path / "home", "--config", str(tmp_path / "absent.toml"), "runs")
     assert out.exit_code == 4
     assert f"--config {tmp_path / 'absent.toml'}: no such file" in out.output
+
+
+# -- the project's own files are off limits to tasks ---------------------------------------
+
+
+@pytest.mark.parametrize("target", ["project.toml", "state/nexus.db"])
+def test_a_task_cannot_write_the_config_or_home_named_by_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """The config and home given as values (not in the environment) are protected too."""
+    work = tmp_path / "work"
+    work.mkdir()
+    conf = work / "project.toml"
+    conf.write_text('tenant = "guarded"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEXUS_CONFIG", raising=False)
+    monkeypatch.delenv("NEXUS_HOME", raising=False)
+    wf = Workflow("attack", workspace=work)
+    wf.task("overwrite", tool="file.write", args={"path": target, "text": "pwned"})
+
+    result = wf.run_sync(home=work / "state", config=conf)
+
+    assert result.status == "failed"
+    assert conf.read_text(encoding="utf-8") == 'tenant = "guarded"\n'
+    assert (work / "state" / "nexus.db").read_bytes()[:6] == b"SQLite"
+    import asyncio
+
+    events = asyncio.run(_events(work / "state", result.run_id))
+    error = RunState.fold(events).tasks["overwrite"].error
+    assert error is not None
+    assert error["kind"] == "policy_denied", error
