@@ -16,13 +16,12 @@ written their marker file -- and counts:
   sandboxed call; ``--reap-with-call`` runs a trivial sandboxed call in a new
   process instead (slower, ~1.5 s a trial).
 
-Usage: ``python bench/kill9_leaks.py [--trials N] [--tasks N] [--reap-with-call]``;
-exits 1 on any leak.
+Usage: ``python bench/kill9_leaks.py [--quick] [--trials N] [--tasks N] [--reap-with-call]
+[--json PATH]``; ``--quick`` runs 2 trials; exits 1 on any leak.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -33,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common
 from nexus.tools._confine import reap_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,15 +145,17 @@ def trial(n: int, tasks: int, reap_with_call: bool) -> tuple[int, int, int, int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--trials", type=int, default=10)
+    parser = _common.parser(__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=None, help="kills (default 10, quick 2)")
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--reap-with-call", action="store_true")
     args = parser.parse_args()
+    trials = args.trials if args.trials is not None else (2 if args.quick else 10)
     totals = [0, 0, 0]
     ups = 0
     began = time.monotonic()
-    for n in range(args.trials):
+    started = time.perf_counter()
+    for n in range(trials):
         *leaks, up = trial(n, args.tasks, args.reap_with_call)
         ups += up
         for i, v in enumerate(leaks):
@@ -161,10 +163,16 @@ def main() -> None:
         if any(leaks):
             print(f"trial {n}: leaked processes={leaks[0]} cgroups={leaks[1]} temp dirs={leaks[2]}")
     print(
-        f"{args.trials} kill -9 trials ({args.tasks} sandboxed tasks each, {ups} sandboxes "
+        f"{trials} kill -9 trials ({args.tasks} sandboxed tasks each, {ups} sandboxes "
         f"up at the kills, uid {os.geteuid()}): leaked processes={totals[0]}, "
         f"cgroups={totals[1]}, temp dirs={totals[2]} ({time.monotonic() - began:.0f} s)"
     )
+    metrics = [
+        _common.Metric(f"leaked {what}", "count", [float(total)], False, floor=1)
+        for what, total in zip(("processes", "cgroups", "temp dirs"), totals, strict=True)
+    ]
+    info = {"trials": trials, "tasks": args.tasks, "sandboxes up": ups, "uid": os.geteuid()}
+    _common.report("kill9_leaks", metrics, args, started, info)
     sys.exit(1 if any(totals) else 0)
 
 

@@ -23,7 +23,25 @@ from typing import Any
 from _common import machine, print_table
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ("throughput", "dispatch_latency", "audit_verify", "plan_compile", "replay_fold")
+#: every script in bench/ (but the helpers and this one), in the order of docs/benchmarks.md,
+#: which lists each of them: tests/test_bench_docs.py checks all three agree
+BENCHMARKS = (
+    "throughput",
+    "dispatch_latency",
+    "audit_verify",
+    "plan_compile",
+    "replay_fold",
+    "agents_concurrency",
+    "gateway_overhead",
+    "cost_savings",
+    "tenant_budget",
+    "redaction_canonical",
+    "mcp_overhead",
+    "wasm_startup",
+    "sandbox_overhead",
+    "kill9_leaks",
+    "backup_restore",
+)
 TIMEOUT_S = 600
 
 
