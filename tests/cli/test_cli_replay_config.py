@@ -7,7 +7,6 @@ once: no provider is missing, nothing waits for a connection.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,16 +51,15 @@ def test_replay_of_a_run_on_an_endpoint_defined_only_in_nexus_toml(
     run_id = ran.json()["run_id"]
     assert len(model_server.requests) == 2
 
-    started = time.monotonic()
+    # before: no provider for the endpoint, and "timed out waiting for the replayed
+    # workers" after 30 s; identical means no worker waited for anything
     replayed = nexus(home, "replay", run_id, "--json")
-    elapsed = time.monotonic() - started
 
     assert replayed.code == 0, replayed.text
     report = replayed.json()
     assert report["identical"] is True, report["first_divergence"]
     assert report["effects_served"] == 2
     assert len(model_server.requests) == 2, "a replay asks the model nothing"
-    assert elapsed < 20, f"replay took {elapsed:.1f} s"
 
     plain = nexus(home, "replay", run_id)
     assert plain.code == 0, plain.text
