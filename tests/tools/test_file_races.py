@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import NexusError, PolicyDenied
+from nexus.security import paths as _paths
 from nexus.security.trusted import TrustedPaths, trusted_paths
-from nexus.tools import _paths
 from nexus.tools.base import ToolContext
 from nexus.tools.files import FileList, FileRead, FileWrite
 from nexus.tools.profile import ExecProfile

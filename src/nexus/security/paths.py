@@ -24,6 +24,10 @@ the *text* of a path, never to what a symlink points at, and no symlink is
 ever followed, so a component list can only name something beneath the root.
 Symbolic links are refused wherever they are met -- the last component
 included -- and :func:`describe` says which component was one.
+
+It lives in ``security`` because the file tools and the workspace checks both
+need it, and the tools sit above ``security`` (the workspace checks must not
+import the tools).
 """
 
 from __future__ import annotations

@@ -82,9 +82,7 @@ def trusted_paths(
     base = Path.cwd() if cwd is None else Path(cwd)
     state = Path(home) if home is not None else Path(env.get("NEXUS_HOME") or ".nexus")
     conf = Path(config) if config is not None else Path(env.get("NEXUS_CONFIG") or "nexus.toml")
-    import nexus
-
-    code = Path(nexus.__file__).parent
+    code = Path(__file__).parent.parent  # the nexus package (not imported: security is below it)
     candidates = [
         base / state.expanduser(),
         base / conf.expanduser(),

@@ -31,6 +31,7 @@ import posixpath
 from collections.abc import Sequence
 
 from nexus.domain.errors import UserError
+from nexus.security import paths as _paths
 from nexus.security.trusted import trusted_paths
 
 __all__ = ["SYSTEM_TREES", "bind_workspace", "home_directories", "workspace_problem"]
@@ -120,8 +121,6 @@ def bind_workspace(path: str, *, create: bool) -> str:
         raise UserError(f"the workspace {path!r} must be an absolute path")
     normal = "/" + posixpath.normpath(path).lstrip("/")
     if create and not os.path.lexists(normal):
-        from nexus.tools import _paths  # the engine has the tools loaded; planning needs none
-
         parts = _paths.split_beneath(normal.lstrip("/")) or ()
         top = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

@@ -5,7 +5,7 @@ inside a granted root). Reading is allowed under the workspace and the
 profile's ``read_paths``; writing only under its ``write_paths`` (the
 workspace by default).
 
-How a path is resolved, race-free (see :mod:`nexus.tools._paths`):
+How a path is resolved, race-free (see :mod:`nexus.security.paths`):
 
 1. ``.`` and ``..`` are applied to the path's *text*, and the result must lie
    in a granted root (``../x`` from the workspace is allowed only when a
@@ -51,8 +51,8 @@ from typing import Any, TypeVar
 
 from nexus.domain.errors import NexusError, PolicyDenied, UserError
 from nexus.metrics import count_denial
+from nexus.security import paths as _paths
 from nexus.security.trusted import TRUSTED_NAMES, TrustedPaths, trusted_paths
-from nexus.tools import _paths
 from nexus.tools.base import ToolContext
 from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
 
