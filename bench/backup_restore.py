@@ -35,10 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from ulid import ULID
+
 from _common import ROOT, Metric, parser, report
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
-from nexus.domain.ids import new_run_id
 from nexus.store.base import RunRecord
 from nexus.store.heads import HeadSigner
 from nexus.store.sqlite import SQLiteStore
@@ -67,7 +68,7 @@ async def build(home: Path, size_bytes: int) -> tuple[int, int]:
     written = 0
     try:
         while written < size_bytes:
-            run_id = new_run_id()
+            run_id = str(ULID())
             at = format_time_at(clock)
             first = seal(
                 run_id, 1, Draft(EventType.RUN_STARTED, at, {"plan": "bench"}), GENESIS_HASH

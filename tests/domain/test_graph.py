@@ -14,7 +14,6 @@ from nexus.domain.graph import (
     dependents_of,
     find_cycle,
     longest_path_to_sink,
-    ready_set,
     topological_order,
 )
 
@@ -170,13 +169,9 @@ def test_critical_path_with_weights() -> None:
 # -- helpers -------------------------------------------------------------------
 
 
-def test_dependents_and_ready_set() -> None:
+def test_dependents() -> None:
     needs = {"a": (), "b": ("a",), "c": ("a", "b"), "d": ()}
     assert dependents_of(needs) == {"a": ["b", "c"], "b": ["c"], "c": [], "d": []}
-    assert ready_set(needs, set()) == ["a", "d"]
-    assert ready_set(needs, {"a"}) == ["b", "d"]
-    assert ready_set(needs, {"a", "b", "d"}) == ["c"]
-    assert ready_set(needs, set(needs)) == []
 
 
 def test_ten_thousand_node_chain_has_no_recursion_error() -> None:

@@ -1,4 +1,4 @@
-"""Usage accounting: exact costs from the pricing table, a ledger, streamed = unstreamed."""
+"""Usage accounting: exact costs from the pricing table, exact sums, streamed = unstreamed."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from fakeserver import (
     user,
 )
 
+from nexus.domain.budget import exactly
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.anthropic_provider import AnthropicProvider
 from nexus.gateway.base import ChatMessage, ModelRequest, ToolCall, Usage
@@ -34,7 +35,6 @@ from nexus.gateway.openai_compat import OpenAICompatProvider
 from nexus.gateway.usage import (
     ModelPrice,
     PricingTable,
-    UsageLedger,
     cost_of,
     default_pricing,
     estimate_usage,
@@ -142,10 +142,9 @@ def test_a_thousand_random_calls_add_up_exactly() -> None:
     rng = random.Random(20260101)
     prices = json.loads(resources.files("nexus.gateway").joinpath("pricing.json").read_text())
     models = [m for m in prices["models"] if not m.endswith("*")]
-    ledger = UsageLedger()
+    total = Decimal(0)
     expected = Fraction(0)
-    per_task: dict[str, Fraction] = {}
-    for i in range(1000):
+    for _ in range(1000):
         model = rng.choice(models)
         prompt = rng.randint(0, 200_000)
         cached = rng.randint(0, prompt)
@@ -157,27 +156,19 @@ def test_a_thousand_random_calls_add_up_exactly() -> None:
             cache_write_tokens=written,
             reasoning_tokens=0,
         )
-        task = f"t{i % 7}"
-        ledger.add(model, usage, task=task, run="r1")
-        cost = _exact(usage, prices["models"][model])
-        expected += cost
-        per_task[task] = per_task.get(task, Fraction(0)) + cost
-    total = ledger.total_cost()
-    assert isinstance(total, Decimal)
+        cost = cost_of(usage, model)
+        assert isinstance(cost, Decimal)
+        assert Fraction(cost) == _exact(usage, prices["models"][model]), model
+        with exactly():  # the sum traps any rounding, as a run's spend does
+            total += cost
+        expected += Fraction(cost)
     assert Fraction(total) == expected
-    assert {k: Fraction(v) for k, v in ledger.by("task").items()} == per_task
-    assert ledger.by("run") == {"r1": total}
-    assert ledger.unpriced() == []
-    assert ledger.total_usage().prompt_tokens == sum(r.usage.prompt_tokens for r in ledger.records)
 
 
-def test_unpriced_calls_are_kept_apart() -> None:
-    ledger = UsageLedger()
-    ledger.add("openai_compatible:lab/x", Usage(10, 10))
-    record = ledger.add("openai:gpt-4.1", Usage(1_000_000, 0))
-    assert [r.model for r in ledger.unpriced()] == ["openai_compatible:lab/x"]
-    assert ledger.total_cost() == Decimal(2)
-    assert record.to_dict()["cost"] == str(record.cost)
+def test_an_unpriced_model_is_not_found_and_a_priced_one_costs_exactly() -> None:
+    with pytest.raises(NotFoundError):
+        cost_of(Usage(10, 10), "openai_compatible:lab/x")
+    assert cost_of(Usage(1_000_000, 0), "openai:gpt-4.1") == Decimal(2)
 
 
 # -- streamed vs unstreamed -------------------------------------------------------------------

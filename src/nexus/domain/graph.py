@@ -116,10 +116,3 @@ def critical_path(
         path.append(end)
         end = prev[end]
     return path[::-1]
-
-
-def ready_set(needs: Mapping[str, Sequence[str]], done: set[str]) -> list[str]:
-    """Nodes not done whose dependencies are all done, sorted by name."""
-    return sorted(
-        node for node, deps in needs.items() if node not in done and all(d in done for d in deps)
-    )

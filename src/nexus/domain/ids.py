@@ -1,13 +1,10 @@
-"""Identifiers. Run ids are ULIDs: sortable by creation time, unique without coordination."""
+"""Identifiers derived from a run's log.
+
+Run ids are ULIDs (sortable by creation time, unique without coordination),
+drawn at the edge by the engine and recorded in ``run.started``.
+"""
 
 from __future__ import annotations
-
-from ulid import ULID
-
-
-def new_run_id() -> str:
-    """A fresh ULID for a run (read at the edge, then recorded in ``run.started``)."""
-    return str(ULID())
 
 
 def effect_key(run_id: str, task: str, attempt: int, call: int) -> str:

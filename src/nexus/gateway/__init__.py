@@ -80,20 +80,18 @@ from nexus.gateway.routing import (
     default_catalog,
 )
 from nexus.gateway.scripted import ScriptedProvider, scripted_factory
+from nexus.gateway.sdk import SDKProviders
 from nexus.gateway.settings import (
     SDK_PREFIXES,
     Endpoint,
     GatewaySettings,
     ProviderSettings,
     ResilienceSettings,
-    SDKProviders,
     Secret,
 )
 from nexus.gateway.usage import (
     ModelPrice,
     PricingTable,
-    UsageLedger,
-    UsageRecord,
     cost_of,
     default_pricing,
 )
@@ -201,8 +199,6 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
-    "UsageLedger",
-    "UsageRecord",
     "choose_models",
     "cost_of",
     "default_catalog",

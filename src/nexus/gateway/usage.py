@@ -35,15 +35,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nexus.domain.budget import exact_context, exactly
+from nexus.domain.budget import exact_context
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.base import ModelRequest, ToolCall, Usage
 
 __all__ = [
     "ModelPrice",
     "PricingTable",
-    "UsageLedger",
-    "UsageRecord",
     "cost_of",
     "default_pricing",
     "estimate_tokens",
@@ -259,78 +257,3 @@ def estimate_usage(request: ModelRequest, text: str, tool_calls: Iterable[ToolCa
         estimate_tokens(c.name) + estimate_tokens(c.arguments) for c in tool_calls
     )
     return Usage(prompt_tokens=prompt, completion_tokens=completion, estimated=True)
-
-
-# -- ledger -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """One priced call. ``cost`` is None when the model has no price."""
-
-    model: str
-    usage: Usage
-    cost: Decimal | None
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "usage": self.usage.to_dict(),
-            "cost": None if self.cost is None else str(self.cost),
-            "labels": dict(self.labels),
-        }
-
-
-class UsageLedger:
-    """Usage and cost of many calls, summed exactly and grouped by label.
-
-    Labels say what a call belongs to (``run``, ``task``, ``agent``, ``tenant``);
-    :meth:`by` aggregates on any of them.
-
-    Example:
-        >>> ledger = UsageLedger()
-        >>> _ = ledger.add("openai:gpt-4.1-mini", Usage(1000, 100), task="draft")
-        >>> ledger.total_cost()
-        Decimal('0.00056000')
-    """
-
-    def __init__(self, table: PricingTable | None = None) -> None:
-        self.table = table or default_pricing()
-        self.records: list[UsageRecord] = []
-
-    def add(self, model: str, usage: Usage, **labels: str) -> UsageRecord:
-        """Record one call; an unpriced model is recorded with ``cost=None``."""
-        try:
-            cost: Decimal | None = cost_of(usage, model, self.table)
-        except NotFoundError:
-            cost = None
-        record = UsageRecord(model=model, usage=usage, cost=cost, labels=labels)
-        self.records.append(record)
-        return record
-
-    def total_cost(self) -> Decimal:
-        """The exact sum of every priced call."""
-        with exactly():
-            return sum((r.cost for r in self.records if r.cost is not None), Decimal(0))
-
-    def total_usage(self) -> Usage:
-        total = Usage()
-        for record in self.records:
-            total = total + record.usage
-        return total
-
-    def unpriced(self) -> list[UsageRecord]:
-        """Calls whose model the table has no price for."""
-        return [r for r in self.records if r.cost is None]
-
-    def by(self, label: str) -> dict[str, Decimal]:
-        """Cost per value of ``label`` (calls without the label are grouped under ``""``)."""
-        groups: dict[str, Decimal] = {}
-        with exactly():
-            for record in self.records:
-                if record.cost is None:
-                    continue
-                key = record.labels.get(label, "")
-                groups[key] = groups.get(key, Decimal(0)) + record.cost
-        return groups
