@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.errors import IntegrityError, NexusError
 from nexus.domain.events import Draft, Event, EventType, seal
+from nexus.domain.payloads import PAYLOADS
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
 from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.runtime import Engine
@@ -38,6 +40,39 @@ def started_event(plan: Plan, run_id: str = "RUN") -> Event:
     return seal(run_id, 1, Draft(E.RUN_STARTED, AT, data), GENESIS_HASH)
 
 
+#: what a hand-written event leaves out of a field its payload model requires
+_FILLERS: dict[str, Any] = {
+    "attempt": 1,
+    "attempts": 1,
+    "reason": "test",
+    "delay_ms": 0,
+    "not_before": AT,
+    "error": {"kind": "transient", "message": "boom", "retryable": True},
+    "key": "RUN/a/1/0",
+    "kind": "clock",
+    "task": "a",
+    "request": {},
+    "response": None,
+    "result_hash": None,
+    "started": AT,
+    "ended": AT,
+    "by": None,
+    "status": "x",
+    "tasks": {},
+    "interrupted": [],
+    "pid": 1,
+}
+
+
+def complete(type_: EventType, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every field its payload model requires (the fold reads them strictly)."""
+    out = dict(data)
+    for f in fields(PAYLOADS[type_]):  # type: ignore[arg-type]
+        if f.name not in out and f.default is MISSING:
+            out[f.name] = _FILLERS[f.name]
+    return out
+
+
 class Log:
     """Builds a valid chain of events by hand."""
 
@@ -46,7 +81,8 @@ class Log:
 
     def next(self, type_: EventType, **data: Any) -> Event:
         last = self.events[-1]
-        return seal(last.run_id, last.seq + 1, Draft(type_, AT, data), last.hash)
+        draft = Draft(type_, AT, complete(type_, data))
+        return seal(last.run_id, last.seq + 1, draft, last.hash)
 
     def add(self, type_: EventType, **data: Any) -> Event:
         event = self.next(type_, **data)
@@ -179,9 +215,10 @@ def test_seq_gap_and_repeated_seq_are_rejected() -> None:
     log = Log(two_task_plan())
     log.add(E.RUN_RESUMED)
     last = log.events[-1]
-    gap = seal("RUN", last.seq + 2, Draft(E.RUN_RESUMED, AT, {}), last.hash)
+    resumed = complete(E.RUN_RESUMED, {})
+    gap = seal("RUN", last.seq + 2, Draft(E.RUN_RESUMED, AT, resumed), last.hash)
     _rejects(log.events, gap, "expected seq 3, got 4")
-    repeat = seal("RUN", last.seq, Draft(E.RUN_RESUMED, AT, {}), last.hash)
+    repeat = seal("RUN", last.seq, Draft(E.RUN_RESUMED, AT, resumed), last.hash)
     _rejects(log.events, repeat, "expected seq 3, got 2")
 
 

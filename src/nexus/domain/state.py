@@ -34,6 +34,28 @@ from nexus.domain.budget import Limits, Scope, Spend
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Event, EventType
 from nexus.domain.graph import longest_path_to_sink, topological_order
+from nexus.domain.payloads import (
+    ABSENT,
+    ApprovalAnswered,
+    ApprovalEscalated,
+    ApprovalRequested,
+    ApprovalTimedOut,
+    AttemptFinished,
+    AttemptInterrupted,
+    AttemptStarted,
+    BudgetCrossed,
+    BudgetRaised,
+    EffectRecord,
+    InterruptsReset,
+    RetryScheduled,
+    RunStarted,
+    TaskEndedUnrun,
+    TaskExpanded,
+    TaskFailed,
+    TaskPaused,
+    TaskSucceeded,
+    TimerFired,
+)
 from nexus.domain.plan import Plan, TaskSpec
 
 
@@ -237,16 +259,17 @@ class RunState:
         """
         if event.type is not EventType.RUN_STARTED or event.seq != 1:
             raise IntegrityError(f"run {event.run_id}: first event must be run.started")
-        plan = Plan.from_dict(event.data["plan"]) if plan is None else plan
+        started = RunStarted.from_event(event)
+        plan = Plan.from_dict(started.plan) if plan is None else plan
         state = cls(
             run_id=event.run_id,
             plan=plan,
-            inputs=event.data["inputs"],
+            inputs=started.inputs,
             started_at=event.at,
-            workspace=event.data["workspace"],
-            tenant=event.data.get("tenant", "default"),
-            residency=event.data.get("residency"),
-            pricing=event.data.get("pricing"),
+            workspace=started.workspace,
+            tenant=started.tenant if started.tenant is not None else "default",
+            residency=started.residency,
+            pricing=started.pricing,
         )
         needs = {tid: spec.needs for tid, spec in plan.tasks.items()}
         order = topological_order(needs)
@@ -449,13 +472,14 @@ class OutputsView(Mapping[str, dict[str, Any]]):
 
 
 def _approval_requested(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
+    request = ApprovalRequested.of(event.data)
+    task = state.task(request.task)
     state._move(task, TaskStatus.AWAITING_APPROVAL, event.at)
-    task.approval_deadline = event.data.get("deadline")
+    task.approval_deadline = request.deadline
 
 
 def _approval_granted(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
+    task = state.task(ApprovalAnswered.of(event.data).task)
     state._move(task, TaskStatus.PENDING, event.at)
     task.approved = True
     task.approval_deadline = None
@@ -464,33 +488,34 @@ def _approval_granted(state: RunState, event: Event) -> None:
 
 def _approval_answer(state: RunState, event: Event) -> None:
     """Rejected or timed out: the decider fails (or escalates) the task."""
-    task = state.task(event.data["task"])
+    model = ApprovalTimedOut if event.type is EventType.APPROVAL_TIMED_OUT else ApprovalAnswered
+    task = state.task(model.of(event.data).task)
     if task.status is not TaskStatus.AWAITING_APPROVAL:
         raise IntegrityError(f"run {state.run_id}: task '{task.id}' is not awaiting approval")
 
 
 def _approval_escalated(state: RunState, event: Event) -> None:
-    state.task(event.data["task"]).approval_deadline = None
+    state.task(ApprovalEscalated.of(event.data).task).approval_deadline = None
 
 
 def _effect(state: RunState, event: Event) -> None:
     state.effects += 1
-    data = event.data
-    kind = data.get("kind")
+    record = EffectRecord.of(event.data)
+    kind = record.kind
     if kind != "model" and kind != "tool":
         return
-    task = state.tasks.get(data["task"])
-    ids = ["run:", f"task:{data['task']}"]
+    task = state.tasks.get(record.task)
+    ids = ["run:", f"task:{record.task}"]
     if task is not None and task.agent is not None:
         ids.append(f"agent:{task.agent}")
     if kind == "tool":
-        error = data.get("error")
+        error = record.error
         if error is not None and error.get("kind") == "budget_exceeded":
             return  # refused before it ran: not a call
         for sid in ids:
             state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1
         return
-    spend = data.get("spend")
+    spend = record.spend
     if spend:
         amount = Spend.from_dict(spend)
         for sid in ids:
@@ -507,8 +532,9 @@ def _resumed(state: RunState, event: Event) -> None:
 
 
 def _budget_raised(state: RunState, event: Event) -> None:
-    scope = Scope(event.data["scope"]["kind"], event.data["scope"]["key"])
-    limits = Limits.from_dict(event.data["limits"], scope.label)
+    raised = BudgetRaised.of(event.data)
+    scope = Scope(raised.scope["kind"], raised.scope["key"])
+    limits = Limits.from_dict(raised.limits, scope.label)
     previous = state.raised.get(scope.id)
     state.raised[scope.id] = limits if previous is None else previous.merged(limits)
     state.has_budgets = True
@@ -523,7 +549,7 @@ def _interrupts_reset(state: RunState, event: Event) -> None:
     The count of interruptions lives on the task's last error record (see the
     decider); it is set back to zero, so the next interruption is the first.
     """
-    for tid in event.data["tasks"]:
+    for tid in InterruptsReset.of(event.data).tasks:
         task = state.task(tid)
         if task.status is not TaskStatus.RUNNING:
             raise IntegrityError(
@@ -534,12 +560,12 @@ def _interrupts_reset(state: RunState, event: Event) -> None:
 
 
 def _budget_reported(state: RunState, event: Event) -> None:
-    data = event.data
-    state.reported.add((f"{data['scope']}:{data['key']}", data["dimension"], data["threshold"]))
+    crossed = BudgetCrossed.of(event.data)
+    state.reported.add((crossed.scope_id, crossed.dimension, crossed.threshold))
 
 
 def _task_paused(state: RunState, event: Event) -> None:
-    state._move(state.task(event.data["task"]), TaskStatus.PAUSED, event.at)
+    state._move(state.task(TaskPaused.of(event.data).task), TaskStatus.PAUSED, event.at)
 
 
 def _run_paused(state: RunState, event: Event) -> None:
@@ -551,20 +577,21 @@ def _cancel_requested(state: RunState, event: Event) -> None:
 
 
 def _timer_fired(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
+    task = state.task(TimerFired.of(event.data).task)
     state._move(task, TaskStatus.PENDING, event.at)
     task.not_before = None
     state.push_ready(task)
 
 
 def _attempt_started(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
-    task.agent = event.data.get("agent")
+    started = AttemptStarted.of(event.data)
+    task = state.task(started.task)
+    task.agent = started.agent
     if task.agent is not None:
         state.agent_turns[task.agent] = state.agent_turns.get(task.agent, 0) + 1
         state._script_start(task, task.agent)
     state._move(task, TaskStatus.RUNNING, event.at)
-    task.attempts = event.data["attempt"]
+    task.attempts = started.attempt
     task.last_output = None
     task.last_error = None
     if task.started_at is None:
@@ -572,21 +599,23 @@ def _attempt_started(state: RunState, event: Event) -> None:
 
 
 def _attempt_finished(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
-    if task.status is not TaskStatus.RUNNING or task.attempts != event.data["attempt"]:
+    finished = AttemptFinished.of(event.data)
+    task = state.task(finished.task)
+    if task.status is not TaskStatus.RUNNING or task.attempts != finished.attempt:
         raise IntegrityError(
-            f"run {state.run_id}: attempt {event.data['attempt']} of task '{task.id}' "
+            f"run {state.run_id}: attempt {finished.attempt} of task '{task.id}' "
             "finished but was not running"
         )
-    task.last_output = event.data.get("output")
-    task.last_error = event.data.get("error")
+    task.last_output = None if finished.output is ABSENT else finished.output
+    task.last_error = finished.error
 
 
 def _expanded(state: RunState, event: Event) -> None:
-    parent = state.task(event.data["task"])
+    expanded = TaskExpanded.of(event.data)
+    parent = state.task(expanded.task)
     state._move(parent, TaskStatus.EXPANDED, event.at)
     parent.started_at = event.at
-    items = event.data["items"]
+    items = expanded.items
     parent.waiting_on = len(items)
     if not items:
         state._parents_done.append(parent.id)
@@ -603,32 +632,38 @@ def _expanded(state: RunState, event: Event) -> None:
 
 
 def _retry_scheduled(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
-    task.error = event.data["error"]
-    task.not_before = event.data["not_before"]
+    retry = RetryScheduled.of(event.data)
+    task = state.task(retry.task)
+    task.error = retry.error
+    task.not_before = retry.not_before
     state._move(task, TaskStatus.RETRY_WAIT, event.at)
 
 
 def _interrupted(state: RunState, event: Event) -> None:
-    task = state.task(event.data["task"])
+    interrupted = AttemptInterrupted.of(event.data)
+    task = state.task(interrupted.task)
     if task.status is not TaskStatus.RUNNING:
         raise IntegrityError(f"run {state.run_id}: task '{task.id}' interrupted but not running")
-    task.last_error = event.data["error"]
+    task.last_error = interrupted.error
     state._script_interrupted(task)
 
 
 def _ended(to: TaskStatus) -> Any:
     def handler(state: RunState, event: Event) -> None:
-        task = state.task(event.data["task"])
         if to is TaskStatus.SUCCEEDED:
+            task = state.task(TaskSucceeded.of(event.data).task)
             task.output = (
                 [state.tasks[c].output for c in task.children]
                 if task.status is TaskStatus.EXPANDED
                 else task.last_output
             )
             task.error = None
-        elif "error" in event.data:
-            task.error = event.data["error"]
+        elif to is TaskStatus.FAILED:
+            failed = TaskFailed.of(event.data)
+            task = state.task(failed.task)
+            task.error = failed.error
+        else:
+            task = state.task(TaskEndedUnrun.of(event.data).task)
         state._move(task, to, event.at)
 
     return handler
