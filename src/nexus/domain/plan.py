@@ -29,10 +29,12 @@ SECRET_PLACEHOLDER: Final = "[redacted]"
 class RetryPolicy:
     """How often and how patiently a task is retried.
 
-    ``retries`` counts retries after the first attempt. Delays grow as
-    ``initial * multiplier**(n-1)``, capped at ``maximum``, with full jitter
-    drawn from a generator seeded by the run, task and attempt, so a replay
-    computes the same delays.
+    ``retries`` counts retries after the first attempt. The backoff after
+    failure ``n`` is ``initial * multiplier**(n-1)``, capped at ``maximum``,
+    with equal jitter: the delay is half the backoff plus a random part of the
+    other half, drawn from a generator seeded by the run, task and failure
+    count, so a replay computes the same delays (``engine/retry.py``). An
+    error's ``retry_after`` (a provider's ``Retry-After``) is a floor on it.
     """
 
     retries: int = 0
