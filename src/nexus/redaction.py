@@ -74,7 +74,9 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -88,7 +90,9 @@ __all__ = [
     "is_secret_name",
     "luhn_valid",
     "redact",
+    "redact_values",
     "register_secret",
+    "secrets_scope",
 ]
 
 #: What a secret is replaced with.
@@ -685,3 +689,39 @@ def register_secret(value: str) -> bool:
 def redact(value: Any) -> Any:
     """``value`` redacted by the default redactor (what the effect boundary records)."""
     return default_redactor().redact(value)
+
+
+# -- a run's own secrets -----------------------------------------------------------------
+
+#: The secrets of the run driven in this context (and the tasks it starts), if any.
+_scoped: ContextVar[Redactor | None] = ContextVar("nexus_run_secrets", default=None)
+
+
+@contextmanager
+def secrets_scope(redactor: Redactor | None) -> Iterator[None]:
+    """Make ``redactor``'s registered values secrets for :func:`redact_values` in this context.
+
+    A run's secret inputs are secrets *of that run*: registering them with the
+    process's :func:`default_redactor` would redact them from every other
+    run's records in a long-lived process (a server, the Python API), where
+    the same text may be ordinary data, and keep them in memory for good. The
+    engine drives each run inside this scope instead; asyncio tasks and
+    threads (``asyncio.to_thread``) started in it inherit it, other runs do
+    not see it, and leaving it releases the values.
+    """
+    token = _scoped.set(redactor)
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+
+
+def redact_values(value: Any) -> Any:
+    """``value`` with registered secrets replaced: the process's, and this context's run's.
+
+    Values only (rule 3), for records that must not change with the built-in
+    rules (cassettes).
+    """
+    value = default_redactor().values_only().redact(value)
+    scoped = _scoped.get()
+    return value if scoped is None else scoped.values_only().redact(value)

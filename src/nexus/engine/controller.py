@@ -124,6 +124,11 @@ class RunController:
         #: (task, attempt) -> the attempt.started data before redaction, for its worker
         self._unredacted: dict[tuple[str, int], dict[str, Any]] = {}
 
+    @property
+    def redactor(self) -> Redactor | None:
+        """What every event of this run passes through (None: nothing to redact)."""
+        return self._redactor
+
     # -- event plumbing ---------------------------------------------------
     def _emit(self, draft: Draft) -> Event:
         state = self.state

@@ -39,7 +39,6 @@ from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, Sys
 from nexus.engine.secret_inputs import (
     SecretDigests,
     check_secret_value,
-    register_values,
     resolve_secrets,
     run_redactor,
 )
@@ -47,7 +46,7 @@ from nexus.engine.tenant_budget import TenantBudget
 from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.gateway.routing import Residency, price_overrides
-from nexus.redaction import Redactor
+from nexus.redaction import Redactor, secrets_scope
 from nexus.security.workspaces import bind_workspace
 from nexus.store.base import Lease, RunRecord, Store
 from nexus.tools.base import ToolRegistry
@@ -349,7 +348,9 @@ class Engine:
     async def _drive(self, controller: RunController, first: Draft | None) -> RunState:
         beat = asyncio.create_task(self._heartbeat(controller.run_id))
         try:
-            return await controller.run(first)
+            # the run's secrets are known to what it starts, and to no other run
+            with secrets_scope(controller.redactor):
+                return await controller.run(first)
         finally:
             beat.cancel()
             await self._release(controller.run_id)
@@ -465,10 +466,10 @@ class Engine:
     def _redaction(first: Event, secrets: Mapping[str, str]) -> Redactor | None:
         """The run's redactor (its secret values; personal data if it recorded so).
 
-        The values are registered with the process's default redactor too
-        (effect records, cassettes and error messages use it).
+        Scoped to the run: it redacts the run's events and effect records, and
+        while the run is driven (:func:`nexus.redaction.secrets_scope`) what
+        records the run's model calls (cassettes); never another run's records.
         """
-        register_values(secrets.values())
         pii = bool((first.data.get("redaction") or {}).get("pii"))
         return run_redactor(secrets.values(), pii=pii)
 
@@ -777,7 +778,8 @@ class Engine:
             redactor=redactor,
         )
         controller.begin(events[0])
-        await controller.run(None)
+        with secrets_scope(redactor):
+            await controller.run(None)
         divergence = controller.divergence
         if divergence is None and len(sink) != len(events):
             divergence = {

@@ -25,9 +25,13 @@ the value replays with ``"[redacted]"`` in its place (what the record holds
 anyway); a replay given a different value reports a divergence.
 
 **Redaction.** :func:`run_redactor` is applied to every event the run
-records (values only, plus personal data with ``[redaction] pii``), and the
-values are registered with the process's default redactor, which the effect
-boundary, cassettes and error messages use.
+records (values only, plus personal data with ``[redaction] pii``) and to its
+effect records, and the engine drives the run inside
+:func:`nexus.redaction.secrets_scope`, so cassettes recording its model calls
+know the values too. The values are the run's alone: they are never
+registered with the process's default redactor, where they would be redacted
+from other runs' records (in which the same text may be ordinary data) and
+stay in memory after the run ends.
 """
 
 from __future__ import annotations
@@ -41,13 +45,12 @@ from typing import Any, Final
 
 from nexus.domain.errors import IntegrityError, UserError
 from nexus.domain.plan import SECRET_PLACEHOLDER
-from nexus.redaction import MIN_INPUT_SECRET_LENGTH, REDACTED, Redactor, default_redactor
+from nexus.redaction import MIN_INPUT_SECRET_LENGTH, REDACTED, Redactor
 
 __all__ = [
     "SCRYPT_N",
     "SecretDigests",
     "check_secret_value",
-    "register_values",
     "resolve_secrets",
     "run_redactor",
     "sealed_inputs",
@@ -211,13 +214,6 @@ def sealed_inputs(inputs: Mapping[str, Any], secret: Iterable[str]) -> dict[str,
     """``inputs`` with each secret one's value replaced by ``"[redacted]"``."""
     hidden = set(secret)
     return {k: SECRET_PLACEHOLDER if k in hidden else v for k, v in inputs.items()}
-
-
-def register_values(values: Iterable[str]) -> None:
-    """Make the process's default redactor (effects, cassettes, errors) know ``values``."""
-    redactor = default_redactor()
-    for value in values:
-        redactor.add_secret(value, min_length=MIN_INPUT_SECRET_LENGTH)
 
 
 def run_redactor(values: Iterable[str], *, pii: bool) -> Redactor | None:

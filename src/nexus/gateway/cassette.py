@@ -17,9 +17,10 @@ The file format (YAML, read and written with PyYAML's safe loader and dumper)::
 :meth:`ModelResponse.to_dict`, so a replayed response is the recorded one,
 byte for byte in canonical JSON. Requests hold messages and tool schemas,
 never credentials: API keys live in the SDK clients, not in requests. Secret
-values the process knows (a run's secret inputs, ``*_API_KEY`` variables:
-:func:`nexus.redaction.default_redactor`) are replaced by ``[redacted]`` in
-what is recorded, and a replayed request is matched with them replaced too.
+values the process knows (``*_API_KEY`` variables, and the secret inputs of
+the run making the call: :func:`nexus.redaction.redact_values`) are replaced
+by ``[redacted]`` in what is recorded, and a replayed request is matched with
+them replaced too.
 
 **Matching.** A replayed request is matched on its canonical JSON with
 ``model`` removed: the recording named the real model, the replaying agent
@@ -63,7 +64,7 @@ from nexus.gateway.base import (
     close_if_closable,
     split_model,
 )
-from nexus.redaction import default_redactor
+from nexus.redaction import redact_values
 
 __all__ = [
     "CASSETTE_VERSION",
@@ -190,7 +191,7 @@ class Cassette:
 
     def record(self, request: ModelRequest, response: ModelResponse) -> Interaction:
         """Append one exchange."""
-        redact = default_redactor().values_only().redact
+        redact = redact_values
         interaction = Interaction(
             request=redact(plain_json(request.to_dict())),
             response=redact(plain_json(response.to_dict())),
@@ -365,16 +366,15 @@ class ReplayProvider:
         return f"ReplayProvider({self.name!r}, {len(self.cassette)} interactions)"
 
     def _answer(self, request: ModelRequest) -> ModelResponse:
-        redactor = default_redactor().values_only()
         asked = plain_json(request.to_dict())
-        key = match_key(redactor.redact(asked))
+        key = match_key(redact_values(asked))
         # cassettes recorded before secrets were redacted in them hold them whole
         matches = self._by_key.get(key) or self._by_key.get(match_key(asked))
         if not matches:
             raise NotFoundError(
                 f"cassette {self.name}: none of its {len(self.cassette)} recorded interactions "
                 f"matches this request (request {key[:12]}, last user message: "
-                f"{_last_user_message(request, redactor.redact_text)!r}); record it again "
+                f"{_last_user_message(request, redact_values)!r}); record it again "
                 "with `nexus run --record`"
             )
         index = next((i for i in matches if i not in self._used), matches[0])
