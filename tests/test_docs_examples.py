@@ -17,7 +17,7 @@ def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("NEXUS_CONFIG", raising=False)
     monkeypatch.delenv("NEXUS_HOME", raising=False)
     namespace: dict[str, Any] = {"__name__": "python_api_example"}
-    exec(compile(example, str(DOC), "exec"), namespace)  # noqa: S102 - our own docs
+    exec(compile(example, str(DOC), "exec"), namespace)  # our own docs
     result = namespace["result"]
     assert result.status == "succeeded", result.tasks
     assert {t["status"] for t in result.tasks.values()} == {"succeeded"}
