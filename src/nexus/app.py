@@ -58,7 +58,7 @@ from nexus.engine.runtime import Engine, RunResult
 from nexus.engine.toolset import run_tools
 from nexus.gateway.base import ModelProvider, ProviderRegistry
 from nexus.gateway.scripted import scripted_factory
-from nexus.gateway.settings import SDK_PREFIXES, SDKProviders
+from nexus.gateway.sdk import SDK_PREFIXES, SDKProviders
 from nexus.planning.builder import WorkflowBuilder
 from nexus.security.trusted import TrustedPaths, trusted_paths
 from nexus.store.base import Store
@@ -250,9 +250,7 @@ async def _providers(
         stack.callback(cache.close)
         ttl = config.cache.ttl
         sdk_factory = _wrapped(sdk, lambda p: CachingProvider(p, cache, ttl=ttl))
-    registry = ProviderRegistry(
-        {"scripted": scripted_factory, "replay": replay_factory(base_dir)}
-    )
+    registry = ProviderRegistry({"scripted": scripted_factory, "replay": replay_factory(base_dir)})
     for prefix in SDK_PREFIXES:
         registry.add(prefix, sdk_factory)
     if record is None:
@@ -354,4 +352,3 @@ class Workflow(WorkflowBuilder):
     ) -> RunResult:
         """:meth:`run` for code that has no event loop (scripts, notebooks)."""
         return asyncio.run(self.run(home=home, inputs=inputs, config=config, project=project))
-

@@ -51,12 +51,8 @@ from nexus.gateway.base import ChatMessage, ModelProvider, ModelRequest, Provide
 from nexus.gateway.cache import CachingProvider, MemoryResponseCache
 from nexus.gateway.cassette import Cassette, RecordingProvider
 from nexus.gateway.errors import ProviderAuthError
-from nexus.gateway.settings import (
-    GatewaySettings,
-    ProviderSettings,
-    ResilienceSettings,
-    SDKProviders,
-)
+from nexus.gateway.sdk import SDKProviders
+from nexus.gateway.settings import GatewaySettings, ProviderSettings, ResilienceSettings
 from nexus.gateway.usage import cost_of, default_pricing
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool

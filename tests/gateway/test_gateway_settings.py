@@ -30,10 +30,10 @@ from nexus.gateway.anthropic_provider import AnthropicProvider
 from nexus.gateway.errors import ProviderAuthError, ProviderError
 from nexus.gateway.openai_compat import OpenAICompatProvider
 from nexus.gateway.resilience import ResilientProvider
+from nexus.gateway.sdk import SDKProviders
 from nexus.gateway.settings import (
     GatewaySettings,
     ProviderSettings,
-    SDKProviders,
     Secret,
     ollama_base_url,
 )

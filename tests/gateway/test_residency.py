@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from nexus.domain.errors import PolicyDenied, UserError
 from nexus.gateway.routing import Residency
-from nexus.gateway.settings import GatewaySettings, ProviderSettings, SDKProviders
+from nexus.gateway.sdk import SDKProviders
+from nexus.gateway.settings import GatewaySettings, ProviderSettings
 
 KEY = "sk-residency-3b1f0c9e"
 

@@ -1,6 +1,6 @@
 """What leaves the process: the HTTP client the SDK adapters hand to ``openai`` and ``anthropic``.
 
-Residency is checked before a client is built (:class:`~nexus.gateway.settings.SDKProviders`),
+Residency is checked before a client is built (:class:`~nexus.gateway.sdk.SDKProviders`),
 but a check of the configured base URL alone is not enough: the SDKs' default
 clients follow redirects, so an allowed endpoint answering ``307 Location:
 http://elsewhere/...`` made them re-send the whole request -- prompt included

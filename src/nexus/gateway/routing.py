@@ -19,7 +19,7 @@ rebuilds the table with :func:`pricing_with`, so a replay estimates with the
 prices the run had.
 
 Residency is checked three times: :func:`choose_models` drops models whose
-provider is not allowed; :class:`~nexus.gateway.settings.SDKProviders` checks
+provider is not allowed; :class:`~nexus.gateway.sdk.SDKProviders` checks
 the provider *and the endpoint's host* with :meth:`Residency.check_endpoint`
 before it builds a client, so a denied call fails with ``policy_denied`` before
 a byte leaves the machine; and the SDK clients it builds check the host of
