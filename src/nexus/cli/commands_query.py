@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
+from nexus.domain import event_schema
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
 from nexus.domain.state import RunState
@@ -265,14 +266,35 @@ def inspect(
 
 
 def events(
-    run_id: RunArg,
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id (not with --schema).", show_default=False)
+    ] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task.")] = None,
     type_: Annotated[
         str | None, typer.Option("--type", help="Only this type (prefix, e.g. 'task.').")
     ] = None,
     as_json: JsonOpt = False,
+    schema: Annotated[
+        bool,
+        typer.Option("--schema", help="Print the JSON Schema of every event type, not a log."),
+    ] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="With --schema: as docs/events.md (Markdown).")
+    ] = False,
 ) -> None:
-    """Print a run's event log."""
+    """Print a run's event log, or (--schema) the schema of every event type."""
+    if schema:
+        if run_id is not None or task is not None or type_ is not None:
+            fail("--schema takes no run id, --task or --type", as_json=as_json)
+        if markdown:
+            typer.echo(event_schema.markdown(), nl=False)
+        else:
+            typer.echo(json.dumps(event_schema.json_schema(), indent=2, ensure_ascii=False))
+        return
+    if markdown:
+        fail("--markdown goes with --schema", as_json=as_json)
+    if run_id is None:
+        fail("give a run id (see `nexus runs`), or --schema", as_json=as_json)
 
     async def go() -> list[Event]:
         async with open_store() as store:

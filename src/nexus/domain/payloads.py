@@ -147,7 +147,7 @@ class ErrorRecord:
     interrupts: int | None = None
     #: what a failed check or tool reported, for the next attempt's feedback
     details: JSON = None
-    #: the limit that refused a call (a ``budget_exceeded`` error)
+    #: the limit that refused a call (a `budget_exceeded` error)
     budget: JSONDict | None = None
     extra: JSONDict | None = None
 
@@ -202,11 +202,11 @@ class EffectRecord(Payload):
     task: str
     attempt: int
     request: JSON
-    #: what the call returned (None when it failed)
+    #: what the call returned (null when it failed)
     response: JSON
-    #: sha256 of the canonical response, None when the call failed
+    #: sha256 of the canonical response (null when the call failed)
     result_hash: str | None
-    #: an error record (see :class:`ErrorRecord`), None on success
+    #: why the call failed (null on success)
     error: JSONDict | None
     started: str
     ended: str
