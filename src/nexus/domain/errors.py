@@ -4,18 +4,45 @@ Every error a user or an operator can see is a :class:`NexusError`. The tree is
 branched by *who must act* on it, and each class carries its taxonomy ``kind``
 (see ``ARCHITECTURE.md``) so retry policy, metrics and messages key on one field::
 
-    NexusError                      kind
-    ├── UserError                   validation   the input is wrong: fix the file / request
-    │   ├── WorkflowError           validation   a workflow file is invalid (file, task, field)
-    │   ├── TemplateError           validation   a template fails to compile or render
-    │   └── NotFoundError           not_found    a run, task or file does not exist
-    ├── ConflictError               conflict     another process owns the run, or state forbids
-    ├── PolicyDenied                policy_denied
-    ├── BudgetExceeded              budget_exceeded
-    ├── InfrastructureError         transient    retry may help (I/O, broken pipe, busy database)
-    │   └── EffectTimeout           timeout
-    ├── IntegrityError              internal     the audit chain or a replay does not hold
-    └── InternalError               internal     a bug in Nexus
+    NexusError                        kind
+    ├── UserError                     validation      the input is wrong: fix the file / request
+    │   ├── WorkflowError             validation      a workflow file is invalid (file, task, field)
+    │   ├── TemplateError             validation      a template fails to compile or render
+    │   │   └── TemplateLimitError    validation      it asks for more work or memory than allowed
+    │   ├── NotFoundError             not_found       a run, task or file does not exist
+    │   └── StoreUnusable             validation      the database is not a store Nexus can use
+    ├── ConflictError                 conflict        another process owns the run, or state forbids
+    ├── PolicyDenied                  policy_denied   a deny-by-default policy refused
+    │   ├── SandboxDenied             policy_denied   the sandbox refused what a command tried
+    │   └── SandboxUnavailable        policy_denied   no usable sandbox on this machine
+    ├── BudgetExceeded                budget_exceeded
+    │   └── BudgetLimitExceeded       budget_exceeded which scope's budget, by how much
+    ├── InfrastructureError           transient       a retry may help (I/O, busy database)
+    │   └── EffectTimeout             timeout         an effect missed its deadline
+    ├── EffectFailed                  internal        an effect ended in an error (its record)
+    ├── IntegrityError                internal        the audit chain or a replay does not hold
+    ├── InternalError                 internal        a bug in Nexus
+    ├── ReplayDiverged                internal        replay asked for an effect unlike the record
+    ├── ToolFailed                    transient       a tool ran and reported failure
+    ├── AgentStepLimit                validation      an agent used all its model calls
+    ├── StructuredOutputError         validation      a model's answer misses the output schema
+    └── ProviderError                 internal        a model provider failed; each subclass:
+        ├── ProviderUnavailable       transient       + InfrastructureError
+        ├── ProviderTimeout           timeout         + EffectTimeout
+        ├── ProviderRateLimited       rate_limited    + InfrastructureError
+        ├── ProviderRejected          validation      + UserError
+        ├── ProviderAuthError         auth
+        ├── ProviderNotFound          not_found       + NotFoundError
+        ├── ProviderConflict          conflict        + ConflictError
+        ├── ProviderRefused           policy_denied   + PolicyDenied
+        └── ProviderInternalError     internal        + InternalError
+
+A class is drawn under its first base; ``+ Name`` marks a second base in the
+tree (a provider timeout *is* an :class:`EffectTimeout`, so retry policy
+treats it as one). Classes outside this module live with the code that raises
+them (``gateway/errors.py``, ``tools/``, ``store/``, ``agents/``, ``engine/``,
+``templating/``). ``tests/domain/test_error_tree.py`` checks that every
+``NexusError`` subclass in the package is drawn here, under its base, with its kind.
 
 Retry semantics live on the error (``retryable``, ``retry_after``), as in
 Temporal's ``ApplicationError``.
