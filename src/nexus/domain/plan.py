@@ -74,6 +74,11 @@ class ApprovalPolicy:
         return cls(timeout=data.get("timeout"), on_timeout=data.get("on_timeout", "fail"))
 
 
+#: The template-context key under which the engine hands a scripted agent's attempt its
+#: position in the agent's ``scripted`` lines (the scripted provider reads and removes it).
+SCRIPT_POSITION = "_scripted_position"
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSpec:
     """An agent a plan may route tasks to."""

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time, seal
+from nexus.domain.plan import SCRIPT_POSITION
 from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.decider import Decider, template_context
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock
 from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
-from nexus.gateway.scripted import SCRIPT_POSITION
 from nexus.redaction import Redactor
 from nexus.store.base import Store
 

@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nexus.domain.errors import UserError
+from nexus.domain.plan import SCRIPT_POSITION as SCRIPT_POSITION  # re-exported: its old home
 from nexus.domain.plan import AgentSpec
 from nexus.gateway.base import ModelRequest, ModelResponse, ToolCall, Usage
 from nexus.templating import render_text
 
 _CALL = "@call "
-#: The context key the engine passes an attempt's position in the lines under.
-SCRIPT_POSITION = "_scripted_position"
 
 
 def _split_calls(text: str, step: int) -> tuple[str, tuple[ToolCall, ...]]:
