@@ -34,6 +34,7 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports  # the import contracts in pyproject.toml: layers, independence, no cycles
 
 typecheck: setup
 	$(PY) -m mypy
@@ -47,4 +48,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .nexus .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .nexus .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -9,29 +9,98 @@ Example:
     >>> wf = nexus.Workflow("hello")
     >>> wf.task("say", tool="shell", args={"cmd": "echo hello"})
     TaskRef(id='say')
+
+The names below are loaded on first use (PEP 562), so ``import nexus`` -- and so
+``import nexus.domain`` -- stays light: no engine, store, SDK or template library is
+imported until a program uses a name that needs it.
 """
 
-from nexus.agents.base import AgentCall, AgentContext, FunctionAgent
-from nexus.domain.errors import (
-    BudgetExceeded,
-    ConflictError,
-    ErrorKind,
-    InfrastructureError,
-    IntegrityError,
-    NexusError,
-    NotFoundError,
-    PolicyDenied,
-    TemplateError,
-    UserError,
-    WorkflowError,
-)
-from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
-from nexus.engine.runtime import Engine, ReplayReport, RunResult
-from nexus.app import Workflow
-from nexus.planning.builder import AgentRef, TaskRef
-from nexus.planning.workflow import compile_workflow, load_workflow
-from nexus.store.sqlite import SQLiteStore
-from nexus.tools.base import FunctionTool, ToolContext, ToolRegistry, tool
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from nexus.agents.base import AgentCall as AgentCall
+    from nexus.agents.base import AgentContext as AgentContext
+    from nexus.agents.base import FunctionAgent as FunctionAgent
+    from nexus.app import Workflow as Workflow
+    from nexus.domain.errors import BudgetExceeded as BudgetExceeded
+    from nexus.domain.errors import ConflictError as ConflictError
+    from nexus.domain.errors import ErrorKind as ErrorKind
+    from nexus.domain.errors import InfrastructureError as InfrastructureError
+    from nexus.domain.errors import IntegrityError as IntegrityError
+    from nexus.domain.errors import NexusError as NexusError
+    from nexus.domain.errors import NotFoundError as NotFoundError
+    from nexus.domain.errors import PolicyDenied as PolicyDenied
+    from nexus.domain.errors import TemplateError as TemplateError
+    from nexus.domain.errors import UserError as UserError
+    from nexus.domain.errors import WorkflowError as WorkflowError
+    from nexus.domain.plan import AgentSpec as AgentSpec
+    from nexus.domain.plan import Plan as Plan
+    from nexus.domain.plan import RetryPolicy as RetryPolicy
+    from nexus.domain.plan import TaskSpec as TaskSpec
+    from nexus.domain.plan import plan_hash as plan_hash
+    from nexus.engine.runtime import Engine as Engine
+    from nexus.engine.runtime import ReplayReport as ReplayReport
+    from nexus.engine.runtime import RunResult as RunResult
+    from nexus.planning.builder import AgentRef as AgentRef
+    from nexus.planning.builder import TaskRef as TaskRef
+    from nexus.planning.workflow import compile_workflow as compile_workflow
+    from nexus.planning.workflow import load_workflow as load_workflow
+    from nexus.store.sqlite import SQLiteStore as SQLiteStore
+    from nexus.tools.base import FunctionTool as FunctionTool
+    from nexus.tools.base import ToolContext as ToolContext
+    from nexus.tools.base import ToolRegistry as ToolRegistry
+    from nexus.tools.base import tool as tool
+
+#: Where each public name lives; :func:`__getattr__` imports it on first use.
+_EXPORTS: dict[str, str] = {
+    "AgentCall": "nexus.agents.base",
+    "AgentContext": "nexus.agents.base",
+    "AgentRef": "nexus.planning.builder",
+    "AgentSpec": "nexus.domain.plan",
+    "BudgetExceeded": "nexus.domain.errors",
+    "ConflictError": "nexus.domain.errors",
+    "Engine": "nexus.engine.runtime",
+    "ErrorKind": "nexus.domain.errors",
+    "FunctionAgent": "nexus.agents.base",
+    "FunctionTool": "nexus.tools.base",
+    "InfrastructureError": "nexus.domain.errors",
+    "IntegrityError": "nexus.domain.errors",
+    "NexusError": "nexus.domain.errors",
+    "NotFoundError": "nexus.domain.errors",
+    "Plan": "nexus.domain.plan",
+    "PolicyDenied": "nexus.domain.errors",
+    "ReplayReport": "nexus.engine.runtime",
+    "RetryPolicy": "nexus.domain.plan",
+    "RunResult": "nexus.engine.runtime",
+    "SQLiteStore": "nexus.store.sqlite",
+    "TaskRef": "nexus.planning.builder",
+    "TaskSpec": "nexus.domain.plan",
+    "TemplateError": "nexus.domain.errors",
+    "ToolContext": "nexus.tools.base",
+    "ToolRegistry": "nexus.tools.base",
+    "UserError": "nexus.domain.errors",
+    "Workflow": "nexus.app",
+    "WorkflowError": "nexus.domain.errors",
+    "compile_workflow": "nexus.planning.workflow",
+    "load_workflow": "nexus.planning.workflow",
+    "plan_hash": "nexus.domain.plan",
+    "tool": "nexus.tools.base",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nexus' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,7 @@ def test_all_names_exist_and_nothing_else_is_public_by_accident() -> None:
         "redaction",
         "security",
         "store",
+        "templating",
         "testing",
         "tools",
     }
