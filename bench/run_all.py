@@ -31,6 +31,7 @@ BENCHMARKS = (
     "audit_verify",
     "plan_compile",
     "replay_fold",
+    "event_payloads",
     "agents_concurrency",
     "gateway_overhead",
     "cost_savings",
