@@ -704,6 +704,28 @@ def test_this_process_s_own_trusted_paths_by_default(
     assert o.failed("Read-only file system")
 
 
+@pytest.mark.parametrize("name", [".nexus", "state-home"])
+def test_the_state_directory_is_not_even_readable(
+    ws: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The audit signing key and the log in $NEXUS_HOME are hidden, not only read-only."""
+    home = ws / name
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "audit.ed25519").write_text(TOKEN)
+    (home / "keys" / "audit.ed25519").chmod(0o600)
+    (home / "nexus.db").write_text(TOKEN)
+    monkeypatch.setenv("NEXUS_HOME", str(home))
+    o = attack(
+        f"cat {name}/keys/audit.ed25519 {name}/nexus.db; ls -a {name}; "
+        f"grep -r {TOKEN} . ; mv {name} moved",
+        ws,
+    )
+    assert TOKEN not in o.text
+    assert (home / "nexus.db").read_text() == TOKEN
+    assert not (ws / "moved").exists()
+    assert o.failed("No such file or directory")
+
+
 def test_concurrent_calls_keep_each_other_s_placeholder(ws: Path) -> None:
     """The first call to end must not remove the placeholder another call still relies on."""
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 #: Names Nexus trusts in any directory it may later be started from.
 TRUSTED_NAMES = ("nexus.toml", ".nexus")
+#: The state directory's default name; one is hidden from tasks wherever it is.
+STATE_NAME = ".nexus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,13 @@ class TrustedPaths:
     """
 
     paths: tuple[Path, ...]
+    #: the state directories among them (the event log, the audit key, pins):
+    #: not only unwritable but hidden from tasks; any directory named ``.nexus`` too
+    state: tuple[Path, ...] = ()
+
+    def hides(self, path: Path) -> bool:
+        """Whether tasks must not even read ``path``: a state directory."""
+        return path.name == STATE_NAME or path in self.state
 
     def covers(self, path: Path) -> bool:
         """Whether ``path`` (absolute, already resolved) is or lies under a trusted path."""
@@ -95,7 +104,13 @@ def trusted_paths(
     ]
     out: list[Path] = []
     for c in candidates:
-        for form in {Path(os.path.normpath(c)), Path(os.path.realpath(c))}:
+        for form in _forms(c):
             if form not in out:
                 out.append(form)
-    return TrustedPaths(tuple(out))
+    return TrustedPaths(tuple(out), state=tuple(_forms(base / state.expanduser())))
+
+
+def _forms(path: Path) -> list[Path]:
+    """The path as written (normalised) and as resolved: a task may meet either."""
+    plain, real = Path(os.path.normpath(path)), Path(os.path.realpath(path))
+    return [plain] if plain == real else [plain, real]

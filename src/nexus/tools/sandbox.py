@@ -480,6 +480,7 @@ class _Call:
         self.staged: dict[Path, Path] = {}  # host path -> where the launcher mounts it
         self.ancestors: list[Path] = []  # dirs made mount points so they cannot be renamed
         self.protected: list[Path] = []  # trusted paths bound read-only over writable ones
+        self.hidden: list[Path] = []  # state directories covered by an empty read-only tmpfs
         self.placeholders: list[tuple[Path, int]] = []
         self.explicit_env = env
         self.env: dict[str, str] = {}
@@ -571,6 +572,11 @@ class _Call:
             for anc in reversed(target.parents):
                 if _within(anc, root) and anc != root and anc not in self.ancestors:
                     self.ancestors.append(anc)
+            hide = target == path and trusted.hides(path) and not os.path.islink(target)
+            if hide and os.path.isdir(target):
+                if target not in self.hidden:  # the audit key, the log: not even readable
+                    self.hidden.append(target)
+                continue
             if target not in self.protected:
                 self.protected.append(target)
 
@@ -708,6 +714,8 @@ class _Call:
             args += ["--bind", self._src(path), str(path)]
         for path in self.protected:
             args += ["--ro-bind", self._src(path), str(path)]
+        for path in self.hidden:
+            args += ["--perms", "0555", "--tmpfs", str(path), "--remount-ro", str(path)]
         if self.proxy is not None:
             args += ["--ro-bind", str(tmp / "egress.sock"), _PROXY_SOCKET]
         args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", str(ws)]

@@ -636,7 +636,9 @@ def _preopen_workspace(wasi: wasmtime.WasiConfig, workspace: Path, trusted: Trus
     holds for trusted paths too: ``..`` and absolute paths, symlinks leading
     out (resolved within the preopen the lookup started from), and renames or
     hard links into another preopen, which need write rights on both. New
-    top-level entries cannot be made at all.
+    top-level entries cannot be made at all. While the workspace holds Nexus's
+    state directory (``.nexus``, ``$NEXUS_HOME``), the read-only top level is
+    not preopened either: the guest sees only the other subdirectories.
 
     Each directory is opened here without following symlinks and handed to
     wasmtime by its ``/proc/self/fd`` link, so a top-level symlink is never
@@ -651,8 +653,13 @@ def _preopen_workspace(wasi: wasmtime.WasiConfig, workspace: Path, trusted: Trus
         root_fd = os.open(root, _DIR_FLAGS)
     except OSError as exc:
         raise _failed(f"workspace {workspace} cannot be opened: {exc.strerror}", {}) from None
+    # Nexus's state (the log, the audit key) must not even be readable: while the
+    # workspace holds it, its top level is not preopened at all, only the other
+    # subdirectories
+    hidden = [p for p in protected if trusted.hides(p) and os.path.lexists(p)]
     try:
-        _preopen_fd(wasi, root_fd, WORKSPACE_GUEST_PATH, mutable=False, what=str(workspace))
+        if not hidden:
+            _preopen_fd(wasi, root_fd, WORKSPACE_GUEST_PATH, mutable=False, what=str(workspace))
         with os.scandir(root_fd) as entries:
             names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
         writable = 0
