@@ -415,7 +415,7 @@ def approve(
     descriptor: Mapping[str, Any] | None = None,
     home: Path,
 ) -> Approval:
-    """Approve ``pin`` for ``<server>.<tool>`` in the state directory ``home`` (``nexus tools approve``).
+    """Approve ``pin`` for ``<server>.<tool>`` in the state directory ``home``.
 
     A live :class:`~nexus.tools.mcp.McpConnection` in another process picks the
     approval up on its next call or listing of that tool.
