@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nexus.cli import app
 from nexus.app import project_tools
+from nexus.cli import app
 from nexus.config import load_config
 from nexus.domain.errors import PolicyDenied
 from nexus.tools.base import ToolContext
