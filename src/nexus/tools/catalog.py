@@ -18,47 +18,94 @@ _OBJECT = {"type": "object"}
 BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
     "shell": {
         "type": "object",
-        "properties": {"cmd": {"type": "string", "description": "run by /bin/sh -c"}},
+        "properties": {
+            "cmd": {
+                "type": "string",
+                "description": "the command line, run by /bin/sh -c in the workspace",
+            }
+        },
         "required": ["cmd"],
         "additionalProperties": False,
     },
     "python": {
         "type": "object",
-        "properties": {"code": {"type": "string"}, "input": {}},
+        "properties": {
+            "code": {"type": "string", "description": "Python source, run as python -I -c"},
+            "input": {"description": "any JSON value, given to the code on standard input"},
+        },
         "required": ["code"],
         "additionalProperties": False,
     },
     "noop": _OBJECT,
     "file.read": {
         "type": "object",
-        "properties": {"path": {"type": "string"}, "max_bytes": {"type": "integer"}},
+        "properties": {
+            "path": {"type": "string", "description": "relative to the workspace"},
+            "max_bytes": {
+                "type": "integer",
+                "description": "the most bytes returned (default and cap: the output cap)",
+            },
+        },
         "required": ["path"],
     },
     "file.write": {
         "type": "object",
         "properties": {
-            "path": {"type": "string"},
-            "text": {"type": "string"},
-            "append": {"type": "boolean"},
+            "path": {"type": "string", "description": "relative to the workspace"},
+            "text": {"type": "string", "description": "the content, written as UTF-8"},
+            "append": {"type": "boolean", "description": "add to the end (default: replace)"},
         },
         "required": ["path", "text"],
     },
     "file.list": {
         "type": "object",
-        "properties": {"path": {"type": "string"}, "max_entries": {"type": "integer"}},
+        "properties": {
+            "path": {"type": "string", "description": "a directory (default: the workspace)"},
+            "max_entries": {"type": "integer", "description": "default 1000"},
+        },
     },
     "http": {
         "type": "object",
         "properties": {
-            "url": {"type": "string"},
-            "method": {"type": "string"},
-            "headers": {"type": "object"},
-            "json": {},
-            "body": {"type": "string"},
-            "timeout": {"type": "number"},
+            "url": {"type": "string", "description": "an http(s) URL on the allow-list"},
+            "method": {"type": "string", "description": "default GET"},
+            "headers": {"type": "object", "description": "request headers"},
+            "json": {"description": "a JSON body (sets Content-Type)"},
+            "body": {"type": "string", "description": "a text body"},
+            "timeout": {"type": "number", "description": "seconds"},
         },
         "required": ["url"],
     },
+}
+
+#: What a model (and ``nexus tools``) is told each built-in does. Agents see the
+#: tools under wire-safe names (``file.read`` becomes ``file_read``): see docs/agents.md.
+BUILTIN_DESCRIPTIONS: dict[str, str] = {
+    "shell": (
+        "Run a shell command in the sandboxed workspace. Returns exit_code, stdout and "
+        "stderr; no network unless the profile allows hosts."
+    ),
+    "python": (
+        "Run Python code in the sandbox, with `input` as JSON on stdin. Returns exit_code, "
+        "stdout, stderr, and `result` when the last line printed is JSON."
+    ),
+    "noop": "Return the arguments unchanged (for tests).",
+    "file.read": (
+        "Read a UTF-8 text file in the workspace. Returns path, text, size and whether "
+        "the text was truncated. Symlinks are refused."
+    ),
+    "file.write": (
+        "Write (or append) UTF-8 text to a file in the workspace, creating missing "
+        "directories. Nexus's own files (nexus.toml, .nexus) are refused."
+    ),
+    "file.list": (
+        "List a directory of the workspace: each entry's name, type (file, dir or "
+        "link) and size (for files)."
+    ),
+    "http": (
+        "Make one HTTP request to an allow-listed host:port; redirects are not followed. "
+        "Returns status, headers, text (and json when the response is JSON)."
+    ),
 }
 
 
@@ -91,6 +138,8 @@ def describe(tool: Tool) -> dict[str, Any]:
     else:
         permissions = {"effects": "in-process Python: runs with the engine's rights"}
     description = getattr(tool, "description", "") or ""
+    if not description and source_of(tool) == "builtin":
+        description = BUILTIN_DESCRIPTIONS.get(tool.name, "")
     return {
         "name": tool.name,
         "source": source_of(tool),
