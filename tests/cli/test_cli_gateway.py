@@ -186,7 +186,7 @@ def test_budgeted_run_refuses_then_forced_pauses_resumes_and_costs_out(tmp_path:
     replayed = nexus(home, "replay", run_id)
     assert replayed.code == 0, replayed.text
     assert replayed.stdout.startswith("identical")
-    assert "0 executed" in replayed.stdout
+    assert "0 tools executed" in replayed.stdout
 
     tenant = nexus(home, "cost", "--tenant", "default", "--json")
     assert tenant.code == 0, tenant.text

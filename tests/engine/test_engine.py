@@ -23,6 +23,7 @@ from nexus.domain.errors import ConflictError, NexusError, NotFoundError
 from nexus.domain.events import Event, EventType, event_body, parse_time
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec
 from nexus.domain.state import RunState
+from nexus.engine.effects import ReplayEffects
 from nexus.engine.retry import backoff_ms
 from nexus.engine.runtime import Engine, RunResult
 from nexus.store.audit import verify_chain
@@ -965,6 +966,34 @@ def test_replay_detects_a_changed_request(ws: Path, db: Path) -> None:
     assert not report.identical
     assert report.first_divergence is not None
     assert report.first_divergence["seq"] >= effect.seq
+
+
+def test_replay_counts_the_tools_it_ran(
+    ws: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ``tools_executed`` is measured where a tool runs, not a constant: a replay whose
+    # effect boundary ran the effects instead of serving them shows up in it
+    calls: list[str] = []
+    tool = FunctionTool("counted", lambda: calls.append("x") or len(calls))
+    plan = plan_of(
+        ws,
+        TaskSpec(id="a", tool="counted"),
+        TaskSpec(id="b", tool="counted", needs=("a",)),
+    )
+    run_id = with_store(db, lambda s: start(make_engine(s, [tool]), plan)).run_id
+    assert calls == ["x", "x"]
+
+    async def run_it(self: Any, call: Any, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        record = dict(self._recorded[call.key])
+        await fn()  # the leak: the effect is executed again
+        self.served += 1
+        return record
+
+    monkeypatch.setattr(ReplayEffects, "perform", run_it)
+    report = with_store(db, lambda s: make_engine(s, [tool]).replay(run_id))
+    assert calls == ["x", "x", "x", "x"]
+    assert report.tools_executed == 2
+    assert report.to_dict()["tools_executed"] == 2
 
 
 def test_replay_of_unknown_run_is_not_found(db: Path) -> None:

@@ -479,7 +479,8 @@ def replay(
     elif report.identical:
         out.print(
             f"[green]identical[/]  {report.replayed_events} events, "
-            f"{report.effects_served} effects served from the record, 0 executed"
+            f"{report.effects_served} effects served from the record, "
+            f"{report.tools_executed} tools executed"
         )
     else:
         div = report.first_divergence or {}

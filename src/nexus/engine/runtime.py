@@ -108,6 +108,13 @@ class RunResult:
 
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
+    """What ``Engine.replay`` found.
+
+    ``effects_served`` counts the effects answered from the record;
+    ``tools_executed`` the registry tools the replay's worker actually ran
+    (counted where a tool is called, so 0 is a measurement, not a promise).
+    """
+
     run_id: str
     identical: bool
     original_events: int
@@ -768,10 +775,11 @@ class Engine:
         if values:
             state.inputs = {**state.inputs, **values}
         sink: list[Event] = [first]
+        worker = self._worker(effects)
         controller = RunController(
             self.store,
             state,
-            self._worker(effects),
+            worker,
             self.clock,
             replay_of=events,
             sink=sink,
@@ -792,7 +800,7 @@ class Engine:
             original_events=len(events),
             replayed_events=len(sink),
             effects_served=effects.served,
-            tools_executed=0,
+            tools_executed=worker.tools_executed,
             first_divergence=divergence,
             complete=state.status.terminal,
         )

@@ -274,12 +274,14 @@ class AttemptContext:
             grant=a.started.get("profile"),
             trusted=self._worker.trusted if self._worker is not None else None,
         )
-        tools = self._worker.tools if self._worker is not None else None
+        worker = self._worker
+        tools = worker.tools if worker is not None else None
 
         async def invoke() -> Any:
             # looked up inside the effect: a replay needs no tool at all
-            if tools is None:
+            if worker is None or tools is None:
                 raise NotFoundError(f"unknown tool '{name}'")
+            worker.tools_executed += 1
             return await tools.call(name, args, tool_ctx)
 
         request: dict[str, Any] = {"tool": name, "args": args}
@@ -343,6 +345,9 @@ class Worker:
         self.pricing = pricing
         self.tenant = tenant
         self.streaming = streaming
+        #: registry tools this worker ran (a replay's report shows it: 0 when
+        #: every tool effect was served from the record)
+        self.tools_executed = 0
 
     async def execute(self, a: Assignment, report: Report) -> None:
         """Run one attempt to its end; report every effect and the outcome."""
