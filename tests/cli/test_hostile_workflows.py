@@ -26,9 +26,7 @@ def test_validate_refuses_non_regular_files_with_exit_2(nexus_home: Path, tmp_pa
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
     for target, words in ((fifo, "FIFO"), (Path("/dev/zero"), "character device")):
-        started = time.monotonic()
-        out = nexus(nexus_home, "validate", target)
-        assert time.monotonic() - started < 10
+        out = nexus(nexus_home, "validate", target)  # a blocking open runs into the timeout
         assert out.code == 2, out.text
         assert str(target) in out.stderr
         assert words in out.stderr
@@ -89,19 +87,17 @@ def test_cancel_stops_a_run_stuck_on_hostile_templates(nexus_home: Path, tmp_pat
                 except sqlite3.OperationalError:
                     continue
             run_id = rows[0][0] if rows else ""
-        began = time.monotonic()
         cancel = nexus(nexus_home, "cancel", run_id, "--json")
         assert cancel.code == 0, cancel.text
         assert cancel.json()["outcome"] == "requested"
+        # the bound on a cancel that is not honoured: the items left render for minutes
         assert proc.wait(timeout=30) == 1
-        elapsed = time.monotonic() - began
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     result = json.loads((tmp_path / "run.stdout").read_text(encoding="utf-8"))
     assert result["status"] == "cancelled"
-    assert elapsed < 15, f"the cancel took {elapsed:.1f} s"
     statuses = [t["status"] for tid, t in result["tasks"].items() if tid.startswith("each[")]
     assert "failed" in statuses
     assert statuses.count("skipped") > 100, "most items were never rendered"

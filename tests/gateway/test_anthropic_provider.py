@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import warnings
 from typing import Any
 
@@ -296,6 +295,7 @@ def test_stream_abandoned_after_the_first_token_frees_the_connection(server: Fak
     assert server.wait_idle(connections=0)
 
 
+@pytest.mark.timeout(30)  # half the SDK's timeout: a deadline that did not hold runs into it
 def test_stream_deadline_mid_stream_is_a_timeout_and_frees_the_connection(
     server: FakeServer,
 ) -> None:
@@ -318,9 +318,7 @@ def test_stream_deadline_mid_stream_is_a_timeout_and_frees_the_connection(
             await resilient.aclose()
         return texts, info.value, leftover
 
-    started = time.monotonic()
     texts, error, leftover = asyncio.run(main())
-    assert time.monotonic() - started < 3.0
     assert texts, "no token arrived before the deadline"
     assert set(texts) == {"a"}
     assert (error.kind, error.reason) == (ErrorKind.TIMEOUT, "deadline")

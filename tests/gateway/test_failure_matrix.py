@@ -11,7 +11,6 @@ active in the client's pool, and no socket left once the client is closed.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,6 +235,7 @@ def test_one_failure_then_an_answer(
     assert server.wait_idle(connections=0)
 
 
+@pytest.mark.timeout(30)  # half the SDK's timeout: a deadline that did not hold runs into it
 def test_deadline_holds_even_when_the_sdk_timeout_is_long(server: FakeServer) -> None:
     server.enqueue(hang())
 
@@ -249,9 +249,7 @@ def test_deadline_holds_even_when_the_sdk_timeout_is_long(server: FakeServer) ->
             await resilient.aclose()
         return info.value
 
-    started = time.monotonic()
     error = asyncio.run(main())
-    assert time.monotonic() - started < 3.0
     assert (error.kind, error.reason) == (ErrorKind.TIMEOUT, "deadline")
     assert server.wait_idle(connections=0)
 

@@ -34,10 +34,8 @@ def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "wf.yaml"
     os.mkfifo(fifo)
-    started = time.monotonic()
     with pytest.raises(WorkflowError) as info:
-        load_workflow(fifo)
-    assert time.monotonic() - started < 2
+        load_workflow(fifo)  # opening it blocks until a writer comes: the timeout marker
     assert str(fifo) in str(info.value)
     assert "FIFO" in str(info.value)
     assert "not a regular file" in str(info.value)
@@ -166,7 +164,7 @@ def test_the_billion_laughs_is_refused_quickly_and_small(tmp_path: Path) -> None
     assert str(path) in outcome
     assert "alias" in outcome
     assert "limit" in outcome
-    assert float(str(result["seconds"])) < 2, result
+    assert float(str(result["cpu"])) < 2, result
     assert float(str(result["peak_mib"])) < 256, result
 
 
@@ -260,9 +258,9 @@ def test_a_10k_task_workflow_with_anchors_loads_as_fast_as_before(tmp_path: Path
 def test_constant_template_bombs_validate_quickly(tmp_path: Path, template: str) -> None:
     text = HEADER + "tasks:\n  a:\n    tool: shell\n    with:\n      cmd: " + json.dumps(template)
     path = write(tmp_path, text + "\n")
-    started = time.monotonic()
+    started = time.process_time()
     load_workflow(path)  # valid syntax: the limits apply when it renders
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2, "CPU seconds"
 
 
 def test_a_long_plain_template_is_refused_by_length(tmp_path: Path) -> None:
