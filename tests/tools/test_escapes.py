@@ -143,11 +143,9 @@ def test_external_address(ws: Path) -> None:
 
 def test_external_address_when_another_host_is_allowed(ws: Path) -> None:
     profile = ExecProfile(network=("pypi.org:443",), wall_seconds=15)
-    began = time.monotonic()
     o = python(
         "import socket\nsocket.create_connection(('10.255.255.1', 80), timeout=1)\n", ws, profile
     )
-    assert time.monotonic() - began < 5
     assert o.failed("Network is unreachable")  # no route: the namespace has only lo
     o = attack("curl -sSf --max-time 2 http://10.255.255.1/", ws, profile)
     assert o.denied("network", "10.255.255.1:80 is not in the allow-list")
@@ -337,10 +335,8 @@ def test_setuid_file_in_the_workspace(ws: Path) -> None:
 @pytest.mark.slow
 def test_fork_bomb(ws: Path) -> None:
     profile = ExecProfile(max_processes=16, wall_seconds=10)
-    began = time.monotonic()
     o = attack("bomb() { bomb | bomb & }; bomb; sleep 1; exit 1", ws, profile)
-    assert time.monotonic() - began < 8
-    assert o.limited("processes")
+    assert o.limited("processes")  # the process limit stopped it, not the wall time
     assert o.failed()
 
 
@@ -377,17 +373,14 @@ def test_disk_fill_with_many_files(ws: Path) -> None:
 
 @pytest.mark.slow
 def test_endless_loop_hits_the_cpu_limit(ws: Path) -> None:
-    began = time.monotonic()
     o = attack("while :; do :; done", ws, ExecProfile(cpu_seconds=1, wall_seconds=15))
-    assert time.monotonic() - began < 5
-    assert o.limited("cpu")
+    assert o.limited("cpu")  # the CPU limit stopped it, not the wall time
     assert o.record["exit_code"] == 128 + signal.SIGXCPU
 
 
+@pytest.mark.timeout(30)  # the sleep is 60 s
 def test_endless_sleep_hits_the_wall_time(ws: Path) -> None:
-    began = time.monotonic()
     o = attack("sleep 60", ws, ExecProfile(wall_seconds=0.5))
-    assert time.monotonic() - began < 5
     assert o.limited("wall_time")
     assert o.failed()
 

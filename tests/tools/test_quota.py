@@ -41,7 +41,6 @@ def shell(cmd: str, ws: Path, **profile: Any) -> dict[str, Any]:
 
 def test_many_small_files_past_the_total_are_stopped_while_running(ws: Path) -> None:
     before = sample("nexus_tool_denials_total", {"tool": "shell", "reason": "quota"})
-    began = time.monotonic()
     # 200 files of 1 MiB, each under max_file_mb, 4 s in all if let run
     out = shell(
         "for i in $(seq 1 200); do head -c 1M /dev/zero > f$i; sleep 0.02; done",
@@ -56,7 +55,6 @@ def test_many_small_files_past_the_total_are_stopped_while_running(ws: Path) -> 
     assert [d["reason"] for d in error["details"]["denials"]] == ["quota"]
     written = len(list(ws.iterdir()))
     assert 8 <= written < 40, written  # killed soon after the 8th MiB, not at the end
-    assert time.monotonic() - began < 3
     assert sample("nexus_tool_denials_total", {"tool": "shell", "reason": "quota"}) == before + 1
 
 

@@ -160,18 +160,16 @@ def test_granted_read_and_write_paths(tmp_path: Path, ws: Path) -> None:
     assert (rw / "new").read_text() == "w\n"
 
 
+@pytest.mark.timeout(20)  # a call that waits for the background sleep takes 30 s
 def test_background_processes_die_with_the_command(ws: Path) -> None:
-    began = time.monotonic()
     r = sandboxed("sleep 30 & echo started", ws)
     assert r.stdout == b"started\n"
-    assert time.monotonic() - began < 5
     assert gone(ws) == []
 
 
+@pytest.mark.timeout(20)  # a call that waits for the sleeps takes 30 s
 def test_wall_timeout_kills_everything(ws: Path) -> None:
-    began = time.monotonic()
     r = sandboxed("sleep 30 & sleep 30", ws, ExecProfile(wall_seconds=0.5))
-    assert time.monotonic() - began < 5
     assert r.limits_hit == ["wall_time"]
     assert r.exit_code == 137
     assert gone(ws) == []
@@ -374,11 +372,10 @@ def test_the_rlimits_fallback_runs_and_says_so(ws: Path) -> None:
 
 @user_only
 @pytest.mark.usefixtures("no_bwrap")
+@pytest.mark.timeout(20)  # a call that waits for the sleeps takes 30 s
 def test_the_rlimits_fallback_still_limits_and_cleans_up(ws: Path) -> None:
     profile = ExecProfile(sandbox="rlimits", wall_seconds=0.5)
-    began = time.monotonic()
     r = sandboxed("setsid sleep 30 & sleep 30", ws, profile)
-    assert time.monotonic() - began < 5
     assert r.limits_hit == ["wall_time"]
     if os.access("/sys/fs/cgroup/pids", os.W_OK):
         assert gone(ws) == []  # the cgroup catches the setsid escapee

