@@ -134,41 +134,53 @@ def _layout(cls: type[Payload]) -> tuple[tuple[str, int], ...]:
 class ErrorRecord:
     """An error as recorded in events: kind (the taxonomy), message and retry hints.
 
-    ``extra`` holds the fields only some errors carry (a provider error's
-    ``provider``, ``status``, ``request_id``...), so a record reads and writes
-    back unchanged.
+    Errors are made in many places (tools, providers, the decider), so every
+    field but ``kind`` and ``message`` may be absent, and a field recorded as
+    ``null`` stays ``null``: absent is :data:`ABSENT`. ``extra`` holds the
+    fields only some errors carry (a provider error's ``provider``,
+    ``status``, ``request_id``...), so a record reads and writes back unchanged.
     """
 
     kind: str
     message: str
-    retryable: bool | None = None
-    retry_after: float | None = None
+    retryable: bool | Absent | None = ABSENT
+    #: seconds to wait before a retry, as the failing service asked
+    retry_after: float | Absent | None = ABSENT
     #: the count of interruptions so far (set by the decider on a retry)
-    interrupts: int | None = None
+    interrupts: int | Absent | None = ABSENT
     #: what a failed check or tool reported, for the next attempt's feedback
-    details: JSON = None
+    details: JSON | Absent = ABSENT
     #: the limit that refused a call (a `budget_exceeded` error)
-    budget: JSONDict | None = None
+    budget: JSONDict | Absent | None = ABSENT
     extra: JSONDict | None = None
 
-    _KNOWN: ClassVar[frozenset[str]] = frozenset(
-        {"kind", "message", "retryable", "retry_after", "interrupts", "details", "budget"}
+    _OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "retryable",
+        "retry_after",
+        "interrupts",
+        "details",
+        "budget",
     )
+    _KNOWN: ClassVar[frozenset[str]] = frozenset({"kind", "message", *_OPTIONAL})
 
     @classmethod
     def of(cls, data: JSONDict) -> ErrorRecord:
-        """The record as stored."""
+        """The record as stored.
+
+        Raises:
+            IntegrityError: ``kind`` or ``message`` is missing.
+        """
         get = data.get
         extra = {k: v for k, v in data.items() if k not in cls._KNOWN} or None
         try:
             return cls(
                 kind=data["kind"],
                 message=data["message"],
-                retryable=get("retryable"),
-                retry_after=get("retry_after"),
-                interrupts=get("interrupts"),
-                details=get("details"),
-                budget=get("budget"),
+                retryable=get("retryable", ABSENT),
+                retry_after=get("retry_after", ABSENT),
+                interrupts=get("interrupts", ABSENT),
+                details=get("details", ABSENT),
+                budget=get("budget", ABSENT),
                 extra=extra,
             )
         except KeyError as exc:
@@ -177,13 +189,30 @@ class ErrorRecord:
     def to_data(self) -> JSONDict:
         """The record as stored (absent fields left out)."""
         data: JSONDict = {"kind": self.kind, "message": self.message}
-        for name in ("retryable", "retry_after", "interrupts", "details", "budget"):
+        for name in self._OPTIONAL:
             value = getattr(self, name)
-            if value is not None:
+            if value is not ABSENT:
                 data[name] = value
         if self.extra:
             data.update(self.extra)
         return data
+
+    @property
+    def is_retryable(self) -> bool:
+        """Whether the error says a retry may succeed."""
+        return self.retryable is True
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The wait the failing service asked for, if any."""
+        value = self.retry_after
+        return None if value is None or value is ABSENT else float(value)
+
+    @property
+    def interrupt_count(self) -> int:
+        """Interruptions in a row so far (0 when not recorded)."""
+        value = self.interrupts
+        return 0 if value is None or value is ABSENT else int(value)
 
 
 @dataclass(slots=True)
@@ -560,10 +589,43 @@ MODELS: tuple[type[Payload], ...] = (
     RunPaused,
 )
 
+
+def _compile_to_data(cls: type[Payload]) -> None:
+    """Give ``cls`` a ``to_data`` written out field by field (the loop costs 2x on the hot path).
+
+    Field names are Python identifiers (dataclass fields), so the generated
+    source holds nothing but them.
+    """
+    always = [name for name, mode in cls._layout if mode == _ALWAYS]
+    lines = ["def to_data(self):"]
+    lines.append("    data = {" + ", ".join(f"{n!r}: self.{n}" for n in always) + "}")
+    for name, mode in cls._layout:
+        if mode == _OMIT_NONE:
+            lines += [
+                f"    v = self.{name}",
+                "    if v is not None:",
+                f"        data[{name!r}] = v",
+            ]
+        elif mode == _OMIT_ABSENT:
+            lines += [
+                f"    v = self.{name}",
+                "    if v is not ABSENT:",
+                f"        data[{name!r}] = v",
+            ]
+    lines.append("    return data")
+    namespace: dict[str, Any] = {"ABSENT": ABSENT}
+    exec("\n".join(lines), namespace)  # the source holds field names only
+    function = namespace["to_data"]
+    function.__doc__ = Payload.to_data.__doc__
+    function.__qualname__ = f"{cls.__name__}.to_data"
+    setattr(cls, "to_data", function)  # noqa: B010 - mypy forbids assigning a method
+
+
 #: The payload model of every event type.
 PAYLOADS: dict[EventType, type[Payload]] = {}
 for _model in MODELS:
     _model._layout = _layout(_model)
+    _compile_to_data(_model)
     for _type in _model.TYPES:
         PAYLOADS[_type] = _model
 del _model, _type
