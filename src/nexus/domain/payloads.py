@@ -416,8 +416,8 @@ class AttemptStarted(Payload):
     attempt: int
     tool: str | None = None
     args: JSON = None
-    #: the exec profile granted
-    profile: str | None = None
+    #: the exec profile granted (what the sandbox may reach)
+    profile: JSONDict | None = None
     agent: str | None = None
     #: how the agent was chosen: ``{"candidates": [...], "why": ...}``
     route: JSONDict | None = None

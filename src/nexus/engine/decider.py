@@ -14,8 +14,30 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
-from nexus.domain.errors import ErrorKind, NexusError
+from nexus.domain.errors import ErrorKind, IntegrityError, NexusError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
+from nexus.domain.payloads import (
+    ABSENT,
+    ApprovalAnswered,
+    ApprovalEscalated,
+    ApprovalRequested,
+    ApprovalTimedOut,
+    AttemptFinished,
+    AttemptInterrupted,
+    AttemptStarted,
+    BudgetCrossed,
+    EffectRecord,
+    ErrorRecord,
+    Payload,
+    RetryScheduled,
+    RunEnded,
+    RunPaused,
+    TaskEndedUnrun,
+    TaskExpanded,
+    TaskFailed,
+    TaskPaused,
+    TaskSucceeded,
+)
 from nexus.domain.plan import AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
 from nexus.engine.effects import to_json
@@ -83,7 +105,7 @@ def _has_template(value: Any) -> bool:
 
 def interrupts_of(task: TaskState) -> int:
     """How many times in a row ``task``'s attempts were interrupted (kept on its error record)."""
-    return int(task.error.get("interrupts", 0)) if task.error else 0
+    return ErrorRecord.of(task.error).interrupt_count if task.error else 0
 
 
 def held_at_limit(state: RunState) -> list[TaskState]:
@@ -102,6 +124,12 @@ class Decider:
         #: controller then records ``run.continued`` once it has had a turn
         self.deferred = False
         self._limit_failures = 0
+
+    def _emit(self, type_: EventType, at: str, payload: Payload) -> None:
+        """Emit a decision whose data is ``payload``."""
+        if type_ not in payload.TYPES:
+            raise IntegrityError(f"a {type(payload).__name__} is not the payload of {type_}")
+        self.emit(Draft(type_, at, payload.to_data()))
 
     def _routing_pricing(self) -> PricingTable | None:
         """The prices the run recorded for routing (built once); None: the shipped ones."""
@@ -152,158 +180,117 @@ class Decider:
 
     # -- reactions ----------------------------------------------------------
     def _attempt_finished(self, event: Event) -> None:
-        task = self.state.tasks[event.data["task"]]
-        error = event.data.get("error")
-        if error is not None and error.get("kind") == str(ErrorKind.BUDGET_EXCEEDED):
+        finished = AttemptFinished.of(event.data)
+        task = self.state.tasks[finished.task]
+        if finished.error is None:
+            succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
+            self._emit(EventType.TASK_SUCCEEDED, event.at, succeeded)
+            return
+        error = ErrorRecord.of(finished.error)
+        if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
             self._budget_stop(task, event.at, error)
             return
-        if error is None:
-            self.emit(
-                Draft(
-                    EventType.TASK_SUCCEEDED,
-                    event.at,
-                    {"task": task.id, "attempt": task.attempts},
-                )
-            )
-            return
         failures = task.attempts - self._interrupts(task)
-        if error.get("retryable") and failures <= task.spec.retry.retries:
+        if error.is_retryable and failures <= task.spec.retry.retries:
             self._retry(task, event.at, error, failures)
         else:
-            self._fail(task, event.at, error)
+            self._fail(task, event.at, finished.error)
 
     def _rejected(self, event: Event) -> None:
-        task = self.state.tasks[event.data["task"]]
-        who = event.data.get("by") or "someone"
-        why = event.data.get("reason") or "no reason given"
-        error = {
-            "kind": str(ErrorKind.POLICY_DENIED),
-            "message": f"approval rejected by {who}: {why}",
-            "retryable": False,
-        }
-        self._fail(task, event.at, error)
+        answer = ApprovalAnswered.of(event.data)
+        task = self.state.tasks[answer.task]
+        who = answer.by or "someone"
+        why = answer.reason or "no reason given"
+        error = ErrorRecord(
+            kind=str(ErrorKind.POLICY_DENIED),
+            message=f"approval rejected by {who}: {why}",
+            retryable=False,
+        )
+        self._fail(task, event.at, error.to_data())
 
     def _approval_timed_out(self, event: Event) -> None:
-        task = self.state.tasks[event.data["task"]]
+        task = self.state.tasks[ApprovalTimedOut.of(event.data).task]
         policy = task.spec.approval
         if policy is not None and policy.on_timeout == "escalate":
             reason = f"no answer within {policy.timeout} s: escalated, still waiting"
-            self.emit(
-                Draft(EventType.APPROVAL_ESCALATED, event.at, {"task": task.id, "reason": reason})
-            )
+            escalated = ApprovalEscalated(task=task.id, reason=reason)
+            self._emit(EventType.APPROVAL_ESCALATED, event.at, escalated)
             return
-        error = {
-            "kind": str(ErrorKind.TIMEOUT),
-            "message": "approval not given in time",
-            "retryable": False,
-        }
-        self._fail(task, event.at, error)
+        error = ErrorRecord(
+            kind=str(ErrorKind.TIMEOUT), message="approval not given in time", retryable=False
+        )
+        self._fail(task, event.at, error.to_data())
 
     def _request_approval(self, task: TaskState, at: str) -> None:
         policy = task.spec.approval
         assert policy is not None
-        data: dict[str, Any] = {"task": task.id, "on_timeout": policy.on_timeout}
+        request = ApprovalRequested(task=task.id, on_timeout=policy.on_timeout)
         if policy.timeout is not None:
             delay = int(policy.timeout * 1000)
-            data["timeout_ms"] = delay
-            data["deadline"] = format_time(parse_time(at) + timedelta(milliseconds=delay))
-        self.emit(Draft(EventType.APPROVAL_REQUESTED, at, data))
+            request.timeout_ms = delay
+            request.deadline = format_time(parse_time(at) + timedelta(milliseconds=delay))
+        self._emit(EventType.APPROVAL_REQUESTED, at, request)
 
     def _interrupts(self, task: TaskState) -> int:
         return interrupts_of(task)
 
-    def _retry(self, task: TaskState, at: str, error: dict[str, Any], failures: int) -> None:
-        retry_after = error.get("retry_after")
+    def _retry(self, task: TaskState, at: str, error: ErrorRecord, failures: int) -> None:
         delay = backoff_ms(
-            task.spec.retry,
-            self.state.run_id,
-            task.id,
-            failures,
-            float(retry_after) if retry_after is not None else None,
+            task.spec.retry, self.state.run_id, task.id, failures, error.retry_after_s
         )
-        error = {
-            **error,
-            "interrupts": self._interrupts(task) + (1 if error.get("kind") == "interrupted" else 0),
-        }
+        error.interrupts = self._interrupts(task) + (1 if error.kind == "interrupted" else 0)
         not_before = format_time(parse_time(at) + timedelta(milliseconds=delay))
-        self.emit(
-            Draft(
-                EventType.RETRY_SCHEDULED,
-                at,
-                {
-                    "task": task.id,
-                    "attempt": task.attempts,
-                    "error": error,
-                    "delay_ms": delay,
-                    "not_before": not_before,
-                },
-            )
+        retry = RetryScheduled(
+            task=task.id,
+            attempt=task.attempts,
+            error=error.to_data(),
+            delay_ms=delay,
+            not_before=not_before,
         )
+        self._emit(EventType.RETRY_SCHEDULED, at, retry)
 
     def _fail(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
-        self.emit(
-            Draft(
-                EventType.TASK_FAILED,
-                at,
-                {"task": task.id, "attempts": task.attempts, "error": error},
-            )
-        )
+        failed = TaskFailed(task=task.id, attempts=task.attempts, error=error)
+        self._emit(EventType.TASK_FAILED, at, failed)
         if self.state.plan.fail_fast:
             self._cancel_all(at, f"fail-fast: task '{task.id}' failed")
 
     def _interrupted(self, at: str) -> None:
         for task in self.state.tasks_in(TaskStatus.RUNNING):
-            error = {
-                "kind": "interrupted",
-                "message": "the process running this attempt stopped before it finished",
-                "retryable": True,
-            }
-            self.emit(
-                Draft(
-                    EventType.ATTEMPT_INTERRUPTED,
-                    at,
-                    {"task": task.id, "attempt": task.attempts, "error": error},
-                )
+            error = ErrorRecord(
+                kind="interrupted",
+                message="the process running this attempt stopped before it finished",
+                retryable=True,
             )
+            stopped = AttemptInterrupted(task=task.id, attempt=task.attempts, error=error.to_data())
+            self._emit(EventType.ATTEMPT_INTERRUPTED, at, stopped)
             interrupts = self._interrupts(task) + 1
             if interrupts > MAX_INTERRUPTS:
-                self._fail(
-                    task,
-                    at,
-                    {
-                        "kind": str(ErrorKind.INTERNAL),
-                        "message": f"interrupted {interrupts} times (limit {MAX_INTERRUPTS})",
-                        "retryable": False,
-                    },
+                held = ErrorRecord(
+                    kind=str(ErrorKind.INTERNAL),
+                    message=f"interrupted {interrupts} times (limit {MAX_INTERRUPTS})",
+                    retryable=False,
                 )
+                self._fail(task, at, held.to_data())
             else:
                 self._retry_interrupted(task, at, error)
 
-    def _retry_interrupted(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
-        record = {**error, "interrupts": self._interrupts(task) + 1}
-        self.emit(
-            Draft(
-                EventType.RETRY_SCHEDULED,
-                at,
-                {
-                    "task": task.id,
-                    "attempt": task.attempts,
-                    "error": record,
-                    "delay_ms": 0,
-                    "not_before": at,
-                },
-            )
+    def _retry_interrupted(self, task: TaskState, at: str, error: ErrorRecord) -> None:
+        error.interrupts = self._interrupts(task) + 1
+        retry = RetryScheduled(
+            task=task.id, attempt=task.attempts, error=error.to_data(), delay_ms=0, not_before=at
         )
+        self._emit(EventType.RETRY_SCHEDULED, at, retry)
 
     # -- budgets ------------------------------------------------------------
     def _spent(self, event: Event) -> None:
         """Warn at 80% of a limit, stop at 100%: once per scope, dimension and threshold."""
-        data = event.data
-        if data.get("kind") not in ("model", "tool"):
+        record = EffectRecord.of(event.data)
+        if record.kind not in ("model", "tool"):
             return
         state = self.state
-        task = state.tasks.get(data["task"])
-        for scope in run_scopes(data["task"], task.agent if task is not None else None):
+        task = state.tasks.get(record.task)
+        for scope in run_scopes(record.task, task.agent if task is not None else None):
             limits = state.limits(scope)
             if limits.is_empty:
                 continue
@@ -319,51 +306,41 @@ class Decider:
                     if share < threshold or (scope.id, dimension, mark) in state.reported:
                         continue
                     kind = EventType.BUDGET_WARNING if threshold < 1 else EventType.BUDGET_EXCEEDED
-                    self.emit(
-                        Draft(
-                            kind,
-                            event.at,
-                            _crossing(scope, dimension, mark, spent, limit, task=data["task"]),
-                        )
-                    )
+                    crossing = _crossing(scope, dimension, mark, spent, limit, task=record.task)
+                    self._emit(kind, event.at, crossing)
         # the tenant's spend is shared with other runs: the worker records what a call crossed
-        for crossed in data.get("tenant_budget", ()):
+        for crossed in record.tenant_budget or ():
             scope = Scope("tenant", crossed["key"])
             mark = crossed["threshold"]
             if (scope.id, crossed["dimension"], mark) in state.reported:
                 continue
             kind = EventType.BUDGET_WARNING if mark != "1" else EventType.BUDGET_EXCEEDED
-            draft = _crossing(
+            tenant_crossing = _crossing(
                 scope,
                 crossed["dimension"],
                 mark,
                 crossed["spent"],
                 crossed["limit"],
-                task=data["task"],
+                task=record.task,
             )
-            self.emit(Draft(kind, event.at, draft))
+            self._emit(kind, event.at, tenant_crossing)
 
-    def _budget_stop(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
+    def _budget_stop(self, task: TaskState, at: str, error: ErrorRecord) -> None:
         """An attempt was refused budget: record why (once) and pause the task."""
-        budget = error.get("budget")
+        budget = error.budget
         if isinstance(budget, dict):
             sid = f"{budget['scope']}:{budget['key']}"
             if (sid, budget["dimension"], "1") not in self.state.reported:
                 scope = Scope(budget["scope"], budget["key"])
-                data = _crossing(
+                crossing = _crossing(
                     scope, budget["dimension"], "1", budget["spent"], budget["limit"], task=task.id
                 )
                 # a refusal: the call did not fit what was spent and held by others
-                data["asked"] = budget.get("asked")
-                data["reserved"] = budget.get("reserved")
-                self.emit(Draft(EventType.BUDGET_EXCEEDED, at, data))
-        self.emit(
-            Draft(
-                EventType.TASK_PAUSED,
-                at,
-                {"task": task.id, "attempt": task.attempts, "reason": error.get("message", "")},
-            )
-        )
+                crossing.asked = budget.get("asked")
+                crossing.reserved = budget.get("reserved")
+                self._emit(EventType.BUDGET_EXCEEDED, at, crossing)
+        paused = TaskPaused(task=task.id, attempt=task.attempts, reason=error.message)
+        self._emit(EventType.TASK_PAUSED, at, paused)
 
     def _budget_block(self, task: TaskState, at: str) -> str | None:
         """Why ``task`` may not start for lack of budget (None: it may)."""
@@ -373,8 +350,10 @@ class Decider:
             elapsed = (parse_time(at) - parse_time(state.started_at)).total_seconds()
             if elapsed >= run.wall_s:
                 if ("run:", "wall", "1") not in state.reported:
-                    data = _crossing(Scope("run"), "wall", "1", elapsed, run.wall_s, task=task.id)
-                    self.emit(Draft(EventType.BUDGET_EXCEEDED, at, data))
+                    crossing = _crossing(
+                        Scope("run"), "wall", "1", elapsed, run.wall_s, task=task.id
+                    )
+                    self._emit(EventType.BUDGET_EXCEEDED, at, crossing)
                 return f"the run's wall-time budget of {run.wall_s:g} s is spent"
         for scope in run_scopes(task.id, task.spec.agent):
             limits = state.limits(scope)
@@ -393,17 +372,15 @@ class Decider:
         if state.tasks_in(TaskStatus.RETRY_WAIT, TaskStatus.AWAITING_APPROVAL):
             return  # a timer or a person can still move it on
         paused = [t.id for t in state.tasks_in(TaskStatus.PAUSED)]
-        self.emit(
-            Draft(
-                EventType.RUN_PAUSED,
-                at,
-                {
-                    "reason": "budget",
-                    "paused": paused[:20],
-                    "count": len(paused),
-                    "hint": "raise the budget and run `nexus resume RUN --budget ...`",
-                },
-            )
+        self._emit(
+            EventType.RUN_PAUSED,
+            at,
+            RunPaused(
+                reason="budget",
+                paused=paused[:20],
+                count=len(paused),
+                hint="raise the budget and run `nexus resume RUN --budget ...`",
+            ),
         )
 
     def _cancel_all(self, at: str, reason: str) -> None:
@@ -414,10 +391,10 @@ class Decider:
             TaskStatus.AWAITING_APPROVAL,
             TaskStatus.PAUSED,
         ):
-            self.emit(Draft(EventType.TASK_CANCELLED, at, {"task": task.id, "reason": reason}))
+            self._emit(EventType.TASK_CANCELLED, at, TaskEndedUnrun(task=task.id, reason=reason))
         for task in state.tasks_in(TaskStatus.PENDING):
             if task.status is TaskStatus.PENDING:
-                self.emit(Draft(EventType.TASK_SKIPPED, at, {"task": task.id, "reason": reason}))
+                self._emit(EventType.TASK_SKIPPED, at, TaskEndedUnrun(task=task.id, reason=reason))
         self._settle_parents(at)
 
     # -- scheduling ---------------------------------------------------------
@@ -437,16 +414,8 @@ class Decider:
                 failed = [
                     d for d in task.spec.needs if state.tasks[d].status is not TaskStatus.SUCCEEDED
                 ]
-                self.emit(
-                    Draft(
-                        EventType.TASK_SKIPPED,
-                        at,
-                        {
-                            "task": task.id,
-                            "reason": f"dependency did not succeed: {', '.join(failed)}",
-                        },
-                    )
-                )
+                reason = f"dependency did not succeed: {', '.join(failed)}"
+                self._emit(EventType.TASK_SKIPPED, at, TaskEndedUnrun(task=task.id, reason=reason))
                 continue
             if task.spec.approval is not None and task.parent is None and not task.approved:
                 self._request_approval(task, at)
@@ -475,22 +444,19 @@ class Decider:
             self._render_failed(task, at, exc)
             return
         if not isinstance(items, list):
-            self._fail(
-                task,
-                at,
-                {
-                    "kind": str(ErrorKind.VALIDATION),
-                    "message": f"foreach must give a list, got {type(items).__name__}",
-                    "retryable": False,
-                },
+            error = ErrorRecord(
+                kind=str(ErrorKind.VALIDATION),
+                message=f"foreach must give a list, got {type(items).__name__}",
+                retryable=False,
             )
+            self._fail(task, at, error.to_data())
             return
         try:
             items = to_json(items, f"the foreach items of task '{task.id}'")
         except NexusError as exc:
             self._fail(task, at, {**exc.to_data(), "retryable": False})
             return
-        self.emit(Draft(EventType.TASK_EXPANDED, at, {"task": task.id, "items": items}))
+        self._emit(EventType.TASK_EXPANDED, at, TaskExpanded(task=task.id, items=items))
 
     def _start(self, task: TaskState, at: str) -> bool:
         """Emit ``attempt.started``; False when no agent has a free slot."""
@@ -499,60 +465,51 @@ class Decider:
         if state.has_budgets:
             blocked = self._budget_block(task, at)
             if blocked is not None:
-                self.emit(Draft(EventType.TASK_PAUSED, at, {"task": task.id, "reason": blocked}))
+                self._emit(EventType.TASK_PAUSED, at, TaskPaused(task=task.id, reason=blocked))
                 return True
-        data: dict[str, Any] = {"task": task.id, "attempt": task.attempts + 1}
+        started = AttemptStarted(task=task.id, attempt=task.attempts + 1)
         try:
             ctx = template_context(state, task) if _needs_context(task) else {}
             if spec.tool is not None:
-                data["tool"] = spec.tool
-                if spec.profile is not None:
-                    data["profile"] = spec.profile
+                started.tool = spec.tool
+                started.profile = spec.profile
                 args = render_deep(spec.args, ctx, task=task.id, field="with") if ctx else spec.args
-                data["args"] = to_json(args, f"the arguments of task '{task.id}'") if ctx else args
+                started.args = to_json(args, f"the arguments of task '{task.id}'") if ctx else args
             else:
                 decision = route(spec, state.plan.agents, state.agent_load)
                 if decision.agent is None:
                     return False
                 agent = state.plan.agents[decision.agent]
-                data["agent"] = decision.agent
-                data["route"] = {"candidates": list(decision.candidates), "why": decision.reason}
-                data["model"] = agent.model
-                data["prompt"] = render_text(
+                started.agent = decision.agent
+                started.route = {"candidates": list(decision.candidates), "why": decision.reason}
+                started.model = agent.model
+                prompt = render_text(
                     spec.prompt or "", ctx, where=f"task '{task.id}', field 'prompt'"
                 )
-                data["instructions"] = render_text(
+                instructions = render_text(
                     agent.instructions,
                     ctx,
                     where=f"task '{task.id}', field 'agents.{decision.agent}.instructions'",
                 )
-                data["turn"] = state.agent_turns.get(decision.agent, 0)
+                started.prompt = prompt
+                started.instructions = instructions
+                started.turn = state.agent_turns.get(decision.agent, 0)
                 if _routed(spec, agent, state):
                     choice = _choose(
-                        spec,
-                        agent,
-                        state,
-                        data["prompt"],
-                        data["instructions"],
-                        self._routing_pricing(),
+                        spec, agent, state, prompt, instructions, self._routing_pricing()
                     )
-                    data["model"] = choice.chain[0]
-                    data["models"] = list(choice.chain)
-                    data["model_route"] = choice.to_dict()
-                grant = spec.profile if spec.profile is not None else agent.profile
-                if grant is not None:
-                    data["profile"] = grant
-                if spec.output_schema is not None:
-                    data["output_schema"] = spec.output_schema
-                feedback = _feedback(task)
-                if feedback is not None:
-                    data["feedback"] = feedback
+                    started.model = choice.chain[0]
+                    started.models = list(choice.chain)
+                    started.model_route = choice.to_dict()
+                started.profile = spec.profile if spec.profile is not None else agent.profile
+                started.output_schema = spec.output_schema
+                started.feedback = _feedback(task)
         except NexusError as exc:
             self._render_failed(task, at, exc)
             return True
         if spec.timeout is not None:
-            data["timeout_ms"] = int(spec.timeout * 1000)
-        self.emit(Draft(EventType.ATTEMPT_STARTED, at, data))
+            started.timeout_ms = int(spec.timeout * 1000)
+        self._emit(EventType.ATTEMPT_STARTED, at, started)
         return True
 
     def _render_failed(self, task: TaskState, at: str, exc: NexusError) -> None:
@@ -568,31 +525,21 @@ class Decider:
             settled = True
             bad = [c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED]
             if not bad:
-                self.emit(Draft(EventType.TASK_SUCCEEDED, at, {"task": parent.id}))
+                self._emit(EventType.TASK_SUCCEEDED, at, TaskSucceeded(task=parent.id))
             elif state.cancel_requested:
-                self.emit(
-                    Draft(
-                        EventType.TASK_CANCELLED,
-                        at,
-                        {"task": parent.id, "reason": "cancelled by request"},
-                    )
-                )
+                cancelled = TaskEndedUnrun(task=parent.id, reason="cancelled by request")
+                self._emit(EventType.TASK_CANCELLED, at, cancelled)
             else:
-                error = {
-                    "kind": "validation",
-                    "message": (
+                error = ErrorRecord(
+                    kind="validation",
+                    message=(
                         f"{len(bad)} of {len(parent.children)} items did not succeed: "
                         + ", ".join(bad[:5])
                     ),
-                    "retryable": False,
-                }
-                self.emit(
-                    Draft(
-                        EventType.TASK_FAILED,
-                        at,
-                        {"task": parent.id, "attempts": 0, "error": error},
-                    )
+                    retryable=False,
                 )
+                failed = TaskFailed(task=parent.id, attempts=0, error=error.to_data())
+                self._emit(EventType.TASK_FAILED, at, failed)
                 if state.plan.fail_fast:
                     self._cancel_all(at, f"fail-fast: task '{parent.id}' failed")
         return settled
@@ -608,12 +555,12 @@ class Decider:
             kind, status = EventType.RUN_SUCCEEDED, RunStatus.SUCCEEDED
         else:
             kind, status = EventType.RUN_FAILED, RunStatus.FAILED
-        self.emit(Draft(kind, at, {"status": str(status), "tasks": dict(sorted(counts.items()))}))
+        self._emit(kind, at, RunEnded(status=str(status), tasks=dict(sorted(counts.items()))))
 
 
 def _crossing(
     scope: Scope, dimension: str, threshold: str, spent: Any, limit: Any, *, task: str
-) -> dict[str, Any]:
+) -> BudgetCrossed:
     def figure(value: Any) -> Any:
         if isinstance(value, str | int):
             return value
@@ -621,16 +568,16 @@ def _crossing(
             return round(value, 3)
         return money_text(value)
 
-    return {
-        "scope": scope.kind,
-        "key": scope.key,
-        "dimension": dimension,
-        "threshold": threshold,
-        "percent": int(float(threshold) * 100),
-        "spent": figure(spent),
-        "limit": figure(limit),
-        "task": task,
-    }
+    return BudgetCrossed(
+        scope=scope.kind,
+        key=scope.key,
+        dimension=dimension,
+        threshold=threshold,
+        percent=int(float(threshold) * 100),
+        spent=figure(spent),
+        limit=figure(limit),
+        task=task,
+    )
 
 
 def _routed(spec: TaskSpec, agent: AgentSpec, state: RunState) -> bool:
@@ -671,14 +618,16 @@ def _choose(
 
 def _feedback(task: TaskState) -> dict[str, Any] | None:
     """What went wrong in the previous attempt, for the agent's next one (E4)."""
-    error = task.error
-    if task.attempts == 0 or not error or error.get("kind") == "interrupted":
+    if task.attempts == 0 or not task.error:
+        return None
+    error = ErrorRecord.of(task.error)
+    if error.kind == "interrupted":
         return None
     feedback: dict[str, Any] = {
         "attempt": task.attempts,
-        "kind": error.get("kind", "internal"),
-        "message": str(error.get("message", ""))[:2000],
+        "kind": error.kind,
+        "message": str(error.message)[:2000],
     }
-    if "details" in error:
-        feedback["details"] = error["details"]
+    if error.details is not ABSENT:
+        feedback["details"] = error.details
     return feedback
