@@ -17,6 +17,7 @@ from typing import Any
 
 from nexus.domain.budget import Scope, money_text
 from nexus.domain.events import Event, EventType
+from nexus.domain.payloads import AttemptStarted, EffectRecord, RunStarted
 from nexus.domain.state import RunState
 from nexus.gateway.base import ModelResponse, Usage
 from nexus.gateway.usage import PricingTable
@@ -65,29 +66,31 @@ def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) ->
     tool_calls = 0
     budget_events: list[dict[str, Any]] = []
     for event in events:
-        data = event.data
-        if event.type is EventType.ATTEMPT_STARTED and "agent" in data:
-            agent_of[(data["task"], data["attempt"])] = data["agent"]
+        if event.type is EventType.ATTEMPT_STARTED:
+            attempt = AttemptStarted.of(event.data)
+            if attempt.agent is not None:
+                agent_of[(attempt.task, attempt.attempt)] = attempt.agent
         elif event.type in (EventType.BUDGET_WARNING, EventType.BUDGET_EXCEEDED):
-            budget_events.append({"type": str(event.type), "at": event.at, **data})
+            budget_events.append({"type": str(event.type), "at": event.at, **event.data})
         elif event.type is EventType.EFFECT_RECORDED:
-            if data["kind"] == "tool":
+            record = EffectRecord.of(event.data)
+            if record.kind == "tool":
                 tool_calls += 1
                 continue
-            if data["kind"] != "model" or data.get("error") is not None:
+            if record.kind != "model" or record.error is not None:
                 continue
-            response = ModelResponse.from_dict(data["response"])
-            spend = data.get("spend") or {}
+            response = ModelResponse.from_dict(record.response)
+            spend = record.spend or {}
             usd = Decimal(str(spend.get("usd", "0")))
             if spend.get("unpriced"):
                 unpriced.add(response.model)
             if response.cache:
                 cached.append(response)
-            agent = agent_of.get((data["task"], data["attempt"]), "")
+            agent = agent_of.get((record.task, record.attempt), "")
             calls.append(
                 {
-                    "task": data["task"],
-                    "attempt": data["attempt"],
+                    "task": record.task,
+                    "attempt": record.attempt,
                     "agent": agent,
                     "model": response.model,
                     "usd": money_text(usd),
@@ -97,17 +100,17 @@ def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) ->
             )
             total.add(usd, response.usage)
             for groups, key in (
-                (by_task, data["task"]),
+                (by_task, record.task),
                 (by_agent, agent),
                 (by_model, response.model),
             ):
                 groups.setdefault(key, _Sum()).add(usd, response.usage)
-    started = events[0].data
+    started = RunStarted.from_event(events[0])
     report: dict[str, Any] = {
         "run_id": state.run_id,
         "name": state.plan.name,
         "status": str(state.status),
-        "tenant": started.get("tenant", "default"),
+        "tenant": started.tenant if started.tenant is not None else "default",
         "total": total.to_dict(),
         "tool_calls": tool_calls,
         "by_agent": {k: v.to_dict() for k, v in sorted(by_agent.items())},
@@ -119,7 +122,7 @@ def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) ->
         "budget_events": budget_events,
         "budgets": _budgets(state),
     }
-    estimate = started.get("estimate")
+    estimate = started.estimate
     if estimate is not None:
         report["estimate"] = {
             **estimate,
