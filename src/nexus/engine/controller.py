@@ -34,6 +34,20 @@ from pathlib import Path
 from typing import Any
 
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time, seal
+from nexus.domain.payloads import (
+    ApprovalAnswered,
+    ApprovalRequested,
+    ApprovalTimedOut,
+    AttemptFinished,
+    AttemptInterrupted,
+    AttemptStarted,
+    CancelRequested,
+    EffectRecord,
+    RetryScheduled,
+    RunContinued,
+    TaskEndedUnrun,
+    TimerFired,
+)
 from nexus.domain.plan import SCRIPT_POSITION
 from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.decider import Decider, template_context
@@ -110,8 +124,9 @@ class RunController:
         self._observers = list(observers)
         self._decider = Decider(state, self._emit)
         self._buffer: list[Event] = []
-        self._launch: list[Event] = []
-        self._inline: list[Event] = []
+        #: attempts decided but not started: the payload, and the data it was read from
+        self._launch: list[tuple[AttemptStarted, dict[str, Any]]] = []
+        self._inline: list[tuple[AttemptStarted, dict[str, Any]]] = []
         self._seen_upto: dict[str, int] = {}
         self._timers: list[Event] = []
         self._dispatcher: Dispatcher | None = None
@@ -136,24 +151,28 @@ class RunController:
             data = self._redactor.redact(draft.data)
             if data != draft.data:
                 if draft.type is EventType.ATTEMPT_STARTED:
-                    self._unredacted[(data["task"], data["attempt"])] = draft.data
+                    secret = AttemptStarted.of(data)
+                    self._unredacted[(secret.task, secret.attempt)] = draft.data
                 draft = Draft(draft.type, draft.at, data)
         event = seal(self.run_id, state.seq + 1, draft, state.last_hash)
         state.apply(event)
         self._buffer.append(event)
         kind = event.type
         if kind is EventType.ATTEMPT_STARTED:
-            self._seen_upto[event.data["task"]] = state.finished_count
-            (self._inline if self._is_pure(event) else self._launch).append(event)
+            started = AttemptStarted.of(event.data)
+            self._seen_upto[started.task] = state.finished_count
+            queue = self._inline if self._is_pure(started) else self._launch
+            queue.append((started, event.data))
         elif kind is EventType.RETRY_SCHEDULED or (
-            kind is EventType.APPROVAL_REQUESTED and "timeout_ms" in event.data
+            kind is EventType.APPROVAL_REQUESTED
+            and ApprovalRequested.of(event.data).timeout_ms is not None
         ):
             self._timers.append(event)
-        elif (
-            kind in (EventType.TASK_CANCELLED, EventType.ATTEMPT_INTERRUPTED)
-            and self._dispatcher is not None
-        ):
-            self._dispatcher.cancel(event.data["task"])
+        elif self._dispatcher is not None:
+            if kind is EventType.TASK_CANCELLED:
+                self._dispatcher.cancel(TaskEndedUnrun.of(event.data).task)
+            elif kind is EventType.ATTEMPT_INTERRUPTED:
+                self._dispatcher.cancel(AttemptInterrupted.of(event.data).task)
         if self._replay is not None:
             self._check_replay(event)
         return event
@@ -162,8 +181,8 @@ class RunController:
         """React to an input that is already sealed and stored (``run.started``)."""
         self._decider.react(first)
 
-    def _is_pure(self, event: Event) -> bool:
-        name = event.data.get("tool")
+    def _is_pure(self, started: AttemptStarted) -> bool:
+        name = started.tool
         return (
             self._replay is None
             and name is not None
@@ -190,10 +209,10 @@ class RunController:
         launch, self._launch = self._launch, []
         if self._inline:  # left over from a full batch: run them now
             await self._run_inline()
-        for event in launch:
-            task = self.state.tasks[event.data["task"]]
-            if task.status is TaskStatus.RUNNING and task.attempts == event.data["attempt"]:
-                self._start_worker(event)
+        for started, data in launch:
+            task = self.state.tasks[started.task]
+            if task.status is TaskStatus.RUNNING and task.attempts == started.attempt:
+                self._start_worker(started, data)
         timers, self._timers = self._timers, []
         if self._replay is None:
             for event in timers:
@@ -215,34 +234,30 @@ class RunController:
             return
         if isinstance(message, CancelDue):
             if not state.cancel_requested:
-                self.step(
-                    Draft(EventType.CANCEL_REQUESTED, self._now(), {"reason": message.reason})
-                )
+                cancel = CancelRequested(reason=message.reason)
+                self.step(Draft(EventType.CANCEL_REQUESTED, self._now(), cancel.to_data()))
             return
         if isinstance(message, ApprovalDue):
             self._approval(message)
             return
         if isinstance(message, ContinueDue):
-            self.step(Draft(EventType.RUN_CONTINUED, self._now(), {"reason": "template_limits"}))
+            go_on = RunContinued(reason="template_limits")
+            self.step(Draft(EventType.RUN_CONTINUED, self._now(), go_on.to_data()))
             return
         task = state.tasks.get(message.task)
         if task is None or task.attempts != message.attempt:
             return
         if isinstance(message, TimerDue):
             if task.status is TaskStatus.RETRY_WAIT:
-                self.step(Draft(EventType.TIMER_FIRED, self._now(), {"task": task.id}))
+                fired = TimerFired(task=task.id)
+                self.step(Draft(EventType.TIMER_FIRED, self._now(), fired.to_data()))
             return
         if task.status is not TaskStatus.RUNNING:
             return
         if isinstance(message, EffectDone):
             self.step(Draft(EventType.EFFECT_RECORDED, self._now(), message.record))
         else:
-            data: dict[str, Any] = {"task": task.id, "attempt": message.attempt}
-            if message.error is None:
-                data["output"] = message.output
-            else:
-                data["error"] = message.error
-            self.step(Draft(EventType.ATTEMPT_FINISHED, self._now(), data))
+            self.step(Draft(EventType.ATTEMPT_FINISHED, self._now(), _finished(message)))
 
     def _approval(self, message: ApprovalDue) -> None:
         task = self.state.tasks.get(message.task)
@@ -250,22 +265,22 @@ class RunController:
             return
         if message.timed_out:
             if task.approval_deadline is not None:
-                self.step(Draft(EventType.APPROVAL_TIMED_OUT, self._now(), {"task": task.id}))
+                late = ApprovalTimedOut(task=task.id)
+                self.step(Draft(EventType.APPROVAL_TIMED_OUT, self._now(), late.to_data()))
             return
         kind = EventType.APPROVAL_GRANTED if message.granted else EventType.APPROVAL_REJECTED
-        data = {"task": task.id, "by": message.by, "reason": message.reason}
-        self.step(Draft(kind, self._now(), data))
+        answer = ApprovalAnswered(task=task.id, by=message.by, reason=message.reason)
+        self.step(Draft(kind, self._now(), answer.to_data()))
 
     # -- workers ----------------------------------------------------------
-    def _assignment(self, event: Event) -> Assignment:
-        data = event.data
-        tid = data["task"]
-        data = self._unredacted.pop((tid, data["attempt"]), data)
+    def _assignment(self, started: AttemptStarted, data: dict[str, Any]) -> Assignment:
+        tid = started.task
+        data = self._unredacted.pop((tid, started.attempt), data)
         upto = self._seen_upto.pop(tid, None)
         agent = None
         context: dict[str, Any] = {}
-        if "agent" in data:  # tools got their arguments rendered by the decider
-            agent = self.state.plan.agents[data["agent"]]
+        if started.agent is not None:  # tools got their arguments rendered by the decider
+            agent = self.state.plan.agents[started.agent]
             context = template_context(self.state, self.state.tasks[tid], upto)
             context["tasks"] = dict(context["tasks"])  # plain values: it may travel
             position = self.state.script_positions.get(tid)
@@ -274,7 +289,7 @@ class RunController:
         return Assignment(
             run_id=self.run_id,
             task=tid,
-            attempt=data["attempt"],
+            attempt=started.attempt,
             workspace=str(self.workspace),
             started=data,
             agent=agent,
@@ -289,22 +304,26 @@ class RunController:
             return
         await self.inbox.put(message)
 
-    def _start_worker(self, event: Event) -> None:
+    def _start_worker(self, started: AttemptStarted, data: dict[str, Any]) -> None:
         assert self._dispatcher is not None
-        self._dispatcher.submit(self._assignment(event))
+        self._dispatcher.submit(self._assignment(started, data))
 
-    async def _work(self, event: Event) -> None:
+    async def _work(self, started: AttemptStarted, data: dict[str, Any]) -> None:
         """Execute an attempt here and now (pure tools)."""
-        await self.worker.execute(self._assignment(event), self._report)
+        await self.worker.execute(self._assignment(started, data), self._report)
 
     def _arm(self, event: Event) -> None:
-        data = event.data
         loop = asyncio.get_running_loop()
         message: Message
+        delay: int
         if event.type is EventType.APPROVAL_REQUESTED:
-            message, delay = ApprovalDue(data["task"], timed_out=True), data["timeout_ms"]
+            request = ApprovalRequested.of(event.data)
+            if request.timeout_ms is None:
+                return  # waits without a deadline
+            message, delay = ApprovalDue(request.task, timed_out=True), request.timeout_ms
         else:
-            message, delay = TimerDue(data["task"], data["attempt"]), data["delay_ms"]
+            retry = RetryScheduled.of(event.data)
+            message, delay = TimerDue(retry.task, retry.attempt), retry.delay_ms
         loop.call_later(delay / 1000, self.inbox.put_nowait, message)
 
     def rearm_timers(self) -> None:
@@ -352,8 +371,8 @@ class RunController:
         exactly like any other (compare Temporal's local activities).
         """
         inline, self._inline = self._inline, []
-        for event in inline:
-            await self._work(event)
+        for started, data in inline:
+            await self._work(started, data)
 
     async def _live_loop(self) -> None:
         inbox = self.inbox
@@ -443,12 +462,16 @@ class RunController:
         if isinstance(message, EffectDone):
             self.step(Draft(EventType.EFFECT_RECORDED, expected.at, message.record))
         elif isinstance(message, AttemptDone):
-            data: dict[str, Any] = {"task": message.task, "attempt": message.attempt}
-            if message.error is None:
-                data["output"] = message.output
-            else:
-                data["error"] = message.error
-            self.step(Draft(EventType.ATTEMPT_FINISHED, expected.at, data))
+            self.step(Draft(EventType.ATTEMPT_FINISHED, expected.at, _finished(message)))
+
+
+def _finished(message: AttemptDone) -> dict[str, Any]:
+    """The ``attempt.finished`` data of a worker's report: its output, or its error."""
+    if message.error is None:
+        done = AttemptFinished(task=message.task, attempt=message.attempt, output=message.output)
+    else:
+        done = AttemptFinished(task=message.task, attempt=message.attempt, error=message.error)
+    return done.to_data()
 
 
 _WORKER_INPUTS = frozenset({EventType.EFFECT_RECORDED, EventType.ATTEMPT_FINISHED})
@@ -470,15 +493,16 @@ _REPLAY_INPUTS = frozenset(
 
 
 def _expect_key(event: Event) -> tuple[str, str, int, str]:
-    data = event.data
     if event.type is EventType.EFFECT_RECORDED:
-        return ("effect", data["task"], data["attempt"], data["key"])
-    return ("finished", data["task"], data["attempt"], "")
+        record = EffectRecord.of(event.data)
+        return ("effect", record.task, record.attempt, record.key)
+    finished = AttemptFinished.of(event.data)
+    return ("finished", finished.task, finished.attempt, "")
 
 
 def _message_key(message: Message) -> tuple[str, str, int, str]:
     if isinstance(message, EffectDone):
-        return ("effect", message.task, message.attempt, message.record["key"])
+        return ("effect", message.task, message.attempt, EffectRecord.of(message.record).key)
     if isinstance(message, AttemptDone):
         return ("finished", message.task, message.attempt, "")
     return ("other", "", 0, "")
