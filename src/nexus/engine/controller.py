@@ -124,9 +124,9 @@ class RunController:
         self._observers = list(observers)
         self._decider = Decider(state, self._emit)
         self._buffer: list[Event] = []
-        #: attempts decided but not started: the payload, and the data it was read from
-        self._launch: list[tuple[AttemptStarted, dict[str, Any]]] = []
-        self._inline: list[tuple[AttemptStarted, dict[str, Any]]] = []
+        #: attempts decided but not started yet
+        self._launch: list[AttemptStarted] = []
+        self._inline: list[AttemptStarted] = []
         self._seen_upto: dict[str, int] = {}
         self._timers: list[Event] = []
         self._dispatcher: Dispatcher | None = None
@@ -162,7 +162,7 @@ class RunController:
             started = AttemptStarted.of(event.data)
             self._seen_upto[started.task] = state.finished_count
             queue = self._inline if self._is_pure(started) else self._launch
-            queue.append((started, event.data))
+            queue.append(started)
         elif kind is EventType.RETRY_SCHEDULED or (
             kind is EventType.APPROVAL_REQUESTED
             and ApprovalRequested.of(event.data).timeout_ms is not None
@@ -209,10 +209,10 @@ class RunController:
         launch, self._launch = self._launch, []
         if self._inline:  # left over from a full batch: run them now
             await self._run_inline()
-        for started, data in launch:
+        for started in launch:
             task = self.state.tasks[started.task]
             if task.status is TaskStatus.RUNNING and task.attempts == started.attempt:
-                self._start_worker(started, data)
+                self._start_worker(started)
         timers, self._timers = self._timers, []
         if self._replay is None:
             for event in timers:
@@ -273,9 +273,9 @@ class RunController:
         self.step(Draft(kind, self._now(), answer.to_data()))
 
     # -- workers ----------------------------------------------------------
-    def _assignment(self, started: AttemptStarted, data: dict[str, Any]) -> Assignment:
+    def _assignment(self, started: AttemptStarted) -> Assignment:
         tid = started.task
-        data = self._unredacted.pop((tid, started.attempt), data)
+        secret = self._unredacted.pop((tid, started.attempt), None)
         upto = self._seen_upto.pop(tid, None)
         agent = None
         context: dict[str, Any] = {}
@@ -291,7 +291,8 @@ class RunController:
             task=tid,
             attempt=started.attempt,
             workspace=str(self.workspace),
-            started=data,
+            # the worker gets the real arguments and prompt, never recorded
+            started=started if secret is None else AttemptStarted.of(secret),
             agent=agent,
             context=context,
         )
@@ -304,13 +305,13 @@ class RunController:
             return
         await self.inbox.put(message)
 
-    def _start_worker(self, started: AttemptStarted, data: dict[str, Any]) -> None:
+    def _start_worker(self, started: AttemptStarted) -> None:
         assert self._dispatcher is not None
-        self._dispatcher.submit(self._assignment(started, data))
+        self._dispatcher.submit(self._assignment(started))
 
-    async def _work(self, started: AttemptStarted, data: dict[str, Any]) -> None:
+    async def _work(self, started: AttemptStarted) -> None:
         """Execute an attempt here and now (pure tools)."""
-        await self.worker.execute(self._assignment(started, data), self._report)
+        await self.worker.execute(self._assignment(started), self._report)
 
     def _arm(self, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -371,8 +372,8 @@ class RunController:
         exactly like any other (compare Temporal's local activities).
         """
         inline, self._inline = self._inline, []
-        for started, data in inline:
-            await self._work(started, data)
+        for started in inline:
+            await self._work(started)
 
     async def _live_loop(self) -> None:
         inbox = self.inbox

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from nexus.agents.base import AgentCall
 from nexus.agents.resolver import AgentResolver
-from nexus.domain.errors import BudgetExceeded, ErrorKind, NotFoundError
+from nexus.domain.errors import BudgetExceeded, ErrorKind, IntegrityError, NotFoundError
 from nexus.domain.ids import effect_key
+from nexus.domain.payloads import AttemptStarted, EffectRecord
 from nexus.domain.plan import AgentSpec
 from nexus.engine.effects import EffectCall, EffectFailed, Effects, error_record, to_json
 from nexus.engine.spend import model_spend, reservation_for
@@ -59,19 +60,19 @@ class TokenDelta:
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """One attempt to execute: the ``attempt.started`` data plus what it needs."""
+    """One attempt to execute: the ``attempt.started`` payload plus what it needs."""
 
     run_id: str
     task: str
     attempt: int
     workspace: str
-    started: dict[str, Any]
+    started: AttemptStarted
     agent: AgentSpec | None = None
     context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timeout_ms(self) -> int | None:
-        value = self.started.get("timeout_ms")
+        value = self.started.timeout_ms
         return None if value is None else int(value)
 
 
@@ -136,7 +137,7 @@ class AttemptContext:
         amount = reservation_for(kind, request(), worker.pricing)
         held: list[tuple[BudgetLedger, Any]] = []
         if worker.budget is not None:
-            scopes = run_scopes(a.task, a.started.get("agent"))
+            scopes = run_scopes(a.task, a.started.agent)
             held.append((worker.budget, worker.budget.reserve(scopes, amount)))
         if worker.tenant_budget is None:
             return held, None
@@ -159,18 +160,18 @@ class AttemptContext:
         estimate: Callable[[], dict[str, Any]] | None = None,
     ) -> Any:
         """Run ``fn`` as effect number n of this attempt; record (or replay) it."""
-        return (await self._record(kind, request, fn, estimate=estimate))["response"]
+        return (await self._record(kind, request, fn, estimate=estimate)).response
 
     async def _record(
         self,
         kind: str,
         request: dict[str, Any],
         fn: Callable[[], Awaitable[Any]],
-        extra: dict[str, Any] | None = None,
+        source: str | None = None,
         *,
         estimate: Callable[[], dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """Run ``fn`` as effect number n of this attempt; its record (``extra`` added).
+    ) -> EffectRecord:
+        """Run ``fn`` as effect number n of this attempt; its record (a tool's ``source`` added).
 
         With a budget ledger, the spend a model or tool call may cost is
         reserved first (a refusal raises ``BudgetExceeded`` and nothing runs)
@@ -206,23 +207,24 @@ class AttemptContext:
             if hold is not None:
                 await hold.release()
             raise
-        if kind == "model" and "spend" not in record and record["error"] is None:
+        effect = EffectRecord.of(record)
+        if kind == "model" and effect.spend is None and effect.error is None:
             pricing = worker.pricing if worker is not None else None
-            record = {**record, "spend": model_spend(record["response"], pricing)}
-        if extra and not any(k in record for k in extra):
-            record = {**record, **extra}
+            effect.spend = model_spend(effect.response, pricing)
+        if source is not None and effect.source is None:
+            effect.source = source
         for ledger, reservation in held:
-            ledger.settle(reservation, _spent(kind, record))
+            ledger.settle(reservation, _spent(kind, effect))
         if hold is not None:
-            crossed = await hold.settle(_spent(kind, record))
+            crossed = await hold.settle(_spent(kind, effect))
             if crossed:
                 # the tenant's spend lives outside this run: what this call crossed is
                 # recorded with it, so the decider warns from the log (and a replay does too)
-                record = {**record, "tenant_budget": [c.to_dict() for c in crossed]}
-        await self._report(EffectDone(a.task, a.attempt, record))
-        if record["error"] is not None:
-            raise EffectFailed(record["error"])
-        return record
+                effect.tenant_budget = [c.to_dict() for c in crossed]
+        await self._report(EffectDone(a.task, a.attempt, effect.to_data()))
+        if effect.error is not None:
+            raise EffectFailed(effect.error)
+        return effect
 
     def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
         """The tools as offered to the model.
@@ -271,7 +273,7 @@ class AttemptContext:
             a.task,
             a.attempt,
             self._workspace,
-            grant=a.started.get("profile"),
+            grant=a.started.profile,
             trusted=self._worker.trusted if self._worker is not None else None,
         )
         worker = self._worker
@@ -286,11 +288,11 @@ class AttemptContext:
 
         request: dict[str, Any] = {"tool": name, "args": args}
         if call_id is None:
-            return (await self._record("tool", request, invoke))["response"], ""
+            return (await self._record("tool", request, invoke)).response, ""
         request["call"] = call_id
         source = source_of(tools.get(name)) if tools is not None and name in tools else "unknown"
-        record = await self._record("tool", request, invoke, {"source": source})
-        return record["response"], str(record.get("source", source))
+        record = await self._record("tool", request, invoke, source)
+        return record.response, str(record.source if record.source is not None else source)
 
 
 def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
@@ -300,13 +302,13 @@ def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
     return refuse
 
 
-def _spent(kind: str, record: dict[str, Any]) -> Spend:
+def _spent(kind: str, record: EffectRecord) -> Spend:
     """What an effect really cost, from its record (a failed call spent nothing)."""
     from nexus.domain.budget import Spend
 
     if kind == "tool":
         return Spend(tool_calls=1)
-    return Spend.from_dict(record.get("spend") or {})
+    return Spend.from_dict(record.spend or {})
 
 
 class Worker:
@@ -378,21 +380,34 @@ class Worker:
         await report(AttemptDone(a.task, a.attempt, output, error))
 
     async def _tool(self, a: Assignment, ctx: AttemptContext) -> Any:
-        output, _ = await ctx.call_tool(a.started["tool"], a.started["args"])
+        tool = a.started.tool
+        if tool is None:
+            raise IntegrityError(f"run {a.run_id}: attempt.started of task '{a.task}' has no tool")
+        output, _ = await ctx.call_tool(tool, a.started.args)
         return output
 
     async def _agent(self, a: Assignment, spec: AgentSpec, ctx: AttemptContext) -> Any:
-        data = a.started
-        models = tuple(data.get("models", ()))
+        started = a.started
+        models = tuple(started.models or ())
         agent = self.agents.resolve(spec, models)
+        if (
+            started.agent is None
+            or started.prompt is None
+            or started.instructions is None
+            or started.model is None
+            or started.turn is None
+        ):
+            raise IntegrityError(
+                f"run {a.run_id}: attempt.started of task '{a.task}' lacks its agent's fields"
+            )
         call = AgentCall(
-            agent=data["agent"],
-            prompt=data["prompt"],
-            instructions=data["instructions"],
-            model=data["model"],
-            turn=data["turn"],
+            agent=started.agent,
+            prompt=started.prompt,
+            instructions=started.instructions,
+            model=started.model,
+            turn=started.turn,
             models=models,
-            output_schema=data.get("output_schema"),
-            feedback=data.get("feedback"),
+            output_schema=started.output_schema,
+            feedback=started.feedback,
         )
         return to_json(await agent.run(call, ctx), f"the output of task '{a.task}'")
