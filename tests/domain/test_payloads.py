@@ -16,12 +16,14 @@ from nexus.domain.payloads import (
     ABSENT,
     MODELS,
     PAYLOADS,
+    TASK_TYPES,
     AttemptFinished,
     BudgetCrossed,
     ErrorRecord,
     Payload,
     TaskSucceeded,
     payload_of,
+    task_of,
 )
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "events"
@@ -139,3 +141,13 @@ def test_error_record_keeps_fields_only_some_errors_carry(extra: dict[str, Any])
     record = ErrorRecord.of(data)
     assert record.kind == "transient"
     assert record.to_data() == data
+
+
+@pytest.mark.parametrize("row", RECORDED, ids=lambda r: f"{r['type']}#{r['seq']}")
+def test_task_of_names_the_task_of_every_event_that_has_one(row: dict[str, Any]) -> None:
+    event = seal(
+        row["run_id"], row["seq"], Draft(EventType(row["type"]), row["at"], row["data"]), "0" * 64
+    )
+    task = row["data"].get("task")
+    assert task_of(event) == (task if isinstance(task, str) else None)
+    assert (event.type in TASK_TYPES) is ("task" in row["data"])

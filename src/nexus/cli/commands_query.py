@@ -20,6 +20,7 @@ from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out,
 from nexus.domain import event_schema
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
+from nexus.domain.payloads import RunStarted, task_of
 from nexus.domain.state import RunState
 from nexus.engine.runtime import lease_alive
 from nexus.store.audit import verify_chain
@@ -237,7 +238,7 @@ def inspect(
             known = ", ".join(list(state.tasks)[:20])
             raise NotFoundError(f"run {run_id} has no task '{task}' (tasks: {known})")
         doc = state.tasks[task].to_dict()
-        doc["events"] = [e.to_dict() for e in events if e.data.get("task") == task]
+        doc["events"] = [e.to_dict() for e in events if task_of(e) == task]
         return doc
 
     doc = run_async(go, as_json=as_json)
@@ -304,7 +305,7 @@ def events(
         return [
             e
             for e in found
-            if (task is None or e.data.get("task") == task)
+            if (task is None or task_of(e) == task)
             and (type_ is None or str(e.type).startswith(type_))
         ]
 
@@ -313,7 +314,7 @@ def events(
         emit_json([e.to_dict() for e in found])
         return
     for e in found:
-        detail = e.data.get("task", "")
+        detail = task_of(e) or ""
         out.print(f"[dim]{e.seq:>6} {e.at}[/] {e.type:<22} {detail}  [dim]{e.hash[:12]}[/]")
 
 
@@ -337,12 +338,13 @@ def export(
             audit = await asyncio.to_thread(
                 verify_chain, store.chain(run_id), {run_id: record.events if record else 0}
             )
+        started = RunStarted.from_event(found[0])
         return {
             "format": "nexus-run-export/1",
             "run": _summary(state),
-            "source": found[0].data.get("source"),
-            "plan": found[0].data["plan"],
-            "plan_hash": found[0].data["plan_hash"],
+            "source": started.source,
+            "plan": started.plan,
+            "plan_hash": started.plan_hash,
             "audit": audit.to_dict(),
             "events": [e.to_dict() for e in found],
         }

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nexus.domain.events import Event, EventType
+from nexus.domain.payloads import ErrorRecord, RetryScheduled, RunStarted, TaskFailed, task_of
 from nexus.domain.state import RunState, TaskStatus
 
 _STYLE = {
@@ -62,21 +63,22 @@ class Progress:
         self.state = state
         now = time.monotonic()
         for event in events:
-            task = event.data.get("task")
+            task = task_of(event)
             if event.type is EventType.RUN_STARTED:
+                started = RunStarted.from_event(event)
                 self.console.print(
-                    f"[bold]run[/] {event.run_id}  [dim]{event.data['name']}  "
-                    f"plan {event.data['plan_hash'][:12]}[/]"
+                    f"[bold]run[/] {event.run_id}  [dim]{escape(started.name)}  "
+                    f"plan {started.plan_hash[:12]}[/]"
                 )
             elif event.type is EventType.RUN_RESUMED:
                 self.console.print(f"[bold]resumed[/] {event.run_id}")
             elif event.type is EventType.APPROVAL_REQUESTED:
-                tid = escape(str(event.data["task"]))
+                tid = escape(str(task))
                 self.console.print(
                     f"[bold yellow]awaiting approval[/] {tid}: "
                     f"nexus approve {event.run_id} {tid}  (or: nexus reject ... --reason ...)"
                 )
-            if not isinstance(task, str):
+            if task is None:
                 continue
             if event.type in (EventType.ATTEMPT_STARTED, EventType.TASK_EXPANDED):
                 self.task_started.setdefault(task, now)
@@ -104,11 +106,14 @@ class Progress:
         status = "retrying" if event.type is EventType.RETRY_SCHEDULED else str(ts.status)
         style = _STYLE.get(str(ts.status), "none")
         detail = ""
-        error = event.data.get("error")
-        if isinstance(error, dict):
-            detail = (
-                f"  [dim]{escape(str(error.get('kind')))}: {escape(str(error.get('message')))}[/]"
-            )
+        recorded: dict[str, Any] | None = None
+        if event.type is EventType.TASK_FAILED:
+            recorded = TaskFailed.of(event.data).error
+        elif event.type is EventType.RETRY_SCHEDULED:
+            recorded = RetryScheduled.of(event.data).error
+        if recorded is not None:
+            error = ErrorRecord.of(recorded)
+            detail = f"  [dim]{escape(error.kind)}: {escape(error.message)}[/]"
         tries = f"{len(ts.children)} items" if ts.children else f"attempt {ts.attempts}"
         self.console.print(f"  [{style}]{status:<10}[/] {escape(task)}  [dim]{tries}[/]{detail}")
 

@@ -636,10 +636,30 @@ def payload_of(event: Event) -> Payload:
     return PAYLOADS[event.type].from_event(event)
 
 
+#: The event types whose payload names a task (a ``task`` field).
+TASK_TYPES: frozenset[EventType] = frozenset(
+    t for t, model in PAYLOADS.items() if any(name == "task" for name, _ in model._layout)
+)
+
+
+def task_of(event: Event) -> str | None:
+    """The task an event is about, if any -- without building its payload.
+
+    For indexes and filters that look at every event (the store's ``task``
+    column, ``nexus events --task``), where parsing each payload would cost
+    more than it tells.
+    """
+    if event.type not in TASK_TYPES:
+        return None
+    task = event.data.get("task")
+    return task if isinstance(task, str) else None
+
+
 __all__ = [
     "ABSENT",
     "MODELS",
     "PAYLOADS",
+    "TASK_TYPES",
     "Absent",
     "ApprovalAnswered",
     "ApprovalEscalated",
@@ -668,4 +688,5 @@ __all__ = [
     "TaskSucceeded",
     "TimerFired",
     "payload_of",
+    "task_of",
 ]

@@ -46,6 +46,7 @@ from nexus.domain.payloads import (
     BudgetCrossed,
     BudgetRaised,
     EffectRecord,
+    ErrorRecord,
     InterruptsReset,
     RetryScheduled,
     RunStarted,
@@ -509,8 +510,7 @@ def _effect(state: RunState, event: Event) -> None:
     if task is not None and task.agent is not None:
         ids.append(f"agent:{task.agent}")
     if kind == "tool":
-        error = record.error
-        if error is not None and error.get("kind") == "budget_exceeded":
+        if record.error is not None and ErrorRecord.of(record.error).kind == "budget_exceeded":
             return  # refused before it ran: not a call
         for sid in ids:
             state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1

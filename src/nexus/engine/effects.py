@@ -20,6 +20,7 @@ from nexus.domain.canonical import canonical_json, digest, plain_json
 from nexus.domain.errors import EffectFailed as EffectFailed  # re-exported: its old home
 from nexus.domain.errors import ErrorKind, NexusError
 from nexus.domain.events import format_time
+from nexus.domain.payloads import EffectRecord
 from nexus.gateway.base import full_requests
 from nexus.redaction import Redactor, default_redactor
 
@@ -174,8 +175,9 @@ class ReplayEffects:
             await asyncio.Event().wait()
             raise AssertionError("unreachable")
         asked = self._redact(call.request)
-        if canonical_json(record["request"]) != canonical_json(asked) and not self._same_in_full(
-            call, record["request"], asked
+        recorded = EffectRecord.of(record).request
+        if canonical_json(recorded) != canonical_json(asked) and not self._same_in_full(
+            call, recorded, asked
         ):
             raise ReplayDiverged(f"effect {call.key}: the request differs from the recorded one")
         self.served += 1

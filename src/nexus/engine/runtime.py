@@ -30,6 +30,15 @@ from nexus.domain.errors import (
     UserError,
 )
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
+from nexus.domain.payloads import (
+    ApprovalAnswered,
+    BudgetRaised,
+    CancelRequested,
+    EffectRecord,
+    InterruptsReset,
+    RunResumed,
+    RunStarted,
+)
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
 from nexus.engine.budget import BudgetLedger
@@ -408,35 +417,34 @@ class Engine:
             plan = _without_personal_data(plan)
         phash = plan_hash(plan)
         recorded_plan = plan.to_dict()
-        data: dict[str, Any] = {
-            "name": plan.name,
-            "plan": recorded_plan,
-            "plan_hash": phash,
-            "inputs": recorded_plan["inputs"],
-            "workspace": workspace,
-            "source": source,
-        }
+        started = RunStarted(
+            name=plan.name,
+            plan=recorded_plan,
+            plan_hash=phash,
+            inputs=recorded_plan["inputs"],
+            workspace=workspace,
+            source=source,
+        )
         if secrets:
             # scrypt takes ~35 ms a value: not on the event loop
             digests = await asyncio.to_thread(SecretDigests.create, secrets)
-            data["secrets"] = digests.to_dict()
+            started.secrets = digests.to_dict()
         if self.pii:
-            data["redaction"] = {"pii": True}
+            started.redaction = {"pii": True}
         if self.tenant != "default":
-            data["tenant"] = self.tenant
+            started.tenant = self.tenant
         if self.residency is not None and self.residency.strict:
-            data["residency"] = self.residency.to_dict()
-        overrides = price_overrides(self.pricing)
-        if overrides is not None:
-            data["pricing"] = overrides
+            started.residency = self.residency.to_dict()
+        started.pricing = price_overrides(self.pricing)
         if estimate.calls or estimate.tool_calls:
-            data["estimate"] = {
+            started.estimate = {
                 "usd": money_text(estimate.usd),
                 "tokens": estimate.tokens,
                 "calls": estimate.calls,
                 **({"forced_over_budget": True} if over else {}),
             }
-        first = seal(run_id, 1, Draft(EventType.RUN_STARTED, at, data), GENESIS_HASH)
+        draft = Draft(EventType.RUN_STARTED, at, started.to_data())
+        first = seal(run_id, 1, draft, GENESIS_HASH)
         record = RunRecord(
             run_id=run_id,
             name=plan.name,
@@ -477,7 +485,7 @@ class Engine:
         while the run is driven (:func:`nexus.redaction.secrets_scope`) what
         records the run's model calls (cassettes); never another run's records.
         """
-        pii = bool((first.data.get("redaction") or {}).get("pii"))
+        pii = bool((RunStarted.from_event(first).redaction or {}).get("pii"))
         return run_redactor(secrets.values(), pii=pii)
 
     async def _secrets_for(
@@ -488,12 +496,13 @@ class Engine:
         Raises:
             UserError: a value is missing, or is not the one the run started with.
         """
-        declared = first.data["plan"].get("secret_inputs") or {}
+        started = RunStarted.from_event(first)
+        declared = started.plan.get("secret_inputs") or {}
         if not declared:
             return {}
         run_id = first.run_id
         values = resolve_secrets(declared, given=given or {}, command=command, run_id=run_id)
-        digests = SecretDigests.from_dict(first.data.get("secrets"), run_id)
+        digests = SecretDigests.from_dict(started.secrets, run_id)
         for name, value in values.items():
             if not await asyncio.to_thread(digests.matches, name, value):
                 raise UserError(
@@ -507,10 +516,11 @@ class Engine:
     ) -> tuple[dict[str, str], str | None]:
         """The secret values a replay has (given, or from the environment), and the
         first one that differs from its recorded digest (or None)."""
-        declared: dict[str, str | None] = first.data["plan"].get("secret_inputs") or {}
+        started = RunStarted.from_event(first)
+        declared: dict[str, str | None] = started.plan.get("secret_inputs") or {}
         if not declared:
             return {}, None
-        digests = SecretDigests.from_dict(first.data.get("secrets"), first.run_id)
+        digests = SecretDigests.from_dict(started.secrets, first.run_id)
         values: dict[str, str] = {}
         for name, variable in sorted(declared.items()):
             if name in given:
@@ -587,15 +597,16 @@ class Engine:
             Draft(
                 EventType.BUDGET_RAISED,
                 format_time(self.clock.now()),
-                {"scope": scope.to_dict(), "limits": limits.to_dict()},
+                BudgetRaised(scope=scope.to_dict(), limits=limits.to_dict()).to_data(),
             )
             for scope, limits in (budget or {}).items()
             if not limits.is_empty
         ]
         if held:
             # on purpose: the tasks the process kept dying in get a fresh count
-            data = {"tasks": held, "limit": MAX_INTERRUPTS}
-            raises.append(Draft(EventType.INTERRUPTS_RESET, format_time(self.clock.now()), data))
+            reset = InterruptsReset(tasks=held, limit=MAX_INTERRUPTS)
+            now = format_time(self.clock.now())
+            raises.append(Draft(EventType.INTERRUPTS_RESET, now, reset.to_data()))
         return await self._take_over(
             state, observers, before=raises, on_delta=on_delta, first=events[0], secrets=values
         )
@@ -643,7 +654,7 @@ class Engine:
             Draft(
                 EventType.RUN_RESUMED,
                 format_time(self.clock.now()),
-                {"interrupted": interrupted, "pid": os.getpid()},
+                RunResumed(interrupted=interrupted, pid=os.getpid()).to_data(),
             )
         )
         return RunResult.of(await self._drive(controller, then))
@@ -675,7 +686,11 @@ class Engine:
                 redactor=redactor,
             )
             controller.step(
-                Draft(EventType.CANCEL_REQUESTED, format_time(self.clock.now()), {"reason": reason})
+                Draft(
+                    EventType.CANCEL_REQUESTED,
+                    format_time(self.clock.now()),
+                    CancelRequested(reason=reason).to_data(),
+                )
             )
             await controller.flush()
         finally:
@@ -730,7 +745,9 @@ class Engine:
             raise
         event = EventType.APPROVAL_GRANTED if granted else EventType.APPROVAL_REJECTED
         answer = Draft(
-            event, format_time(self.clock.now()), {"task": task, "by": by, "reason": reason}
+            event,
+            format_time(self.clock.now()),
+            ApprovalAnswered(task=task, by=by, reason=reason).to_data(),
         )
         return "continued", await self._take_over(
             state, observers, answer, first=events[0], secrets=values
@@ -769,7 +786,11 @@ class Engine:
                 complete=False,
             )
         redactor = self._redaction(first, values)
-        recorded = {e.data["key"]: e.data for e in events if e.type is EventType.EFFECT_RECORDED}
+        recorded = {
+            EffectRecord.of(e.data).key: e.data
+            for e in events
+            if e.type is EventType.EFFECT_RECORDED
+        }
         effects = ReplayEffects(recorded, redactor)
         state = RunState.start(first)
         if values:

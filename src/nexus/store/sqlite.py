@@ -56,6 +56,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from nexus.domain.budget import Limits, Spend, money_text
 from nexus.domain.errors import ConflictError, InfrastructureError
 from nexus.domain.events import Event, EventType
+from nexus.domain.payloads import task_of
 from nexus.store import migrate
 from nexus.store.base import (
     AuditSnapshot,
@@ -150,18 +151,13 @@ def _held(cursor: sqlite3.Cursor, tenant: str, now: float) -> Spend:
     return total
 
 
-def _task_of(event: Event) -> str | None:
-    task = event.data.get("task")
-    return task if isinstance(task, str) else None
-
-
 def _row(event: Event) -> dict[str, Any]:
     return {
         "run_id": event.run_id,
         "seq": event.seq,
         "type": str(event.type),
         "at": event.at,
-        "task": _task_of(event),
+        "task": task_of(event),
         "prev_hash": event.prev_hash,
         "hash": event.hash,
         "body": event.body,
