@@ -31,24 +31,9 @@ from nexus.store.sqlite import SQLiteStore
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "events"
 BUNDLES = sorted(FIXTURES.glob("*.json"))
 
-#: Agent runs recorded before commit ac2edab ("Built-in tools reach models with a
-#: description") do not replay: a replayed model request now carries the tools'
-#: new descriptions, so it differs from the recorded one. Strict: the day replay
-#: of these logs is fixed, this marker must go.
-_TOOL_DESCRIPTIONS = pytest.mark.xfail(
-    strict=True,
-    reason="ac2edab changed the built-in tools' descriptions sent to models: "
-    "replay of agent runs recorded before it diverges",
-)
-REPLAYS = [
-    pytest.param(
-        p,
-        id=p.stem,
-        # each hangs 30 s before the replay gives up (see the report of ac2edab)
-        marks=(_TOOL_DESCRIPTIONS, pytest.mark.slow) if p.stem in ("agent", "budget") else (),
-    )
-    for p in BUNDLES
-]
+#: Agent runs recorded before the built-in tools got descriptions (ac2edab)
+#: replay too: a replayed model call offers the tools as the run recorded them.
+REPLAYS = [pytest.param(p, id=p.stem) for p in BUNDLES]
 
 
 def _bundle(path: Path) -> dict[str, Any]:

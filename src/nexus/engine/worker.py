@@ -229,12 +229,26 @@ class AttemptContext:
     def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
         """The tools as offered to the model.
 
-        Replay needs no registry: the specs are read back from the model call
-        they were offered in (the next effect of this attempt).
+        When this model call was recorded (a replay, or an attempt taken up
+        again), the specs are read back from it: the run offered exactly those,
+        whatever a later release says about its tools (a built-in's description
+        may have been improved since). Replay needs no registry.
         """
+        from nexus.agents.llm import wire_names
         from nexus.tools.catalog import describe
 
         wanted = list(names)
+        a = self._a
+        peek = self._effects.recorded(effect_key(a.run_id, a.task, a.attempt, self._calls))
+        if peek is not None and peek["kind"] == "model":
+            # recorded under the names the model saw (file.read as file_read)
+            offered = {t["name"]: t for t in peek["request"].get("tools", ())}
+            wire = wire_names(wanted)
+            if all(wire[name] in offered for name in wanted):
+                return tuple(
+                    ToolSpec(n, offered[wire[n]]["description"], offered[wire[n]]["parameters"])
+                    for n in wanted
+                )
         tools = self._worker.tools if self._worker is not None else None
         if tools is not None and all(name in tools for name in wanted):
             specs = []
@@ -242,14 +256,6 @@ class AttemptContext:
                 info = describe(tools.get(name))
                 specs.append(ToolSpec(name, info["description"], info["input_schema"]))
             return tuple(specs)
-        a = self._a
-        peek = self._effects.recorded(effect_key(a.run_id, a.task, a.attempt, self._calls))
-        if peek is not None and peek["kind"] == "model":
-            offered = {t["name"]: t for t in peek["request"].get("tools", ())}
-            if all(name in offered for name in wanted):
-                return tuple(
-                    ToolSpec(n, offered[n]["description"], offered[n]["parameters"]) for n in wanted
-                )
         missing = [n for n in wanted if tools is None or n not in tools]
         raise NotFoundError(f"unknown tool(s) {', '.join(missing)} (not in the tool registry)")
 
