@@ -28,7 +28,7 @@ import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from nexus.domain.budget import Limits, Scope, Spend
 from nexus.domain.errors import IntegrityError
@@ -48,6 +48,7 @@ from nexus.domain.payloads import (
     EffectRecord,
     ErrorRecord,
     InterruptsReset,
+    Payload,
     RetryScheduled,
     RunStarted,
     TaskEndedUnrun,
@@ -58,6 +59,8 @@ from nexus.domain.payloads import (
     TimerFired,
 )
 from nexus.domain.plan import Plan, TaskSpec
+
+_Model = TypeVar("_Model", bound=Payload)
 
 
 class TaskStatus(StrEnum):
@@ -220,6 +223,8 @@ class RunState:
     _script_base: dict[tuple[str, str], int] = field(default_factory=dict)
     _script_next: dict[str, int] = field(default_factory=dict)
     _script_used: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: the last event applied and the payload its handler read (see :meth:`payload`)
+    _last: tuple[Event, Payload] | None = None
 
     # -- scripted agents --------------------------------------------------
     def _script_start(self, task: TaskState, agent: str) -> None:
@@ -438,9 +443,21 @@ class RunState:
         handler = _HANDLERS.get(event.type)
         if handler is None:
             raise IntegrityError(f"run {self.run_id}: unexpected event type {event.type}")
+        self._last = None
         handler(self, event)
         self.seq = event.seq
         self.last_hash = event.hash
+
+    def payload(self, event: Event, model: type[_Model]) -> _Model:
+        """The payload of ``event``: the one the fold read when it applied it, else read now.
+
+        The controller and the decider look at the event just applied; this
+        spares them reading its payload a second time.
+        """
+        last = self._last
+        if last is not None and last[0] is event and type(last[1]) is model:
+            return last[1]
+        return model.from_event(event)
 
     def task(self, tid: str) -> TaskState:
         try:
@@ -502,6 +519,7 @@ def _approval_escalated(state: RunState, event: Event) -> None:
 def _effect(state: RunState, event: Event) -> None:
     state.effects += 1
     record = EffectRecord.of(event.data)
+    state._last = (event, record)
     kind = record.kind
     if kind != "model" and kind != "tool":
         return
@@ -585,6 +603,7 @@ def _timer_fired(state: RunState, event: Event) -> None:
 
 def _attempt_started(state: RunState, event: Event) -> None:
     started = AttemptStarted.of(event.data)
+    state._last = (event, started)
     task = state.task(started.task)
     task.agent = started.agent
     if task.agent is not None:
@@ -600,6 +619,7 @@ def _attempt_started(state: RunState, event: Event) -> None:
 
 def _attempt_finished(state: RunState, event: Event) -> None:
     finished = AttemptFinished.of(event.data)
+    state._last = (event, finished)
     task = state.task(finished.task)
     if task.status is not TaskStatus.RUNNING or task.attempts != finished.attempt:
         raise IntegrityError(

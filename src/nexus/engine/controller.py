@@ -159,7 +159,7 @@ class RunController:
         self._buffer.append(event)
         kind = event.type
         if kind is EventType.ATTEMPT_STARTED:
-            started = AttemptStarted.of(event.data)
+            started = state.payload(event, AttemptStarted)
             self._seen_upto[started.task] = state.finished_count
             queue = self._inline if self._is_pure(started) else self._launch
             queue.append(started)

@@ -180,7 +180,7 @@ class Decider:
 
     # -- reactions ----------------------------------------------------------
     def _attempt_finished(self, event: Event) -> None:
-        finished = AttemptFinished.of(event.data)
+        finished = self.state.payload(event, AttemptFinished)
         task = self.state.tasks[finished.task]
         if finished.error is None:
             succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
@@ -285,7 +285,7 @@ class Decider:
     # -- budgets ------------------------------------------------------------
     def _spent(self, event: Event) -> None:
         """Warn at 80% of a limit, stop at 100%: once per scope, dimension and threshold."""
-        record = EffectRecord.of(event.data)
+        record = self.state.payload(event, EffectRecord)
         if record.kind not in ("model", "tool"):
             return
         state = self.state
