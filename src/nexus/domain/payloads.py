@@ -6,8 +6,9 @@ dict without string keys. Two rules keep the bytes of every recorded log
 unchanged:
 
 * ``Model.of(data)`` reads a payload exactly as stored; a key no model field
-  names is an :class:`~nexus.domain.errors.IntegrityError` (the log and the
-  code disagree), never silently dropped.
+  names, or a missing one the model needs, is an
+  :class:`~nexus.domain.errors.IntegrityError` (the log and the code
+  disagree), never silently dropped.
 * ``model.to_data()`` gives back the same dict: a field whose default is
   ``None`` is left out when it is ``None`` (the key was absent), a field with
   no default is always written (``null`` included), and a field whose default
@@ -17,19 +18,39 @@ unchanged:
 So ``Model.of(data).to_data() == data`` for every recorded event (the fixtures
 test checks it on logs recorded before these models existed).
 
-Why plain ``@dataclass(slots=True)``: the fold builds one payload per event on
-the hot path. Building a slotted dataclass from a dict is ``cls(**data)``, a
-few hundred nanoseconds; pydantic validation of the same dict costs several
-times more (measured in ``docs/benchmarks.md``), and msgspec is not a
-dependency. The JSON Schema is generated from these classes by
-:mod:`nexus.domain.event_schema`.
+Why *views*: the fold reads one payload per event on the hot path. A payload
+model is declared like a dataclass (fields, types, defaults; ``fields()``
+works and the JSON Schema is generated from it by
+:mod:`nexus.domain.event_schema`), but an instance holds only the stored dict,
+and each field is a property over it. Reading a payload copies
+nothing (``of`` wraps the dict; ``to_data()`` returns it), and building one to
+write it (``Model(task=..., ...)``) builds the dict once. Building a slotted
+dataclass from the dict (``cls(**data)``) cost 0.3-0.45 us per event and made
+the fold 13-22 % slower; pydantic validation costs several times more
+(``docs/benchmarks.md``), and msgspec is not a dependency.
+
+The shape check (no unknown key, no missing needed key) is made eagerly in
+``of``/``from_event``, once per distinct set of keys per model: a key tuple
+already checked is a set lookup. The dict is shared, not copied: neither the
+payload's reader may change it (setting a field is for the code building a
+payload to write, before it is written).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
+from typing import (
+    Any,
+    ClassVar,
+    Final,
+    Literal,
+    Self,
+    TypeAlias,
+    TypeVar,
+    cast,
+    dataclass_transform,
+)
 
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Event, EventType, JSONDict
@@ -51,26 +72,36 @@ JSON: TypeAlias = Any
 
 _OMIT_NONE, _OMIT_ABSENT, _ALWAYS = 0, 1, 2
 
+#: How many distinct key tuples each model remembers as checked (past that, every
+#: payload of a new shape is checked in full: a hostile log cannot grow memory).
+_SHAPES_KEPT = 256
+
+_new = object.__new__
+
 
 class Payload:
-    """Base of every payload model: reading from and writing to the stored dict."""
+    """Base of every payload model: a typed view over the stored dict."""
 
-    __slots__ = ()
+    __slots__ = ("_data",)
     #: the event types this model is the payload of
     TYPES: ClassVar[tuple[EventType, ...]] = ()
     _layout: ClassVar[tuple[tuple[str, int], ...]] = ()
+    #: key tuples of payloads already checked against the model
+    _shapes: ClassVar[set[tuple[str, ...]]] = set()
+    _data: JSONDict
 
     @classmethod
     def of(cls, data: JSONDict) -> Self:
-        """The payload as stored in an event's ``data``.
+        """The payload as stored in an event's ``data`` (the dict is not copied).
 
         Raises:
             IntegrityError: a key the model does not know, or one it needs is missing.
         """
-        try:
-            return cls(**data)
-        except TypeError:
-            raise IntegrityError(_mismatch(cls, data)) from None
+        if tuple(data) not in cls._shapes:
+            cls._check(data, "")
+        view = _new(cls)
+        view._data = data
+        return view
 
     @classmethod
     def from_event(cls, event: Event) -> Self:
@@ -79,15 +110,29 @@ class Payload:
             raise IntegrityError(
                 f"run {event.run_id} seq {event.seq}: a {event.type} event is not a {cls.__name__}"
             )
-        try:
-            return cls(**event.data)
-        except TypeError:
-            raise IntegrityError(
-                f"run {event.run_id} seq {event.seq}: {_mismatch(cls, event.data)}"
-            ) from None
+        data = event.data
+        if tuple(data) not in cls._shapes:
+            cls._check(data, f"run {event.run_id} seq {event.seq}: ")
+        view = _new(cls)
+        view._data = data
+        return view
+
+    @classmethod
+    def _check(cls, data: JSONDict, where: str) -> None:
+        keys = data.keys()
+        known = {name for name, _ in cls._layout}
+        needed = {name for name, mode in cls._layout if mode == _ALWAYS}
+        if not (keys <= known and needed <= keys):
+            raise IntegrityError(f"{where}{_mismatch(cls, data)}")
+        if len(cls._shapes) < _SHAPES_KEPT:
+            cls._shapes.add(tuple(data))
 
     def to_data(self) -> JSONDict:
-        """The dict stored as the event's ``data`` (see the module docstring)."""
+        """The dict stored as the event's ``data`` (see the module docstring).
+
+        The models return the dict they hold; this generic writer builds it
+        from the fields (a test checks both agree).
+        """
         data: JSONDict = {}
         for name, mode in self._layout:
             value = getattr(self, name)
@@ -97,6 +142,18 @@ class Payload:
             elif mode == _ALWAYS or value is not ABSENT:
                 data[name] = value
         return data
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Payload)
+        return self._data == other._data
+
+    __hash__ = None  # type: ignore[assignment]  # a view over a mutable dict
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._layout)
+        return f"{type(self).__name__}({shown})"
 
 
 def _mismatch(cls: type[Payload], data: JSONDict) -> str:
@@ -113,9 +170,9 @@ def _mismatch(cls: type[Payload], data: JSONDict) -> str:
     return f"{what} payload: {'; '.join(parts) or 'does not fit its model'}"
 
 
-def _layout(cls: type[Payload]) -> tuple[tuple[str, int], ...]:
+def _layout(cls: type) -> tuple[tuple[str, int], ...]:
     out = []
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         if f.default is ABSENT:
             out.append((f.name, _OMIT_ABSENT))
         elif f.default is None:
@@ -125,6 +182,81 @@ def _layout(cls: type[Payload]) -> tuple[tuple[str, int], ...]:
         else:  # pragma: no cover - no model has other defaults
             raise TypeError(f"{cls.__name__}.{f.name}: defaults are None, ABSENT or none")
     return tuple(out)
+
+
+_P = TypeVar("_P", bound=Payload)
+
+
+@dataclass_transform()
+def _view(cls: type[_P]) -> type[_P]:
+    """Make the class body's fields a payload model: a view over the stored dict.
+
+    The body is read as a dataclass (so ``fields()`` and type hints describe
+    the model); the class made has no per-field storage, a property per field
+    over ``_data`` (setting a field to its empty default removes the key), and
+    an ``__init__`` and ``to_data`` written out field by field. Field names are
+    Python identifiers (dataclass fields), so the generated source holds
+    nothing but them.
+    """
+    spec = dataclass(cls)
+    layout = _layout(spec)
+    names = {name for name, _ in layout}
+    namespace = {
+        key: value
+        for key, value in spec.__dict__.items()
+        if key not in names
+        and key not in ("__dict__", "__weakref__", "__init__", "__eq__", "__repr__", "__hash__")
+    }
+    namespace["__slots__"] = ()
+    always = [name for name, mode in layout if mode == _ALWAYS]
+    params = []
+    for name, mode in layout:
+        default = {_ALWAYS: "", _OMIT_NONE: "=None", _OMIT_ABSENT: "=ABSENT"}[mode]
+        params.append(f"{name}{default}")
+    source = [f"def __init__(self, {', '.join(params)}):"]
+    source.append("    data = {" + ", ".join(f"{n!r}: {n}" for n in always) + "}")
+    for name, mode in layout:
+        if mode != _ALWAYS:
+            empty = "None" if mode == _OMIT_NONE else "ABSENT"
+            source += [f"    if {name} is not {empty}:", f"        data[{name!r}] = {name}"]
+    source.append("    self._data = data")
+    source.append("def to_data(self):")
+    source.append("    return self._data")
+    for name, mode in layout:
+        read = {
+            _ALWAYS: f"self._data[{name!r}]",
+            _OMIT_NONE: f"self._data.get({name!r})",
+            _OMIT_ABSENT: f"self._data.get({name!r}, ABSENT)",
+        }[mode]
+        source += [f"def get_{name}(self):", f"    return {read}"]
+        source.append(f"def set_{name}(self, value):")
+        if mode == _ALWAYS:
+            source.append(f"    self._data[{name!r}] = value")
+        else:
+            empty = "None" if mode == _OMIT_NONE else "ABSENT"
+            source += [
+                f"    if value is {empty}:",
+                f"        self._data.pop({name!r}, None)",
+                "    else:",
+                f"        self._data[{name!r}] = value",
+            ]
+    generated: dict[str, Any] = {"ABSENT": ABSENT}
+    exec("\n".join(source), generated)  # the source holds field names only
+    init = generated["__init__"]
+    init.__qualname__ = f"{spec.__name__}.__init__"
+    to_data = generated["to_data"]
+    to_data.__qualname__ = f"{spec.__name__}.to_data"
+    to_data.__doc__ = Payload.to_data.__doc__
+    namespace["__init__"] = init
+    namespace["to_data"] = to_data
+    for name, _ in layout:
+        namespace[name] = property(
+            generated[f"get_{name}"], generated[f"set_{name}"], doc=f"the ``{name}`` field"
+        )
+    view = cast("type[_P]", type(spec.__name__, spec.__bases__, namespace))
+    view._layout = layout
+    view._shapes = set()
+    return view
 
 
 # -- records carried inside payloads ------------------------------------------
@@ -215,7 +347,7 @@ class ErrorRecord:
         return 0 if value is None or value is ABSENT else int(value)
 
 
-@dataclass(slots=True)
+@_view
 class EffectRecord(Payload):
     """One call across the effect boundary (model, tool, clock...): the payload
     of ``effect.recorded``.
@@ -250,7 +382,7 @@ class EffectRecord(Payload):
 # -- inputs --------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@_view
 class RunStarted(Payload):
     """The run began: its compiled plan, inputs and the settings it runs under."""
 
@@ -273,7 +405,7 @@ class RunStarted(Payload):
     estimate: JSONDict | None = None
 
 
-@dataclass(slots=True)
+@_view
 class RunResumed(Payload):
     """A process took the run over (``nexus resume``, or an approval answer)."""
 
@@ -284,7 +416,7 @@ class RunResumed(Payload):
     pid: int
 
 
-@dataclass(slots=True)
+@_view
 class CancelRequested(Payload):
     """Someone asked the run to stop."""
 
@@ -293,7 +425,7 @@ class CancelRequested(Payload):
     reason: str
 
 
-@dataclass(slots=True)
+@_view
 class TimerFired(Payload):
     """A task's retry wait is over."""
 
@@ -302,7 +434,7 @@ class TimerFired(Payload):
     task: str
 
 
-@dataclass(slots=True)
+@_view
 class AttemptFinished(Payload):
     """A worker ended an attempt: its output, or its error."""
 
@@ -314,7 +446,7 @@ class AttemptFinished(Payload):
     error: JSONDict | None = None
 
 
-@dataclass(slots=True)
+@_view
 class ApprovalAnswered(Payload):
     """A person approved or rejected a task."""
 
@@ -328,7 +460,7 @@ class ApprovalAnswered(Payload):
     reason: str | None
 
 
-@dataclass(slots=True)
+@_view
 class ApprovalTimedOut(Payload):
     """No answer came before the approval's deadline."""
 
@@ -337,7 +469,7 @@ class ApprovalTimedOut(Payload):
     task: str
 
 
-@dataclass(slots=True)
+@_view
 class BudgetRaised(Payload):
     """``nexus resume --budget``: a scope's limits were raised."""
 
@@ -349,7 +481,7 @@ class BudgetRaised(Payload):
     limits: JSONDict
 
 
-@dataclass(slots=True)
+@_view
 class InterruptsReset(Payload):
     """``nexus resume --retry-interrupted``: these tasks' interrupt counts start afresh."""
 
@@ -359,7 +491,7 @@ class InterruptsReset(Payload):
     limit: int
 
 
-@dataclass(slots=True)
+@_view
 class RunContinued(Payload):
     """The decider is asked to schedule on (after work it had put off)."""
 
@@ -371,7 +503,7 @@ class RunContinued(Payload):
 # -- decisions -----------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@_view
 class ApprovalRequested(Payload):
     """A task waits for a person's approval."""
 
@@ -384,7 +516,7 @@ class ApprovalRequested(Payload):
     deadline: str | None = None
 
 
-@dataclass(slots=True)
+@_view
 class ApprovalEscalated(Payload):
     """The approval's deadline passed and its policy escalates: still waiting."""
 
@@ -394,7 +526,7 @@ class ApprovalEscalated(Payload):
     reason: str
 
 
-@dataclass(slots=True)
+@_view
 class TaskExpanded(Payload):
     """A ``foreach`` task became one task per item (``<task>[<index>]``)."""
 
@@ -404,7 +536,7 @@ class TaskExpanded(Payload):
     items: list[JSON]
 
 
-@dataclass(slots=True)
+@_view
 class AttemptStarted(Payload):
     """An attempt of a task starts: a tool call (``tool``, ``args``) or an agent's
     turn (``agent``, ``model``, ``prompt``...), everything rendered.
@@ -435,7 +567,7 @@ class AttemptStarted(Payload):
     timeout_ms: int | None = None
 
 
-@dataclass(slots=True)
+@_view
 class AttemptInterrupted(Payload):
     """The process running an attempt stopped before it finished."""
 
@@ -446,7 +578,7 @@ class AttemptInterrupted(Payload):
     error: JSONDict
 
 
-@dataclass(slots=True)
+@_view
 class RetryScheduled(Payload):
     """A failed attempt will be retried after a backoff."""
 
@@ -459,7 +591,7 @@ class RetryScheduled(Payload):
     not_before: str
 
 
-@dataclass(slots=True)
+@_view
 class TaskSucceeded(Payload):
     """A task succeeded (a ``foreach`` parent: when all its items did)."""
 
@@ -470,7 +602,7 @@ class TaskSucceeded(Payload):
     attempt: int | None = None
 
 
-@dataclass(slots=True)
+@_view
 class TaskFailed(Payload):
     """A task failed for good."""
 
@@ -481,7 +613,7 @@ class TaskFailed(Payload):
     error: JSONDict
 
 
-@dataclass(slots=True)
+@_view
 class TaskEndedUnrun(Payload):
     """A task was skipped (a dependency did not succeed) or cancelled."""
 
@@ -491,7 +623,7 @@ class TaskEndedUnrun(Payload):
     reason: str
 
 
-@dataclass(slots=True)
+@_view
 class RunEnded(Payload):
     """The run ended: its status and how many tasks ended in each status."""
 
@@ -505,7 +637,7 @@ class RunEnded(Payload):
     tasks: dict[str, int]
 
 
-@dataclass(slots=True)
+@_view
 class BudgetCrossed(Payload):
     """Spend crossed a threshold of a limit: 80 % warns, 100 % is exceeded."""
 
@@ -537,7 +669,7 @@ class BudgetCrossed(Payload):
         return f"{self.scope}:{self.key}"
 
 
-@dataclass(slots=True)
+@_view
 class TaskPaused(Payload):
     """A task's budget is spent: it waits for ``nexus resume --budget``."""
 
@@ -549,7 +681,7 @@ class TaskPaused(Payload):
     attempt: int | None = None
 
 
-@dataclass(slots=True)
+@_view
 class RunPaused(Payload):
     """Every task left waits on a paused one: the run pauses."""
 
@@ -590,45 +722,10 @@ MODELS: tuple[type[Payload], ...] = (
 )
 
 
-def _compile_to_data(cls: type[Payload]) -> None:
-    """Give ``cls`` a ``to_data`` written out field by field (the loop costs 2x on the hot path).
-
-    Field names are Python identifiers (dataclass fields), so the generated
-    source holds nothing but them.
-    """
-    always = [name for name, mode in cls._layout if mode == _ALWAYS]
-    lines = ["def to_data(self):"]
-    lines.append("    data = {" + ", ".join(f"{n!r}: self.{n}" for n in always) + "}")
-    for name, mode in cls._layout:
-        if mode == _OMIT_NONE:
-            lines += [
-                f"    v = self.{name}",
-                "    if v is not None:",
-                f"        data[{name!r}] = v",
-            ]
-        elif mode == _OMIT_ABSENT:
-            lines += [
-                f"    v = self.{name}",
-                "    if v is not ABSENT:",
-                f"        data[{name!r}] = v",
-            ]
-    lines.append("    return data")
-    namespace: dict[str, Any] = {"ABSENT": ABSENT}
-    exec("\n".join(lines), namespace)  # the source holds field names only
-    function = namespace["to_data"]
-    function.__doc__ = Payload.to_data.__doc__
-    function.__qualname__ = f"{cls.__name__}.to_data"
-    setattr(cls, "to_data", function)  # noqa: B010 - mypy forbids assigning a method
-
-
 #: The payload model of every event type.
-PAYLOADS: dict[EventType, type[Payload]] = {}
-for _model in MODELS:
-    _model._layout = _layout(_model)
-    _compile_to_data(_model)
-    for _type in _model.TYPES:
-        PAYLOADS[_type] = _model
-del _model, _type
+PAYLOADS: dict[EventType, type[Payload]] = {
+    _type: _model for _model in MODELS for _type in _model.TYPES
+}
 
 
 def payload_of(event: Event) -> Payload:
