@@ -438,7 +438,12 @@ class RunState:
         """Apply one event. Raises IntegrityError on an illegal transition."""
         if event.seq != self.seq + 1:
             raise IntegrityError(f"run {self.run_id}: expected seq {self.seq + 1}, got {event.seq}")
-        if self.status.terminal and event.type is not EventType.EFFECT_RECORDED:
+        status = self.status  # not .terminal: a property call per event
+        if (
+            status is not RunStatus.RUNNING
+            and status is not RunStatus.PAUSED
+            and event.type is not EventType.EFFECT_RECORDED
+        ):
             raise IntegrityError(f"run {self.run_id}: event {event.type} after the run ended")
         handler = _HANDLERS.get(event.type)
         if handler is None:
@@ -523,12 +528,14 @@ def _effect(state: RunState, event: Event) -> None:
     kind = record.kind
     if kind != "model" and kind != "tool":
         return
-    task = state.tasks.get(record.task)
-    ids = ["run:", f"task:{record.task}"]
+    tid = record.task
+    task = state.tasks.get(tid)
+    ids = ["run:", f"task:{tid}"]
     if task is not None and task.agent is not None:
         ids.append(f"agent:{task.agent}")
     if kind == "tool":
-        if record.error is not None and ErrorRecord.of(record.error).kind == "budget_exceeded":
+        error = record.error
+        if error is not None and ErrorRecord.of(error).kind == "budget_exceeded":
             return  # refused before it ran: not a call
         for sid in ids:
             state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1
@@ -605,10 +612,10 @@ def _attempt_started(state: RunState, event: Event) -> None:
     started = AttemptStarted.of(event.data)
     state._last = (event, started)
     task = state.task(started.task)
-    task.agent = started.agent
-    if task.agent is not None:
-        state.agent_turns[task.agent] = state.agent_turns.get(task.agent, 0) + 1
-        state._script_start(task, task.agent)
+    task.agent = agent = started.agent
+    if agent is not None:
+        state.agent_turns[agent] = state.agent_turns.get(agent, 0) + 1
+        state._script_start(task, agent)
     state._move(task, TaskStatus.RUNNING, event.at)
     task.attempts = started.attempt
     task.last_output = None
@@ -621,12 +628,14 @@ def _attempt_finished(state: RunState, event: Event) -> None:
     finished = AttemptFinished.of(event.data)
     state._last = (event, finished)
     task = state.task(finished.task)
-    if task.status is not TaskStatus.RUNNING or task.attempts != finished.attempt:
+    attempt = finished.attempt
+    if task.status is not TaskStatus.RUNNING or task.attempts != attempt:
         raise IntegrityError(
-            f"run {state.run_id}: attempt {finished.attempt} of task '{task.id}' "
+            f"run {state.run_id}: attempt {attempt} of task '{task.id}' "
             "finished but was not running"
         )
-    task.last_output = None if finished.output is ABSENT else finished.output
+    output = finished.output
+    task.last_output = None if output is ABSENT else output
     task.last_error = finished.error
 
 
