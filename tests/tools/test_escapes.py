@@ -649,6 +649,20 @@ def test_create_nexus_toml_when_absent(ws: Path) -> None:
     assert o.failed()
 
 
+def test_a_workspace_the_caller_cannot_write_still_runs_and_stays_closed(ws: Path) -> None:
+    """No placeholder can be made there (as a user); the call runs and makes nothing either."""
+    (ws / "data").write_text("read me")
+    ws.chmod(0o555)
+    try:
+        o = attack("cat data; echo '[evil]' > nexus.toml || mkdir .nexus", ws)
+    finally:
+        ws.chmod(0o755)
+    assert "read me" in o.text  # it ran (before: an internal PermissionError as a user)
+    assert not os.path.lexists(ws / "nexus.toml")
+    assert not os.path.lexists(ws / ".nexus")
+    assert o.failed()
+
+
 def test_create_the_state_directory_when_absent(ws: Path) -> None:
     o = attack("mkdir -p .nexus && echo evil > .nexus/nexus.db || mv .nexus x", ws)
     assert not os.path.lexists(ws / ".nexus")

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import marshal
 import os
@@ -170,6 +171,8 @@ _CLONE_NEW = (0x20000, 0x4000000, 0x8000000, 0x10000000, 0x2000000, 0x20000000, 
 _AF_INET, _AF_INET6 = 2, 10
 _ENOSYS = 38
 _SANDBOX_UID = 1000
+#: why a placeholder could not be made where a trusted path is missing
+_CANNOT_CREATE = (errno.EACCES, errno.EPERM, errno.EROFS)
 _PROXY_PORT = 3128
 _PROXY_SOCKET = "/run/nexus/egress.sock"
 _MiB = 1 << 20
@@ -566,7 +569,14 @@ class _Call:
                 continue
             # a placeholder another call made is joined, so its end does not expose us
             if not os.path.lexists(target) or _confine.is_placeholder(os.lstat(target)):
-                fd = _confine.hold_placeholder(target)
+                try:
+                    fd = _confine.hold_placeholder(target)
+                except OSError as exc:
+                    if exc.errno not in _CANNOT_CREATE:
+                        raise
+                    # we may not create it here, so neither may the call (same
+                    # uid, or a read-only file system): nothing to hold
+                    continue
                 if fd is not None:
                     self.placeholders.append((target, fd))
             for anc in reversed(target.parents):
