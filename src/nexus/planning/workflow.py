@@ -84,6 +84,7 @@ from nexus.domain.errors import NotFoundError, TemplateError, WorkflowError
 from nexus.domain.graph import find_cycle, topological_order
 from nexus.domain.plan import AgentSpec, ApprovalPolicy, Plan, RetryPolicy, TaskSpec
 from nexus.redaction import is_secret_name
+from nexus.security.paths import read_at_most
 from nexus.security.workspaces import workspace_problem
 from nexus.templating import MAX_TEMPLATE_CHARS, inspect_template, is_template
 
@@ -421,7 +422,7 @@ def _read_workflow(path: Path, file: str) -> str:
             raise WorkflowError(
                 f"cannot read the workflow file: it is {kind}, not a regular file", file=file
             )
-        data = _read_at_most(fd, MAX_WORKFLOW_BYTES + 1)
+        data = read_at_most(fd, MAX_WORKFLOW_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise WorkflowError(f"cannot read the workflow file: {reason}", file=file) from None
@@ -440,18 +441,6 @@ def _read_workflow(path: Path, file: str) -> str:
         raise WorkflowError(
             f"cannot read the workflow file: not UTF-8 text (byte {exc.start})", file=file
         ) from None
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    left = limit
-    while left > 0:
-        chunk = os.read(fd, min(left, 1 << 16))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def _parse_yaml(text: str, file: str) -> Any:

@@ -49,6 +49,7 @@ __all__ = [
     "mkdirs_beneath",
     "open_beneath",
     "open_root",
+    "read_at_most",
     "split_beneath",
 ]
 
@@ -247,3 +248,16 @@ def describe(dirfd: int, parts: Sequence[str]) -> str | None:
         if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
             return f"{here!r} is not a directory"
     return None
+
+
+def read_at_most(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd``, read in chunks (a file may be larger than it says)."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

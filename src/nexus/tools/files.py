@@ -272,15 +272,7 @@ class FileRead:
                 lambda root: _paths.open_beneath(root, target.parts, flags),
             ) as fd:
                 size = _regular(self.name, target, fd).st_size
-                chunks: list[bytes] = []
-                left = limit + 1
-                while left > 0:
-                    chunk = os.read(fd, min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    left -= len(chunk)
-                return b"".join(chunks), size
+                return _paths.read_at_most(fd, limit + 1), size
 
         try:
             data, size = await _in_thread(read)
