@@ -11,7 +11,8 @@ The rules the issue sets, and where each lives:
 * **One retry loop, ours.** The adapters build their SDK clients with
   ``max_retries=0``; :class:`ResilientProvider` retries errors whose
   ``retryable`` is true, with exponential backoff and full (or equal) jitter,
-  capped, and never sooner than the provider's ``Retry-After``. A
+  capped, and never sooner than the provider's ``Retry-After``
+  (:func:`~nexus.domain.resilience.backoff_delay`, the engine's rule too). A
   ``Retry-After`` longer than :attr:`Backoff.max_retry_after`, or one that
   would end past the deadline, ends the loop at once (the error carries
   ``retry_after`` so the engine can schedule the task later).
@@ -21,12 +22,13 @@ The rules the issue sets, and where each lives:
 * **No retry and no fallback once a streamed token reached the consumer**:
   :meth:`ResilientProvider.stream` and :meth:`FallbackProvider.stream` track a
   ``committed`` flag and re-raise after it is set.
-* **A circuit breaker per provider and model** (:class:`CircuitBreaker`):
-  closed -> open after ``failures`` health failures (transient, timeout,
-  rate-limited) within ``window`` seconds -> half-open after ``cooldown``,
-  letting exactly one probe through; the probe's success closes it, its
-  failure re-opens it. Errors that prove the server answered (a 400, a 404)
-  count as health; a cancelled probe frees the slot for the next one.
+* **A circuit breaker per provider and model** (:class:`BreakerBoard` of
+  :class:`~nexus.domain.resilience.CircuitBreaker`, the breaker MCP servers
+  use too): closed -> open after ``failures`` health failures (transient,
+  timeout, rate-limited) within ``window`` seconds -> half-open after
+  ``cooldown``, letting exactly one probe through; the probe's success closes
+  it, its failure re-opens it. Errors that prove the server answered (a 400,
+  a 404) count as health; a cancelled probe frees the slot for the next one.
 * **A fallback chain** (:class:`FallbackProvider`) moves on when a provider
   fails with a retryable error, its breaker is open, or its quota is spent, and
   records every step as a :class:`~nexus.gateway.base.RouteStep` on the
@@ -43,10 +45,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any, Literal
 
 from nexus.domain.errors import RETRYABLE_KINDS, NexusError
+from nexus.domain.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    Clock,
+    Jitter,
+    Permit,
+    backoff_delay,
+)
 from nexus.gateway.base import (
     ModelProvider,
     ModelRequest,
@@ -76,7 +85,6 @@ __all__ = [
     "with_fallback",
 ]
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -89,8 +97,8 @@ class Backoff:
         initial: the backoff ceiling before the first retry, in seconds.
         multiplier: growth of the ceiling per failure.
         cap: the largest ceiling.
-        jitter: ``full`` waits ``uniform(0, ceiling)``; ``equal`` waits
-            ``ceiling/2 + uniform(0, ceiling/2)``.
+        jitter: ``full`` waits ``ceiling * u``; ``equal`` waits
+            ``ceiling/2 + ceiling/2 * u``, ``u`` drawn uniformly from ``[0, 1)``.
         max_retry_after: a ``Retry-After`` longer than this ends the loop.
     """
 
@@ -98,144 +106,27 @@ class Backoff:
     initial: float = 0.5
     multiplier: float = 2.0
     cap: float = 20.0
-    jitter: Literal["full", "equal"] = "full"
+    jitter: Jitter = "full"
     max_retry_after: float = 60.0
 
     def delay(self, failures: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Seconds to wait after failure number ``failures`` (1-based)."""
-        ceiling = min(self.cap, self.initial * self.multiplier ** max(0, failures - 1))
-        if self.jitter == "full":
-            wait = rng.uniform(0, ceiling)
-        else:
-            wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return wait
+        """Seconds to wait after failure number ``failures`` (1-based).
+
+        The rule is :func:`nexus.domain.resilience.backoff_delay`'s, the one every
+        retry in Nexus follows.
+        """
+        return backoff_delay(
+            failures,
+            initial=self.initial,
+            multiplier=self.multiplier,
+            cap=self.cap,
+            rng=rng,
+            jitter=self.jitter,
+            retry_after=retry_after,
+        )
 
 
-# -- circuit breaker ----------------------------------------------------------------------
-
-
-class BreakerState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-class Permit:
-    """Leave to make one call; settle it exactly once (later settlements are ignored)."""
-
-    __slots__ = ("_breaker", "_settled", "probe")
-
-    def __init__(self, breaker: CircuitBreaker, probe: bool) -> None:
-        self._breaker = breaker
-        self._settled = False
-        self.probe = probe
-
-    def success(self) -> None:
-        """The provider answered (even with an error that says it is healthy)."""
-        if not self._settled:
-            self._settled = True
-            self._breaker._on_success(self)
-
-    def failure(self) -> None:
-        """The provider failed in a way that says it is unhealthy."""
-        if not self._settled:
-            self._settled = True
-            self._breaker._on_failure(self)
-
-    def release(self) -> None:
-        """The call ended without telling anything about health (cancelled, bad input)."""
-        if not self._settled:
-            self._settled = True
-            self._breaker._on_release(self)
-
-
-class CircuitBreaker:
-    """closed -> open after ``failures`` failures in ``window`` s -> half-open after ``cooldown``.
-
-    Example:
-        >>> now = [0.0]
-        >>> breaker = CircuitBreaker(failures=2, window=10, cooldown=5, clock=lambda: now[0])
-        >>> for _ in range(2):
-        ...     breaker.try_acquire().failure()
-        >>> breaker.state, breaker.try_acquire()
-        (<BreakerState.OPEN: 'open'>, None)
-        >>> now[0] = 5.0
-        >>> probe = breaker.try_acquire()
-        >>> probe.probe, breaker.try_acquire()
-        (True, None)
-        >>> probe.success()
-        >>> breaker.state
-        <BreakerState.CLOSED: 'closed'>
-    """
-
-    def __init__(
-        self,
-        *,
-        failures: int = 5,
-        window: float = 60.0,
-        cooldown: float = 30.0,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        if failures < 1 or window <= 0 or cooldown <= 0:
-            raise ValueError("failures >= 1, window > 0 and cooldown > 0 are required")
-        self.failures = failures
-        self.window = window
-        self.cooldown = cooldown
-        self._clock = clock
-        self._recent: list[float] = []
-        self._opened_at: float | None = None
-        self._probing = False
-
-    @property
-    def state(self) -> BreakerState:
-        """The state now (an open breaker whose cool-down passed reads half-open)."""
-        if self._opened_at is None:
-            return BreakerState.CLOSED
-        if self._clock() - self._opened_at < self.cooldown:
-            return BreakerState.OPEN
-        return BreakerState.HALF_OPEN
-
-    def retry_in(self) -> float:
-        """Seconds until a probe may go through (0 when one may go now)."""
-        if self._opened_at is None:
-            return 0.0
-        return max(0.0, self._opened_at + self.cooldown - self._clock())
-
-    def try_acquire(self) -> Permit | None:
-        """A permit to call, or None while open (or while the half-open probe is out)."""
-        state = self.state
-        if state is BreakerState.CLOSED:
-            return Permit(self, probe=False)
-        if state is BreakerState.OPEN or self._probing:
-            return None
-        self._probing = True
-        return Permit(self, probe=True)
-
-    def _on_success(self, permit: Permit) -> None:
-        if permit.probe:
-            self._probing = False
-            self._opened_at = None
-            self._recent.clear()
-
-    def _on_failure(self, permit: Permit) -> None:
-        now = self._clock()
-        if permit.probe:
-            self._probing = False
-            self._opened_at = now
-            return
-        if self._opened_at is not None:
-            return  # already open: a late failure of a call admitted before
-        self._recent = [t for t in self._recent if now - t < self.window]
-        self._recent.append(now)
-        if len(self._recent) >= self.failures:
-            self._opened_at = now
-            self._recent.clear()
-
-    def _on_release(self, permit: Permit) -> None:
-        if permit.probe:
-            self._probing = False
+# -- circuit breakers ---------------------------------------------------------------------
 
 
 class BreakerBoard:
@@ -249,14 +140,22 @@ class BreakerBoard:
         cooldown: float = 30.0,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._settings = {"failures": failures, "window": window, "cooldown": cooldown}
+        self._failures = failures
+        self._window = window
+        self._cooldown = cooldown
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def get(self, key: str) -> CircuitBreaker:
+        """The breaker of ``key``, made on first use (failures counted within the window)."""
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = CircuitBreaker(clock=self._clock, **self._settings)  # type: ignore[arg-type]
+            breaker = CircuitBreaker(
+                failures=self._failures,
+                window=self._window,
+                cooldown=self._cooldown,
+                clock=self._clock,
+            )
             self._breakers[key] = breaker
         return breaker
 
