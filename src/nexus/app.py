@@ -204,7 +204,7 @@ def project_tools(config: NexusConfig, home: Path | None = None) -> ToolRegistry
     if not config.wasm_tools:
         return registry
     from nexus.tools.pins import PinStore
-    from nexus.tools.wasm_config import guard_launch
+    from nexus.tools.wasm import guard_launch
 
     pins = PinStore.at_home(home if home is not None else Settings().home)
     for name, declared in config.wasm_tools.items():

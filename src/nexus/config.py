@@ -55,11 +55,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from nexus.domain.budget import parse_seconds
+from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.settings import SDK_PREFIXES, GatewaySettings
 from nexus.gateway.usage import PricingTable, default_pricing
-from nexus.tools.wasm_spec import WasmToolConfig
+from nexus.tools.wasm import WasmToolConfig
 
 if TYPE_CHECKING:
     from nexus.tools.mcp import McpServerSpec

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,8 +18,7 @@ from nexus.domain.errors import UserError
 from nexus.tools.base import ToolContext, ToolFailed
 from nexus.tools.builtins import builtin_tools
 from nexus.tools.catalog import describe
-from nexus.tools.wasm import WasmTool
-from nexus.tools.wasm_config import build_wasm_tool, parse_wasm_tools, register_wasm_tools
+from nexus.tools.wasm import WasmTool, build_wasm_tool, parse_wasm_tools, register_wasm_tools
 
 T = TypeVar("T")
 WORDCOUNT = Path(__file__).resolve().parents[2] / "examples" / "tools" / "wordcount.wat"
@@ -160,3 +162,32 @@ def test_an_invalid_schema_is_refused_when_built(project: Path) -> None:
     )
     with pytest.raises(UserError, match=r"tool 'wc': input_schema is not a valid JSON schema"):
         register_wasm_tools(builtin_tools(), configs)
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_config_holds_declarations_without_loading_wasmtime() -> None:
+    light = _loaded_after("import nexus.config\nfrom nexus.tools.wasm import WasmToolConfig")
+    assert not {m for m in light if m == "wasmtime" or m.startswith("wasmtime.")}
+
+    loaded = _loaded_after("from nexus.tools.wasm import WasmTool")
+    assert "wasmtime" in loaded
+
+
+def test_every_name_the_package_exports_resolves() -> None:
+    import nexus.tools.wasm as package
+
+    assert {n: getattr(package, n) is not None for n in package.__all__} == dict.fromkeys(
+        package.__all__, True
+    )
+    assert set(package.__all__) <= set(dir(package))
+    with pytest.raises(AttributeError, match="has no attribute 'WasmNothing'"):
+        _ = package.WasmNothing

@@ -156,7 +156,7 @@ def _launch_record(config: NexusConfig, key: str) -> dict[str, Any] | None:
         (spec,) = parse_mcp_servers({name: dict(config.mcp_servers[name])})
         return launch_record(spec) if spec.command is not None else None
     if kind == "wasm" and name in config.wasm_tools:
-        from nexus.tools.wasm_config import wasm_record
+        from nexus.tools.wasm import wasm_record
 
         return wasm_record(config.wasm_tools[name].build())
     return None

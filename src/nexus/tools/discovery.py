@@ -31,7 +31,7 @@ from nexus.tools.catalog import describe
 if TYPE_CHECKING:
     from nexus.tools.mcp import McpTool
     from nexus.tools.pins import PinStore
-    from nexus.tools.wasm_spec import WasmToolConfig
+    from nexus.tools.wasm import WasmToolConfig
 
 __all__ = ["PIN_STATUS", "Discovery", "discover"]
 
@@ -90,7 +90,7 @@ async def discover(
     pins = PinStore.at_home(home)
     registry = ToolRegistry(base.get(name) for name in base.names())
     if wasm_tools:
-        from nexus.tools.wasm_config import register_wasm_tools  # wasmtime loads on demand
+        from nexus.tools.wasm import register_wasm_tools  # wasmtime loads on demand
 
         register_wasm_tools(registry, wasm_tools)
     modules = {name: str(c.module) for name, c in (wasm_tools or {}).items()}
@@ -126,7 +126,7 @@ def _entry(tool: Any, modules: Mapping[str, str], pins: PinStore) -> dict[str, A
     entry = describe(tool)
     if entry["source"] == "wasm":
         from nexus.tools.pins import launch_pin
-        from nexus.tools.wasm_config import wasm_record
+        from nexus.tools.wasm import wasm_record
 
         entry["module"] = modules.get(tool.name)
         entry["digest"] = getattr(tool, "digest", None)

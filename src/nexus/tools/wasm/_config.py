@@ -1,7 +1,7 @@
 """Declared WASM tools: ``wasm_tools`` tables turned into registered :class:`WasmTool` s.
 
 A project declares WASM tools in ``nexus.toml`` (``[wasm_tools.<name>]``, read
-by :func:`nexus.config.load_config` into :class:`~nexus.tools.wasm_spec.WasmToolConfig`
+by :func:`nexus.config.load_config` into :class:`~nexus.tools.wasm.WasmToolConfig`
 values) or in any other mapping of the same shape -- a workflow's
 ``wasm_tools:``, an API body -- read by :func:`parse_wasm_tools` into the same
 values::
@@ -40,13 +40,13 @@ from pydantic import (
     ValidationError,
 )
 
-from nexus.domain.budget import parse_seconds
+from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import UserError
 from nexus.tools.base import ToolRegistry
 from nexus.tools.catalog import source_of
 from nexus.tools.pins import PinStore
-from nexus.tools.wasm import WasmRuntime, WasmTool
-from nexus.tools.wasm_spec import WasmToolConfig
+from nexus.tools.wasm._spec import WasmToolConfig
+from nexus.tools.wasm._tool import WasmRuntime, WasmTool
 
 __all__ = [
     "build_wasm_tool",
@@ -82,7 +82,7 @@ class _Declaration(BaseModel):
 def parse_wasm_tools(
     data: object, *, base_dir: Path, where: str = "wasm_tools"
 ) -> dict[str, WasmToolConfig]:
-    """Validate a ``wasm_tools`` table into :class:`~nexus.tools.wasm_spec.WasmToolConfig` values.
+    """Validate a ``wasm_tools`` table into :class:`~nexus.tools.wasm.WasmToolConfig` values.
 
     Args:
         data: ``{name: {module, description?, fuel?, memory_mb?, wall_seconds?,

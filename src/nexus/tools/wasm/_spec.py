@@ -1,9 +1,8 @@
 """A declared WASM tool as a value: a ``[wasm_tools.<name>]`` table or a workflow entry.
 
 Pure data, so :mod:`nexus.config` can hold it without loading wasmtime or the
-tools that run it (:mod:`nexus.tools.wasm`, loaded on the first :meth:`build`).
-:mod:`nexus.tools.wasm_config` parses and registers these; ``nexus.config``
-re-exports the class under its old name.
+tool that runs it (``_tool``, loaded on the first :meth:`build`). ``_config``
+parses and registers these; ``nexus.config`` re-exports the class under its old name.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nexus.tools.wasm import WasmRuntime, WasmTool
+    from nexus.tools.wasm._tool import WasmRuntime, WasmTool
 
 __all__ = ["WasmToolConfig"]
 
@@ -44,7 +43,7 @@ class WasmToolConfig:
             NotFoundError: the module file is gone since the config was loaded.
             UserError: ``input_schema`` is not a valid JSON schema.
         """
-        from nexus.tools.wasm import load_wasm_tool  # wasmtime loads on first build
+        from nexus.tools.wasm._tool import load_wasm_tool  # wasmtime loads on first build
 
         return load_wasm_tool(
             self.module,
