@@ -12,7 +12,7 @@ written their marker file -- and counts:
 * **cgroups** and **temp dirs** named after the killed process
   (``nexus-PID-...``, ``nexus-sbx-PID-...``) that a *later* Nexus process did
   not reap: the bench process runs the same reaper
-  (:func:`nexus.tools._confine.reap_leftovers`) a new Nexus runs at its first
+  (:func:`nexus.tools.sandbox._confine.reap_leftovers`) a new Nexus runs at its first
   sandboxed call; ``--reap-with-call`` runs a trivial sandboxed call in a new
   process instead (slower, ~1.5 s a trial).
 
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import _common
-from nexus.tools._confine import reap_leftovers
+from nexus.tools.sandbox._confine import reap_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 NEXUS = [sys.executable, "-m", "nexus"]

@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from test_sandbox import processes_in
 
-from nexus.tools import _zygote
 from nexus.tools.profile import ExecProfile
-from nexus.tools.sandbox import run_sandboxed
+from nexus.tools.sandbox import _zygote, run_sandboxed
 
 FAST = ExecProfile(cpu_seconds=10, wall_seconds=20)
 

@@ -83,7 +83,7 @@ class ExecProfile:
             the size of the private ``/tmp``.
         max_write_mb: the most disk space the call may add to its writable
             paths in total (the workspace's quota per call; see
-            :mod:`nexus.tools._quota`).
+            :mod:`nexus.tools.sandbox._quota`).
         max_open_files: open file descriptors per process (``RLIMIT_NOFILE``).
         env: names of host environment variables passed in.
         sandbox: ``"bwrap"``, or the opt-in, weaker ``"rlimits"``.

@@ -20,7 +20,7 @@
 2. **A cgroup** (when this process may create one -- as root, or with a
    delegated cgroup) caps the processes and memory of the whole call and tells
    us exactly when a cap was hit.
-3. **The shim** (:mod:`nexus.tools._shim`) is the sandbox's PID 1 (``bwrap
+3. **The shim** (:mod:`nexus.tools.sandbox._shim`) is the sandbox's PID 1 (``bwrap
    --as-pid-1``): it sets rlimits, forks the command under a seccomp filter
    (compiled here with ``pyseccomp``) and stays as a non-dumpable init. The
    filter refuses dangerous system calls (ptrace, mount, unshare, keyctl, bpf,
@@ -28,14 +28,14 @@
    workspace belong to Nexus's uid on the host) with ``EPERM``; the init
    *reports* each one, so every refusal is recorded as a denial.
 
-**The launcher** (:mod:`nexus.tools._launch`) starts every call. When Nexus
+**The launcher** (:mod:`nexus.tools.sandbox._launch`) starts every call. When Nexus
 is root it makes the call's mounts in a private mount namespace (idmapped
 clones of root-owned writable paths, read-only clones of what the sandbox uid
-cannot reach; :mod:`nexus.tools._confine` plans them), drops to the sandbox
+cannot reach; :mod:`nexus.tools.sandbox._confine` plans them), drops to the sandbox
 uid, then -- as root or not -- arms ``PR_SET_PDEATHSIG`` and execs bwrap, so
 nothing outlives Nexus. It is not a new interpreter per call: each process
 starts it once as a launch server and forks it per call
-(:mod:`nexus.tools._zygote`); the server kills what is left of a call's
+(:mod:`nexus.tools.sandbox._zygote`); the server kills what is left of a call's
 process group and exits with Nexus. Cgroups and temp dirs are named after their owner's pid
 and start time; the first call of each process reaps those of dead owners.
 
@@ -59,7 +59,7 @@ refuses allow-lists (they need a network namespace to be enforceable).
 
 **Disk.** Each file is capped by ``RLIMIT_FSIZE`` (``max_file_mb``); what a
 call adds to its writable paths in total (``max_write_mb``) is watched from
-outside and checked after the call by :mod:`nexus.tools._quota`. Either
+outside and checked after the call by :mod:`nexus.tools.sandbox._quota`. Either
 breach is a ``quota`` denial.
 
 Limits are detected as well as the kernel lets us: our own clock (wall time)
@@ -96,14 +96,14 @@ from typing import Any
 
 from nexus.domain.errors import InfrastructureError, PolicyDenied, UserError
 from nexus.security.trusted import TrustedPaths, trusted_paths
-from nexus.tools import _confine, _zygote
-from nexus.tools._confine import (
+from nexus.tools.profile import ExecProfile, SandboxKind
+from nexus.tools.sandbox import _confine, _zygote
+from nexus.tools.sandbox._confine import (
     DEFAULT_SANDBOX_UID,
     SANDBOX_UID_ENV,
     SandboxUnavailable,
 )
-from nexus.tools._quota import DiskQuota
-from nexus.tools.profile import ExecProfile, SandboxKind
+from nexus.tools.sandbox._quota import DiskQuota
 
 #: The bubblewrap executable; a test may point it elsewhere.
 BWRAP = "bwrap"

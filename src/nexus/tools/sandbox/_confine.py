@@ -6,7 +6,7 @@ each is self-contained and the sandbox module is long enough.
 * **The sandbox's host uid.** Tool code never runs as host root. When Nexus
   runs as root, :func:`sandbox_identity` picks the workspace's owner when that
   owner is not root, else ``$NEXUS_SANDBOX_UID`` (default ``2147483646``). The
-  launcher (:mod:`nexus.tools._launch`) drops to it; root-owned writable paths
+  launcher (:mod:`nexus.tools.sandbox._launch`) drops to it; root-owned writable paths
   are made writable for it by **idmapped mounts** through the user namespace
   from :func:`idmap_userns` (``0 -> uid``), made once per process and uid.
 * **Trusted paths.** :func:`hold_placeholder` and :func:`release_placeholder`

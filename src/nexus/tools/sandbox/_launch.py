@@ -33,9 +33,9 @@ close; meanwhile the host writes its maps and opens ``/proc/PID/ns/user``.
 
 ``_launch.py --serve PARENT`` is the same launcher as a server: started once
 per Nexus process, it forks one launcher per call (see :func:`_serve` and
-:mod:`nexus.tools._zygote`), so a call pays a ``fork``, not an interpreter.
+:mod:`nexus.tools.sandbox._zygote`), so a call pays a ``fork``, not an interpreter.
 
-Like :mod:`nexus.tools._shim`, it runs by path with ``-S`` and imports only
+Like :mod:`nexus.tools.sandbox._shim`, it runs by path with ``-S`` and imports only
 C-level standard modules plus ``ctypes``: it is on every call's critical path.
 """
 
@@ -209,7 +209,7 @@ def _spawn(request: dict[str, Any], fds: list[int], zygote: int) -> int:
 
 
 def _serve(parent: int) -> NoReturn:
-    r"""``--serve PARENT``: the launch server (see :mod:`nexus.tools._zygote`).
+    r"""``--serve PARENT``: the launch server (see :mod:`nexus.tools.sandbox._zygote`).
 
     Reads requests on fd 0 (a ``SOCK_SEQPACKET`` socket): a ``marshal``\ ed dict
     ``{argv, targets, cwd, env}`` with the fds ``[call, stdin, stdout, stderr,

@@ -30,7 +30,7 @@ deadlock, and it would run outside the namespaces anyway.
 
 Why this file looks austere: it is on every call's critical path, so it runs
 by path with ``-S`` (no site-packages) rather than as ``python -m
-nexus.tools._shim`` (which would import the ``nexus`` package and its
+nexus.tools.sandbox._shim`` (which would import the ``nexus`` package and its
 dependencies, bound into the sandbox), and imports only C-level standard
 modules: ``json``, ``base64``, ``signal``, ``socket``, ``contextlib`` and
 ``typing`` each pull in ``re``, ``enum`` or ``functools`` and together tripled

@@ -1,6 +1,6 @@
 """The host's side of the launch server: one launcher Python per process, not per call.
 
-Every sandboxed call starts with the launcher (:mod:`nexus.tools._launch`):
+Every sandboxed call starts with the launcher (:mod:`nexus.tools.sandbox._launch`):
 private mount namespace and idmapped clones as root, the drop to the sandbox
 uid, ``PR_SET_PDEATHSIG``, then ``exec bwrap``. Starting a fresh interpreter
 for it cost ~8 ms of CPU per call (``ctypes`` another ~3.5 ms) -- on a busy
@@ -40,7 +40,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from nexus.tools._confine import LAUNCH, SandboxUnavailable
+from nexus.tools.sandbox._confine import LAUNCH, SandboxUnavailable
 
 _lock = threading.Lock()
 _servers: dict[int, tuple[subprocess.Popen[bytes], socket.socket]] = {}
