@@ -79,10 +79,10 @@ def test_plan_estimate_prints_the_estimate_and_its_method(tmp_path: Path) -> Non
     assert nexus(home, "runs", "--json").json() == [], "an estimate starts no run"
 
 
-def test_plan_estimate_over_the_run_budget_exits_1_and_names_it(tmp_path: Path) -> None:
+def test_plan_estimate_over_the_run_budget_exits_6_and_names_it(tmp_path: Path) -> None:
     home = project(tmp_path, PRICED + "[budgets.run]\nusd = 10\n", "priced.yaml")
     text = nexus(home, "plan", "priced.yaml", "--estimate")
-    assert text.code == 1, text.text
+    assert text.code == 6, text.text  # what `nexus run` is refused with
     assert "estimate $16.0000" in text.stdout
     assert (
         "over budget: budget exceeded: the preflight estimate for run is $16.0000, "
@@ -90,7 +90,7 @@ def test_plan_estimate_over_the_run_budget_exits_1_and_names_it(tmp_path: Path) 
     ) in text.stderr
 
     doc = nexus(home, "plan", "priced.yaml", "--estimate", "--json")
-    assert doc.code == 1
+    assert doc.code == 6
     (problem,) = doc.json()["over_budget"]
     assert "for run is $16.0000, over its limit $10.0000" in problem
 
@@ -103,7 +103,7 @@ def test_an_agent_budget_under_the_estimate_is_named_too(tmp_path: Path) -> None
         text.replace("    max_tokens: 4\n", "    max_tokens: 4\n    budget: {usd: 6}\n")
     )
     out = nexus(home, "plan", "priced.yaml", "--estimate", "--json")
-    assert out.code == 1, out.text
+    assert out.code == 6, out.text
     (problem,) = out.json()["over_budget"]
     assert "agent a" in problem
     assert "$6.0000" in problem
@@ -117,7 +117,7 @@ def test_budgeted_run_refuses_then_forced_pauses_resumes_and_costs_out(tmp_path:
     home = project(tmp_path, PRICED + "[budgets.run]\nusd = 10\n", "priced.yaml")
 
     refused = nexus(home, "run", "priced.yaml")
-    assert refused.code == 1, refused.text  # BudgetExceeded is a failure, not bad input
+    assert refused.code == 6, refused.text  # refused by the preflight: not "the run failed"
     assert error_line(refused) == (
         "error: budget exceeded: the preflight estimate for run is $16.0000, over its limit "
         "$10.0000; the run was not started (force it with `nexus run --force` or "

@@ -16,6 +16,7 @@ from nexus.app import Project, recorded_plan
 from nexus.cli.output import (
     EXIT_FAILED,
     EXIT_PAUSED,
+    EXIT_REFUSED,
     EXIT_USER,
     emit_json,
     err,
@@ -265,7 +266,8 @@ def _show_estimate(project: Project, compiled: Plan, as_json: bool) -> None:
         for problem in problems:
             err.print(f"[bold red]over budget:[/] {escape(problem)}")
     if over:
-        raise typer.Exit(EXIT_FAILED)
+        # what `nexus run` would be refused for: the same exit code
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def run(

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from nexus.config import Settings
-from nexus.domain.errors import ConflictError, ErrorKind, NexusError, NotFoundError, UserError
+from nexus.domain.errors import (
+    BudgetExceeded,
+    ConflictError,
+    ErrorKind,
+    NexusError,
+    NotFoundError,
+    UserError,
+)
 from nexus.store.heads import HeadSigner
 from nexus.store.sqlite import SQLiteStore
 
@@ -25,9 +32,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Exit codes: 0 ok; 1 the run failed or the check does not hold; 2 bad input;
 #: 3 conflict (another process owns the run); 4 not found; 5 the run paused
-#: (a budget ran out: raise it and resume); 70 internal error.
+#: (a budget ran out: raise it and resume); 6 refused by the preflight (the
+#: estimate exceeds a budget: nothing ran, nothing was recorded); 70 internal error.
 EXIT_FAILED, EXIT_USER, EXIT_CONFLICT, EXIT_NOT_FOUND, EXIT_INTERNAL = 1, 2, 3, 4, 70
-EXIT_PAUSED = 5
+EXIT_PAUSED, EXIT_REFUSED = 5, 6
 
 
 def emit_json(value: Any) -> None:
@@ -51,6 +59,10 @@ def exit_code_for(exc: NexusError) -> int:
         return EXIT_USER
     if isinstance(exc, ConflictError):
         return EXIT_CONFLICT
+    if isinstance(exc, BudgetExceeded):
+        # only the preflight raises one this far: a budget that runs out during a
+        # run pauses it (EXIT_PAUSED), it is not raised
+        return EXIT_REFUSED
     if exc.kind is ErrorKind.INTERNAL:
         return EXIT_INTERNAL
     return EXIT_FAILED
