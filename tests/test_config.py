@@ -620,6 +620,7 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         ("250ms", 0.25),
         (" 1h 5s ", 3605.0),
         (Decimal("0.5"), 0.5),
+        ("10", 10.0),
     ],
 )
 def test_parse_seconds(value: object, seconds: float) -> None:
@@ -627,7 +628,7 @@ def test_parse_seconds(value: object, seconds: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "10", "m", "10x", "-5s", 0, -1, True, None, float("inf"), 10**400]
+    "value", ["", "m", "10x", "-5s", "-5", 0, -1, True, None, float("inf"), 10**400]
 )
 def test_parse_seconds_refuses(value: object) -> None:
     with pytest.raises(ValueError, match="must be"):

@@ -23,14 +23,13 @@ The ledger that reserves and settles spend at run time is
 from __future__ import annotations
 
 import decimal
-import math
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import BudgetExceeded, UserError
 from nexus.domain.plan import num
 
@@ -54,10 +53,7 @@ __all__ = [
     "exactly",
     "fraction",
     "money_text",
-    "parse_duration",
-    "parse_seconds",
     "run_scopes",
-    "unit_duration",
     "wall_exceeded_error",
 ]
 
@@ -186,63 +182,6 @@ class Spend:
 
 # -- limits -------------------------------------------------------------------------------
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def unit_duration(text: str) -> float | None:
-    """Seconds in a duration with units (``"30s"``, ``"10m"``, ``"1h30m"``), else None."""
-    compact = text.strip().replace(" ", "").lower()
-    if not _DURATION.fullmatch(compact):
-        return None
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"600"``, ``"30s"``, ``"10m"``, ``"2h"``, ``"1h30m"`` or ``"1.5d"``.
-
-    Raises:
-        ValueError: the text is not a duration.
-    """
-    seconds = unit_duration(text)
-    if seconds is not None:
-        return seconds
-    compact = text.strip().replace(" ", "")
-    try:
-        return float(compact)
-    except ValueError:
-        raise ValueError(f"not a duration: {text!r}") from None
-
-
-def parse_seconds(value: object) -> float:
-    """Seconds from a number or a duration string (``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``).
-
-    Example:
-        >>> parse_seconds("1h30m"), parse_seconds(45)
-        (5400.0, 45.0)
-
-    Raises:
-        ValueError: not a positive, finite duration.
-    """
-    seconds: float
-    if isinstance(value, bool):
-        raise ValueError("must be a number of seconds or a duration like '10m'")
-    if isinstance(value, int | float | Decimal):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an integer past float's range
-            seconds = math.inf
-    elif isinstance(value, str) and (with_unit := unit_duration(value)) is not None:
-        seconds = with_unit
-    else:
-        raise ValueError(
-            "must be a number of seconds or a duration like '90s', '10m', '1h30m', '2d'"
-        )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("must be a positive duration")
-    return seconds
-
 
 def _usd(value: object, where: str) -> Decimal:
     bad = f'{where}.usd: must be a non-negative amount such as 5 or "5.00", not {value!r}'
@@ -280,24 +219,10 @@ def _count(value: object, where: str, name: str) -> int:
 
 
 def _wall(value: object, where: str) -> float:
-    bad = (
-        f"{where}.wall: must be a duration > 0 in seconds (600) or with a unit "
-        f'("30s", "10m", "2h"), not {value!r}'
-    )
-    if isinstance(value, bool):
-        raise UserError(bad)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        try:
-            seconds = parse_duration(value)
-        except ValueError:
-            raise UserError(bad) from None
-    else:
-        raise UserError(bad)
-    if not 0 < seconds < float("inf"):
-        raise UserError(bad)
-    return seconds
+    try:
+        return parse_seconds(value)
+    except ValueError as error:
+        raise UserError(f"{where}.wall: {error}, not {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
