@@ -13,6 +13,9 @@ import pytest
 
 from nexus.store.sqlite import SQLiteStore
 
+#: the test kit's fixtures (nexus_store, nexus_clock), as a user's conftest lists them
+pytest_plugins = ["nexus.testing.pytest_plugin"]
+
 _real_connect = socket.socket.connect
 
 

@@ -1,51 +1,60 @@
-"""Test doubles users need: a controllable clock and ready-made stores and engines.
+"""The test kit: a scripted model, real stores and engines, a controllable clock.
+
+Users and Nexus's own tests share it. Everything here is the real thing but
+the model: :class:`TestModel` implements the provider port and answers from a
+script (text, tool calls, structured output, usage, every provider fault), and
+records what it was asked; the stores are SQLite files in a temporary folder.
 
 Example:
-    >>> clock = ManualClock()
-    >>> clock.advance(1.5)
+    >>> import asyncio
+    >>> from nexus import Workflow
+    >>> from nexus.testing import Call, Reply, TestModel, temp_engine
+    >>> wf = Workflow("notes")
+    >>> writer = wf.agent("writer", model="test:writer")
+    >>> _ = wf.task("draft", agent=writer, prompt="Draft the release notes.")
+    >>> model = TestModel("Faster, safer.")
+    >>> async def main() -> str:
+    ...     async with temp_engine(providers=model.registry()) as engine:
+    ...         result = await engine.start(wf.compile())
+    ...         state, _ = await engine.load_state(result.run_id)
+    ...         return state.tasks["draft"].output["text"]
+    >>> asyncio.run(main())
+    'Faster, safer.'
+    >>> model.requests[0].messages[-1].content
+    'Draft the release notes.'
+
+Pytest fixtures (``nexus_store``, ``nexus_clock``) come with
+``pytest_plugins = ["nexus.testing.pytest_plugin"]`` in a ``conftest.py``.
+See ``docs/testing.md``.
 """
 
-from __future__ import annotations
+from nexus.testing._clock import ManualClock
+from nexus.testing._model import (
+    HANG,
+    Answer,
+    AnswerFn,
+    Call,
+    Fault,
+    Reply,
+    ScriptExhausted,
+    TestModel,
+    model_registry,
+)
+from nexus.testing._stores import EngineOptions, sqlite_engine, temp_engine, temp_store
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-from nexus.engine.runtime import Engine
-from nexus.gateway import default_providers
-from nexus.store.heads import HeadSigner
-from nexus.store.sqlite import SQLiteStore
-from nexus.tools.builtins import builtin_tools
-
-
-class ManualClock:
-    """A wall clock that moves only when told to (or by ``tick`` per reading)."""
-
-    def __init__(self, start: datetime | None = None, tick: float = 0.0) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
-        self._tick = timedelta(seconds=tick)
-
-    def now(self) -> datetime:
-        current = self._now
-        self._now += self._tick
-        return current
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-
-
-def sqlite_engine(home: Path, **kwargs: object) -> Engine:
-    """An engine over a SQLite store in ``home`` with the built-in tools.
-
-    Its runs are signed with the home's audit key (created on first use), as
-    CLI runs are.
-    """
-    store = SQLiteStore.open(home / "nexus.db", signer=HeadSigner.for_home(home))
-    return Engine(
-        store,
-        tools=kwargs.pop("tools", builtin_tools()),  # type: ignore[arg-type]
-        providers=kwargs.pop("providers", default_providers()),  # type: ignore[arg-type]
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-__all__ = ["ManualClock", "sqlite_engine"]
+__all__ = [
+    "HANG",
+    "Answer",
+    "AnswerFn",
+    "Call",
+    "EngineOptions",
+    "Fault",
+    "ManualClock",
+    "Reply",
+    "ScriptExhausted",
+    "TestModel",
+    "model_registry",
+    "sqlite_engine",
+    "temp_engine",
+    "temp_store",
+]
