@@ -26,7 +26,7 @@ from nexus.domain.errors import NexusError, PolicyDenied
 from nexus.security import paths as _paths
 from nexus.security.trusted import TrustedPaths, trusted_paths
 from nexus.tools.base import ToolContext
-from nexus.tools.files import FileList, FileRead, FileWrite
+from nexus.tools.builtins import FileList, FileRead, FileWrite
 from nexus.tools.profile import ExecProfile
 
 SECRET = "outside-secret"

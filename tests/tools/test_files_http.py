@@ -14,8 +14,7 @@ import pytest
 
 from nexus.domain.errors import NexusError, PolicyDenied
 from nexus.tools.base import ToolContext
-from nexus.tools.files import FileList, FileRead, FileWrite
-from nexus.tools.http import HttpTool
+from nexus.tools.builtins import FileList, FileRead, FileWrite, HttpTool
 from nexus.tools.profile import ExecProfile
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from nexus.domain.errors import ErrorKind, PolicyDenied
 from nexus.tools.base import ToolContext
-from nexus.tools.http import HttpTool
+from nexus.tools.builtins import HttpTool
 from nexus.tools.profile import ExecProfile
 
 

@@ -16,9 +16,7 @@ from nexus.domain.errors import PolicyDenied, UserError
 from nexus.metrics import count_denial, render_metrics, sample
 from nexus.tools import sandbox
 from nexus.tools.base import ToolContext, ToolRegistry, tool
-from nexus.tools.builtins import NoopTool, PythonTool, ShellTool
-from nexus.tools.files import FileRead, FileWrite
-from nexus.tools.http import HttpTool
+from nexus.tools.builtins import FileRead, FileWrite, HttpTool, NoopTool, PythonTool, ShellTool
 from nexus.tools.mcp import McpConnection, McpServerSpec, McpTool, approve_launch
 from nexus.tools.pins import PinStore
 from nexus.tools.profile import ExecProfile

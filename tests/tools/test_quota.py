@@ -14,8 +14,7 @@ import pytest
 from nexus.domain.errors import NexusError, PolicyDenied
 from nexus.metrics import sample
 from nexus.tools.base import ToolContext
-from nexus.tools.builtins import ShellTool
-from nexus.tools.files import FileWrite
+from nexus.tools.builtins import FileWrite, ShellTool
 from nexus.tools.profile import ExecProfile
 from nexus.tools.sandbox import _quota
 from nexus.tools.sandbox._quota import DiskQuota, disk_usage

@@ -5,9 +5,16 @@ WASM tools live in :mod:`nexus.tools.wasm` and MCP servers in
 """
 
 from nexus.tools.base import FunctionTool, Tool, ToolContext, ToolFailed, ToolRegistry, tool
-from nexus.tools.builtins import NoopTool, PythonTool, ShellTool, builtin_tools
-from nexus.tools.files import FileList, FileRead, FileWrite
-from nexus.tools.http import HttpTool
+from nexus.tools.builtins import (
+    FileList,
+    FileRead,
+    FileWrite,
+    HttpTool,
+    NoopTool,
+    PythonTool,
+    ShellTool,
+    builtin_tools,
+)
 from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
 
 __all__ = [

@@ -1,6 +1,6 @@
-"""Built-in tools: ``shell``, ``python`` and ``noop``.
+"""The built-in tools that run code: ``shell`` and ``python``.
 
-``shell`` and ``python`` run their command through
+Both run their command through
 :func:`~nexus.tools.sandbox.run_sandboxed` under the tool's
 :class:`~nexus.tools.profile.ExecProfile` (narrowed by the agent's or task's
 grant in ``ToolContext.profile``), with the run's workspace as the writable
@@ -31,7 +31,7 @@ from typing import Any
 
 from nexus.domain.errors import PolicyDenied, UserError
 from nexus.metrics import DenialReason, count_denial
-from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
+from nexus.tools.base import ToolContext, ToolFailed
 from nexus.tools.profile import SHELL_PROFILE, ExecProfile, effective_profile
 from nexus.tools.sandbox import (
     PYTHON,
@@ -203,24 +203,3 @@ class PythonTool:
             with contextlib.suppress(ValueError):
                 out["result"] = json.loads(lines[-1])
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class NoopTool:
-    """``noop``: returns its arguments. For tests and benchmarks."""
-
-    name: str = "noop"
-    pure: bool = True
-
-    async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        return args
-
-
-def builtin_tools() -> ToolRegistry:
-    """A registry holding the built-in tools: shell, python, noop, file.*, http."""
-    from nexus.tools.files import FileList, FileRead, FileWrite
-    from nexus.tools.http import HttpTool
-
-    return ToolRegistry(
-        [ShellTool(), PythonTool(), NoopTool(), FileRead(), FileWrite(), FileList(), HttpTool()]
-    )
