@@ -29,7 +29,7 @@ import yaml
 from _common import Metric, parser, repeat, report, runs_for
 from _plans import task_id
 from nexus.domain.plan import Plan, plan_hash
-from nexus.planning import workflow as workflow_module
+from nexus.planning.workflow import _yaml as workflow_yaml
 from nexus.planning.workflow import compile_workflow, load_workflow
 
 FLOOR_COMPILE_S = 0.5
@@ -54,7 +54,7 @@ def document(n: int, templated: bool) -> dict[str, Any]:
 
 def parse_yaml(text: str, file: str) -> Any:
     """The strict YAML loader ``load_workflow`` uses (plain CSafeLoader if it moved)."""
-    parse: Callable[[str, str], Any] | None = getattr(workflow_module, "_parse_yaml", None)
+    parse: Callable[[str, str], Any] | None = getattr(workflow_yaml, "parse_yaml", None)
     if parse is not None:
         return parse(text, file)
     return yaml.load(text, Loader=yaml.CSafeLoader)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from nexus.domain.errors import NotFoundError, WorkflowError
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
-from nexus.planning.workflow import _simple_refs, compile_workflow, load_workflow
+from nexus.planning.workflow import compile_workflow, load_workflow
+from nexus.planning.workflow._values import simple_refs
 from nexus.templating import check_syntax, referenced_tasks
 
 EXAMPLE = """\
@@ -813,7 +814,7 @@ _TEXTS = st.text(alphabet="ab {}%#'\"\\-\n", max_size=6)
 
 @given(st.lists(st.one_of(_EXPRS, _TEXTS), min_size=1, max_size=5).map("".join))
 def test_fast_template_path_agrees_with_jinja(source: str) -> None:
-    fast = _simple_refs(source)
+    fast = simple_refs(source)
     if fast is None:
         return
     check_syntax(source)  # a simple template always compiles
@@ -821,9 +822,9 @@ def test_fast_template_path_agrees_with_jinja(source: str) -> None:
 
 
 def test_fast_template_path_covers_common_templates() -> None:
-    assert _simple_refs("echo {{ tasks.build.output.stdout }} {{ item }}") == {"build"}
-    assert _simple_refs("{{ tasks['my-step'].output }}") == {"my-step"}
-    assert _simple_refs("{{ tasks.a.output | trim }}") is None  # filters go through Jinja
+    assert simple_refs("echo {{ tasks.build.output.stdout }} {{ item }}") == {"build"}
+    assert simple_refs("{{ tasks['my-step'].output }}") == {"my-step"}
+    assert simple_refs("{{ tasks.a.output | trim }}") is None  # filters go through Jinja
 
 
 _JSON = st.recursive(

@@ -1,0 +1,260 @@
+"""The file model: pydantic models of a workflow document, and its validation.
+
+:func:`validate` checks what the models cannot say well (the version, the
+shape of task ids and agent names, an empty ``tasks:``), then validates the
+document against :class:`_Workflow` and turns the first pydantic error into a
+:class:`~nexus.domain.errors.WorkflowError` naming the key, with the closest
+allowed key for a typo. The models are strict (``1`` is not ``"1"``) and
+forbid unknown keys; an empty YAML value (``key:``) means the empty container.
+
+The class names appear in pydantic's messages ("a valid dictionary or
+instance of _Task"), so they are part of what a user reads: keep them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from nexus.domain.errors import WorkflowError
+from nexus.planning.workflow._errors import Reporter, kind
+
+# The models (_Workflow, _Task, ...) are read by the package's other modules too.
+__all__ = ["ID_PATTERN", "MAX_SAFE_INT", "WORKFLOW_VERSION", "validate"]
+
+#: The only workflow file format version this package reads.
+WORKFLOW_VERSION = 1
+
+#: Task ids and agent names.
+ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+_ID_RE = re.compile(ID_PATTERN)
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+#: The largest integer a plan holds (JSON numbers are exact up to 2**53).
+MAX_SAFE_INT = 2**53 - 1
+
+_SafeInt = Annotated[int, Field(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
+_Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
+_NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @staticmethod
+    def _empty_is(value: Any, empty: Any) -> Any:
+        """An empty YAML value (``key:``) means the empty container."""
+        return empty if value is None else value
+
+
+class _Backoff(_Model):
+    initial: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    multiplier: float | None = Field(default=None, ge=1, allow_inf_nan=False)
+    maximum: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class _Defaults(_Model):
+    retries: _Count = 0
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    backoff: _Backoff = Field(default_factory=_Backoff)
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _no_backoff(cls, value: Any) -> Any:
+        return cls._empty_is(value, {})
+
+
+class _Agent(_Model):
+    role: str = ""
+    model: str
+    capabilities: list[_NonEmpty] = Field(default_factory=list)
+    instructions: str = ""
+    scripted: list[str] = Field(default_factory=list)
+    max_concurrency: _Count = 0
+    tools: list[_NonEmpty] = Field(default_factory=list)
+    max_steps: Annotated[int, Field(ge=1, le=1000)] = 8
+    fallbacks: list[_NonEmpty] = Field(default_factory=list)
+    tiers: dict[Literal["small", "medium", "large"], _NonEmpty] = Field(default_factory=dict)
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    budget: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
+
+    @field_validator("capabilities", "scripted", "tools", "fallbacks", mode="before")
+    @classmethod
+    def _no_items(cls, value: Any) -> Any:
+        return cls._empty_is(value, [])
+
+
+class _Approval(_Model):
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    on_timeout: Literal["fail", "escalate"] = "fail"
+
+
+class _Task(_Model):
+    needs: list[str] = Field(default_factory=list)
+    tool: _NonEmpty | None = None
+    args: dict[str, Any] | None = Field(default=None, alias="with")
+    agent: _NonEmpty | None = None
+    capability: _NonEmpty | None = None
+    prompt: str | None = None
+    foreach: Any = None
+    retries: _Count | None = None
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    backoff: _Backoff | None = None
+    priority: _SafeInt = 0
+    approval: _Approval | None = None
+    profile: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+    complexity: Literal["small", "medium", "large"] | None = None
+    max_cost: float | str | None = None
+    max_latency_ms: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
+    budget: dict[str, Any] | None = None
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _required_is_default(cls, value: Any) -> Any:
+        if value == "required":
+            return {}
+        if isinstance(value, str):
+            raise ValueError("must be 'required' or a mapping {timeout, on_timeout}")
+        return value
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+
+class _Workflow(_Model):
+    version: Literal[1]
+    name: Annotated[str, StringConstraints(pattern=_NAME_PATTERN)]
+    description: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    workspace: _NonEmpty | None = None
+    fail_fast: bool = True
+    max_parallel: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] = 16
+    agents: dict[str, _Agent] = Field(default_factory=dict)
+    defaults: _Defaults = Field(default_factory=_Defaults)
+    mcp_servers: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None
+    tasks: dict[str, _Task]
+
+    @field_validator("inputs", "agents", "defaults", mode="before")
+    @classmethod
+    def _no_entries(cls, value: Any) -> Any:
+        return cls._empty_is(value, {})
+
+
+def validate(doc: Any, report: Reporter) -> _Workflow:
+    """The document as a :class:`_Workflow`, or the first problem with it."""
+    if doc is None:
+        report.error("the workflow is empty")
+    if not isinstance(doc, dict):
+        report.error(f"a workflow must be a mapping of keys to values, not {kind(doc)}")
+    version = doc.get("version", WORKFLOW_VERSION)
+    if type(version) is not int or version != WORKFLOW_VERSION:
+        report.error(
+            f"unsupported workflow version {version!r}; this Nexus reads version "
+            f"{WORKFLOW_VERSION}",
+            field="version",
+        )
+    for section, what in (("tasks", "task id"), ("agents", "agent name")):
+        entries = doc.get(section)
+        if isinstance(entries, dict):
+            for key in entries:
+                if not isinstance(key, str) or _ID_RE.fullmatch(key) is None:
+                    report.error(
+                        f"invalid {what} {key!r}: it must match {ID_PATTERN}",
+                        task=key if section == "tasks" and isinstance(key, str) else None,
+                        field=section,
+                    )
+    if "tasks" in doc and not doc["tasks"] and isinstance(doc["tasks"], dict | None):
+        report.error("the workflow has no tasks", field="tasks")
+    try:
+        return _Workflow.model_validate(doc)
+    except ValidationError as exc:
+        raise _convert(exc, report) from None
+    except RecursionError:
+        raise report.problem("the workflow is nested too deeply") from None
+
+
+def _convert(exc: ValidationError, report: Reporter) -> WorkflowError:
+    """The first of pydantic's errors, in the words of the file (a typo gets a suggestion)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "missing":
+        # A misspelt key is reported as both missing and unknown: the typo explains more.
+        parent = first["loc"][:-1]
+        typos = [e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent]
+        first = typos[0] if typos else first
+    loc = tuple(first["loc"])
+    error_type = first["type"]
+    key = loc[-1] if loc else ""
+    if key == "[key]":  # a mapping key (not its value) is invalid
+        loc = loc[:-1]
+        key = loc[-1]
+    if error_type == "missing":
+        message = f"missing required key '{key}'"
+    elif error_type == "extra_forbidden":
+        message = f"unknown key '{key}'"
+        model = _model_at(loc)
+        if model is not None:
+            allowed = _keys_of(model)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
+            message += f" ({hint})"
+    else:
+        message = first["msg"]
+        if first["loc"][-1:] == ("[key]",):
+            message = f"key {key!r}: {message}"
+        value = first.get("input")
+        if not isinstance(value, dict | list) and len(repr(value)) <= 60:
+            message += f", got {value!r}"
+    if len(errors) > 1:
+        more = len(errors) - 1
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    task = loc[1] if len(loc) > 1 and loc[0] == "tasks" and isinstance(loc[1], str) else None
+    return report.problem(message, task=task, field=_path(loc) or None)
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys are validated at ``loc`` (the location of an unknown key)."""
+    parent = loc[:-1]
+    if not parent:
+        return _Workflow
+    if parent[0] == "tasks":
+        if len(parent) == 2:
+            return _Task
+        if len(parent) == 3 and parent[2] == "backoff":
+            return _Backoff
+    if parent[0] == "agents" and len(parent) == 2:
+        return _Agent
+    if parent == ("defaults",):
+        return _Defaults
+    if parent == ("defaults", "backoff"):
+        return _Backoff
+    return None
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as the field a user wrote: ``tasks.build.with[0]``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,262 @@
+"""A workflow's ``tasks:`` entries, compiled into :class:`~nexus.domain.plan.TaskSpec`.
+
+A task is a tool task (``tool`` plus optional ``with``) or an agent task (a
+``prompt`` with an ``agent`` or a ``capability``), never both. Its values are
+plain JSON and its templates are checked (:mod:`._values`); the tasks its
+templates read are checked against the graph later (:mod:`._graph`). Retry
+settings fall back to the workflow's ``defaults``, then to
+:class:`~nexus.domain.plan.RetryPolicy`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nexus.domain.plan import AgentSpec, ApprovalPolicy, RetryPolicy, TaskSpec
+from nexus.planning.workflow._errors import kind, known
+from nexus.planning.workflow._grants import ToolNames, budget_limits, exec_profile
+from nexus.planning.workflow._graph import Reads, check_refs
+from nexus.planning.workflow._schema import _Approval, _Backoff, _Defaults, _Task
+from nexus.planning.workflow._values import Values, strings
+from nexus.templating import is_template
+
+__all__ = ["TaskCompiler"]
+
+
+class TaskCompiler:
+    """Compiles the tasks of one workflow, one entry at a time.
+
+    It collects in :attr:`reads` the task reads that :func:`._graph.check_reads`
+    must prove once every task is known.
+    """
+
+    __slots__ = (
+        "agents",
+        "capabilities",
+        "default_retry",
+        "defaults",
+        "reads",
+        "report",
+        "tasks",
+        "tools",
+        "values",
+    )
+
+    def __init__(
+        self,
+        tasks: Mapping[str, _Task],
+        defaults: _Defaults,
+        agents: Mapping[str, AgentSpec],
+        values: Values,
+        tools: ToolNames,
+    ) -> None:
+        self.tasks = tasks
+        self.defaults = defaults
+        self.default_retry = _retry_policy(defaults, None, None)
+        self.agents = agents
+        self.capabilities = {cap for agent in agents.values() for cap in agent.capabilities}
+        self.values = values
+        self.report = values.report
+        self.tools = tools
+        self.reads: Reads = {}
+
+    def compile(self, tid: str, spec: _Task) -> TaskSpec:
+        """The task ``tid`` as the plan holds it, or the first problem with its entry."""
+        self.check_kind(tid, spec)
+        args, foreach = self.check_values(tid, spec)
+        if spec.retries is None and spec.backoff is None:
+            retry = self.default_retry
+        else:
+            retry = _retry_policy(self.defaults, spec.retries, spec.backoff)
+        timeout = spec.timeout if spec.timeout is not None else self.defaults.timeout
+        return TaskSpec(
+            id=tid,
+            needs=tuple(spec.needs),
+            tool=spec.tool,
+            args=args,
+            agent=spec.agent,
+            capability=spec.capability,
+            prompt=spec.prompt,
+            foreach=foreach,
+            retry=retry,
+            timeout=None if timeout is None else float(timeout),
+            priority=spec.priority,
+            approval=_approval_policy(spec.approval),
+            profile=exec_profile(spec.profile, self.report, task=tid, field="profile"),
+            output_schema=self.output_schema(tid, spec),
+            routing=self.routing(tid, spec),
+            budget=budget_limits(spec.budget, f"tasks.{tid}.budget", self.report, task=tid),
+        )
+
+    def check_kind(self, tid: str, spec: _Task) -> None:
+        """A tool task names a known tool; an agent task says what to do and who does it."""
+        error = self.report.error
+        agentish = [
+            key
+            for key, value in (
+                ("prompt", spec.prompt),
+                ("agent", spec.agent),
+                ("capability", spec.capability),
+            )
+            if value is not None
+        ]
+        if spec.tool is not None:
+            if agentish:
+                error(
+                    f"a task is either a tool task (`tool`, `with`) or an agent task "
+                    f"(`prompt` with `agent` or `capability`), not both; remove "
+                    f"`{agentish[0]}` or `tool`",
+                    task=tid,
+                    field=agentish[0],
+                )
+            self.tools.check(spec.tool, self.report, task=tid, field="tool")
+            return
+        if not agentish:
+            error(
+                "the task does nothing: give it a `tool` (with `with`), or a `prompt` "
+                "with an `agent` or `capability`",
+                task=tid,
+            )
+        if spec.args is not None:
+            error(
+                "`with` is for tool tasks; an agent task takes a `prompt`", task=tid, field="with"
+            )
+        if spec.agent is not None and spec.capability is not None:
+            error("set either `agent` or `capability`, not both", task=tid, field="capability")
+        if spec.agent is None and spec.capability is None:
+            error(
+                "a `prompt` needs an `agent` or a `capability` to say who runs it",
+                task=tid,
+                field="prompt",
+            )
+        if spec.prompt is None:
+            error("an agent task needs a `prompt`", task=tid, field="prompt")
+        if spec.agent is not None and spec.agent not in self.agents:
+            error(
+                f"unknown agent {spec.agent!r} ({known('defined agents', self.agents)})",
+                task=tid,
+                field="agent",
+            )
+        if spec.capability is not None and spec.capability not in self.capabilities:
+            error(
+                f"no agent has capability {spec.capability!r} "
+                f"({known('available capabilities', self.capabilities)})",
+                task=tid,
+                field="capability",
+            )
+
+    def check_values(self, tid: str, spec: _Task) -> tuple[dict[str, Any], Any]:
+        """Check a task's JSON values and templates; return its ``with`` and ``foreach``."""
+        values = self.values
+        refs: list[tuple[str, str]] = []
+        args: dict[str, Any] = {}
+        if spec.args is not None:
+            args = values.json(spec.args, "with", task=tid)
+            for field, text in strings(args, "with"):
+                refs.extend((ref, field) for ref in values.template(text, task=tid, field=field))
+        if spec.prompt is not None:
+            refs.extend((ref, "prompt") for ref in values.template(spec.prompt, tid, "prompt"))
+        foreach = self.foreach(tid, spec.foreach, refs)
+        if refs:
+            check_refs(tid, tuple(spec.needs), refs, self.tasks, self.reads, self.report)
+        return args, foreach
+
+    def foreach(self, tid: str, value: Any, refs: list[tuple[str, str]]) -> Any:
+        """A ``foreach`` list (checked as JSON) or template; adds the tasks it reads to ``refs``."""
+        if value is None:
+            return None
+        values = self.values
+        if isinstance(value, list):
+            items = values.json(value, "foreach", task=tid)
+            for field, text in strings(items, "foreach"):
+                refs.extend((ref, field) for ref in values.template(text, task=tid, field=field))
+            return items
+        if isinstance(value, str) and is_template(value):
+            refs.extend((ref, "foreach") for ref in values.template(value, tid, "foreach"))
+            return value
+        if isinstance(value, str):
+            hint = f"a list such as [{value}] or a template such as '{{{{ inputs.items }}}}'"
+        else:
+            hint = f"a list or a template such as '{{{{ inputs.items }}}}', not {kind(value)}"
+        self.report.error(f"foreach must be {hint}", task=tid, field="foreach")
+
+    def output_schema(self, tid: str, spec: _Task) -> dict[str, Any] | None:
+        """Check that ``output_schema`` is a valid JSON schema (any draft jsonschema knows)."""
+        raw = spec.output_schema
+        if raw is None:
+            return None
+        if spec.tool is not None:
+            self.report.error(
+                "output_schema applies to agent tasks", task=tid, field="output_schema"
+            )
+        import jsonschema
+
+        schema = self.values.json(raw, "output_schema", task=tid)
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            self.report.error(
+                f"not a valid JSON schema at {where}: {exc.message}",
+                task=tid,
+                field="output_schema",
+            )
+        return dict(schema)
+
+    def routing(self, tid: str, spec: _Task) -> dict[str, Any] | None:
+        """A task's model-routing constraints: complexity, max_cost, max_latency_ms."""
+        if spec.complexity is None and spec.max_cost is None and spec.max_latency_ms is None:
+            return None
+        if spec.tool is not None:
+            self.report.error(
+                "model routing (complexity, max_cost, max_latency_ms) applies to agent tasks",
+                task=tid,
+                field="complexity" if spec.complexity is not None else "max_cost",
+            )
+        data: dict[str, Any] = {}
+        if spec.complexity is not None:
+            data["tier"] = spec.complexity
+        if spec.max_cost is not None:
+            from decimal import Decimal, InvalidOperation
+
+            try:
+                cost = Decimal(str(spec.max_cost))
+            except InvalidOperation:
+                cost = Decimal(-1)
+            if not cost.is_finite() or cost <= 0:
+                self.report.error(
+                    f"max_cost must be a positive amount in USD, got {spec.max_cost!r}",
+                    task=tid,
+                    field="max_cost",
+                )
+            data["max_cost"] = str(cost)
+        if spec.max_latency_ms is not None:
+            data["max_latency_ms"] = spec.max_latency_ms
+        return data
+
+
+def _approval_policy(value: _Approval | None) -> ApprovalPolicy | None:
+    if value is None:
+        return None
+    timeout = None if value.timeout is None else float(value.timeout)
+    return ApprovalPolicy(timeout=timeout, on_timeout=value.on_timeout)
+
+
+def _retry_policy(defaults: _Defaults, retries: int | None, own: _Backoff | None) -> RetryPolicy:
+    """A task's retry policy: its own settings, else the workflow's defaults, else the base."""
+    base = RetryPolicy()
+    backoff = own or _Backoff()
+    return RetryPolicy(
+        retries=retries if retries is not None else defaults.retries,
+        initial=_first(backoff.initial, defaults.backoff.initial, base.initial),
+        multiplier=_first(backoff.multiplier, defaults.backoff.multiplier, base.multiplier),
+        maximum=_first(backoff.maximum, defaults.backoff.maximum, base.maximum),
+    )
+
+
+def _first(*values: float | None) -> float:
+    for value in values:
+        if value is not None:
+            return float(value)
+    raise AssertionError("no value")  # pragma: no cover - the last value is a float
