@@ -696,6 +696,7 @@ def test_many_known_names_are_abbreviated() -> None:
 def test_agent_errors(agents: dict[str, Any], problem: str, field: str | None) -> None:
     error = workflow_error(minimal({"t": {"tool": "s"}}, agents=agents))
     assert str(error).startswith("flow.yaml")
+    assert str(error).count("flow.yaml") == 1  # the location is said once
     assert problem in str(error)
     assert error.task is None
     if field is not None:

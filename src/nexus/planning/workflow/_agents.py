@@ -8,7 +8,6 @@ are templates whose syntax is checked here.
 
 from __future__ import annotations
 
-from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import AgentSpec
 from nexus.planning.workflow._grants import ToolNames, budget_limits, exec_profile
 from nexus.planning.workflow._schema import _Agent
@@ -36,10 +35,7 @@ def compile_agent(name: str, spec: _Agent, values: Values, tools: ToolNames) -> 
             report.error(f"model {model_name!r} must be 'provider:model'", field=where)
     for i, tool_name in enumerate(spec.tools):
         tools.check(tool_name, report, task=None, field=f"agents.{name}.tools[{i}]")
-    try:
-        grant = exec_profile(spec.profile, report, task="", field="profile")
-    except WorkflowError as exc:
-        report.error(exc.message, field=f"agents.{name}.profile")
+    grant = exec_profile(spec.profile, report, task=None, field=f"agents.{name}.profile")
     return AgentSpec(
         name=name,
         role=spec.role,
