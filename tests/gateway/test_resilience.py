@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,10 +15,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from nexus.domain.errors import ErrorKind
 from nexus.gateway.base import (
-    ModelRequest,
     ModelResponse,
     RouteStep,
-    StreamEnd,
     StreamEvent,
     TextDelta,
     Usage,
@@ -44,67 +40,27 @@ from nexus.gateway.resilience import (
     with_fallback,
 )
 from nexus.gateway.scripted import ScriptedProvider
+from nexus.testing import HANG, Answer, Fault, Reply, TestModel
 
 MODEL = "openai:gpt-test"
 
 
-def unavailable(**kw: Any) -> ProviderUnavailable:
-    return ProviderUnavailable("503", provider="openai", status=503, reason="unavailable", **kw)
+def unavailable() -> Fault:
+    return Fault("transient", "503", provider="openai", status=503, reason="unavailable")
 
 
 def ok(text: str = "ok", model: str = MODEL) -> ModelResponse:
     return ModelResponse(text=text, model=model, usage=Usage(3, 1))
 
 
-Outcome = ModelResponse | BaseException | list[Any]
+def streamed(*chunks: str, error: Fault | None = None) -> Reply:
+    """A streamed answer: ``chunks``, then the answer they make up (or ``error``)."""
+    return Reply(chunks=chunks, usage=Usage(3, 1), error=error)
 
 
-@dataclass
-class Scripted:
-    """A provider answering from a script: a response, an exception, or (for streams) a
-    list of text pieces, exceptions and a final response."""
-
-    outcomes: deque[Outcome] = field(default_factory=deque)
-    requests: list[ModelRequest] = field(default_factory=list)
-    hang: bool = False
-
-    def _next(self, request: ModelRequest) -> Outcome:
-        self.requests.append(request)
-        return self.outcomes.popleft()
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        if self.hang:
-            self.requests.append(request)
-            await asyncio.sleep(30)
-        outcome = self._next(request)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if isinstance(outcome, list):
-            return next(o for o in outcome if isinstance(o, ModelResponse))
-        return outcome
-
-    async def stream(
-        self, request: ModelRequest, context: Mapping[str, Any]
-    ) -> AsyncIterator[StreamEvent]:
-        outcome = self._next(request)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        items = outcome if isinstance(outcome, list) else [outcome]
-        for item in items:
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, ModelResponse):
-                yield StreamEnd(item)
-            else:
-                yield TextDelta(str(item))
-
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
-
-
-def script(*outcomes: Outcome) -> Scripted:
-    return Scripted(deque(outcomes))
+def script(*answers: Answer) -> TestModel:
+    """A provider answering ``answers`` in turn; one call more than that fails the test."""
+    return TestModel(*answers, repeat_last=False)
 
 
 class VirtualTime:
@@ -258,7 +214,7 @@ def test_backoff_stays_within_its_bounds(
 
 @pytest.mark.timeout(10)
 def test_total_deadline_cuts_a_hanging_call() -> None:
-    inner = Scripted(hang=True)
+    inner = TestModel(HANG)
     provider = resilient(inner, deadline=0.2)
     with pytest.raises(ProviderTimeout) as info:  # the call hangs: the timeout marker
         run(provider.complete(user(), {}))
@@ -268,28 +224,19 @@ def test_total_deadline_cuts_a_hanging_call() -> None:
 
 
 def test_deadline_cuts_a_stream_that_stalls() -> None:
-    class Stalling:
-        async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> Any:
-            raise AssertionError
-
-        async def stream(
-            self, request: ModelRequest, context: Mapping[str, Any]
-        ) -> AsyncIterator[StreamEvent]:
-            yield TextDelta("a")
-            await asyncio.sleep(30)
-            yield TextDelta("never")
+    stalling = TestModel(Reply(chunks=["a"], stall=True))
 
     async def main() -> list[str]:
         seen: list[str] = []
         with pytest.raises(ProviderTimeout):
-            await drain(resilient(Stalling(), deadline=0.2).stream(user(), {}), seen)
+            await drain(resilient(stalling, deadline=0.2).stream(user(), {}), seen)
         return seen
 
     assert run(main()) == ["a"]
 
 
 def test_cancellation_propagates_and_is_not_a_failure() -> None:
-    inner = Scripted(hang=True)
+    inner = TestModel(HANG)
     provider = resilient(inner, failures=1)
 
     async def main() -> None:
@@ -307,7 +254,7 @@ def test_cancellation_propagates_and_is_not_a_failure() -> None:
 
 
 def test_stream_retries_before_the_first_token() -> None:
-    inner = script([unavailable()], ["a", "b", ok("ab")])
+    inner = script(unavailable(), streamed("a", "b"))
     texts, response = run(collect(resilient(inner).stream(user(), {})))
     assert texts == ["a", "b"]
     assert response.text == "ab"
@@ -316,7 +263,7 @@ def test_stream_retries_before_the_first_token() -> None:
 
 
 def test_stream_is_not_retried_once_a_token_was_passed_on() -> None:
-    inner = script(["a", unavailable()], ["x", ok("x")])
+    inner = script(streamed("a", error=unavailable()), streamed("x"))
 
     async def main() -> list[str]:
         seen: list[str] = []
@@ -338,7 +285,7 @@ def test_a_provider_that_cannot_stream_yields_only_the_end() -> None:
 
 def test_closing_a_stream_early_frees_a_half_open_probe() -> None:
     vt = VirtualTime()
-    inner = script(["a", "b", ok("ab")])
+    inner = script(streamed("a", "b"))
     provider = resilient(inner, vt, failures=1)
     breaker = provider.breakers.get(MODEL)
     fail(breaker)
@@ -563,20 +510,20 @@ def test_when_every_candidate_fails_the_last_error_carries_the_route() -> None:
 
 
 def test_stream_falls_back_only_before_the_first_token() -> None:
-    chain = with_fallback(script([unavailable()]), Candidate(script(["b", ok("b")]), "x:y"))
+    chain = with_fallback(script(unavailable()), Candidate(script(streamed("b")), "x:y"))
     texts, response = run(collect(chain.stream(user(), {})))
     assert texts == ["b"]
     assert [s.outcome for s in response.route] == ["failed", "answered"]
 
-    backup = script(["b", ok("b")])
-    chain = with_fallback(script(["a", unavailable()]), Candidate(backup, "x:y"))
+    backup = script(streamed("b"))
+    chain = with_fallback(script(streamed("a", error=unavailable())), Candidate(backup, "x:y"))
     with pytest.raises(ProviderUnavailable):
         run(collect(chain.stream(user(), {})))
     assert backup.calls == 0
 
 
 def test_chain_deadline() -> None:
-    chain = with_fallback(Scripted(hang=True), Candidate(script(ok()), "x:y"), deadline=0.2)
+    chain = with_fallback(TestModel(HANG), Candidate(script(ok()), "x:y"), deadline=0.2)
     with pytest.raises(ProviderTimeout) as info:
         run(chain.complete(user(), {}))
     assert info.value.reason == "deadline"
