@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from nexus.gateway.cassette import (
     replay_factory,
 )
 from nexus.gateway.openai_compat import OpenAICompatProvider
+from nexus.testing import Reply, TestModel
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "cassettes" / "release-notes.yaml"
@@ -175,16 +175,14 @@ def test_a_failed_call_records_nothing(server: FakeServer) -> None:
     assert len(cassette) == 0
 
 
-class Plain:
+def plain() -> ModelProvider:
     """A provider that cannot stream."""
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        return ModelResponse("plain", request.model, Usage(3, 1), finish_reason="stop")
+    return TestModel(Reply("plain", usage=Usage(3, 1))).complete_only()
 
 
 def test_recording_a_provider_that_cannot_stream_and_autosave(tmp_path: Path) -> None:
     cassette = Cassette(path=tmp_path / "auto.yaml")
-    recorder = RecordingProvider(Plain(), cassette, autosave=True)
+    recorder = RecordingProvider(plain(), cassette, autosave=True)
 
     async def main() -> list[StreamEvent]:
         return [event async for event in recorder.stream(ask("hi"), {})]
@@ -194,7 +192,7 @@ def test_recording_a_provider_that_cannot_stream_and_autosave(tmp_path: Path) ->
     assert isinstance(events[0], StreamEnd)
     assert Cassette.load(tmp_path / "auto.yaml").interactions == cassette.interactions
     with pytest.raises(ValueError, match="path"):
-        RecordingProvider(Plain(), Cassette(), autosave=True)
+        RecordingProvider(plain(), Cassette(), autosave=True)
 
 
 # -- matching -----------------------------------------------------------------------------
