@@ -1,63 +1,205 @@
-"""The ``nexus`` command: one Typer app, commands in per-group modules."""
+"""The ``nexus`` command: one table of commands, each module imported only when used.
+
+Every command is an :class:`~nexus.cli.registry.Entry` of :data:`COMMANDS`:
+where it lives, the line ``nexus --help`` shows and an example for its own
+``--help``. ``nexus --help`` and shell completion read the table alone; a
+command's module is imported when that command runs (see
+:mod:`nexus.cli.registry`).
+"""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from nexus.cli import commands_audit, commands_query, commands_run, commands_store, commands_tools
-from nexus.cli.output import EXIT_NOT_FOUND, fail
-from nexus.cli.wiring import CliOptions
+from nexus.cli.registry import Entry, LazyGroup, example
+from nexus.cli.wiring import CliOptions, keep_config
+
+#: The distribution ``nexus --version`` reports.
+DISTRIBUTION = "nexus-missions"
+
+_RUN = "nexus.cli.commands_run"
+_QUERY = "nexus.cli.commands_query"
+
+COMMANDS: tuple[Entry, ...] = (
+    Entry(
+        "validate",
+        f"{_RUN}:validate",
+        "Check a workflow file; say what is wrong and where.",
+        ("nexus validate flow.yaml",),
+    ),
+    Entry(
+        "plan",
+        f"{_RUN}:plan",
+        "Show the plan: task graph, order, critical path and plan hash.",
+        ("nexus plan flow.yaml -i topic=cats", "nexus plan flow.yaml --estimate"),
+    ),
+    Entry(
+        "run",
+        f"{_RUN}:run",
+        "Run a workflow file to its end, with live progress.",
+        ("nexus run flow.yaml -i topic=cats", "nexus run flow.yaml --config ci.toml --json"),
+    ),
+    Entry(
+        "runs",
+        f"{_QUERY}:runs",
+        "List runs, newest first.",
+        ("nexus runs", "nexus runs --status failed --since 2h"),
+    ),
+    Entry(
+        "status",
+        f"{_QUERY}:status",
+        "Where a run stands: status, task counts, whether a process drives it.",
+        ("nexus status latest", "nexus status 01JD3F --at 12"),
+    ),
+    Entry(
+        "inspect",
+        f"{_QUERY}:inspect",
+        "Show a run's tasks, or one task with its attempts, effects and output.",
+        ("nexus inspect latest-failed", "nexus inspect 01JD3F --task draft"),
+    ),
+    Entry(
+        "events",
+        f"{_QUERY}:events",
+        "Print a run's event log, or (--schema) the schema of every event type.",
+        ("nexus events latest --type task.", "nexus events --schema --markdown"),
+    ),
+    Entry(
+        "cost",
+        f"{_QUERY}:cost",
+        "What a run spent: per agent, task, model and call; estimate vs actual; cache savings.",
+        ("nexus cost latest", "nexus cost --tenant acme --json"),
+    ),
+    Entry(
+        "resume",
+        f"{_RUN}:resume",
+        "Finish a run whose process stopped, or that paused for budget.",
+        ("nexus resume latest", "nexus resume 01JD3F --budget usd=5"),
+    ),
+    Entry(
+        "cancel",
+        f"{_RUN}:cancel",
+        "Cancel a run (its live process stops it, or it is cancelled here).",
+        ("nexus cancel 01JD3F",),
+    ),
+    Entry(
+        "approve",
+        f"{_RUN}:approve",
+        "Approve a task that awaits approval; the run goes on.",
+        ("nexus approve latest deploy --reason 'diff reviewed'",),
+    ),
+    Entry(
+        "reject",
+        f"{_RUN}:reject",
+        "Reject a task that awaits approval; it fails with policy_denied.",
+        ("nexus reject latest deploy --reason 'touches prod'",),
+    ),
+    Entry(
+        "replay",
+        f"{_RUN}:replay",
+        "Re-execute a run from its recorded effects and compare the event chains.",
+        ("nexus replay latest", "nexus replay 01JD3F --json"),
+    ),
+    Entry(
+        "export",
+        f"{_QUERY}:export",
+        "Export a run as one JSON bundle: record, plan, events, final state, audit.",
+        ("nexus export latest -o run.json",),
+    ),
+    Entry(
+        "backup",
+        "nexus.cli.commands_store:backup",
+        "Copy the store while runs may be writing; verify the copy's audit chain.",
+        ("nexus backup /backups/nexus-monday", "nexus backup --with-keys"),
+    ),
+    Entry(
+        "restore",
+        "nexus.cli.commands_store:restore",
+        "Bring a backup back as the store, after verifying its audit chain and signed heads.",
+        ("nexus restore /backups/nexus-monday",),
+    ),
+    Entry(
+        "audit",
+        "nexus.cli.commands_audit:audit_app",
+        "Check the tamper-evident event log and its signed heads.",
+        ("nexus audit verify", "nexus audit head --json > heads.json"),
+        subcommands={
+            "verify": ("nexus audit verify", "nexus audit verify latest --against heads.json"),
+            "head": ("nexus audit head --json > heads.json",),
+            "sign": ("nexus audit sign",),
+        },
+    ),
+    Entry(
+        "tools",
+        "nexus.cli.commands_tools:tools_app",
+        "List tools; approve or revoke MCP tool pins.",
+        ("nexus tools", "nexus tools --workflow flow.yaml"),
+        subcommands={
+            "approve": ("nexus tools approve time.get_current_time --pin 3f9a1c",),
+            "revoke": ("nexus tools revoke wasm:slugify",),
+            "pins": ("nexus tools pins --json",),
+        },
+    ),
+)
+
+
+class _Nexus(LazyGroup):
+    table = COMMANDS
+
 
 app = typer.Typer(
     name="nexus",
     help="Run multi-agent missions reliably: durable, replayable, auditable.",
+    epilog=example("nexus run flow.yaml", "nexus status latest", "nexus run --help"),
+    cls=_Nexus,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-for command in (
-    commands_run.validate,
-    commands_run.plan,
-    commands_run.run,
-    commands_query.runs,
-    commands_query.status,
-    commands_query.inspect,
-    commands_query.events,
-    commands_query.cost,
-    commands_run.resume,
-    commands_run.cancel,
-    commands_run.approve,
-    commands_run.reject,
-    commands_run.replay,
-    commands_query.export,
-    commands_store.backup,
-    commands_store.restore,
-):
-    app.command()(command)
-app.add_typer(commands_audit.audit_app, name="audit")
+
+def package_version() -> str:
+    """The installed version of Nexus (``0+unknown`` when run from an uninstalled tree)."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nexus {package_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _options(
     ctx: typer.Context,
-    config: Path | None = typer.Option(
-        None,
-        "--config",
-        help="The project file (default: $NEXUS_CONFIG, else ./nexus.toml if present).",
-        show_default=False,
-    ),
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="The project file (default: $NEXUS_CONFIG, else the nearest nexus.toml).",
+            show_default=False,
+        ),
+    ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version of Nexus and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     """Run multi-agent missions reliably: durable, replayable, auditable."""
-    if config is not None and not config.is_file():
-        fail(f"--config {config}: no such file", EXIT_NOT_FOUND)
     # a value the commands read from the context, not an environment variable
-    ctx.obj = CliOptions(config=None if config is None else config.resolve())
-
-
-app.add_typer(commands_tools.tools_app, name="tools")
+    ctx.obj = CliOptions()
+    keep_config(ctx, config)
 
 
 def main() -> None:

@@ -1,27 +1,32 @@
 """How a command gets its :class:`~nexus.app.Project`: ``--config`` as a value.
 
-The global ``--config FILE`` option is kept on the Typer context
-(:class:`CliOptions`), never put in the environment; each command loads one
-project from it (:func:`project_of`) and passes that project down, so
-``nexus.toml`` is read once per command and the tools are built once. The
-engine itself is built by :meth:`nexus.app.Project.engine`, as for the Python API.
+``--config FILE`` (before the command's name or after it: the same option) is
+kept on the Typer context (:class:`CliOptions`), never put in the
+environment; each command loads one project from it (:func:`project_of`) and
+passes that project down, so ``nexus.toml`` is read once per command and the
+tools are built once. The engine itself is built by
+:meth:`nexus.app.Project.engine`, as for the Python API.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from nexus.app import Project
+from nexus.cli.output import EXIT_NOT_FOUND, EXIT_USER, fail
+
+if TYPE_CHECKING:
+    from nexus.app import Project
 
 
 @dataclass(frozen=True, slots=True)
 class CliOptions:
     """The global options of one ``nexus`` invocation."""
 
-    #: ``--config FILE`` (resolved), or None: ``NEXUS_CONFIG``, else ``./nexus.toml``
+    #: ``--config FILE`` (resolved), or None: ``NEXUS_CONFIG``, else the nearest ``nexus.toml``
     config: Path | None = None
 
 
@@ -31,6 +36,23 @@ def options_of(ctx: typer.Context | None) -> CliOptions:
     return found if isinstance(found, CliOptions) else CliOptions()
 
 
+def keep_config(ctx: typer.Context, value: Path | None) -> None:
+    """Record ``--config FILE`` (given before or after the command) on the root context.
+
+    Exits 4 when the file does not exist, 2 when two different files are named.
+    """
+    if value is None:
+        return
+    if not value.is_file():
+        fail(f"--config {value}: no such file", EXIT_NOT_FOUND)
+    root = ctx.find_root()
+    current = options_of(ctx)
+    path = value.resolve()
+    if current.config is not None and current.config != path:
+        fail(f"--config is given twice, as {current.config} and {path}: name one file", EXIT_USER)
+    root.obj = replace(current, config=path)
+
+
 def project_of(ctx: typer.Context | None) -> Project:
     """The project of this command: settings and ``nexus.toml``, read now (once).
 
@@ -38,4 +60,6 @@ def project_of(ctx: typer.Context | None) -> Project:
         NotFoundError: the configuration file named does not exist.
         UserError: the configuration file is invalid.
     """
+    from nexus.app import Project  # the engine's whole stack: only for commands that need it
+
     return Project.load(options_of(ctx).config)
