@@ -5,8 +5,9 @@ runs made with the code of the day by ``tests/fixtures/events/record.py``:
 shell tools, a foreach, a retry, a failure, an LLM agent's tool loop with
 structured output, a budget warning/exceeded/pause then ``resume --budget``,
 approvals granted, rejected, timed out and escalated from another process, a
-cancel, and ``kill -9`` of a run four times in one task then
-``resume --retry-interrupted``. They are never
+cancel, ``kill -9`` of a run four times in one task then
+``resume --retry-interrupted``, and an agent answered from a cassette
+(``cassette.yaml``, kept next to its bundle) by a ``replay:`` model. They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -62,6 +63,7 @@ def test_every_scenario_is_recorded() -> None:
         "approval",
         "budget",
         "cancel",
+        "cassette",
         "escalated",
         "failing",
         "interrupted",
@@ -112,7 +114,10 @@ def test_recorded_log_reseals_and_verifies(path: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", REPLAYS)
-def test_recorded_log_verifies_and_replays_identically(path: Path, tmp_path: Path) -> None:
+def test_recorded_log_verifies_and_replays_identically(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FIXTURES)  # where the engine's default providers find cassettes
     doc = _bundle(path)
     events = _resealed(doc)
     run_id = events[0].run_id
