@@ -87,8 +87,9 @@ async def over_mcp(n: int) -> tuple[list[float], list[float], list[float], float
             conn.approve("echo")
             tool = McpTool(conn, "echo")
             ctx = ToolContext(run_id="r", task="t", attempt=1, workspace=Path(tmp))
-            assert conn._session is not None  # the live SDK session, for the paired baseline
-            session = conn._session[1]
+            live = conn._link.session  # the live SDK session, for the paired baseline
+            assert live is not None
+            session = live[1]
 
             async def sdk() -> float:
                 t0 = time.perf_counter()

@@ -45,8 +45,9 @@ from nexus.domain.errors import UserError
 from nexus.tools.base import ToolRegistry
 from nexus.tools.catalog import source_of
 from nexus.tools.pins import PinStore
+from nexus.tools.wasm._runtime import WasmRuntime
 from nexus.tools.wasm._spec import WasmToolConfig
-from nexus.tools.wasm._tool import WasmRuntime, WasmTool
+from nexus.tools.wasm._tool import WasmTool
 
 __all__ = [
     "build_wasm_tool",

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nexus.tools.wasm._tool import WasmRuntime, WasmTool
+    from nexus.tools.wasm._runtime import WasmRuntime
+    from nexus.tools.wasm._tool import WasmTool
 
 __all__ = ["WasmToolConfig"]
 
