@@ -54,12 +54,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import Metric, parser, report, runs_for
+from nexus.budget.ledger import BudgetLedger
+from nexus.budget.spend import model_spend, reservation_for
 from nexus.domain.budget import Limits, Scope, Spend
 from nexus.domain.events import EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine import Engine
-from nexus.engine.budget import BudgetLedger
-from nexus.engine.spend import model_spend, reservation_for
 from nexus.gateway.base import (
     ChatMessage,
     ModelRequest,
@@ -68,8 +68,8 @@ from nexus.gateway.base import (
     ToolCall,
     Usage,
 )
+from nexus.gateway.pricing import PricingTable
 from nexus.gateway.resilience import BreakerBoard, ResilientProvider
-from nexus.gateway.usage import PricingTable
 from nexus.store.sqlite import SQLiteStore
 
 #: The claim: wall time within 1.5x the ideal.

@@ -47,14 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from _common import Metric, parser, report, runs_for
+from nexus.budget.report import cost_report
 from nexus.domain.budget import money_text
 from nexus.domain.plan import AgentSpec, Plan
 from nexus.engine import Engine
-from nexus.engine.cost import cost_report
 from nexus.gateway.base import ModelProvider, ModelRequest, ModelResponse, ProviderRegistry, Usage
 from nexus.gateway.cache import CachingProvider, MemoryResponseCache
+from nexus.gateway.pricing import estimate_tokens
 from nexus.gateway.resilience import BreakerBoard, ResilientProvider
-from nexus.gateway.usage import estimate_tokens
 from nexus.planning.workflow import compile_workflow
 from nexus.store.sqlite import SQLiteStore
 

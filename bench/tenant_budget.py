@@ -6,7 +6,7 @@ tenant's spend and live holds, and inserts the hold) and settles after it (one
 write transaction that drops the hold and adds the spend). Three figures:
 
 * **reserve + settle**: the two store round trips of one call, back to back,
-  through :class:`~nexus.engine.tenant_budget.TenantBudget` (event loop to the
+  through :class:`~nexus.budget.tenant.TenantBudget` (event loop to the
   store's thread and back, twice).
 * **per model call, end to end**: a run of N agent tasks on an instant model,
   one call at a time (``max_parallel: 1``) and eight at a time, with no budget,
@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from _common import Metric, parser, percentile, repeat, report, runs_for
+from nexus.budget.tenant import TenantBudget
 from nexus.domain.budget import Limits, Spend
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine import Engine
-from nexus.engine.tenant_budget import TenantBudget
 from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
-from nexus.gateway.usage import PricingTable
+from nexus.gateway.pricing import PricingTable
 from nexus.store.sqlite import SQLiteStore
 
 PRICING = PricingTable.from_mapping(

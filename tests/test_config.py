@@ -21,8 +21,8 @@ from nexus.config import (
 )
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.base import Usage
+from nexus.gateway.pricing import cost_of, default_pricing
 from nexus.gateway.settings import GatewaySettings
-from nexus.gateway.usage import cost_of, default_pricing
 from nexus.tools.base import ToolContext
 
 KEY = "sk-CONFIG-DISTINCTIVE-4b1e8d"

@@ -39,7 +39,7 @@ import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -55,10 +55,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from nexus.budget.settings import BudgetsSection
 from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import NotFoundError, UserError
+from nexus.gateway.pricing import PricingTable, default_pricing
 from nexus.gateway.settings import SDK_PREFIXES, GatewaySettings
-from nexus.gateway.usage import PricingTable, default_pricing
 from nexus.tools.wasm import WasmToolConfig
 
 if TYPE_CHECKING:
@@ -232,18 +233,6 @@ def _copy(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 # -- field types -----------------------------------------------------------------------------
 
 
-def _usd(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-        raise ValueError('must be an amount in USD, as a number or a string like "5.00"')
-    try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise ValueError('must be an amount in USD, like "5.00"') from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("must be a non-negative amount in USD")
-    return format(amount, "f")
-
-
 def _seconds(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise ValueError("must be a number of seconds")
@@ -256,11 +245,8 @@ def _strict_str(value: object) -> object:
     return value
 
 
-_Usd = Annotated[str, BeforeValidator(_usd)]
-_Duration = Annotated[float, BeforeValidator(parse_seconds)]
 _Seconds = Annotated[float, BeforeValidator(_seconds)]
 _Str = Annotated[str, BeforeValidator(_strict_str)]
-_Count = Annotated[StrictInt, Field(ge=0)]
 _Positive = Annotated[StrictInt, Field(gt=0)]
 _TENANT = re.compile(r"[A-Za-z0-9_.-]+")
 _TOOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
@@ -270,21 +256,6 @@ _RESIDENCY_PREFIXES = (*SDK_PREFIXES, "scripted", "replay")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Limits(_Strict):
-    usd: _Usd | None = None
-    tokens: _Count | None = None
-    tool_calls: _Count | None = None
-    wall: _Duration | None = None
-
-    def plain(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
-
-class _Budgets(_Strict):
-    tenant: _Limits | None = None
-    run: _Limits | None = None
 
 
 class _Residency(_Strict):
@@ -349,7 +320,7 @@ class _File(_Strict):
     pricing: dict[str, Any] = Field(default_factory=dict)
     mcp_servers: dict[str, Any] = Field(default_factory=dict)
     wasm_tools: dict[str, _WasmTool] = Field(default_factory=dict)
-    budgets: _Budgets = Field(default_factory=_Budgets)
+    budgets: BudgetsSection = Field(default_factory=BudgetsSection)
     residency: _Residency | None = None
     cache: _Cache = Field(default_factory=_Cache)
     redaction: _Redaction = Field(default_factory=_Redaction)

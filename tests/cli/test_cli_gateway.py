@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
 from fakeserver import FakeServer, openai_stream, openai_usage, sse_reply
 
 from nexus.gateway.base import Usage
-from nexus.gateway.usage import cost_of
+from nexus.gateway.pricing import cost_of
 
 GATEWAY = WORKFLOWS / "gateway"
 #: every priced.yaml answer is four words: 4 completion tokens, $4

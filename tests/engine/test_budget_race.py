@@ -20,12 +20,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nexus.budget.report import cost_report
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.cost import cost_report
 from nexus.engine.runtime import Engine, RunResult
 from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
-from nexus.gateway.usage import PricingTable
+from nexus.gateway.pricing import PricingTable
 from nexus.store.sqlite import SQLiteStore
 
 E = EventType

@@ -314,7 +314,7 @@ def test_tool_call_budget_pauses_the_run_and_resume_after_raising_continues(
 
 def test_usd_budget_warns_at_80_percent_then_stops(tmp_path: Path) -> None:
     # scripted models are free; price them via a pricing table so money moves
-    from nexus.gateway.usage import PricingTable
+    from nexus.gateway.pricing import PricingTable
 
     table = PricingTable.from_mapping(
         {"currency": "USD", "models": {"scripted:*": {"input": "0", "output": "1000000"}}}
@@ -407,7 +407,7 @@ def test_strict_residency_denies_a_model_before_any_call(tmp_path: Path) -> None
 
 
 def test_tenant_budget_holds_across_engines(tmp_path: Path) -> None:
-    from nexus.gateway.usage import PricingTable
+    from nexus.gateway.pricing import PricingTable
 
     table = PricingTable.from_mapping(
         {"currency": "USD", "models": {"scripted:*": {"input": "0", "output": "1000000"}}}

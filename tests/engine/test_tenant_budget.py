@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nexus.budget.tenant import GRACE_S, TenantBudget
 from nexus.domain.budget import BudgetLimitExceeded, Limits, Spend
 from nexus.domain.errors import BudgetExceeded, InternalError
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine.runtime import Engine, RunResult
-from nexus.engine.tenant_budget import GRACE_S, TenantBudget
 from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
-from nexus.gateway.usage import PricingTable
+from nexus.gateway.pricing import PricingTable
 from nexus.store.audit import verify_chain
 from nexus.store.base import Hold, TenantFigures, spend_of
 from nexus.store.sqlite import SQLiteStore
@@ -127,7 +127,7 @@ SPENDER = textwrap.dedent(
     from nexus.domain.plan import AgentSpec, Plan, TaskSpec
     from nexus.engine.runtime import Engine
     from nexus.gateway.base import ModelResponse, ProviderRegistry, Usage
-    from nexus.gateway.usage import PricingTable
+    from nexus.gateway.pricing import PricingTable
     from nexus.store.sqlite import SQLiteStore
 
     db, folder, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]

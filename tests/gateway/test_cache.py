@@ -36,7 +36,7 @@ from nexus.gateway.cache import (
     request_key,
     savings,
 )
-from nexus.gateway.usage import PricingTable
+from nexus.gateway.pricing import PricingTable
 from nexus.testing import ManualClock
 
 MODEL = "openai:gpt-4.1-mini"

@@ -38,22 +38,22 @@ from fakeserver import (
 )
 from typer.testing import CliRunner
 
+from nexus.budget.report import cost_report
+from nexus.budget.spend import reservation_for
 from nexus.cli.app import app
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.cost import cost_report
 from nexus.engine.runtime import Engine, ReplayReport, RunResult
-from nexus.engine.spend import reservation_for
 from nexus.engine.worker import TokenDelta
 from nexus.gateway import default_providers
 from nexus.gateway.base import ChatMessage, ModelProvider, ModelRequest, ProviderRegistry, Usage
 from nexus.gateway.cache import CachingProvider, MemoryResponseCache
 from nexus.gateway.cassette import Cassette, RecordingProvider
 from nexus.gateway.errors import ProviderAuthError
+from nexus.gateway.pricing import cost_of, default_pricing
 from nexus.gateway.sdk import SDKProviders
 from nexus.gateway.settings import GatewaySettings, ProviderSettings, ResilienceSettings
-from nexus.gateway.usage import cost_of, default_pricing
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool
 from nexus.tools.builtins import builtin_tools

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nexus.domain.errors import PolicyDenied, UserError
 from nexus.gateway.base import Usage
+from nexus.gateway.pricing import PricingTable, cost_of, default_pricing
 from nexus.gateway.routing import (
     TIERS,
     Considered,
@@ -24,7 +25,6 @@ from nexus.gateway.routing import (
     choose_models,
     default_catalog,
 )
-from nexus.gateway.usage import PricingTable, cost_of, default_pricing
 
 NANO = "openai:gpt-4.1-nano"
 MINI = "openai:gpt-4.1-mini"

@@ -16,7 +16,7 @@ import nexus.testing
 from nexus.domain.errors import UserError
 from nexus.domain.events import EventType
 from nexus.engine import Engine
-from nexus.gateway.usage import PricingTable
+from nexus.gateway.pricing import PricingTable
 from nexus.planning.workflow import compile_workflow
 from nexus.store.sqlite import SQLiteStore
 from nexus.testing import (

@@ -145,8 +145,8 @@ def cost(
     as_json: JsonOpt = False,
 ) -> None:
     """What a run spent: per agent, task, model and call; estimate vs actual; cache savings."""
+    from nexus.budget.report import cost_report, tenant_report
     from nexus.cli.wiring import project_of
-    from nexus.engine.cost import cost_report, tenant_report
 
     if (run_id is None) == (tenant is None):
         fail("name a run (nexus cost RUN) or a tenant (nexus cost --tenant NAME)", as_json=as_json)

@@ -6,7 +6,7 @@ Scopes nest (tenant > run > agent > task); a call is charged to every scope it
 belongs to and must fit in all of them.
 
 Money is :class:`~decimal.Decimal` and every sum here runs in a context that
-*traps* inexact results, like the pricing code (``nexus.gateway.usage``), so a
+*traps* inexact results, like the pricing code (``nexus.gateway.pricing``), so a
 budget total is exact or an error, never silently rounded. Money leaves this
 module as a string (``"0.0125"``); counts stay integers.
 
@@ -17,7 +17,7 @@ crossed once in a monotone spend sequence, because the test is
 ``before < t * limit <= after``.
 
 The ledger that reserves and settles spend at run time is
-:class:`nexus.engine.budget.BudgetLedger`; this module holds no state.
+:class:`nexus.budget.ledger.BudgetLedger`; this module holds no state.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from nexus.templating import (
 )
 
 if TYPE_CHECKING:
-    from nexus.gateway.usage import PricingTable
+    from nexus.gateway.pricing import PricingTable
 
 #: An interrupted attempt (the process died) is retried without using the
 #: task's retry budget, but no more than this many times in a row. A resume
@@ -599,9 +599,9 @@ def _choose(
     ``pricing`` is the table the run recorded (None: the shipped one), never
     the engine's own, so a replay estimates with the prices the run had.
     """
-    from nexus.engine.spend import RESERVED_COMPLETION
+    from nexus.budget.spend import RESERVED_COMPLETION
+    from nexus.gateway.pricing import estimate_tokens
     from nexus.gateway.routing import Residency, RoutePolicy, choose_models
-    from nexus.gateway.usage import estimate_tokens
 
     policy = RoutePolicy.from_dict(spec.routing or {})
     residency = Residency.from_dict(state.residency) if state.residency else None

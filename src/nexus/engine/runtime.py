@@ -20,6 +20,8 @@ from ulid import ULID
 
 from nexus.agents.base import FunctionAgent
 from nexus.agents.resolver import AgentResolver
+from nexus.budget.ledger import BudgetLedger
+from nexus.budget.tenant import TenantBudget
 from nexus.domain.budget import DIMENSIONS, Limits, Scope, Spend, money_text
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.errors import (
@@ -41,7 +43,6 @@ from nexus.domain.payloads import (
 )
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
-from nexus.engine.budget import BudgetLedger
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
@@ -51,7 +52,6 @@ from nexus.engine.secret_inputs import (
     resolve_secrets,
     run_redactor,
 )
-from nexus.engine.tenant_budget import TenantBudget
 from nexus.engine.worker import Worker
 from nexus.gateway import ProviderRegistry, default_providers
 from nexus.gateway.routing import Residency, price_overrides
@@ -62,8 +62,8 @@ from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
 if TYPE_CHECKING:
-    from nexus.gateway.usage import PricingTable
-    from nexus.planning.estimate import Estimate
+    from nexus.budget.estimate import Estimate
+    from nexus.gateway.pricing import PricingTable
     from nexus.security.trusted import TrustedPaths
 
 #: A lease whose heartbeat is older than this is stale even if its pid looks alive.
@@ -197,7 +197,7 @@ def preflight(
     Budgets are the plan's (run, agents, tasks; ``run_budget`` when the plan
     sets none) plus ``extra`` (the tenant's).
     """
-    from nexus.planning.estimate import estimate_plan, preflight_check
+    from nexus.budget.estimate import estimate_plan, preflight_check
 
     plan = with_run_budget(plan, run_budget)
     estimate = estimate_plan(plan, pricing=pricing)
@@ -230,7 +230,7 @@ class Engine:
         tenant: whose runs these are; recorded in ``run.started``.
         tenant_budget: limits on everything this tenant's runs spend, in any
             process: it is shared through ``store`` (see
-            :mod:`nexus.engine.tenant_budget`).
+            :mod:`nexus.budget.tenant`).
         run_budget: limits for runs whose plan sets none.
         residency: where model calls may go; a strict policy is recorded with
             the run, so routing (and its replay) honours it.

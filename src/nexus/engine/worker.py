@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from nexus.agents.base import AgentCall
 from nexus.agents.resolver import AgentResolver
+from nexus.budget.spend import model_spend, reservation_for
 from nexus.domain.errors import BudgetExceeded, ErrorKind, IntegrityError, NotFoundError
 from nexus.domain.ids import effect_key
 from nexus.domain.payloads import AttemptStarted, EffectRecord
 from nexus.domain.plan import AgentSpec
 from nexus.engine.effects import EffectCall, EffectFailed, Effects, error_record, to_json
-from nexus.engine.spend import model_spend, reservation_for
 from nexus.gateway.base import ToolSpec
 from nexus.tools.base import ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
+    from nexus.budget.ledger import BudgetLedger
+    from nexus.budget.tenant import TenantBudget, TenantHold
     from nexus.domain.budget import Spend
-    from nexus.engine.budget import BudgetLedger
-    from nexus.engine.tenant_budget import TenantBudget, TenantHold
-    from nexus.gateway.usage import PricingTable
+    from nexus.gateway.pricing import PricingTable
     from nexus.security.trusted import TrustedPaths
 
 

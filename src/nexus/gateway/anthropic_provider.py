@@ -61,8 +61,8 @@ from nexus.gateway.errors import (
     map_provider_error,
     request_timeout,
 )
+from nexus.gateway.pricing import estimate_usage
 from nexus.gateway.settings import Endpoint
-from nexus.gateway.usage import estimate_usage
 
 if TYPE_CHECKING:
     from nexus.gateway.routing import Residency

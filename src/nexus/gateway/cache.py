@@ -57,7 +57,7 @@ from nexus.gateway.base import (
     Usage,
     close_if_closable,
 )
-from nexus.gateway.usage import PricingTable, cost_of
+from nexus.gateway.pricing import PricingTable, cost_of
 
 __all__ = [
     "CacheSavings",

@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 
 from nexus.domain.errors import PolicyDenied, UserError
 from nexus.gateway.base import Usage, split_model
-from nexus.gateway.usage import ModelPrice, PricingTable, cost_of, default_pricing, lookup_model
+from nexus.gateway.pricing import ModelPrice, PricingTable, cost_of, default_pricing, lookup_model
 
 __all__ = [
     "LOCAL_PREFIXES",
@@ -135,7 +135,7 @@ class ModelInfo:
 class ModelCatalog:
     """Model facts by ``provider:model``; ``provider:*`` covers a whole provider.
 
-    Lookups follow :meth:`~nexus.gateway.usage.PricingTable.price_for`: the
+    Lookups follow :meth:`~nexus.gateway.pricing.PricingTable.price_for`: the
     exact name, the name without a date or ``-latest`` suffix, an endpoint
     wildcard (``openai_compatible:lab/*``), then the provider's wildcard.
     """

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from nexus.domain.budget import Limits
     from nexus.engine import Clock
     from nexus.gateway.base import ProviderRegistry
+    from nexus.gateway.pricing import PricingTable
     from nexus.gateway.routing import Residency
-    from nexus.gateway.usage import PricingTable
     from nexus.security import TrustedPaths
     from nexus.tools.base import ToolRegistry
 

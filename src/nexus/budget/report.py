@@ -20,7 +20,7 @@ from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import AttemptStarted, EffectRecord, RunStarted
 from nexus.domain.state import RunState
 from nexus.gateway.base import ModelResponse, Usage
-from nexus.gateway.usage import PricingTable
+from nexus.gateway.pricing import PricingTable
 from nexus.store.base import SpendRow
 
 
@@ -51,8 +51,8 @@ def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) ->
         events: the run's whole log (``run.started`` first).
         pricing: prices for the cache-savings figure (the default table when None).
     """
+    from nexus.budget.estimate import compare
     from nexus.gateway.cache import savings
-    from nexus.planning.estimate import compare
 
     state = RunState.fold(list(events))
     agent_of: dict[tuple[str, int], str] = {}

@@ -6,18 +6,18 @@ from decimal import Decimal
 
 import pytest
 
-from nexus.domain.budget import BudgetLimitExceeded, Limits, Scope
-from nexus.domain.errors import UserError
-from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.gateway.base import Usage
-from nexus.gateway.usage import PricingTable, cost_of
-from nexus.planning.estimate import (
+from nexus.budget.estimate import (
     DEFAULT_COMPLETION_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
     compare,
     estimate_plan,
     preflight_check,
 )
+from nexus.domain.budget import BudgetLimitExceeded, Limits, Scope
+from nexus.domain.errors import UserError
+from nexus.domain.plan import AgentSpec, Plan, TaskSpec
+from nexus.gateway.base import Usage
+from nexus.gateway.pricing import PricingTable, cost_of
 
 D = Decimal
 MINI = "openai:gpt-4.1-mini"  # 0.40 in, 1.60 out per million

@@ -21,6 +21,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from nexus.budget.ledger import BudgetLedger, Reservation
 from nexus.domain.budget import (
     DIMENSIONS,
     BudgetLimitExceeded,
@@ -30,7 +31,6 @@ from nexus.domain.budget import (
     crossings,
 )
 from nexus.domain.errors import InternalError
-from nexus.engine.budget import BudgetLedger, Reservation
 
 D = Decimal
 RUN = Scope("run", "r1")

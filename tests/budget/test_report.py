@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from nexus.budget.report import cost_report
 from nexus.domain.canonical import GENESIS_HASH
 from nexus.domain.events import Draft, Event, EventType, seal
-from nexus.engine.cost import cost_report
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "events"
 BUNDLES = sorted(FIXTURES.glob("*.json"))

@@ -9,7 +9,7 @@ simple and says so in :attr:`Estimate.method`:
   counts as one instance;
 * the agent is the named one, or for a ``capability`` the first capable agent
   by name (what the router picks when no agent is busy);
-* prompt tokens are :func:`~nexus.gateway.usage.estimate_tokens` (four
+* prompt tokens are :func:`~nexus.gateway.pricing.estimate_tokens` (four
   characters a token) of the agent's instructions and the task prompt *as
   written* -- templates are not rendered, so outputs they pull in are not
   counted -- plus :data:`MESSAGE_OVERHEAD_TOKENS` per message;
@@ -22,7 +22,7 @@ simple and says so in :attr:`Estimate.method`:
   not counted;
 * a tool task is one tool call per instance.
 
-Cost is :func:`~nexus.gateway.usage.cost_of` on the summed usage, so it is exact
+Cost is :func:`~nexus.gateway.pricing.cost_of` on the summed usage, so it is exact
 for the guessed tokens. A model the pricing table does not know is listed in
 :attr:`Estimate.unpriced` and left out of the total. :func:`compare` measures an
 estimate against what a run actually spent.
@@ -48,7 +48,7 @@ from nexus.domain.budget import (
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.gateway.base import Usage
-from nexus.gateway.usage import PricingTable, cost_of, default_pricing, estimate_tokens
+from nexus.gateway.pricing import PricingTable, cost_of, default_pricing, estimate_tokens
 from nexus.templating import is_template
 
 __all__ = [

@@ -32,7 +32,7 @@ from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.anthropic_provider import AnthropicProvider
 from nexus.gateway.base import ChatMessage, ModelRequest, ToolCall, Usage
 from nexus.gateway.openai_compat import OpenAICompatProvider
-from nexus.gateway.usage import (
+from nexus.gateway.pricing import (
     ModelPrice,
     PricingTable,
     cost_of,

@@ -1,7 +1,7 @@
 """The tenant's budget, shared through the store by every process that spends for it.
 
 A run's own budgets (run, agent, task) live in its in-process
-:class:`~nexus.engine.budget.BudgetLedger`: only the one process driving the
+:class:`~nexus.budget.ledger.BudgetLedger`: only the one process driving the
 run spends for them. A tenant's budget is different -- two ``nexus run``
 processes, or two engines, may spend for one tenant at the same time -- so its
 reservations go through the :class:`~nexus.store.base.Store`, where every

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus.domain.errors import NotFoundError
 from nexus.gateway.base import Usage
-from nexus.gateway.usage import PricingTable, cost_of, estimate_tokens
+from nexus.gateway.pricing import PricingTable, cost_of, estimate_tokens
 
 if TYPE_CHECKING:
     from nexus.domain.budget import Spend
