@@ -57,7 +57,7 @@ from nexus.domain.plan import AgentSpec, Plan
 from nexus.engine.runtime import Engine, RunResult
 from nexus.engine.toolset import run_tools
 from nexus.gateway.base import ModelProvider, ProviderRegistry
-from nexus.gateway.scripted import scripted_factory
+from nexus.gateway.factory import offline_providers
 from nexus.gateway.sdk import SDK_PREFIXES, SDKProviders
 from nexus.planning.builder import WorkflowBuilder
 from nexus.security.trusted import TrustedPaths, trusted_paths
@@ -238,7 +238,7 @@ async def _providers(
 ) -> ProviderRegistry:
     """The model providers: offline ones, the SDK ones of ``[providers]`` (cached,
     held to ``[residency]``), each recording to ``record`` when given."""
-    from nexus.gateway.cassette import Cassette, RecordingProvider, replay_factory
+    from nexus.gateway.cassette import Cassette, RecordingProvider
 
     sdk = SDKProviders(config.providers, residency=_residency(config))
     stack.push_async_callback(sdk.aclose)
@@ -250,7 +250,7 @@ async def _providers(
         stack.callback(cache.close)
         ttl = config.cache.ttl
         sdk_factory = _wrapped(sdk, lambda p: CachingProvider(p, cache, ttl=ttl))
-    registry = ProviderRegistry({"scripted": scripted_factory, "replay": replay_factory(base_dir)})
+    registry = offline_providers(base_dir)
     for prefix in SDK_PREFIXES:
         registry.add(prefix, sdk_factory)
     if record is None:

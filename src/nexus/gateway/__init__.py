@@ -7,7 +7,6 @@ importing the ``openai`` and ``anthropic`` packages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nexus.gateway.base import (
@@ -58,12 +57,7 @@ from nexus.gateway.errors import (
     ProviderUnavailable,
     map_provider_error,
 )
-from nexus.gateway.pricing import (
-    ModelPrice,
-    PricingTable,
-    cost_of,
-    default_pricing,
-)
+from nexus.gateway.factory import default_providers
 from nexus.gateway.resilience import (
     Backoff,
     BreakerBoard,
@@ -88,40 +82,22 @@ from nexus.gateway.routing import (
 from nexus.gateway.scripted import ScriptedProvider, scripted_factory
 from nexus.gateway.sdk import SDKProviders
 from nexus.gateway.settings import (
-    SDK_PREFIXES,
     Endpoint,
     GatewaySettings,
     ProviderSettings,
     ResilienceSettings,
     Secret,
 )
+from nexus.gateway.usage import (
+    ModelPrice,
+    PricingTable,
+    cost_of,
+    default_pricing,
+)
 
 if TYPE_CHECKING:
     from nexus.gateway.anthropic_provider import AnthropicProvider
     from nexus.gateway.openai_compat import OpenAICompatProvider
-
-
-def default_providers(
-    settings: GatewaySettings | None = None,
-    *,
-    environ: Mapping[str, str] | None = None,
-    residency: Residency | None = None,
-) -> ProviderRegistry:
-    """The offline providers (``scripted``, ``replay:<cassette>`` relative to the
-    working directory) plus the SDK-backed ones (``openai``, ``anthropic``,
-    ``ollama``, ``vllm``, ``openai_compatible``), configured from ``settings`` and
-    the environment and held to ``residency``. Nothing connects, and no SDK is
-    imported, until an agent first uses one of them.
-    """
-    from pathlib import Path
-
-    registry = ProviderRegistry(
-        {"scripted": scripted_factory, "replay": replay_factory(Path.cwd())}
-    )
-    sdk = SDKProviders(settings, environ=environ, residency=residency)
-    for prefix in SDK_PREFIXES:
-        registry.add(prefix, sdk)
-    return registry
 
 
 _LAZY = {
