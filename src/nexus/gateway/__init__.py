@@ -58,6 +58,12 @@ from nexus.gateway.errors import (
     map_provider_error,
 )
 from nexus.gateway.factory import default_providers
+from nexus.gateway.pricing import (
+    ModelPrice,
+    PricingTable,
+    cost_of,
+    default_pricing,
+)
 from nexus.gateway.resilience import (
     Backoff,
     BreakerBoard,
@@ -87,12 +93,6 @@ from nexus.gateway.settings import (
     ProviderSettings,
     ResilienceSettings,
     Secret,
-)
-from nexus.gateway.usage import (
-    ModelPrice,
-    PricingTable,
-    cost_of,
-    default_pricing,
 )
 
 if TYPE_CHECKING:
