@@ -32,6 +32,7 @@ import typer
 import typer.core
 import typer.main
 
+from nexus.cli.runref import resolving
 from nexus.cli.wiring import keep_config
 
 __all__ = ["Entry", "LazyGroup", "example", "finish", "readable"]
@@ -137,6 +138,7 @@ def config_option() -> Any:
     probe_app.command()(probe)
     (param,) = typer.main.get_command(probe_app).params
     param.expose_value = False
+
     def keep(ctx: Any, _param: Any, value: Path | None) -> None:
         keep_config(ctx, value)
 
@@ -148,7 +150,7 @@ def config_option() -> Any:
 
 
 def finish(cmd: Any, ctx: typer.Context, entry: Entry) -> None:
-    """Examples, readable metavars and ``--config`` for ``cmd`` and its commands."""
+    """Examples, readable metavars, ``--config`` and run references for ``cmd`` and its commands."""
     cmd.epilog = example(*entry.example)
     _finish_one(cmd, ctx)
     for name, sub in getattr(cmd, "commands", {}).items():
@@ -164,6 +166,11 @@ def _finish_one(cmd: Any, ctx: typer.Context) -> None:
     help_option = cmd.get_help_option(ctx)  # made (and cached) now, to be made readable
     for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
         readable(param)
+    takes_run = any(
+        isinstance(p, typer.core.TyperArgument) and p.name == "run_id" for p in cmd.params
+    )
+    if takes_run and cmd.callback is not None:
+        cmd.callback = resolving(cmd.callback)
 
 
 class _Summary(typer.core.TyperCommand):

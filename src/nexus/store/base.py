@@ -51,6 +51,23 @@ class RunRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs :meth:`Store.search_runs` returns; every field given must hold.
+
+    Attributes:
+        status: the run's status (``failed``, ``running``...).
+        name: text the run's name contains, in any case.
+        since: the earliest ``created_at`` (ISO 8601 UTC text, as runs record it).
+        limit: at most this many runs, newest first.
+    """
+
+    status: str | None = None
+    name: str | None = None
+    since: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """Who drives a run right now."""
 
@@ -191,6 +208,16 @@ class Store(Protocol):
 
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
         """Newest runs first."""
+
+    async def search_runs(self, where: RunFilter) -> list[RunRecord]:
+        """The runs that match ``where``, newest first (at most ``where.limit``)."""
+
+    async def runs_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """The ids of the runs whose id starts with ``prefix``, ascending, at most ``limit``.
+
+        A range read of the run-id key, not a scan of the runs: the CLI calls it
+        to expand an id prefix a user typed.
+        """
 
     async def get_lease(self, run_id: str) -> Lease | None:
         """The run's current lease, if any."""

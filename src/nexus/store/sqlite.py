@@ -32,6 +32,7 @@ import asyncio
 import fcntl
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     select,
     update,
@@ -65,6 +67,7 @@ from nexus.store.base import (
     Hold,
     Lease,
     Projection,
+    RunFilter,
     RunRecord,
     SpendRow,
     StoreUnusable,
@@ -531,6 +534,33 @@ class SQLiteStore:
             query = select(runs).order_by(runs.c.run_id.desc()).limit(limit)
             with self._engine.connect() as conn:
                 return [_record(row) for row in conn.execute(query)]
+
+        return await self._call(work)
+
+    async def search_runs(self, where: RunFilter) -> list[RunRecord]:
+        def work() -> list[RunRecord]:
+            query = select(runs).order_by(runs.c.run_id.desc()).limit(where.limit)
+            if where.status is not None:
+                query = query.where(runs.c.status == where.status)
+            if where.name is not None:
+                query = query.where(func.instr(func.lower(runs.c.name), where.name.lower()) > 0)
+            if where.since is not None:
+                query = query.where(runs.c.created_at >= where.since)
+            with self._engine.connect() as conn:
+                return [_record(row) for row in conn.execute(query)]
+
+        return await self._call(work)
+
+    async def runs_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        def work() -> list[str]:
+            # [prefix, prefix with its last character bumped): a range of the key's index
+            query = select(runs.c.run_id).where(runs.c.run_id >= prefix)
+            if prefix and ord(prefix[-1]) < sys.maxunicode:
+                query = query.where(runs.c.run_id < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+            query = query.order_by(runs.c.run_id).limit(limit)
+            with self._engine.connect() as conn:
+                found = [str(run_id) for (run_id,) in conn.execute(query)]
+            return [run_id for run_id in found if run_id.startswith(prefix)]
 
         return await self._call(work)
 
