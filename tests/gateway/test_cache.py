@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from nexus.gateway.base import (
     StreamEnd,
     StreamEvent,
     TextDelta,
-    ToolCall,
     ToolSpec,
     Usage,
 )
@@ -37,7 +35,7 @@ from nexus.gateway.cache import (
     savings,
 )
 from nexus.gateway.pricing import PricingTable
-from nexus.testing import ManualClock
+from nexus.testing import Call, ManualClock, Reply, TestModel
 
 MODEL = "openai:gpt-4.1-mini"
 
@@ -48,53 +46,23 @@ def ask(text: str = "Summarise the changelog", **kwargs: Any) -> ModelRequest:
     )
 
 
-@dataclass
-class Counting:
-    """A streaming provider that answers from a list and counts its calls."""
+def counting(
+    text: str = "three fixes and one feature",
+    finish_reason: str | None = "stop",
+) -> TestModel:
+    """A model answering ``<text> #<call number>``, with the route a resilient provider adds."""
 
-    text: str = "three fixes and one feature"
-    finish_reason: str | None = "stop"
-    usage: Usage = field(default_factory=lambda: Usage(120, 30, cached_tokens=20))
-    fail: bool = False
-    calls: int = 0
-    closed: int = 0
-
-    def _response(self, request: ModelRequest) -> ModelResponse:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("provider exploded")
+    def answer(request: ModelRequest) -> ModelResponse:
         return ModelResponse(
-            text=f"{self.text} #{self.calls}",
+            text=f"{text} #{model.calls}",
             model=request.model,
-            usage=self.usage,
-            finish_reason=self.finish_reason,
+            usage=Usage(120, 30, cached_tokens=20),
+            finish_reason=finish_reason,
             route=(RouteStep(request.model, "answered", "primary", 1),),
         )
 
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        return self._response(request)
-
-    async def stream(
-        self, request: ModelRequest, context: Mapping[str, Any]
-    ) -> AsyncIterator[StreamEvent]:
-        try:
-            response = self._response(request)
-            for word in response.text.split(" "):
-                yield TextDelta(word + " ")
-            yield StreamEnd(response)
-        finally:
-            self.closed += 1
-
-
-@dataclass
-class CompleteOnly:
-    """A provider without ``stream``."""
-
-    calls: int = 0
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        self.calls += 1
-        return ModelResponse("plain answer", request.model, Usage(10, 2), finish_reason="stop")
+    model = TestModel(answer)
+    return model
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -107,10 +75,10 @@ def cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResponseCa
 
 
 def make(
-    cache: ResponseCache, inner: Any = None, ttl: float = 60.0
-) -> tuple[CachingProvider, Any, ManualClock]:
+    cache: ResponseCache, inner: TestModel | None = None, ttl: float = 60.0
+) -> tuple[CachingProvider, TestModel, ManualClock]:
     clock = ManualClock()
-    inner = inner if inner is not None else Counting()
+    inner = inner if inner is not None else counting()
     return CachingProvider(inner, cache, ttl=ttl, clock=clock), inner, clock
 
 
@@ -219,7 +187,7 @@ def test_purge_removes_only_expired(cache: ResponseCache) -> None:
 
 def test_ttl_must_be_positive(cache: ResponseCache) -> None:
     with pytest.raises(ValueError, match="positive"):
-        CachingProvider(Counting(), cache, ttl=0)
+        CachingProvider(counting(), cache, ttl=0)
     with pytest.raises(ValueError, match="positive"):
         cache.put("k", {"text": "", "model": MODEL}, now=0, ttl=-1)
 
@@ -239,7 +207,7 @@ def test_positive_temperature_bypasses_the_cache(cache: ResponseCache) -> None:
 
 @pytest.mark.parametrize("reason", ["length", "content_filter"])
 def test_truncated_or_filtered_answers_are_not_cached(cache: ResponseCache, reason: str) -> None:
-    provider, inner, _ = make(cache, Counting(finish_reason=reason))
+    provider, inner, _ = make(cache, counting(finish_reason=reason))
 
     async def main() -> None:
         await provider.complete(ask(), {})
@@ -252,26 +220,17 @@ def test_truncated_or_filtered_answers_are_not_cached(cache: ResponseCache, reas
 
 
 def test_a_failed_call_stores_nothing(cache: ResponseCache) -> None:
-    provider, _, _ = make(cache, Counting(fail=True))
+    provider, _, _ = make(cache, TestModel(RuntimeError("provider exploded")))
     with pytest.raises(RuntimeError, match="exploded"):
         run(lambda: provider.complete(ask(), {}))
     assert cache.stats().entries == 0
 
 
 def test_tool_calls_and_no_finish_reason_are_cached(cache: ResponseCache) -> None:
-    @dataclass
-    class Tooling:
-        calls: int = 0
-
-        async def complete(
-            self, request: ModelRequest, context: Mapping[str, Any]
-        ) -> ModelResponse:
-            self.calls += 1
-            return ModelResponse(
-                "", request.model, Usage(40, 9), (ToolCall("c1", "git_log", "{}"),)
-            )
-
-    provider, inner, _ = make(cache, Tooling())
+    tooling = TestModel(
+        Reply(calls=[Call("git_log", id="c1")], usage=Usage(40, 9), finish_reason=None)
+    )
+    provider, inner, _ = make(cache, tooling)
 
     async def main() -> list[ModelResponse]:
         return [await provider.complete(ask(), {}) for _ in range(2)]
@@ -296,7 +255,7 @@ def test_stream_miss_passes_through_and_a_hit_is_one_delta(cache: ResponseCache)
 
     (miss_texts, miss_end), (hit_texts, hit_end), completed = run(main)
     assert inner.calls == 1
-    assert miss_texts == ["three ", "fixes ", "and ", "one ", "feature ", "#1 "]
+    assert miss_texts == ["three ", "fixes ", "and ", "one ", "feature ", "#1"]
     assert miss_end.cache is None
     assert miss_end.usage.prompt_tokens == 120
     assert hit_texts == [miss_end.text]
@@ -304,7 +263,7 @@ def test_stream_miss_passes_through_and_a_hit_is_one_delta(cache: ResponseCache)
     assert hit_end.cache is not None
     assert hit_end.cache["saved"]["prompt_tokens"] == 120
     assert completed.cache is not None  # a streamed answer serves later completes too
-    assert inner.closed == 1
+    assert inner.streams_closed == 1
 
 
 def test_stream_is_stored_even_if_the_consumer_stops_at_the_end(cache: ResponseCache) -> None:
@@ -320,7 +279,7 @@ def test_stream_is_stored_even_if_the_consumer_stops_at_the_end(cache: ResponseC
 
     assert run(main).cache is not None
     assert inner.calls == 1
-    assert inner.closed == 1
+    assert inner.streams_closed == 1
 
 
 def test_an_abandoned_stream_stores_nothing_and_closes_the_inner_one(cache: ResponseCache) -> None:
@@ -331,14 +290,15 @@ def test_an_abandoned_stream_stores_nothing_and_closes_the_inner_one(cache: Resp
         first = await anext(events)
         assert isinstance(first, TextDelta)
         await events.aclose()  # type: ignore[attr-defined]
-        assert inner.closed == 1  # closed at once, not when collected
+        assert inner.streams_closed == 1  # closed at once, not when collected
 
     run(main)
     assert cache.stats().entries == 0
 
 
 def test_stream_over_a_provider_that_cannot_stream(cache: ResponseCache) -> None:
-    provider, inner, _ = make(cache, CompleteOnly())
+    inner = TestModel(Reply("plain answer", usage=Usage(10, 2)))
+    provider = CachingProvider(inner.complete_only(), cache, ttl=60.0, clock=ManualClock())
 
     async def main() -> tuple[Any, Any]:
         return await drain(provider.stream(ask(), {})), await drain(provider.stream(ask(), {}))
@@ -380,10 +340,10 @@ def test_sqlite_cache_persists_across_instances(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "responses.db"
     clock = ManualClock()
 
-    async def call(cache: SQLiteResponseCache, inner: Counting) -> ModelResponse:
+    async def call(cache: SQLiteResponseCache, inner: TestModel) -> ModelResponse:
         return await CachingProvider(inner, cache, ttl=3600, clock=clock).complete(ask(), {})
 
-    inner = Counting()
+    inner = counting()
     with SQLiteResponseCache(path) as first:
         original = asyncio.run(call(first, inner))
     clock.advance(60)
