@@ -15,7 +15,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,12 @@ from nexus.domain.errors import BudgetExceeded, InternalError
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine.runtime import Engine, RunResult
-from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
+from nexus.gateway.base import Usage
 from nexus.gateway.pricing import PricingTable
 from nexus.store.audit import verify_chain
 from nexus.store.base import Hold, TenantFigures, spend_of
 from nexus.store.sqlite import SQLiteStore
+from nexus.testing import Reply, TestModel
 
 E = EventType
 D = Decimal
@@ -45,22 +45,9 @@ PRICING = PricingTable.from_mapping(
 )
 
 
-class SlowModel:
+def slow_model(delay: float) -> TestModel:
     """Answers after ``delay`` seconds with one completion token ($1)."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.calls = 0
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        self.calls += 1
-        await asyncio.sleep(self.delay)
-        return ModelResponse(
-            text="ok",
-            model=request.model,
-            usage=Usage(prompt_tokens=3, completion_tokens=1),
-            finish_reason="stop",
-        )
+    return TestModel(Reply("ok", delay=delay, usage=Usage(prompt_tokens=3, completion_tokens=1)))
 
 
 def wide_plan(name: str, tasks: int, folder: Path) -> Plan:
@@ -74,10 +61,10 @@ def wide_plan(name: str, tasks: int, folder: Path) -> Plan:
     )
 
 
-def engine(store: SQLiteStore, usd: int | None, model: SlowModel | None = None) -> Engine:
+def engine(store: SQLiteStore, usd: int | None, model: TestModel | None = None) -> Engine:
     return Engine(
         store,
-        providers=ProviderRegistry({"slow": lambda _: model or SlowModel(0.0)}),
+        providers=(model or slow_model(0.0)).registry("slow"),
         pricing=PRICING,
         tenant="acme",
         tenant_budget=None if usd is None else Limits(usd=D(usd)),
@@ -126,9 +113,10 @@ SPENDER = textwrap.dedent(
     from nexus.domain.budget import Limits
     from nexus.domain.plan import AgentSpec, Plan, TaskSpec
     from nexus.engine.runtime import Engine
-    from nexus.gateway.base import ModelResponse, ProviderRegistry, Usage
+    from nexus.gateway.base import Usage
     from nexus.gateway.pricing import PricingTable
     from nexus.store.sqlite import SQLiteStore
+    from nexus.testing import Reply, TestModel
 
     db, folder, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     tasks, budget = int(sys.argv[4]), sys.argv[5]
@@ -137,18 +125,14 @@ SPENDER = textwrap.dedent(
     )
     stamps = []
 
-    class Slow:
-        async def complete(self, request, context):
-            stamps.append(time.time())
-            await asyncio.sleep(0.1)
-            return ModelResponse(text="ok", model=request.model,
-                                 usage=Usage(prompt_tokens=3, completion_tokens=1),
-                                 finish_reason="stop")
+    def slow(request):
+        stamps.append(time.time())
+        return Reply("ok", delay=0.1, usage=Usage(prompt_tokens=3, completion_tokens=1))
 
     async def main():
         store = SQLiteStore.open(db)
         try:
-            engine = Engine(store, providers=ProviderRegistry({"slow": lambda _: Slow()}),
+            engine = Engine(store, providers=TestModel(slow).registry("slow"),
                             pricing=PRICING, tenant="acme",
                             tenant_budget=Limits(usd=Decimal(budget)))
             plan = Plan(
@@ -227,7 +211,7 @@ def test_two_processes_cannot_overspend_the_tenant_together(tmp_path: Path) -> N
 
 def test_two_engines_on_two_connections_admit_no_more_than_the_budget(tmp_path: Path) -> None:
     db = tmp_path / "nexus.db"
-    models = (SlowModel(0.1), SlowModel(0.1))
+    models = (slow_model(0.1), slow_model(0.1))
 
     async def main() -> None:
         stores = (SQLiteStore.open(db), SQLiteStore.open(db))
