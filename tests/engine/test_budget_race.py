@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,10 @@ from nexus.budget.report import cost_report
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine.runtime import Engine, RunResult
-from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
+from nexus.gateway.base import Usage
 from nexus.gateway.pricing import PricingTable
 from nexus.store.sqlite import SQLiteStore
+from nexus.testing import Reply, TestModel
 
 E = EventType
 #: $1 per completion token, prompts free: a call's reservation is its max_tokens in dollars.
@@ -35,34 +34,14 @@ PRICING = PricingTable.from_mapping(
 )
 
 
-@dataclass
-class SlowModel:
+def slow_model(delay: float, completion: int = 1) -> TestModel:
     """Answers after ``delay`` seconds with ``completion`` tokens; counts calls in flight."""
-
-    delay: float
-    completion: int = 1
-    in_flight: int = 0
-    peak: int = 0
-    calls: int = 0
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        self.calls += 1
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        try:
-            await asyncio.sleep(self.delay)
-        finally:
-            self.in_flight -= 1
-        return ModelResponse(
-            text="ok",
-            model=request.model,
-            usage=Usage(prompt_tokens=3, completion_tokens=self.completion),
-            finish_reason="stop",
-        )
+    usage = Usage(prompt_tokens=3, completion_tokens=completion)
+    return TestModel(Reply("ok", delay=delay, usage=usage))
 
 
 def race(
-    db: Path, model: SlowModel, tasks: int, budget: str, *, max_parallel: int, max_tokens: int = 1
+    db: Path, model: TestModel, tasks: int, budget: str, *, max_parallel: int, max_tokens: int = 1
 ) -> tuple[RunResult, list[Event]]:
     spec = AgentSpec(name="a", model="slow:m", max_tokens=max_tokens)
     plan = Plan(
@@ -77,8 +56,7 @@ def race(
     async def main() -> tuple[RunResult, list[Event]]:
         store = SQLiteStore.open(db)
         try:
-            providers = ProviderRegistry({"slow": lambda _: model})
-            engine = Engine(store, providers=providers, pricing=PRICING)
+            engine = Engine(store, providers=model.registry("slow"), pricing=PRICING)
             result = await asyncio.wait_for(engine.start(plan, force=True), 60)
             return result, await store.load(result.run_id)
         finally:
@@ -94,11 +72,11 @@ def model_effects(evs: list[Event]) -> list[dict[str, Any]]:
 def test_fifty_parallel_agents_against_a_budget_for_ten_get_exactly_ten_calls(
     tmp_path: Path,
 ) -> None:
-    model = SlowModel(delay=0.2)
+    model = slow_model(delay=0.2)
     result, evs = race(tmp_path / "db", model, 50, "10", max_parallel=50)
 
     assert model.calls == 10
-    assert model.peak == 10, "the admitted calls did not overlap: no race was run"
+    assert model.peak_in_flight == 10, "the admitted calls did not overlap: no race was run"
     recorded = model_effects(evs)
     paid = [e for e in recorded if e["error"] is None]
     refused = [e for e in recorded if e["error"] is not None]
@@ -140,7 +118,7 @@ def test_recorded_spend_never_exceeds_the_run_budget(
     # a provider that honours max_tokens never writes more than was reserved
     used = min(completion, max_tokens)
     budget = Decimal(cents) / 100
-    model = SlowModel(delay=0.002, completion=used)
+    model = slow_model(delay=0.002, completion=used)
     with tempfile.TemporaryDirectory() as folder:
         result, evs = race(
             Path(folder) / "db",
