@@ -21,6 +21,7 @@ from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine.runtime import Engine, RunResult
 from nexus.gateway.routing import Residency
 from nexus.store.sqlite import SQLiteStore
+from nexus.testing import Call, Reply, TestModel
 from nexus.tools.base import FunctionTool
 from nexus.tools.builtins import builtin_tools
 
@@ -437,21 +438,19 @@ def test_tenant_budget_holds_across_engines(tmp_path: Path) -> None:
 
 def test_a_failed_attempt_feeds_its_diagnostics_to_the_next(tmp_path: Path) -> None:
     from nexus.domain.plan import RetryPolicy
-    from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
+    from nexus.gateway.base import ModelRequest, Usage
 
-    seen: list[str] = []
+    def first_prompt(request: ModelRequest) -> str:
+        return next(m.content for m in request.messages if m.role == "user")
 
-    class Learner:
+    def learner(request: ModelRequest) -> Reply:
         """Answers badly until its prompt carries the previous attempt's diagnostics."""
+        good = "attempt 1 of this task failed with validation" in first_prompt(request)
+        text = '{"city": "Oslo", "people": 1}' if good else "no idea"
+        return Reply(text, usage=Usage(1, 1), finish_reason=None)
 
-        async def complete(self, request: ModelRequest, context: Any) -> ModelResponse:
-            prompt = next(m.content for m in request.messages if m.role == "user")
-            seen.append(prompt)
-            good = "attempt 1 of this task failed with validation" in prompt
-            text = '{"city": "Oslo", "people": 1}' if good else "no idea"
-            return ModelResponse(text=text, model=request.model, usage=Usage(1, 1))
-
-    registry = ProviderRegistry({"fake": lambda spec: Learner()})
+    model = TestModel(learner)
+    registry = model.registry("fake")
     spec = AgentSpec(name="a", model="fake:learner")
     retry = RetryPolicy(retries=1, initial=0.001, maximum=0.001)
     task = TaskSpec(id="t", agent="a", prompt="Count Oslo.", output_schema=SCHEMA, retry=retry)
@@ -471,6 +470,7 @@ def test_a_failed_attempt_feeds_its_diagnostics_to_the_next(tmp_path: Path) -> N
     assert feedback["attempt"] == 1
     assert feedback["kind"] == "validation"
     assert "after 2 repair attempts" in feedback["message"]
+    seen = [first_prompt(request) for request in model.requests]
     assert seen[0] == "Count Oslo."
     assert seen[-1].startswith("Count Oslo.\n\nNote: attempt 1 of this task failed with validation")
 
@@ -499,41 +499,19 @@ def test_secrets_a_tool_returns_are_redacted_before_anyone_sees_them(tmp_path: P
 # -- what a model call records (ADR 0005) ------------------------------------------------
 
 
-class Recorder:
-    """The scripted provider, keeping every request it is sent (as the wire would see it)."""
-
-    def __init__(self, agent: AgentSpec) -> None:
-        from nexus.gateway.scripted import ScriptedProvider
-
-        self.inner = ScriptedProvider(agent=agent.name, lines=agent.scripted)
-        self.sent: list[dict[str, Any]] = []
-
-    async def complete(self, request: Any, context: Any) -> Any:
-        self.sent.append(request.to_dict())
-        return await self.inner.complete(request, context)
-
-
 def test_each_model_call_records_only_its_new_messages(tmp_path: Path) -> None:
-    from nexus.gateway.base import ProviderRegistry, full_requests
+    from nexus.gateway.base import full_requests
 
-    spec = agent(
-        "a",
-        '@call lookup {"city": "Oslo"}',
-        '@call lookup {"city": "Bergen"}',
+    spec = AgentSpec(name="a", role="researcher", model="test:a", tools=("lookup",))
+    model = TestModel(
+        Reply(calls=[Call("lookup", {"city": "Oslo"})]),
+        Reply(calls=[Call("lookup", {"city": "Bergen"})]),
         "done",
-        tools=("lookup",),
     )
     task = TaskSpec(id="t", agent="a", prompt="Compare Oslo and Bergen.")
-    recorders: list[Recorder] = []
-
-    def factory(agent_spec: AgentSpec) -> Recorder:
-        recorders.append(Recorder(agent_spec))
-        return recorders[-1]
 
     async def main(store: SQLiteStore) -> tuple[RunResult, list[Event], Any]:
-        engine = Engine(
-            store, tools=tools_with(LOOKUP), providers=ProviderRegistry({"scripted": factory})
-        )
+        engine = Engine(store, tools=tools_with(LOOKUP), providers=model.registry())
         result = await engine.start(plan(tmp_path, [spec], task))
         return result, await events(store, result.run_id), await engine.replay(result.run_id)
 
@@ -550,7 +528,7 @@ def test_each_model_call_records_only_its_new_messages(tmp_path: Path) -> None:
     ]
     assert all(r["tools"][0]["name"] == "lookup" for r in recorded)
     # rebuilt, the records are exactly what the model was sent (replay sends nothing)
-    assert full_requests(recorded) == [sent for r in recorders for sent in r.sent]
+    assert full_requests(recorded) == [request.to_dict() for request in model.requests]
     assert report.identical, report.first_divergence
 
 
