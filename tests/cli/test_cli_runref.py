@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from nexus.cli.app import app
 from nexus.cli.registry import LazyGroup
+from nexus.store.sqlite import SQLiteStore
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,7 @@ def test_unknown_references(recorded: Home, tmp_path: Path) -> None:
         assert out.code == 4, out.text
         assert out.stderr == f"error: {said}no runs yet in {empty}\n"
     assert not empty.exists()
-    empty.mkdir(parents=True)
-    nexus(empty, "runs")  # a database with no run in it
+    asyncio.run(SQLiteStore.open(empty / "nexus.db").close())  # a store with no run in it
     out = nexus(empty, "inspect", "latest-failed")
     assert out.stderr == f"error: no runs yet in {empty}\n", out.text
 
