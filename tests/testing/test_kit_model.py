@@ -316,6 +316,28 @@ def test_a_delay_holds_the_answer_back() -> None:
     assert run(main()) == (True, "late")
 
 
+def test_the_models_delay_holds_back_every_answer_and_adds_to_a_replys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    answer = ModelResponse("recorded", "test:m", Usage(1, 1))
+    model = TestModel(answer, Reply("slower", delay=0.5), Fault("transient", delay=2), delay=1)
+    assert run(model.complete(ask(), {})) is answer  # a ModelResponse entry waits too
+    assert run(model.complete(ask(), {})).text == "slower"
+    with pytest.raises(ProviderUnavailable):
+        run(model.complete(ask(), {}))
+    assert slept == [1, 1.5, 3]
+    run(TestModel("x").complete(ask(), {}))  # no delay: no sleep at all
+    assert slept == [1, 1.5, 3]
+    with pytest.raises(ValueError, match="TestModel delay must not be negative"):
+        TestModel(delay=-0.1)
+
+
 # -- streams ------------------------------------------------------------------------------
 
 

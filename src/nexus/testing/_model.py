@@ -237,7 +237,8 @@ class Reply:
     stall: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "calls", tuple(self.calls))
+        if type(self.calls) is not tuple:
+            object.__setattr__(self, "calls", tuple(self.calls))
         if self.chunks is not None:
             chunks = tuple(self.chunks)
             object.__setattr__(self, "chunks", chunks)
@@ -306,6 +307,8 @@ class TestModel:
         repeat_last: after the script, repeat its last entry (else raise
             :class:`ScriptExhausted`).
         usage: the usage of every reply that sets none (default: counted).
+        delay: seconds every call waits before its answer (a model's latency), on
+            top of a reply's own ``delay``.
         record: keep each request and context (off for load tests: only the
             counters are kept).
 
@@ -331,10 +334,13 @@ class TestModel:
         match: Literal["call", "step"] = "call",
         repeat_last: bool = True,
         usage: Usage | None = None,
+        delay: float = 0.0,
         record: bool = True,
     ) -> None:
         if match not in ("call", "step"):
             raise ValueError(f"TestModel match must be 'call' or 'step', got {match!r}")
+        if delay < 0:
+            raise ValueError(f"TestModel delay must not be negative, got {delay}")
         self._script: tuple[Answer | AnswerFn, ...] = tuple(
             Reply.of_json(entry) if isinstance(entry, Mapping) else entry
             for entry in (script or ("ok",))
@@ -342,6 +348,7 @@ class TestModel:
         self._match = match
         self._repeat_last = repeat_last
         self._usage = usage
+        self._delay = delay
         self._record = record
         self.requests: list[ModelRequest] = []
         self.contexts: list[dict[str, Any]] = []
@@ -357,16 +364,16 @@ class TestModel:
 
     async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
         """Answer ``request`` with the script's entry for it (or raise its error)."""
-        reply, step = self._begin(request, context)
+        reply = self._begin(request, context)
         try:
+            await self._wait(reply)
             if isinstance(reply, ModelResponse):
                 return reply
-            await self._wait(reply.delay)
             if reply.error is not None:
                 raise self._error(reply.error, request)
             if reply.stall:
                 await _forever()
-            return self._response(reply, request, step)
+            return self._response(reply, request)
         finally:
             self.in_flight -= 1
 
@@ -375,14 +382,14 @@ class TestModel:
     ) -> AsyncIterator[StreamEvent]:
         """Yield the entry's chunks as :class:`TextDelta` events, then its :class:`StreamEnd`."""
         try:
-            reply, step = self._begin(request, context)
+            reply = self._begin(request, context)
             try:
+                await self._wait(reply)
                 if isinstance(reply, ModelResponse):
                     for piece in _words(reply.text):
                         yield TextDelta(piece)
                     yield StreamEnd(reply)
                     return
-                await self._wait(reply.delay)
                 chunks = reply.chunks if reply.chunks is not None else _words(reply.text)
                 for piece in chunks:
                     yield TextDelta(piece)
@@ -390,7 +397,7 @@ class TestModel:
                     raise self._error(reply.error, request)
                 if reply.stall:
                     await _forever()
-                yield StreamEnd(self._response(reply, request, step))
+                yield StreamEnd(self._response(reply, request))
             finally:
                 self.in_flight -= 1
         finally:
@@ -420,17 +427,14 @@ class TestModel:
 
     # -- the script ----------------------------------------------------------------------
 
-    def _begin(
-        self, request: ModelRequest, context: Mapping[str, Any]
-    ) -> tuple[Reply | ModelResponse, int]:
+    def _begin(self, request: ModelRequest, context: Mapping[str, Any]) -> Reply | ModelResponse:
         """Count and record the call, and work out its answer."""
         index = self.calls
         self.calls += 1
         if self._record:
             self.requests.append(request)
             self.contexts.append(dict(context))
-        step = _step(request)
-        position = step if self._match == "step" else index
+        position = _step(request) if self._match == "step" else index
         if position < len(self._script):
             entry = self._script[position]
         elif self._repeat_last:
@@ -441,13 +445,16 @@ class TestModel:
                 f"TestModel got {where or f'call {index + 1}'} of {request.model!r}, "
                 f"but its script has {len(self._script)} entries and repeat_last=False"
             )
-        reply = _as_reply(entry(request) if callable(entry) else entry, index)
+        answer = entry(request) if callable(entry) else entry
+        reply = answer if isinstance(answer, Reply) else _as_reply(answer, index)
         self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        return reply, step
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        return reply
 
-    @staticmethod
-    async def _wait(delay: float) -> None:
+    async def _wait(self, reply: Reply | ModelResponse) -> None:
+        """Sleep the model's delay plus the reply's own."""
+        delay = self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
         if delay:
             await asyncio.sleep(delay)
 
@@ -457,8 +464,11 @@ class TestModel:
             return error.to_error(request.model.partition(":")[0] or "test")
         return error
 
-    def _response(self, reply: Reply, request: ModelRequest, step: int) -> ModelResponse:
-        calls = tuple(call.tool_call(step, i) for i, call in enumerate(reply.calls))
+    def _response(self, reply: Reply, request: ModelRequest) -> ModelResponse:
+        calls: tuple[ToolCall, ...] = ()
+        if reply.calls:
+            step = _step(request) if any(c.id is None for c in reply.calls) else 0
+            calls = tuple(call.tool_call(step, i) for i, call in enumerate(reply.calls))
         usage = reply.usage if reply.usage is not None else self._usage
         if usage is None:
             usage = _counted(request, reply.text, calls)
