@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
+from nexus.cli.summaries import summary
 from nexus.config import Settings
 from nexus.domain import event_schema
 from nexus.domain.durations import parse_seconds
@@ -392,7 +393,11 @@ def events(
         bool, typer.Option("--markdown", help="With --schema: as docs/events.md (Markdown).")
     ] = False,
 ) -> None:
-    """Print a run's event log, or (--schema) the schema of every event type."""
+    """Print a run's event log, or (--schema) the schema of every event type.
+
+    Each line is an event's number, time, type and what it holds in short
+    (task, attempt, tool or model, tokens, error); --json prints every field.
+    """
     if schema:
         if run_id is not None or task is not None or type_ is not None:
             fail("--schema takes no run id, --task or --type", as_json=as_json)
@@ -423,8 +428,8 @@ def events(
         emit_json([e.to_dict() for e in found])
         return
     for e in found:
-        detail = task_of(e) or ""
-        out.print(f"[dim]{e.seq:>6} {e.at}[/] {e.type:<22} {detail}  [dim]{e.hash[:12]}[/]")
+        at = e.at[:23] + "Z" if len(e.at) > 24 else e.at  # to the millisecond
+        out.print(f"[dim]{e.seq:>5} {at}[/] {e.type:<20} {escape(summary(e))}")
 
 
 def export(

@@ -1,0 +1,169 @@
+"""One line that says what an event holds, for ``nexus events``: ``draft attempt 1 agent writer``.
+
+Each event's payload is read through its typed view
+(:mod:`nexus.domain.payloads`), so a summary names the same fields the engine
+reads. A summary is plain text on one line, cut at :data:`WIDTH` characters;
+the full payload is in ``nexus events RUN --json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nexus.domain.events import Event
+from nexus.domain.payloads import (
+    ApprovalAnswered,
+    ApprovalEscalated,
+    ApprovalRequested,
+    ApprovalTimedOut,
+    AttemptFinished,
+    AttemptInterrupted,
+    AttemptStarted,
+    BudgetCrossed,
+    BudgetRaised,
+    CancelRequested,
+    EffectRecord,
+    InterruptsReset,
+    Payload,
+    RetryScheduled,
+    RunContinued,
+    RunEnded,
+    RunPaused,
+    RunResumed,
+    RunStarted,
+    TaskEndedUnrun,
+    TaskExpanded,
+    TaskFailed,
+    TaskPaused,
+    TaskSucceeded,
+    TimerFired,
+    payload_of,
+)
+
+__all__ = ["WIDTH", "summary"]
+
+#: The longest summary shown; longer ones end in "…".
+WIDTH = 100
+
+
+def summary(event: Event) -> str:
+    """What ``event`` holds, on one line of at most :data:`WIDTH` characters."""
+    payload = payload_of(event)
+    describe = _DESCRIBE.get(type(payload))
+    text = describe(payload) if describe is not None else ""
+    line = " ".join(text.split())
+    return line if len(line) <= WIDTH else line[: WIDTH - 1] + "…"
+
+
+def _error(error: Mapping[str, Any] | None) -> str:
+    if not error:
+        return ""
+    kind, message = error.get("kind", "error"), error.get("message", "")
+    return f"{kind}: {message}" if message else str(kind)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _run_started(p: RunStarted) -> str:
+    tasks = p.plan.get("tasks")
+    shown = f"{p.name}, {_count(len(tasks), 'task')}" if isinstance(tasks, dict) else p.name
+    return f"{shown}, plan {p.plan_hash[:12]}" + (f", tenant {p.tenant}" if p.tenant else "")
+
+
+def _run_resumed(p: RunResumed) -> str:
+    interrupted = f", interrupted: {', '.join(p.interrupted)}" if p.interrupted else ""
+    return f"by pid {p.pid}{interrupted}"
+
+
+def _effect(p: EffectRecord) -> str:
+    head = f"{p.task} attempt {p.attempt}: {p.kind}"
+    request = p.request if isinstance(p.request, dict) else {}
+    response = p.response if isinstance(p.response, dict) else {}
+    if p.kind == "model":
+        head += f" {request.get('model') or response.get('model') or ''}".rstrip()
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            tokens = sum(v for v in usage.values() if isinstance(v, int))
+            head += f", {_count(tokens, 'token')}"
+    elif p.kind == "tool" and request.get("tool"):
+        head += f" {request['tool']}"
+        if request.get("args"):
+            head += " " + json.dumps(request["args"], ensure_ascii=False, separators=(", ", ": "))
+    spend = p.spend or {}
+    usd = spend.get("usd")
+    if usd not in (None, "0", 0):
+        head += f", ${usd}"
+    if p.error:
+        head += f", failed ({_error(p.error)})"
+    return head
+
+
+def _attempt_started(p: AttemptStarted) -> str:
+    head = f"{p.task} attempt {p.attempt}"
+    if p.tool:
+        return f"{head} tool {p.tool}"
+    if p.agent:
+        return f"{head} agent {p.agent}" + (f" ({p.model})" if p.model else "")
+    return head
+
+
+def _attempt_finished(p: AttemptFinished) -> str:
+    outcome = f"failed, {_error(p.error)}" if p.error else "done"
+    return f"{p.task} attempt {p.attempt} {outcome}"
+
+
+def _approval_answered(p: ApprovalAnswered) -> str:
+    by = f" by {p.by}" if p.by else ""
+    return f"{p.task}{by}" + (f": {p.reason}" if p.reason else "")
+
+
+def _budget_crossed(p: BudgetCrossed) -> str:
+    where = p.scope if not p.key else f"{p.scope} {p.key}"
+    return f"{where} {p.dimension} {p.percent}%: {p.spent} of {p.limit} (task {p.task})"
+
+
+def _budget_raised(p: BudgetRaised) -> str:
+    scope = p.scope.get("kind", "run")
+    key = p.scope.get("key")
+    limits = ", ".join(f"{k}={v}" for k, v in p.limits.items())
+    return f"{scope}{' ' + str(key) if key else ''}: {limits}"
+
+
+def _retry(p: RetryScheduled) -> str:
+    return f"{p.task} attempt {p.attempt} ({_error(p.error)}); next in {p.delay_ms} ms"
+
+
+def _run_ended(p: RunEnded) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(p.tasks.items()))
+
+
+_DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
+    RunStarted: _run_started,
+    RunResumed: _run_resumed,
+    CancelRequested: lambda p: p.reason,
+    TimerFired: lambda p: p.task,
+    EffectRecord: _effect,
+    AttemptFinished: _attempt_finished,
+    ApprovalAnswered: _approval_answered,
+    ApprovalTimedOut: lambda p: p.task,
+    BudgetRaised: _budget_raised,
+    InterruptsReset: lambda p: f"{', '.join(p.tasks)} (limit {p.limit})",
+    RunContinued: lambda p: p.reason,
+    ApprovalRequested: lambda p: f"{p.task} (on timeout: {p.on_timeout})",
+    ApprovalEscalated: lambda p: f"{p.task}: {p.reason}",
+    TaskExpanded: lambda p: f"{p.task} into {_count(len(p.items), 'item')}",
+    AttemptStarted: _attempt_started,
+    AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
+    RetryScheduled: _retry,
+    TaskSucceeded: lambda p: p.task if p.attempt is None else f"{p.task} attempt {p.attempt}",
+    TaskFailed: lambda p: f"{p.task} after {_count(p.attempts, 'attempt')}: {_error(p.error)}",
+    TaskEndedUnrun: lambda p: f"{p.task}: {p.reason}",
+    RunEnded: _run_ended,
+    BudgetCrossed: _budget_crossed,
+    TaskPaused: lambda p: f"{p.task}: {p.reason}",
+    RunPaused: lambda p: f"{p.reason}: {', '.join(p.paused)}",
+}
