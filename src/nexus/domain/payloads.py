@@ -85,9 +85,14 @@ class Payload:
     __slots__ = ("_data",)
     #: the event types this model is the payload of
     TYPES: ClassVar[tuple[EventType, ...]] = ()
+    #: every key the stored dict may hold
+    KEYS: ClassVar[frozenset[str]] = frozenset()
+    #: the keys it always holds
+    REQUIRED: ClassVar[frozenset[str]] = frozenset()
+    #: key tuples of payloads already checked against the model (a bounded
+    #: number): ``tuple(data) in CHECKED`` is the fast path of :meth:`check`
+    CHECKED: ClassVar[set[tuple[str, ...]]] = set()
     _layout: ClassVar[tuple[tuple[str, int], ...]] = ()
-    #: key tuples of payloads already checked against the model
-    _shapes: ClassVar[set[tuple[str, ...]]] = set()
     _data: JSONDict
 
     @classmethod
@@ -97,8 +102,8 @@ class Payload:
         Raises:
             IntegrityError: a key the model does not know, or one it needs is missing.
         """
-        if tuple(data) not in cls._shapes:
-            cls._check(data, "")
+        if tuple(data) not in cls.CHECKED:
+            cls.check(data)
         view = _new(cls)
         view._data = data
         return view
@@ -111,21 +116,29 @@ class Payload:
                 f"run {event.run_id} seq {event.seq}: a {event.type} event is not a {cls.__name__}"
             )
         data = event.data
-        if tuple(data) not in cls._shapes:
-            cls._check(data, f"run {event.run_id} seq {event.seq}: ")
+        if tuple(data) not in cls.CHECKED:
+            cls.check(data, f"run {event.run_id} seq {event.seq}: ")
         view = _new(cls)
         view._data = data
         return view
 
     @classmethod
-    def _check(cls, data: JSONDict, where: str) -> None:
+    def check(cls, data: JSONDict, where: str = "") -> None:
+        """Make sure ``data`` fits the model, and remember its keys as checked.
+
+        Args:
+            data: a stored payload.
+            where: what the message names first (``"run R seq 7: "``).
+
+        Raises:
+            IntegrityError: a key the model does not know, or one it needs is
+                missing; the message names them.
+        """
         keys = data.keys()
-        known = {name for name, _ in cls._layout}
-        needed = {name for name, mode in cls._layout if mode == _ALWAYS}
-        if not (keys <= known and needed <= keys):
+        if not (keys <= cls.KEYS and keys >= cls.REQUIRED):
             raise IntegrityError(f"{where}{_mismatch(cls, data)}")
-        if len(cls._shapes) < _SHAPES_KEPT:
-            cls._shapes.add(tuple(data))
+        if len(cls.CHECKED) < _SHAPES_KEPT:
+            cls.CHECKED.add(tuple(data))
 
     def to_data(self) -> JSONDict:
         """The dict stored as the event's ``data`` (see the module docstring).
@@ -143,6 +156,10 @@ class Payload:
                 data[name] = value
         return data
 
+    def wraps(self, data: JSONDict) -> bool:
+        """Whether this view is over ``data`` itself (not a copy, not an equal dict)."""
+        return self._data is data
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -157,10 +174,8 @@ class Payload:
 
 
 def _mismatch(cls: type[Payload], data: JSONDict) -> str:
-    known = {name for name, _ in cls._layout}
-    needed = {name for name, mode in cls._layout if mode == _ALWAYS}
-    unknown = sorted(set(data) - known)
-    missing = sorted(needed - set(data))
+    unknown = sorted(set(data) - cls.KEYS)
+    missing = sorted(cls.REQUIRED - set(data))
     what = cls.TYPES[0] if cls.TYPES else cls.__name__
     parts = []
     if unknown:
@@ -255,7 +270,9 @@ def _view(cls: type[_P]) -> type[_P]:
         )
     view = cast("type[_P]", type(spec.__name__, spec.__bases__, namespace))
     view._layout = layout
-    view._shapes = set()
+    view.KEYS = frozenset(names)
+    view.REQUIRED = frozenset(always)
+    view.CHECKED = set()
     return view
 
 

@@ -25,7 +25,7 @@ not a scan of the plan.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -34,30 +34,26 @@ from nexus.domain.budget import Limits, Scope, Spend
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Event, EventType
 from nexus.domain.graph import longest_path_to_sink, topological_order
-from nexus.domain.payloads import (
-    ABSENT,
-    ApprovalAnswered,
-    ApprovalEscalated,
-    ApprovalRequested,
-    ApprovalTimedOut,
-    AttemptFinished,
-    AttemptInterrupted,
-    AttemptStarted,
-    BudgetCrossed,
-    BudgetRaised,
-    EffectRecord,
-    ErrorRecord,
-    InterruptsReset,
-    Payload,
-    RetryScheduled,
-    RunStarted,
-    TaskEndedUnrun,
-    TaskExpanded,
-    TaskFailed,
-    TaskPaused,
-    TaskSucceeded,
-    TimerFired,
+from nexus.domain.payload_data import (
+    ApprovalAnsweredData,
+    ApprovalEscalatedData,
+    ApprovalRequestedData,
+    ApprovalTimedOutData,
+    AttemptFinishedData,
+    AttemptInterruptedData,
+    AttemptStartedData,
+    BudgetRaisedData,
+    EffectRecordData,
+    InterruptsResetData,
+    RetryScheduledData,
+    TaskEndedUnrunData,
+    TaskExpandedData,
+    TaskFailedData,
+    TaskPausedData,
+    TaskSucceededData,
+    TimerFiredData,
 )
+from nexus.domain.payloads import PAYLOADS, BudgetCrossed, ErrorRecord, Payload, RunStarted
 from nexus.domain.plan import Plan, TaskSpec
 
 _Model = TypeVar("_Model", bound=Payload)
@@ -89,46 +85,54 @@ class RunStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self is not RunStatus.RUNNING and self is not RunStatus.PAUSED
+        return self is not _RUN_RUNNING and self is not _RUN_PAUSED
 
 
-_TASK_TERMINAL = frozenset(
-    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED}
-)
+# The statuses as module constants: in CPython 3.11 ``EnumType`` defines
+# ``__getattr__``, so every ``TaskStatus.RUNNING`` goes through the slow
+# attribute hook (~5x the cost of a global). The fold reads these instead.
+_PENDING = TaskStatus.PENDING
+_RUNNING = TaskStatus.RUNNING
+_RETRY_WAIT = TaskStatus.RETRY_WAIT
+_EXPANDED = TaskStatus.EXPANDED
+_AWAITING = TaskStatus.AWAITING_APPROVAL
+_PAUSED = TaskStatus.PAUSED
+_SUCCEEDED = TaskStatus.SUCCEEDED
+_FAILED = TaskStatus.FAILED
+_SKIPPED = TaskStatus.SKIPPED
+_CANCELLED = TaskStatus.CANCELLED
+_RUN_RUNNING = RunStatus.RUNNING
+_RUN_PAUSED = RunStatus.PAUSED
+_EFFECT_RECORDED = EventType.EFFECT_RECORDED
 
-_P, _R, _W, _E, _A = (
-    TaskStatus.PENDING,
-    TaskStatus.RUNNING,
-    TaskStatus.RETRY_WAIT,
-    TaskStatus.EXPANDED,
-    TaskStatus.AWAITING_APPROVAL,
-)
+_TASK_TERMINAL = frozenset({_SUCCEEDED, _FAILED, _SKIPPED, _CANCELLED})
+
 #: Legal task transitions: (from, to).
 TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
     {
-        (_P, _R),
-        (_P, _E),
-        (_P, TaskStatus.SKIPPED),
-        (_P, TaskStatus.CANCELLED),
-        (_P, TaskStatus.FAILED),  # the attempt could not even be prepared (template error)
-        (_R, TaskStatus.SUCCEEDED),
-        (_R, TaskStatus.FAILED),
-        (_R, _W),
-        (_R, TaskStatus.CANCELLED),
-        (_W, _P),
-        (_W, TaskStatus.CANCELLED),
-        (_W, TaskStatus.FAILED),
-        (_E, TaskStatus.SUCCEEDED),
-        (_E, TaskStatus.FAILED),
-        (_E, TaskStatus.CANCELLED),
-        (_P, _A),
-        (_A, _P),  # approved: ready to start
-        (_A, TaskStatus.FAILED),  # rejected, or timed out
-        (_A, TaskStatus.CANCELLED),
-        (_P, TaskStatus.PAUSED),  # its budget is spent: not started
-        (_R, TaskStatus.PAUSED),  # its attempt was refused more budget
-        (TaskStatus.PAUSED, _P),  # resumed
-        (TaskStatus.PAUSED, TaskStatus.CANCELLED),
+        (_PENDING, _RUNNING),
+        (_PENDING, _EXPANDED),
+        (_PENDING, _SKIPPED),
+        (_PENDING, _CANCELLED),
+        (_PENDING, _FAILED),  # the attempt could not even be prepared (template error)
+        (_RUNNING, _SUCCEEDED),
+        (_RUNNING, _FAILED),
+        (_RUNNING, _RETRY_WAIT),
+        (_RUNNING, _CANCELLED),
+        (_RETRY_WAIT, _PENDING),
+        (_RETRY_WAIT, _CANCELLED),
+        (_RETRY_WAIT, _FAILED),
+        (_EXPANDED, _SUCCEEDED),
+        (_EXPANDED, _FAILED),
+        (_EXPANDED, _CANCELLED),
+        (_PENDING, _AWAITING),
+        (_AWAITING, _PENDING),  # approved: ready to start
+        (_AWAITING, _FAILED),  # rejected, or timed out
+        (_AWAITING, _CANCELLED),
+        (_PENDING, _PAUSED),  # its budget is spent: not started
+        (_RUNNING, _PAUSED),  # its attempt was refused more budget
+        (_PAUSED, _PENDING),  # resumed
+        (_PAUSED, _CANCELLED),
     }
 )
 
@@ -223,8 +227,8 @@ class RunState:
     _script_base: dict[tuple[str, str], int] = field(default_factory=dict)
     _script_next: dict[str, int] = field(default_factory=dict)
     _script_used: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: the last event applied and the payload its handler read (see :meth:`payload`)
-    _last: tuple[Event, Payload] | None = None
+    #: the payload view last read or offered (see :meth:`payload`)
+    _view: Payload | None = None
 
     # -- scripted agents --------------------------------------------------
     def _script_start(self, task: TaskState, agent: str) -> None:
@@ -317,7 +321,7 @@ class RunState:
         while self._ready:
             _, tid = heapq.heappop(self._ready)
             task = self.tasks[tid]
-            if task.status is TaskStatus.PENDING:
+            if task.status is _PENDING:
                 return task
         return None
 
@@ -329,13 +333,13 @@ class RunState:
         """A foreach parent whose items have all ended, if any."""
         while self._parents_done:
             task = self.tasks[self._parents_done.pop(0)]
-            if task.status is TaskStatus.EXPANDED:
+            if task.status is _EXPANDED:
                 return task
         return None
 
     def needs_ok(self, task: TaskState) -> bool:
         """True when every dependency of ``task`` succeeded."""
-        return all(self.tasks[d].status is TaskStatus.SUCCEEDED for d in task.spec.needs)
+        return all(self.tasks[d].status is _SUCCEEDED for d in task.spec.needs)
 
     def tasks_in(self, *statuses: TaskStatus) -> list[TaskState]:
         """Tasks in the given statuses, in schedule order."""
@@ -394,25 +398,25 @@ class RunState:
 
     # -- transitions ------------------------------------------------------
     def _move(self, task: TaskState, to: TaskStatus, at: str) -> None:
-        if (task.status, to) not in TASK_TRANSITIONS:
+        status = task.status
+        if (status, to) not in TASK_TRANSITIONS:
             raise IntegrityError(
-                f"run {self.run_id}: illegal transition of task '{task.id}' "
-                f"from {task.status} to {to}"
+                f"run {self.run_id}: illegal transition of task '{task.id}' from {status} to {to}"
             )
-        if task.status is TaskStatus.RUNNING:
+        if status is _RUNNING:
             self.running -= 1
             if task.agent is not None:
                 self.agent_load[task.agent] -= 1
-        elif task.status is TaskStatus.PAUSED:
+        elif status is _PAUSED:
             self.paused -= 1
         task.status = to
-        if to is TaskStatus.PAUSED:
+        if to is _PAUSED:
             self.paused += 1
-        elif to is TaskStatus.RUNNING:
+        elif to is _RUNNING:
             self.running += 1
             if task.agent is not None:
                 self.agent_load[task.agent] = self.agent_load.get(task.agent, 0) + 1
-        if to.terminal:
+        if to in _TASK_TERMINAL:
             task.ended_at = at
             self.open_tasks -= 1
             if task.parent is None:
@@ -435,34 +439,50 @@ class RunState:
                 heapq.heappush(self._ready, (self._rank[dep], dep))
 
     def apply(self, event: Event) -> None:
-        """Apply one event. Raises IntegrityError on an illegal transition."""
+        """Apply one event.
+
+        Raises:
+            IntegrityError: an illegal transition, or a payload that does not
+                fit its model (a key it does not know, or one it needs missing).
+        """
         if event.seq != self.seq + 1:
             raise IntegrityError(f"run {self.run_id}: expected seq {self.seq + 1}, got {event.seq}")
         status = self.status  # not .terminal: a property call per event
         if (
-            status is not RunStatus.RUNNING
-            and status is not RunStatus.PAUSED
-            and event.type is not EventType.EFFECT_RECORDED
+            status is not _RUN_RUNNING
+            and status is not _RUN_PAUSED
+            and event.type is not _EFFECT_RECORDED
         ):
             raise IntegrityError(f"run {self.run_id}: event {event.type} after the run ended")
-        handler = _HANDLERS.get(event.type)
-        if handler is None:
+        entry = _HANDLERS.get(event.type)
+        if entry is None:
             raise IntegrityError(f"run {self.run_id}: unexpected event type {event.type}")
-        self._last = None
-        handler(self, event)
+        handler, checked, model = entry
+        data = event.data
+        if tuple(data) not in checked:  # a shape seen before is a set lookup
+            model.check(data, f"run {self.run_id} seq {event.seq}: ")
+        handler(self, event, data)
         self.seq = event.seq
         self.last_hash = event.hash
 
     def payload(self, event: Event, model: type[_Model]) -> _Model:
-        """The payload of ``event``: the one the fold read when it applied it, else read now.
+        """The payload of ``event`` as a ``model`` view, reused when asked again.
 
-        The controller and the decider look at the event just applied; this
-        spares them reading its payload a second time.
+        The fold reads the stored dicts without building views; the controller
+        and the decider, which look at the event just applied, ask here, so a
+        payload the decider built to write (see :meth:`offer`) or one already
+        read is not built twice.
         """
-        last = self._last
-        if last is not None and last[0] is event and type(last[1]) is model:
-            return last[1]
-        return model.from_event(event)
+        view = self._view
+        if view is not None and type(view) is model and view.wraps(event.data):
+            return view
+        made = model.from_event(event)
+        self._view = made
+        return made
+
+    def offer(self, view: Payload) -> None:
+        """Keep ``view`` for :meth:`payload`: it is the payload of an event about to be applied."""
+        self._view = view
 
     def task(self, tid: str) -> TaskState:
         try:
@@ -494,72 +514,73 @@ class OutputsView(Mapping[str, dict[str, Any]]):
         return self._upto
 
 
-def _approval_requested(state: RunState, event: Event) -> None:
-    request = ApprovalRequested.of(event.data)
-    task = state.task(request.task)
-    state._move(task, TaskStatus.AWAITING_APPROVAL, event.at)
-    task.approval_deadline = request.deadline
+# -- the handlers: one per event type, reading the stored payload (see apply) ---------
 
 
-def _approval_granted(state: RunState, event: Event) -> None:
-    task = state.task(ApprovalAnswered.of(event.data).task)
-    state._move(task, TaskStatus.PENDING, event.at)
+def _approval_requested(state: RunState, event: Event, data: ApprovalRequestedData) -> None:
+    task = state.task(data["task"])
+    state._move(task, _AWAITING, event.at)
+    task.approval_deadline = data.get("deadline")
+
+
+def _approval_granted(state: RunState, event: Event, data: ApprovalAnsweredData) -> None:
+    task = state.task(data["task"])
+    state._move(task, _PENDING, event.at)
     task.approved = True
     task.approval_deadline = None
     state.push_ready(task)
 
 
-def _approval_answer(state: RunState, event: Event) -> None:
+def _approval_answer(
+    state: RunState, event: Event, data: ApprovalAnsweredData | ApprovalTimedOutData
+) -> None:
     """Rejected or timed out: the decider fails (or escalates) the task."""
-    model = ApprovalTimedOut if event.type is EventType.APPROVAL_TIMED_OUT else ApprovalAnswered
-    task = state.task(model.of(event.data).task)
-    if task.status is not TaskStatus.AWAITING_APPROVAL:
+    task = state.task(data["task"])
+    if task.status is not _AWAITING:
         raise IntegrityError(f"run {state.run_id}: task '{task.id}' is not awaiting approval")
 
 
-def _approval_escalated(state: RunState, event: Event) -> None:
-    state.task(ApprovalEscalated.of(event.data).task).approval_deadline = None
+def _approval_escalated(state: RunState, event: Event, data: ApprovalEscalatedData) -> None:
+    state.task(data["task"]).approval_deadline = None
 
 
-def _effect(state: RunState, event: Event) -> None:
+def _effect(state: RunState, event: Event, data: EffectRecordData) -> None:
     state.effects += 1
-    record = EffectRecord.of(event.data)
-    state._last = (event, record)
-    kind = record.kind
+    kind = data["kind"]
     if kind != "model" and kind != "tool":
         return
-    tid = record.task
+    tid = data["task"]
     task = state.tasks.get(tid)
     ids = ["run:", f"task:{tid}"]
     if task is not None and task.agent is not None:
         ids.append(f"agent:{task.agent}")
     if kind == "tool":
-        error = record.error
+        error = data["error"]
         if error is not None and ErrorRecord.of(error).kind == "budget_exceeded":
             return  # refused before it ran: not a call
         for sid in ids:
             state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1
         return
-    spend = record.spend
+    spend = data.get("spend")
     if spend:
         amount = Spend.from_dict(spend)
         for sid in ids:
             state.spent[sid] = state.spent.get(sid, _NO_SPEND) + amount
 
 
-def _resumed(state: RunState, event: Event) -> None:
-    if state.status is RunStatus.PAUSED:
-        state.status = RunStatus.RUNNING
+def _resumed(state: RunState, event: Event, data: object) -> None:
+    if state.status is _RUN_PAUSED:
+        state.status = _RUN_RUNNING
     if state.paused:
-        for task in state.tasks_in(TaskStatus.PAUSED):
-            state._move(task, TaskStatus.PENDING, event.at)
+        for task in state.tasks_in(_PAUSED):
+            state._move(task, _PENDING, event.at)
             state.push_ready(task)
 
 
-def _budget_raised(state: RunState, event: Event) -> None:
-    raised = BudgetRaised.of(event.data)
-    scope = Scope(raised.scope["kind"], raised.scope["key"])
-    limits = Limits.from_dict(raised.limits, scope.label)
+def _budget_raised(state: RunState, event: Event, data: BudgetRaisedData) -> None:
+    raised = data["scope"]
+    scope = Scope(raised["kind"], raised["key"])
+    limits = Limits.from_dict(data["limits"], scope.label)
     previous = state.raised.get(scope.id)
     state.raised[scope.id] = limits if previous is None else previous.merged(limits)
     state.has_budgets = True
@@ -568,15 +589,15 @@ def _budget_raised(state: RunState, event: Event) -> None:
     state.reported = {r for r in state.reported if r[0] != scope.id}
 
 
-def _interrupts_reset(state: RunState, event: Event) -> None:
+def _interrupts_reset(state: RunState, event: Event, data: InterruptsResetData) -> None:
     """``nexus resume --retry-interrupted``: the tasks held at the interrupt limit start afresh.
 
     The count of interruptions lives on the task's last error record (see the
     decider); it is set back to zero, so the next interruption is the first.
     """
-    for tid in InterruptsReset.of(event.data).tasks:
+    for tid in data["tasks"]:
         task = state.task(tid)
-        if task.status is not TaskStatus.RUNNING:
+        if task.status is not _RUNNING:
             raise IntegrityError(
                 f"run {state.run_id}: interrupts of task '{tid}' reset but it is not running"
             )
@@ -584,67 +605,65 @@ def _interrupts_reset(state: RunState, event: Event) -> None:
             task.error = {**task.error, "interrupts": 0}
 
 
-def _budget_reported(state: RunState, event: Event) -> None:
-    crossed = BudgetCrossed.of(event.data)
+def _budget_reported(state: RunState, event: Event, data: object) -> None:
+    crossed = BudgetCrossed.from_event(event)  # a few per run: the view's scope_id
     state.reported.add((crossed.scope_id, crossed.dimension, crossed.threshold))
 
 
-def _task_paused(state: RunState, event: Event) -> None:
-    state._move(state.task(TaskPaused.of(event.data).task), TaskStatus.PAUSED, event.at)
+def _task_paused(state: RunState, event: Event, data: TaskPausedData) -> None:
+    state._move(state.task(data["task"]), _PAUSED, event.at)
 
 
-def _run_paused(state: RunState, event: Event) -> None:
-    state.status = RunStatus.PAUSED
+def _run_paused(state: RunState, event: Event, data: object) -> None:
+    state.status = _RUN_PAUSED
 
 
-def _cancel_requested(state: RunState, event: Event) -> None:
+def _run_continued(state: RunState, event: Event, data: object) -> None:
+    """Nothing changes: the decider is asked to schedule on."""
+
+
+def _cancel_requested(state: RunState, event: Event, data: object) -> None:
     state.cancel_requested = True
 
 
-def _timer_fired(state: RunState, event: Event) -> None:
-    task = state.task(TimerFired.of(event.data).task)
-    state._move(task, TaskStatus.PENDING, event.at)
+def _timer_fired(state: RunState, event: Event, data: TimerFiredData) -> None:
+    task = state.task(data["task"])
+    state._move(task, _PENDING, event.at)
     task.not_before = None
     state.push_ready(task)
 
 
-def _attempt_started(state: RunState, event: Event) -> None:
-    started = AttemptStarted.of(event.data)
-    state._last = (event, started)
-    task = state.task(started.task)
-    task.agent = agent = started.agent
+def _attempt_started(state: RunState, event: Event, data: AttemptStartedData) -> None:
+    task = state.task(data["task"])
+    task.agent = agent = data.get("agent")
     if agent is not None:
         state.agent_turns[agent] = state.agent_turns.get(agent, 0) + 1
         state._script_start(task, agent)
-    state._move(task, TaskStatus.RUNNING, event.at)
-    task.attempts = started.attempt
+    state._move(task, _RUNNING, event.at)
+    task.attempts = data["attempt"]
     task.last_output = None
     task.last_error = None
     if task.started_at is None:
         task.started_at = event.at
 
 
-def _attempt_finished(state: RunState, event: Event) -> None:
-    finished = AttemptFinished.of(event.data)
-    state._last = (event, finished)
-    task = state.task(finished.task)
-    attempt = finished.attempt
-    if task.status is not TaskStatus.RUNNING or task.attempts != attempt:
+def _attempt_finished(state: RunState, event: Event, data: AttemptFinishedData) -> None:
+    task = state.task(data["task"])
+    attempt = data["attempt"]
+    if task.status is not _RUNNING or task.attempts != attempt:
         raise IntegrityError(
             f"run {state.run_id}: attempt {attempt} of task '{task.id}' "
             "finished but was not running"
         )
-    output = finished.output
-    task.last_output = None if output is ABSENT else output
-    task.last_error = finished.error
+    task.last_output = data.get("output")
+    task.last_error = data.get("error")
 
 
-def _expanded(state: RunState, event: Event) -> None:
-    expanded = TaskExpanded.of(event.data)
-    parent = state.task(expanded.task)
-    state._move(parent, TaskStatus.EXPANDED, event.at)
+def _expanded(state: RunState, event: Event, data: TaskExpandedData) -> None:
+    parent = state.task(data["task"])
+    state._move(parent, _EXPANDED, event.at)
     parent.started_at = event.at
-    items = expanded.items
+    items = data["items"]
     parent.waiting_on = len(items)
     if not items:
         state._parents_done.append(parent.id)
@@ -660,46 +679,47 @@ def _expanded(state: RunState, event: Event) -> None:
         heapq.heappush(state._ready, (state._rank[cid], cid))
 
 
-def _retry_scheduled(state: RunState, event: Event) -> None:
-    retry = RetryScheduled.of(event.data)
-    task = state.task(retry.task)
-    task.error = retry.error
-    task.not_before = retry.not_before
-    state._move(task, TaskStatus.RETRY_WAIT, event.at)
+def _retry_scheduled(state: RunState, event: Event, data: RetryScheduledData) -> None:
+    task = state.task(data["task"])
+    task.error = data["error"]
+    task.not_before = data["not_before"]
+    state._move(task, _RETRY_WAIT, event.at)
 
 
-def _interrupted(state: RunState, event: Event) -> None:
-    interrupted = AttemptInterrupted.of(event.data)
-    task = state.task(interrupted.task)
-    if task.status is not TaskStatus.RUNNING:
+def _interrupted(state: RunState, event: Event, data: AttemptInterruptedData) -> None:
+    task = state.task(data["task"])
+    if task.status is not _RUNNING:
         raise IntegrityError(f"run {state.run_id}: task '{task.id}' interrupted but not running")
-    task.last_error = interrupted.error
+    task.last_error = data["error"]
     state._script_interrupted(task)
 
 
-def _ended(to: TaskStatus) -> Any:
-    def handler(state: RunState, event: Event) -> None:
-        if to is TaskStatus.SUCCEEDED:
-            task = state.task(TaskSucceeded.of(event.data).task)
-            task.output = (
-                [state.tasks[c].output for c in task.children]
-                if task.status is TaskStatus.EXPANDED
-                else task.last_output
-            )
-            task.error = None
-        elif to is TaskStatus.FAILED:
-            failed = TaskFailed.of(event.data)
-            task = state.task(failed.task)
-            task.error = failed.error
-        else:
-            task = state.task(TaskEndedUnrun.of(event.data).task)
-        state._move(task, to, event.at)
+def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
+    task = state.task(data["task"])
+    task.output = (
+        [state.tasks[c].output for c in task.children]
+        if task.status is _EXPANDED
+        else task.last_output
+    )
+    task.error = None
+    state._move(task, _SUCCEEDED, event.at)
+
+
+def _failed(state: RunState, event: Event, data: TaskFailedData) -> None:
+    task = state.task(data["task"])
+    task.error = data["error"]
+    state._move(task, _FAILED, event.at)
+
+
+def _ended_unrun(to: TaskStatus) -> _Handler:
+    def handler(state: RunState, event: Event, data: TaskEndedUnrunData) -> None:
+        state._move(state.task(data["task"]), to, event.at)
 
     return handler
 
 
-def _run_ended(to: RunStatus) -> Any:
-    def handler(state: RunState, event: Event) -> None:
+def _run_ended(to: RunStatus) -> _Handler:
+    def handler(state: RunState, event: Event, data: object) -> None:
         state.status = to
         state.ended_at = event.at
 
@@ -708,11 +728,14 @@ def _run_ended(to: RunStatus) -> Any:
 
 _NO_SPEND = Spend()
 
-_HANDLERS: dict[EventType, Any] = {
+#: A handler reads the payload as its model's stored form (``nexus.domain.payload_data``).
+_Handler = Callable[[RunState, Event, Any], None]
+
+_BY_TYPE: dict[EventType, _Handler] = {
     EventType.RUN_RESUMED: _resumed,
     EventType.BUDGET_RAISED: _budget_raised,
     EventType.INTERRUPTS_RESET: _interrupts_reset,
-    EventType.RUN_CONTINUED: lambda state, event: None,  # the decider schedules on
+    EventType.RUN_CONTINUED: _run_continued,
     EventType.BUDGET_WARNING: _budget_reported,
     EventType.BUDGET_EXCEEDED: _budget_reported,
     EventType.TASK_PAUSED: _task_paused,
@@ -730,11 +753,18 @@ _HANDLERS: dict[EventType, Any] = {
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,
-    EventType.TASK_SUCCEEDED: _ended(TaskStatus.SUCCEEDED),
-    EventType.TASK_FAILED: _ended(TaskStatus.FAILED),
-    EventType.TASK_SKIPPED: _ended(TaskStatus.SKIPPED),
-    EventType.TASK_CANCELLED: _ended(TaskStatus.CANCELLED),
+    EventType.TASK_SUCCEEDED: _succeeded,
+    EventType.TASK_FAILED: _failed,
+    EventType.TASK_SKIPPED: _ended_unrun(TaskStatus.SKIPPED),
+    EventType.TASK_CANCELLED: _ended_unrun(TaskStatus.CANCELLED),
     EventType.RUN_SUCCEEDED: _run_ended(RunStatus.SUCCEEDED),
     EventType.RUN_FAILED: _run_ended(RunStatus.FAILED),
     EventType.RUN_CANCELLED: _run_ended(RunStatus.CANCELLED),
+}
+
+#: Each type's handler, with its payload model and the key tuples it has
+#: checked: ``apply`` checks the payload fits the model before the handler reads it.
+_HANDLERS: dict[EventType, tuple[_Handler, set[tuple[str, ...]], type[Payload]]] = {
+    _type: (handler, PAYLOADS[_type].CHECKED, PAYLOADS[_type])
+    for _type, handler in _BY_TYPE.items()
 }
