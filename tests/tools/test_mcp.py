@@ -47,6 +47,7 @@ from nexus.tools.mcp import (
     map_mcp_error,
     parse_mcp_servers,
 )
+from nexus.tools.mcp._call import CallGate
 from nexus.tools.mcp._convert import MCP_ERRORS
 from nexus.tools.pins import PinStore, ToolState, approve, status, tool_pin
 
@@ -265,34 +266,76 @@ class FakeClock:
         return self.now
 
 
-def test_breaker_state_machine() -> None:
+def gate(clock: FakeClock, threshold: int = 3) -> CallGate:
+    """The gate a connection puts in front of its breaker (consecutive failures, 10 s)."""
+    breaker = CircuitBreaker(failures=threshold, window=None, cooldown=10.0, clock=clock)
+    return CallGate("s", breaker)
+
+
+def test_breaker_state_machine(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
-    breaker = CircuitBreaker("s", threshold=3, cooldown=10.0, clock=clock)
+    calls = gate(clock)
+    breaker = calls.breaker
     for _ in range(2):
-        assert breaker.acquire() is False
-        breaker.record(False, trial=False, reason="timeout")
-    breaker.record(True, trial=False)  # a success resets the count
-    for _ in range(3):
-        breaker.acquire()
-        breaker.record(False, trial=False, reason="timeout")
+        permit = calls.admit()
+        assert not permit.probe
+        calls.settle(permit, False, "timeout")
+    calls.settle(calls.admit(), True)  # a success resets the count
+    assert calls.failures == 0
+    with caplog.at_level("WARNING", logger="nexus.tools.mcp"):
+        for _ in range(3):
+            calls.settle(calls.admit(), False, "timeout")
     assert breaker.state is BreakerState.OPEN
-    with pytest.raises(InfrastructureError, match="circuit open") as caught:
-        breaker.acquire()
+    assert [r.getMessage() for r in caplog.records] == ["MCP server 's': circuit opened (timeout)"]
+    with pytest.raises(InfrastructureError) as caught:
+        calls.admit()
+    assert caught.value.message == (
+        "MCP server 's': circuit open after 3 consecutive failure(s) (last: timeout); "
+        "calls fail fast for 10.0s"
+    )
     assert caught.value.retryable
     assert caught.value.retry_after == pytest.approx(10.0)
     clock.now += 10.0
     assert breaker.state is BreakerState.HALF_OPEN
-    assert breaker.acquire() is True  # the one trial
-    with pytest.raises(InfrastructureError):
-        breaker.acquire()  # no second trial while it is in flight
-    breaker.record(None, trial=True)  # cancelled: neither outcome
-    assert breaker.acquire() is True
-    breaker.record(False, trial=True, reason="still down")
+    trial = calls.admit()
+    assert trial.probe  # the one trial
+    with pytest.raises(InfrastructureError, match=r"fail fast for 0\.0s") as caught:
+        calls.admit()  # no second trial while it is in flight
+    assert caught.value.retry_after == pytest.approx(10.0)  # a whole cool-down, not 0
+    calls.settle(trial, None)  # cancelled: neither outcome
+    trial = calls.admit()
+    assert trial.probe
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nexus.tools.mcp"):
+        calls.settle(trial, False, "still down")
     assert breaker.state is BreakerState.OPEN
+    assert [r.getMessage() for r in caplog.records] == [
+        "MCP server 's': circuit opened (still down)"
+    ]
+    with pytest.raises(InfrastructureError, match=r"after 4 consecutive .* \(last: still down\)"):
+        calls.admit()
     clock.now += 10.0
-    assert breaker.acquire() is True
-    breaker.record(True, trial=True)
+    trial = calls.admit()
+    assert trial.probe
+    calls.settle(trial, True)
     assert breaker.state is BreakerState.CLOSED
+    assert calls.failures == 0
+
+
+def test_a_late_outcome_does_not_move_an_open_breaker() -> None:
+    """A call admitted before the circuit opened and settled after changes nothing."""
+    clock = FakeClock()
+    calls = gate(clock, threshold=1)
+    late_failure, late_success = calls.admit(), calls.admit()
+    calls.settle(calls.admit(), False, "timeout")
+    assert calls.breaker.state is BreakerState.OPEN
+    clock.now += 4.0
+    calls.settle(late_failure, False, "timeout")  # no new cool-down
+    calls.settle(late_success, True)  # does not close it
+    assert calls.breaker.state is BreakerState.OPEN
+    assert calls.breaker.retry_in() == pytest.approx(6.0)
+    with pytest.raises(InfrastructureError, match="after 2 consecutive"):
+        calls.admit()
 
 
 def test_every_mcp_error_code_is_mapped() -> None:
@@ -601,6 +644,35 @@ def test_errors_in_the_body_propagate_unwrapped(pins: PinStore) -> None:
 
     with pytest.raises(KeyError, match="from the body"):
         run(several())
+
+
+def test_reconnects_back_off_on_the_shared_curve(
+    pins: PinStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that keeps failing is retried after ~0.25 s, 0.5 s, 1 s...: the backoff
+    every retry in Nexus uses, with equal jitter (the delay is in the upper half)."""
+    from nexus.domain.resilience import backoff_delay
+    from nexus.tools.mcp import _supervisor
+
+    asked: list[tuple[int, dict[str, Any]]] = []
+
+    def recorded(failures: int, **kw: Any) -> float:
+        asked.append((failures, kw))
+        return 0.01  # the test need not wait the real delays
+
+    monkeypatch.setattr(_supervisor, "backoff_delay", recorded)
+    spec = McpServerSpec(name="mute", command="true", connect_timeout=2.0)
+
+    async def main() -> None:
+        async with connect(spec, pins):
+            await eventually(lambda: len(asked) >= 3)
+
+    run(main())
+    assert [failures for failures, _ in asked[:3]] == [1, 2, 3]
+    for failures, kw in asked[:3]:
+        ceiling = 0.25 * 2 ** (failures - 1)
+        assert ceiling / 2 <= backoff_delay(failures, **kw) < ceiling
+    assert backoff_delay(20, **asked[0][1]) <= 30.0
 
 
 # -- streamable HTTP, and several servers together -------------------------------------

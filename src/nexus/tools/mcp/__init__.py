@@ -31,19 +31,18 @@ The parts, each readable on its own (each imports only parts above it)::
     _spec        McpServerSpec, parse_mcp_servers: configuration (no SDK)
     _command     a stdio server's command: where it is, its launch record, how it starts
     _transport   the process or HTTP endpoint; stderr capture; the watched read stream
-    _breaker     the per-server circuit breaker
     _status      McpToolStatus, ServerStatus: what nexus tools shows
     _catalog     the listed tools: descriptors, lint findings, pins, states, refusals
     _link        the live session and the signals between its task and the callers
     _convert     SDK errors -> the Nexus error tree; results -> plain, untrusted JSON
-    _call        calling a tool: admission, deadline, breaker, errors, results
+    _call        calling a tool: admission, deadline, the circuit breaker, errors, results
     _supervisor  the task keeping a session up: start, serve, restart, stop
     _tool        McpTool: one tool as the Tool port
     _connection  McpConnection: the parts above wired together for one server
     _servers     McpServers: every server of a run
 """
 
-from nexus.tools.mcp._breaker import BreakerState, CircuitBreaker
+from nexus.domain.resilience import BreakerState, CircuitBreaker
 from nexus.tools.mcp._command import approve_launch, launch_record, resolve_command
 from nexus.tools.mcp._connection import McpConnection
 from nexus.tools.mcp._convert import map_mcp_error

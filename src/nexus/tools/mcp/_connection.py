@@ -9,8 +9,9 @@
   between that task and the callers),
 * a :class:`~nexus.tools.mcp._catalog.ToolCatalog` (the listed tools, their pins
   and states),
-* a circuit breaker and a :class:`~nexus.tools.mcp._call.ToolCaller` (calling
-  a tool: admission, deadline, errors, results).
+* a circuit breaker (:class:`nexus.domain.resilience.CircuitBreaker`) and a
+  :class:`~nexus.tools.mcp._call.ToolCaller` (calling a tool: admission,
+  deadline, errors, results).
 
 Each part is readable on its own; this class only wires them and answers for them.
 """
@@ -25,9 +26,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from nexus.domain.errors import InfrastructureError, PolicyDenied
+from nexus.domain.resilience import CircuitBreaker
 from nexus.tools.lint import LintConfig
-from nexus.tools.mcp._breaker import CircuitBreaker
-from nexus.tools.mcp._call import ToolCaller
+from nexus.tools.mcp._call import CallGate, ToolCaller
 from nexus.tools.mcp._catalog import ToolCatalog
 from nexus.tools.mcp._link import Link
 from nexus.tools.mcp._spec import McpServerSpec
@@ -81,14 +82,21 @@ class McpConnection:
         base = lint_config or LintConfig()
         lint = dataclasses.replace(base, ignore=base.ignore | spec.lint_ignore)
         self._breaker = CircuitBreaker(
-            spec.name, spec.breaker_threshold, spec.breaker_cooldown, clock
+            failures=spec.breaker_threshold,
+            window=None,  # consecutive failures; a success resets the count
+            cooldown=spec.breaker_cooldown,
+            clock=clock,
         )
         self._transport = Transport(spec)
         self._link = Link()
         self._catalog = ToolCatalog(spec.name, pins, lint, other_tools)
         self._supervisor = Supervisor(spec, pins, self._transport, self._link, self._catalog)
         self._caller = ToolCaller(
-            spec.name, spec.call_timeout, self._catalog, self._link, self._breaker
+            spec.name,
+            spec.call_timeout,
+            self._catalog,
+            self._link,
+            CallGate(spec.name, self._breaker),
         )
 
     @property

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nexus.domain.resilience import BreakerState
 from nexus.tools.lint import Finding
-from nexus.tools.mcp._breaker import BreakerState
 from nexus.tools.pins import ToolState
 
 __all__ = ["McpToolStatus", "ServerStatus"]

@@ -6,8 +6,9 @@ since the last start), opens the transport, completes the handshake and the
 first ``tools/list`` within ``connect_timeout``, then serves the session: it
 pings the server after a call timed out (and restarts it if it does not
 answer), re-lists on ``notifications/tools/list_changed``, and reconnects when
-the transport breaks. Between attempts it waits a capped, jittered exponential
-backoff, reset by every attempt that got a session.
+the transport breaks. Between attempts it waits the backoff every retry in Nexus
+uses (:func:`nexus.domain.resilience.backoff_delay`: 0.25 s doubling to 30 s,
+equal jitter), reset by every attempt that got a session.
 
 The SDK's context managers are entered and exited by this one task; stopping is
 cooperative (an anyio cancel scope), never ``Task.cancel()``: the SDK's stdio
@@ -29,6 +30,7 @@ from mcp import ClientSession, types
 from mcp.shared.exceptions import MCPError
 
 from nexus.domain.errors import InfrastructureError, PolicyDenied
+from nexus.domain.resilience import backoff_delay
 from nexus.tools.mcp._catalog import ToolCatalog
 from nexus.tools.mcp._command import approve_launch, launch_record
 from nexus.tools.mcp._link import Link
@@ -116,7 +118,7 @@ class Supervisor:
         """Keep a session to the server until :meth:`shutdown`; reconnect with backoff."""
         if self._task is None:
             self._task = asyncio.current_task()
-        delay = _BACKOFF_INITIAL
+        failures = 0  # attempts since the last one that got a session
         while not self._stopping():
             before = self.connects
             self._noted = False
@@ -131,10 +133,17 @@ class Supervisor:
                 self._transport.close_stderr()
             if self._stopping():
                 break
-            if self.connects > before:
-                delay = _BACKOFF_INITIAL
-            await self._sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, _BACKOFF_MAX)
+            failures = 1 if self.connects > before else failures + 1
+            await self._sleep(
+                backoff_delay(
+                    failures,
+                    initial=_BACKOFF_INITIAL,
+                    multiplier=2.0,
+                    cap=_BACKOFF_MAX,
+                    rng=random,
+                    jitter="equal",  # [ceiling / 2, ceiling)
+                )
+            )
 
     def _stopping(self) -> bool:  # a call, so that type checkers do not narrow it
         return self._closing
