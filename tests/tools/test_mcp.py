@@ -123,6 +123,15 @@ CTX = ToolContext(
 )
 
 
+def test_the_package_exports_its_public_names() -> None:
+    """Importers use ``nexus.tools.mcp``, never its private modules."""
+    import nexus.tools.mcp as package
+
+    missing = [n for n in package.__all__ if getattr(package, n, None) is None]
+    assert missing == []
+    assert package.CircuitBreaker.__module__ == "nexus.domain.resilience"  # the shared one
+
+
 # -- specs -----------------------------------------------------------------------------
 
 
