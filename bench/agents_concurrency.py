@@ -5,9 +5,9 @@ fake provider with 50 ms latency finish within 1.5x the ideal time on 2 cores
 with bounded memory. The ideal is ``calls x latency`` (0.5 s): every agent's
 calls are sequential, all agents run at once. ``ratio = wall time / ideal``.
 
-The fake provider is in process: its ``complete`` awaits
-``asyncio.sleep(latency)`` and returns a ``ModelResponse`` with usage; no SDK,
-no HTTP (``bench/gateway_overhead.py`` measures those per call). Variants:
+The fake provider is in process: the test kit's ``TestModel`` (``nexus.testing``)
+with ``delay=latency``, answering each call with a ``ModelResponse`` with usage; no
+SDK, no HTTP (``bench/gateway_overhead.py`` measures those per call). Variants:
 
 * ``asyncio floor`` -- N tasks that only ``await asyncio.sleep(latency)`` M
   times: what the event loop alone costs at this scale (no Nexus code);
@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ from nexus.gateway.base import (
 from nexus.gateway.pricing import PricingTable
 from nexus.gateway.resilience import BreakerBoard, ResilientProvider
 from nexus.store.sqlite import SQLiteStore
+from nexus.testing import TestModel
 
 #: The claim: wall time within 1.5x the ideal.
 FLOOR_RATIO = 1.5
@@ -93,29 +94,27 @@ PRICING = PricingTable.from_mapping(
 WARMUP_AGENTS = 20
 
 
-class FakeModel:
-    """Answers after ``latency`` seconds; asks for ``noop`` until step ``calls``.
+def fake_model(latency: float, calls: int) -> TestModel:
+    """The kit's model: answers after ``latency`` seconds; asks for ``noop`` until step ``calls``.
 
     The step is the number of assistant messages in the request (the answers
     this conversation already had), as the ``scripted`` provider counts it.
     Usage: a prompt token per four characters of the messages, 12 completion
-    tokens for a tool call and 20 for the final answer.
+    tokens for a tool call and 20 for the final answer. Nothing is recorded
+    (``record=False``): thousands of agents share it.
     """
 
-    def __init__(self, latency: float, calls: int) -> None:
-        self.latency = latency
-        self.calls = calls
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        await asyncio.sleep(self.latency)
+    def answer(request: ModelRequest) -> ModelResponse:
         step = sum(1 for m in request.messages if m.role == "assistant")
         prompt = sum(len(m.content) for m in request.messages) // 4
-        if step < self.calls - 1:
+        if step < calls - 1:
             call = ToolCall(f"call_{step}", "noop", json.dumps({"step": step}))
             usage = Usage(prompt_tokens=prompt, completion_tokens=12)
             return ModelResponse("", request.model, usage, (call,), "tool_calls")
         usage = Usage(prompt_tokens=prompt, completion_tokens=20)
         return ModelResponse(f"done after {step} tool calls", request.model, usage, (), "stop")
+
+    return TestModel(answer, delay=latency, record=False)
 
 
 # -- gateway level --------------------------------------------------------------------------
@@ -156,7 +155,7 @@ async def gateway_agent(
 
 async def gateway_run(variant: str, agents: int, calls: int, latency: float) -> dict[str, Any]:
     # the fake answers at once (final text) on every call: one step per request
-    provider = ResilientProvider(FakeModel(latency, 1), breakers=BreakerBoard())
+    provider = ResilientProvider(fake_model(latency, 1), breakers=BreakerBoard())
     ledger = None
     if variant == "ledger":
         ledger = BudgetLedger({Scope("run"): Limits(usd=Decimal("1000"))})
@@ -218,7 +217,7 @@ def agent_plan(agents: int, calls: int, workspace: Path) -> Plan:
 
 
 async def engine_run(agents: int, calls: int, latency: float) -> dict[str, Any]:
-    provider = ResilientProvider(FakeModel(latency, calls), breakers=BreakerBoard())
+    provider = ResilientProvider(fake_model(latency, calls), breakers=BreakerBoard())
     registry = ProviderRegistry({"fake": lambda spec: provider})
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         home = Path(tmp)

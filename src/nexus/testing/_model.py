@@ -366,7 +366,9 @@ class TestModel:
         """Answer ``request`` with the script's entry for it (or raise its error)."""
         reply = self._begin(request, context)
         try:
-            await self._wait(reply)
+            delay = self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
+            if delay:
+                await asyncio.sleep(delay)
             if isinstance(reply, ModelResponse):
                 return reply
             if reply.error is not None:
@@ -384,7 +386,11 @@ class TestModel:
         try:
             reply = self._begin(request, context)
             try:
-                await self._wait(reply)
+                delay = (
+                    self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
+                )
+                if delay:
+                    await asyncio.sleep(delay)
                 if isinstance(reply, ModelResponse):
                     for piece in _words(reply.text):
                         yield TextDelta(piece)
@@ -446,17 +452,11 @@ class TestModel:
                 f"but its script has {len(self._script)} entries and repeat_last=False"
             )
         answer = entry(request) if callable(entry) else entry
-        reply = answer if isinstance(answer, Reply) else _as_reply(answer, index)
+        reply = answer if isinstance(answer, Reply | ModelResponse) else _as_reply(answer, index)
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
         return reply
-
-    async def _wait(self, reply: Reply | ModelResponse) -> None:
-        """Sleep the model's delay plus the reply's own."""
-        delay = self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
-        if delay:
-            await asyncio.sleep(delay)
 
     @staticmethod
     def _error(error: Fault | BaseException, request: ModelRequest) -> BaseException:
@@ -484,11 +484,9 @@ class TestModel:
         )
 
 
-def _as_reply(answer: object, index: int) -> Reply | ModelResponse:
+def _as_reply(answer: object, index: int) -> Reply:
     if isinstance(answer, str):
         return Reply(answer)
-    if isinstance(answer, Reply | ModelResponse):
-        return answer
     if isinstance(answer, Fault):
         return Reply(error=answer, delay=answer.delay)
     if isinstance(answer, BaseException):
