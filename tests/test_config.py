@@ -558,6 +558,9 @@ hosts = ["GPU-Box.internal:11434", "127.0.0.1"]
     }
     empty = load(tmp_path, "[residency]\n").residency
     assert empty == {"strict": False, "providers": [], "hosts": []}
+    offline = load(tmp_path, "[residency]\nproviders = ['cassette', 'replay:a.yaml']\n")
+    assert offline.residency is not None
+    assert offline.residency["providers"] == ["cassette", "replay:a.yaml"]
 
 
 @pytest.mark.parametrize(

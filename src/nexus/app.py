@@ -16,11 +16,11 @@ all get the same parts:
   pin, built once per project (:meth:`Project.tools`); the MCP servers of
   ``[mcp_servers]`` plus the plan's own (the plan wins on a name clash),
   connected while the engine is open;
-* models: ``scripted``, ``replay:<cassette>`` (resolved against the workflow
-  file's folder), and the SDK providers configured by ``[providers]``, held to
-  ``[residency]``; with ``[cache] enabled`` each SDK provider answers from the
-  response cache first; with ``record`` every model exchange is saved to a
-  cassette as it happens;
+* models: ``scripted``, ``cassette:<path>`` (or ``replay:<path>``, resolved
+  against the workflow file's folder), and the SDK providers configured by
+  ``[providers]``, held to ``[residency]``; with ``[cache] enabled`` each SDK
+  provider answers from the response cache first; with ``record`` every model
+  exchange is saved to a cassette as it happens;
 * money: the pricing table with ``[pricing]`` over it, the tenant and its
   ``[budgets.tenant]``, the default ``[budgets.run]``;
 * protection: the home and the configuration file in use are trusted paths no
@@ -159,7 +159,7 @@ class Project:
             plan: the plan it will drive; its MCP servers and ``[mcp_servers]``
                 are connected. None (a replay) connects none: a replay executes
                 no tool.
-            base_dir: where ``replay:`` cassette paths are resolved (the
+            base_dir: where ``cassette:`` paths are resolved (the
                 workflow file's folder; default: the working directory).
             record: save every model exchange to this cassette file.
             tools: the tools tasks may name (default: :meth:`tools`).
@@ -238,7 +238,7 @@ async def _providers(
 ) -> ProviderRegistry:
     """The model providers: offline ones, the SDK ones of ``[providers]`` (cached,
     held to ``[residency]``), each recording to ``record`` when given."""
-    from nexus.gateway.cassette import Cassette, RecordingProvider
+    from nexus.gateway.cassette import CASSETTE_PREFIXES, Cassette, RecordingProvider
 
     sdk = SDKProviders(config.providers, residency=_residency(config))
     stack.push_async_callback(sdk.aclose)
@@ -259,7 +259,7 @@ async def _providers(
     recorded = ProviderRegistry()
     for prefix in registry.prefixes():
         factory = registry.factory(prefix)
-        if prefix != "replay":
+        if prefix not in CASSETTE_PREFIXES:
             factory = _wrapped(factory, lambda p: RecordingProvider(p, cassette, autosave=True))
         recorded.add(prefix, factory)
     return recorded

@@ -251,7 +251,7 @@ _Positive = Annotated[StrictInt, Field(gt=0)]
 _TENANT = re.compile(r"[A-Za-z0-9_.-]+")
 _TOOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _PROVIDER = re.compile(r"([a-z_]+)(?::\S+)?")  # a prefix, or provider:model (globs allowed)
-_RESIDENCY_PREFIXES = (*SDK_PREFIXES, "scripted", "replay")
+_RESIDENCY_PREFIXES = (*SDK_PREFIXES, "scripted", "cassette", "replay")
 
 
 class _Strict(BaseModel):

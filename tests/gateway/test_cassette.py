@@ -1,4 +1,7 @@
-"""Record and replay: cassettes recorded through the real SDK adapters, replayed offline.
+"""Cassettes: recorded through the real SDK adapters, then answering offline.
+
+``cassette:<path>`` models are served from a cassette; ``replay:<path>``, the
+provider's former name, still is (and is what runs recorded before the rename hold).
 
 Run this file as a script to re-record ``examples/cassettes/release-notes.yaml``
 from the fake server: ``.venv/bin/python tests/gateway/test_cassette.py``.
@@ -10,7 +13,9 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import NotFoundError, UserError
+from nexus.domain.events import EventType
 from nexus.domain.plan import AgentSpec
+from nexus.engine import Engine
 from nexus.gateway.anthropic_provider import AnthropicProvider
 from nexus.gateway.base import (
     ChatMessage,
@@ -47,14 +54,22 @@ from nexus.gateway.base import (
     Usage,
 )
 from nexus.gateway.cassette import (
+    CASSETTE_PREFIXES,
     Cassette,
+    CassetteProvider,
+    CassetteProviders,
     Interaction,
     RecordingProvider,
     ReplayProvider,
+    ReplayProviders,
+    cassette_factory,
     match_key,
     replay_factory,
 )
+from nexus.gateway.factory import offline_providers
 from nexus.gateway.openai_compat import OpenAICompatProvider
+from nexus.planning.workflow import compile_workflow
+from nexus.store.sqlite import SQLiteStore
 from nexus.testing import Reply, TestModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +91,7 @@ def cassette_of(*pairs: tuple[ModelRequest, str]) -> Cassette:
 
 def replay_model(request: ModelRequest, path: str = "cassette.yaml") -> ModelRequest:
     return ModelRequest(
-        model=f"replay:{path}",
+        model=f"cassette:{path}",
         messages=request.messages,
         turn=request.turn,
         tools=request.tools,
@@ -133,8 +148,8 @@ def test_record_then_replay_offline_gives_identical_responses(
     assert SECRET not in saved.read_text(encoding="utf-8")  # ...and never written
     server.reset()
 
-    registry = ProviderRegistry({"replay": replay_factory(tmp_path)})
-    agent = AgentSpec(name="writer", model="replay:cassettes/cassette.yaml")
+    registry = ProviderRegistry({"cassette": cassette_factory(tmp_path)})
+    agent = AgentSpec(name="writer", model="cassette:cassettes/cassette.yaml")
     replay = registry.provider_for(agent)
 
     async def play() -> tuple[ModelResponse, list[str], ModelResponse]:
@@ -208,7 +223,7 @@ def test_matching_ignores_the_model_only() -> None:
 
 def test_first_unused_match_then_reuse() -> None:
     q = ask("Pick a codename")
-    provider = ReplayProvider(cassette_of((q, "Aurora"), (ask("other"), "x"), (q, "Borealis")))
+    provider = CassetteProvider(cassette_of((q, "Aurora"), (ask("other"), "x"), (q, "Borealis")))
 
     async def main() -> list[str]:
         return [(await provider.complete(replay_model(q), {})).text for _ in range(4)]
@@ -217,14 +232,14 @@ def test_first_unused_match_then_reuse() -> None:
 
 
 def test_no_match_names_the_cassette_its_size_and_the_request() -> None:
-    provider = ReplayProvider(
-        cassette_of((ask("a"), "1"), (ask("b"), "2")), name="replay:demo.yaml"
+    provider = CassetteProvider(
+        cassette_of((ask("a"), "1"), (ask("b"), "2")), name="cassette:demo.yaml"
     )
     long = "Please write the release notes for version 0.4.0 " * 5
     with pytest.raises(NotFoundError) as caught:
         asyncio.run(provider.complete(ask(long), {}))
     message = caught.value.message
-    assert "cassette replay:demo.yaml" in message
+    assert "cassette cassette:demo.yaml" in message
     assert "2 recorded interactions" in message
     assert "Please write the release notes for version 0.4.0 Please" in message
     assert long.strip() not in message
@@ -235,7 +250,7 @@ def test_no_match_names_the_cassette_its_size_and_the_request() -> None:
 def test_stream_splits_text_on_whitespace() -> None:
     text = "## v0.4.0\n\n- Response cache\n- Replay provider for cassettes, offline  \n"
     q = ask("notes")
-    provider = ReplayProvider(cassette_of((q, text)))
+    provider = CassetteProvider(cassette_of((q, text)))
     texts, end = asyncio.run(collect(provider.stream(q, {})))
     assert "".join(texts) == text == end.text
     assert 1 < len(texts) <= 4
@@ -243,7 +258,7 @@ def test_stream_splits_text_on_whitespace() -> None:
         assert before[-1].isspace()
         assert not after[0].isspace()
 
-    empty = ReplayProvider(cassette_of((q, "")))
+    empty = CassetteProvider(cassette_of((q, "")))
     texts, end = asyncio.run(collect(empty.stream(q, {})))
     assert texts == []
     assert end.text == ""
@@ -353,18 +368,126 @@ def test_missing_cassette_is_not_found(tmp_path: Path) -> None:
 # -- the factory --------------------------------------------------------------------------
 
 
-def test_factory_resolves_paths_and_loads_each_cassette_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix", ["cassette", "replay"])
+def test_factory_resolves_paths_and_loads_each_cassette_once(tmp_path: Path, prefix: str) -> None:
     path = cassette_of((ask("a"), "1")).save(tmp_path / "sub" / "c.yaml")
-    factory = replay_factory(tmp_path)
-    relative = factory(AgentSpec(name="one", model="replay:sub/c.yaml"))
-    absolute = factory(AgentSpec(name="two", model=f"replay:{path}"))
+    factory = cassette_factory(tmp_path)
+    relative = factory(AgentSpec(name="one", model=f"{prefix}:sub/c.yaml"))
+    absolute = factory(AgentSpec(name="two", model=f"{prefix}:{path}"))
     assert relative is absolute
     assert relative.name == str(path.resolve())
 
     with pytest.raises(NotFoundError, match=r"agent 'three': cassette .*missing\.yaml"):
-        factory(AgentSpec(name="three", model="replay:missing.yaml"))
-    with pytest.raises(UserError, match=r"agent 'four'.*not a replay model"):
+        factory(AgentSpec(name="three", model=f"{prefix}:missing.yaml"))
+    with pytest.raises(
+        UserError,
+        match=r"agent 'four': model 'openai:gpt-4.1' is not a cassette model "
+        r"\(cassette:<cassette path>\)",
+    ):
         factory(AgentSpec(name="four", model="openai:gpt-4.1"))
+
+
+def test_cassette_and_its_former_name_replay_are_one_provider(tmp_path: Path) -> None:
+    cassette_of((ask("a"), "first"), (ask("a"), "second")).save(tmp_path / "c.yaml")
+    registry = offline_providers(tmp_path)
+    assert set(CASSETTE_PREFIXES) == {"cassette", "replay"}
+    assert registry.prefixes() == ("cassette", "replay", "scripted")
+    new = registry.provider_for(AgentSpec(name="new", model="cassette:c.yaml"))
+    old = registry.provider_for(AgentSpec(name="old", model="replay:c.yaml"))
+    assert new is old  # one file, one order of "first unused"
+
+    async def main() -> list[str]:
+        return [
+            (await new.complete(replay_model(ask("a")), {})).text,
+            (await old.complete(replay_model(ask("a")), {})).text,
+        ]
+
+    assert asyncio.run(main()) == ["first", "second"]
+    # the former names are the same objects
+    assert ReplayProvider is CassetteProvider
+    assert ReplayProviders is CassetteProviders
+    assert replay_factory is cassette_factory
+
+
+@pytest.mark.parametrize("prefix", ["cassette", "replay"])
+def test_the_registry_checks_cassettes_named_either_way(tmp_path: Path, prefix: str) -> None:
+    Cassette(path=tmp_path / "good.yaml").save()
+    registry = offline_providers(tmp_path)
+    agent = AgentSpec(
+        name="w",
+        model="scripted:w",
+        fallbacks=("cassette:good.yaml", "replay:good.yaml"),
+        tiers={"large": f"{prefix}:nope.yaml"},
+    )
+    with pytest.raises(UserError) as caught:
+        registry.check(agent)
+    assert caught.value.message == (
+        f"agent 'w': model '{prefix}:nope.yaml': cassette {tmp_path / 'nope.yaml'} does not exist"
+    )
+    registry.check(replace(agent, tiers={}))  # the good ones load
+
+
+FIXTURE = ROOT / "tests" / "fixtures" / "events" / "cassette.yaml"
+
+
+def run_answered_from(prefix: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run whose agent's model, fallback and tier are ``<prefix>:cassette.yaml``;
+    its ``attempt.started`` and the task's output."""
+    shutil.copyfile(FIXTURE, folder / "cassette.yaml")
+    model = f"{prefix}:cassette.yaml"
+    plan = compile_workflow(
+        {
+            "version": 1,
+            "name": "answered",
+            "agents": {
+                "writer": {
+                    "model": model,
+                    "instructions": "Write tersely.",
+                    "fallbacks": [model],
+                    "tiers": {"small": model},
+                }
+            },
+            "tasks": {
+                "draft": {
+                    "agent": "writer",
+                    "prompt": "Write add().",
+                    "complexity": "small",
+                    "max_cost": 0.01,
+                }
+            },
+        },
+        base_dir=folder,
+    )
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        store = SQLiteStore.open(folder / "nexus.db")
+        try:
+            result = await Engine(store, providers=offline_providers(folder)).start(plan)
+            assert result.status == "succeeded"
+            events = await store.load(result.run_id)
+        finally:
+            await store.close()
+        (started,) = [e.data for e in events if e.type is EventType.ATTEMPT_STARTED]
+        (finished,) = [e.data for e in events if e.type is EventType.ATTEMPT_FINISHED]
+        return dict(started), dict(finished["output"])
+
+    return asyncio.run(main())
+
+
+def test_a_run_is_answered_and_routed_alike_by_cassette_and_replay(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old").mkdir()
+    new_attempt, new_output = run_answered_from("cassette", tmp_path / "new")
+    old_attempt, old_output = run_answered_from("replay", tmp_path / "old")
+    assert new_output == old_output
+    assert new_output["text"] == "def add(a, b): return a + b"
+    # the model is recorded as written; routing knows both names (tier, price, latency)
+    assert new_attempt["model"] == "cassette:cassette.yaml"
+    assert old_attempt["model"] == "replay:cassette.yaml"
+    assert json.dumps(new_attempt["model_route"]).replace("cassette:", "replay:") == json.dumps(
+        old_attempt["model_route"]
+    )
+    assert new_attempt["model_route"]["considered"][0]["est_cost"] == "0"
 
 
 # -- the example cassette -----------------------------------------------------------------
@@ -450,9 +573,9 @@ def test_example_cassette_is_current(server: FakeServer, tmp_path: Path) -> None
 
 def test_example_cassette_replays(server: FakeServer) -> None:
     first, second = release_notes_requests()
-    factory = replay_factory(ROOT)
+    factory = cassette_factory(ROOT)
     provider = factory(
-        AgentSpec(name="notes", model="replay:examples/cassettes/release-notes.yaml")
+        AgentSpec(name="notes", model="cassette:examples/cassettes/release-notes.yaml")
     )
 
     async def main() -> tuple[ModelResponse, list[str], ModelResponse]:

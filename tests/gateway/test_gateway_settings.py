@@ -173,6 +173,7 @@ def test_default_providers_keep_scripted_and_add_the_sdk_ones() -> None:
     registry = default_providers(environ={})
     assert registry.prefixes() == (
         "anthropic",
+        "cassette",
         "ollama",
         "openai",
         "openai_compatible",

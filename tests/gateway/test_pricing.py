@@ -68,6 +68,7 @@ def test_lookups_strip_dates_and_use_wildcards() -> None:
     assert cost_of(usage, "anthropic:claude-sonnet-4-5-20250929") == Decimal(3)
     assert cost_of(usage, "openai:gpt-4.1-mini-2025-04-14") == Decimal("0.40")
     assert cost_of(usage, "ollama:qwen2.5-coder") == 0
+    assert cost_of(usage, "cassette:c.yaml") == cost_of(usage, "replay:c.yaml") == 0
     with pytest.raises(NotFoundError):
         cost_of(usage, "openai:gpt-unknown")
 

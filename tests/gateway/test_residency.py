@@ -33,7 +33,7 @@ def test_non_strict_allows_everything() -> None:
 
 def test_offline_providers_are_always_allowed() -> None:
     closed = Residency(strict=True)
-    for model in ("scripted:planner", "replay:demo.yaml"):
+    for model in ("scripted:planner", "cassette:demo.yaml", "replay:demo.yaml"):
         assert closed.denies(model) is None
         closed.check_endpoint(model, "https://api.openai.com/v1")
     assert closed.denies("ollama:qwen") == "provider not allowed; allowed: none"

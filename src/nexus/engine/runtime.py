@@ -318,7 +318,7 @@ class Engine:
 
         Every provider factory that can check ahead is asked
         (:meth:`~nexus.gateway.base.ProviderRegistry.check`). Today that means
-        ``replay:<cassette>`` models (the agent's model, its fallbacks and
+        ``cassette:<path>`` models (the agent's model, its fallbacks and
         tiers): each cassette is loaded here, once, so a missing or malformed
         file stops the run before it starts instead of failing every task at
         its first model call. Other providers connect lazily and are not
@@ -390,7 +390,7 @@ class Engine:
         ``nexus cost`` can compare it with what the run really spent.
 
         Raises:
-            UserError: a ``replay:`` model's cassette is missing or malformed
+            UserError: a ``cassette:`` model's file is missing or malformed
                 (see :meth:`check_models`); nothing is recorded.
             BudgetExceeded: the estimate exceeds a budget and ``force`` is not set.
         """

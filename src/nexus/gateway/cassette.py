@@ -1,10 +1,15 @@
-"""Record and replay: real model exchanges stored in a YAML cassette, served offline.
+"""Cassettes: real model exchanges stored in a YAML file, served offline.
 
 ``nexus run FILE --record cassette.yaml`` wraps each provider in a
 :class:`RecordingProvider`, which appends every exchange to a
-:class:`Cassette`; agents whose model is ``replay:<cassette path>`` are then
-answered by a :class:`ReplayProvider` from that file, with no network. This is
-how demos and tests use real transcripts.
+:class:`Cassette`; agents whose model is ``cassette:<cassette path>`` are then
+answered by a :class:`CassetteProvider` from that file, with no network. This
+is how demos and tests use real transcripts.
+
+``replay:<cassette path>`` is the same provider under its former name, still
+accepted (:data:`CASSETTE_PREFIXES`): "replay" means re-executing a run's log
+(``nexus replay``). A model string is recorded as the workflow wrote it, so
+runs made with ``replay:`` keep their bytes and replay as they were.
 
 The file format (YAML, read and written with PyYAML's safe loader and dumper)::
 
@@ -14,25 +19,25 @@ The file format (YAML, read and written with PyYAML's safe loader and dumper)::
       response: {text: ..., model: openai:gpt-4.1-mini, usage: {...}}
 
 ``request`` and ``response`` are exactly :meth:`ModelRequest.to_dict` and
-:meth:`ModelResponse.to_dict`, so a replayed response is the recorded one,
+:meth:`ModelResponse.to_dict`, so a served response is the recorded one,
 byte for byte in canonical JSON. Requests hold messages and tool schemas,
 never credentials: API keys live in the SDK clients, not in requests. Secret
 values the process knows (``*_API_KEY`` variables, and the secret inputs of
 the run making the call: :func:`nexus.redaction.redact_values`) are replaced
-by ``[redacted]`` in what is recorded, and a replayed request is matched with
+by ``[redacted]`` in what is recorded, and a request is matched with
 them replaced too.
 
-**Matching.** A replayed request is matched on its canonical JSON with
-``model`` removed: the recording named the real model, the replaying agent
-names ``replay:...``. The first *unused* interaction with the same request
+**Matching.** A request is matched on its canonical JSON with
+``model`` removed: the recording named the real model, the answered agent
+names ``cassette:...``. The first *unused* interaction with the same request
 answers; once every match has been used, the first match answers again (an
 agent asking the same question twice gets the same answer rather than an
 error). No match is a :class:`~nexus.domain.errors.NotFoundError` naming the
 cassette, its size, and the request's last user message.
 
-**Cost.** A replayed response keeps the recorded ``model`` and ``usage``, so
-cost accounting of a replayed run shows what the real calls cost (that is what
-a demo wants to show); nothing is spent.
+**Cost.** A response served from a cassette keeps the recorded ``model`` and
+``usage``, so cost accounting of such a run shows what the real calls cost
+(that is what a demo wants to show); nothing is spent.
 """
 
 from __future__ import annotations
@@ -67,17 +72,24 @@ from nexus.gateway.base import (
 from nexus.redaction import redact_values
 
 __all__ = [
+    "CASSETTE_PREFIXES",
     "CASSETTE_VERSION",
     "Cassette",
+    "CassetteProvider",
+    "CassetteProviders",
     "Interaction",
     "RecordingProvider",
     "ReplayProvider",
     "ReplayProviders",
+    "cassette_factory",
     "match_key",
     "replay_factory",
 ]
 
 CASSETTE_VERSION = 1
+#: The model prefixes served from a cassette: ``cassette``, and ``replay``, its
+#: former name, kept so workflows and recorded runs that use it still work.
+CASSETTE_PREFIXES = ("cassette", "replay")
 _SNIPPET = 80
 
 
@@ -93,7 +105,7 @@ class Interaction:
 
 
 def match_key(request: Mapping[str, Any]) -> str:
-    """The digest a replay matches on: the canonical request without ``model``."""
+    """The digest a request is matched on: the canonical request without ``model``."""
     return digest({name: value for name, value in request.items() if name != "model"})
 
 
@@ -327,7 +339,7 @@ class RecordingProvider:
             await close_if_closable(events)
 
 
-# -- replay -------------------------------------------------------------------------------
+# -- answering from a cassette --------------------------------------------------------------
 
 
 def _last_user_message(request: ModelRequest, redact: Callable[[str], str]) -> str:
@@ -346,7 +358,7 @@ def _pieces(text: str, parts: int = 4) -> list[str]:
     return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
-class ReplayProvider:
+class CassetteProvider:
     """Answers from a cassette, offline; see the module docstring for matching.
 
     Args:
@@ -363,7 +375,7 @@ class ReplayProvider:
         self._used: set[int] = set()
 
     def __repr__(self) -> str:
-        return f"ReplayProvider({self.name!r}, {len(self.cassette)} interactions)"
+        return f"CassetteProvider({self.name!r}, {len(self.cassette)} interactions)"
 
     def _answer(self, request: ModelRequest) -> ModelResponse:
         asked = plain_json(request.to_dict())
@@ -400,46 +412,47 @@ class ReplayProvider:
         yield StreamEnd(response)
 
 
-class ReplayProviders:
-    """The ``replay`` provider factory: one :class:`ReplayProvider` per cassette file.
+class CassetteProviders:
+    """The ``cassette`` provider factory: one :class:`CassetteProvider` per cassette file.
 
-    ``replay:<path>`` resolves ``path`` against ``base_dir`` (an absolute path
-    is used as is). Each file is loaded once, and every agent naming it shares
-    one provider, so "first unused interaction" follows the whole run's order.
+    ``cassette:<path>`` (or ``replay:<path>``) resolves ``path`` against
+    ``base_dir`` (an absolute path is used as is). Each file is loaded once, and
+    every agent naming it, by either prefix, shares one provider, so "first
+    unused interaction" follows the whole run's order.
     :meth:`check` loads an agent's cassettes ahead of time: the engine calls it
     before a run starts, so a missing or broken file is a ``UserError`` then.
     """
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = Path(base_dir)
-        self._providers: dict[Path, ReplayProvider] = {}
+        self._providers: dict[Path, CassetteProvider] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"ReplayProviders({str(self.base_dir)!r}, loaded={len(self._providers)})"
+        return f"CassetteProviders({str(self.base_dir)!r}, loaded={len(self._providers)})"
 
     def resolve(self, model: str) -> Path:
-        """The cassette file ``replay:<path>`` names."""
+        """The cassette file ``cassette:<path>`` names."""
         prefix, name = split_model(model)
-        if prefix != "replay":
-            raise UserError(f"model '{model}' is not a replay model (replay:<cassette path>)")
+        if prefix not in CASSETTE_PREFIXES:
+            raise UserError(f"model '{model}' is not a cassette model (cassette:<cassette path>)")
         return (self.base_dir / Path(name).expanduser()).resolve()
 
-    def _provider(self, model: str) -> ReplayProvider:
+    def _provider(self, model: str) -> CassetteProvider:
         path = self.resolve(model)
         with self._lock:
             provider = self._providers.get(path)
             if provider is None:
-                provider = ReplayProvider(Cassette.load(path), name=str(path))
+                provider = CassetteProvider(Cassette.load(path), name=str(path))
                 self._providers[path] = provider
         return provider
 
-    def __call__(self, agent: AgentSpec) -> ReplayProvider:
-        """The provider for ``agent`` (whose model is ``replay:<path>``).
+    def __call__(self, agent: AgentSpec) -> CassetteProvider:
+        """The provider for ``agent`` (whose model is ``cassette:<path>``).
 
         Raises:
             NotFoundError: the cassette does not exist.
-            UserError: the model is not ``replay:...`` or the cassette is malformed.
+            UserError: the model is not ``cassette:...`` or the cassette is malformed.
         """
         try:
             return self._provider(agent.model)
@@ -458,20 +471,35 @@ class ReplayProviders:
                 agent, the model and the file.
         """
         models = (agent.model, *agent.fallbacks, *agent.tiers.values())
-        for model in dict.fromkeys(m for m in models if str(m).startswith("replay:")):
+        for model in dict.fromkeys(m for m in models if _served_here(m)):
             try:
                 self._provider(model)
             except UserError as exc:  # a missing file too: it is the workflow's mistake
                 raise UserError(f"agent '{agent.name}': model '{model}': {exc.message}") from None
 
 
-def replay_factory(base_dir: Path) -> ReplayProviders:
-    """The :data:`~nexus.gateway.base.ProviderFactory` for ``replay:<path>`` models.
+def _served_here(model: str) -> bool:
+    prefix, sep, _ = str(model).partition(":")
+    return bool(sep) and prefix in CASSETTE_PREFIXES
+
+
+def cassette_factory(base_dir: Path) -> CassetteProviders:
+    """The :data:`~nexus.gateway.base.ProviderFactory` for ``cassette:<path>`` models.
+
+    Register it under every prefix of :data:`CASSETTE_PREFIXES` (one instance:
+    a file named by both is loaded once); :func:`nexus.gateway.factory.offline_providers`
+    does.
 
     Example:
         >>> from nexus.gateway.base import ProviderRegistry
-        >>> registry = ProviderRegistry({"replay": replay_factory(Path("examples"))})
+        >>> registry = ProviderRegistry({"cassette": cassette_factory(Path("examples"))})
         >>> registry.prefixes()
-        ('replay',)
+        ('cassette',)
     """
-    return ReplayProviders(base_dir)
+    return CassetteProviders(base_dir)
+
+
+#: The former names, from when the ``cassette`` provider was called ``replay``.
+ReplayProvider = CassetteProvider
+ReplayProviders = CassetteProviders
+replay_factory = cassette_factory

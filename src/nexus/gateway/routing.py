@@ -78,9 +78,9 @@ Tier = Literal["small", "medium", "large"]
 TIERS: tuple[Tier, ...] = ("small", "medium", "large")
 _RANK = {tier: rank for rank, tier in enumerate(TIERS)}
 #: Providers that send nothing anywhere: always allowed, whatever the residency.
-OFFLINE_PREFIXES = ("scripted", "replay")
+OFFLINE_PREFIXES = ("scripted", "cassette", "replay")
 #: Providers that run on hardware the deployment controls: unpriced means free.
-LOCAL_PREFIXES = ("ollama", "vllm", "openai_compatible", "scripted", "replay")
+LOCAL_PREFIXES = ("ollama", "vllm", "openai_compatible", "scripted", "cassette", "replay")
 _NO_TIERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -329,8 +329,8 @@ class Residency:
 
     In strict mode a call is allowed only when its provider is listed in
     ``providers`` *and* the endpoint's host is listed in ``hosts`` (deny by
-    default: an empty list allows nothing). ``scripted:`` and ``replay:``
-    models are always allowed: they answer offline and send nothing.
+    default: an empty list allows nothing). ``scripted:`` and ``cassette:``
+    (``replay:``) models are always allowed: they answer offline and send nothing.
 
     Attributes:
         strict: enforce the lists.
