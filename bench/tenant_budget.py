@@ -25,19 +25,18 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from _common import Metric, parser, percentile, repeat, report, runs_for
 from nexus.budget.tenant import TenantBudget
 from nexus.domain.budget import Limits, Spend
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine import Engine
-from nexus.gateway.base import ModelRequest, ModelResponse, ProviderRegistry, Usage
+from nexus.gateway.base import Usage
 from nexus.gateway.pricing import PricingTable
 from nexus.store.sqlite import SQLiteStore
+from nexus.testing import Reply, TestModel
 
 PRICING = PricingTable.from_mapping(
     {"currency": "USD", "models": {"fast:*": {"input": "0.5", "output": "1.5"}}}
@@ -46,11 +45,10 @@ BIG = Limits(usd=Decimal(10**9))
 LABELS = {"none": "no budget", "run": "run budget", "tenant": "tenant budget"}
 
 
-class FastModel:
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        return ModelResponse(
-            text="ok", model=request.model, usage=Usage(prompt_tokens=12, completion_tokens=3)
-        )
+def fast_model() -> TestModel:
+    """The kit's model, answering at once with 12 prompt and 3 completion tokens."""
+    usage = Usage(prompt_tokens=12, completion_tokens=3)
+    return TestModel(Reply("ok", usage=usage, finish_reason=None), record=False)
 
 
 def calls_plan(n: int, folder: Path, max_parallel: int, budget: Limits | None = None) -> Plan:
@@ -94,7 +92,7 @@ async def per_call(n: int, budget: str, max_parallel: int) -> float:
         try:
             engine = Engine(
                 store,
-                providers=ProviderRegistry({"fast": lambda _: FastModel()}),
+                providers=fast_model().registry("fast"),
                 pricing=PRICING,
                 tenant="acme",
                 tenant_budget=BIG if budget == "tenant" else None,
@@ -117,7 +115,7 @@ async def first_hold(history: int) -> float:
         try:
             engine = Engine(
                 store,
-                providers=ProviderRegistry({"fast": lambda _: FastModel()}),
+                providers=fast_model().registry("fast"),
                 pricing=PRICING,
                 tenant="acme",
             )
