@@ -7,8 +7,8 @@ temp dir): 40 small (classify a ticket, ~150-token prompt), 15 medium
 small, 3 medium) and ``needs`` that task, so a cache has the answer when the
 repeat runs -- the same hits on every run.
 
-The model is an in-process fake registered under the real prefixes
-(``openai``, ``anthropic``) of a ``ProviderRegistry``, behind the production
+The model is the test kit's ``TestModel`` (``nexus.testing``), registered under
+the real prefixes (``openai``, ``anthropic``) of a ``ProviderRegistry``, behind the production
 ``ResilientProvider``, so the prices of the shipped ``pricing.json`` apply to
 what it reports. It answers at once; usage is proportional to the prompt: a
 prompt token per four characters of each message (+4), and a quarter as many
@@ -40,7 +40,6 @@ import hashlib
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -57,6 +56,7 @@ from nexus.gateway.pricing import estimate_tokens
 from nexus.gateway.resilience import BreakerBoard, ResilientProvider
 from nexus.planning.workflow import compile_workflow
 from nexus.store.sqlite import SQLiteStore
+from nexus.testing import TestModel
 
 SMALL = "openai:gpt-4.1-nano"
 MEDIUM = "openai:gpt-4.1-mini"
@@ -138,20 +138,19 @@ def mission(config: Config, scale: int = 1) -> dict[str, Any]:
     }
 
 
-class MissionModel:
-    """Answers at once; usage proportional to the prompt (see the module docstring)."""
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        prompt = sum(estimate_tokens(m.content) + 4 for m in request.messages)
-        completion = min(prompt // 4, request.max_tokens or MAX_TOKENS)
-        last = request.messages[-1].content.encode()
-        text = f"answer {hashlib.sha256(last).hexdigest()[:12]}"
-        usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
-        return ModelResponse(text, request.model, usage, finish_reason="stop")
+def mission_answer(request: ModelRequest) -> ModelResponse:
+    """An answer at once; usage proportional to the prompt (see the module docstring)."""
+    prompt = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+    completion = min(prompt // 4, request.max_tokens or MAX_TOKENS)
+    last = request.messages[-1].content.encode()
+    text = f"answer {hashlib.sha256(last).hexdigest()[:12]}"
+    usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+    return ModelResponse(text, request.model, usage, finish_reason="stop")
 
 
 def registry(config: Config) -> ProviderRegistry:
-    provider: ModelProvider = ResilientProvider(MissionModel(), breakers=BreakerBoard())
+    model = TestModel(mission_answer, record=False)
+    provider: ModelProvider = ResilientProvider(model, breakers=BreakerBoard())
     if config.cache:
         provider = CachingProvider(provider, MemoryResponseCache(), ttl=3600)
 
