@@ -213,10 +213,11 @@ def outputs(home: Path, run_id: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_recorded_run_replays_offline_from_its_cassette(tmp_path: Path) -> None:
-    home = project(tmp_path, "", "recorded.yaml", "replayed.yaml")
+    names = ("recorded.yaml", "replayed.yaml", "answered.yaml")
+    home = project(tmp_path, "", *names)
     flows = tmp_path / "flows"
     flows.mkdir()
-    for name in ("recorded.yaml", "replayed.yaml"):
+    for name in names:
         (tmp_path / name).rename(flows / name)
 
     recorded = nexus(home, "run", "flows/recorded.yaml", "--record", "flows/cas.yaml", "--json")
@@ -227,22 +228,29 @@ def test_a_recorded_run_replays_offline_from_its_cassette(tmp_path: Path) -> Non
     assert [i["request"]["model"] for i in exchanges] == ["scripted:writer", "scripted:reviewer"]
     assert exchanges[0]["response"]["text"] == "def add(a, b): return a + b"
 
-    # replay:cas.yaml is found next to the workflow file, not in the working directory
-    replayed = nexus(home, "run", "flows/replayed.yaml", "--json")
-    assert replayed.code == 0, replayed.text
-    first, second = recorded.json()["run_id"], replayed.json()["run_id"]
-    want = outputs(home, first)
+    # replay:cas.yaml (the former name) and cassette:cas.yaml are found next to the
+    # workflow file, not in the working directory, and answer alike
+    want = outputs(home, recorded.json()["run_id"])
     assert want["review"]["text"] == "LGTM: def add(a, b): return a + b"
-    assert outputs(home, second) == want
+    runs = {recorded.json()["run_id"]}
+    for name in ("replayed.yaml", "answered.yaml"):
+        answered = nexus(home, "run", f"flows/{name}", "--json")
+        assert answered.code == 0, answered.text
+        assert outputs(home, answered.json()["run_id"]) == want
+        runs.add(answered.json()["run_id"])
 
     (flows / "cas.yaml").rename(flows / "gone.yaml")
-    missing = nexus(home, "run", "flows/replayed.yaml")
-    assert missing.code == 2, missing.text
-    assert error_line(missing) == (
-        f"error: agent 'writer': model 'replay:cas.yaml': cassette {flows / 'cas.yaml'} "
-        "does not exist; the run was not started"
-    )
-    assert {r["run_id"] for r in nexus(home, "runs", "--json").json()} == {first, second}
+    for name, model in (
+        ("replayed.yaml", "replay:cas.yaml"),
+        ("answered.yaml", "cassette:cas.yaml"),
+    ):
+        missing = nexus(home, "run", f"flows/{name}")
+        assert missing.code == 2, missing.text
+        assert error_line(missing) == (
+            f"error: agent 'writer': model '{model}': cassette {flows / 'cas.yaml'} "
+            "does not exist; the run was not started"
+        )
+    assert {r["run_id"] for r in nexus(home, "runs", "--json").json()} == runs
 
 
 # -- bad input ----------------------------------------------------------------------------
