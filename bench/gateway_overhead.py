@@ -1,7 +1,7 @@
 """Gateway overhead per model call, beyond the provider's own latency.
 
-The provider is a fake one served through ``httpx2.MockTransport`` inside the
-SDK's own HTTP client, so every layer a real call crosses runs for real -- our
+The provider's endpoint is a fake one served through ``httpx2.MockTransport``
+inside the SDK's own HTTP client, so every layer a real call crosses runs for real -- our
 resilience wrapper (breaker, deadline scope, route record), our request
 translation and response parsing, the official SDK (request building, SSE
 decoding, and typed response models where an adapter asks for them: the
@@ -31,7 +31,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anthropic
@@ -65,13 +65,19 @@ from nexus.gateway.resilience import (
     with_fallback,
 )
 from nexus.gateway.settings import Endpoint, Secret
+from nexus.testing import TestModel
 
 FLOOR_P95_MS = 1.0
 PROVIDER_LATENCY_S = 0.020
 
 
-class FakeProvider:
-    """Answers every request with fixed bytes after ``latency`` seconds; times itself."""
+class FakeEndpoint:
+    """The provider's HTTP side: fixed bytes for every request after ``latency`` seconds.
+
+    It times itself. Not a model provider (the kit's ``TestModel`` is one): the
+    point here is that the SDK adapters above it run for real, as
+    ``tests/gateway/fakeserver.py`` does for the tests.
+    """
 
     def __init__(self, body: bytes, content_type: str, latency: float = 0.0) -> None:
         self.body = body
@@ -100,7 +106,7 @@ def endpoint(provider: str) -> Endpoint:
     return Endpoint(provider, "", base, Secret("sk-bench"), True, timeout=30)
 
 
-def build(provider: str, fake: FakeProvider) -> ResilientProvider:
+def build(provider: str, fake: FakeEndpoint) -> ResilientProvider:
     http = httpx2.AsyncClient(transport=httpx2.MockTransport(fake))
     adapter: Any
     if provider == "anthropic":
@@ -136,16 +142,16 @@ REQUESTS = {
 PIECES = [f"tok{i} " for i in range(20)]
 
 
-def fake_for(provider: str, mode: str, latency: float = 0.0) -> FakeProvider:
+def fake_for(provider: str, mode: str, latency: float = 0.0) -> FakeEndpoint:
     if provider == "openai":
         if mode == "stream":
-            return FakeProvider(sse(openai_stream(PIECES)), "text/event-stream", latency)
+            return FakeEndpoint(sse(openai_stream(PIECES)), "text/event-stream", latency)
         body = json.dumps(openai_completion("".join(PIECES))).encode()
-        return FakeProvider(body, "application/json", latency)
+        return FakeEndpoint(body, "application/json", latency)
     if mode == "stream":
-        return FakeProvider(sse(anthropic_stream(PIECES)), "text/event-stream", latency)
+        return FakeEndpoint(sse(anthropic_stream(PIECES)), "text/event-stream", latency)
     body = json.dumps(anthropic_message("".join(PIECES))).encode()
-    return FakeProvider(body, "application/json", latency)
+    return FakeEndpoint(body, "application/json", latency)
 
 
 async def one_call(provider: ResilientProvider, request: ModelRequest, mode: str) -> ModelResponse:
@@ -180,21 +186,16 @@ async def overheads_ms(
         await provider.aclose()
 
 
-class Instant:
-    """An in-process provider that answers at once (no SDK, no HTTP)."""
-
-    def __init__(self) -> None:
-        self.response = ModelResponse("ok", "openai:gpt-4.1-mini", Usage(5, 1))
-
-    async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
-        return self.response
+def instant() -> TestModel:
+    """An in-process provider that answers at once (no SDK, no HTTP): the kit's model."""
+    return TestModel(ModelResponse("ok", "openai:gpt-4.1-mini", Usage(5, 1)), record=False)
 
 
 async def resilience_only_ms(calls: int) -> list[float]:
-    primary = ResilientProvider(Instant(), breakers=BreakerBoard())
-    chain = with_fallback(primary, Candidate(ResilientProvider(Instant()), "openai:backup"))
+    primary = ResilientProvider(instant(), breakers=BreakerBoard())
+    chain = with_fallback(primary, Candidate(ResilientProvider(instant()), "openai:backup"))
     request = REQUESTS["openai"]
-    bare = Instant()
+    bare = instant()
     out = []
     for _ in range(calls):
         started = time.perf_counter()
