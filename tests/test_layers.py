@@ -65,7 +65,7 @@ def test_import_nexus_defers_the_engine_until_a_name_is_used() -> None:
 
     loaded = _loaded_after("import nexus\nnexus.Engine")
 
-    assert "nexus.engine.runtime" in loaded
+    assert "nexus.engine.facade" in loaded
 
 
 def test_every_name_nexus_exports_resolves() -> None:

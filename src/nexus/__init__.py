@@ -39,9 +39,9 @@ if _typing.TYPE_CHECKING:
     from nexus.domain.plan import RetryPolicy as RetryPolicy
     from nexus.domain.plan import TaskSpec as TaskSpec
     from nexus.domain.plan import plan_hash as plan_hash
-    from nexus.engine.runtime import Engine as Engine
-    from nexus.engine.runtime import ReplayReport as ReplayReport
-    from nexus.engine.runtime import RunResult as RunResult
+    from nexus.engine.facade import Engine as Engine
+    from nexus.engine.facade import ReplayReport as ReplayReport
+    from nexus.engine.facade import RunResult as RunResult
     from nexus.planning.builder import AgentRef as AgentRef
     from nexus.planning.builder import TaskRef as TaskRef
     from nexus.planning.workflow import compile_workflow as compile_workflow
@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     "AgentSpec": "nexus.domain.plan",
     "BudgetExceeded": "nexus.domain.errors",
     "ConflictError": "nexus.domain.errors",
-    "Engine": "nexus.engine.runtime",
+    "Engine": "nexus.engine.facade",
     "ErrorKind": "nexus.domain.errors",
     "FunctionAgent": "nexus.agents.base",
     "FunctionTool": "nexus.tools.base",
@@ -70,9 +70,9 @@ _EXPORTS: dict[str, str] = {
     "NotFoundError": "nexus.domain.errors",
     "Plan": "nexus.domain.plan",
     "PolicyDenied": "nexus.domain.errors",
-    "ReplayReport": "nexus.engine.runtime",
+    "ReplayReport": "nexus.engine.facade",
     "RetryPolicy": "nexus.domain.plan",
-    "RunResult": "nexus.engine.runtime",
+    "RunResult": "nexus.engine.facade",
     "SQLiteStore": "nexus.store.sqlite",
     "TaskRef": "nexus.planning.builder",
     "TaskSpec": "nexus.domain.plan",

@@ -54,7 +54,7 @@ from nexus.config import NexusConfig, Settings, load_config
 from nexus.domain.budget import Limits
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan
-from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.facade import Engine, RunResult
 from nexus.engine.toolset import run_tools
 from nexus.gateway.base import ModelProvider, ProviderRegistry
 from nexus.gateway.factory import offline_providers
@@ -321,7 +321,7 @@ class Workflow(WorkflowBuilder):
                 must not be given).
 
         Returns:
-            The :class:`~nexus.engine.runtime.RunResult`.
+            The :class:`~nexus.engine.facade.RunResult`.
 
         Raises:
             UserError: the configuration is invalid, the workflow is invalid,

@@ -19,7 +19,7 @@ from cli_support import Out, nexus
 
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.gateway.base import ProviderRegistry
 from nexus.gateway.cassette import Cassette, replay_factory
 from nexus.gateway.scripted import scripted_factory

@@ -23,7 +23,7 @@ from nexus.domain.events import EventType
 from nexus.domain.plan import Plan, TaskSpec
 from nexus.domain.state import RunState
 from nexus.engine.decider import MAX_INTERRUPTS
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.store.audit import verify_chain
 from nexus.store.base import Lease
 from nexus.store.sqlite import SQLiteStore

@@ -19,7 +19,7 @@ from nexus.domain.events import Draft, Event, EventType, seal
 from nexus.domain.payloads import PAYLOADS
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
 from nexus.domain.state import RunState, RunStatus, TaskStatus
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import ToolContext, ToolFailed, ToolRegistry
 

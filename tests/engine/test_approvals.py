@@ -10,7 +10,7 @@ import pytest
 from nexus.domain.events import EventType
 from nexus.domain.plan import ApprovalPolicy, Plan, TaskSpec
 from nexus.domain.state import RunState, TaskStatus
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.store.sqlite import SQLiteStore
 
 

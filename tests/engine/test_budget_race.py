@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nexus.budget.report import cost_report
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.facade import Engine, RunResult
 from nexus.gateway.base import Usage
 from nexus.gateway.pricing import PricingTable
 from nexus.store.sqlite import SQLiteStore

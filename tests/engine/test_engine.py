@@ -24,8 +24,8 @@ from nexus.domain.events import Event, EventType, event_body, parse_time
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec
 from nexus.domain.state import RunState
 from nexus.engine.effects import ReplayEffects
+from nexus.engine.facade import Engine, RunResult
 from nexus.engine.retry import backoff_ms
-from nexus.engine.runtime import Engine, RunResult
 from nexus.store.audit import verify_chain
 from nexus.store.base import Lease
 from nexus.store.sqlite import SQLiteStore

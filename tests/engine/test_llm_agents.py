@@ -18,7 +18,7 @@ from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import BudgetExceeded
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.facade import Engine, RunResult
 from nexus.gateway.routing import Residency
 from nexus.store.sqlite import SQLiteStore
 from nexus.testing import Call, Reply, TestModel

@@ -14,7 +14,7 @@ from nexus.domain.errors import NexusError
 from nexus.domain.events import EventType
 from nexus.domain.plan import Plan, RetryPolicy, TaskSpec
 from nexus.domain.state import RunState, TaskStatus
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.store.audit import verify_chain
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolContext, ToolFailed

@@ -14,7 +14,7 @@ import pytest
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import Plan, TaskSpec
 from nexus.domain.state import RunState
-from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.facade import Engine, RunResult
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.builtins import builtin_tools
 

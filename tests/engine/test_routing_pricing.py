@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.gateway.pricing import ModelPrice, PricingTable, default_pricing
 from nexus.gateway.routing import price_overrides, pricing_with
 from nexus.store.sqlite import SQLiteStore

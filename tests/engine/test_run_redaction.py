@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from nexus.domain.events import EventType
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.planning.workflow import compile_workflow
 from nexus.redaction import default_redactor
 from nexus.store.sqlite import SQLiteStore

@@ -16,7 +16,7 @@ from nexus.config import load_config
 from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.events import EventType
 from nexus.domain.plan import Plan, TaskSpec, plan_hash
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.engine.secret_inputs import SCRYPT_N, SecretDigests, check_secret_value
 from nexus.planning.workflow import compile_workflow
 from nexus.redaction import REDACTED, is_secret_name

@@ -28,7 +28,7 @@ from nexus.domain.budget import BudgetLimitExceeded, Limits, Spend
 from nexus.domain.errors import BudgetExceeded, InternalError
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine, RunResult
+from nexus.engine.facade import Engine, RunResult
 from nexus.gateway.base import Usage
 from nexus.gateway.pricing import PricingTable
 from nexus.store.audit import verify_chain
@@ -112,7 +112,7 @@ SPENDER = textwrap.dedent(
 
     from nexus.domain.budget import Limits
     from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-    from nexus.engine.runtime import Engine
+    from nexus.engine.facade import Engine
     from nexus.gateway.base import Usage
     from nexus.gateway.pricing import PricingTable
     from nexus.store.sqlite import SQLiteStore

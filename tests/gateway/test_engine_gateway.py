@@ -1,6 +1,6 @@
 """The engine over the real SDK adapters, against the loopback fake model server.
 
-Every test runs a mission through :class:`~nexus.engine.runtime.Engine` with the
+Every test runs a mission through :class:`~nexus.engine.facade.Engine` with the
 real ``OpenAICompatProvider`` / ``AnthropicProvider`` (built by ``SDKProviders``
 from ``GatewaySettings`` that point at the fake server), so a model call goes
 through the official SDK, over HTTP, in the provider's own wire format, and
@@ -44,7 +44,7 @@ from nexus.cli.app import app
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine, ReplayReport, RunResult
+from nexus.engine.facade import Engine, ReplayReport, RunResult
 from nexus.engine.worker import TokenDelta
 from nexus.gateway import default_providers
 from nexus.gateway.base import ChatMessage, ModelProvider, ModelRequest, ProviderRegistry, Usage

@@ -27,7 +27,7 @@ from fakeserver import FakeServer, Reply, collect, endpoint_for, user
 from nexus.domain.errors import ErrorKind, PolicyDenied
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.gateway import default_providers
 from nexus.gateway.anthropic_provider import AnthropicProvider
 from nexus.gateway.errors import ProviderRejected

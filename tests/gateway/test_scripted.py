@@ -13,7 +13,7 @@ from typing import Any
 
 from nexus.domain.events import Event, EventType
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.gateway.base import ChatMessage, ModelRequest
 from nexus.gateway.scripted import ScriptedProvider
 from nexus.store.sqlite import SQLiteStore

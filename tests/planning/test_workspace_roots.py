@@ -17,7 +17,7 @@ import pytest
 
 from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.state import RunState
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.planning.workflow import compile_workflow, load_workflow
 from nexus.security.workspaces import bind_workspace, workspace_problem
 from nexus.store.base import Lease

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nexus.domain.plan import Plan, TaskSpec
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.store.audit import AuditReport, verify_chain
 from nexus.store.base import ChainRow
 from nexus.store.sqlite import SQLiteStore

@@ -23,7 +23,7 @@ from nexus.agents.base import AgentCall, AgentContext, FunctionAgent
 from nexus.cli import app
 from nexus.domain.events import EventType
 from nexus.domain.plan import Plan, TaskSpec
-from nexus.engine.runtime import Engine
+from nexus.engine.facade import Engine
 from nexus.redaction import (
     MIN_SECRET_LENGTH,
     REDACTED,

@@ -26,7 +26,7 @@ from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
 from nexus.domain.payloads import RunStarted, task_of
 from nexus.domain.state import RunState, RunStatus
-from nexus.engine.runtime import lease_alive
+from nexus.engine.facade import lease_alive
 from nexus.store.audit import verify_chain
 from nexus.store.base import RunFilter, RunRecord, Store
 

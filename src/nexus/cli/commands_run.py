@@ -31,7 +31,7 @@ from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
-from nexus.engine.runtime import Engine, RunResult, preflight
+from nexus.engine.facade import Engine, RunResult, preflight
 from nexus.engine.worker import TokenDelta
 from nexus.planning.workflow import load_workflow
 

@@ -3,7 +3,7 @@
 from nexus.engine.controller import RunController
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock, EffectFailed, LiveEffects, ReplayEffects, SystemClock
-from nexus.engine.runtime import Engine, ReplayReport, RunResult
+from nexus.engine.facade import Engine, ReplayReport, RunResult
 from nexus.engine.worker import Assignment, Worker
 
 __all__ = [
