@@ -3,7 +3,8 @@
 Two sources, for two kinds of setting:
 
 * :class:`Settings` reads the environment (``NEXUS_HOME``, ``NEXUS_DURABILITY``):
-  where state lives and how durably it is written.
+  where state lives and how durably it is written; a value it cannot use is a
+  :class:`~nexus.domain.errors.UserError` naming the variable.
 * :func:`load_config` reads a project's ``nexus.toml`` into a frozen
   :class:`NexusConfig`: model providers, price overrides, MCP servers, WASM
   tools, budgets, residency and the response cache.
@@ -53,7 +54,6 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nexus.budget.settings import BudgetsSection
 from nexus.domain.durations import parse_seconds
@@ -81,21 +81,106 @@ CONFIG_ENV = "NEXUS_CONFIG"
 #: The file looked for in the working directory.
 CONFIG_FILE = "nexus.toml"
 
+Durability = Literal["normal", "full"]
 
-class Settings(BaseSettings):
-    """Where Nexus keeps its state and how durably it writes."""
 
-    model_config = SettingsConfigDict(env_prefix="NEXUS_", extra="ignore")
+#: What ``NEXUS_DURABILITY`` may be: ``normal`` survives a killed process,
+#: ``full`` also survives power loss (an fsync per commit).
+DURABILITIES: tuple[Durability, ...] = ("normal", "full")
+#: The sandbox's host uid when Nexus runs as root (read by the sandbox at each
+#: call; checked here as well, so that a bad value stops a command before it starts).
+SANDBOX_UID_ENV = "NEXUS_SANDBOX_UID"
 
-    home: Path = Field(default=Path(".nexus"), description="state directory")
-    durability: Literal["normal", "full"] = Field(
-        default="normal",
-        description="'normal' survives a killed process; 'full' also survives power loss",
-    )
+
+class Settings:
+    """Where Nexus keeps its state and how durably it writes, from the environment.
+
+    ``NEXUS_HOME`` is the state directory (default ``.nexus``);
+    ``NEXUS_DURABILITY`` is ``normal`` or ``full`` (any case). An argument wins
+    over its variable. Read by hand rather than with pydantic-settings: three
+    variables do not pay for importing it on every command (it costs a CLI
+    start-up more than everything else ``nexus runs`` needs), and each bad value
+    gets a message naming its variable.
+
+    Args:
+        home: the state directory (default: ``NEXUS_HOME``).
+        durability: ``normal`` or ``full`` (default: ``NEXUS_DURABILITY``).
+        environ: the environment (default: ``os.environ``).
+
+    Raises:
+        UserError: a variable holds a value Nexus cannot use; the message names
+            it and what it accepts.
+
+    Example:
+        >>> Settings(home="/srv/nexus", environ={}).db_path
+        PosixPath('/srv/nexus/nexus.db')
+    """
+
+    __slots__ = ("durability", "home")
+
+    home: Path
+    durability: Durability
+
+    def __init__(
+        self,
+        *,
+        home: Path | str | None = None,
+        durability: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.home = _home(home, env)
+        self.durability = _durability(durability, env)
+        _check_sandbox_uid(env)
 
     @property
     def db_path(self) -> Path:
+        """The SQLite database in the home."""
         return self.home / "nexus.db"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return (self.home, self.durability) == (other.home, other.durability)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Settings(home={str(self.home)!r}, durability={self.durability!r})"
+
+
+def _home(given: Path | str | None, env: Mapping[str, str]) -> Path:
+    where = "NEXUS_HOME" if given is None else "home"
+    raw = str(given) if given is not None else env.get("NEXUS_HOME", "")
+    if not raw.strip():
+        return Path(".nexus")
+    if "\0" in raw:
+        raise UserError(f"{where} holds a NUL character: it is not a path")
+    home = Path(raw).expanduser()
+    if home.exists() and not home.is_dir():
+        raise UserError(
+            f"{where}={raw} is not a directory: name the folder Nexus keeps its state in"
+        )
+    return home
+
+
+def _durability(given: str | None, env: Mapping[str, str]) -> Durability:
+    where = "NEXUS_DURABILITY" if given is None else "durability"
+    raw = given if given is not None else env.get("NEXUS_DURABILITY", "")
+    value = raw.strip().lower() or "normal"
+    for known in DURABILITIES:
+        if value == known:
+            return known
+    raise UserError(
+        f"{where}={raw!r} is not a durability: use 'normal' (survives a killed process) "
+        "or 'full' (also survives power loss)"
+    )
+
+
+def _check_sandbox_uid(env: Mapping[str, str]) -> None:
+    raw = env.get(SANDBOX_UID_ENV, "").strip()
+    if raw and not (raw.isdigit() and 0 < int(raw) < 2**32 - 1):
+        raise UserError(f"{SANDBOX_UID_ENV}={raw!r} is not a uid between 1 and 4294967294")
 
 
 # -- values --------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from typing import Annotated
 
 import typer
 
+from nexus.cli.output import exit_code_for, fail
 from nexus.cli.registry import Entry, LazyGroup, example
 from nexus.cli.wiring import CliOptions, keep_config
+from nexus.domain.errors import NexusError
 
 #: The distribution ``nexus --version`` reports.
 DISTRIBUTION = "nexus-missions"
@@ -203,5 +205,16 @@ def _options(
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: ``nexus``.
+
+    A Nexus error raised before a command's own error handling (a bad
+    ``NEXUS_*`` variable read as a command starts) is reported like any other:
+    one line, its exit code, no traceback.
+    """
+    try:
+        app()
+    except NexusError as exc:
+        try:
+            fail(exc.message, exit_code_for(exc))
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
