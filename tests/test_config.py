@@ -375,7 +375,12 @@ env = ["PATH"]
 url = "http://127.0.0.1:8931/mcp"
 """,
     )
-    assert config.mcp_servers["time"] == {"command": "mcp-server-time", "call_timeout": 10.0}
+    # a command server without a cwd runs in the file's folder, not the shell's
+    assert config.mcp_servers["time"] == {
+        "command": "mcp-server-time",
+        "call_timeout": 10.0,
+        "cwd": str(tmp_path),
+    }
     assert config.mcp_servers["git"]["cwd"] == str(tmp_path / "repo")
     specs = {spec.name: spec for spec in config.mcp_specs()}
     assert specs["git"].cwd == tmp_path / "repo"

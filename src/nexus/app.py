@@ -9,7 +9,8 @@ all get the same parts:
   :class:`~nexus.config.Settings` and the project's ``nexus.toml`` as a
   :class:`~nexus.config.NexusConfig`, read once per command. The file is named
   by value (``nexus --config FILE``, ``Workflow.run(config=FILE)``), else by
-  ``NEXUS_CONFIG``, else it is ``./nexus.toml`` if there is one;
+  ``NEXUS_CONFIG``, else it is the project's ``nexus.toml`` if there is one
+  (found upward from the working directory: :func:`~nexus.config.find_project`);
 * store: the SQLite store in the home, signing what it writes with the home's
   audit key (:meth:`Project.open_store`);
 * tools: the built-ins plus the ``[wasm_tools]`` declared, each behind its launch
@@ -50,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus.agents.base import FunctionAgent
-from nexus.config import NexusConfig, Settings, load_config
+from nexus.config import NexusConfig, Settings, load_config, project_file
 from nexus.domain.budget import Limits
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan
@@ -95,8 +96,9 @@ class Project:
 
         Args:
             config: the configuration file; it must exist (default:
-                ``NEXUS_CONFIG``, else ``./nexus.toml`` if present).
-            home: the state directory (default: ``NEXUS_HOME``, else ``./.nexus``).
+                ``NEXUS_CONFIG``, else the project's ``nexus.toml`` if present).
+            home: the state directory (default: ``NEXUS_HOME``, else the
+                project's ``.nexus``, else ``./.nexus``).
 
         Raises:
             NotFoundError: ``config`` or ``NEXUS_CONFIG`` names no file.
@@ -113,7 +115,8 @@ class Project:
 
     def trusted(self) -> TrustedPaths:
         """What no task may write: this project's home and configuration file among them."""
-        config = self.config.path
+        # no file yet: the one the project would read, wherever in it this started
+        config = self.config.path or project_file()
         return trusted_paths(home=self.home, config=config)
 
     def tools(self) -> ToolRegistry:
@@ -307,8 +310,8 @@ class Workflow(WorkflowBuilder):
         """Run in-process against the SQLite store in ``home`` (default ``$NEXUS_HOME``).
 
         The engine is built as ``nexus run`` builds it, from the project's
-        ``nexus.toml`` (``config``, else ``$NEXUS_CONFIG``, else
-        ``./nexus.toml``): its providers, residency, cache, pricing, budgets,
+        ``nexus.toml`` (``config``, else ``$NEXUS_CONFIG``, else the
+        project's): its providers, residency, cache, pricing, budgets,
         WASM tools and MCP servers apply. The run is signed with the home's
         audit key (``home/keys/audit.ed25519``, created on first use), so
         ``nexus audit verify --require-signed`` holds for it.

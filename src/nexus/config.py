@@ -13,12 +13,18 @@ Which file :func:`load_config` reads, first match wins:
 
 1. the ``path`` argument (``nexus --config FILE``): it must exist;
 2. the file named by ``NEXUS_CONFIG``: it must exist;
-3. ``nexus.toml`` in the working directory, if there is one; without it every
-   section takes its defaults.
+3. the ``nexus.toml`` of the project the working directory is in: the nearest
+   directory, the working directory first, holding a ``nexus.toml`` or a
+   ``.nexus`` home (:func:`find_project`, as git finds ``.git``); without one
+   every section takes its defaults. The home defaults to that project's
+   ``.nexus`` too, so a command started in a subdirectory sees the project's
+   runs.
 
 Relative paths inside the file (``api_key_file``, ``module``, an MCP server's
 ``cwd``, ``cache.path``) are relative to the file's directory, not to wherever
-Nexus happens to run. Every problem is a :class:`~nexus.domain.errors.UserError`
+Nexus happens to run; an MCP server started by ``command`` without a ``cwd``
+runs in that directory, so its relative command and arguments name the same
+files from anywhere. Every problem is a :class:`~nexus.domain.errors.UserError`
 naming the file and the dotted key (``budgets.run.usd``), with a "did you
 mean" hint for a misspelt key, or the line and column of a TOML syntax error.
 No error message, ``repr`` or :meth:`NexusConfig.to_dict` ever holds an API key:
@@ -72,14 +78,20 @@ __all__ = [
     "NexusConfig",
     "Settings",
     "WasmToolConfig",
+    "find_project",
     "load_config",
     "parse_seconds",
+    "project_file",
 ]
 
 #: The environment variable naming a config file.
 CONFIG_ENV = "NEXUS_CONFIG"
-#: The file looked for in the working directory.
+#: The project file, looked for in the working directory and above (:func:`find_project`).
 CONFIG_FILE = "nexus.toml"
+#: A project's state directory, beside its ``nexus.toml``.
+HOME_DIR = ".nexus"
+#: The database in a state directory.
+DB_FILE = "nexus.db"
 
 Durability = Literal["normal", "full"]
 
@@ -95,9 +107,10 @@ SANDBOX_UID_ENV = "NEXUS_SANDBOX_UID"
 class Settings:
     """Where Nexus keeps its state and how durably it writes, from the environment.
 
-    ``NEXUS_HOME`` is the state directory (default ``.nexus``);
-    ``NEXUS_DURABILITY`` is ``normal`` or ``full`` (any case). An argument wins
-    over its variable. Read by hand rather than with pydantic-settings: three
+    ``NEXUS_HOME`` is the state directory (default: the ``.nexus`` of the
+    project the working directory is in, see :func:`find_project`, else
+    ``./.nexus``); ``NEXUS_DURABILITY`` is ``normal`` or ``full`` (any case).
+    An argument wins over its variable. Read by hand rather than with pydantic-settings: three
     variables do not pay for importing it on every command (it costs a CLI
     start-up more than everything else ``nexus runs`` needs), and each bad value
     gets a message naming its variable.
@@ -106,6 +119,7 @@ class Settings:
         home: the state directory (default: ``NEXUS_HOME``).
         durability: ``normal`` or ``full`` (default: ``NEXUS_DURABILITY``).
         environ: the environment (default: ``os.environ``).
+        cwd: where the project is looked for (default: the working directory).
 
     Raises:
         UserError: a variable holds a value Nexus cannot use; the message names
@@ -127,16 +141,17 @@ class Settings:
         home: Path | str | None = None,
         durability: str | None = None,
         environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
-        self.home = _home(home, env)
+        self.home = _home(home, env, cwd)
         self.durability = _durability(durability, env)
         _check_sandbox_uid(env)
 
     @property
     def db_path(self) -> Path:
         """The SQLite database in the home."""
-        return self.home / "nexus.db"
+        return self.home / DB_FILE
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Settings):
@@ -149,11 +164,59 @@ class Settings:
         return f"Settings(home={str(self.home)!r}, durability={self.durability!r})"
 
 
-def _home(given: Path | str | None, env: Mapping[str, str]) -> Path:
+def find_project(start: Path) -> Path | None:
+    """The project directory ``start`` is in, as git finds a repository's ``.git``.
+
+    The nearest directory, ``start`` itself first, that holds a ``nexus.toml``
+    or a Nexus home (``.nexus/nexus.db``); None when no directory up to the
+    file system's root does.
+
+    Example:
+        >>> find_project(Path("/")) is None
+        True
+    """
+    for folder in (start, *start.parents):
+        if _is_file(folder / CONFIG_FILE) or _is_file(folder / HOME_DIR / DB_FILE):
+            return folder
+    return None
+
+
+def project_file(cwd: Path | None = None) -> Path:
+    """Where the ``nexus.toml`` of the project ``cwd`` is in is, or would be.
+
+    The project's directory (:func:`find_project`), else ``cwd`` itself: the
+    file a command started there reads once it exists, so no task may create it.
+    """
+    base = _working_directory(cwd)
+    return (find_project(base) or base) / CONFIG_FILE
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a folder we may not look into is no project of ours
+        return False
+
+
+def _working_directory(cwd: Path | None) -> Path:
+    if cwd is not None:
+        return Path(cwd)
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise UserError(
+            "the working directory no longer exists: change to one, or set NEXUS_HOME"
+        ) from None
+
+
+def _home(given: Path | str | None, env: Mapping[str, str], cwd: Path | None) -> Path:
     where = "NEXUS_HOME" if given is None else "home"
     raw = str(given) if given is not None else env.get("NEXUS_HOME", "")
     if not raw.strip():
-        return Path(".nexus")
+        base = _working_directory(cwd)
+        root = find_project(base)
+        # the working directory's own home stays relative, as it always was
+        return Path(HOME_DIR) if root is None or root == base else root / HOME_DIR
     if "\0" in raw:
         raise UserError(f"{where} holds a NUL character: it is not a path")
     home = Path(raw).expanduser()
@@ -436,8 +499,8 @@ def load_config(
         cwd: the working directory (default: the process's).
 
     Returns:
-        The configuration; all defaults when no file is named and there is no
-        ``nexus.toml`` in ``cwd``.
+        The configuration; all defaults when no file is named and the project
+        ``cwd`` is in (:func:`find_project`) has no ``nexus.toml``.
 
     Raises:
         NotFoundError: ``path`` or ``NEXUS_CONFIG`` names a file that does not exist.
@@ -449,8 +512,8 @@ def load_config(
         'default'
     """
     env = os.environ if environ is None else environ
-    base = Path.cwd() if cwd is None else Path(cwd)
-    home = base / Path(env.get("NEXUS_HOME") or ".nexus").expanduser()  # as Settings reads it
+    base = _working_directory(cwd)
+    home = base / _home(None, env, base)  # as Settings finds it
     file = _locate(path, env, base)
     if file is None:
         return NexusConfig(cache=CacheConfig(path=home / "cache.db"))
@@ -469,8 +532,10 @@ def _locate(path: Path | str | None, env: Mapping[str, str], base: Path) -> Path
         if not file.exists():
             raise NotFoundError(f"{CONFIG_ENV} names {file}, which does not exist")
         return file
-    file = base / CONFIG_FILE
-    return file if file.is_file() else None
+    root = find_project(base)
+    if root is None or not _is_file(root / CONFIG_FILE):
+        return None
+    return root / CONFIG_FILE
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -593,6 +658,8 @@ def _mcp(data: dict[str, Any], file: Path, folder: Path) -> dict[str, dict[str, 
     for name, entry in data.items():
         if isinstance(entry, dict) and isinstance(entry.get("cwd"), str):
             entry = {**entry, "cwd": str(_resolve(entry["cwd"], folder))}
+        elif isinstance(entry, dict) and "command" in entry and "cwd" not in entry:
+            entry = {**entry, "cwd": str(folder)}  # not the shell's: the file's folder
         resolved[name] = entry
     try:
         parse_mcp_servers(resolved, where="mcp_servers")
