@@ -40,6 +40,7 @@ from _common import Metric, parser, percentile, report, runs_for
 from nexus.tools import sandbox
 from nexus.tools.profile import ExecProfile
 from nexus.tools.sandbox import run_sandboxed
+from nexus.tools.sandbox._cgroup import Cgroup
 
 Call = Callable[[], Awaitable[None]]
 COMMANDS = {"/bin/true": ["/bin/true"], "python -c pass": [sandbox.PYTHON, "-c", "pass"]}
@@ -120,16 +121,16 @@ def _no_cgroup(*args: object) -> None:
 @contextmanager
 def conditions(variant: str) -> Iterator[None]:
     """For one variant: bubblewrap made to look absent, or the cgroup switched off."""
-    real_bwrap, real_create = sandbox.BWRAP, sandbox._Cgroup.__dict__["create"]
+    real_bwrap, real_create = sandbox.BWRAP, Cgroup.__dict__["create"]
     if variant == "sandbox (rlimits)":
         sandbox.BWRAP = "/nonexistent/bwrap"
     elif variant == "sandbox (bwrap, no cgroup)":
-        setattr(sandbox._Cgroup, "create", staticmethod(_no_cgroup))  # noqa: B010
+        setattr(Cgroup, "create", staticmethod(_no_cgroup))  # noqa: B010
     try:
         yield
     finally:
         sandbox.BWRAP = real_bwrap
-        setattr(sandbox._Cgroup, "create", real_create)  # noqa: B010
+        setattr(Cgroup, "create", real_create)  # noqa: B010
 
 
 def main() -> None:

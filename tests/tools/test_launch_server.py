@@ -86,8 +86,9 @@ import asyncio, os, signal, sys, threading, time
 from pathlib import Path
 from nexus.tools import sandbox
 from nexus.tools.profile import ExecProfile
+from nexus.tools.sandbox._command import CommandLine
 
-real = sandbox._Call._command
+real = CommandLine.argv
 
 def command(self, argv, report_fd, control_fd, info_fd):
     # bwrap's --info-fd now leads nowhere: bwrap dies of EPIPE right after cloning
@@ -98,7 +99,7 @@ def command(self, argv, report_fd, control_fd, info_fd):
     os.close(w)
     return real(self, argv, report_fd, control_fd, info_fd)
 
-sandbox._Call._command = command
+CommandLine.argv = command
 threading.Timer(float(sys.argv[2]), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
 asyncio.run(sandbox.run_sandboxed(["/bin/true"], profile=ExecProfile(wall_seconds=60),
                                   workspace=Path(sys.argv[1]), env={}))

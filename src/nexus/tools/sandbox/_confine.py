@@ -1,7 +1,7 @@
 """The host's side of confinement: who tool code runs as, what it may not write, what is left.
 
-:mod:`nexus.tools.sandbox` uses these for every call; they are here because
-each is self-contained and the sandbox module is long enough.
+Every call uses these (:mod:`nexus.tools.sandbox._call`), as do the launch
+server (:mod:`nexus.tools.sandbox._zygote`) and the bubblewrap probe.
 
 * **The sandbox's host uid.** Tool code never runs as host root. When Nexus
   runs as root, :func:`sandbox_identity` picks the workspace's owner when that
