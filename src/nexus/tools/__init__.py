@@ -1,7 +1,9 @@
 """Tools: the registry, built-ins, exec profiles and the tool port.
 
-WASM tools live in :mod:`nexus.tools.wasm` and MCP servers in
-:mod:`nexus.tools.mcp` (imported on demand: they pull in wasmtime and the MCP SDK).
+The built-ins live in :mod:`nexus.tools.builtins` (re-exported here), the
+process sandbox that ``shell`` and ``python`` run in in :mod:`nexus.tools.sandbox`,
+WASM tools in :mod:`nexus.tools.wasm` and MCP servers in :mod:`nexus.tools.mcp`
+(imported on demand: they pull in wasmtime and the MCP SDK).
 """
 
 from nexus.tools.base import FunctionTool, Tool, ToolContext, ToolFailed, ToolRegistry, tool
