@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent / "gateway"))
 from fakeserver import FakeServer
 
-import nexus.config
+import nexus.config._file
 from nexus import Workflow
 from nexus.cli.app import app
 from nexus.domain.events import EventType
@@ -141,13 +141,13 @@ tasks:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every time a configuration file is read."""
     seen: list[Path] = []
-    real = nexus.config._read
+    real = nexus.config._file._read
 
     def counting(file: Path) -> dict[str, Any]:
         seen.append(file)
         return real(file)
 
-    monkeypatch.setattr(nexus.config, "_read", counting)
+    monkeypatch.setattr(nexus.config._file, "_read", counting)
     return seen
 
 

@@ -1,36 +1,6 @@
-"""Configuration: environment settings, and the ``nexus.toml`` project file.
+"""The project file, ``nexus.toml``: found, read and validated into a :class:`NexusConfig`.
 
-Two sources, for two kinds of setting:
-
-* :class:`Settings` reads the environment (``NEXUS_HOME``, ``NEXUS_DURABILITY``):
-  where state lives and how durably it is written; a value it cannot use is a
-  :class:`~nexus.domain.errors.UserError` naming the variable.
-* :func:`load_config` reads a project's ``nexus.toml`` into a frozen
-  :class:`NexusConfig`: model providers, price overrides, MCP servers, WASM
-  tools, budgets, residency and the response cache.
-
-Which file :func:`load_config` reads, first match wins:
-
-1. the ``path`` argument (``nexus --config FILE``): it must exist;
-2. the file named by ``NEXUS_CONFIG``: it must exist;
-3. the ``nexus.toml`` of the project the working directory is in: the nearest
-   directory, the working directory first, holding a ``nexus.toml`` or a
-   ``.nexus`` home (:func:`find_project`, as git finds ``.git``); without one
-   every section takes its defaults. The home defaults to that project's
-   ``.nexus`` too, so a command started in a subdirectory sees the project's
-   runs.
-
-Relative paths inside the file (``api_key_file``, ``module``, an MCP server's
-``cwd``, ``cache.path``) are relative to the file's directory, not to wherever
-Nexus happens to run; an MCP server started by ``command`` without a ``cwd``
-runs in that directory, so its relative command and arguments name the same
-files from anywhere. Every problem is a :class:`~nexus.domain.errors.UserError`
-naming the file and the dotted key (``budgets.run.usd``), with a "did you
-mean" hint for a misspelt key, or the line and column of a TOML syntax error.
-No error message, ``repr`` or :meth:`NexusConfig.to_dict` ever holds an API key:
-keys live in :class:`~nexus.gateway.settings.Secret`, key files are read only
-when an endpoint is first resolved, and input values are echoed in messages
-only when they are numbers.
+See :mod:`nexus.config` for which file is read and how its paths resolve.
 """
 
 from __future__ import annotations
@@ -48,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -62,6 +32,14 @@ from pydantic import (
 )
 
 from nexus.budget.settings import BudgetsSection
+from nexus.config._settings import (
+    CONFIG_ENV,
+    CONFIG_FILE,
+    find_project,
+    home_of,
+    is_file,
+    working_directory,
+)
 from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.pricing import PricingTable, default_pricing
@@ -71,179 +49,7 @@ from nexus.tools.wasm import WasmToolConfig
 if TYPE_CHECKING:
     from nexus.tools.mcp import McpServerSpec
 
-__all__ = [
-    "CONFIG_ENV",
-    "CONFIG_FILE",
-    "CacheConfig",
-    "NexusConfig",
-    "Settings",
-    "WasmToolConfig",
-    "find_project",
-    "load_config",
-    "parse_seconds",
-    "project_file",
-]
-
-#: The environment variable naming a config file.
-CONFIG_ENV = "NEXUS_CONFIG"
-#: The project file, looked for in the working directory and above (:func:`find_project`).
-CONFIG_FILE = "nexus.toml"
-#: A project's state directory, beside its ``nexus.toml``.
-HOME_DIR = ".nexus"
-#: The database in a state directory.
-DB_FILE = "nexus.db"
-
-Durability = Literal["normal", "full"]
-
-
-#: What ``NEXUS_DURABILITY`` may be: ``normal`` survives a killed process,
-#: ``full`` also survives power loss (an fsync per commit).
-DURABILITIES: tuple[Durability, ...] = ("normal", "full")
-#: The sandbox's host uid when Nexus runs as root (read by the sandbox at each
-#: call; checked here as well, so that a bad value stops a command before it starts).
-SANDBOX_UID_ENV = "NEXUS_SANDBOX_UID"
-
-
-class Settings:
-    """Where Nexus keeps its state and how durably it writes, from the environment.
-
-    ``NEXUS_HOME`` is the state directory (default: the ``.nexus`` of the
-    project the working directory is in, see :func:`find_project`, else
-    ``./.nexus``); ``NEXUS_DURABILITY`` is ``normal`` or ``full`` (any case).
-    An argument wins over its variable. Read by hand rather than with pydantic-settings: three
-    variables do not pay for importing it on every command (it costs a CLI
-    start-up more than everything else ``nexus runs`` needs), and each bad value
-    gets a message naming its variable.
-
-    Args:
-        home: the state directory (default: ``NEXUS_HOME``).
-        durability: ``normal`` or ``full`` (default: ``NEXUS_DURABILITY``).
-        environ: the environment (default: ``os.environ``).
-        cwd: where the project is looked for (default: the working directory).
-
-    Raises:
-        UserError: a variable holds a value Nexus cannot use; the message names
-            it and what it accepts.
-
-    Example:
-        >>> Settings(home="/srv/nexus", environ={}).db_path
-        PosixPath('/srv/nexus/nexus.db')
-    """
-
-    __slots__ = ("durability", "home")
-
-    home: Path
-    durability: Durability
-
-    def __init__(
-        self,
-        *,
-        home: Path | str | None = None,
-        durability: str | None = None,
-        environ: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        env = os.environ if environ is None else environ
-        self.home = _home(home, env, cwd)
-        self.durability = _durability(durability, env)
-        _check_sandbox_uid(env)
-
-    @property
-    def db_path(self) -> Path:
-        """The SQLite database in the home."""
-        return self.home / DB_FILE
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Settings):
-            return NotImplemented
-        return (self.home, self.durability) == (other.home, other.durability)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Settings(home={str(self.home)!r}, durability={self.durability!r})"
-
-
-def find_project(start: Path) -> Path | None:
-    """The project directory ``start`` is in, as git finds a repository's ``.git``.
-
-    The nearest directory, ``start`` itself first, that holds a ``nexus.toml``
-    or a Nexus home (``.nexus/nexus.db``); None when no directory up to the
-    file system's root does.
-
-    Example:
-        >>> find_project(Path("/")) is None
-        True
-    """
-    for folder in (start, *start.parents):
-        if _is_file(folder / CONFIG_FILE) or _is_file(folder / HOME_DIR / DB_FILE):
-            return folder
-    return None
-
-
-def project_file(cwd: Path | None = None) -> Path:
-    """Where the ``nexus.toml`` of the project ``cwd`` is in is, or would be.
-
-    The project's directory (:func:`find_project`), else ``cwd`` itself: the
-    file a command started there reads once it exists, so no task may create it.
-    """
-    base = _working_directory(cwd)
-    return (find_project(base) or base) / CONFIG_FILE
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a folder we may not look into is no project of ours
-        return False
-
-
-def _working_directory(cwd: Path | None) -> Path:
-    if cwd is not None:
-        return Path(cwd)
-    try:
-        return Path.cwd()
-    except FileNotFoundError:
-        raise UserError(
-            "the working directory no longer exists: change to one, or set NEXUS_HOME"
-        ) from None
-
-
-def _home(given: Path | str | None, env: Mapping[str, str], cwd: Path | None) -> Path:
-    where = "NEXUS_HOME" if given is None else "home"
-    raw = str(given) if given is not None else env.get("NEXUS_HOME", "")
-    if not raw.strip():
-        base = _working_directory(cwd)
-        root = find_project(base)
-        # the working directory's own home stays relative, as it always was
-        return Path(HOME_DIR) if root is None or root == base else root / HOME_DIR
-    if "\0" in raw:
-        raise UserError(f"{where} holds a NUL character: it is not a path")
-    home = Path(raw).expanduser()
-    if home.exists() and not home.is_dir():
-        raise UserError(
-            f"{where}={raw} is not a directory: name the folder Nexus keeps its state in"
-        )
-    return home
-
-
-def _durability(given: str | None, env: Mapping[str, str]) -> Durability:
-    where = "NEXUS_DURABILITY" if given is None else "durability"
-    raw = given if given is not None else env.get("NEXUS_DURABILITY", "")
-    value = raw.strip().lower() or "normal"
-    for known in DURABILITIES:
-        if value == known:
-            return known
-    raise UserError(
-        f"{where}={raw!r} is not a durability: use 'normal' (survives a killed process) "
-        "or 'full' (also survives power loss)"
-    )
-
-
-def _check_sandbox_uid(env: Mapping[str, str]) -> None:
-    raw = env.get(SANDBOX_UID_ENV, "").strip()
-    if raw and not (raw.isdigit() and 0 < int(raw) < 2**32 - 1):
-        raise UserError(f"{SANDBOX_UID_ENV}={raw!r} is not a uid between 1 and 4294967294")
+__all__ = ["CacheConfig", "NexusConfig", "load_config"]
 
 
 # -- values --------------------------------------------------------------------------------
@@ -512,8 +318,8 @@ def load_config(
         'default'
     """
     env = os.environ if environ is None else environ
-    base = _working_directory(cwd)
-    home = base / _home(None, env, base)  # as Settings finds it
+    base = working_directory(cwd)
+    home = base / home_of(None, env, base)  # as Settings finds it
     file = _locate(path, env, base)
     if file is None:
         return NexusConfig(cache=CacheConfig(path=home / "cache.db"))
@@ -533,7 +339,7 @@ def _locate(path: Path | str | None, env: Mapping[str, str], base: Path) -> Path
             raise NotFoundError(f"{CONFIG_ENV} names {file}, which does not exist")
         return file
     root = find_project(base)
-    if root is None or not _is_file(root / CONFIG_FILE):
+    if root is None or not is_file(root / CONFIG_FILE):
         return None
     return root / CONFIG_FILE
 
