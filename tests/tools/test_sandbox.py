@@ -270,6 +270,29 @@ def test_the_task_profile_narrows_the_tool_profile(ws: Path) -> None:
     with pytest.raises(ToolFailed) as info:
         call(ShellTool(), {"cmd": "yes | head -c 50"}, ws, ExecProfile(max_output_bytes=10))
     assert info.value.details["limits_hit"] == ["output"]
+    assert not info.value.retryable
+
+
+def test_output_past_the_cap_fails_even_when_the_command_exits_first() -> None:
+    # the command may exit 0 before the kill lands: the outcome must not depend on that race
+    from nexus.tools.builtins._exec import _outcome
+
+    raced = SandboxResult(
+        exit_code=0,
+        stdout=b"y\n" * 5,
+        stderr=b"",
+        truncated=True,
+        limits_hit=["output"],
+        denials=[],
+        sandbox="bwrap",
+        duration_ms=3,
+        warnings=[],
+    )
+    with pytest.raises(ToolFailed, match="passed the profile's cap") as info:
+        _outcome("shell", raced)
+    assert info.value.details["exit_code"] == 0
+    assert info.value.details["limits_hit"] == ["output"]
+    assert not info.value.retryable
 
 
 def test_shell_rejects_a_missing_command(ws: Path) -> None:

@@ -6,9 +6,12 @@ Both run their command through
 grant in ``ToolContext.profile``), with the run's workspace as the writable
 working directory. Outcomes map onto the error taxonomy:
 
-* exit 0 -> the result, with ``truncated``, ``limits_hit``, ``denials`` and
+* exit 0 within the output cap -> the result, with ``limits_hit``, ``denials`` and
   ``sandbox``/``warnings`` added when they say something (the ``rlimits``
   fallback is flagged in every result);
+* output past the cap (the sandbox kills the command, which may have exited
+  already) -> :class:`~nexus.tools.base.ToolFailed`, not retryable, whatever
+  the exit code;
 * non-zero exit after the sandbox refused something, or any exit after the
   call went over a disk quota (``max_file_mb``, ``max_write_mb``) ->
   :class:`SandboxDenied` (``policy_denied``, not retryable), its details
@@ -98,8 +101,6 @@ def _outcome(tool: str, result: SandboxResult) -> dict[str, Any]:
     stdout = result.stdout.decode("utf-8", errors="replace")
     stderr = result.stderr.decode("utf-8", errors="replace")
     out: dict[str, Any] = {"exit_code": result.exit_code, "stdout": stdout, "stderr": stderr}
-    if result.truncated:
-        out["truncated"] = True
     if result.limits_hit:
         out["limits_hit"] = list(result.limits_hit)
     if result.denials:
@@ -108,7 +109,10 @@ def _outcome(tool: str, result: SandboxResult) -> dict[str, Any]:
         out["sandbox"] = result.sandbox
         out["warnings"] = list(result.warnings)
     over_quota = any(d["reason"] == "quota" for d in result.denials)
-    if result.exit_code == 0 and not over_quota:  # a quota breach fails even a clean exit
+    # past the output cap the sandbox is killed, but the command may exit first: either
+    # way the output is cut, so the call fails either way (the outcome must not be a race)
+    over_cap = "output" in result.limits_hit
+    if result.exit_code == 0 and not over_quota and not over_cap:
         return out
     details: dict[str, Any] = {
         "exit_code": result.exit_code,
@@ -128,6 +132,8 @@ def _outcome(tool: str, result: SandboxResult) -> dict[str, Any]:
             details=details,
         )
     message = f"command exited with {result.exit_code}"
+    if over_cap:
+        message = f"command output passed the profile's cap and was cut (exit {result.exit_code})"
     if result.limits_hit:
         message += f" (limits hit: {', '.join(result.limits_hit)})"
     error = ToolFailed(message, details=details)
@@ -199,7 +205,7 @@ class PythonTool:
         )
         out = _outcome(self.name, result)
         lines = [line for line in out["stdout"].splitlines() if line.strip()]
-        if lines and not out.get("truncated"):
+        if lines:
             with contextlib.suppress(ValueError):
                 out["result"] = json.loads(lines[-1])
         return out
