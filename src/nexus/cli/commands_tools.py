@@ -6,26 +6,35 @@ only reads the configuration and prints.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
-from nexus.cli.output import emit_json, fail, out, run_async
+from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, out, run_async
+from nexus.cli.registry import example
 from nexus.cli.wiring import project_of
 from nexus.config import NexusConfig, Settings
+from nexus.domain.errors import UserError
 from nexus.planning.workflow import load_workflow
 from nexus.tools.builtins import builtin_tools
 from nexus.tools.discovery import Discovery, discover
+
+if TYPE_CHECKING:
+    from nexus.app import Project
+    from nexus.tools.mcp import McpToolStatus, ServerStatus
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ToolArg = Annotated[
     str,
     typer.Argument(
-        help="SERVER.TOOL (an MCP tool), mcp:SERVER (a server's command) or wasm:TOOL "
-        "(a declared WASM module)",
+        help="SERVER.TOOL (an MCP tool), 'SERVER.read_*' (a glob of them), SERVER (with "
+        "--all), mcp:SERVER (a server's command) or wasm:TOOL (a declared WASM module)",
         show_default=False,
     ),
 ]
@@ -112,8 +121,9 @@ def _print(found: Discovery) -> None:
                 f"({escape(str(server['last_error']))})"
             )
     for entry in to_review:
-        target = entry.get("approve", entry["name"])
-        out.print(f"review, then: nexus tools approve {escape(target)} --pin {entry['pin']}")
+        target = escape(entry.get("approve", entry["name"]))
+        how = f" (nexus tools show {target})" if "server" in entry else ""
+        out.print(f"review{how}, then: nexus tools approve {target} --pin {entry['pin']}")
 
 
 def _permissions(entry: dict[str, Any]) -> str:
@@ -162,35 +172,344 @@ def _launch_record(config: NexusConfig, key: str) -> dict[str, Any] | None:
     return None
 
 
+# -- reviewing MCP tools: show, approve after review -----------------------------------------
+
+ServerWorkflowOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workflow",
+        "-w",
+        help="Also the MCP servers this workflow declares (its own win on a name clash).",
+        show_default=False,
+    ),
+]
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        help="SERVER (all its tools), SERVER.TOOL, or a glob such as 'SERVER.read_*'",
+        show_default=False,
+    ),
+]
+_WORDS = {
+    "new": "new: not approved yet",
+    "approved": "approved",
+    "changed": "changed since it was approved: disabled until re-approved",
+    "blocked-by-lint": "blocked by the descriptor linter (approval does not override it)",
+}
+
+
+def _servers(project: Project, workflow: Path | None) -> dict[str, Any]:
+    """The MCP servers a run would know: ``nexus.toml``'s, then the workflow's (which win)."""
+    servers = dict(project.config.mcp_servers)
+    if workflow is not None:
+        servers.update(load_workflow(workflow).mcp_servers)
+    return servers
+
+
+async def _server_status(project: Project, server: str, workflow: Path | None) -> ServerStatus:
+    """Start ``server``, list its tools with their pins and lint findings, stop it."""
+    from nexus.tools.discovery import server_status
+
+    others = [*builtin_tools().names(), *project.config.wasm_tools]
+    return await server_status(
+        server, _servers(project, workflow), home=project.home, other_tools=others
+    )
+
+
+def _split(target: str) -> tuple[str, str | None]:
+    """``SERVER`` -> (server, None); ``SERVER.TOOL`` or ``SERVER.GLOB`` -> (server, tool)."""
+    server, dot, tool = target.partition(".")
+    if not server or (dot and not tool) or ":" in server:
+        fail(
+            f"'{target}': name an MCP server (SERVER), one of its tools (SERVER.TOOL) "
+            "or a glob of them ('SERVER.read_*')"
+        )
+    return server, tool if dot else None
+
+
+def _word(status: McpToolStatus) -> str:
+    from nexus.tools.discovery import PIN_STATUS
+
+    return PIN_STATUS.get(str(status.state), str(status.state))
+
+
+def _print_review(console: Console, data: dict[str, Any]) -> None:
+    """One tool's descriptor, readable: what it does, its arguments, hints, state, findings."""
+    title = f"  ({escape(data['title'])})" if data["title"] else ""
+    console.print(f"[bold]{escape(data['name'])}[/]{title}")
+    state = data["pin_status"]
+    said = _WORDS.get(state, state)
+    if state == "changed":
+        said += f" (approved pin {str(data['approved_pin'])[:12]}; changed: "
+        said += f"{', '.join(data['changed']) or 'unknown fields'})"
+    console.print(f"  status: {escape(said)}")
+    description = data["description"] or "(no description)"
+    for line in description.splitlines() or [""]:
+        console.print(f"    {escape(line)}")
+    rows = data["arguments"]
+    if rows:
+        noted = any(row["notes"] for row in rows)  # no empty column
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("argument", "type", "required", "description", *(("notes",) if noted else ())):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            cells = [row["name"], row["type"], "yes" if row["required"] else "no"]
+            cells += [row["description"], *((row["notes"],) if noted else ())]
+            table.add_row(*(escape(c) for c in cells))
+        console.print("  arguments:")
+        console.print(Padding(table, (0, 0, 0, 4)))
+    else:
+        console.print("  arguments: none declared")
+    if data["output_fields"]:
+        fields = ", ".join(data["output_fields"])
+        console.print(f"  returns: structured output ({escape(fields)})")
+    if data["annotations"]:
+        hints = ", ".join(f"{k}: {v}" for k, v in data["annotations"].items())
+        console.print(f"  hints (the server's own, not checked): {escape(hints)}")
+    for finding in data["findings"]:
+        where = f" at {finding['where']}" if finding["where"] else ""
+        console.print(
+            f"  lint {escape(finding['severity'])} {escape(finding['code'])}{escape(where)}: "
+            f"{escape(finding['message'])}"
+        )
+    console.print(f"  pin: {data['pin']}")
+
+
+def _reviews(status: ServerStatus, tool: str | None) -> list[tuple[McpToolStatus, dict[str, Any]]]:
+    from nexus.tools.mcp import review_data, select_tools
+
+    return [(t, review_data(t, _word(t))) for t in select_tools(status, tool)]
+
+
+@tools_app.command(
+    "show",
+    epilog=example("nexus tools show time.get_current_time", "nexus tools show git --json"),
+)
+def show(
+    ctx: typer.Context,
+    target: TargetArg,
+    workflow: ServerWorkflowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show MCP tools' descriptors readably: description, arguments, hints, pin state, lint.
+
+    The server is started (its command must be approved), asked for its tools and
+    stopped; nothing is called or approved.
+    """
+    server, tool = _split(target)
+
+    async def go() -> list[tuple[McpToolStatus, dict[str, Any]]]:
+        return _reviews(await _server_status(project_of(ctx), server, workflow), tool)
+
+    reviewed = run_async(go, as_json=as_json)
+    if as_json:
+        emit_json({"server": server, "tools": [data for _, data in reviewed]})
+        return
+    for i, (_, data) in enumerate(reviewed):
+        if i:
+            out.print()
+        _print_review(out, data)
+    waiting = [t for t, data in reviewed if data["pin_status"] in ("new", "changed")]
+    if len(waiting) == 1:
+        one = waiting[0]
+        out.print(f"\napprove it: nexus tools approve {escape(one.name)} --pin {one.pin}")
+    elif waiting:
+        out.print(
+            f"\n{len(waiting)} not approved; approve them after review: "
+            f"nexus tools approve {escape(server)} --all"
+        )
+
+
+def _interactive() -> bool:
+    """Whether a person can be asked (standard input is a terminal)."""
+    return sys.stdin.isatty()
+
+
+def _confirm(names: list[str], yes: bool) -> None:
+    """Go on only if the user said yes (``--yes``, or at the prompt on a terminal)."""
+    if yes:
+        return
+    count = f"{len(names)} tool{'s' if len(names) > 1 else ''}"
+    if not _interactive():
+        fail(
+            f"nothing approved: approving {count} needs a confirmation, and standard input "
+            "is not a terminal to ask on; review the descriptors shown, then run again "
+            "with --yes"
+        )
+    if not typer.confirm(f"Approve {count} ({', '.join(names)})?", default=False, err=True):
+        fail("nothing approved", EXIT_FAILED)
+
+
+def _approve_reviewed(
+    ctx: typer.Context,
+    server: str,
+    tool: str | None,
+    *,
+    yes: bool,
+    workflow: Path | None,
+    as_json: bool,
+) -> None:
+    """Show what ``server``'s ``tool`` (a name, a glob; all if None) selects, confirm, approve."""
+    from nexus.tools.pins import PinStore, ToolState
+
+    async def look() -> tuple[Path, list[tuple[McpToolStatus, dict[str, Any]]]]:
+        project = project_of(ctx)
+        return project.home, _reviews(await _server_status(project, server, workflow), tool)
+
+    home, reviewed = run_async(look, as_json=as_json)
+    pending = (ToolState.PENDING_APPROVAL, ToolState.CHANGED)
+    to_review = [(t, data) for t, data in reviewed if t.state in pending]
+    chosen = [t for t, _ in to_review]
+    already = [t.name for t, _ in reviewed if t.state is ToolState.APPROVED]
+    blocked = [t.name for t, _ in reviewed if t.state is ToolState.BLOCKED_BY_LINT]
+    shown = err if as_json else out
+    for i, (_, data) in enumerate(to_review):
+        if i:
+            shown.print()
+        _print_review(shown, data)
+    if already:
+        shown.print(f"already approved: {escape(', '.join(already))}")
+    if blocked:
+        shown.print(
+            f"[red]blocked by the descriptor linter[/] (approval does not override it): "
+            f"{escape(', '.join(blocked))}; see nexus tools show {escape(server)}"
+        )
+    if not chosen:
+        if blocked:
+            fail(f"nothing approved: {', '.join(blocked)} blocked by the linter", EXIT_FAILED)
+        if as_json:
+            emit_json({"server": server, "approved": [], "already_approved": already})
+        else:
+            out.print("nothing to approve")
+        return
+    _confirm([t.name for t in chosen], yes)
+
+    async def record() -> list[dict[str, Any]]:
+        pins = PinStore.at_home(home)
+        for t in chosen:  # the pin shown, with the descriptor shown: a later change is explained
+            pins.approve(server, t.tool, t.pin, descriptor=t.descriptor)
+        return [{"tool": t.name, "pin": t.pin} for t in chosen]
+
+    approved = run_async(record, as_json=as_json)
+    if as_json:
+        emit_json(
+            {
+                "server": server,
+                "approved": approved,
+                "already_approved": already,
+                "blocked": blocked,
+            }
+        )
+        return
+    for entry in approved:
+        out.print(f"approved {escape(entry['tool'])} at pin {entry['pin'][:12]}")
+
+
+def _approve_pinned(
+    ctx: typer.Context, server: str, tool: str, pin: str, *, workflow: Path | None, as_json: bool
+) -> None:
+    """Approve ``pin`` for ``server.tool``, checking the name against the server's tools."""
+    from nexus.tools.mcp import select_tools
+    from nexus.tools.pins import PinStore
+
+    async def go() -> tuple[dict[str, Any], McpToolStatus | None]:
+        project = project_of(ctx)
+        pins = PinStore.at_home(project.home)
+        if server not in _servers(project, workflow):
+            return pins.approve(server, tool, pin).to_data(), None  # cannot be checked here
+        (current,) = select_tools(await _server_status(project, server, workflow), tool)
+        descriptor = current.descriptor if current.pin == pin else None
+        return pins.approve(server, tool, pin, descriptor=descriptor).to_data(), current
+
+    record, current = run_async(go, as_json=as_json)
+    name = f"{server}.{tool}"
+    if current is None:
+        err.print(
+            f"[yellow]warning:[/] no MCP server '{escape(server)}' is configured here, so "
+            f"'{escape(name)}' was not checked against its tools; give --workflow FILE "
+            "(the workflow that declares it) to check the name"
+        )
+    elif current.pin != pin:
+        err.print(
+            f"[yellow]warning:[/] the pin approved is not {escape(name)}'s current descriptor "
+            f"(now {current.pin[:12]}): it stays disabled; review it: nexus tools show "
+            f"{escape(name)}"
+        )
+    if as_json:
+        emit_json({"tool": name, "checked": current is not None, **record})
+    else:
+        out.print(f"approved {escape(name)} at pin {pin[:12]}")
+
+
 @tools_app.command("approve")
 def approve(
     ctx: typer.Context,
     tool: ToolArg,
-    pin: Annotated[str, typer.Option("--pin", help="The descriptor pin you reviewed.")],
+    pin: Annotated[
+        str | None,
+        typer.Option(
+            "--pin",
+            help="The pin you reviewed (one tool, mcp:SERVER or wasm:TOOL); without it "
+            "the descriptors are shown and confirmed.",
+            show_default=False,
+        ),
+    ] = None,
+    all_tools: Annotated[
+        bool, typer.Option("--all", help="Every tool of SERVER (shown first).")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve what is shown without asking.")
+    ] = False,
+    workflow: ServerWorkflowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Approve a pin you reviewed: an MCP tool's descriptor, a server's command, a WASM module.
+    """Approve MCP tools after review, or a pin you reviewed (tool, server command, WASM module).
 
-    A changed tool, command or module stays refused until its new pin is approved.
-
-    Example: nexus tools approve mcp:git --pin 3f2a… (the pin `nexus tools` shows)
+    Without --pin the selected tools (SERVER.TOOL, a glob 'SERVER.read_*', or SERVER
+    --all) are shown, then approved once you confirm (--yes when there is no
+    terminal). A name that is not one of the server's tools is refused. A changed
+    tool, command or module stays refused until its new pin is approved.
     """
-    from nexus.tools.pins import PinStore, launch_pin
+    from nexus.tools.mcp._review import is_pattern
+    from nexus.tools.pins import PinStore, check_pin, launch_pin
 
-    key = _key(tool)
+    if pin is not None:
+        try:
+            check_pin(tool, pin)
+        except UserError as exc:
+            fail(exc.message, as_json=as_json)
+    if ":" in tool:
+        key = _key(tool)
+        if pin is None or all_tools:
+            fail(f"'{tool}': a launch is approved by its pin: nexus tools approve {tool} --pin PIN")
 
-    async def go() -> dict[str, object]:
-        project = project_of(ctx)
-        record = _launch_record(project.config, key) if ":" in key else None
-        if record is not None and launch_pin(record) != pin:
-            record = None  # approving another pin than the current one: keep no record
-        return PinStore.at_home(project.home).approve_key(key, pin, descriptor=record).to_data()
+        async def go() -> dict[str, object]:
+            project = project_of(ctx)
+            record = _launch_record(project.config, key)
+            if record is not None and launch_pin(record) != pin:
+                record = None  # approving another pin than the current one: keep no record
+            return PinStore.at_home(project.home).approve_key(key, pin, descriptor=record).to_data()
 
-    record = run_async(go, as_json=as_json)
-    if as_json:
-        emit_json(record)
-    else:
-        out.print(f"approved {escape(tool)} at pin {pin[:12]}")
+        approved = run_async(go, as_json=as_json)
+        if as_json:
+            emit_json(approved)
+        else:
+            out.print(f"approved {escape(tool)} at pin {pin[:12]}")
+        return
+    server, name = _split(tool)
+    if all_tools and name is not None:
+        fail(f"--all takes a server's name: nexus tools approve {server} --all")
+    if not all_tools and name is None:
+        fail(
+            f"'{tool}' names a server: approve all its tools with --all, some with a glob "
+            f"('{tool}.read_*'), or one: {tool}.TOOL"
+        )
+    if pin is not None:
+        if name is None or is_pattern(name):
+            fail("--pin approves one tool's descriptor: name one tool, SERVER.TOOL")
+        _approve_pinned(ctx, server, name, pin, workflow=workflow, as_json=as_json)
+        return
+    _approve_reviewed(ctx, server, name, yes=yes, workflow=workflow, as_json=as_json)
 
 
 @tools_app.command("revoke")

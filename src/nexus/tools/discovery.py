@@ -16,11 +16,17 @@
   and the others still are.
 
 Nothing is called and nothing is approved: listing a tool never runs it.
+
+:func:`server_status` is what ``nexus tools show`` and ``nexus tools approve``
+read: one server started, its tools listed with their pins and lint findings,
+and stopped again; a server name that is not configured is refused with the
+closest one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +35,11 @@ from nexus.tools.base import ToolRegistry
 from nexus.tools.catalog import describe
 
 if TYPE_CHECKING:
-    from nexus.tools.mcp import McpTool
+    from nexus.tools.mcp import McpTool, ServerStatus
     from nexus.tools.pins import PinStore
     from nexus.tools.wasm import WasmToolConfig
 
-__all__ = ["PIN_STATUS", "Discovery", "discover"]
+__all__ = ["PIN_STATUS", "Discovery", "discover", "server_status", "unknown_server"]
 
 #: An MCP tool's state as ``nexus tools`` words it.
 PIN_STATUS = {
@@ -154,3 +160,63 @@ def _mcp_entry(tool: McpTool) -> dict[str, Any]:
         findings=[f.to_data() for f in status.findings],
     )
     return entry
+
+
+def unknown_server(name: str, configured: Iterable[str]) -> str:
+    """Why ``name`` names no configured MCP server, with the closest name if one is close."""
+    known = sorted(configured)
+    if not known:
+        return (
+            f"no MCP server '{name}' is configured: declare it under [mcp_servers] in "
+            "nexus.toml, or name the workflow that declares it with --workflow FILE"
+        )
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return (
+        f"no MCP server '{name}'{hint} (configured: {', '.join(known)}; "
+        "a workflow's own servers need --workflow FILE)"
+    )
+
+
+async def server_status(
+    name: str,
+    mcp_servers: Mapping[str, Any],
+    *,
+    home: Path,
+    other_tools: Iterable[str] = (),
+) -> ServerStatus:
+    """Start one configured MCP server, list its tools and stop it: what it offers now.
+
+    Only this server is started; the linter's check for names of other tools
+    (tool shadowing) sees ``other_tools`` (the built-ins, the WASM tools).
+
+    Args:
+        name: the server.
+        mcp_servers: ``{name: table}``, as in ``nexus.toml`` or a workflow.
+        home: ``NEXUS_HOME``, where the approved pins are kept.
+        other_tools: the names of the tools that are not this server's.
+
+    Raises:
+        NotFoundError: no server ``name`` is configured.
+        PolicyDenied: the server's command is not approved to run (the message
+            says how to approve it).
+        InfrastructureError: the server did not connect within its ``connect_timeout``.
+        UserError: the server's table is invalid.
+    """
+    if name not in mcp_servers:
+        from nexus.domain.errors import NotFoundError
+
+        raise NotFoundError(unknown_server(name, mcp_servers))
+    from nexus.domain.errors import InfrastructureError
+    from nexus.tools.mcp import McpServers, parse_mcp_servers  # the SDK loads on demand
+    from nexus.tools.pins import PinStore
+
+    specs = parse_mcp_servers({name: dict(mcp_servers[name])})
+    async with McpServers(specs, PinStore.at_home(home), builtin_tools=other_tools) as servers:
+        connection = servers.connection(name)
+        if connection.refused is not None:
+            raise connection.refused
+        status = connection.status()
+    if not status.connected:
+        raise InfrastructureError(f"MCP server '{name}' is not connected: {status.last_error}")
+    return status

@@ -65,6 +65,7 @@ __all__ = [
     "ToolState",
     "approve",
     "changed_fields",
+    "check_pin",
     "descriptor_of",
     "file_sha256",
     "launch_denial",
@@ -110,6 +111,17 @@ def tool_pin(tool: types.Tool | Mapping[str, Any]) -> str:
     if isinstance(tool, types.Tool):
         return digest(descriptor_of(tool))
     return digest({k: v for k, v in tool.items() if k not in VOLATILE_FIELDS})
+
+
+def check_pin(key: str, pin: str) -> str:
+    """``pin``, if it is a hex SHA-256 as every pin is.
+
+    Raises:
+        UserError: it is not 64 lowercase hex digits (the message names ``key``).
+    """
+    if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
+        raise UserError(f"pin for '{key}' must be 64 lowercase hex digits")
+    return pin
 
 
 def changed_fields(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
@@ -375,8 +387,7 @@ class PinStore:
         Raises:
             UserError: ``pin`` is not a hex SHA-256.
         """
-        if len(pin) != 64 or any(c not in "0123456789abcdef" for c in pin):
-            raise UserError(f"pin for '{key}' must be 64 lowercase hex digits")
+        check_pin(key, pin)
         approval = Approval(
             tool=key,
             pin=pin,

@@ -40,18 +40,22 @@ The parts, each readable on its own (each imports only parts above it)::
     _tool        McpTool: one tool as the Tool port
     _connection  McpConnection: the parts above wired together for one server
     _servers     McpServers: every server of a run
+    _review      what a user reviews before approving: a descriptor in readable parts,
+                 the tools a name, a glob or --all selects (a typo suggests the closest)
 """
 
 from nexus.domain.resilience import BreakerState, CircuitBreaker
 from nexus.tools.mcp._command import approve_launch, launch_record, resolve_command
 from nexus.tools.mcp._connection import McpConnection
 from nexus.tools.mcp._convert import map_mcp_error
+from nexus.tools.mcp._review import Argument, arguments, review_data, select_tools, visible
 from nexus.tools.mcp._servers import McpServers
 from nexus.tools.mcp._spec import McpServerSpec, parse_mcp_servers
 from nexus.tools.mcp._status import McpToolStatus, ServerStatus
 from nexus.tools.mcp._tool import McpTool
 
 __all__ = [
+    "Argument",
     "BreakerState",
     "CircuitBreaker",
     "McpConnection",
@@ -61,8 +65,12 @@ __all__ = [
     "McpToolStatus",
     "ServerStatus",
     "approve_launch",
+    "arguments",
     "launch_record",
     "map_mcp_error",
     "parse_mcp_servers",
     "resolve_command",
+    "review_data",
+    "select_tools",
+    "visible",
 ]
