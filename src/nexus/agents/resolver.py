@@ -6,14 +6,14 @@ It sits above :mod:`nexus.agents.base` (the protocols) and :mod:`nexus.agents.ll
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from nexus.agents.base import Agent, FunctionAgent
 from nexus.agents.llm import LLMAgent
 from nexus.domain.errors import NotFoundError
 from nexus.domain.plan import AgentSpec
-from nexus.gateway.base import ProviderRegistry
+from nexus.gateway.base import ModelProvider, ProviderRegistry
 from nexus.gateway.resilience import Candidate, with_fallback
 
 
@@ -44,7 +44,13 @@ class AgentResolver:
             provider = self.providers.provider_for(replace(spec, model=chain[0]))
             return LLMAgent(spec=spec, provider=provider)
 
-        candidates = [
-            Candidate(self.providers.provider_for(replace(spec, model=m)), m) for m in chain
-        ]
+        # Each route is built when the chain first reaches it: a fallback that
+        # lacks a key, or whose host residency refuses, fails only the calls
+        # that need it, and the chain records why it skipped it.
+        candidates = [Candidate.deferred(self._builder(spec, m), m) for m in chain]
         return LLMAgent(spec=spec, provider=with_fallback(*candidates))
+
+    def _builder(self, spec: AgentSpec, model: str) -> Callable[[], ModelProvider]:
+        """Build ``spec``'s provider for ``model`` (one route of its chain) when called."""
+        providers, agent = self.providers, replace(spec, model=model)
+        return lambda: providers.provider_for(agent)

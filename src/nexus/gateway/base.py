@@ -241,7 +241,8 @@ class RouteStep:
     Attributes:
         model: the ``provider:model`` tried.
         outcome: ``answered``, ``failed`` (errors, retries spent) or ``skipped``
-            (its circuit breaker was open).
+            (its circuit breaker was open, or its provider could not be built:
+            no API key, a host residency refuses).
         reason: why it was tried or left: ``primary``, ``fallback``, or the
             error kind and reason that made the chain move on.
         attempts: calls made to it (0 when skipped).

@@ -33,6 +33,11 @@ The rules the issue sets, and where each lives:
   fails with a retryable error, its breaker is open, or its quota is spent, and
   records every step as a :class:`~nexus.gateway.base.RouteStep` on the
   response (or on the final error) -- the "why this model" record.
+* **A route is built when the chain first reaches it**
+  (:meth:`Candidate.deferred`): a fallback whose provider cannot be built (no
+  API key, a host residency does not allow, an endpoint not configured) is
+  skipped with the reason recorded, and fails only the calls that reach it;
+  when no candidate can be built, the error names each and why.
 
 Clock, sleep and randomness are injected so tests run in virtual time.
 """
@@ -47,7 +52,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from nexus.domain.errors import RETRYABLE_KINDS, NexusError
+from nexus.domain.errors import RETRYABLE_KINDS, ErrorKind, NexusError
 from nexus.domain.resilience import (
     BreakerState,
     CircuitBreaker,
@@ -444,10 +449,38 @@ def _incomplete(model: str) -> ProviderUnavailable:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A provider in a fallback chain and the model to ask it for (None: the request's)."""
+    """A provider in a fallback chain and the model to ask it for (None: the request's).
 
-    provider: ModelProvider
+    A candidate made with :meth:`deferred` holds no provider yet, only how to
+    build one: the chain builds it when it first reaches the candidate, so a
+    fallback that is never needed costs nothing and needs nothing (a key, a
+    reachable host).
+    """
+
+    provider: ModelProvider | None
     model: str | None = None
+    build: Callable[[], ModelProvider] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.provider is None) == (self.build is None):
+            raise ValueError("a candidate needs either a provider or a way to build one")
+        if self.build is not None and self.model is None:
+            raise ValueError("a deferred candidate must name its model")
+
+    @classmethod
+    def deferred(cls, build: Callable[[], ModelProvider], model: str) -> Candidate:
+        """A candidate for ``model`` whose provider ``build()`` makes on first need.
+
+        A :class:`~nexus.domain.errors.NexusError` from ``build`` (no API key,
+        residency, an unknown endpoint) makes the chain skip this candidate and
+        record why; any other exception is a bug and propagates.
+
+        Example:
+            >>> from nexus.gateway.scripted import ScriptedProvider
+            >>> Candidate.deferred(lambda: ScriptedProvider("b", ("y",)), "scripted:b").model
+            'scripted:b'
+        """
+        return cls(None, model, build)
 
 
 def _falls_back(error: NexusError) -> bool:
@@ -459,13 +492,30 @@ def _why(error: NexusError) -> str:
     return f"{error.kind}/{getattr(error, 'reason', '') or error.kind}"
 
 
+def _cause(error: NexusError) -> str:
+    """``kind/reason: message`` (``kind: message`` when it has no reason of its own)."""
+    reason = getattr(error, "reason", "")
+    kind = f"{error.kind}/{reason}" if reason and reason != error.kind else str(error.kind)
+    return f"{kind}: {error.message}"
+
+
+def _unusable(model: str, error: NexusError) -> RouteStep:
+    """The step of a candidate whose provider could not be built: skipped, and why."""
+    return RouteStep(model, "skipped", f"cannot be used: {_cause(error)}")
+
+
 class FallbackProvider:
     """Try candidates in order; move on when one fails retryably, is open, or out of quota.
 
     Errors that another provider would not cure (an invalid request, bad
-    credentials, an unknown model) end the chain at once. The answer carries
-    the :class:`~nexus.gateway.base.RouteStep` of every candidate tried; when
-    all fail, the last error is raised with the same record in its ``route``.
+    credentials, an unknown model) end the chain at once. A deferred candidate
+    (:meth:`Candidate.deferred`) is built when the chain reaches it; one that
+    cannot be built is skipped, its reason recorded, and the chain goes on. The
+    answer carries the :class:`~nexus.gateway.base.RouteStep` of every
+    candidate tried; when all fail, the last call's error is raised with the
+    same record in its ``route`` (and in a note), or, when no candidate could
+    be built, an error naming each and why (``policy_denied`` if residency
+    refused any of them).
 
     Args:
         candidates: providers (with their models) in order of preference.
@@ -477,6 +527,7 @@ class FallbackProvider:
             raise ValueError("a fallback chain needs at least one provider")
         self.candidates = candidates
         self.deadline = deadline
+        self._built: dict[int, ModelProvider] = {}
 
     def __repr__(self) -> str:
         names = ", ".join(c.model or repr(c.provider) for c in self.candidates)
@@ -486,18 +537,41 @@ class FallbackProvider:
         return with_fallback(self, *others)
 
     async def aclose(self) -> None:
-        for candidate in self.candidates:
-            await close_if_closable(candidate.provider)
+        """Close every candidate's provider (the deferred ones only if they were built)."""
+        for index, candidate in enumerate(self.candidates):
+            provider = (
+                self._built.pop(index, None) if candidate.provider is None else candidate.provider
+            )
+            if provider is not None:
+                await close_if_closable(provider)
+
+    def _provider(self, index: int) -> ModelProvider | NexusError:
+        """Candidate ``index``'s provider, built on first need; or why it cannot be built.
+
+        A built provider is kept for the chain's later calls. A failure is not:
+        it is cheap to find again, and each call gets an error of its own.
+        """
+        candidate = self.candidates[index]
+        if candidate.provider is not None:
+            return candidate.provider
+        provider = self._built.get(index)
+        if provider is None:
+            assert candidate.build is not None
+            try:
+                provider = candidate.build()
+            except NexusError as exc:
+                return exc
+            self._built[index] = provider
+        return provider
 
     def _deadline_at(self) -> float | None:
         if self.deadline is None:
             return None
         return asyncio.get_running_loop().time() + self.deadline
 
-    def _plan(self, request: ModelRequest) -> list[tuple[Candidate, ModelRequest]]:
-        return [
-            (c, replace(request, model=c.model) if c.model else request) for c in self.candidates
-        ]
+    def _plan(self, request: ModelRequest) -> list[ModelRequest]:
+        """The request each candidate is asked, in order (its own model, when it pins one)."""
+        return [replace(request, model=c.model) if c.model else request for c in self.candidates]
 
     @staticmethod
     def _reason(index: int, steps: list[RouteStep]) -> str:
@@ -521,6 +595,23 @@ class FallbackProvider:
         return error
 
     @staticmethod
+    def _none_usable(unusable: list[tuple[str, NexusError]], steps: list[RouteStep]) -> NexusError:
+        """The error when no candidate could be built: it names each and why.
+
+        Its kind is ``policy_denied`` when residency refused any of them (as
+        routing's own "no model is left"), else the last candidate's.
+        """
+        denied = [e for _, e in unusable if e.kind is ErrorKind.POLICY_DENIED]
+        error = denied[0] if denied else unusable[-1][1]
+        error.message = "no model route can be used: " + "; ".join(
+            f"{model} ({_cause(e)})" for model, e in unusable
+        )
+        error.args = (error.message,)
+        if isinstance(error, ProviderError):
+            error.route = tuple(steps)
+        return error
+
+    @staticmethod
     def _answered(response: ModelResponse, model: str, reason: str) -> RouteStep:
         attempts = response.route[-1].attempts if response.route else 1
         return RouteStep(model, "answered", reason, attempts)
@@ -529,12 +620,18 @@ class FallbackProvider:
         """The first candidate's answer that comes; see the class docstring."""
         deadline_at = self._deadline_at()
         steps: list[RouteStep] = []
+        unusable: list[tuple[str, NexusError]] = []
         error: NexusError | None = None
-        for index, (candidate, sub) in enumerate(self._plan(request)):
+        for index, sub in enumerate(self._plan(request)):
             reason = self._reason(index, steps)
+            provider = self._provider(index)
+            if isinstance(provider, NexusError):
+                steps.append(_unusable(sub.model, provider))
+                unusable.append((sub.model, provider))
+                continue
             try:
                 response: ModelResponse = await _before(
-                    deadline_at, candidate.provider.complete(sub, context)
+                    deadline_at, provider.complete(sub, context)
                 )
             except _Expired:
                 raise self._expired(sub.model, steps) from None
@@ -546,8 +643,19 @@ class FallbackProvider:
                 continue
             steps.append(self._answered(response, sub.model, reason))
             return replace(response, route=tuple(steps))
-        assert error is not None
-        raise self._give_up(error, steps)
+        raise self._exhausted(error, unusable, steps)
+
+    def _exhausted(
+        self,
+        error: NexusError | None,
+        unusable: list[tuple[str, NexusError]],
+        steps: list[RouteStep],
+    ) -> NexusError:
+        """The error ending a chain that ran out: the last call's, or (no call made)
+        one naming every candidate that could not be built."""
+        if error is None:
+            error = self._none_usable(unusable, steps)
+        return self._give_up(error, steps)
 
     def _expired(self, model: str, steps: list[RouteStep]) -> NexusError:
         """The chain's deadline passed while ``model`` was being asked."""
@@ -565,11 +673,16 @@ class FallbackProvider:
         """Stream from the first candidate that starts answering; never switch mid-stream."""
         deadline_at = self._deadline_at()
         steps: list[RouteStep] = []
+        unusable: list[tuple[str, NexusError]] = []
         error: NexusError | None = None
         committed = False
-        for index, (candidate, sub) in enumerate(self._plan(request)):
+        for index, sub in enumerate(self._plan(request)):
             reason = self._reason(index, steps)
-            provider = candidate.provider
+            provider = self._provider(index)
+            if isinstance(provider, NexusError):
+                steps.append(_unusable(sub.model, provider))
+                unusable.append((sub.model, provider))
+                continue
             events = _events(provider, sub, context)
             try:
                 async with _closing(events):
@@ -590,8 +703,7 @@ class FallbackProvider:
                 steps.append(self._failed(sub.model, error))
                 if committed or not _falls_back(error):
                     raise self._give_up(error, steps) from (exc.__cause__ if error is exc else exc)
-        assert error is not None
-        raise self._give_up(error, steps)
+        raise self._exhausted(error, unusable, steps)
 
 
 def with_fallback(
