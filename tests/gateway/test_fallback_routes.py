@@ -152,6 +152,51 @@ def test_when_every_route_lacks_a_key_the_error_names_each(
     assert [s["outcome"] for s in error["route"]] == ["skipped", "skipped"]
 
 
+# -- a fallback outside strict residency ------------------------------------------------------
+
+STRICT = Residency(strict=True, providers=("openai", "anthropic"), hosts=("127.0.0.1",))
+
+
+def test_a_fallback_on_a_host_residency_denies_does_not_block_the_allowed_primary(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    server.enqueue(json_reply(openai_completion("High water at 06:12.")))
+    gateway = settings(server, anthropic="sk-ant", anthropic_url="https://api.anthropic.com")
+    status, evs = run(tmp_path / "db", gateway, start(plan(tmp_path / "ws")), STRICT)
+    assert status == "succeeded"
+    assert len(server.requests) == 1
+    assert model_effect(evs)["response"]["route"][0]["outcome"] == "answered"
+
+
+def test_a_denied_route_is_dropped_and_recorded_and_the_next_one_answers(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    server.enqueue(json_reply(openai_completion("High water at 06:12.")))
+    gateway = settings(server, anthropic="sk-ant", anthropic_url="https://api.anthropic.com")
+    p = plan(tmp_path / "ws", PRIMARY, model=FALLBACK)  # the denied host first
+    status, evs = run(tmp_path / "db", gateway, start(p), STRICT)
+    assert status == "succeeded"
+    skipped, answered = (RouteStep.from_dict(s) for s in model_effect(evs)["response"]["route"])
+    assert (skipped.model, skipped.outcome, skipped.attempts) == (FALLBACK, "skipped", 0)
+    assert "policy_denied" in skipped.reason
+    assert "api.anthropic.com:443 is not allowed" in skipped.reason
+    assert (answered.model, answered.outcome) == (PRIMARY, "answered")
+
+
+def test_when_residency_leaves_no_route_the_task_fails_policy_denied_naming_each(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    gateway = settings(server, anthropic="sk-ant", anthropic_url="https://api.anthropic.com")
+    residency = Residency(strict=True, providers=("openai", "anthropic"), hosts=("10.9.9.9",))
+    status, evs = run(tmp_path / "db", gateway, start(plan(tmp_path / "ws")), residency)
+    assert status == "failed"
+    assert server.requests == []
+    error = failure(evs)
+    assert error["kind"] == "policy_denied"
+    for named in (PRIMARY, FALLBACK, "host 127.0.0.1:", "host api.anthropic.com:443"):
+        assert named in error["message"]
+
+
 # -- the chain itself --------------------------------------------------------------------
 
 

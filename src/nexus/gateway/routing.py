@@ -22,9 +22,12 @@ Residency is checked three times: :func:`choose_models` drops models whose
 provider is not allowed; :class:`~nexus.gateway.sdk.SDKProviders` checks
 the provider *and the endpoint's host* with :meth:`Residency.check_endpoint`
 before it builds a client, so a denied call fails with ``policy_denied`` before
-a byte leaves the machine; and the SDK clients it builds check the host of
-every request they send (:mod:`nexus.gateway.egress`) and follow no redirect,
-so an allowed endpoint cannot send the request on to an unlisted host.
+a byte leaves the machine (in a fallback chain, whose routes are built when
+first reached, that route is skipped and recorded, and the next one tried:
+see :class:`~nexus.gateway.resilience.FallbackProvider`); and the SDK clients
+it builds check the host of every request they send
+(:mod:`nexus.gateway.egress`) and follow no redirect, so an allowed endpoint
+cannot send the request on to an unlisted host.
 
 Example:
     >>> choice = choose_models(
