@@ -18,9 +18,19 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from nexus.domain.events import INPUT_TYPES, EventType, JSONDict
-from nexus.domain.payloads import ABSENT, MODELS, PAYLOADS, ErrorRecord
+from nexus.domain.payloads import (
+    ABSENT,
+    MODELS,
+    PAYLOADS,
+    BudgetRefusal,
+    ErrorRecord,
+    Payload,
+    TenantCrossing,
+)
 
 SCHEMA_ID = "https://nexus.dev/schemas/events.json"
+#: The records payloads carry inside them, described after the event payloads.
+RECORDS: tuple[type, ...] = (ErrorRecord, BudgetRefusal, TenantCrossing)
 _FIELD = re.compile(r"^\s+(\w+): ")
 _COMMENT = re.compile(r"^\s+#: ?(.*)$")
 
@@ -68,8 +78,16 @@ def _type_schema(hint: Any) -> dict[str, Any]:
         return {"type": "number"}
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        # a dict whose shape a record model describes (``Annotated[JSONDict, TenantCrossing]``)
+        record = args[1]
+        if isinstance(record, type) and issubclass(record, Payload):
+            return {"$ref": f"#/$defs/{record.__name__}"}
+        return _type_schema(args[0])  # pragma: no cover - no other metadata is used
     if origin is typing.Literal and args == (ABSENT,):
         return {}  # the key may be absent: not a value
+    if origin is typing.Literal and all(isinstance(a, str) for a in args):
+        return {"enum": list(args)}
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if typing.get_origin(a) is not typing.Literal]
         if any(a is Any for a in options):
@@ -89,7 +107,7 @@ def _type_schema(hint: Any) -> dict[str, Any]:
 
 
 def _model_schema(cls: type) -> JSONDict:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     docs = _field_docs(cls)
     properties: JSONDict = {}
     required: list[str] = []
@@ -144,7 +162,7 @@ def json_schema() -> JSONDict:
     defs: JSONDict = {}
     for type_ in EventType:
         defs[f"event:{type_}"] = _event_schema(type_)
-    for model in (*MODELS, ErrorRecord):
+    for model in (*MODELS, *RECORDS):
         defs[model.__name__] = _model_schema(model)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -166,6 +184,8 @@ def _type_text(prop: JSONDict) -> str:
         return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in prop:
         return " or ".join(_type_text(p) for p in prop["anyOf"])
+    if "enum" in prop:
+        return " or ".join(f"`{value}`" for value in prop["enum"])
     kind = prop.get("type")
     if kind is None:
         return "any JSON"
@@ -238,7 +258,12 @@ def markdown() -> str:
         "`request_id`...); they are kept as recorded.",
         "",
     ]
+    for record in RECORDS[1:]:
+        name = record.__name__
+        lines += [f"## {name}", "", defs[name]["description"], ""]
+        lines += _table(defs[name])
+        lines.append("")
     return "\n".join(lines)
 
 
-__all__ = ["SCHEMA_ID", "json_schema", "markdown"]
+__all__ = ["RECORDS", "SCHEMA_ID", "json_schema", "markdown"]

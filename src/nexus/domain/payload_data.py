@@ -17,8 +17,9 @@ enforce (:meth:`nexus.domain.payloads.Payload.check` does it for the fold); thes
 types only, and nothing here runs.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: with string annotations,
+# Python 3.11's TypedDict takes every NotRequired key for a required one at
+# run time (``__required_keys__``), which the test against the models reads.
 from typing import Any, NotRequired, TypedDict
 
 from nexus.domain.events import JSONDict

@@ -18,22 +18,33 @@ unchanged:
 So ``Model.of(data).to_data() == data`` for every recorded event (the fixtures
 test checks it on logs recorded before these models existed).
 
-Why *views*: the fold reads one payload per event on the hot path. A payload
-model is declared like a dataclass (fields, types, defaults; ``fields()``
-works and the JSON Schema is generated from it by
+Why *views*: a payload model is declared like a dataclass (fields, types,
+defaults; ``fields()`` works and the JSON Schema is generated from it by
 :mod:`nexus.domain.event_schema`), but an instance holds only the stored dict,
-and each field is a property over it. Reading a payload copies
-nothing (``of`` wraps the dict; ``to_data()`` returns it), and building one to
-write it (``Model(task=..., ...)``) builds the dict once. Building a slotted
-dataclass from the dict (``cls(**data)``) cost 0.3-0.45 us per event and made
-the fold 13-22 % slower; pydantic validation costs several times more
-(``docs/benchmarks.md``), and msgspec is not a dependency.
+and each field is a property over it. Reading a payload copies nothing
+(``of`` wraps the dict; ``to_data()`` returns it), and building one to write
+it (``Model(task=..., ...)``) builds the dict once. Building a slotted
+dataclass from the dict (``cls(**data)``) cost 0.3-0.45 us per event;
+pydantic validation costs several times more (``docs/benchmarks.md``), and
+msgspec is not a dependency.
+
+The fold builds no view at all: it replays every event of a run, and even a
+view costs an object and a property call per field (~0.4 us an event, 15-20 %
+of the fold). It checks each payload's keys against the model
+(:meth:`Payload.check`) and reads the dict typed by the model's stored form,
+a ``TypedDict`` in :mod:`nexus.domain.payload_data` that a test holds to the
+model field by field.
 
 The shape check (no unknown key, no missing needed key) is made eagerly in
-``of``/``from_event``, once per distinct set of keys per model: a key tuple
-already checked is a set lookup. The dict is shared, not copied: neither the
-payload's reader may change it (setting a field is for the code building a
+``of``/``from_event`` and by the fold, once per distinct tuple of keys per
+model: a key tuple already checked is a set lookup. The dict is shared, not
+copied: no reader may change it (setting a field is for the code building a
 payload to write, before it is written).
+
+Records carried inside payloads have views too: :class:`BudgetRefusal` (an
+error record's ``budget``) and :class:`TenantCrossing` (an item of an effect
+record's ``tenant_budget``); the fields that hold them say so with
+``Annotated[JSONDict, <record>]``, which the schema follows.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from __future__ import annotations
 import enum
 from dataclasses import MISSING, dataclass, fields
 from typing import (
+    Annotated,
     Any,
     ClassVar,
     Final,
@@ -52,6 +64,7 @@ from typing import (
     dataclass_transform,
 )
 
+from nexus.domain.budget import ScopeKind
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Event, EventType, JSONDict
 
@@ -279,6 +292,54 @@ def _view(cls: type[_P]) -> type[_P]:
 # -- records carried inside payloads ------------------------------------------
 
 
+@_view
+class BudgetRefusal(Payload):
+    """Why a call was refused: the ``budget`` of a ``budget_exceeded`` error record.
+
+    The figures are money text (``"0.095"``) for ``usd``, counts for
+    ``tokens`` and ``tool_calls``, seconds for ``wall``.
+    """
+
+    scope: ScopeKind
+    key: str
+    #: ``usd``, ``tokens``, ``tool_calls`` or ``wall``
+    dimension: str
+    limit: str | int | float
+    spent: str | int | float
+    #: what other calls held at the time
+    reserved: str | int | float
+    #: what the refused call asked for
+    asked: str | int | float
+
+    @property
+    def scope_id(self) -> str:
+        """The scope's id, as budgets key it (``agent:writer``)."""
+        return f"{self.scope}:{self.key}"
+
+
+@_view
+class TenantCrossing(Payload):
+    """A threshold of the tenant's budget that a call's spend crossed: one item of
+    an effect record's ``tenant_budget``.
+    """
+
+    scope: ScopeKind
+    #: the tenant
+    key: str
+    #: ``usd``, ``tokens`` or ``tool_calls``
+    dimension: str
+    #: the threshold crossed, as decimal text (``"0.8"``, ``"1"``)
+    threshold: str
+    percent: int
+    spent: str | int
+    limit: str | int
+
+    @property
+    def scope_id(self) -> str:
+        """The scope's id, as budgets key it (``tenant:acme``)."""
+        return f"{self.scope}:{self.key}"
+
+
 @dataclass(slots=True)
 class ErrorRecord:
     """An error as recorded in events: kind (the taxonomy), message and retry hints.
@@ -300,7 +361,7 @@ class ErrorRecord:
     #: what a failed check or tool reported, for the next attempt's feedback
     details: JSON | Absent = ABSENT
     #: the limit that refused a call (a `budget_exceeded` error)
-    budget: JSONDict | Absent | None = ABSENT
+    budget: Annotated[JSONDict, BudgetRefusal] | Absent | None = ABSENT
     extra: JSONDict | None = None
 
     _OPTIONAL: ClassVar[tuple[str, ...]] = (
@@ -363,6 +424,16 @@ class ErrorRecord:
         value = self.interrupts
         return 0 if value is None or value is ABSENT else int(value)
 
+    @property
+    def refusal(self) -> BudgetRefusal | None:
+        """The limit that refused the call (a ``budget_exceeded`` error), if recorded.
+
+        Raises:
+            IntegrityError: the record does not fit :class:`BudgetRefusal`.
+        """
+        budget = self.budget
+        return BudgetRefusal.of(budget) if isinstance(budget, dict) else None
+
 
 @_view
 class EffectRecord(Payload):
@@ -393,7 +464,16 @@ class EffectRecord(Payload):
     #: money and tokens a model call cost (``{"usd": "0.01", "tokens": 12}``)
     spend: JSONDict | None = None
     #: tenant budget thresholds this call crossed
-    tenant_budget: list[JSONDict] | None = None
+    tenant_budget: list[Annotated[JSONDict, TenantCrossing]] | None = None
+
+    @property
+    def tenant_crossings(self) -> list[TenantCrossing]:
+        """The tenant budget thresholds this call crossed (``tenant_budget``), typed.
+
+        Raises:
+            IntegrityError: an item does not fit :class:`TenantCrossing`.
+        """
+        return [TenantCrossing.of(item) for item in self.tenant_budget or ()]
 
 
 # -- inputs --------------------------------------------------------------------
@@ -784,6 +864,7 @@ __all__ = [
     "AttemptStarted",
     "BudgetCrossed",
     "BudgetRaised",
+    "BudgetRefusal",
     "CancelRequested",
     "EffectRecord",
     "ErrorRecord",
@@ -800,6 +881,7 @@ __all__ = [
     "TaskFailed",
     "TaskPaused",
     "TaskSucceeded",
+    "TenantCrossing",
     "TimerFired",
     "payload_of",
     "task_of",

@@ -42,6 +42,7 @@ from nexus.domain.payload_data import (
     AttemptFinishedData,
     AttemptInterruptedData,
     AttemptStartedData,
+    BudgetCrossedData,
     BudgetRaisedData,
     EffectRecordData,
     InterruptsResetData,
@@ -53,7 +54,7 @@ from nexus.domain.payload_data import (
     TaskSucceededData,
     TimerFiredData,
 )
-from nexus.domain.payloads import PAYLOADS, BudgetCrossed, ErrorRecord, Payload, RunStarted
+from nexus.domain.payloads import PAYLOADS, ErrorRecord, Payload, RunStarted
 from nexus.domain.plan import Plan, TaskSpec
 
 _Model = TypeVar("_Model", bound=Payload)
@@ -474,7 +475,12 @@ class RunState:
         read is not built twice.
         """
         view = self._view
-        if view is not None and type(view) is model and view.wraps(event.data):
+        if (
+            view is not None
+            and type(view) is model
+            and view.wraps(event.data)
+            and event.type in model.TYPES
+        ):
             return view
         made = model.from_event(event)
         self._view = made
@@ -605,9 +611,9 @@ def _interrupts_reset(state: RunState, event: Event, data: InterruptsResetData) 
             task.error = {**task.error, "interrupts": 0}
 
 
-def _budget_reported(state: RunState, event: Event, data: object) -> None:
-    crossed = BudgetCrossed.from_event(event)  # a few per run: the view's scope_id
-    state.reported.add((crossed.scope_id, crossed.dimension, crossed.threshold))
+def _budget_reported(state: RunState, event: Event, data: BudgetCrossedData) -> None:
+    scope_id = f"{data['scope']}:{data['key']}"  # as BudgetCrossed.scope_id
+    state.reported.add((scope_id, data["dimension"], data["threshold"]))
 
 
 def _task_paused(state: RunState, event: Event, data: TaskPausedData) -> None:

@@ -153,8 +153,9 @@ class Decider:
         self.deferred = False
         self._limit_failures = 0
         if kind is EventType.EFFECT_RECORDED:
-            if state.has_budgets or "tenant_budget" in trigger.data:
-                self._spent(trigger)
+            record = state.payload(trigger, EffectRecord)
+            if state.has_budgets or record.tenant_budget is not None:
+                self._spent(record, at)
         elif kind is EventType.ATTEMPT_FINISHED:
             self._attempt_finished(trigger)
         elif kind is EventType.RUN_RESUMED:
@@ -284,9 +285,8 @@ class Decider:
         self._emit(EventType.RETRY_SCHEDULED, at, retry)
 
     # -- budgets ------------------------------------------------------------
-    def _spent(self, event: Event) -> None:
+    def _spent(self, record: EffectRecord, at: str) -> None:
         """Warn at 80% of a limit, stop at 100%: once per scope, dimension and threshold."""
-        record = self.state.payload(event, EffectRecord)
         if record.kind not in ("model", "tool"):
             return
         state = self.state
@@ -308,38 +308,33 @@ class Decider:
                         continue
                     kind = EventType.BUDGET_WARNING if threshold < 1 else EventType.BUDGET_EXCEEDED
                     crossing = _crossing(scope, dimension, mark, spent, limit, task=record.task)
-                    self._emit(kind, event.at, crossing)
+                    self._emit(kind, at, crossing)
         # the tenant's spend is shared with other runs: the worker records what a call crossed
-        for crossed in record.tenant_budget or ():
-            scope = Scope("tenant", crossed["key"])
-            mark = crossed["threshold"]
-            if (scope.id, crossed["dimension"], mark) in state.reported:
+        for crossed in record.tenant_crossings:
+            scope = Scope("tenant", crossed.key)
+            mark = crossed.threshold
+            if (scope.id, crossed.dimension, mark) in state.reported:
                 continue
             kind = EventType.BUDGET_WARNING if mark != "1" else EventType.BUDGET_EXCEEDED
             tenant_crossing = _crossing(
-                scope,
-                crossed["dimension"],
-                mark,
-                crossed["spent"],
-                crossed["limit"],
-                task=record.task,
+                scope, crossed.dimension, mark, crossed.spent, crossed.limit, task=record.task
             )
-            self._emit(kind, event.at, tenant_crossing)
+            self._emit(kind, at, tenant_crossing)
 
     def _budget_stop(self, task: TaskState, at: str, error: ErrorRecord) -> None:
         """An attempt was refused budget: record why (once) and pause the task."""
-        budget = error.budget
-        if isinstance(budget, dict):
-            sid = f"{budget['scope']}:{budget['key']}"
-            if (sid, budget["dimension"], "1") not in self.state.reported:
-                scope = Scope(budget["scope"], budget["key"])
-                crossing = _crossing(
-                    scope, budget["dimension"], "1", budget["spent"], budget["limit"], task=task.id
-                )
-                # a refusal: the call did not fit what was spent and held by others
-                crossing.asked = budget.get("asked")
-                crossing.reserved = budget.get("reserved")
-                self._emit(EventType.BUDGET_EXCEEDED, at, crossing)
+        refusal = error.refusal
+        if refusal is not None and (refusal.scope_id, refusal.dimension, "1") not in (
+            self.state.reported
+        ):
+            scope = Scope(refusal.scope, refusal.key)
+            crossing = _crossing(
+                scope, refusal.dimension, "1", refusal.spent, refusal.limit, task=task.id
+            )
+            # a refusal: the call did not fit what was spent and held by others
+            crossing.asked = refusal.asked
+            crossing.reserved = refusal.reserved
+            self._emit(EventType.BUDGET_EXCEEDED, at, crossing)
         paused = TaskPaused(task=task.id, attempt=task.attempts, reason=error.message)
         self._emit(EventType.TASK_PAUSED, at, paused)
 
