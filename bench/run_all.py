@@ -42,6 +42,7 @@ BENCHMARKS = (
     "sandbox_overhead",
     "kill9_leaks",
     "backup_restore",
+    "cli_startup",
 )
 TIMEOUT_S = 600
 

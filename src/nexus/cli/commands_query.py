@@ -1,4 +1,4 @@
-"""Commands that read runs: runs, status, inspect, events, export (audit: ``commands_audit``).
+"""Commands that read runs: status, inspect, events, cost, export (``runs``: ``commands_runs``).
 
 They read the store's projection and the event log only (never a live
 engine), so they work the same while a run is going, after it ended, or
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,30 +16,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from nexus.cli.commands_runs import STATUS_STYLE as _STATUS_STYLE
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
 from nexus.cli.summaries import summary
-from nexus.config import Settings
-from nexus.domain import event_schema
-from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
 from nexus.domain.payloads import RunStarted, task_of
-from nexus.domain.state import RunState, RunStatus
-from nexus.engine.facade import lease_alive
-from nexus.store.audit import verify_chain
-from nexus.store.base import RunFilter, RunRecord, Store
+from nexus.domain.state import RunState
+from nexus.store.base import Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
 AtOpt = Annotated[int | None, typer.Option("--at", help="The state as of event SEQ (time travel).")]
-
-_STATUS_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-    "running": "cyan",
-    "paused": "yellow",
-}
 
 
 async def _fold(store: Store, run_id: str, at: int | None = None) -> tuple[RunState, list[Event]]:
@@ -73,155 +60,9 @@ def _summary(state: RunState, record_status: str | None = None) -> dict[str, Any
     }
 
 
-def _since(text: str, now: datetime) -> str:
-    """``--since``: a duration back from ``now`` (``2h``, ``3d``) or an ISO date or time.
-
-    A date or time without a zone is local time. Returns the UTC instant as runs
-    record ``created_at`` (text that sorts as time does).
-    """
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        try:
-            moment = now - timedelta(seconds=parse_seconds(text))
-        except (ValueError, OverflowError):
-            raise UserError(
-                f"--since {text!r}: give a duration back from now (30m, 2h, 3d) "
-                "or an ISO date or time (2026-01-05, 2026-01-05T10:00)"
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # the user's local time
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _took(record: RunRecord) -> str:
-    """How long a run ran, from its first event to its last: ``4.2s``, ``3m05s``, ``2h03m``."""
-    seconds = max(0.0, (_moment(record.updated_at) - _moment(record.created_at)).total_seconds())
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
-def _started(record: RunRecord, now: datetime) -> str:
-    """When a run started, in local time, as short as it can be said: 14:05, 01-05 14:05."""
-    local = _moment(record.created_at).astimezone()
-    if local.date() == now.astimezone().date():
-        return local.strftime("%H:%M")
-    if local.year == now.astimezone().year:
-        return local.strftime("%m-%d %H:%M")
-    return local.strftime("%Y-%m-%d")
-
-
-def runs(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs.", min=1)] = 20,
-    status: Annotated[
-        RunStatus | None,
-        typer.Option(
-            "--status",
-            metavar="STATUS",
-            help="Only runs in this status: running, paused, succeeded, failed, cancelled.",
-        ),
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option("--name", help="Only runs whose name contains this text (any case)."),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            help="Only runs started since: a duration back from now (30m, 2h, 3d) "
-            "or an ISO date or time (2026-01-05, 2026-01-05T10:00, local time).",
-        ),
-    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """List runs, newest first."""
-    now = datetime.now(UTC)
-    settings = Settings()
-    try:
-        after = None if since is None else _since(since, now)
-    except UserError as exc:
-        fail(exc.message, as_json=as_json)
-    where = RunFilter(
-        status=None if status is None else str(status), name=name, since=after, limit=limit
-    )
-
-    async def go() -> list[RunRecord]:
-        if not settings.db_path.exists():  # nothing recorded here: not created by a listing
-            return []
-        async with open_store(settings) as store:
-            found: list[RunRecord] = await store.search_runs(where)
-            return found
-
-    records = run_async(go, as_json=as_json)
-    if as_json:
-        emit_json(
-            [
-                {
-                    "run_id": r.run_id,
-                    "name": r.name,
-                    "status": r.status,
-                    "created_at": r.created_at,
-                    "updated_at": r.updated_at,
-                    "events": r.events,
-                    "plan_hash": r.plan_hash,
-                }
-                for r in records
-            ]
-        )
-        return
-    if not records:
-        filters = [
-            f"{label} {value}"
-            for label, value in (("status", where.status), ("name", name), ("since", since))
-            if value is not None
-        ]
-        home = settings.home.resolve()
-        if filters:
-            out.print(f"no runs match {', '.join(filters)} in {home}", markup=False)
-        else:
-            out.print(
-                f"no runs yet in {home}: try `nexus run examples/release-notes/workflow.yaml`",
-                markup=False,
-            )
-        return
-    rows = [
-        (r.run_id, r.name, r.status, _started(r, now), _took(r), str(r.events)) for r in records
-    ]
-    headers = ("run", "name", "status", "started", "duration", "events")
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    # run ids are what users copy: never cut; the name alone gives way (fits 80 columns)
-    room = out.width - (sum(widths) - widths[1]) - 2 * (len(headers) - 1)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for i, header in enumerate(headers):
-        table.add_column(
-            header,
-            no_wrap=True,
-            overflow="ellipsis",
-            justify="right" if i >= 4 else "left",
-            min_width=widths[i] if i != 1 else None,
-            max_width=max(8, room) if i == 1 else None,
-        )
-    for run_id, name_, state, started, took, count in rows:
-        style = _STATUS_STYLE.get(state, "none")
-        table.add_row(run_id, escape(name_), f"[{style}]{state}[/]", started, took, count)
-    out.print(table)
-
-
 def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
     """Where a run stands: status, task counts, whether a process drives it."""
+    from nexus.engine.facade import lease_alive  # the engine's whole stack: only here
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
@@ -399,6 +240,8 @@ def events(
     (task, attempt, tool or model, tokens, error); --json prints every field.
     """
     if schema:
+        from nexus.domain import event_schema
+
         if run_id is not None or task is not None or type_ is not None:
             fail("--schema takes no run id, --task or --type", as_json=as_json)
         if markdown:
@@ -444,6 +287,8 @@ def export(
     The bundle is JSON either way; with ``-o FILE --json`` a JSON summary of
     what was written goes to stdout.
     """
+
+    from nexus.store.audit import verify_chain
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,8 +21,6 @@ from nexus.domain.errors import (
     NotFoundError,
     UserError,
 )
-from nexus.store.heads import HeadSigner
-from nexus.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
 
@@ -70,6 +67,8 @@ def exit_code_for(exc: NexusError) -> int:
 
 def run_async(fn: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
     """Run a coroutine at the edge, turning every error into a clear message."""
+    import asyncio  # not on the start-up path: only commands that run a coroutine
+
     try:
         return asyncio.run(fn())  # type: ignore[arg-type]
     except typer.Exit:
@@ -93,6 +92,11 @@ async def open_store(settings: Settings | None = None, *, sign: bool = True) -> 
     With ``sign`` (the default) it signs what it writes with the home's audit
     key, created on first use; audit commands that only read pass False.
     """
+    # SQLAlchemy and the migrations load here, not with the CLI: `nexus --help`
+    # and a listing of an empty home never open a store
+    from nexus.store.heads import HeadSigner
+    from nexus.store.sqlite import SQLiteStore
+
     settings = settings or Settings()
     signer = HeadSigner.for_home(settings.home) if sign else None
     store = SQLiteStore.open(settings.db_path, durability=settings.durability, signer=signer)

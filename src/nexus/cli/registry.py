@@ -32,7 +32,6 @@ import typer
 import typer.core
 import typer.main
 
-from nexus.cli.runref import resolving
 from nexus.cli.wiring import keep_config
 
 __all__ = ["Entry", "LazyGroup", "example", "finish", "readable"]
@@ -170,6 +169,8 @@ def _finish_one(cmd: Any, ctx: typer.Context) -> None:
         isinstance(p, typer.core.TyperArgument) and p.name == "run_id" for p in cmd.params
     )
     if takes_run and cmd.callback is not None:
+        from nexus.cli.runref import resolving  # the store's port: when a command is loaded
+
         cmd.callback = resolving(cmd.callback)
 
 

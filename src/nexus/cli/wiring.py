@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from nexus.cli.output import EXIT_NOT_FOUND, EXIT_USER, fail
-
 if TYPE_CHECKING:
     from nexus.app import Project
 
@@ -43,6 +41,8 @@ def keep_config(ctx: typer.Context, value: Path | None) -> None:
     """
     if value is None:
         return
+    from nexus.cli.output import EXIT_NOT_FOUND, EXIT_USER, fail  # only when a file is named
+
     if not value.is_file():
         fail(f"--config {value}: no such file", EXIT_NOT_FOUND)
     root = ctx.find_root()
