@@ -41,6 +41,7 @@ class EffectRecordData(TypedDict):
     source: NotRequired[str]
     spend: NotRequired[JSONDict]
     tenant_budget: NotRequired[list[JSONDict]]
+    continued: NotRequired[JSONDict]
 
 
 # -- inputs --------------------------------------------------------------------
@@ -142,6 +143,7 @@ class AttemptStartedData(TypedDict):
     output_schema: NotRequired[JSONDict]
     feedback: NotRequired[JSONDict]
     timeout_ms: NotRequired[int]
+    continues: NotRequired[list[int]]
 
 
 class AttemptInterruptedData(TypedDict):

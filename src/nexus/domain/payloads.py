@@ -362,6 +362,8 @@ class ErrorRecord:
     details: JSON | Absent = ABSENT
     #: the limit that refused a call (a `budget_exceeded` error)
     budget: Annotated[JSONDict, BudgetRefusal] | Absent | None = ABSENT
+    #: a budget refusal the attempt can be taken up from, once the budget is raised
+    resumable: bool | Absent | None = ABSENT
     extra: JSONDict | None = None
 
     _OPTIONAL: ClassVar[tuple[str, ...]] = (
@@ -370,6 +372,7 @@ class ErrorRecord:
         "interrupts",
         "details",
         "budget",
+        "resumable",
     )
     _KNOWN: ClassVar[frozenset[str]] = frozenset({"kind", "message", *_OPTIONAL})
 
@@ -391,6 +394,7 @@ class ErrorRecord:
                 interrupts=get("interrupts", ABSENT),
                 details=get("details", ABSENT),
                 budget=get("budget", ABSENT),
+                resumable=get("resumable", ABSENT),
                 extra=extra,
             )
         except KeyError as exc:
@@ -465,6 +469,10 @@ class EffectRecord(Payload):
     spend: JSONDict | None = None
     #: tenant budget thresholds this call crossed
     tenant_budget: list[Annotated[JSONDict, TenantCrossing]] | None = None
+    #: on the first call an attempt that continues a paused one makes live: the
+    #: calls it was answered from the record (``served``) and why this one was not
+    #: (``why``)
+    continued: JSONDict | None = None
 
     @property
     def tenant_crossings(self) -> list[TenantCrossing]:
@@ -662,6 +670,10 @@ class AttemptStarted(Payload):
     #: what went wrong in the previous attempt, for the agent to fix
     feedback: JSONDict | None = None
     timeout_ms: int | None = None
+    #: the budget-paused attempts this one takes up, latest first: each call is
+    #: answered from the latest of them that recorded it, until one is refused or
+    #: asks something else (see ``docs/budgets.md``)
+    continues: list[int] | None = None
 
 
 @_view
