@@ -161,6 +161,9 @@ class TaskState:
     last_error: dict[str, Any] | None = None
     approved: bool = False
     approval_deadline: str | None = None
+    #: the budget-paused attempts the next attempt takes up, latest first (see
+    #: ``AttemptStarted.continues``); kept when an attempt is interrupted
+    continues: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -662,7 +665,14 @@ def _attempt_finished(state: RunState, event: Event, data: AttemptFinishedData) 
             "finished but was not running"
         )
     task.last_output = data.get("output")
-    task.last_error = data.get("error")
+    task.last_error = error = data.get("error")
+    if error is not None and error.get("resumable") is True:
+        # refused budget before a call: the next attempt takes this one up where it
+        # stopped, in the same conversation (and the same scripted lines)
+        task.continues = [attempt, *(task.continues or ())]
+        state._script_interrupted(task)
+    else:
+        task.continues = None
 
 
 def _expanded(state: RunState, event: Event, data: TaskExpandedData) -> None:

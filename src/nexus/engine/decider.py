@@ -500,6 +500,8 @@ class Decider:
                 started.profile = spec.profile if spec.profile is not None else agent.profile
                 started.output_schema = spec.output_schema
                 started.feedback = _feedback(task)
+                if task.continues:
+                    started.continues = list(task.continues)  # a budget pause taken up
         except NexusError as exc:
             self._render_failed(task, at, exc)
             return True

@@ -5,7 +5,9 @@ ended}``. Its ``key`` is ``run/task/attempt/call``, so a replay finds the same
 record in the same place. :class:`LiveEffects` runs the effect and records the
 result; :class:`ReplayEffects` serves the recorded result and never runs
 anything, after checking that the request is the one recorded (a different
-request means the code or the inputs changed: the replay diverged).
+request means the code or the inputs changed: the replay diverged). An
+attempt that takes up a budget-paused one is answered from that attempt's
+records first (:mod:`nexus.engine.continuation`): both kinds look records up.
 """
 
 from __future__ import annotations
@@ -101,19 +103,39 @@ class Effects(Protocol):
         ...
 
     def recorded(self, key: str) -> dict[str, Any] | None:
-        """The record ``key`` already has (replay), or None (live)."""
+        """The record ``key`` already has in the log this knows, or None."""
+        ...
+
+    def as_recorded(self, request: Any) -> Any:
+        """``request`` as its record holds it (secrets redacted), to compare with one."""
         ...
 
 
 class LiveEffects:
-    """Runs effects and records what happened."""
+    """Runs effects and records what happened.
 
-    def __init__(self, clock: Clock, redactor: Redactor | None = None) -> None:
+    Args:
+        clock: when each effect started and ended.
+        redactor: the run's redactor (its secret inputs, personal data).
+        earlier: records of earlier attempts an attempt may continue (see
+            :mod:`nexus.engine.continuation`), by key; nothing here is run again.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        redactor: Redactor | None = None,
+        earlier: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
         self._clock = clock
         self._redact = _redactor(redactor)
+        self._earlier = earlier or {}
 
     def recorded(self, key: str) -> dict[str, Any] | None:
-        return None
+        return self._earlier.get(key)
+
+    def as_recorded(self, request: Any) -> Any:
+        return self._redact(request)
 
     async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
         started = format_time(self._clock.now())
@@ -166,6 +188,9 @@ class ReplayEffects:
 
     def recorded(self, key: str) -> dict[str, Any] | None:
         return self._recorded.get(key)
+
+    def as_recorded(self, request: Any) -> Any:
+        return self._redact(request)
 
     async def perform(self, call: EffectCall, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
         record = self._recorded.get(call.key)

@@ -43,6 +43,7 @@ from nexus.domain.payloads import (
 )
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
+from nexus.engine.continuation import continued_records
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
@@ -608,7 +609,7 @@ class Engine:
             now = format_time(self.clock.now())
             raises.append(Draft(EventType.INTERRUPTS_RESET, now, reset.to_data()))
         return await self._take_over(
-            state, observers, before=raises, on_delta=on_delta, first=events[0], secrets=values
+            state, observers, before=raises, on_delta=on_delta, log=events, secrets=values
         )
 
     async def _take_over(
@@ -619,7 +620,7 @@ class Engine:
         *,
         before: Sequence[Draft] = (),
         on_delta: DeltaListener | None = None,
-        first: Event,
+        log: Sequence[Event],
         secrets: Mapping[str, str],
     ) -> RunResult:
         """Drive a run whose lease this process holds: record ``before`` (raised
@@ -628,7 +629,11 @@ class Engine:
 
         Holds the run left on the tenant's budget (its process died mid-call)
         are dropped first: with the lease here, none of its calls is in flight.
+        A task paused by its budget continues its attempt from the records of
+        ``log`` (the run's events so far; see :mod:`nexus.engine.continuation`).
         """
+        first = log[0]
+        earlier = continued_records(state, log)
         if self._tenant_budget is not None:
             await self._tenant_budget.release_run(state.run_id)
         if secrets:
@@ -647,7 +652,7 @@ class Engine:
             controller.step(draft)
         # built after the raises are applied, so its ledger holds the new limits
         controller.worker = self._worker(
-            LiveEffects(self.clock, redactor), state, streaming=on_delta is not None
+            LiveEffects(self.clock, redactor, earlier), state, streaming=on_delta is not None
         )
         interrupted = [t.id for t in state.tasks.values() if str(t.status) == "running"]
         controller.step(
@@ -750,7 +755,7 @@ class Engine:
             ApprovalAnswered(task=task, by=by, reason=reason).to_data(),
         )
         return "continued", await self._take_over(
-            state, observers, answer, first=events[0], secrets=values
+            state, observers, answer, log=events, secrets=values
         )
 
     async def replay(

@@ -22,6 +22,7 @@ from nexus.domain.errors import BudgetExceeded, ErrorKind, IntegrityError, NotFo
 from nexus.domain.ids import effect_key
 from nexus.domain.payloads import AttemptStarted, EffectRecord
 from nexus.domain.plan import AgentSpec
+from nexus.engine.continuation import Continuation
 from nexus.engine.effects import EffectCall, EffectFailed, Effects, error_record, to_json
 from nexus.gateway.base import ToolSpec
 from nexus.tools.base import ToolContext, ToolRegistry
@@ -97,6 +98,13 @@ class AttemptContext:
         self._calls = 0
         self._worker = worker
         self._workspace: Path | None = None
+        continues = assignment.started.continues
+        #: the budget-paused attempts this one takes up (None: it starts afresh)
+        self._continuation = (
+            Continuation(effects, assignment.run_id, assignment.task, continues)
+            if continues
+            else None
+        )
 
     @property
     def task(self) -> str:
@@ -179,10 +187,15 @@ class AttemptContext:
         reservation is estimated on ``estimate()`` when given (the whole
         request, where ``request`` records only its new part), else on
         ``request``.
+
+        An attempt that continues a budget-paused one is answered from that
+        attempt's record while it can be (see :mod:`nexus.engine.continuation`):
+        such a call reserves nothing, runs nothing and is not recorded again.
         """
         a = self._a
+        index = self._calls
         call = EffectCall(
-            key=effect_key(a.run_id, a.task, a.attempt, self._calls),
+            key=effect_key(a.run_id, a.task, a.attempt, index),
             kind=kind,
             task=a.task,
             attempt=a.attempt,
@@ -190,6 +203,14 @@ class AttemptContext:
             deadline=self._deadline,
         )
         self._calls += 1
+        continuation = self._continuation
+        if continuation is not None:
+            served = continuation.serve(call, index)
+            if served is not None:
+                effect = EffectRecord.of(served)
+                if effect.error is not None:
+                    raise EffectFailed(effect.error)
+                return effect
         worker = self._worker
         held: list[tuple[BudgetLedger, Any]] = []
         hold: TenantHold | None = None
@@ -213,6 +234,10 @@ class AttemptContext:
             effect.spend = model_spend(effect.response, pricing)
         if source is not None and effect.source is None:
             effect.source = source
+        if continuation is not None and effect.continued is None:
+            continued = continuation.why()  # the first live call says why it is live
+            if continued is not None:
+                effect.continued = continued
         for ledger, reservation in held:
             ledger.settle(reservation, _spent(kind, effect))
         if hold is not None:
@@ -240,6 +265,10 @@ class AttemptContext:
         wanted = list(names)
         a = self._a
         peek = self._effects.recorded(effect_key(a.run_id, a.task, a.attempt, self._calls))
+        if peek is None and self._continuation is not None:
+            # a paused attempt taken up offers what it offered
+            found = self._continuation.candidate(self._calls)
+            peek = None if found is None else found[1]
         if peek is not None and peek["kind"] == "model":
             # recorded under the names the model saw (file.read as file_read)
             offered = {t["name"]: t for t in peek["request"].get("tools", ())}
@@ -302,8 +331,15 @@ class AttemptContext:
 
 
 def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
+    """The call that stands in for one refused budget: it fails, marked ``resumable``.
+
+    Nothing ran, so once the budget is raised the attempt can be taken up from
+    this very call (:mod:`nexus.engine.continuation`).
+    """
+    error = {**refusal.to_data(), "resumable": True}
+
     async def refuse() -> Any:
-        raise refusal
+        raise EffectFailed(error)
 
     return refuse
 
