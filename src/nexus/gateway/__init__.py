@@ -1,144 +1,148 @@
 """Model gateway: providers behind one port, made resilient and accounted for.
 
-The SDK-backed adapters (:class:`OpenAICompatProvider`, :class:`AnthropicProvider`)
-are imported on first use, so ``import nexus.gateway`` does not pay for
-importing the ``openai`` and ``anthropic`` packages.
+What a user of the gateway needs is here: the provider port and its values
+(requests, responses, usage, stream events), the errors to catch, the
+providers to build or compose, the registry and its factory, the settings,
+residency and prices. Everything else lives in its own module and is imported
+from there: routing (:mod:`nexus.gateway.routing`), the response cache
+(:mod:`nexus.gateway.cache`), breakers and backoff
+(:mod:`nexus.gateway.resilience`), the scripted provider
+(:mod:`nexus.gateway.scripted`), the error mapping (:mod:`nexus.gateway.errors`).
+
+Example:
+    >>> from nexus.gateway import ChatMessage, ModelRequest, default_providers
+    >>> registry = default_providers()  # nothing connects until an agent uses one
+    >>> request = ModelRequest("openai:gpt-4.1-mini", (ChatMessage("user", "Hello"),))
+
+The names are loaded on first use (PEP 562): ``import nexus.gateway`` imports
+neither SDK, nor YAML, nor any module of the package before a program uses a
+name that needs it.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-from typing import TYPE_CHECKING, Any
+if _typing.TYPE_CHECKING:
+    from nexus.gateway.anthropic_provider import AnthropicProvider as AnthropicProvider
+    from nexus.gateway.base import ChatMessage as ChatMessage
+    from nexus.gateway.base import ModelProvider as ModelProvider
+    from nexus.gateway.base import ModelRequest as ModelRequest
+    from nexus.gateway.base import ModelResponse as ModelResponse
+    from nexus.gateway.base import ProviderRegistry as ProviderRegistry
+    from nexus.gateway.base import RouteStep as RouteStep
+    from nexus.gateway.base import StreamEnd as StreamEnd
+    from nexus.gateway.base import StreamEvent as StreamEvent
+    from nexus.gateway.base import StreamingProvider as StreamingProvider
+    from nexus.gateway.base import TextDelta as TextDelta
+    from nexus.gateway.base import ToolCall as ToolCall
+    from nexus.gateway.base import ToolSpec as ToolSpec
+    from nexus.gateway.base import Usage as Usage
+    from nexus.gateway.base import full_requests as full_requests
+    from nexus.gateway.cassette import Cassette as Cassette
+    from nexus.gateway.cassette import CassetteProvider as CassetteProvider
+    from nexus.gateway.cassette import RecordingProvider as RecordingProvider
+    from nexus.gateway.errors import ProviderAuthError as ProviderAuthError
+    from nexus.gateway.errors import ProviderConflict as ProviderConflict
+    from nexus.gateway.errors import ProviderError as ProviderError
+    from nexus.gateway.errors import ProviderInternalError as ProviderInternalError
+    from nexus.gateway.errors import ProviderNotFound as ProviderNotFound
+    from nexus.gateway.errors import ProviderRateLimited as ProviderRateLimited
+    from nexus.gateway.errors import ProviderRefused as ProviderRefused
+    from nexus.gateway.errors import ProviderRejected as ProviderRejected
+    from nexus.gateway.errors import ProviderTimeout as ProviderTimeout
+    from nexus.gateway.errors import ProviderUnavailable as ProviderUnavailable
+    from nexus.gateway.factory import default_providers as default_providers
+    from nexus.gateway.openai_compat import OpenAICompatProvider as OpenAICompatProvider
+    from nexus.gateway.pricing import PricingTable as PricingTable
+    from nexus.gateway.pricing import cost_of as cost_of
+    from nexus.gateway.pricing import default_pricing as default_pricing
+    from nexus.gateway.resilience import Candidate as Candidate
+    from nexus.gateway.resilience import ResilientProvider as ResilientProvider
+    from nexus.gateway.resilience import with_fallback as with_fallback
+    from nexus.gateway.routing import Residency as Residency
+    from nexus.gateway.sdk import SDKProviders as SDKProviders
+    from nexus.gateway.settings import Endpoint as Endpoint
+    from nexus.gateway.settings import GatewaySettings as GatewaySettings
+    from nexus.gateway.settings import Secret as Secret
 
-from nexus.gateway.base import (
-    ChatMessage,
-    ModelProvider,
-    ModelRequest,
-    ModelResponse,
-    ProviderRegistry,
-    RouteStep,
-    StreamEnd,
-    StreamEvent,
-    StreamingProvider,
-    TextDelta,
-    ToolCall,
-    ToolSpec,
-    Usage,
-    full_requests,
-    split_model,
-)
-from nexus.gateway.cache import (
-    CachedEntry,
-    CacheSavings,
-    CacheStats,
-    CachingProvider,
-    MemoryResponseCache,
-    ResponseCache,
-    SQLiteResponseCache,
-    request_key,
-    savings,
-)
-from nexus.gateway.cassette import (
-    Cassette,
-    Interaction,
-    RecordingProvider,
-    ReplayProvider,
-    replay_factory,
-)
-from nexus.gateway.errors import (
-    ProviderAuthError,
-    ProviderConflict,
-    ProviderError,
-    ProviderInternalError,
-    ProviderNotFound,
-    ProviderRateLimited,
-    ProviderRefused,
-    ProviderRejected,
-    ProviderTimeout,
-    ProviderUnavailable,
-    map_provider_error,
-)
-from nexus.gateway.factory import default_providers
-from nexus.gateway.pricing import (
-    ModelPrice,
-    PricingTable,
-    cost_of,
-    default_pricing,
-)
-from nexus.gateway.resilience import (
-    Backoff,
-    BreakerBoard,
-    BreakerState,
-    Candidate,
-    CircuitBreaker,
-    FallbackProvider,
-    ResilientProvider,
-    with_fallback,
-)
-from nexus.gateway.routing import (
-    TIERS,
-    Considered,
-    ModelCatalog,
-    ModelChoice,
-    ModelInfo,
-    Residency,
-    RoutePolicy,
-    choose_models,
-    default_catalog,
-)
-from nexus.gateway.scripted import ScriptedProvider, scripted_factory
-from nexus.gateway.sdk import SDKProviders
-from nexus.gateway.settings import (
-    Endpoint,
-    GatewaySettings,
-    ProviderSettings,
-    ResilienceSettings,
-    Secret,
-)
+_BASE = "nexus.gateway.base"
+_ERRORS = "nexus.gateway.errors"
+_PRICING = "nexus.gateway.pricing"
+_RESILIENCE = "nexus.gateway.resilience"
+_CASSETTE = "nexus.gateway.cassette"
+_SETTINGS = "nexus.gateway.settings"
 
-if TYPE_CHECKING:
-    from nexus.gateway.anthropic_provider import AnthropicProvider
-    from nexus.gateway.openai_compat import OpenAICompatProvider
-
-
-_LAZY = {
+#: Where each public name lives; :func:`__getattr__` imports it on first use.
+_EXPORTS: dict[str, str] = {
+    # the port and its values
+    "ModelProvider": _BASE,
+    "StreamingProvider": _BASE,
+    "ProviderRegistry": _BASE,
+    "ChatMessage": _BASE,
+    "ModelRequest": _BASE,
+    "ModelResponse": _BASE,
+    "RouteStep": _BASE,
+    "StreamEnd": _BASE,
+    "StreamEvent": _BASE,
+    "TextDelta": _BASE,
+    "ToolCall": _BASE,
+    "ToolSpec": _BASE,
+    "Usage": _BASE,
+    "full_requests": _BASE,
+    # the errors to catch
+    "ProviderError": _ERRORS,
+    "ProviderAuthError": _ERRORS,
+    "ProviderConflict": _ERRORS,
+    "ProviderInternalError": _ERRORS,
+    "ProviderNotFound": _ERRORS,
+    "ProviderRateLimited": _ERRORS,
+    "ProviderRefused": _ERRORS,
+    "ProviderRejected": _ERRORS,
+    "ProviderTimeout": _ERRORS,
+    "ProviderUnavailable": _ERRORS,
+    # providers to build and compose
     "AnthropicProvider": "nexus.gateway.anthropic_provider",
     "OpenAICompatProvider": "nexus.gateway.openai_compat",
+    "SDKProviders": "nexus.gateway.sdk",
+    "ResilientProvider": _RESILIENCE,
+    "Candidate": _RESILIENCE,
+    "with_fallback": _RESILIENCE,
+    "Cassette": _CASSETTE,
+    "CassetteProvider": _CASSETTE,
+    "RecordingProvider": _CASSETTE,
+    # the registry's factory, settings, residency and prices
+    "default_providers": "nexus.gateway.factory",
+    "GatewaySettings": _SETTINGS,
+    "Endpoint": _SETTINGS,
+    "Secret": _SETTINGS,
+    "Residency": "nexus.gateway.routing",
+    "PricingTable": _PRICING,
+    "cost_of": _PRICING,
+    "default_pricing": _PRICING,
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nexus.gateway' has no attribute {name!r}")
-    import importlib
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
 __all__ = [
-    "TIERS",
     "AnthropicProvider",
-    "Backoff",
-    "BreakerBoard",
-    "BreakerState",
-    "CacheSavings",
-    "CacheStats",
-    "CachedEntry",
-    "CachingProvider",
     "Candidate",
     "Cassette",
+    "CassetteProvider",
     "ChatMessage",
-    "CircuitBreaker",
-    "Considered",
     "Endpoint",
-    "FallbackProvider",
     "GatewaySettings",
-    "Interaction",
-    "MemoryResponseCache",
-    "ModelCatalog",
-    "ModelChoice",
-    "ModelInfo",
-    "ModelPrice",
     "ModelProvider",
     "ModelRequest",
     "ModelResponse",
@@ -153,20 +157,13 @@ __all__ = [
     "ProviderRefused",
     "ProviderRegistry",
     "ProviderRejected",
-    "ProviderSettings",
     "ProviderTimeout",
     "ProviderUnavailable",
     "RecordingProvider",
-    "ReplayProvider",
     "Residency",
-    "ResilienceSettings",
     "ResilientProvider",
-    "ResponseCache",
-    "RoutePolicy",
     "RouteStep",
     "SDKProviders",
-    "SQLiteResponseCache",
-    "ScriptedProvider",
     "Secret",
     "StreamEnd",
     "StreamEvent",
@@ -175,17 +172,9 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
-    "choose_models",
     "cost_of",
-    "default_catalog",
     "default_pricing",
     "default_providers",
     "full_requests",
-    "map_provider_error",
-    "replay_factory",
-    "request_key",
-    "savings",
-    "scripted_factory",
-    "split_model",
     "with_fallback",
 ]

@@ -1,0 +1,59 @@
+"""Planning: workflow files and the Python builder, compiled into a ``Plan``.
+
+Example:
+    >>> from nexus.planning import compile_workflow
+    >>> plan = compile_workflow({"version": 1, "name": "hi",
+    ...                          "tasks": {"say": {"tool": "noop"}}})
+    >>> sorted(plan.tasks)
+    ['say']
+
+The names below are loaded on first use (PEP 562), so importing one module of
+the package does not import the others (the builder does not need YAML).
+"""
+
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from nexus.planning.builder import AgentRef as AgentRef
+    from nexus.planning.builder import TaskRef as TaskRef
+    from nexus.planning.builder import WorkflowBuilder as WorkflowBuilder
+    from nexus.planning.workflow import MAX_WORKFLOW_BYTES as MAX_WORKFLOW_BYTES
+    from nexus.planning.workflow import WORKFLOW_VERSION as WORKFLOW_VERSION
+    from nexus.planning.workflow import compile_workflow as compile_workflow
+    from nexus.planning.workflow import load_workflow as load_workflow
+
+#: Where each public name lives; :func:`__getattr__` imports it on first use.
+_EXPORTS: dict[str, str] = {
+    "AgentRef": "nexus.planning.builder",
+    "MAX_WORKFLOW_BYTES": "nexus.planning.workflow",
+    "TaskRef": "nexus.planning.builder",
+    "WORKFLOW_VERSION": "nexus.planning.workflow",
+    "WorkflowBuilder": "nexus.planning.builder",
+    "compile_workflow": "nexus.planning.workflow",
+    "load_workflow": "nexus.planning.workflow",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nexus.planning' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+__all__ = [
+    "MAX_WORKFLOW_BYTES",
+    "WORKFLOW_VERSION",
+    "AgentRef",
+    "TaskRef",
+    "WorkflowBuilder",
+    "compile_workflow",
+    "load_workflow",
+]
