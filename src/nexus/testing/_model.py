@@ -366,7 +366,7 @@ class TestModel:
         """Answer ``request`` with the script's entry for it (or raise its error)."""
         reply = self._begin(request, context)
         try:
-            delay = self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
+            delay = self._delay_of(reply)
             if delay:
                 await asyncio.sleep(delay)
             if isinstance(reply, ModelResponse):
@@ -386,9 +386,7 @@ class TestModel:
         try:
             reply = self._begin(request, context)
             try:
-                delay = (
-                    self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
-                )
+                delay = self._delay_of(reply)
                 if delay:
                     await asyncio.sleep(delay)
                 if isinstance(reply, ModelResponse):
@@ -457,6 +455,10 @@ class TestModel:
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
         return reply
+
+    def _delay_of(self, reply: Reply | ModelResponse) -> float:
+        """The model's delay, plus the reply's own."""
+        return self._delay if isinstance(reply, ModelResponse) else self._delay + reply.delay
 
     @staticmethod
     def _error(error: Fault | BaseException, request: ModelRequest) -> BaseException:
