@@ -258,7 +258,13 @@ def test_the_plugins_store_and_clock(nexus_store: SQLiteStore, nexus_clock: Manu
 
 @pytest.mark.parametrize(
     "module",
-    ["nexus.testing", "nexus.testing._clock", "nexus.testing._model", "nexus.testing._stores"],
+    [
+        "nexus.testing",
+        "nexus.testing._clock",
+        "nexus.testing._model",
+        "nexus.testing._registry",
+        "nexus.testing._stores",
+    ],
 )
 def test_the_kits_examples_run(module: str) -> None:
     failures, tried = doctest.testmod(importlib.import_module(module), verbose=False)

@@ -38,8 +38,8 @@ from nexus.testing._model import (
     Reply,
     ScriptExhausted,
     TestModel,
-    model_registry,
 )
+from nexus.testing._registry import model_registry
 from nexus.testing._stores import EngineOptions, sqlite_engine, temp_engine, temp_store
 
 __all__ = [

@@ -54,8 +54,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from nexus.domain.errors import ErrorKind, UserError
-from nexus.domain.plan import AgentSpec
+from nexus.domain.errors import ErrorKind
 from nexus.gateway.base import (
     ModelProvider,
     ModelRequest,
@@ -66,7 +65,6 @@ from nexus.gateway.base import (
     TextDelta,
     ToolCall,
     Usage,
-    split_model,
 )
 from nexus.gateway.errors import (
     ProviderAuthError,
@@ -80,6 +78,7 @@ from nexus.gateway.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from nexus.testing._registry import registry_of
 
 __all__ = [
     "HANG",
@@ -90,7 +89,6 @@ __all__ = [
     "Reply",
     "ScriptExhausted",
     "TestModel",
-    "model_registry",
 ]
 
 
@@ -419,7 +417,7 @@ class TestModel:
             base: providers to keep beside it (copied, not changed), such as
                 :func:`~nexus.gateway.default_providers` for ``scripted`` agents.
         """
-        return _registry(prefix, lambda _name: self, base)
+        return registry_of(prefix, lambda _name: self, base)
 
     def complete_only(self) -> ModelProvider:
         """This model behind the plain :class:`~nexus.gateway.base.ModelProvider` port.
@@ -511,79 +509,3 @@ class _CompleteOnly:
 
     async def complete(self, request: ModelRequest, context: Mapping[str, Any]) -> ModelResponse:
         return await self.model.complete(request, context)
-
-
-class _Factory:
-    """The registry entry for ``<prefix>:<name>`` models; checks ahead that it serves them."""
-
-    def __init__(
-        self,
-        prefix: str,
-        pick: Callable[[str], ModelProvider],
-        names: Sequence[str] | None,
-    ) -> None:
-        self._prefix = prefix
-        self._pick = pick
-        self._names = names
-
-    def check(self, agent: AgentSpec) -> None:
-        """Raise a :class:`UserError` if one of ``agent``'s models of ours is not registered."""
-        if self._names is None:
-            return
-        models = (agent.model, *agent.fallbacks, *(str(m) for m in agent.tiers.values()))
-        for model in dict.fromkeys(models):
-            prefix, _, name = model.partition(":")
-            if prefix == self._prefix and name not in self._names:
-                known = ", ".join(f"{self._prefix}:{n}" for n in sorted(self._names)) or "none"
-                raise UserError(
-                    f"agent '{agent.name}': model '{model}' is not a registered test model "
-                    f"(registered: {known})"
-                )
-
-    def __call__(self, agent: AgentSpec) -> ModelProvider:
-        _, name = split_model(agent.model)
-        if self._names is not None and name not in self._names:
-            self.check(agent)
-        return self._pick(name)
-
-
-def _registry(
-    prefix: str,
-    pick: Callable[[str], ModelProvider],
-    base: ProviderRegistry | None,
-    names: Sequence[str] | None = None,
-) -> ProviderRegistry:
-    if not prefix or ":" in prefix:
-        raise ValueError(f"a provider prefix must be a non-empty word without ':', got {prefix!r}")
-    registry = ProviderRegistry()
-    if base is not None:
-        for known in base.prefixes():
-            registry.add(known, base.factory(known))
-    registry.add(prefix, _Factory(prefix, pick, names))
-    return registry
-
-
-def model_registry(
-    models: Mapping[str, TestModel],
-    *,
-    prefix: str = "test",
-    base: ProviderRegistry | None = None,
-) -> ProviderRegistry:
-    """A provider registry serving ``<prefix>:<name>`` with ``models[name]``.
-
-    A workflow file then names its test models (``model: test:writer``). An
-    agent naming a model not in ``models`` stops the run before it starts
-    (the registry's check), with a message that lists the names it has.
-
-    Args:
-        models: the test models by name.
-        prefix: the provider prefix (default ``test``).
-        base: providers to keep beside them (copied, not changed).
-
-    Example:
-        >>> registry = model_registry({"writer": TestModel("draft"), "critic": TestModel("ok")})
-        >>> registry.prefixes()
-        ('test',)
-    """
-    table = dict(models)
-    return _registry(prefix, table.__getitem__, base, tuple(table))
