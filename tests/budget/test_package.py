@@ -43,6 +43,7 @@ def test_the_package_holds_what_the_adr_lists() -> None:
     assert MODULES == [
         "nexus.budget.estimate",
         "nexus.budget.ledger",
+        "nexus.budget.pause",
         "nexus.budget.report",
         "nexus.budget.settings",
         "nexus.budget.spend",

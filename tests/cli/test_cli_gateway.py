@@ -130,7 +130,8 @@ def test_budgeted_run_refuses_then_forced_pauses_resumes_and_costs_out(tmp_path:
     run_id = only_run(home)
     assert f"paused  run {run_id}  (2 paused, 2 succeeded)" in paused.stdout
     assert f"see: nexus cost {run_id}" in paused.stdout
-    assert f"raise it and go on: nexus resume {run_id} --budget usd=..." in paused.stdout
+    assert "the run's usd budget ran out (limit $10.0000, $8.0000 spent)" in paused.stdout
+    assert f"raise it and go on: nexus resume {run_id} --budget usd=20" in paused.stdout
 
     halfway = nexus(home, "cost", run_id, "--json")
     assert halfway.code == 0, halfway.text

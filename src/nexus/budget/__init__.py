@@ -15,6 +15,7 @@ that the layers keep lower (docs/adr/0006-budget-package.md says why):
 :mod:`nexus.budget.tenant`         a tenant's budget, shared by every process through the store
 :mod:`nexus.budget.estimate`       the preflight estimate of a plan, and its gate
 :mod:`nexus.budget.report`         ``nexus cost``: a run's or a tenant's spend, from the log
+:mod:`nexus.budget.pause`          which budgets a paused run ran out of, and how to raise them
 =================================  =======================================================
 
 This package sits in its own layer, above the model gateway, the tools and the

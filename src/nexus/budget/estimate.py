@@ -13,8 +13,12 @@ simple and says so in :attr:`Estimate.method`:
   characters a token) of the agent's instructions and the task prompt *as
   written* -- templates are not rendered, so outputs they pull in are not
   counted -- plus :data:`MESSAGE_OVERHEAD_TOKENS` per message;
-* completion tokens are :data:`DEFAULT_COMPLETION_TOKENS` per call unless the
-  caller says otherwise;
+* completion tokens are the agent's ``max_tokens``, else
+  :data:`DEFAULT_COMPLETION_TOKENS` per call unless the caller says otherwise:
+  the very allowance a call reserves before it runs
+  (:func:`nexus.budget.spend.completion_allowance`; both count a message with
+  :func:`~nexus.budget.spend.message_tokens`), so a budget the estimate fits
+  is not spent on reservations the estimate left out;
 * ``scripted:`` models cost exactly 0 and their tokens are counted the way the
   scripted provider counts them (words of the prompt, and of the longest
   scripted line); ``function:`` agents make no model call;
@@ -35,6 +39,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from nexus.budget.spend import (
+    MESSAGE_OVERHEAD_TOKENS,
+    RESERVED_COMPLETION,
+    completion_allowance,
+    message_tokens,
+)
 from nexus.domain.budget import (
     DIMENSIONS,
     BudgetLimitExceeded,
@@ -48,7 +58,7 @@ from nexus.domain.budget import (
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.gateway.base import Usage
-from nexus.gateway.pricing import PricingTable, cost_of, default_pricing, estimate_tokens
+from nexus.gateway.pricing import PricingTable, cost_of, default_pricing
 from nexus.templating import is_template
 
 __all__ = [
@@ -61,10 +71,9 @@ __all__ = [
     "preflight_check",
 ]
 
-#: Completion tokens assumed per call when the caller gives no figure: a page of text or code.
-DEFAULT_COMPLETION_TOKENS = 512
-#: Tokens a chat message costs beyond its text (role and separators), as in ``estimate_usage``.
-MESSAGE_OVERHEAD_TOKENS = 4
+#: Completion tokens assumed per call when neither the agent (``max_tokens``) nor the
+#: caller gives a figure: the allowance a call reserves before it runs, the same constant.
+DEFAULT_COMPLETION_TOKENS = RESERVED_COMPLETION
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +216,9 @@ def _agent_task(
             exact=True,
             notes=tuple(notes),
         )
-    prompt = sum(estimate_tokens(t) + MESSAGE_OVERHEAD_TOKENS for t in texts)
-    if agent.max_tokens is not None:
-        completion = agent.max_tokens
+    prompt = sum(message_tokens(t) for t in texts)
+    if agent.max_tokens:
+        completion = completion_allowance(agent.max_tokens)
         notes.append(f"answer counted at the agent's max_tokens ({agent.max_tokens})")
     if agent.tools:
         notes.append("tool loop: counted as one model call; each tool step adds one")

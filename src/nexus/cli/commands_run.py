@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nexus.app import Project, recorded_plan
+from nexus.budget.pause import pause_advice
 from nexus.cli.output import (
     EXIT_FAILED,
     EXIT_PAUSED,
@@ -153,10 +154,8 @@ def _report(result: RunResult, as_json: bool) -> None:
         style = "yellow"
     out.print(f"[bold {style}]{result.status}[/]  run {result.run_id}  ({summary})")
     if result.status == "paused":
-        out.print(
-            f"  a budget ran out; see: nexus cost {result.run_id}\n"
-            f"  raise it and go on: nexus resume {result.run_id} --budget usd=..."
-        )
+        for line in pause_advice(result.run_id, result.paused_by):
+            out.print(f"  {escape(line)}")
     elif result.status != "succeeded":
         out.print(f"  inspect with: nexus inspect {result.run_id}")
 

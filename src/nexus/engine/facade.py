@@ -21,6 +21,7 @@ from ulid import ULID
 from nexus.agents.base import FunctionAgent
 from nexus.agents.resolver import AgentResolver
 from nexus.budget.ledger import BudgetLedger
+from nexus.budget.pause import SpentLimit, spent_limits
 from nexus.budget.tenant import TenantBudget
 from nexus.domain.budget import DIMENSIONS, Limits, Scope, Spend, money_text
 from nexus.domain.canonical import GENESIS_HASH
@@ -42,7 +43,7 @@ from nexus.domain.payloads import (
     RunStarted,
 )
 from nexus.domain.plan import Plan, plan_hash
-from nexus.domain.state import RunState
+from nexus.domain.state import RunState, RunStatus
 from nexus.engine.continuation import continued_records
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
@@ -95,11 +96,16 @@ def _without_personal_data(plan: Plan) -> Plan:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended (or where it stands)."""
+    """How a run ended (or where it stands).
+
+    ``paused_by`` lists, for a run paused for budget, the budgets that ran out
+    (with the ``nexus resume --budget`` flag that raises each).
+    """
 
     run_id: str
     status: str
     tasks: dict[str, dict[str, Any]]
+    paused_by: tuple[SpentLimit, ...] = ()
 
     @classmethod
     def of(cls, state: RunState) -> RunResult:
@@ -110,10 +116,14 @@ class RunResult:
                 tid: {"status": str(t.status), "attempts": t.attempts}
                 for tid, t in state.tasks.items()
             },
+            paused_by=tuple(spent_limits(state)) if state.status is RunStatus.PAUSED else (),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "status": self.status, "tasks": self.tasks}
+        data: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "tasks": self.tasks}
+        if self.paused_by:
+            data["paused_by"] = [limit.to_dict() for limit in self.paused_by]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
