@@ -15,8 +15,9 @@ all get the same parts:
   audit key (:meth:`Project.open_store`);
 * tools: the built-ins plus the ``[wasm_tools]`` declared, each behind its launch
   pin, built once per project (:meth:`Project.tools`); the MCP servers of
-  ``[mcp_servers]`` plus the plan's own (the plan wins on a name clash),
-  connected while the engine is open;
+  ``[mcp_servers]`` plus the plan's own (the plan wins on a name clash), those
+  whose tools a task or an agent of the plan names connected while the engine
+  is open (:mod:`nexus.engine.toolset`);
 * models: ``scripted``, ``cassette:<path>`` (or ``replay:<path>``, resolved
   against the workflow file's folder), and the SDK providers configured by
   ``[providers]``, held to ``[residency]``; with ``[cache] enabled`` each SDK
@@ -159,9 +160,10 @@ class Project:
 
         Args:
             store: where the event log lives.
-            plan: the plan it will drive; its MCP servers and ``[mcp_servers]``
-                are connected. None (a replay) connects none: a replay executes
-                no tool.
+            plan: the plan it will drive; of its MCP servers and
+                ``[mcp_servers]``, those it uses are connected (a task's tool
+                or an agent's tools names one of theirs). None (a replay)
+                connects none: a replay executes no tool.
             base_dir: where ``cassette:`` paths are resolved (the
                 workflow file's folder; default: the working directory).
             record: save every model exchange to this cassette file.

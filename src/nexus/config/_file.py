@@ -107,7 +107,7 @@ class NexusConfig:
         return default_pricing().merged(self.pricing_overrides)
 
     def mcp_specs(self) -> list[McpServerSpec]:
-        """The ``[mcp_servers]`` entries as specs (imports the MCP SDK)."""
+        """The ``[mcp_servers]`` entries as specs (the MCP SDK is not loaded)."""
         from nexus.tools.mcp import parse_mcp_servers
 
         return parse_mcp_servers(dict(self.mcp_servers))
@@ -458,7 +458,7 @@ def _pricing(data: dict[str, Any], file: Path) -> PricingTable:
 def _mcp(data: dict[str, Any], file: Path, folder: Path) -> dict[str, dict[str, Any]]:
     if not data:
         return {}
-    from nexus.tools.mcp import parse_mcp_servers  # loads the MCP SDK: only when used
+    from nexus.tools.mcp import parse_mcp_servers  # configuration only: no MCP SDK
 
     resolved: dict[str, Any] = {}
     for name, entry in data.items():

@@ -49,12 +49,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
-
-from mcp import types
+from typing import TYPE_CHECKING, Any, Literal
 
 from nexus.domain.canonical import digest
 from nexus.domain.errors import PolicyDenied, UserError
+
+if TYPE_CHECKING:  # the MCP SDK is loaded by whoever has a tool object to pin, not here
+    from mcp import types
 
 __all__ = [
     "PINS_FILE",
@@ -108,9 +109,9 @@ def tool_pin(tool: types.Tool | Mapping[str, Any]) -> str:
     Args:
         tool: an ``mcp.types.Tool`` or its descriptor (see :func:`descriptor_of`).
     """
-    if isinstance(tool, types.Tool):
-        return digest(descriptor_of(tool))
-    return digest({k: v for k, v in tool.items() if k not in VOLATILE_FIELDS})
+    if isinstance(tool, Mapping):
+        return digest({k: v for k, v in tool.items() if k not in VOLATILE_FIELDS})
+    return digest(descriptor_of(tool))
 
 
 def check_pin(key: str, pin: str) -> str:

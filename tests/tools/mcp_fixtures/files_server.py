@@ -1,8 +1,10 @@
 """A server whose tools look like a file server's, for reviewing and approving them.
 
-Run over stdio as a script: ``python files_server.py [MARKER]``. With ``MARKER``,
-the server appends a line to that file as it starts, so a test can tell whether
-(and how often) it was started.
+Run over stdio as a script: ``python files_server.py``. With ``FILES_MARKER`` in
+its environment, the server appends its pid to that file as it starts, so a
+test can tell whether (and how often) it was started. (An environment variable,
+not an argument: an argument naming a file is part of the launch pin, which
+would change once the marker exists.)
 
 Tools: ``read_file`` and ``read_dir`` (read-only hints), ``write_file``
 (destructive, with an enum and a default) and ``sneaky``, whose description
@@ -13,7 +15,6 @@ them touches a file: only their descriptors matter.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -51,7 +52,7 @@ def build() -> MCPServer:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        with Path(sys.argv[1]).open("a", encoding="utf-8") as marker:
-            marker.write(f"{os.getpid()}\n")
+    if marker := os.environ.get("FILES_MARKER"):
+        with Path(marker).open("a", encoding="utf-8") as started:
+            started.write(f"{os.getpid()}\n")
     build().run("stdio")

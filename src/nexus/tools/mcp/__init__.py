@@ -44,15 +44,69 @@ The parts, each readable on its own (each imports only parts above it)::
                  the tools a name, a glob or --all selects (a typo suggests the closest)
 """
 
-from nexus.domain.resilience import BreakerState, CircuitBreaker
-from nexus.tools.mcp._command import approve_launch, launch_record, resolve_command
-from nexus.tools.mcp._connection import McpConnection
-from nexus.tools.mcp._convert import map_mcp_error
-from nexus.tools.mcp._review import Argument, arguments, review_data, select_tools, visible
-from nexus.tools.mcp._servers import McpServers
-from nexus.tools.mcp._spec import McpServerSpec, parse_mcp_servers
-from nexus.tools.mcp._status import McpToolStatus, ServerStatus
-from nexus.tools.mcp._tool import McpTool
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+if _TYPE_CHECKING:
+    from nexus.domain.resilience import BreakerState as BreakerState
+    from nexus.domain.resilience import CircuitBreaker as CircuitBreaker
+    from nexus.tools.mcp._command import approve_launch as approve_launch
+    from nexus.tools.mcp._command import launch_record as launch_record
+    from nexus.tools.mcp._command import resolve_command as resolve_command
+    from nexus.tools.mcp._connection import McpConnection as McpConnection
+    from nexus.tools.mcp._convert import map_mcp_error as map_mcp_error
+    from nexus.tools.mcp._review import Argument as Argument
+    from nexus.tools.mcp._review import arguments as arguments
+    from nexus.tools.mcp._review import review_data as review_data
+    from nexus.tools.mcp._review import select_tools as select_tools
+    from nexus.tools.mcp._review import visible as visible
+    from nexus.tools.mcp._servers import McpServers as McpServers
+    from nexus.tools.mcp._spec import McpServerSpec as McpServerSpec
+    from nexus.tools.mcp._spec import parse_mcp_servers as parse_mcp_servers
+    from nexus.tools.mcp._status import McpToolStatus as McpToolStatus
+    from nexus.tools.mcp._status import ServerStatus as ServerStatus
+    from nexus.tools.mcp._tool import McpTool as McpTool
+
+#: Where each public name lives. Names load on first use (PEP 562), so reading a
+#: configuration (``parse_mcp_servers``, ``McpServerSpec``) does not load the MCP
+#: SDK: only a run that starts a server, or ``nexus tools``, pays for it.
+_EXPORTS: dict[str, str] = {
+    "Argument": "nexus.tools.mcp._review",
+    "BreakerState": "nexus.domain.resilience",
+    "CircuitBreaker": "nexus.domain.resilience",
+    "McpConnection": "nexus.tools.mcp._connection",
+    "McpServerSpec": "nexus.tools.mcp._spec",
+    "McpServers": "nexus.tools.mcp._servers",
+    "McpTool": "nexus.tools.mcp._tool",
+    "McpToolStatus": "nexus.tools.mcp._status",
+    "ServerStatus": "nexus.tools.mcp._status",
+    "approve_launch": "nexus.tools.mcp._command",
+    "arguments": "nexus.tools.mcp._review",
+    "launch_record": "nexus.tools.mcp._command",
+    "map_mcp_error": "nexus.tools.mcp._convert",
+    "parse_mcp_servers": "nexus.tools.mcp._spec",
+    "resolve_command": "nexus.tools.mcp._command",
+    "review_data": "nexus.tools.mcp._review",
+    "select_tools": "nexus.tools.mcp._review",
+    "visible": "nexus.tools.mcp._review",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nexus.tools.mcp' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "Argument",
