@@ -85,6 +85,38 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def provider_requests(error: Mapping[str, Any]) -> int:
+    """How many requests the gateway sent before a model call failed with ``error``.
+
+    Every step of a fallback chain's ``route`` counts its attempts; without a
+    route, the error's own ``attempts`` (set by the gateway's retry loop); 1
+    when the record says nothing (an error from outside the gateway's loop).
+    """
+    route = error.get("route")
+    if isinstance(route, list) and route:
+        return sum(int(step.get("attempts", 0)) for step in route if isinstance(step, Mapping))
+    attempts = error.get("attempts")
+    return int(attempts) if isinstance(attempts, int) and attempts > 0 else 1
+
+
+def retried_once(error: dict[str, Any]) -> dict[str, Any]:
+    """A model call's error, marked not retryable if the gateway already retried it.
+
+    **One layer retries a failure.** The gateway's retry loop retries a model
+    call within the call (``[providers.resilience] max_attempts``); a task's
+    ``retries`` retry the attempt. An error that reaches the engine after the
+    gateway sent more than one request was retried already: the record says so
+    (``retried_by: gateway``, ``retryable: false``) and the task does not start
+    another attempt for it, so ``retries: 1`` over a 3-attempt gateway sends 3
+    requests, not 6. An error the gateway did not retry (one request: it was
+    asked to wait longer than it waits, or it retries nothing) stays the task's
+    to retry. Decided live, at the boundary, so a replay reads it from the record.
+    """
+    if error.get("retryable") is not True or provider_requests(error) <= 1:
+        return error
+    return {**error, "retryable": False, "retried_by": "gateway"}
+
+
 @dataclass(frozen=True, slots=True)
 class EffectCall:
     key: str
@@ -161,6 +193,8 @@ class LiveEffects:
             raise
         except Exception as exc:
             error = self._redact(to_json(error_record(exc), "error"))
+            if call.kind == "model":
+                error = retried_once(error)
         return {
             "key": call.key,
             "kind": call.kind,
