@@ -62,6 +62,7 @@ from nexus.gateway.base import ModelProvider, ProviderRegistry
 from nexus.gateway.factory import offline_providers
 from nexus.gateway.sdk import SDK_PREFIXES, SDKProviders
 from nexus.planning.builder import WorkflowBuilder
+from nexus.planning.workflow import WorkflowContext, tool_infos
 from nexus.security.trusted import TrustedPaths, trusted_paths
 from nexus.store.base import Store
 from nexus.store.heads import HeadSigner
@@ -125,6 +126,30 @@ class Project:
         if self._tools is None:
             self._tools = project_tools(self.config, self.home)
         return self._tools
+
+    def workflow_context(self) -> WorkflowContext:
+        """What a workflow file is checked against here (``nexus validate``, ``run``, ``plan``).
+
+        The tools with their argument schemas, the model providers this project
+        serves, and the MCP servers of ``nexus.toml``; an MCP tool's arguments
+        are checked against the descriptor approved for it, when there is one
+        (no server is started).
+        """
+        providers = (*offline_providers(Path.cwd()).prefixes(), *SDK_PREFIXES)
+        return WorkflowContext(
+            tools=tool_infos(self.tools()),
+            providers=providers,
+            mcp_servers=tuple(self.config.mcp_servers),
+            mcp_schema=self._approved_schema,
+        )
+
+    def _approved_schema(self, tool: str) -> dict[str, Any] | None:
+        from nexus.tools.pins import PinStore  # the MCP SDK loads only for an MCP tool task
+
+        approval = PinStore.at_home(self.home).get_key(tool)
+        descriptor = approval.descriptor if approval is not None else None
+        schema = descriptor.get("inputSchema") if descriptor is not None else None
+        return dict(schema) if isinstance(schema, dict) else None
 
     @asynccontextmanager
     async def open_store(self, *, sign: bool = True) -> AsyncIterator[SQLiteStore]:

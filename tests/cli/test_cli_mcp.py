@@ -82,11 +82,12 @@ def test_mcp_tools_need_a_profile_grant(tmp_path: Path) -> None:
         "tasks:\n  now: {tool: time.get_current_time, with: {timezone: UTC}}\n"
     )
     _approve_server(home, wf)
+    # refused before the run starts (the engine would deny the call: see test_mcp.py)
     denied = nexus(home, "run", wf, "--json")
-    assert denied.code == 1
-    task = nexus(home, "inspect", denied.json()["run_id"], "--task", "now", "--json").json()
-    assert task["error"]["kind"] == "policy_denied"
-    assert "mcp_tools" in task["error"]["message"]
+    assert denied.code == 2, denied.text
+    assert "task 'now', field 'profile'" in denied.stderr
+    assert "mcp_tools: ['time.get_current_time']" in denied.stderr
+    assert not (home / "nexus.db").exists()
 
 
 def test_a_bad_server_table_names_the_field(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from nexus.domain.errors import NotFoundError, WorkflowError
 from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
 from nexus.planning.workflow import compile_workflow, load_workflow
-from nexus.planning.workflow._values import simple_refs
-from nexus.templating import check_syntax, referenced_tasks
+from nexus.planning.workflow._values import simple_reads
+from nexus.templating import check_syntax, inspect_reads
 
 EXAMPLE = """\
 version: 1
@@ -424,7 +424,7 @@ TASK_ERRORS: list[tuple[str, dict[str, Any], str, str, str | None]] = [
         "pydantic, several",
         {"t": {"tool": "s", "retries": "x", "timeout": 0, "priority": 1.5}},
         "t",
-        "(and 2 more errors)",
+        "flow.yaml, task 't', field 'tasks.t.priority': Input should be a valid integer",
         "tasks.t.retries",
     ),
     ("pydantic, bool", {"t": {"tool": "s", "priority": True}}, "t", "valid integer", None),
@@ -815,17 +815,21 @@ _TEXTS = st.text(alphabet="ab {}%#'\"\\-\n", max_size=6)
 
 @given(st.lists(st.one_of(_EXPRS, _TEXTS), min_size=1, max_size=5).map("".join))
 def test_fast_template_path_agrees_with_jinja(source: str) -> None:
-    fast = simple_refs(source)
+    fast = simple_reads(source)
     if fast is None:
         return
     check_syntax(source)  # a simple template always compiles
-    assert fast == referenced_tasks(source)
+    assert fast == inspect_reads(source)
 
 
 def test_fast_template_path_covers_common_templates() -> None:
-    assert simple_refs("echo {{ tasks.build.output.stdout }} {{ item }}") == {"build"}
-    assert simple_refs("{{ tasks['my-step'].output }}") == {"my-step"}
-    assert simple_refs("{{ tasks.a.output | trim }}") is None  # filters go through Jinja
+    assert simple_reads("echo {{ tasks.build.output.stdout }} {{ item }}") == {
+        "tasks": {"build"},
+        "item": set(),
+    }
+    assert simple_reads("{{ tasks['my-step'].output }}") == {"tasks": {"my-step"}}
+    assert simple_reads("{{ tasks.a.output | trim }}") is None  # filters go through Jinja
+    assert simple_reads("{{ range }}") is None  # Jinja's own names: Jinja decides
 
 
 _JSON = st.recursive(

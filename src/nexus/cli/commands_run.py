@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -29,12 +30,12 @@ from nexus.cli.output import (
 from nexus.cli.progress import Progress
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
-from nexus.domain.errors import UserError
+from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
 from nexus.engine.facade import Engine, RunResult, preflight
 from nexus.engine.worker import TokenDelta
-from nexus.planning.workflow import load_workflow
+from nexus.planning.workflow import load_workflow, validate_workflow
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_default=False)]
@@ -75,7 +76,7 @@ def _secret_texts(pairs: list[str] | None) -> dict[str, str]:
 
 
 def _load(project: Project, file: Path, inputs: dict[str, Any] | None = None) -> Plan:
-    return load_workflow(file, inputs=inputs, known_tools=project.tools().names())
+    return load_workflow(file, inputs=inputs, context=project.workflow_context())
 
 
 def _load_with(project: Project, file: Path, pairs: list[str] | None) -> Plan:
@@ -160,11 +161,30 @@ def _report(result: RunResult, as_json: bool) -> None:
         out.print(f"  inspect with: nexus inspect {result.run_id}")
 
 
+def _invalid(problems: Sequence[WorkflowError], as_json: bool) -> NoReturn:
+    """Report every problem of a workflow file, one a line, and exit 2."""
+    if as_json:
+        listed = [
+            {"file": p.file, "task": p.task, "field": p.field, "message": p.detail}
+            for p in problems
+        ]
+        message = "\n".join(p.message for p in problems)
+        emit_json({"error": {"message": message, "exit_code": EXIT_USER, "problems": listed}})
+    for problem in problems:
+        err.print(f"[bold red]error:[/] {escape(problem.message)}", highlight=False)
+    if len(problems) > 1:
+        err.print(f"{len(problems)} problems", highlight=False)
+    raise typer.Exit(EXIT_USER)
+
+
 def validate(ctx: typer.Context, file: FileArg, as_json: JsonOpt = False) -> None:
-    """Check a workflow file; say what is wrong and where."""
+    """Check a workflow file; say what is wrong and where, every problem of it."""
 
     async def go() -> None:
-        plan = _load(project_of(ctx), file)
+        checked = validate_workflow(file, context=project_of(ctx).workflow_context())
+        if checked.plan is None:
+            _invalid(checked.problems, as_json)
+        plan = checked.plan
         if as_json:
             emit_json({"valid": True, "name": plan.name, "tasks": len(plan.tasks)})
         else:

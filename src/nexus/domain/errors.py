@@ -50,6 +50,7 @@ Temporal's ``ApplicationError``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -113,12 +114,18 @@ class UserError(NexusError):
 class WorkflowError(UserError):
     """A workflow file is invalid.
 
+    One error may stand for several problems (:meth:`several`): it names the
+    first one's place, its message lists every problem on a line of its own,
+    and :attr:`problems` holds each; a single problem's ``problems`` is itself.
+
     Args:
         message: what is wrong.
         file: the workflow file, when there is one.
         task: the task the problem is in, if any.
         field: the dotted field path, if any.
     """
+
+    problems: tuple[WorkflowError, ...]
 
     def __init__(
         self,
@@ -141,6 +148,18 @@ class WorkflowError(UserError):
         prefix = ": ".join([", ".join(where)]) + ": " if where else ""
         super().__init__(prefix + message)
         self.detail = message
+        self.problems = (self,)
+
+    @classmethod
+    def several(cls, problems: Sequence[WorkflowError]) -> WorkflowError:
+        """One error for ``problems`` (at least one), in their order."""
+        first, rest = problems[0], problems[1:]
+        if not rest:
+            return first
+        listed = "".join(f"\n{problem.message}" for problem in rest)
+        error = cls(first.detail + listed, file=first.file, task=first.task, field=first.field)
+        error.problems = tuple(problems)
+        return error
 
 
 class TemplateError(UserError):

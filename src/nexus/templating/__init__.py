@@ -8,10 +8,13 @@ nothing of Nexus but :mod:`nexus.domain`. The bounded sandbox is in
 """
 
 from nexus.templating._templates import (
+    BUILTIN_NAMES,
     MAX_TEMPLATE_CHARS,
     TemplateLimitError,
     check_syntax,
+    inspect_reads,
     inspect_template,
+    is_single_expression,
     is_template,
     referenced_tasks,
     render_deep,
@@ -21,10 +24,13 @@ from nexus.templating._templates import (
 )
 
 __all__ = [
+    "BUILTIN_NAMES",
     "MAX_TEMPLATE_CHARS",
     "TemplateLimitError",
     "check_syntax",
+    "inspect_reads",
     "inspect_template",
+    "is_single_expression",
     "is_template",
     "referenced_tasks",
     "render_deep",

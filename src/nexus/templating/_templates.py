@@ -29,10 +29,13 @@ from nexus.templating._sandbox import (
 )
 
 __all__ = [
+    "BUILTIN_NAMES",
     "MAX_TEMPLATE_CHARS",
     "TemplateLimitError",
     "check_syntax",
+    "inspect_reads",
     "inspect_template",
+    "is_single_expression",
     "is_template",
     "referenced_tasks",
     "render_deep",
@@ -126,6 +129,51 @@ def inspect_template(source: str) -> frozenset[str]:
     return frozenset(_tasks_read(_parsed(source)))
 
 
+#: Names a template reads that no context provides: Jinja's own, and its globals.
+BUILTIN_NAMES = frozenset({"loop", "caller", "varargs", "kwargs", "super", "self", *_ENV.globals})
+
+
+def inspect_reads(source: str) -> dict[str, frozenset[str]]:
+    """Check a template as :func:`inspect_template` does; return the names it reads.
+
+    Each name the template reads from its context (``inputs``, ``tasks``,
+    ``item``...) maps to the keys it reads directly off it: ``{{ inputs.a }}``
+    and ``{{ inputs['a'] }}`` read ``a`` of ``inputs``; ``{{ inputs.get('a') }}``
+    calls a method and reads no key. Names the template sets itself (``{% set %}``,
+    loop variables, macro arguments), Jinja's own (``loop``, ``caller``) and the
+    globals (``range``, ``dict``...) are left out.
+
+    Raises:
+        TemplateError: as :func:`inspect_template`.
+    """
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateLimitError(
+            f"the template is {len(source):,} characters long; the limit is {MAX_TEMPLATE_CHARS:,}"
+        )
+    return _names_read(_parsed(source))
+
+
+def _names_read(ast: nodes.Template) -> dict[str, frozenset[str]]:
+    local = {node.name for node in ast.find_all(nodes.Name) if node.ctx in ("store", "param")}
+    local.update(node.name for node in ast.find_all(nodes.Macro))
+    skipped = local | BUILTIN_NAMES
+    called = {id(node.node) for node in ast.find_all(nodes.Call)}
+    reads: dict[str, set[str]] = {}
+    for name in ast.find_all(nodes.Name):
+        if name.ctx == "load" and name.name not in skipped:
+            reads.setdefault(name.name, set())
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        target = node.node
+        if not isinstance(target, nodes.Name) or target.name not in reads or id(node) in called:
+            continue
+        if isinstance(node, nodes.Getattr):
+            reads[target.name].add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            reads[target.name].add(node.arg.value)
+    return {name: frozenset(keys) for name, keys in reads.items()}
+
+
 def referenced_tasks(source: str) -> set[str]:
     """Task ids a template reads as ``tasks.<id>`` or ``tasks['<id>']``."""
     try:
@@ -198,13 +246,22 @@ def _snippet(source: str, limit: int = 80) -> str:
     return repr(source if len(source) <= limit else source[: limit - 3] + "...")
 
 
+def is_single_expression(source: str) -> bool:
+    """True when ``source`` is one ``{{ expression }}``: it renders to the expression's value.
+
+    Any other template renders to text (see :func:`render_value`).
+    """
+    match = _SINGLE_EXPR.match(source)
+    return match is not None and "{{" not in match.group(1) and "{%" not in source
+
+
 def render_value(source: str, context: dict[str, Any], *, where: str = "") -> Any:
     """Render ``{{ expr }}`` to its native value (a list stays a list); else to text.
 
     Raises the errors of :func:`render_text`.
     """
     match = _SINGLE_EXPR.match(source)
-    if match is None or "{{" in match.group(1) or "{%" in source:
+    if match is None or not is_single_expression(source):
         return render_text(source, context, where=where)
     template = _compiled(match.group(1).strip(), _compile_expr, short=True)
     try:

@@ -48,33 +48,48 @@ the value when no ``-i`` does, also at resume.
 
 Task ids and agent names match ``[A-Za-z_][A-Za-z0-9_-]*``. Unknown keys are
 errors. Templates are Jinja2 (see :mod:`nexus.templating`): their syntax
-is checked here, and a template that reads ``tasks.<id>`` must (transitively)
-depend on that task.
+is checked here, a template that reads ``tasks.<id>`` must (transitively)
+depend on that task, and every other name it reads must exist (a declared
+input, ``run.id``, ``item`` in a foreach task...). Agent instructions are
+templates too.
+
+What the file is checked against besides itself -- the tools and their
+argument schemas, the model providers, the project's MCP servers -- comes
+from the caller as a :class:`WorkflowContext` (planning reads no
+configuration): :meth:`nexus.app.Project.workflow_context` gives a project's.
 
 :func:`load_workflow` reads a file and :func:`compile_workflow` compiles an
-already parsed document. Every problem is reported as a
+already parsed document; :func:`validate_workflow` returns the plan or every
+problem instead of raising. Every problem is a
 :class:`~nexus.domain.errors.WorkflowError` naming the file, the task and the
-field (a missing file is a :class:`~nexus.domain.errors.NotFoundError`).
-Compilation is linear in the size of the file: a 10,000-task workflow
-compiles in a fraction of a second.
+field, and all of a file's problems are reported at once (one error whose
+message lists each on a line, and whose ``problems`` holds each); a missing
+file is a :class:`~nexus.domain.errors.NotFoundError`. Compilation is linear
+in the size of the file: a 10,000-task workflow compiles in a fraction of a
+second.
 
 The package, one concern a module: :mod:`._yaml` reads the file (its limits,
 the strict YAML loader), :mod:`._schema` is the file model (pydantic) and its
 validation, :mod:`._compiler` runs the steps below in order,
 :mod:`._inputs`, :mod:`._agents` and :mod:`._tasks` compile their sections,
-:mod:`._values` checks JSON values and templates, :mod:`._grants` the tools,
-profiles, budgets and MCP servers, :mod:`._graph` the dependencies and the
-reads, and :mod:`._errors` phrases and raises the one error.
+:mod:`._values` checks JSON values and templates, :mod:`._names` the names
+templates read, :mod:`._arguments` a tool task's arguments, :mod:`._grants`
+the tools, profiles, budgets, model providers and MCP servers, :mod:`._graph`
+the dependencies and the reads, :mod:`._context` is what the caller knows,
+and :mod:`._errors` gathers and phrases the problems.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import Plan
-from nexus.planning.workflow._compiler import compile_document
+from nexus.planning.workflow._compiler import check_document, compile_document
+from nexus.planning.workflow._context import ToolInfo, WorkflowContext, tool_infos, with_names
 from nexus.planning.workflow._schema import WORKFLOW_VERSION
 from nexus.planning.workflow._values import MAX_TEMPLATE_TEXT
 from nexus.planning.workflow._yaml import (
@@ -91,9 +106,27 @@ __all__ = [
     "MAX_WORKFLOW_BYTES",
     "MAX_YAML_NODES",
     "WORKFLOW_VERSION",
+    "ToolInfo",
+    "Validation",
+    "WorkflowContext",
     "compile_workflow",
     "load_workflow",
+    "tool_infos",
+    "validate_workflow",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """What :func:`validate_workflow` found.
+
+    Attributes:
+        plan: the compiled plan; None when there is a problem.
+        problems: every problem, in the order found (empty: valid).
+    """
+
+    plan: Plan | None
+    problems: tuple[WorkflowError, ...]
 
 
 def load_workflow(
@@ -101,6 +134,7 @@ def load_workflow(
     *,
     inputs: dict[str, Any] | None = None,
     known_tools: Collection[str] | None = None,
+    context: WorkflowContext | None = None,
 ) -> Plan:
     """Read, validate and compile a workflow file.
 
@@ -108,6 +142,8 @@ def load_workflow(
         path: the YAML workflow file.
         inputs: values overriding the file's declared ``inputs``.
         known_tools: when given, tool tasks must name one of these tools.
+        context: what the file is checked against (tools, their argument
+            schemas, model providers, the project's MCP servers).
 
     Returns:
         The compiled plan; its workspace is resolved against the file's directory.
@@ -115,7 +151,8 @@ def load_workflow(
     Raises:
         NotFoundError: the file does not exist.
         WorkflowError: the file cannot be read, is not valid YAML, or is not a
-            valid workflow. The message names the file, task and field.
+            valid workflow. The message names the file, task and field of
+            every problem, one a line.
     """
     file_path = Path(path)
     file = str(path)
@@ -127,7 +164,38 @@ def load_workflow(
         base_dir=file_path.resolve().parent,
         inputs=inputs,
         known_tools=known_tools,
+        context=context,
     )
+
+
+def validate_workflow(
+    path: str | Path,
+    *,
+    inputs: dict[str, Any] | None = None,
+    known_tools: Collection[str] | None = None,
+    context: WorkflowContext | None = None,
+) -> Validation:
+    """Check a workflow file as :func:`load_workflow` does, returning every problem.
+
+    A file that cannot be read or parsed is one problem.
+
+    Raises:
+        NotFoundError: the file does not exist.
+    """
+    file_path = Path(path)
+    file = str(path)
+    try:
+        doc = parse_yaml(read_workflow(file_path, file), file)
+    except WorkflowError as exc:
+        return Validation(None, exc.problems)
+    plan, problems = check_document(
+        doc,
+        file=file,
+        base_dir=file_path.resolve().parent,
+        inputs=inputs,
+        context=with_names(context, known_tools),
+    )
+    return Validation(plan, tuple(problems))
 
 
 def compile_workflow(
@@ -137,6 +205,7 @@ def compile_workflow(
     base_dir: Path | None = None,
     inputs: dict[str, Any] | None = None,
     known_tools: Collection[str] | None = None,
+    context: WorkflowContext | None = None,
 ) -> Plan:
     """Validate an already parsed workflow document and compile it into a plan.
 
@@ -151,13 +220,20 @@ def compile_workflow(
         inputs: values overriding the document's declared ``inputs``; every
             key must be declared there.
         known_tools: when given, tool tasks must name one of these tools.
+        context: what the document is checked against (see
+            :class:`WorkflowContext`); ``known_tools`` adds to its tools.
 
     Returns:
         The plan, with tasks in document order.
 
     Raises:
-        WorkflowError: the document is not a valid workflow.
+        WorkflowError: the document is not a valid workflow; it lists every
+            problem found (:attr:`~nexus.domain.errors.WorkflowError.problems`).
     """
     return compile_document(
-        doc, file=file, base_dir=base_dir, inputs=inputs, known_tools=known_tools
+        doc,
+        file=file,
+        base_dir=base_dir,
+        inputs=inputs,
+        context=with_names(context, known_tools),
     )

@@ -1,31 +1,37 @@
 """From a parsed workflow document to a :class:`~nexus.domain.plan.Plan`.
 
-The steps, in the order their errors are found: the file model
-(:mod:`._schema`), the inputs (:mod:`._inputs`), the agents (:mod:`._agents`),
-each task in document order (:mod:`._tasks`), the graph (:mod:`._graph`),
-then the workspace, the MCP servers and the budget (:mod:`._grants`). The
-first problem stops compilation with a :class:`~nexus.domain.errors.WorkflowError`.
+The steps, in the order their problems are reported: the file model
+(:mod:`._schema`; nothing else is checked when the file has no usable
+shape), the inputs (:mod:`._inputs`), the agents (:mod:`._agents`), each task
+in document order (:mod:`._tasks`), the graph (:mod:`._graph`), then the
+workspace, the MCP servers and the budget (:mod:`._grants`). Every problem is
+reported (:mod:`._errors`): :func:`check_document` returns them, and
+:func:`compile_document` raises them as one
+:class:`~nexus.domain.errors.WorkflowError`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from nexus.domain.plan import Plan
-from nexus.planning.workflow._agents import compile_agent
-from nexus.planning.workflow._errors import Reporter
+from nexus.domain.errors import WorkflowError
+from nexus.domain.plan import AgentSpec, Plan, TaskSpec
+from nexus.planning.workflow._agents import AgentFacts, compile_agent
+from nexus.planning.workflow._arguments import Arguments
+from nexus.planning.workflow._context import WorkflowContext
+from nexus.planning.workflow._errors import Reporter, Stop
 from nexus.planning.workflow._grants import ToolNames, budget_limits, mcp_servers
 from nexus.planning.workflow._graph import check_needs, check_reads
 from nexus.planning.workflow._inputs import merge_inputs
-from nexus.planning.workflow._schema import validate
+from nexus.planning.workflow._names import TemplateNames
+from nexus.planning.workflow._schema import _Workflow, validate
 from nexus.planning.workflow._tasks import TaskCompiler
 from nexus.planning.workflow._values import Values
 from nexus.security.workspaces import workspace_problem
 
-__all__ = ["compile_document"]
+__all__ = ["check_document", "compile_document"]
 
 
 def compile_document(
@@ -34,34 +40,115 @@ def compile_document(
     file: str,
     base_dir: Path | None,
     inputs: dict[str, Any] | None,
-    known_tools: Collection[str] | None,
+    context: WorkflowContext,
 ) -> Plan:
     """See :func:`nexus.planning.workflow.compile_workflow`."""
-    report = Reporter(file)
-    wf = validate(doc, report)
-    tools = ToolNames(known_tools, wf.mcp_servers or {})
-    values = Values(report)
-    plan_inputs, secret_inputs = merge_inputs(wf.inputs, inputs, values)
-    agents = {name: compile_agent(name, spec, values, tools) for name, spec in wf.agents.items()}
-    compiler = TaskCompiler(wf.tasks, wf.defaults, agents, values, tools)
-    tasks = {tid: compiler.compile(tid, spec) for tid, spec in wf.tasks.items()}
-    needs = {tid: task.needs for tid, task in tasks.items()}
-    check_needs(needs, report)
-    if compiler.reads:
-        check_reads(needs, compiler.reads, report)
-    return Plan(
-        name=wf.name,
-        tasks=tasks,
-        agents=agents,
-        inputs=plan_inputs,
-        workspace=_workspace(wf.workspace, base_dir, report),
-        fail_fast=wf.fail_fast,
-        max_parallel=wf.max_parallel,
-        version=wf.version,
-        mcp_servers=mcp_servers(wf.mcp_servers, report),
-        budget=budget_limits(wf.budget, "budget", report),
-        secret_inputs=secret_inputs,
+    plan, problems = check_document(
+        doc, file=file, base_dir=base_dir, inputs=inputs, context=context
     )
+    if plan is None:
+        raise WorkflowError.several(problems)
+    return plan
+
+
+def check_document(
+    doc: Any,
+    *,
+    file: str,
+    base_dir: Path | None,
+    inputs: dict[str, Any] | None,
+    context: WorkflowContext,
+) -> tuple[Plan | None, list[WorkflowError]]:
+    """The plan (None when there is a problem) and every problem found, in order."""
+    report = Reporter(file)
+    plan = None
+    try:
+        wf = validate(doc, report)
+        plan = _Compiler(wf, report, context).plan(base_dir, inputs)
+    except Stop:
+        pass
+    return (plan if not report.problems else None), report.problems
+
+
+class _Compiler:
+    """The checks of one valid-shaped document, step by step."""
+
+    __slots__ = ("context", "names", "report", "tools", "values", "wf")
+
+    def __init__(self, wf: _Workflow, report: Reporter, context: WorkflowContext) -> None:
+        self.wf = wf
+        self.report = report
+        self.context = context
+        known = None if context.tools is None else list(context.tools)
+        self.tools = ToolNames(known, [*(wf.mcp_servers or {}), *context.mcp_servers])
+        self.values = Values(report)
+        self.names = TemplateNames([key for key in wf.inputs if isinstance(key, str)], report)
+
+    def plan(self, base_dir: Path | None, inputs: dict[str, Any] | None) -> Plan | None:
+        wf, report = self.wf, self.report
+        plan_inputs: dict[str, Any] = {}
+        secret_inputs: dict[str, str | None] = {}
+        with report.step():
+            plan_inputs, secret_inputs = merge_inputs(wf.inputs, inputs, self.values)
+        agents, facts = self.agents()
+        schemas = {name: info.schema for name, info in (self.context.tools or {}).items()}
+        arguments = Arguments(schemas, self.context.mcp_schema, report)
+        compiler = TaskCompiler(
+            wf.tasks,
+            wf.defaults,
+            wf.agents,
+            facts,
+            self.values,
+            self.tools,
+            self.names,
+            arguments,
+            grants=self.context.grants,
+        )
+        tasks: dict[str, TaskSpec | None] = {}
+        for tid, spec in wf.tasks.items():
+            tasks[tid] = compiler.compile(tid, spec)
+        for name in sorted(compiler.agents_run_bare):
+            facts[name].report_ungranted(report)
+        needs = {tid: tuple(spec.needs) for tid, spec in wf.tasks.items()}
+        if check_needs(needs, report) and compiler.reads:
+            check_reads(needs, compiler.reads, report)
+        workspace = servers = budget = None
+        with report.step():
+            workspace = _workspace(wf.workspace, base_dir, report)
+        with report.step():
+            servers = mcp_servers(wf.mcp_servers, report)
+        with report.step():
+            budget = budget_limits(wf.budget, "budget", report)
+        if report.problems:
+            return None
+        return Plan(
+            name=wf.name,
+            tasks={tid: task for tid, task in tasks.items() if task is not None},
+            agents={name: agent for name, agent in agents.items() if agent is not None},
+            inputs=plan_inputs,
+            workspace=workspace,
+            fail_fast=wf.fail_fast,
+            max_parallel=wf.max_parallel,
+            version=wf.version,
+            mcp_servers=servers or {},
+            budget=budget,
+            secret_inputs=secret_inputs,
+        )
+
+    def agents(self) -> tuple[dict[str, AgentSpec | None], dict[str, AgentFacts]]:
+        agents: dict[str, AgentSpec | None] = {}
+        facts: dict[str, AgentFacts] = {}
+        for name, spec in self.wf.agents.items():
+            agents[name], facts[name] = compile_agent(
+                name,
+                spec,
+                self.values,
+                self.tools,
+                self.names,
+                providers=self.context.providers,
+                task_ids=self.wf.tasks,
+            )
+        return agents, facts
 
 
 def _workspace(workspace: str | None, base_dir: Path | None, report: Reporter) -> str | None:

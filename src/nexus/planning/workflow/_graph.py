@@ -4,7 +4,8 @@ A template that reads ``tasks.<id>`` must run after that task, so the reader
 must depend on it, directly or through other tasks. :func:`check_refs` checks
 what one task's reads show on their own and queues the indirect ones;
 :func:`check_needs` checks the dependency lists; :func:`check_reads` then
-proves every queued read transitive in one pass over the graph.
+proves every queued read transitive in one pass over the graph. Every
+problem is reported (the first of each task's reads).
 """
 
 from __future__ import annotations
@@ -54,27 +55,36 @@ def check_refs(
         reads.setdefault(tid, []).append((ref, field))
 
 
-def check_needs(needs: dict[str, tuple[str, ...]], report: Reporter) -> None:
-    """Every dependency names another task, once, and the graph has no cycle."""
+def check_needs(needs: dict[str, tuple[str, ...]], report: Reporter) -> bool:
+    """Every dependency names another task, once, and the graph has no cycle.
+
+    Returns:
+        Whether the graph is sound (the reads can be checked over it).
+    """
+    found = len(report.problems)
     for tid, deps in needs.items():
         seen: set[str] = set()
         for dep in deps:
             if dep == tid:
-                report.error("depends on itself", task=tid, field="needs")
-            if dep not in needs:
+                report.add("depends on itself", task=tid, field="needs")
+            elif dep not in needs:
                 close = difflib.get_close_matches(dep, needs, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else known("known tasks", needs)
-                report.error(f"needs unknown task {dep!r} ({hint})", task=tid, field="needs")
-            if dep in seen:
-                report.error(f"lists {dep!r} twice", task=tid, field="needs")
+                report.add(f"needs unknown task {dep!r} ({hint})", task=tid, field="needs")
+            elif dep in seen:
+                report.add(f"lists {dep!r} twice", task=tid, field="needs")
             seen.add(dep)
+    if len(report.problems) > found:
+        return False
     cycle = find_cycle(needs)
     if cycle is not None:
-        report.error(
+        report.add(
             "dependency cycle: " + " -> ".join(cycle) + " (each task needs the next)",
             task=cycle[0],
             field="needs",
         )
+        return False
+    return True
 
 
 def check_reads(needs: dict[str, tuple[str, ...]], reads: Reads, report: Reporter) -> None:
@@ -83,7 +93,8 @@ def check_reads(needs: dict[str, tuple[str, ...]], reads: Reads, report: Reporte
     One pass in topological order carries, per task, a bit mask of the read
     targets among its ancestors (only tasks read other than through a direct
     ``needs`` entry get a bit). A mask is dropped once all its dependents
-    have been visited, so at most the graph's width of masks are alive.
+    have been visited, so at most the graph's width of masks are alive. Each
+    reader's first stray read is reported, in document order.
     """
     targets = sorted({ref for pending in reads.values() for ref, _ in pending})
     bit = {ref: 1 << i for i, ref in enumerate(targets)}
@@ -106,10 +117,9 @@ def check_reads(needs: dict[str, tuple[str, ...]], reads: Reads, report: Reporte
             if not mask & bit[ref]:
                 failures.append((tid, ref, field))
                 break
-    if failures:
-        position = {tid: i for i, tid in enumerate(needs)}
-        tid, ref, field = min(failures, key=lambda failure: position[failure[0]])
-        report.error(
+    position = {tid: i for i, tid in enumerate(needs)}
+    for tid, ref, field in sorted(failures, key=lambda failure: position[failure[0]]):
+        report.add(
             f"reads tasks.{ref} but does not depend on it; add it to needs",
             task=tid,
             field=field,

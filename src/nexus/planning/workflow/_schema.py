@@ -2,7 +2,7 @@
 
 :func:`validate` checks what the models cannot say well (the version, the
 shape of task ids and agent names, an empty ``tasks:``), then validates the
-document against :class:`_Workflow` and turns the first pydantic error into a
+document against :class:`_Workflow` and turns each pydantic error into a
 :class:`~nexus.domain.errors.WorkflowError` naming the key, with the closest
 allowed key for a typo. The models are strict (``1`` is not ``"1"``) and
 forbid unknown keys; an empty YAML value (``key:``) means the empty container.
@@ -25,9 +25,10 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from nexus.domain.errors import WorkflowError
-from nexus.planning.workflow._errors import Reporter, kind
+from nexus.planning.workflow._errors import Reporter, Stop, kind
 
 # The models (_Workflow, _Task, ...) are read by the package's other modules too.
 __all__ = ["ID_PATTERN", "MAX_SAFE_INT", "WORKFLOW_VERSION", "validate"]
@@ -158,49 +159,65 @@ class _Workflow(_Model):
 
 
 def validate(doc: Any, report: Reporter) -> _Workflow:
-    """The document as a :class:`_Workflow`, or the first problem with it."""
+    """The document as a :class:`_Workflow`; else every problem with its shape is
+    recorded and :class:`~._errors.Stop` raised (nothing more can be checked)."""
     if doc is None:
-        report.error("the workflow is empty")
+        report.stop("the workflow is empty")
     if not isinstance(doc, dict):
-        report.error(f"a workflow must be a mapping of keys to values, not {kind(doc)}")
+        report.stop(f"a workflow must be a mapping of keys to values, not {kind(doc)}")
     version = doc.get("version", WORKFLOW_VERSION)
     if type(version) is not int or version != WORKFLOW_VERSION:
-        report.error(
+        report.stop(
             f"unsupported workflow version {version!r}; this Nexus reads version "
             f"{WORKFLOW_VERSION}",
             field="version",
         )
+    found = len(report.problems)
     for section, what in (("tasks", "task id"), ("agents", "agent name")):
         entries = doc.get(section)
         if isinstance(entries, dict):
             for key in entries:
                 if not isinstance(key, str) or _ID_RE.fullmatch(key) is None:
-                    report.error(
+                    report.add(
                         f"invalid {what} {key!r}: it must match {ID_PATTERN}",
                         task=key if section == "tasks" and isinstance(key, str) else None,
                         field=section,
                     )
     if "tasks" in doc and not doc["tasks"] and isinstance(doc["tasks"], dict | None):
-        report.error("the workflow has no tasks", field="tasks")
+        report.add("the workflow has no tasks", field="tasks")
+    if len(report.problems) > found:
+        raise Stop
     try:
         return _Workflow.model_validate(doc)
     except ValidationError as exc:
-        raise _convert(exc, report) from None
+        for problem in _convert(exc, report):
+            report.record(problem)
+        raise Stop from None
     except RecursionError:
-        raise report.problem("the workflow is nested too deeply") from None
+        report.stop("the workflow is nested too deeply")
 
 
-def _convert(exc: ValidationError, report: Reporter) -> WorkflowError:
-    """The first of pydantic's errors, in the words of the file (a typo gets a suggestion)."""
+def _convert(exc: ValidationError, report: Reporter) -> list[WorkflowError]:
+    """Pydantic's errors in the words of the file (a typo gets a suggestion), one per field."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    if first["type"] == "missing":
-        # A misspelt key is reported as both missing and unknown: the typo explains more.
-        parent = first["loc"][:-1]
-        typos = [e for e in errors if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent]
-        first = typos[0] if typos else first
-    loc = tuple(first["loc"])
-    error_type = first["type"]
+    # A misspelt key is reported as both missing and unknown: the typo explains more.
+    typo_parents = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    problems: list[WorkflowError] = []
+    seen: set[tuple[int | str, ...]] = set()
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc[:-1] in typo_parents:
+            continue
+        if loc in seen:
+            continue  # a union's members each refuse the value: one problem is enough
+        seen.add(loc)
+        problems.append(_problem(error, report))
+    return problems
+
+
+def _problem(error: ErrorDetails, report: Reporter) -> WorkflowError:
+    loc = tuple(error["loc"])
+    error_type = error["type"]
     key = loc[-1] if loc else ""
     if key == "[key]":  # a mapping key (not its value) is invalid
         loc = loc[:-1]
@@ -216,15 +233,12 @@ def _convert(exc: ValidationError, report: Reporter) -> WorkflowError:
             hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
             message += f" ({hint})"
     else:
-        message = first["msg"]
-        if first["loc"][-1:] == ("[key]",):
+        message = error["msg"]
+        if error["loc"][-1:] == ("[key]",):
             message = f"key {key!r}: {message}"
-        value = first.get("input")
+        value = error.get("input")
         if not isinstance(value, dict | list) and len(repr(value)) <= 60:
             message += f", got {value!r}"
-    if len(errors) > 1:
-        more = len(errors) - 1
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
     task = loc[1] if len(loc) > 1 and loc[0] == "tasks" and isinstance(loc[1], str) else None
     return report.problem(message, task=task, field=_path(loc) or None)
 

@@ -2,22 +2,31 @@
 
 A task is a tool task (``tool`` plus optional ``with``) or an agent task (a
 ``prompt`` with an ``agent`` or a ``capability``), never both. Its values are
-plain JSON and its templates are checked (:mod:`._values`); the tasks its
-templates read are checked against the graph later (:mod:`._graph`). Retry
-settings fall back to the workflow's ``defaults``, then to
-:class:`~nexus.domain.plan.RetryPolicy`'s.
+plain JSON and its templates are checked (:mod:`._values`, :mod:`._names`);
+the tasks its templates read are checked against the graph later
+(:mod:`._graph`). A tool task's ``with`` is checked against the tool's
+argument schema (:mod:`._arguments`); an MCP tool must be granted by the
+task's profile, and so must the MCP tools of the agents an agent task may run
+on when the task has a profile of its own. Retry settings fall back to the
+workflow's ``defaults``, then to :class:`~nexus.domain.plan.RetryPolicy`'s.
+
+Each field is checked on its own, so a task's problems are all reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from nexus.domain.plan import AgentSpec, ApprovalPolicy, RetryPolicy, TaskSpec
+from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
+from nexus.planning.workflow._agents import AgentFacts
+from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._errors import kind, known
-from nexus.planning.workflow._grants import ToolNames, budget_limits, exec_profile
+from nexus.planning.workflow._grants import ToolNames, budget_limits, exec_profile, mcp_granted
 from nexus.planning.workflow._graph import Reads, check_refs
-from nexus.planning.workflow._schema import _Approval, _Backoff, _Defaults, _Task
+from nexus.planning.workflow._names import ITEM_NAMES, TemplateNames
+from nexus.planning.workflow._schema import _Agent, _Approval, _Backoff, _Defaults, _Task
+from nexus.planning.workflow._values import Reads as TemplateReads
 from nexus.planning.workflow._values import Values, strings
 from nexus.templating import is_template
 
@@ -28,14 +37,21 @@ class TaskCompiler:
     """Compiles the tasks of one workflow, one entry at a time.
 
     It collects in :attr:`reads` the task reads that :func:`._graph.check_reads`
-    must prove once every task is known.
+    must prove once every task is known, and in :attr:`agents_run_bare` the
+    agents some task runs without a profile of its own (their own profile
+    must then grant their MCP tools). Grants are checked when ``grants``.
     """
 
     __slots__ = (
         "agents",
+        "agents_run_bare",
+        "arguments",
         "capabilities",
         "default_retry",
         "defaults",
+        "facts",
+        "grants",
+        "names",
         "reads",
         "report",
         "tasks",
@@ -47,24 +63,62 @@ class TaskCompiler:
         self,
         tasks: Mapping[str, _Task],
         defaults: _Defaults,
-        agents: Mapping[str, AgentSpec],
+        agents: Mapping[str, _Agent],
+        facts: Mapping[str, AgentFacts],
         values: Values,
         tools: ToolNames,
+        names: TemplateNames,
+        arguments: Arguments,
+        *,
+        grants: bool,
     ) -> None:
         self.tasks = tasks
         self.defaults = defaults
         self.default_retry = _retry_policy(defaults, None, None)
         self.agents = agents
+        self.facts = facts
         self.capabilities = {cap for agent in agents.values() for cap in agent.capabilities}
         self.values = values
         self.report = values.report
         self.tools = tools
+        self.names = names
+        self.arguments = arguments
+        self.grants = grants
         self.reads: Reads = {}
+        self.agents_run_bare: set[str] = set()
 
-    def compile(self, tid: str, spec: _Task) -> TaskSpec:
-        """The task ``tid`` as the plan holds it, or the first problem with its entry."""
-        self.check_kind(tid, spec)
-        args, foreach = self.check_values(tid, spec)
+    def compile(self, tid: str, spec: _Task) -> TaskSpec | None:
+        """The task ``tid`` as the plan holds it; None when its entry has problems (reported)."""
+        report = self.report
+        found = len(report.problems)
+        with report.step() as kind_ok:
+            self.check_kind(tid, spec)
+        args: dict[str, Any] = {}
+        foreach: Any = None
+        with report.step() as values_ok:
+            args, foreach = self.check_values(tid, spec)
+        profile = output_schema = routing = budget = None
+        profile_ok = True
+        if spec.profile is not None:
+            with report.step() as step:
+                profile = exec_profile(spec.profile, report, task=tid, field="profile")
+            profile_ok = step.ok
+        if kind_ok.ok:
+            if spec.tool is not None:
+                self.check_tool(tid, spec, args if values_ok.ok else None, profile_ok)
+            else:
+                self.check_agents(tid, spec, profile_ok)
+        if spec.output_schema is not None:
+            with report.step():
+                output_schema = self.output_schema(tid, spec)
+        if spec.complexity is not None or spec.max_cost is not None or spec.max_latency_ms:
+            with report.step():
+                routing = self.routing(tid, spec)
+        if spec.budget is not None:
+            with report.step():
+                budget = budget_limits(spec.budget, f"tasks.{tid}.budget", report, task=tid)
+        if len(report.problems) > found:
+            return None
         if spec.retries is None and spec.backoff is None:
             retry = self.default_retry
         else:
@@ -83,11 +137,62 @@ class TaskCompiler:
             timeout=None if timeout is None else float(timeout),
             priority=spec.priority,
             approval=_approval_policy(spec.approval),
-            profile=exec_profile(spec.profile, self.report, task=tid, field="profile"),
-            output_schema=self.output_schema(tid, spec),
-            routing=self.routing(tid, spec),
-            budget=budget_limits(spec.budget, f"tasks.{tid}.budget", self.report, task=tid),
+            profile=profile,
+            output_schema=output_schema,
+            routing=routing,
+            budget=budget,
         )
+
+    def check_tool(
+        self, tid: str, spec: _Task, args: dict[str, Any] | None, profile_ok: bool
+    ) -> None:
+        """A tool task's arguments fit the tool's schema; an MCP tool is granted by its profile."""
+        tool = spec.tool
+        assert tool is not None
+        mcp = self.tools.is_mcp(tool)
+        if args is not None:
+            self.arguments.check(tool, args, mcp=mcp, task=tid)
+        if mcp and self.grants and profile_ok and not mcp_granted(spec.profile, tool):
+            server = tool.partition(".")[0]
+            self.report.add(
+                f"MCP tool {tool!r} is not granted by the task's profile; add "
+                f"profile: {{mcp_tools: [{tool!r}]}} (patterns such as '{server}.*' work too)",
+                task=tid,
+                field="profile",
+            )
+
+    def candidates(self, spec: _Task) -> list[AgentFacts]:
+        """The agents an agent task may run on."""
+        if spec.agent is not None:
+            names = [spec.agent] if spec.agent in self.facts else []
+        else:
+            names = [n for n, a in self.agents.items() if spec.capability in a.capabilities]
+        return [self.facts[name] for name in names if name in self.facts]
+
+    def check_agents(self, tid: str, spec: _Task, profile_ok: bool) -> None:
+        """What the instructions of the task's agents need of it; their MCP tools' grants."""
+        for facts in self.candidates(spec):
+            field = f"agents.{facts.name}.instructions"
+            for name in sorted(ITEM_NAMES & facts.instructions.keys()):
+                if spec.foreach is None:
+                    self.report.add(
+                        f"reads {name}, which only a foreach task has (in the instructions "
+                        f"of agent {facts.name!r}, which this task may run on)",
+                        task=tid,
+                        field=field,
+                    )
+            if not self.grants:
+                continue
+            if spec.profile is None:
+                self.agents_run_bare.add(facts.name)
+            elif profile_ok:
+                for _, tool in facts.ungranted(spec.profile):
+                    self.report.add(
+                        f"the task's profile does not grant MCP tool {tool!r}, which agent "
+                        f"{facts.name!r} may call; add it to mcp_tools",
+                        task=tid,
+                        field="profile",
+                    )
 
     def check_kind(self, tid: str, spec: _Task) -> None:
         """A tool task names a known tool; an agent task says what to do and who does it."""
@@ -150,30 +255,51 @@ class TaskCompiler:
         """Check a task's JSON values and templates; return its ``with`` and ``foreach``."""
         values = self.values
         refs: list[tuple[str, str]] = []
+        templates: list[tuple[str, TemplateReads]] = []
+
+        def read(field: str, reads: TemplateReads) -> None:
+            if reads:
+                templates.append((field, reads))
+                refs.extend((ref, field) for ref in sorted(reads.get("tasks", ())))
+
         args: dict[str, Any] = {}
         if spec.args is not None:
             args = values.json(spec.args, "with", task=tid)
             for field, text in strings(args, "with"):
-                refs.extend((ref, field) for ref in values.template(text, task=tid, field=field))
+                read(field, values.template(text, task=tid, field=field))
         if spec.prompt is not None:
-            refs.extend((ref, "prompt") for ref in values.template(spec.prompt, tid, "prompt"))
-        foreach = self.foreach(tid, spec.foreach, refs)
+            read("prompt", values.template(spec.prompt, tid, "prompt"))
+        foreach = self.foreach(tid, spec.foreach, read)
+        if spec.tool is None:
+            # what the instructions of its agents read of the run, read for this task
+            for facts in self.candidates(spec):
+                field = f"agents.{facts.name}.instructions"
+                refs.extend(
+                    (ref, field)
+                    for ref in sorted(facts.instructions.get("tasks", ()))
+                    if ref in self.tasks
+                )
         if refs:
             check_refs(tid, tuple(spec.needs), refs, self.tasks, self.reads, self.report)
+        items = spec.foreach is not None
+        for field, reads in templates:
+            self.names.check(
+                reads, items=items and not field.startswith("foreach"), task=tid, field=field
+            )
         return args, foreach
 
-    def foreach(self, tid: str, value: Any, refs: list[tuple[str, str]]) -> Any:
-        """A ``foreach`` list (checked as JSON) or template; adds the tasks it reads to ``refs``."""
+    def foreach(self, tid: str, value: Any, read: Callable[[str, TemplateReads], None]) -> Any:
+        """A ``foreach`` list (checked as JSON) or template; ``read`` gets what it reads."""
         if value is None:
             return None
         values = self.values
         if isinstance(value, list):
             items = values.json(value, "foreach", task=tid)
             for field, text in strings(items, "foreach"):
-                refs.extend((ref, field) for ref in values.template(text, task=tid, field=field))
+                read(field, values.template(text, task=tid, field=field))
             return items
         if isinstance(value, str) and is_template(value):
-            refs.extend((ref, "foreach") for ref in values.template(value, tid, "foreach"))
+            read("foreach", values.template(value, tid, "foreach"))
             return value
         if isinstance(value, str):
             hint = f"a list such as [{value}] or a template such as '{{{{ inputs.items }}}}'"

@@ -2,12 +2,13 @@
 
 Plans are hashed as JSON, so every value a task or input holds is checked to
 be plain JSON (no dates, no huge integers, no NaN, string keys, bounded
-depth) and copied. A string that is a template has its syntax checked and its
-reads of other tasks (``tasks.<id>``) returned, so the graph checks can prove
-that the reader depends on them.
+depth) and copied. A string that is a template has its syntax checked and the
+names it reads returned (:data:`Reads`): the graph checks prove that a reader
+of ``tasks.<id>`` depends on that task, :mod:`._names` that the other names
+exist.
 
 Templates made only of text and ``{{ a.b['c'] }}`` references are read by a
-regular expression (:func:`simple_refs`); any other template is parsed by
+regular expression (:func:`simple_reads`); any other template is parsed by
 Jinja2, whose cost (~3 us a character) is bounded by :data:`MAX_TEMPLATE_TEXT`.
 """
 
@@ -15,15 +16,22 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from nexus.domain.errors import TemplateError
 from nexus.planning.workflow._errors import Reporter, kind, snippet
 from nexus.planning.workflow._schema import MAX_SAFE_INT
-from nexus.templating import MAX_TEMPLATE_CHARS, inspect_template, is_template
+from nexus.templating import BUILTIN_NAMES, MAX_TEMPLATE_CHARS, inspect_reads, is_template
 
-__all__ = ["MAX_TEMPLATE_TEXT", "Values", "simple_refs", "strings"]
+__all__ = ["MAX_TEMPLATE_TEXT", "NO_READS", "Reads", "Values", "simple_reads", "strings"]
+
+#: The names a template reads from its context, each with the keys it reads
+#: directly off it: ``{{ tasks.a.output }} {{ item }}`` is
+#: ``{"tasks": {"a"}, "item": set()}`` (see :func:`nexus.templating.inspect_reads`).
+Reads = Mapping[str, AbstractSet[str]]
+NO_READS: Reads = {}
 
 #: The most characters of templates that need Jinja2 to parse (~3 us a
 #: character); plain ``{{ a.b }}`` references are read without it and not counted.
@@ -86,10 +94,10 @@ class Values:
             field=field,
         )
 
-    def template(self, source: str, task: str | None, field: str) -> list[str]:
-        """Check a string's template syntax; return the task ids it reads, sorted."""
+    def template(self, source: str, task: str | None, field: str) -> Reads:
+        """Check a string's template syntax; return the names it reads (none for plain text)."""
         if not is_template(source):
-            return []
+            return NO_READS
         if len(source) > MAX_TEMPLATE_CHARS:
             self.report.error(
                 f"the template is {len(source):,} characters long; the limit is "
@@ -97,19 +105,20 @@ class Values:
                 task=task,
                 field=field,
             )
-        fast = simple_refs(source)
+        fast = simple_reads(source)
         if fast is not None:
-            return sorted(fast)
+            return fast
         self.template_chars += len(source)
         if self.template_chars > MAX_TEMPLATE_TEXT:
-            self.report.error(
+            # every template after this one would pass the limit too: stop here
+            self.report.stop(
                 f"the templates that need Jinja2 (more than plain {{{{ a.b }}}} references) "
                 f"total more than {MAX_TEMPLATE_TEXT:,} characters (the limit)",
                 task=task,
                 field=field,
             )
         try:
-            return sorted(inspect_template(source))
+            return inspect_reads(source)
         except TemplateError as exc:
             self.report.error(
                 f"{exc.message.rstrip('.')} in {snippet(source)}", task=task, field=field
@@ -117,7 +126,7 @@ class Values:
 
 
 # A template made only of text and ``{{ name.attr['key'] }}`` expressions compiles
-# for sure, and its task reads can be found without Jinja (which costs ~0.5 ms
+# for sure, and the names it reads can be found without Jinja (which costs ~0.5 ms
 # per distinct template to compile). Anything else goes through Jinja.
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _ACCESS = rf"(?:\.{_IDENT}|\[\s*(?:'[^'\\{{}}]*'|\"[^\"\\{{}}]*\")\s*\])"
@@ -128,20 +137,23 @@ _KEYWORDS = frozenset(
     {"and", "or", "not", "in", "is", "if", "else", "elif", "true", "false", "none"}
     | {"True", "False", "None"}
 )
+#: Heads the fast path leaves to Jinja: keywords, and names no context provides.
+_NOT_CONTEXT = _KEYWORDS | BUILTIN_NAMES
 
 
-def simple_refs(source: str) -> set[str] | None:
-    """Task ids read by a simple template; None when Jinja must look at it."""
+def simple_reads(source: str) -> dict[str, set[str]] | None:
+    """The names a simple template reads (as Jinja2 would find them); None when Jinja must look."""
     if _SIMPLE_RE.fullmatch(source) is None:
         return None
-    refs: set[str] = set()
+    reads: dict[str, set[str]] = {}
     for match in _EXPR_RE.finditer(source):
         head, first = match.group("head", "first")
-        if head in _KEYWORDS:
+        if head in _NOT_CONTEXT:
             return None
-        if head == "tasks" and first:
-            refs.add(first[1:] if first[0] == "." else first.strip("[] \t\r\n")[1:-1])
-    return refs
+        keys = reads.setdefault(head, set())
+        if first:
+            keys.add(first[1:] if first[0] == "." else first.strip("[] \t\r\n")[1:-1])
+    return reads
 
 
 def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:

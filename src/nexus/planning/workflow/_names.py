@@ -1,0 +1,80 @@
+"""The names a template may read, and the problem with any other.
+
+A task's templates see ``inputs`` (the declared inputs), ``tasks`` (checked
+against the graph by :mod:`._graph`), ``run`` (``id`` and ``name``) and, in a
+``foreach`` task's ``with`` and ``prompt``, ``item`` and ``index``: see
+:func:`nexus.engine.decider.template_context`. Anything else is undefined
+when the template renders, so it is a problem here, where it is cheap to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from nexus.planning.workflow._errors import Reporter, known, suggest
+from nexus.planning.workflow._values import Reads
+
+__all__ = ["ITEM_NAMES", "TemplateNames"]
+
+#: What only the items of a ``foreach`` task see.
+ITEM_NAMES = frozenset({"item", "index"})
+_RUN_KEYS = ("id", "name")
+_CONTEXT = ("inputs", "tasks", "run", "item", "index")
+
+
+def _key(name: str, key: str) -> str:
+    """``inputs.a``, or ``inputs['a b']`` for a key that is not a name."""
+    return f"{name}.{key}" if key.isidentifier() else f"{name}[{key!r}]"
+
+
+class TemplateNames:
+    """Checks the names one workflow's templates read (``tasks`` aside)."""
+
+    __slots__ = ("inputs", "report")
+
+    def __init__(self, inputs: Collection[str], report: Reporter) -> None:
+        self.inputs = frozenset(inputs)
+        self.report = report
+
+    def check(self, reads: Reads, *, items: bool, task: str | None, field: str) -> None:
+        """Report each name in ``reads`` the template will not find.
+
+        Args:
+            reads: what the template at ``field`` reads.
+            items: whether ``item`` and ``index`` are there (a foreach task's fields).
+            task: the task holding the template (None: an agent's).
+            field: the template's field.
+        """
+        for name, keys in reads.items():
+            if name == "tasks":
+                continue
+            if name == "inputs":
+                for key in sorted(keys - self.inputs):
+                    declared = known("declared inputs", self.inputs)
+                    if not self.inputs:
+                        declared = "it declares no inputs"
+                    self.report.add(
+                        f"reads {_key(name, key)}, which the workflow does not declare "
+                        f"({declared})",
+                        task=task,
+                        field=field,
+                    )
+            elif name == "run":
+                for key in sorted(keys - set(_RUN_KEYS)):
+                    self.report.add(
+                        f"reads {_key(name, key)}; run has {', '.join(_RUN_KEYS)}",
+                        task=task,
+                        field=field,
+                    )
+            elif name in ITEM_NAMES:
+                if not items:
+                    self.report.add(
+                        f"reads {name}, which only a foreach task has", task=task, field=field
+                    )
+            else:
+                self.report.add(
+                    f"reads {name!r}, which templates do not have "
+                    f"({suggest(name, _CONTEXT, 'templates have')})",
+                    task=task,
+                    field=field,
+                )
