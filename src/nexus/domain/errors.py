@@ -9,6 +9,7 @@ branched by *who must act* on it, and each class carries its taxonomy ``kind``
     │   ├── WorkflowError             validation      a workflow file is invalid (file, task, field)
     │   ├── TemplateError             validation      a template fails to compile or render
     │   │   └── TemplateLimitError    validation      it asks for more work or memory than allowed
+    │   ├── AmbiguousRun              validation      a run-id prefix names more than one run
     │   ├── NotFoundError             not_found       a run, task or file does not exist
     │   └── StoreUnusable             validation      the database is not a store Nexus can use
     ├── ConflictError                 conflict        another process owns the run, or state forbids
@@ -41,7 +42,7 @@ A class is drawn under its first base; ``+ Name`` marks a second base in the
 tree (a provider timeout *is* an :class:`EffectTimeout`, so retry policy
 treats it as one). Classes outside this module live with the code that raises
 them (``gateway/errors.py``, ``tools/``, ``store/``, ``agents/``, ``engine/``,
-``templating/``). ``tests/domain/test_error_tree.py`` checks that every
+``templating/``, ``cli/``). ``tests/domain/test_error_tree.py`` checks that every
 ``NexusError`` subclass in the package is drawn here, under its base, with its kind.
 
 Retry semantics live on the error (``retryable``, ``retry_after``), as in
