@@ -65,8 +65,17 @@ def exit_code_for(exc: NexusError) -> int:
     return EXIT_FAILED
 
 
-def run_async(fn: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
-    """Run a coroutine at the edge, turning every error into a clear message."""
+def run_async(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    as_json: bool = False,
+    interrupted: Callable[[], str] | None = None,
+) -> T:
+    """Run a coroutine at the edge, turning every error into a clear message.
+
+    ``interrupted`` says what Ctrl-C leaves behind (the commands that drive a
+    run name it, so the hint can be copied as is).
+    """
     import asyncio  # not on the start-up path: only commands that run a coroutine
 
     try:
@@ -76,7 +85,8 @@ def run_async(fn: Callable[[], Awaitable[T]], *, as_json: bool = False) -> T:
     except NexusError as exc:
         fail(exc.message, exit_code_for(exc), as_json=as_json)
     except KeyboardInterrupt:
-        fail("interrupted; `nexus resume RUN` continues the run", EXIT_FAILED, as_json=as_json)
+        message = "interrupted" if interrupted is None else interrupted()
+        fail(message, EXIT_FAILED, as_json=as_json)
     except Exception as exc:  # the last line of defence: no tracebacks for users
         fail(
             f"internal error: {type(exc).__name__}: {exc} (please report this)",
