@@ -70,7 +70,7 @@ from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
-__all__ = ["Project", "Workflow", "project_tools", "recorded_plan"]
+__all__ = ["Project", "Workflow", "project_tools", "recorded_plan", "recorded_workflow_dir"]
 
 
 class Project:
@@ -255,6 +255,20 @@ async def recorded_plan(store: Store, run_id: str) -> Plan:
     """
     state, _ = await Engine(store).load_state(run_id)
     return state.plan
+
+
+async def recorded_workflow_dir(store: Store, run_id: str) -> Path | None:
+    """The folder of the workflow file a recorded run started from, which its
+    ``cassette:`` paths are relative to; None for a run started from Python.
+
+    Raises:
+        NotFoundError: no run with this id.
+    """
+    _, events = await Engine(store).load_state(run_id)
+    source = events[0].data.get("source")
+    if not isinstance(source, str) or not Path(source).is_absolute():
+        return None  # "python:<name>", or no file
+    return Path(source).parent
 
 
 def _residency(config: NexusConfig) -> Any:

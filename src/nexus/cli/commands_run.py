@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,11 +33,10 @@ from nexus.cli.progress import Progress
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
-from nexus.domain.events import Event
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
-from nexus.domain.state import RunState
 from nexus.engine.facade import Engine, RunResult, preflight
+from nexus.engine.worker import TokenDelta
 from nexus.planning.workflow import load_workflow, validate_workflow
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -123,32 +124,17 @@ def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
     return limits
 
 
-class _Resumable:
-    """Remembers the run a command drives, for the hint Ctrl-C prints.
+class _Deltas:
+    """Prints streamed model text as it arrives, a header line per task."""
 
-    An observer: it learns the run's id from the first events (``nexus run``
-    has none before ``run.started`` is recorded).
-    """
+    def __init__(self) -> None:
+        self._task: str | None = None
 
-    def __init__(self, run_id: str | None = None) -> None:
-        self.run_id = run_id
-
-    def __call__(self, events: Sequence[Event], state: RunState) -> None:
-        self.run_id = state.run_id
-
-    def hint(self) -> str:
-        if self.run_id is None:
-            return "interrupted before the run started; nothing was recorded"
-        return f"interrupted; `nexus resume {self.run_id}` continues the run"
-
-
-def _view(*, shown: bool, stream: bool) -> Progress:
-    """The progress view of a command: a live table on a terminal, else lines.
-
-    With ``stream`` it prints lines, which the streamed text interleaves
-    with; when not ``shown`` it only prints streamed text (if any).
-    """
-    return Progress(err, live=None if shown and not stream else False)
+    def __call__(self, delta: TokenDelta) -> None:
+        if delta.task != self._task:
+            self._task = delta.task
+            err.print(f"\n[bold cyan]{escape(delta.task)}[/] ", end="")
+        err.out(delta.text, end="", highlight=False)
 
 
 def _result_exit(result: RunResult) -> None:
@@ -324,9 +310,6 @@ def run(
 ) -> None:
     """Run a workflow file to its end, with live progress."""
 
-    driven = _Resumable()
-    shown = not (as_json or quiet)
-
     async def go() -> RunResult:
         project = project_of(ctx)
         compiled = _load_with(project, file, inputs)
@@ -335,16 +318,16 @@ def run(
             project.open_store() as store,
             project.engine(store, plan=compiled, base_dir=base_dir, record=record) as engine,
         ):
-            with _view(shown=shown, stream=stream) as view:
+            source = str(file.resolve())
+            deltas = _Deltas() if stream and not as_json else None
+            if as_json or quiet or stream:
+                return await engine.start(compiled, source=source, force=force, on_delta=deltas)
+            with Progress(err) as progress:
                 return await engine.start(
-                    compiled,
-                    source=str(file.resolve()),
-                    observers=[driven, view] if shown else [driven],
-                    force=force,
-                    on_delta=view.delta if stream and not as_json else None,
+                    compiled, source=source, observers=[progress], force=force
                 )
 
-    result = run_async(go, as_json=as_json, interrupted=driven.hint)
+    result = run_async(go, as_json=as_json)
     _report(result, as_json)
     _result_exit(result)
 
@@ -391,11 +374,12 @@ def resume(
                 "secrets": secrets,
                 "retry_interrupted": retry_interrupted,
             }
-            shown = not (as_json or quiet)
-            with _view(shown=shown, stream=False) as view:
-                return await engine.resume(run_id, observers=[view] if shown else [], **options)
+            if as_json or quiet:
+                return await engine.resume(run_id, **options)
+            with Progress(err) as progress:
+                return await engine.resume(run_id, observers=[progress], **options)
 
-    result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
+    result = run_async(go, as_json=as_json)
     _report(result, as_json)
     _result_exit(result)
 
@@ -438,18 +422,22 @@ def _answer(
             project.open_store() as store,
             project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
         ):
-            with _view(shown=not as_json, stream=False) as view:
+            if as_json:
+                return await engine.answer_approval(
+                    run_id, task, granted=granted, by=who, reason=reason, secrets=secrets
+                )
+            with Progress(err) as progress:
                 return await engine.answer_approval(
                     run_id,
                     task,
                     granted=granted,
                     by=who,
                     reason=reason,
-                    observers=[] if as_json else [view],
+                    observers=[progress],
                     secrets=secrets,
                 )
 
-    outcome, result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
+    outcome, result = run_async(go, as_json=as_json)
     verb = "approved" if granted else "rejected"
     if result is None:
         if as_json:
@@ -497,16 +485,26 @@ def replay(
     """Re-execute a run from its recorded effects and compare the event chains.
 
     A secret input given with -i (or its environment variable) is checked
-    against the run's record; one not given replays as "[redacted]".
+    against the run's record; one not given replays as "[redacted]". Cassette
+    paths are found next to the run's workflow file; Python function agents
+    are imported from the module:function the run recorded, as `python -m`
+    would, from the working directory or the installed packages. One that
+    cannot be loaded stops the replay before it starts (exit 2).
     """
+    from nexus.app import recorded_workflow_dir
+
     secrets = _secret_texts(inputs)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `nexus` is a script: its sys.path[0] is its own folder
 
     async def go() -> Any:
         # the providers, residency and tools of nexus.toml, as the run had them;
         # no MCP server is connected: a replay executes nothing
         project = project_of(ctx)
-        async with project.open_store() as store, project.engine(store) as engine:
-            return await engine.replay(run_id, secrets=secrets)
+        async with project.open_store() as store:
+            base_dir = await recorded_workflow_dir(store, run_id)
+            async with project.engine(store, base_dir=base_dir) as engine:
+                return await engine.replay(run_id, secrets=secrets)
 
     report = run_async(go, as_json=as_json)
     if as_json:

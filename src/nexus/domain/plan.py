@@ -104,6 +104,9 @@ class AgentSpec:
     budget: JSONDict | None = None
     #: the exec-profile grant for the tools the agent calls (a task's own wins)
     profile: JSONDict | None = None
+    #: a function agent's code, ``module:name``, for a process that did not
+    #: register it (``nexus replay``) to import; None when it is not importable
+    entrypoint: str | None = None
 
     def to_dict(self) -> JSONDict:
         data: JSONDict = {
@@ -132,6 +135,8 @@ class AgentSpec:
             data["budget"] = self.budget
         if self.profile is not None:
             data["profile"] = self.profile
+        if self.entrypoint is not None:
+            data["entrypoint"] = self.entrypoint
         return data
 
     @classmethod
@@ -152,6 +157,7 @@ class AgentSpec:
             temperature=a.get("temperature"),
             budget=a.get("budget"),
             profile=a.get("profile"),
+            entrypoint=a.get("entrypoint"),
         )
 
 

@@ -65,6 +65,10 @@ DeltaListener = Callable[[TokenDelta], None]
 MAX_BATCH = 4096
 #: How often a live controller looks for commands (cancel) from other processes.
 COMMAND_POLL_S = 0.2
+#: How often a replay waiting for its workers' next report checks that any is still at work.
+REPLAY_POLL_S = 0.02
+#: How long a replay waits for workers that are still at work but report nothing.
+REPLAY_STALL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,23 +434,13 @@ class RunController:
             if expected.type in _WORKER_INPUTS:
                 key = _expect_key(expected)
                 while key not in pending:
-                    if not self._workers_alive() and self.inbox.empty():
+                    message = await self._next_report()
+                    if message is None:
                         self.divergence = {
                             "seq": expected.seq,
                             "expected": expected.to_dict(),
                             "actual": None,
-                            "reason": "the replayed workers never produced this input",
-                        }
-                        return
-                    try:
-                        async with asyncio.timeout(30):
-                            message = await self.inbox.get()
-                    except TimeoutError:
-                        self.divergence = {
-                            "seq": expected.seq,
-                            "expected": expected.to_dict(),
-                            "actual": None,
-                            "reason": "timed out waiting for the replayed workers",
+                            "reason": self._unreported(key, pending),
                         }
                         return
                     pending[_message_key(message)] = message
@@ -458,6 +452,46 @@ class RunController:
 
     def _workers_alive(self) -> bool:
         return self._dispatcher is not None and self._dispatcher.busy()
+
+    async def _next_report(self) -> Message | None:
+        """The replayed workers' next report; None once none is at work and none is
+        left to read (nothing more will come), or when they stall.
+
+        A worker that cannot start (its agent cannot be loaded) reports at once
+        and ends, so this returns within :data:`REPLAY_POLL_S` of it, never
+        after :data:`REPLAY_STALL_S`.
+        """
+        loop = asyncio.get_running_loop()
+        stall_at = loop.time() + REPLAY_STALL_S
+        while self._workers_alive() or not self.inbox.empty():
+            try:
+                async with asyncio.timeout(REPLAY_POLL_S):
+                    return await self.inbox.get()
+            except TimeoutError:
+                if loop.time() >= stall_at:
+                    return None
+        return None
+
+    def _unreported(
+        self, key: tuple[str, str, int, str], pending: dict[tuple[str, str, int, str], Message]
+    ) -> str:
+        """Why the workers' report ``key`` never came: what its attempt did instead."""
+        if self._workers_alive():
+            return (
+                f"timed out waiting for the replayed workers: still at work, no report in "
+                f"{REPLAY_STALL_S:g} s"
+            )
+        _, task, attempt, _ = key
+        done = pending.get(("finished", task, attempt, ""))
+        if isinstance(done, AttemptDone):
+            if done.error is not None:
+                error = f"{done.error.get('kind', 'error')}: {done.error.get('message', '')}"
+                return (
+                    f"task '{task}' attempt {attempt} ended with an error before the "
+                    f"effect the run recorded here: {error}"
+                )
+            return f"task '{task}' attempt {attempt} ended before the effect the run recorded here"
+        return "the replayed workers never produced this input"
 
     def _replay_input(self, expected: Event, message: Message) -> None:
         if isinstance(message, EffectDone):

@@ -35,6 +35,8 @@ from nexus.domain.errors import (
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
 from nexus.domain.payloads import (
     ApprovalAnswered,
+    AttemptFinished,
+    AttemptStarted,
     BudgetRaised,
     CancelRequested,
     EffectRecord,
@@ -42,7 +44,7 @@ from nexus.domain.payloads import (
     RunResumed,
     RunStarted,
 )
-from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.plan import AgentSpec, Plan, plan_hash
 from nexus.domain.state import RunState, RunStatus
 from nexus.engine.continuation import continued_records
 from nexus.engine.controller import DeltaListener, Observer, RunController
@@ -781,9 +783,16 @@ class Engine:
         the recorded digest is a divergence at ``run.started``. Without a
         value, the secret is replayed as ``"[redacted]"`` -- what every record
         holds in its place.
+
+        Raises:
+            UserError: before anything is replayed, when an agent the run used
+                cannot be built here (a Python function agent this engine was
+                not given and cannot import, a cassette file that is missing):
+                the message names the agent, why, and what to do.
         """
-        _, events = await self.load_state(run_id)
+        state, events = await self.load_state(run_id)
         first = events[0]
+        self._check_agents(run_id, state.plan, events)
         values, wrong = await self._replay_secrets(first, secrets or {})
         if wrong is not None:
             return ReplayReport(
@@ -840,6 +849,55 @@ class Engine:
             first_divergence=divergence,
             complete=state.status.terminal,
         )
+
+    def _check_agents(self, run_id: str, plan: Plan, events: Sequence[Event]) -> None:
+        """Fail now if the replay could not build an agent the run's attempts used.
+
+        An attempt that recorded an effect or an output had its agent built in
+        the run; its replay must build it again (a function agent loaded, a
+        cassette opened) or the worker would end at once without the reports
+        the log holds. An attempt that failed before doing anything is left to
+        the replay, which fails it the same way and compares.
+
+        Raises:
+            UserError: an agent cannot be built here (named, with why and what to do).
+        """
+        acted: set[tuple[str, int]] = set()
+        for event in events:
+            if event.type is EventType.EFFECT_RECORDED:
+                record = EffectRecord.of(event.data)
+                acted.add((record.task, record.attempt))
+            elif event.type is EventType.ATTEMPT_FINISHED:
+                finished = AttemptFinished.of(event.data)
+                if finished.error is None:
+                    acted.add((finished.task, finished.attempt))
+        checked: set[tuple[str, tuple[str, ...]]] = set()
+        for event in events:
+            if event.type is not EventType.ATTEMPT_STARTED:
+                continue
+            started = AttemptStarted.of(event.data)
+            spec = plan.agents.get(started.agent or "")
+            chain = (started.agent or "", tuple(started.models or ()))
+            if spec is None or (started.task, started.attempt) not in acted or chain in checked:
+                continue
+            checked.add(chain)
+            try:
+                self._agents.resolve(spec, chain[1])
+            except NexusError as exc:
+                raise UserError(f"cannot replay run {run_id}: {exc.message}{_how(spec)}") from None
+
+
+def _how(spec: AgentSpec) -> str:
+    """What to do about a function agent the replay cannot load ('' for other agents)."""
+    if not spec.model.startswith("function:") or spec.entrypoint is not None:
+        return ""
+    return (
+        "; its code is not importable from the run's record (it was defined in a "
+        "script's __main__, inside a function, or in a plan written by hand): replay the "
+        "run from Python with the agent given to the engine, "
+        "Engine(store, function_agents=[...]).replay(run_id), or define the function in a "
+        "module Python can import, so that the plan records module:function for nexus replay"
+    )
 
 
 def _held_message(run_id: str, tasks: Sequence[str]) -> str:

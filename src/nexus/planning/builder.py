@@ -23,11 +23,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from nexus.agents.base import AgentFunction, FunctionAgent
+from nexus.agents.resolver import entrypoint_of
 from nexus.domain.plan import Plan
 from nexus.planning.workflow import compile_workflow
 from nexus.tools.base import FunctionTool, ToolRegistry
@@ -211,12 +212,28 @@ class WorkflowBuilder:
             known_tools: the tool names tasks may use (default: :meth:`tools`;
                 running with a project adds its WASM tools).
 
+        A function agent defined in a module another process can import is
+        recorded with its ``module:name``
+        (:attr:`~nexus.domain.plan.AgentSpec.entrypoint`), so ``nexus replay``
+        can load it; one defined in a script (``__main__``) or inside a
+        function is recorded without, and only a process handed the agent can
+        replay the run.
+
         Raises:
             WorkflowError: the workflow is invalid (names the task and field).
         """
-        return compile_workflow(
+        plan = compile_workflow(
             self._doc,
             file=f"<workflow {self.name}>",
             inputs=inputs,
             known_tools=list(known_tools) if known_tools is not None else self.tools().names(),
         )
+        found = {name: entrypoint_of(agent) for name, agent in self._functions.items()}
+        entrypoints = {name: ref for name, ref in found.items() if ref is not None}
+        if not entrypoints:
+            return plan
+        agents = {
+            name: replace(spec, entrypoint=entrypoints[name]) if name in entrypoints else spec
+            for name, spec in plan.agents.items()
+        }
+        return replace(plan, agents=agents)
