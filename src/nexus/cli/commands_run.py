@@ -33,10 +33,11 @@ from nexus.cli.progress import Progress
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
+from nexus.domain.events import Event
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.state import RunState
 from nexus.engine.facade import Engine, RunResult, preflight
-from nexus.engine.worker import TokenDelta
 from nexus.planning.workflow import load_workflow, validate_workflow
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -124,17 +125,32 @@ def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
     return limits
 
 
-class _Deltas:
-    """Prints streamed model text as it arrives, a header line per task."""
+class _Resumable:
+    """Remembers the run a command drives, for the hint Ctrl-C prints.
 
-    def __init__(self) -> None:
-        self._task: str | None = None
+    An observer: it learns the run's id from the first events (``nexus run``
+    has none before ``run.started`` is recorded).
+    """
 
-    def __call__(self, delta: TokenDelta) -> None:
-        if delta.task != self._task:
-            self._task = delta.task
-            err.print(f"\n[bold cyan]{escape(delta.task)}[/] ", end="")
-        err.out(delta.text, end="", highlight=False)
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id
+
+    def __call__(self, events: Sequence[Event], state: RunState) -> None:
+        self.run_id = state.run_id
+
+    def hint(self) -> str:
+        if self.run_id is None:
+            return "interrupted before the run started; nothing was recorded"
+        return f"interrupted; `nexus resume {self.run_id}` continues the run"
+
+
+def _view(*, shown: bool, stream: bool) -> Progress:
+    """The progress view of a command: a live table on a terminal, else lines.
+
+    With ``stream`` it prints lines, which the streamed text interleaves
+    with; when not ``shown`` it only prints streamed text (if any).
+    """
+    return Progress(err, live=None if shown and not stream else False)
 
 
 def _result_exit(result: RunResult) -> None:
@@ -310,6 +326,9 @@ def run(
 ) -> None:
     """Run a workflow file to its end, with live progress."""
 
+    driven = _Resumable()
+    shown = not (as_json or quiet)
+
     async def go() -> RunResult:
         project = project_of(ctx)
         compiled = _load_with(project, file, inputs)
@@ -318,16 +337,16 @@ def run(
             project.open_store() as store,
             project.engine(store, plan=compiled, base_dir=base_dir, record=record) as engine,
         ):
-            source = str(file.resolve())
-            deltas = _Deltas() if stream and not as_json else None
-            if as_json or quiet or stream:
-                return await engine.start(compiled, source=source, force=force, on_delta=deltas)
-            with Progress(err) as progress:
+            with _view(shown=shown, stream=stream) as view:
                 return await engine.start(
-                    compiled, source=source, observers=[progress], force=force
+                    compiled,
+                    source=str(file.resolve()),
+                    observers=[driven, view] if shown else [driven],
+                    force=force,
+                    on_delta=view.delta if stream and not as_json else None,
                 )
 
-    result = run_async(go, as_json=as_json)
+    result = run_async(go, as_json=as_json, interrupted=driven.hint)
     _report(result, as_json)
     _result_exit(result)
 
@@ -374,12 +393,11 @@ def resume(
                 "secrets": secrets,
                 "retry_interrupted": retry_interrupted,
             }
-            if as_json or quiet:
-                return await engine.resume(run_id, **options)
-            with Progress(err) as progress:
-                return await engine.resume(run_id, observers=[progress], **options)
+            shown = not (as_json or quiet)
+            with _view(shown=shown, stream=False) as view:
+                return await engine.resume(run_id, observers=[view] if shown else [], **options)
 
-    result = run_async(go, as_json=as_json)
+    result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
     _report(result, as_json)
     _result_exit(result)
 
@@ -422,22 +440,18 @@ def _answer(
             project.open_store() as store,
             project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
         ):
-            if as_json:
-                return await engine.answer_approval(
-                    run_id, task, granted=granted, by=who, reason=reason, secrets=secrets
-                )
-            with Progress(err) as progress:
+            with _view(shown=not as_json, stream=False) as view:
                 return await engine.answer_approval(
                     run_id,
                     task,
                     granted=granted,
                     by=who,
                     reason=reason,
-                    observers=[progress],
+                    observers=[] if as_json else [view],
                     secrets=secrets,
                 )
 
-    outcome, result = run_async(go, as_json=as_json)
+    outcome, result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
     verb = "approved" if granted else "rejected"
     if result is None:
         if as_json:
