@@ -87,6 +87,12 @@ COMMANDS: tuple[Entry, ...] = (
         ("nexus cancel 01JD3F",),
     ),
     Entry(
+        "pause",
+        "nexus.cli.commands_control:pause",
+        "Pause a run: running attempts finish, no new one starts, until `nexus resume`.",
+        ("nexus pause latest --reason 'reviewing the plan'",),
+    ),
+    Entry(
         "approve",
         f"{_RUN}:approve",
         "Approve a task that awaits approval; the run goes on.",

@@ -46,7 +46,7 @@ def _summary(state: RunState, record_status: str | None = None) -> dict[str, Any
     counts: dict[str, int] = {}
     for task in state.tasks.values():
         counts[str(task.status)] = counts.get(str(task.status), 0) + 1
-    return {
+    doc: dict[str, Any] = {
         "run_id": state.run_id,
         "name": state.plan.name,
         "status": str(state.status),
@@ -58,6 +58,28 @@ def _summary(state: RunState, record_status: str | None = None) -> dict[str, Any
             tid: {"status": str(t.status), "attempts": t.attempts} for tid, t in state.tasks.items()
         },
     }
+    pause = state.pause_summary()
+    if pause is not None:
+        doc["pause"] = pause
+    return doc
+
+
+def _pause_line(doc: dict[str, Any]) -> str | None:
+    """Why the run is paused (or pausing): a person, who and why; or a budget."""
+    pause = doc.get("pause")
+    if pause is None:
+        return None
+    run_id = doc["run_id"]
+    if pause["kind"] == "budget":
+        return (
+            f"paused for budget: see `nexus cost {run_id}`, "
+            f"then `nexus resume {run_id} --budget ...`"
+        )
+    who = f"by {escape(pause['by'])}" + (f": {escape(pause['reason'])}" if pause["reason"] else "")
+    if pause.get("state") == "pausing":
+        running = doc["counts"].get("running", 0)
+        return f"pausing ({who}): no new attempt starts, {running} running to finish"
+    return f"paused {who} (since {pause['since'][:19]}Z); `nexus resume {run_id}` continues it"
 
 
 def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
@@ -81,6 +103,8 @@ def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
         style = _STATUS_STYLE.get(doc["status"], "none")
         out.print(f"run {doc['run_id']}  {doc['name']}  [{style}]{doc['status']}[/]")
         out.print("  " + ", ".join(f"{n} {s}" for s, n in doc["counts"].items()))
+        if (line := _pause_line(doc)) is not None:
+            out.print(f"  {line}")
         if doc["status"] == "running" and doc["driven_by"] is None:
             out.print(f"  no process drives it: `nexus resume {run_id}` continues it")
     if doc["status"] != "succeeded":
@@ -198,6 +222,8 @@ def inspect(
         return
     if task is None:
         out.print(f"run {doc['run_id']}  {doc['name']}  {doc['status']}")
+        if (line := _pause_line(doc)) is not None:
+            out.print(f"  {line}")
         table = Table(box=None, header_style="bold")
         for col in ("task", "status", "attempts", "agent", "error"):
             table.add_column(col)

@@ -172,7 +172,11 @@ def _report(result: RunResult, as_json: bool) -> None:
     if result.status == "paused":
         style = "yellow"
     out.print(f"[bold {style}]{result.status}[/]  run {result.run_id}  ({summary})")
-    if result.status == "paused":
+    if result.pause is not None and result.pause["kind"] == "user":
+        why = f": {result.pause['reason']}" if result.pause["reason"] else ""
+        out.print(f"  paused by {escape(result.pause['by'] + why)}")
+        out.print(f"  continue it with: nexus resume {result.run_id}")
+    elif result.status == "paused":
         for line in pause_advice(result.run_id, result.paused_by):
             out.print(f"  {escape(line)}")
     elif result.status != "succeeded":

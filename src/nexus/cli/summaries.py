@@ -26,6 +26,7 @@ from nexus.domain.payloads import (
     CancelRequested,
     EffectRecord,
     InterruptsReset,
+    PauseRequested,
     Payload,
     RetryScheduled,
     RunContinued,
@@ -141,10 +142,17 @@ def _run_ended(p: RunEnded) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(p.tasks.items()))
 
 
+def _run_paused(p: RunPaused) -> str:
+    if p.reason == "user":  # a person paused it: who and why
+        return f"user: by {p.by}" + (f": {p.why}" if p.why else "")
+    return f"{p.reason}: {', '.join(p.paused)}"
+
+
 _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     RunStarted: _run_started,
     RunResumed: _run_resumed,
     CancelRequested: lambda p: p.reason,
+    PauseRequested: lambda p: f"by {p.by}" + (f": {p.reason}" if p.reason else ""),
     TimerFired: lambda p: p.task,
     EffectRecord: _effect,
     AttemptFinished: _attempt_finished,
@@ -165,5 +173,5 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     RunEnded: _run_ended,
     BudgetCrossed: _budget_crossed,
     TaskPaused: lambda p: f"{p.task}: {p.reason}",
-    RunPaused: lambda p: f"{p.reason}: {', '.join(p.paused)}",
+    RunPaused: _run_paused,
 }

@@ -39,6 +39,7 @@ class EventType(StrEnum):
     RUN_STARTED = "run.started"
     RUN_RESUMED = "run.resumed"
     CANCEL_REQUESTED = "run.cancel_requested"
+    PAUSE_REQUESTED = "run.pause_requested"
     TIMER_FIRED = "timer.fired"
     EFFECT_RECORDED = "effect.recorded"
     ATTEMPT_FINISHED = "attempt.finished"
@@ -73,6 +74,7 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.RUN_STARTED,
         EventType.RUN_RESUMED,
         EventType.CANCEL_REQUESTED,
+        EventType.PAUSE_REQUESTED,
         EventType.TIMER_FIRED,
         EventType.EFFECT_RECORDED,
         EventType.ATTEMPT_FINISHED,

@@ -71,6 +71,12 @@ class CancelRequestedData(TypedDict):
     reason: str
 
 
+class PauseRequestedData(TypedDict):
+    by: str
+    reason: str
+    orphaned: NotRequired[list[str]]
+
+
 class TimerFiredData(TypedDict):
     task: str
 
@@ -205,6 +211,8 @@ class RunPausedData(TypedDict):
     paused: list[str]
     count: int
     hint: str
+    by: NotRequired[str]
+    why: NotRequired[str]
 
 
 __all__ = [
@@ -220,6 +228,7 @@ __all__ = [
     "CancelRequestedData",
     "EffectRecordData",
     "InterruptsResetData",
+    "PauseRequestedData",
     "RetryScheduledData",
     "RunContinuedData",
     "RunEndedData",

@@ -531,6 +531,22 @@ class CancelRequested(Payload):
 
 
 @_view
+class PauseRequested(Payload):
+    """Someone asked the run to pause (``nexus pause``): no new attempt starts, the
+    running ones finish, then the run pauses until ``nexus resume``."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.PAUSE_REQUESTED,)
+
+    #: who asked (their user name)
+    by: str
+    #: why, in their words (may be empty)
+    reason: str
+    #: asked while no process drove the run: the tasks whose attempts its stopped
+    #: process left running (the resume interrupts and retries them)
+    orphaned: list[str] | None = None
+
+
+@_view
 class TimerFired(Payload):
     """A task's retry wait is over."""
 
@@ -792,21 +808,28 @@ class TaskPaused(Payload):
 
 @_view
 class RunPaused(Payload):
-    """Every task left waits on a paused one: the run pauses."""
+    """The run pauses: every task left waits on a budget-paused one (``budget``), or a
+    person asked it to pause and nothing runs any more (``user``)."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.RUN_PAUSED,)
 
+    #: ``budget`` or ``user``
     reason: str
     #: the first 20 paused tasks
     paused: list[str]
     count: int
     hint: str
+    #: a user pause: who asked for it
+    by: str | None = None
+    #: a user pause: the reason they gave
+    why: str | None = None
 
 
 MODELS: tuple[type[Payload], ...] = (
     RunStarted,
     RunResumed,
     CancelRequested,
+    PauseRequested,
     TimerFired,
     EffectRecord,
     AttemptFinished,
@@ -881,6 +904,7 @@ __all__ = [
     "EffectRecord",
     "ErrorRecord",
     "InterruptsReset",
+    "PauseRequested",
     "Payload",
     "RetryScheduled",
     "RunContinued",

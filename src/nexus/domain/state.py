@@ -15,7 +15,10 @@ Task states::
     pending|running ──task.paused──> paused ──run.resumed──> pending   (a budget ran out)
 
 A run whose every remaining task waits on a paused one is ``paused`` (not
-ended): ``nexus resume`` after raising the budget continues it.
+ended): ``nexus resume`` after raising the budget continues it. A person may
+pause a run too (``run.pause_requested``): the request is the run's
+:attr:`RunState.hold` until ``run.resumed`` lifts it, no attempt starts while it
+holds, and the run is ``paused`` once nothing runs.
 
 The state also keeps what the scheduler needs incrementally (a ready heap, the
 count of unfinished dependencies per task) so each decision costs O(log n),
@@ -46,6 +49,7 @@ from nexus.domain.payload_data import (
     BudgetRaisedData,
     EffectRecordData,
     InterruptsResetData,
+    PauseRequestedData,
     RetryScheduledData,
     TaskEndedUnrunData,
     TaskExpandedData,
@@ -203,6 +207,8 @@ class RunState:
     #: :meth:`_script_start`), by task id
     script_positions: dict[str, int] = field(default_factory=dict)
     paused: int = 0
+    #: a person's request to pause the run (who, why, when), until ``run.resumed``
+    hold: dict[str, str] | None = None
     #: money and tokens spent, by scope id (``run:``, ``agent:<name>``, ``task:<id>``)
     spent: dict[str, Spend] = field(default_factory=dict)
     #: tool calls made, by scope id
@@ -400,6 +406,21 @@ class RunState:
         """How many plan tasks have ended so far."""
         return len(self._finished)
 
+    def pause_summary(self) -> dict[str, str] | None:
+        """Why the run is paused, or pausing: ``{"kind": "budget"}``, or for a
+        person's pause ``{"kind": "user", "by", "reason", "since"}`` (with
+        ``"state": "pausing"`` while attempts it let run are still running).
+        None when the run is neither.
+        """
+        if self.hold is not None and self.status in (_RUN_RUNNING, _RUN_PAUSED):
+            summary = {"kind": "user", **self.hold}
+            if self.status is _RUN_RUNNING:
+                summary["state"] = "pausing"
+            return summary
+        if self.status is _RUN_PAUSED:
+            return {"kind": "budget"}
+        return None
+
     # -- transitions ------------------------------------------------------
     def _move(self, task: TaskState, to: TaskStatus, at: str) -> None:
         status = task.status
@@ -578,6 +599,7 @@ def _effect(state: RunState, event: Event, data: EffectRecordData) -> None:
 
 
 def _resumed(state: RunState, event: Event, data: object) -> None:
+    state.hold = None
     if state.status is _RUN_PAUSED:
         state.status = _RUN_RUNNING
     if state.paused:
@@ -633,6 +655,10 @@ def _run_continued(state: RunState, event: Event, data: object) -> None:
 
 def _cancel_requested(state: RunState, event: Event, data: object) -> None:
     state.cancel_requested = True
+
+
+def _pause_requested(state: RunState, event: Event, data: PauseRequestedData) -> None:
+    state.hold = {"by": data["by"], "reason": data["reason"], "since": event.at}
 
 
 def _timer_fired(state: RunState, event: Event, data: TimerFiredData) -> None:
@@ -762,6 +788,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.APPROVAL_TIMED_OUT: _approval_answer,
     EventType.APPROVAL_ESCALATED: _approval_escalated,
     EventType.CANCEL_REQUESTED: _cancel_requested,
+    EventType.PAUSE_REQUESTED: _pause_requested,
     EventType.TIMER_FIRED: _timer_fired,
     EventType.EFFECT_RECORDED: _effect,
     EventType.ATTEMPT_FINISHED: _attempt_finished,

@@ -43,6 +43,7 @@ from nexus.domain.payloads import (
     AttemptStarted,
     CancelRequested,
     EffectRecord,
+    PauseRequested,
     RetryScheduled,
     RunContinued,
     TaskEndedUnrun,
@@ -63,7 +64,7 @@ DeltaListener = Callable[[TokenDelta], None]
 
 #: Commit at least this often when a step produces many events.
 MAX_BATCH = 4096
-#: How often a live controller looks for commands (cancel) from other processes.
+#: How often a live controller looks for commands (cancel, pause, approvals) from other processes.
 COMMAND_POLL_S = 0.2
 #: How often a replay waiting for its workers' next report checks that any is still at work.
 REPLAY_POLL_S = 0.02
@@ -83,6 +84,14 @@ class CancelDue:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseDue:
+    """A person asked the run to pause (``nexus pause`` from another process)."""
+
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContinueDue:
     """The decider stopped a step early (template limits): go on after other inputs."""
 
@@ -98,7 +107,7 @@ class ApprovalDue:
     reason: str = ""
 
 
-Message = EffectDone | AttemptDone | TimerDue | CancelDue | ApprovalDue | ContinueDue
+Message = EffectDone | AttemptDone | TimerDue | CancelDue | PauseDue | ApprovalDue | ContinueDue
 
 
 class RunController:
@@ -240,6 +249,11 @@ class RunController:
             if not state.cancel_requested:
                 cancel = CancelRequested(reason=message.reason)
                 self.step(Draft(EventType.CANCEL_REQUESTED, self._now(), cancel.to_data()))
+            return
+        if isinstance(message, PauseDue):
+            if state.hold is None and state.status is RunStatus.RUNNING:
+                pause = PauseRequested(by=message.by, reason=message.reason)
+                self.step(Draft(EventType.PAUSE_REQUESTED, self._now(), pause.to_data()))
             return
         if isinstance(message, ApprovalDue):
             self._approval(message)
@@ -400,6 +414,9 @@ class RunController:
                 payload = command.payload
                 if command.kind == "cancel":
                     await self.inbox.put(CancelDue(str(payload.get("reason", "cancel"))))
+                elif command.kind == "pause":
+                    pause = PauseDue(str(payload.get("by", "")), str(payload.get("reason", "")))
+                    await self.inbox.put(pause)
                 elif command.kind in ("approve", "reject"):
                     answer = ApprovalDue(
                         task=str(payload.get("task", "")),
@@ -520,6 +537,7 @@ _REPLAY_INPUTS = frozenset(
         EventType.APPROVAL_TIMED_OUT,
         EventType.RUN_RESUMED,
         EventType.CANCEL_REQUESTED,
+        EventType.PAUSE_REQUESTED,
         EventType.TIMER_FIRED,
         EventType.EFFECT_RECORDED,
         EventType.ATTEMPT_FINISHED,

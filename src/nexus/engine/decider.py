@@ -28,6 +28,7 @@ from nexus.domain.payloads import (
     BudgetCrossed,
     EffectRecord,
     ErrorRecord,
+    PauseRequested,
     Payload,
     RetryScheduled,
     RunEnded,
@@ -146,7 +147,7 @@ class Decider:
         state = self.state
         kind = trigger.type
         if state.status.terminal or (
-            state.status is RunStatus.PAUSED and kind is not EventType.CANCEL_REQUESTED
+            state.status is RunStatus.PAUSED and not self._reacts_while_paused(kind)
         ):
             return
         at = trigger.at
@@ -172,6 +173,8 @@ class Decider:
             self._schedule(at)  # a foreach parent that ended may unblock its dependents
         if state.open_tasks == 0:
             self._finish(at)
+        elif state.hold is not None and state.status is RunStatus.RUNNING:
+            self._hold_run(trigger)
         elif (
             state.paused
             and state.running == 0
@@ -379,6 +382,38 @@ class Decider:
             ),
         )
 
+    # -- a person's pause -------------------------------------------------------
+    def _reacts_while_paused(self, kind: EventType) -> bool:
+        """What a paused run still reacts to: a cancel; and, paused by a person, the
+        answer to an approval it was waiting for (the answer is kept, the run stays
+        paused)."""
+        return kind is EventType.CANCEL_REQUESTED or (
+            self.state.hold is not None and kind in _APPROVAL_ANSWERS
+        )
+
+    def _hold_run(self, trigger: Event) -> None:
+        """A person asked the run to pause: it pauses once no attempt it let run is running.
+
+        Asked while no process drove the run, the attempts its stopped process
+        left running (``orphaned``) are not waited for: nothing runs them.
+        """
+        state = self.state
+        running = state.running
+        if trigger.type is EventType.PAUSE_REQUESTED:
+            running -= len(state.payload(trigger, PauseRequested).orphaned or ())
+        hold = state.hold
+        if running > 0 or hold is None:
+            return
+        paused = RunPaused(
+            reason="user",
+            paused=[],
+            count=0,
+            hint=f"`nexus resume {state.run_id}` continues it",
+            by=hold["by"],
+            why=hold["reason"],
+        )
+        self._emit(EventType.RUN_PAUSED, trigger.at, paused)
+
     def _cancel_all(self, at: str, reason: str) -> None:
         state = self.state
         for task in state.tasks_in(
@@ -397,6 +432,8 @@ class Decider:
     def _schedule(self, at: str) -> None:
         state = self.state
         limit = state.plan.max_parallel
+        if state.hold is not None:
+            return  # a person asked the run to pause: no new attempt starts
         blocked: list[TaskState] = []
         while state.running < limit:
             task = state.pop_ready()
@@ -554,6 +591,9 @@ class Decider:
         else:
             kind, status = EventType.RUN_FAILED, RunStatus.FAILED
         self._emit(kind, at, RunEnded(status=str(status), tasks=dict(sorted(counts.items()))))
+
+
+_APPROVAL_ANSWERS = frozenset({EventType.APPROVAL_GRANTED, EventType.APPROVAL_REJECTED})
 
 
 def _crossing(

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import socket
 import time
@@ -41,11 +42,12 @@ from nexus.domain.payloads import (
     CancelRequested,
     EffectRecord,
     InterruptsReset,
+    PauseRequested,
     RunResumed,
     RunStarted,
 )
 from nexus.domain.plan import AgentSpec, Plan, plan_hash
-from nexus.domain.state import RunState, RunStatus
+from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.continuation import continued_records
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
@@ -101,13 +103,17 @@ class RunResult:
     """How a run ended (or where it stands).
 
     ``paused_by`` lists, for a run paused for budget, the budgets that ran out
-    (with the ``nexus resume --budget`` flag that raises each).
+    (with the ``nexus resume --budget`` flag that raises each). ``pause`` says
+    why a run is paused: ``{"kind": "budget"}``, or ``{"kind": "user", "by",
+    "reason", "since"}`` when a person paused it (see
+    :meth:`~nexus.domain.state.RunState.pause_summary`).
     """
 
     run_id: str
     status: str
     tasks: dict[str, dict[str, Any]]
     paused_by: tuple[SpentLimit, ...] = ()
+    pause: dict[str, str] | None = None
 
     @classmethod
     def of(cls, state: RunState) -> RunResult:
@@ -119,12 +125,15 @@ class RunResult:
                 for tid, t in state.tasks.items()
             },
             paused_by=tuple(spent_limits(state)) if state.status is RunStatus.PAUSED else (),
+            pause=state.pause_summary(),
         )
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "tasks": self.tasks}
         if self.paused_by:
             data["paused_by"] = [limit.to_dict() for limit in self.paused_by]
+        if self.pause is not None:
+            data["pause"] = self.pause
         return data
 
 
@@ -693,26 +702,85 @@ class Engine:
             return "requested"
         try:
             state, events = await self.load_state(run_id)
-            # cancelling renders nothing: the secrets' values are not needed
-            redactor = self._redaction(events[0], {})
-            controller = RunController(
-                self.store,
-                state,
-                self._worker(LiveEffects(self.clock, redactor)),
-                self.clock,
-                redactor=redactor,
+            cancel = CancelRequested(reason=reason)
+            now = format_time(self.clock.now())
+            await self._record_here(
+                state, events, Draft(EventType.CANCEL_REQUESTED, now, cancel.to_data())
             )
-            controller.step(
-                Draft(
-                    EventType.CANCEL_REQUESTED,
-                    format_time(self.clock.now()),
-                    CancelRequested(reason=reason).to_data(),
-                )
-            )
-            await controller.flush()
         finally:
             await self._release(run_id)
         return "cancelled"
+
+    async def pause(self, run_id: str, *, reason: str = "", by: str | None = None) -> str:
+        """Pause a run: no new attempt starts, the running ones finish, then it is ``paused``.
+
+        A process driving the run gets the request as a command and pauses the
+        run once its running attempts have finished. A run no process drives
+        pauses here, at once: the attempts its stopped process left running are
+        not waited for (nothing runs them); ``nexus resume`` retries them.
+        Either way ``run.pause_requested`` records who asked and why, and
+        :meth:`resume` continues the run.
+
+        Args:
+            run_id: the run.
+            reason: why, in the asker's words (recorded).
+            by: who asks (recorded; default: the user this process runs as).
+
+        Returns:
+            ``"requested"`` (its process pauses it), ``"paused"`` (paused
+            here), ``"already"`` (paused or pausing already) or ``"finished"``
+            (it had ended).
+
+        Raises:
+            NotFoundError: no run has this id.
+
+        Example:
+            >>> await engine.pause(run_id, reason="the reviewer is away")  # doctest: +SKIP
+            'requested'
+        """
+        who = by or os_user()
+        state, _ = await self.load_state(run_id)
+        if (outcome := _pause_outcome(state)) is not None:
+            return outcome
+        try:
+            await self._acquire(run_id)
+        except ConflictError:
+            await self.store.push_command(run_id, "pause", {"by": who, "reason": reason})
+            return "requested"
+        try:
+            state, events = await self.load_state(run_id)
+            if (outcome := _pause_outcome(state)) is not None:
+                return outcome
+            request = PauseRequested(by=who, reason=reason)
+            orphaned = [t.id for t in state.tasks_in(TaskStatus.RUNNING)]
+            if orphaned:
+                request.orphaned = orphaned
+            now = format_time(self.clock.now())
+            await self._record_here(
+                state, events, Draft(EventType.PAUSE_REQUESTED, now, request.to_data())
+            )
+        finally:
+            await self._release(run_id)
+        return "paused"
+
+    async def _record_here(self, state: RunState, events: Sequence[Event], draft: Draft) -> None:
+        """Record ``draft``, an input, on a run whose lease this process holds, with the
+        decisions it leads to; drive nothing further.
+
+        For inputs that start no attempt: a cancel, a pause, an approval answered
+        while a person has the run paused.
+        """
+        # such an input renders nothing: the secrets' values are not needed
+        redactor = self._redaction(events[0], {})
+        controller = RunController(
+            self.store,
+            state,
+            self._worker(LiveEffects(self.clock, redactor)),
+            self.clock,
+            redactor=redactor,
+        )
+        controller.step(draft)
+        await controller.flush()
 
     async def answer_approval(
         self,
@@ -729,7 +797,10 @@ class Engine:
 
         A live controller gets the answer as a command (``"requested"``).
         When no process drives the run, the answer is recorded here and this
-        call drives the run on to its end (``"continued"``, with the result).
+        call drives the run on to its end (``"continued"``, with the result);
+        but a run a person paused (:meth:`pause`) stays paused: the answer is
+        recorded and nothing more (``"recorded"``), and the run goes on with
+        :meth:`resume`.
 
         Raises:
             NotFoundError: no such run or task.
@@ -749,8 +820,18 @@ class Engine:
         except ConflictError:
             await self.store.push_command(run_id, kind, {"task": task, "by": by, "reason": reason})
             return "requested", None
+        event = EventType.APPROVAL_GRANTED if granted else EventType.APPROVAL_REJECTED
+        answer = Draft(
+            event,
+            format_time(self.clock.now()),
+            ApprovalAnswered(task=task, by=by, reason=reason).to_data(),
+        )
         try:
             state, events = await self.load_state(run_id)
+            if state.hold is not None:  # paused by a person: it stays paused
+                await self._record_here(state, events, answer)
+                await self._release(run_id)
+                return "recorded", None
             command = f"nexus {kind} {run_id} {task}"
             values = await self._secrets_for(events[0], secrets, command)
             _check_workspace(run_id, state.workspace)
@@ -760,12 +841,6 @@ class Engine:
         except BaseException:
             await self._release(run_id)
             raise
-        event = EventType.APPROVAL_GRANTED if granted else EventType.APPROVAL_REJECTED
-        answer = Draft(
-            event,
-            format_time(self.clock.now()),
-            ApprovalAnswered(task=task, by=by, reason=reason).to_data(),
-        )
         return "continued", await self._take_over(
             state, observers, answer, log=events, secrets=values
         )
@@ -898,6 +973,23 @@ def _how(spec: AgentSpec) -> str:
         "Engine(store, function_agents=[...]).replay(run_id), or define the function in a "
         "module Python can import, so that the plan records module:function for nexus replay"
     )
+
+
+def os_user() -> str:
+    """The name of the user this process runs as (who a pause or a stop is recorded as)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (a container's)
+        return f"uid {os.getuid()}"
+
+
+def _pause_outcome(state: RunState) -> str | None:
+    """What :meth:`Engine.pause` answers for a run it need not pause (None: pause it)."""
+    if state.status.terminal:
+        return "finished"
+    if state.status is RunStatus.PAUSED or state.hold is not None:
+        return "already"
+    return None
 
 
 def _held_message(run_id: str, tasks: Sequence[str]) -> str:
