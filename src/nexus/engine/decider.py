@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
 from nexus.domain.errors import ErrorKind, IntegrityError, NexusError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
+from nexus.domain.payload_data import AttemptFinishedData, EffectRecordData
 from nexus.domain.payloads import (
     ABSENT,
     ApprovalAnswered,
     ApprovalEscalated,
     ApprovalRequested,
     ApprovalTimedOut,
-    AttemptFinished,
     AttemptInterrupted,
     AttemptStarted,
     BudgetCrossed,
@@ -154,9 +154,10 @@ class Decider:
         self.deferred = False
         self._limit_failures = 0
         if kind is EventType.EFFECT_RECORDED:
-            record = state.payload(trigger, EffectRecord)
-            if state.has_budgets or record.tenant_budget is not None:
-                self._spent(record, at)
+            # inputs are read as stored (the fold checked them): no view unless needed
+            effect = cast(EffectRecordData, trigger.data)
+            if state.has_budgets or effect.get("tenant_budget") is not None:
+                self._spent(state.payload(trigger, EffectRecord), at)
         elif kind is EventType.ATTEMPT_FINISHED:
             self._attempt_finished(trigger)
         elif kind is EventType.RUN_RESUMED:
@@ -185,13 +186,14 @@ class Decider:
 
     # -- reactions ----------------------------------------------------------
     def _attempt_finished(self, event: Event) -> None:
-        finished = self.state.payload(event, AttemptFinished)
-        task = self.state.tasks[finished.task]
-        if finished.error is None:
+        finished = cast(AttemptFinishedData, event.data)  # as stored: the fold checked it
+        task = self.state.tasks[finished["task"]]
+        recorded = finished.get("error")
+        if recorded is None:
             succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
             self._emit(EventType.TASK_SUCCEEDED, event.at, succeeded)
             return
-        error = ErrorRecord.of(finished.error)
+        error = ErrorRecord.of(recorded)
         if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
             self._budget_stop(task, event.at, error)
             return
@@ -199,7 +201,7 @@ class Decider:
         if error.is_retryable and failures <= task.spec.retry.retries:
             self._retry(task, event.at, error, failures)
         else:
-            self._fail(task, event.at, finished.error)
+            self._fail(task, event.at, recorded)
 
     def _rejected(self, event: Event) -> None:
         answer = ApprovalAnswered.of(event.data)
@@ -500,15 +502,22 @@ class Decider:
             if blocked is not None:
                 self._emit(EventType.TASK_PAUSED, at, TaskPaused(task=task.id, reason=blocked))
                 return True
-        started = AttemptStarted(task=task.id, attempt=task.attempts + 1)
+        attempt = task.attempts + 1
+        timeout_ms = None if spec.timeout is None else int(spec.timeout * 1000)
         try:
             ctx = template_context(state, task) if _needs_context(task) else {}
             if spec.tool is not None:
-                started.tool = spec.tool
-                started.profile = spec.profile
                 args = render_deep(spec.args, ctx, task=task.id, field="with") if ctx else spec.args
-                started.args = to_json(args, f"the arguments of task '{task.id}'") if ctx else args
+                started = AttemptStarted(
+                    task=task.id,
+                    attempt=attempt,
+                    tool=spec.tool,
+                    args=to_json(args, f"the arguments of task '{task.id}'") if ctx else args,
+                    profile=spec.profile,
+                    timeout_ms=timeout_ms,
+                )
             else:
+                started = AttemptStarted(task=task.id, attempt=attempt, timeout_ms=timeout_ms)
                 decision = route(spec, state.plan.agents, state.agent_load)
                 if decision.agent is None:
                     return False
@@ -542,8 +551,6 @@ class Decider:
         except NexusError as exc:
             self._render_failed(task, at, exc)
             return True
-        if spec.timeout is not None:
-            started.timeout_ms = int(spec.timeout * 1000)
         self._emit(EventType.ATTEMPT_STARTED, at, started)
         return True
 
