@@ -100,6 +100,12 @@ SecretsOpt = Annotated[
 ]
 
 
+def _checked_budget(pairs: list[str] | None) -> list[str] | None:
+    """``--budget`` checked as the command line is parsed: a typo is named before RUN is."""
+    _parse_budget(pairs)
+    return pairs
+
+
 def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
     """``--budget usd=5``, ``--budget agent.coder.tokens=20000``, ``--budget task.t.usd=1``."""
     raised: dict[Scope, dict[str, str]] = {}
@@ -365,6 +371,7 @@ def resume(
         typer.Option(
             "--budget",
             help="Raise a limit first: usd=5, tokens=1e5, agent.NAME.usd=2, task.ID.tool_calls=9.",
+            callback=_checked_budget,
         ),
     ] = None,
     inputs: SecretsOpt = None,
