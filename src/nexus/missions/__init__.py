@@ -1,0 +1,14 @@
+"""Code missions: from a design spec and a repository to verified, merged changes.
+
+The pieces a mission is built from, each usable on its own:
+
+* :mod:`nexus.missions.spec` -- a Markdown design document read into a
+  ``SpecMap`` (requirements with stable ids, acceptance criteria, interfaces,
+  constraints, ambiguities);
+* :mod:`nexus.missions.index` -- the repository indexed into SQLite with FTS5
+  (files, symbols, tests, imports) and ranked context within a token budget.
+
+The package sits between :mod:`nexus.app` and the engine in the layers
+(``docs/architecture.md``): it may drive the engine, planning and the
+gateway, and nothing below it imports it.
+"""
