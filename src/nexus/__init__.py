@@ -43,7 +43,13 @@ if _typing.TYPE_CHECKING:
     from nexus.engine.facade import ReplayReport as ReplayReport
     from nexus.engine.facade import RunResult as RunResult
     from nexus.planning.builder import AgentRef as AgentRef
+    from nexus.planning.builder import McpServerRef as McpServerRef
     from nexus.planning.builder import TaskRef as TaskRef
+    from nexus.planning.options import Approval as Approval
+    from nexus.planning.options import Backoff as Backoff
+    from nexus.planning.options import Budget as Budget
+    from nexus.planning.options import Input as Input
+    from nexus.planning.options import Profile as Profile
     from nexus.planning.workflow import compile_workflow as compile_workflow
     from nexus.planning.workflow import load_workflow as load_workflow
     from nexus.store.sqlite import SQLiteStore as SQLiteStore
@@ -58,6 +64,9 @@ _EXPORTS: dict[str, str] = {
     "AgentContext": "nexus.agents.base",
     "AgentRef": "nexus.planning.builder",
     "AgentSpec": "nexus.domain.plan",
+    "Approval": "nexus.planning.options",
+    "Backoff": "nexus.planning.options",
+    "Budget": "nexus.planning.options",
     "BudgetExceeded": "nexus.domain.errors",
     "ConflictError": "nexus.domain.errors",
     "Engine": "nexus.engine.facade",
@@ -65,11 +74,14 @@ _EXPORTS: dict[str, str] = {
     "FunctionAgent": "nexus.agents.base",
     "FunctionTool": "nexus.tools.base",
     "InfrastructureError": "nexus.domain.errors",
+    "Input": "nexus.planning.options",
     "IntegrityError": "nexus.domain.errors",
+    "McpServerRef": "nexus.planning.builder",
     "NexusError": "nexus.domain.errors",
     "NotFoundError": "nexus.domain.errors",
     "Plan": "nexus.domain.plan",
     "PolicyDenied": "nexus.domain.errors",
+    "Profile": "nexus.planning.options",
     "ReplayReport": "nexus.engine.facade",
     "RetryPolicy": "nexus.domain.plan",
     "RunResult": "nexus.engine.facade",
@@ -109,6 +121,9 @@ __all__ = [
     "AgentContext",
     "AgentRef",
     "AgentSpec",
+    "Approval",
+    "Backoff",
+    "Budget",
     "BudgetExceeded",
     "ConflictError",
     "Engine",
@@ -116,11 +131,14 @@ __all__ = [
     "FunctionAgent",
     "FunctionTool",
     "InfrastructureError",
+    "Input",
     "IntegrityError",
+    "McpServerRef",
     "NexusError",
     "NotFoundError",
     "Plan",
     "PolicyDenied",
+    "Profile",
     "ReplayReport",
     "RetryPolicy",
     "RunResult",

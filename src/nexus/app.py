@@ -377,7 +377,9 @@ class Workflow(WorkflowBuilder):
         elif home is not None or config is not None:
             raise UserError("Workflow.run: give either project, or home and config")
         tools = self.project_tools(project)
-        plan = self.compile(inputs, known_tools=tools.names())
+        # checked as `nexus run` checks a file, with this workflow's function tools
+        context = replace(project.workflow_context(), tools=tool_infos(tools))
+        plan = self.compile(inputs, context=context)
         async with (
             project.open_store() as store,
             project.engine(

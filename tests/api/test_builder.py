@@ -91,3 +91,38 @@ def test_replay_of_a_function_tool_run_needs_no_tool(tmp_path: Path) -> None:
     report = asyncio.run(replay())
     assert report.identical, report.first_divergence
     assert (tmp_path / "out.txt").read_text() == "HELLO WORLD\n"
+
+
+def test_run_checks_the_workflow_as_nexus_run_checks_a_file(tmp_path: Path) -> None:
+    """The project's checks apply: tool arguments, model providers, MCP grants."""
+    wf = Workflow("checked", workspace=tmp_path)
+    time = wf.mcp_server("time", command="mcp-server-time")
+    wf.agent("w", model="opnai:gpt-4.1", capabilities=["w"])
+    wf.task("now", tool=time.tool("get_current_time"))
+    wf.task("say", tool="shell", args={"command": "echo hi"})
+    wf.task("write", capability="w", prompt="hi")
+    wf.compile()  # without a project's context: the names only
+    with pytest.raises(WorkflowError) as info:
+        wf.run_sync(home=tmp_path / "home")
+    message = str(info.value)
+    assert "did you mean 'openai'" in message
+    assert "task 'say'" in message
+    assert "cmd" in message
+    assert "MCP tool 'time.get_current_time' is not granted" in message
+
+
+def test_run_knows_the_workflows_function_tools_and_agents(tmp_path: Path) -> None:
+    wf = Workflow("mine", workspace=tmp_path)
+
+    @wf.function_agent(capabilities=["echo"])
+    async def echo(call: AgentCall, ctx: AgentContext) -> dict[str, Any]:
+        return {"text": call.prompt}
+
+    first = wf.task("greet", tool=greet, args={"who": "you"})
+    wf.task("echo", needs=[first], capability="echo", prompt="{{ tasks.greet.output }}")
+    bad = Workflow("bad", workspace=tmp_path)
+    bad.task("greet", tool=greet, args={"whom": "you"})
+    with pytest.raises(WorkflowError, match="'who'"):
+        bad.run_sync(home=tmp_path / "home")
+    result = wf.run_sync(home=tmp_path / "home")
+    assert result.status == "succeeded"

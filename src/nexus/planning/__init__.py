@@ -16,8 +16,14 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from nexus.planning.builder import AgentRef as AgentRef
+    from nexus.planning.builder import McpServerRef as McpServerRef
     from nexus.planning.builder import TaskRef as TaskRef
     from nexus.planning.builder import WorkflowBuilder as WorkflowBuilder
+    from nexus.planning.options import Approval as Approval
+    from nexus.planning.options import Backoff as Backoff
+    from nexus.planning.options import Budget as Budget
+    from nexus.planning.options import Input as Input
+    from nexus.planning.options import Profile as Profile
     from nexus.planning.workflow import MAX_WORKFLOW_BYTES as MAX_WORKFLOW_BYTES
     from nexus.planning.workflow import WORKFLOW_VERSION as WORKFLOW_VERSION
     from nexus.planning.workflow import compile_workflow as compile_workflow
@@ -26,7 +32,13 @@ if _typing.TYPE_CHECKING:
 #: Where each public name lives; :func:`__getattr__` imports it on first use.
 _EXPORTS: dict[str, str] = {
     "AgentRef": "nexus.planning.builder",
+    "Approval": "nexus.planning.options",
+    "Backoff": "nexus.planning.options",
+    "Budget": "nexus.planning.options",
+    "Input": "nexus.planning.options",
     "MAX_WORKFLOW_BYTES": "nexus.planning.workflow",
+    "McpServerRef": "nexus.planning.builder",
+    "Profile": "nexus.planning.options",
     "TaskRef": "nexus.planning.builder",
     "WORKFLOW_VERSION": "nexus.planning.workflow",
     "WorkflowBuilder": "nexus.planning.builder",
@@ -52,6 +64,12 @@ __all__ = [
     "MAX_WORKFLOW_BYTES",
     "WORKFLOW_VERSION",
     "AgentRef",
+    "Approval",
+    "Backoff",
+    "Budget",
+    "Input",
+    "McpServerRef",
+    "Profile",
     "TaskRef",
     "WorkflowBuilder",
     "compile_workflow",

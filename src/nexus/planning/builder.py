@@ -1,10 +1,16 @@
 """The Python API: build the same plan a workflow file describes, in code.
 
-Tasks, tools and agents are referred to by the objects that define them, not
-by strings, so a typo is a Python error. The builder produces the same
-document a YAML file would and compiles it with the same checks
+Tasks, tools, agents and MCP servers are referred to by the objects that
+define them, not by strings, so a typo is a Python error. Everything a
+workflow file says has a typed keyword here: budgets (:class:`Budget`),
+exec-profile grants (:class:`Profile`), approvals (:class:`Approval`),
+retries and their :class:`Backoff`, timeouts, output schemas, model routing,
+declared and secret inputs (:class:`Input`), MCP servers
+(:meth:`WorkflowBuilder.mcp_server`) and the workspace. The builder produces
+the same document a YAML file would and compiles it with the same checks
 (:func:`~nexus.planning.workflow.compile_workflow`), so code and files can
-never drift apart in what they accept.
+never drift apart in what they accept: the same workflow written both ways
+has the same plan hash.
 
 Example:
     >>> wf = Workflow("hello", inputs={"who": "world"})
@@ -22,17 +28,24 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nexus.agents.base import AgentFunction, FunctionAgent
-from nexus.agents.resolver import entrypoint_of
 from nexus.domain.plan import Plan
-from nexus.planning.workflow import compile_workflow
+from nexus.planning.options import Approval, Backoff, Budget, Input, Profile
+from nexus.planning.workflow import WorkflowContext, compile_workflow
+from nexus.redaction import is_secret_name
 from nexus.tools.base import FunctionTool, ToolRegistry
 from nexus.tools.builtins import builtin_tools
+
+__all__ = ["AgentRef", "McpServerRef", "TaskRef", "WorkflowBuilder"]
+
+#: A task's model-routing tier (``complexity``) and the tiers of an agent's ``tiers``.
+Tier = Literal["small", "medium", "large"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,48 +62,146 @@ class AgentRef:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class McpServerRef:
+    """A handle on an MCP server of a :class:`Workflow` (:meth:`WorkflowBuilder.mcp_server`)."""
+
+    name: str
+
+    def tool(self, name: str) -> str:
+        """The name tasks, agents and profiles use for the server's tool ``name``.
+
+        A pattern works too, for a profile's ``mcp_tools``: ``tool("*")`` is
+        every tool of the server.
+
+        Example:
+            >>> McpServerRef("time").tool("get_current_time")
+            'time.get_current_time'
+        """
+        return f"{self.name}.{name}"
+
+
 class WorkflowBuilder:
     """A plan under construction.
 
     :class:`nexus.Workflow` (in :mod:`nexus.app`) adds ``run`` and ``run_sync``:
     planning builds plans and runs none.
 
+    The keywords are the keys of a workflow file (docs/workflows.md).
+
     Args:
         name: the workflow's name.
-        inputs: declared inputs and their defaults.
+        description: what it is for (not part of the plan).
+        inputs: the inputs, each by its default value or declared with an
+            :class:`Input` (no default, secret, from the environment).
         workspace: working directory for tool tasks (default: the current one).
         fail_fast: stop the run at the first failed task.
         max_parallel: attempts running at once.
         retries: default retries per task.
         timeout: default timeout per attempt, in seconds.
+        backoff: default wait between a task's attempts.
+        budget: the run's budget.
+
+    Raises:
+        TypeError: a keyword is given a value of the wrong type (a ``dict``
+            where a :class:`Budget` is expected, say).
     """
 
     def __init__(
         self,
         name: str,
         *,
-        inputs: dict[str, Any] | None = None,
+        description: str | None = None,
+        inputs: Mapping[str, Input | Any] | None = None,
         workspace: str | Path | None = None,
         fail_fast: bool = True,
         max_parallel: int = 16,
         retries: int = 0,
         timeout: float | None = None,
+        backoff: Backoff | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.name = name
+        defaults: dict[str, Any] = {"retries": retries, "timeout": timeout}
+        if backoff is not None:
+            defaults["backoff"] = _table(backoff, Backoff, "backoff", f"Workflow({name!r})")
         self._doc: dict[str, Any] = {
             "version": 1,
             "name": name,
-            "inputs": dict(inputs or {}),
+            "inputs": {key: _input(key, value) for key, value in (inputs or {}).items()},
             "fail_fast": fail_fast,
             "max_parallel": max_parallel,
-            "defaults": {"retries": retries, "timeout": timeout},
+            "defaults": defaults,
             "agents": {},
             "tasks": {},
         }
+        if description is not None:
+            self._doc["description"] = description
         if workspace is not None:
             self._doc["workspace"] = str(Path(workspace).resolve())
+        if budget is not None:
+            self._doc["budget"] = _table(budget, Budget, "budget", f"Workflow({name!r})")
         self._tools: dict[str, FunctionTool] = {}
         self._functions: dict[str, FunctionAgent] = {}
+
+    # -- MCP servers --------------------------------------------------------
+    def mcp_server(
+        self,
+        name: str,
+        *,
+        command: str | None = None,
+        args: Sequence[str] = (),
+        env: Sequence[str] | Mapping[str, str] = (),
+        cwd: str | Path | None = None,
+        url: str | None = None,
+        call_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        breaker_threshold: int | None = None,
+        breaker_cooldown: float | None = None,
+        lint_ignore: Sequence[str] = (),
+    ) -> McpServerRef:
+        """Declare an MCP server the workflow's tasks and agents may use (docs/mcp.md).
+
+        Give either ``command`` (a stdio server) or ``url`` (streamable HTTP).
+        Its tools are named ``<name>.<tool>`` (:meth:`McpServerRef.tool`); each
+        is denied unless a :class:`Profile`'s ``mcp_tools`` grants it, and
+        until its descriptor is approved (``nexus tools approve``). The server
+        starts only when a run uses one of its tools.
+
+        Args:
+            name: the server's name (letters, digits, ``_``, ``-``).
+            command: the executable of a stdio server.
+            args: its arguments.
+            env: names of variables passed through from Nexus's environment,
+                or a mapping of variables to set; nothing else is passed.
+            cwd: its working directory.
+            url: the endpoint of a streamable-HTTP server.
+            call_timeout: seconds a tool call may take (default 30).
+            connect_timeout: seconds for the handshake (default 15).
+            breaker_threshold: consecutive failures that open its circuit (default 5).
+            breaker_cooldown: seconds the circuit stays open (default 30).
+            lint_ignore: descriptor-linter findings not held against its tools.
+
+        Returns:
+            A handle whose :meth:`~McpServerRef.tool` names the server's tools.
+        """
+        entry: dict[str, Any] = {}
+        for key, value in (
+            ("command", command),
+            ("args", list(args)),
+            ("env", dict(env) if isinstance(env, Mapping) else list(env)),
+            ("cwd", None if cwd is None else str(cwd)),
+            ("url", url),
+            ("call_timeout", call_timeout),
+            ("connect_timeout", connect_timeout),
+            ("breaker_threshold", breaker_threshold),
+            ("breaker_cooldown", breaker_cooldown),
+            ("lint_ignore", list(lint_ignore)),
+        ):
+            if value is not None and value != [] and value != {}:
+                entry[key] = value
+        self._doc.setdefault("mcp_servers", {})[name] = entry
+        return McpServerRef(name)
 
     # -- agents -------------------------------------------------------------
     def agent(
@@ -103,9 +214,41 @@ class WorkflowBuilder:
         role: str = "",
         scripted: Sequence[str] = (),
         max_concurrency: int = 0,
+        tools: Sequence[str | FunctionTool] = (),
+        max_steps: int | None = None,
+        fallbacks: Sequence[str] = (),
+        tiers: Mapping[Tier, str] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        budget: Budget | None = None,
+        profile: Profile | None = None,
     ) -> AgentRef:
-        """Declare a model-backed agent (``model`` is ``provider:model``)."""
-        self._doc["agents"][name] = {
+        """Declare a model-backed agent (docs/agents.md).
+
+        Args:
+            name: the agent's name.
+            model: ``provider:model`` (``openai:gpt-4.1-mini``, ``scripted:x``...).
+            capabilities: what it can do; tasks route by ``capability=``.
+            instructions: its system prompt (a template).
+            role: ``researcher``, ``planner``, ``coder``, ``tester``,
+                ``reviewer`` or ``analyzer`` frame the prompt; other words label.
+            scripted: the answers of a ``scripted:`` model, in order.
+            max_concurrency: attempts it runs at once (0: unlimited).
+            tools: the tools it may call in its loop: registry names, MCP tools
+                (:meth:`McpServerRef.tool`), or ``@nexus.tool`` functions.
+            max_steps: model calls per attempt (default 8).
+            fallbacks: models tried, in order, when the primary fails.
+            tiers: a model per routing tier (``small``, ``medium``, ``large``).
+            max_tokens: the answer's limit per call.
+            temperature: sampling temperature, 0 to 2.
+            budget: limits for this agent across the run.
+            profile: the exec-profile grant of the tools it calls (a task's own wins).
+
+        Raises:
+            TypeError: ``budget`` or ``profile`` is not of its type.
+        """
+        where = f"Workflow.agent({name!r})"
+        entry: dict[str, Any] = {
             "role": role,
             "model": model,
             "capabilities": list(capabilities),
@@ -113,6 +256,20 @@ class WorkflowBuilder:
             "scripted": list(scripted),
             "max_concurrency": max_concurrency,
         }
+        if tools:
+            entry["tools"] = [self._tool_name(t) for t in tools]
+        for key, value in (
+            ("max_steps", max_steps),
+            ("fallbacks", list(fallbacks) or None),
+            ("tiers", None if tiers is None else dict(tiers)),
+            ("max_tokens", max_tokens),
+            ("temperature", temperature),
+            ("budget", _table(budget, Budget, "budget", where)),
+            ("profile", _table(profile, Profile, "profile", where)),
+        ):
+            if value is not None:
+                entry[key] = value
+        self._doc["agents"][name] = entry
         return AgentRef(name)
 
     def function_agent(
@@ -158,33 +315,85 @@ class WorkflowBuilder:
         foreach: list[Any] | str | None = None,
         retries: int | None = None,
         timeout: float | None = None,
+        backoff: Backoff | None = None,
         priority: int = 0,
+        approval: Approval | bool | None = None,
+        profile: Profile | None = None,
+        output_schema: Mapping[str, Any] | None = None,
+        complexity: Tier | None = None,
+        max_cost: Decimal | str | None = None,
+        max_latency_ms: int | None = None,
+        budget: Budget | None = None,
     ) -> TaskRef:
-        """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``)."""
+        """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``).
+
+        Args:
+            task_id: the task's id.
+            tool: a tool task's tool: a registry name, an MCP tool
+                (:meth:`McpServerRef.tool`) or a ``@nexus.tool`` function.
+            args: the tool's arguments (``with:``; templates allowed).
+            needs: tasks that must succeed first.
+            agent: the agent that runs an agent task.
+            capability: or the capability that routes it to an agent.
+            prompt: what an agent task asks (a template).
+            foreach: a list, or a template rendering one: one run per item.
+            retries: retries after the first attempt (default: the workflow's).
+            timeout: seconds per attempt (default: the workflow's).
+            backoff: the wait between attempts (default: the workflow's).
+            priority: higher starts first among ready tasks.
+            approval: wait for ``nexus approve`` before starting (True, or an
+                :class:`Approval` with a timeout).
+            profile: the exec-profile grant of its tool (or its agent's tools).
+            output_schema: agent tasks: the JSON schema the answer must match.
+            complexity: agent tasks: the routing tier.
+            max_cost: agent tasks: the most a call may cost, in USD.
+            max_latency_ms: agent tasks: the typical latency a model must have.
+            budget: limits for this task (each ``foreach`` item).
+
+        Raises:
+            TypeError: ``backoff``, ``approval``, ``profile`` or ``budget`` is
+                not of its type.
+        """
+        where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
             "needs": [n.id if isinstance(n, TaskRef) else n for n in needs],
             "priority": priority,
         }
-        if isinstance(tool, FunctionTool):
-            self._tools[tool.name] = tool
-            entry["tool"] = tool.name
-        elif tool is not None:
-            entry["tool"] = tool
+        if tool is not None:
+            entry["tool"] = self._tool_name(tool)
         if args is not None:
             entry["with"] = args
         if isinstance(agent, FunctionAgent | AgentRef):
             entry["agent"] = agent.name
+        if approval is True:
+            entry["approval"] = "required"
+        elif approval is not False and approval is not None:
+            entry["approval"] = _table(approval, Approval, "approval", where)
         for key, value in (
             ("capability", capability),
             ("prompt", prompt),
             ("foreach", foreach),
             ("retries", retries),
             ("timeout", timeout),
+            ("backoff", _table(backoff, Backoff, "backoff", where)),
+            ("profile", _table(profile, Profile, "profile", where)),
+            ("output_schema", None if output_schema is None else dict(output_schema)),
+            ("complexity", complexity),
+            ("max_cost", None if max_cost is None else str(max_cost)),
+            ("max_latency_ms", max_latency_ms),
+            ("budget", _table(budget, Budget, "budget", where)),
         ):
             if value is not None:
                 entry[key] = value
         self._doc["tasks"][task_id] = entry
         return TaskRef(task_id)
+
+    def _tool_name(self, tool: str | FunctionTool) -> str:
+        """The name a task or agent writes for ``tool``; a function tool is registered."""
+        if isinstance(tool, FunctionTool):
+            self._tools[tool.name] = tool
+            return tool.name
+        return tool
 
     # -- compile and run ------------------------------------------------------
     def function_tools(self) -> list[FunctionTool]:
@@ -203,37 +412,68 @@ class WorkflowBuilder:
         return registry
 
     def compile(
-        self, inputs: dict[str, Any] | None = None, *, known_tools: Iterable[str] | None = None
+        self,
+        inputs: dict[str, Any] | None = None,
+        *,
+        known_tools: Iterable[str] | None = None,
+        context: WorkflowContext | None = None,
     ) -> Plan:
         """Validate and compile, with the same checks as a workflow file.
 
         Args:
             inputs: values for the declared inputs.
-            known_tools: the tool names tasks may use (default: :meth:`tools`;
-                running with a project adds its WASM tools).
-
-        A function agent defined in a module another process can import is
-        recorded with its ``module:name``
-        (:attr:`~nexus.domain.plan.AgentSpec.entrypoint`), so ``nexus replay``
-        can load it; one defined in a script (``__main__``) or inside a
-        function is recorded without, and only a process handed the agent can
-        replay the run.
+            known_tools: the tool names tasks may use (default: :meth:`tools`
+                when no ``context`` is given).
+            context: what the workflow is checked against, as ``nexus run``
+                checks a file: the tools and their argument schemas, the
+                project's model providers and MCP servers, and the grants MCP
+                tools need (:meth:`nexus.app.Project.workflow_context`;
+                :meth:`nexus.Workflow.run` passes the project's, with this
+                workflow's function tools). This workflow's function agents'
+                ``function:`` models are known to it.
 
         Raises:
             WorkflowError: the workflow is invalid (names the task and field).
         """
-        plan = compile_workflow(
+        names = list(known_tools) if known_tools is not None else None
+        if context is None and names is None:
+            names = self.tools().names()
+        if context is not None and self._functions:
+            providers = context.providers
+            if providers is not None and "function" not in providers:
+                context = replace(context, providers=(*providers, "function"))
+        return compile_workflow(
             self._doc,
             file=f"<workflow {self.name}>",
             inputs=inputs,
-            known_tools=list(known_tools) if known_tools is not None else self.tools().names(),
+            known_tools=names,
+            context=context,
         )
-        found = {name: entrypoint_of(agent) for name, agent in self._functions.items()}
-        entrypoints = {name: ref for name, ref in found.items() if ref is not None}
-        if not entrypoints:
-            return plan
-        agents = {
-            name: replace(spec, entrypoint=entrypoints[name]) if name in entrypoints else spec
-            for name, spec in plan.agents.items()
-        }
-        return replace(plan, agents=agents)
+
+
+def _table(value: Any, kind: type[Any], name: str, where: str) -> dict[str, Any] | None:
+    """``value`` (a :mod:`~nexus.planning.options` table, or None) as the file writes it.
+
+    Raises:
+        TypeError: ``value`` is not a ``kind``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{where}: {name} must be a nexus.{kind.__name__}, not {type(value).__name__} "
+            f"(e.g. {name}=nexus.{kind.__name__}(...))"
+        )
+    table: dict[str, Any] = value.to_dict()
+    return table
+
+
+def _input(name: str, value: Any) -> Any:
+    """An input as the file writes it: its default, or its declaration mapping."""
+    if not isinstance(value, Input):
+        return value
+    entry = value.to_dict()
+    if "secret" not in entry and "env" not in entry:
+        # a file tells a declaration from a default by these keys; the name decides
+        entry = {"secret": is_secret_name(name), **entry}
+    return entry

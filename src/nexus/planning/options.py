@@ -1,0 +1,175 @@
+"""Typed forms of a workflow file's tables, for the Python API.
+
+Each value here is one mapping of a workflow file written as a frozen
+dataclass: :class:`Input` (a declared input), :class:`Backoff`,
+:class:`Approval`, :class:`Budget` and :class:`Profile`. They check nothing
+themselves: :meth:`to_dict` gives the mapping the file would hold (only what
+was set), and :class:`~nexus.planning.builder.WorkflowBuilder` compiles it
+with the workflow file's own checks, so a bad value is the same
+:class:`~nexus.domain.errors.WorkflowError`, naming the task and the field,
+whichever way it was written.
+
+Example:
+    >>> Budget(usd="5.00", wall="10m").to_dict()
+    {'usd': '5.00', 'wall': '10m'}
+    >>> Profile(network=["api.github.com:443"], cpu_seconds=5).to_dict()
+    {'network': ['api.github.com:443'], 'cpu_seconds': 5}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Final, Literal
+
+__all__ = ["NO_DEFAULT", "Approval", "Backoff", "Budget", "Input", "Profile"]
+
+
+class _NoDefault(Enum):
+    NO_DEFAULT = "NO_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+#: An :class:`Input` without a default: the run needs a value (``-i``, ``inputs=``, ``env``).
+NO_DEFAULT: Final = _NoDefault.NO_DEFAULT
+
+
+def _set(value: object) -> bool:
+    return value is not None and value is not NO_DEFAULT
+
+
+def _table(value: Any) -> dict[str, Any]:
+    """A dataclass's fields that are set, as a workflow file writes them."""
+    return {f.name: _written(v) for f in fields(value) if _set(v := getattr(value, f.name))}
+
+
+def _written(value: object) -> object:
+    """A value as a workflow file holds it: sequences as lists, money as text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    return value
+
+
+class _Table:
+    """A table of a workflow file: :meth:`to_dict` writes the fields that are set."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping a workflow file would hold: the fields that are set, as written."""
+        return _table(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Input(_Table):
+    """A declared input: ``inputs: {token: {secret: true, env: TOKEN}}``.
+
+    An input given by its plain default (``inputs={"version": "1.0"}``) needs
+    no declaration; declare one to make it secret, to take its value from the
+    environment, or to describe it. Inputs named like secrets
+    (``password``, ``*_TOKEN``...) and inputs with ``env`` are secret unless
+    ``secret=False``; a secret input's value is never recorded (see
+    docs/workflows.md, Inputs).
+
+    Attributes:
+        default: the value when none is given; :data:`NO_DEFAULT`: the run
+            needs one.
+        secret: True or False to say so; None: decided by the name and ``env``.
+        env: the environment variable that gives a secret its value when no
+            value is passed (also at resume).
+        description: what the input is for.
+
+    The builder writes it as a declaration mapping, with ``secret`` set by
+    the name rule when neither ``secret`` nor ``env`` is given.
+
+    Example:
+        >>> Input(env="PGPASSWORD").to_dict()
+        {'env': 'PGPASSWORD'}
+        >>> Input(default="name", secret=False).to_dict()
+        {'default': 'name', 'secret': False}
+    """
+
+    default: object = NO_DEFAULT
+    secret: bool | None = None
+    env: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backoff(_Table):
+    """The wait before a retry: ``min(maximum, initial * multiplier**(n-1))`` s, half jittered.
+
+    Fields left None keep the workflow's defaults (``Workflow(backoff=...)``),
+    else 0.5, 2 and 30.
+    """
+
+    initial: float | None = None
+    multiplier: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approval(_Table):
+    """A task that waits for ``nexus approve RUN TASK`` (or a rejection) before it starts.
+
+    ``approval=True`` is ``Approval()``: wait as long as it takes.
+
+    Attributes:
+        timeout: seconds to wait; None: no limit.
+        on_timeout: ``"fail"`` fails the task with ``timeout``; ``"escalate"``
+            records ``approval.escalated`` and keeps waiting.
+    """
+
+    timeout: float | None = None
+    on_timeout: Literal["fail", "escalate"] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget(_Table):
+    """Limits on a run, an agent or a task; unset dimensions are not limited (docs/budgets.md).
+
+    Attributes:
+        usd: money, exact: a ``Decimal``, a whole number or a decimal string
+            (``"5.00"``), never a float.
+        tokens: model tokens, input and output.
+        tool_calls: tool calls, an agent's and tool tasks'.
+        wall: the run's wall time: seconds, or a duration such as ``"30m"``.
+    """
+
+    usd: Decimal | int | str | None = None
+    tokens: int | None = None
+    tool_calls: int | None = None
+    wall: float | str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile(_Table):
+    """An exec-profile grant (``profile:``): it narrows what a tool may do, never widens it.
+
+    The fields are those of :class:`~nexus.tools.profile.ExecProfile`
+    (docs/sandbox.md); a field left None keeps the tool's own value. On an
+    agent it applies to the tools the agent calls, unless the task has a
+    profile of its own. MCP tools are denied unless ``mcp_tools`` grants
+    them (``"time.get_current_time"``, or a pattern such as ``"time.*"``).
+    """
+
+    read_paths: Sequence[str] | None = None
+    write_paths: Sequence[str] | None = None
+    network: Literal["none"] | Sequence[str] | None = None
+    cpu_seconds: int | None = None
+    memory_mb: int | None = None
+    wall_seconds: float | None = None
+    max_processes: int | None = None
+    max_output_bytes: int | None = None
+    max_file_mb: int | None = None
+    max_write_mb: int | None = None
+    max_open_files: int | None = None
+    env: Sequence[str] | None = None
+    sandbox: Literal["bwrap", "rlimits"] | None = None
+    mcp_tools: Sequence[str] | None = None
