@@ -198,49 +198,45 @@ def inspect(
     run_id: RunArg,
     task: Annotated[str | None, typer.Option("--task", "-t", help="One task in detail.")] = None,
     at: AtOpt = None,
+    conversation: Annotated[
+        bool,
+        typer.Option(
+            "--conversation",
+            help="With --task: the agent's messages, tool calls and tool results.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a run's tasks, or one task with its attempts, effects and output."""
+    """Show a run's tasks, or one task with its attempts, effects and output.
+
+    The run: each task's state and why (the error of a failed task, the reason
+    one was skipped, the command that answers a pending approval). One task
+    (--task): its error with a hint, then per attempt its duration, what it ran
+    (tool and arguments, or agent, route, model and prompt) and every call it
+    made; for a task awaiting approval, what approving it will run.
+    """
+    from nexus.cli import inspection
+
+    if conversation and task is None:
+        fail("--conversation shows one agent task: add --task TASK", as_json=as_json)
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
             state, events = await _fold(store, run_id, at)
         if task is None:
-            doc = _summary(state)
-            doc["tasks"] = {tid: t.to_dict() for tid, t in state.tasks.items()}
-            return doc
+            return inspection.view_run(_summary(state), state, events)
         if task not in state.tasks:
             known = ", ".join(list(state.tasks)[:20])
             raise NotFoundError(f"run {run_id} has no task '{task}' (tasks: {known})")
-        doc = state.tasks[task].to_dict()
-        doc["events"] = [e.to_dict() for e in events if task_of(e) == task]
-        return doc
+        return inspection.view_task(state, events, task, conversation=conversation)
 
     doc = run_async(go, as_json=as_json)
     if as_json:
         emit_json(doc)
-        return
-    if task is None:
-        out.print(f"run {doc['run_id']}  {doc['name']}  {doc['status']}")
-        if (line := _pause_line(doc)) is not None:
-            out.print(f"  {line}")
-        table = Table(box=None, header_style="bold")
-        for col in ("task", "status", "attempts", "agent", "error"):
-            table.add_column(col)
-        for tid, t in doc["tasks"].items():
-            style = _STATUS_STYLE.get(t["status"], "none")  # "" is no valid markup tag
-            error = escape(t["error"]["message"]) if t["error"] else ""
-            table.add_row(
-                tid, f"[{style}]{t['status']}[/]", str(t["attempts"]), t["agent"] or "", error
-            )
-        out.print(table)
-        return
-    out.print(f"task {doc['id']}: {doc['status']} after {doc['attempts']} attempt(s)")
-    if doc["error"]:
-        out.print(f"  error: {doc['error']}", markup=False)
-    out.print("  output: " + json.dumps(doc["output"], indent=2, ensure_ascii=False), markup=False)
-    for event in doc["events"]:
-        out.print(f"  [dim]{event['seq']:>5} {event['at']}[/] {event['type']}")
+    elif task is None:
+        inspection.print_run(doc, note=_pause_line(doc))
+    else:
+        inspection.print_task(doc, run_id)
 
 
 def events(
