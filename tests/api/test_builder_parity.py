@@ -360,12 +360,28 @@ def _secrets_and_workspace(folder: Path) -> Workflow:
     return wf
 
 
+def _conditions(_: Path) -> Workflow:
+    wf = Workflow("conditions", inputs={"ready": False})
+    check = wf.task("check", tool="noop", args={"ok": "{{ inputs.ready }}"})
+    deploy = wf.task(
+        "deploy",
+        tool="shell",
+        args={"cmd": "echo deploying"},
+        needs=[check],
+        when="{{ tasks.check.output.ok }}",
+    )
+    wf.task("announce", tool="shell", args={"cmd": "echo deployed"}, needs=[deploy])
+    wf.task("report", tool="noop", args={"ready": "{{ tasks.check.output.ok }}"}, needs=[check])
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
         _release_notes,
     ),
     "review example": (ROOT / "examples" / "review" / "workflow.yaml", _review),
+    "conditions example": (ROOT / "examples" / "conditions" / "workflow.yaml", _conditions),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

@@ -180,6 +180,8 @@ class TaskFailedData(TypedDict):
 class TaskEndedUnrunData(TypedDict):
     task: str
     reason: str
+    condition: NotRequired[str]
+    value: NotRequired[Any]
 
 
 class RunEndedData(TypedDict):

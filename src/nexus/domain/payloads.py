@@ -740,12 +740,17 @@ class TaskFailed(Payload):
 
 @_view
 class TaskEndedUnrun(Payload):
-    """A task was skipped (a dependency did not succeed) or cancelled."""
+    """A task was skipped (a dependency did not succeed, or its condition was false) or
+    cancelled."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.TASK_SKIPPED, EventType.TASK_CANCELLED)
 
     task: str
     reason: str
+    #: the task's ``when`` template, when it was skipped because it gave a false value
+    condition: str | None = None
+    #: that value (absent unless ``condition`` is set; it may be ``null``)
+    value: JSON | Absent = ABSENT
 
 
 @_view

@@ -189,6 +189,9 @@ class TaskSpec:
     routing: JSONDict | None = None
     #: the task's budget (``Limits`` JSON form)
     budget: JSONDict | None = None
+    #: a condition (a template): when it gives a false value the task is skipped
+    #: (``nexus.engine.conditions``)
+    when: str | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -213,6 +216,7 @@ class TaskSpec:
             **({"output_schema": self.output_schema} if self.output_schema is not None else {}),
             **({"routing": self.routing} if self.routing is not None else {}),
             **({"budget": self.budget} if self.budget is not None else {}),
+            **({"when": self.when} if self.when is not None else {}),
         }
 
 
@@ -282,6 +286,7 @@ class Plan:
                 output_schema=t.get("output_schema"),
                 routing=t.get("routing"),
                 budget=t.get("budget"),
+                when=t.get("when"),
             )
             for tid, t in data["tasks"].items()
         }

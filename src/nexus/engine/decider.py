@@ -41,6 +41,7 @@ from nexus.domain.payloads import (
 )
 from nexus.domain.plan import AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
+from nexus.engine.conditions import describe, evaluate, truthy
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
@@ -452,6 +453,8 @@ class Decider:
                 reason = f"dependency did not succeed: {', '.join(failed)}"
                 self._emit(EventType.TASK_SKIPPED, at, TaskEndedUnrun(task=task.id, reason=reason))
                 continue
+            if task.spec.when is not None and task.parent is None and self._ruled_out(task, at):
+                continue
             if task.spec.approval is not None and task.parent is None and not task.approved:
                 self._request_approval(task, at)
                 continue
@@ -462,6 +465,32 @@ class Decider:
                 blocked.append(task)
         for task in blocked:
             state.push_ready(task)
+
+    def _ruled_out(self, task: TaskState, at: str) -> bool:
+        """Judge ``task``'s ``when``: True when it ended the task (skipped, or failed to render).
+
+        A ``foreach`` task's condition is judged once, for the whole task.
+        """
+        source = task.spec.when
+        assert source is not None
+        try:
+            value = evaluate(
+                source, template_context(self.state, task), where=f"task '{task.id}', field 'when'"
+            )
+            value = to_json(value, f"the condition of task '{task.id}'")
+        except NexusError as exc:
+            self._render_failed(task, at, exc)
+            return True
+        if truthy(value):
+            return False
+        skipped = TaskEndedUnrun(
+            task=task.id,
+            reason=f"condition is false: {source} gave {describe(value)}",
+            condition=source,
+            value=value,
+        )
+        self._emit(EventType.TASK_SKIPPED, at, skipped)
+        return True
 
     def _expand(self, task: TaskState, at: str) -> None:
         foreach = task.spec.foreach
@@ -593,7 +622,9 @@ class Decider:
             counts[str(task.status)] = counts.get(str(task.status), 0) + 1
         if state.cancel_requested:
             kind, status = EventType.RUN_CANCELLED, RunStatus.CANCELLED
-        elif all(t.status is TaskStatus.SUCCEEDED for t in state.tasks.values()):
+        elif not any(t.status in _UNSUCCESSFUL for t in state.tasks.values()):
+            # every task succeeded or was skipped: a skip comes from a false
+            # condition (a failure or a cancel upstream would be in the list)
             kind, status = EventType.RUN_SUCCEEDED, RunStatus.SUCCEEDED
         else:
             kind, status = EventType.RUN_FAILED, RunStatus.FAILED
@@ -601,6 +632,9 @@ class Decider:
 
 
 _APPROVAL_ANSWERS = frozenset({EventType.APPROVAL_GRANTED, EventType.APPROVAL_REJECTED})
+
+#: A run with a task in one of these ends ``failed`` (skipped tasks alone do not fail it).
+_UNSUCCESSFUL = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
 def _crossing(

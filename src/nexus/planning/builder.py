@@ -324,6 +324,7 @@ class WorkflowBuilder:
         max_cost: Decimal | str | None = None,
         max_latency_ms: int | None = None,
         budget: Budget | None = None,
+        when: str | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``).
 
@@ -349,6 +350,9 @@ class WorkflowBuilder:
             max_cost: agent tasks: the most a call may cost, in USD.
             max_latency_ms: agent tasks: the typical latency a model must have.
             budget: limits for this task (each ``foreach`` item).
+            when: a condition over the tasks in ``needs``, such as
+                ``"{{ tasks.check.output.ok }}"``: a false value skips the task
+                (docs/workflows.md, Conditions).
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile`` or ``budget`` is
@@ -382,6 +386,7 @@ class WorkflowBuilder:
             ("max_cost", None if max_cost is None else str(max_cost)),
             ("max_latency_ms", max_latency_ms),
             ("budget", _table(budget, Budget, "budget", where)),
+            ("when", when),
         ):
             if value is not None:
                 entry[key] = value

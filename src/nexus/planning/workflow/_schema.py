@@ -120,6 +120,7 @@ class _Task(_Model):
     max_cost: float | str | None = None
     max_latency_ms: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
     budget: dict[str, Any] | None = None
+    when: str | None = None
 
     @field_validator("approval", mode="before")
     @classmethod

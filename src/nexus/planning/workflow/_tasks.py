@@ -141,6 +141,7 @@ class TaskCompiler:
             output_schema=output_schema,
             routing=routing,
             budget=budget,
+            when=spec.when,
         )
 
     def check_tool(
@@ -270,6 +271,8 @@ class TaskCompiler:
         if spec.prompt is not None:
             read("prompt", values.template(spec.prompt, tid, "prompt"))
         foreach = self.foreach(tid, spec.foreach, read)
+        if spec.when is not None:
+            templates.extend(self.when(tid, spec))
         if spec.tool is None:
             # what the instructions of its agents read of the run, read for this task
             for facts in self.candidates(spec):
@@ -284,9 +287,38 @@ class TaskCompiler:
         items = spec.foreach is not None
         for field, reads in templates:
             self.names.check(
-                reads, items=items and not field.startswith("foreach"), task=tid, field=field
+                reads,
+                items=items and not field.startswith(("foreach", "when")),
+                task=tid,
+                field=field,
             )
         return args, foreach
+
+    def when(self, tid: str, spec: _Task) -> list[tuple[str, TemplateReads]]:
+        """Check a ``when`` condition: its syntax, and that it reads only the tasks in ``needs``.
+
+        It is judged when the task's needs have ended, so it may read them and
+        nothing later; a ``foreach`` task's is judged once, before its items,
+        so it reads no ``item``.
+        """
+        assert spec.when is not None
+        reads = self.values.template(spec.when, tid, "when")
+        for ref in sorted(reads.get("tasks", ())):
+            if ref not in self.tasks:
+                self.report.add(
+                    f"the condition reads tasks.{ref} but there is no task {ref!r} "
+                    f"({known('known tasks', self.tasks)})",
+                    task=tid,
+                    field="when",
+                )
+            elif ref not in spec.needs:
+                self.report.add(
+                    f"the condition reads tasks.{ref}, which is not in the task's needs; "
+                    f"a condition may only read the tasks the task needs (add {ref!r} to needs)",
+                    task=tid,
+                    field="when",
+                )
+        return [("when", reads)] if reads else []
 
     def foreach(self, tid: str, value: Any, read: Callable[[str, TemplateReads], None]) -> Any:
         """A ``foreach`` list (checked as JSON) or template; ``read`` gets what it reads."""
