@@ -36,6 +36,7 @@ _KINDS = {
     "enum_declaration": "type",
     "type_spec": "type",
 }
+_FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function"})
 _EXTRA = "pip install 'nexus-missions[index]'"
 
 
@@ -100,6 +101,10 @@ def _walk(node: Any, data: bytes, prefix: str, out: list[Symbol], depth: int) ->
         return
     for child in node.named_children:
         kind = _KINDS.get(child.type)
+        if child.type == "variable_declarator":  # const f = () => ..., const g = function ...
+            value = child.child_by_field_name("value")
+            if value is not None and value.type in _FUNCTION_VALUES:
+                kind = "function"
         name = _name(child, data) if kind else None
         if child.type == "method_declaration" and name is not None:
             receiver = child.child_by_field_name("receiver")
