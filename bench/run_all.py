@@ -43,6 +43,7 @@ BENCHMARKS = (
     "kill9_leaks",
     "backup_restore",
     "cli_startup",
+    "repo_index",
 )
 TIMEOUT_S = 600
 
