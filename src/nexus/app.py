@@ -13,7 +13,8 @@ all get the same parts:
   (found upward from the working directory: :func:`~nexus.config.find_project`);
 * store: the SQLite store in the home, signing what it writes with the home's
   audit key (:meth:`Project.open_store`);
-* tools: the built-ins plus the ``[wasm_tools]`` declared, each behind its launch
+* tools: the built-ins (under ``[tools.<name>]``: what a workflow's ``profile:``
+  may grant them) plus the ``[wasm_tools]`` declared, each behind its launch
   pin, built once per project (:meth:`Project.tools`); the MCP servers of
   ``[mcp_servers]`` plus the plan's own (the plan wins on a name clash), those
   whose tools a task or an agent of the plan names connected while the engine
@@ -222,7 +223,7 @@ class Project:
 
 
 def project_tools(config: NexusConfig, home: Path | None = None) -> ToolRegistry:
-    """The built-in tools plus the WASM tools ``config`` declares.
+    """The built-in tools, under ``config``'s ``[tools.<name>]``, plus the WASM tools it declares.
 
     A declared module runs only while its launch pin is approved
     (``nexus tools approve wasm:NAME --pin …``): see :mod:`nexus.tools.pins`.
@@ -230,7 +231,7 @@ def project_tools(config: NexusConfig, home: Path | None = None) -> ToolRegistry
     Raises:
         UserError: a declared tool takes a built-in tool's name.
     """
-    registry = builtin_tools()
+    registry = builtin_tools(config.tools)
     if not config.wasm_tools:
         return registry
     from nexus.tools.pins import PinStore

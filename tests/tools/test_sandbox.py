@@ -355,7 +355,8 @@ def test_without_bubblewrap_the_call_is_refused(ws: Path) -> None:
     with pytest.raises(PolicyDenied) as info:
         sandboxed("true", ws)
     assert "'/nonexistent/bwrap' is not installed" in info.value.message
-    assert "sandbox = 'rlimits'" in info.value.message
+    # the weaker fallback, and where a project opts a tool in to it
+    assert '[tools.shell] sandbox = "rlimits" in nexus.toml' in info.value.message
     assert not info.value.retryable
 
 

@@ -7,7 +7,8 @@ Two sources, for two kinds of setting:
   :class:`~nexus.domain.errors.UserError` naming the variable.
 * :func:`load_config` reads a project's ``nexus.toml`` into a frozen
   :class:`NexusConfig`: model providers, price overrides, MCP servers, WASM
-  tools, budgets, residency and the response cache.
+  tools, what workflows may grant the built-in tools (``[tools.<name>]``),
+  budgets, residency and the response cache.
 
 Which file :func:`load_config` reads, first match wins:
 

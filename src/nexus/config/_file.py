@@ -44,6 +44,7 @@ from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.gateway.pricing import PricingTable, default_pricing
 from nexus.gateway.settings import SDK_PREFIXES, GatewaySettings
+from nexus.tools.profile import ToolAllowance
 from nexus.tools.wasm import WasmToolConfig
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class NexusConfig:
         mcp_servers: the ``[mcp_servers]`` table as validated, ``cwd`` resolved:
             the shape a workflow's ``mcp_servers:`` has.
         wasm_tools: ``[wasm_tools.<name>]`` by name.
+        tools: ``[tools.<name>]`` by built-in tool name: the destinations and
+            read paths a workflow's ``profile:`` may grant it, and its sandbox.
         tenant_budget: ``[budgets.tenant]`` limits, in the canonical plain form
             ``{"usd": "5.00", "tokens": int, "tool_calls": int, "wall": seconds}``
             (only the limits given), or None.
@@ -94,6 +97,7 @@ class NexusConfig:
     pricing_overrides: PricingTable = field(default_factory=lambda: PricingTable(prices={}))
     mcp_servers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     wasm_tools: Mapping[str, WasmToolConfig] = field(default_factory=dict)
+    tools: Mapping[str, ToolAllowance] = field(default_factory=dict)
     tenant_budget: Mapping[str, Any] | None = None
     run_budget: Mapping[str, Any] | None = None
     residency: Mapping[str, Any] | None = None
@@ -146,6 +150,7 @@ class NexusConfig:
                 }
                 for name, tool in self.wasm_tools.items()
             },
+            "tools": {name: allowance.to_dict() for name, allowance in self.tools.items()},
             "budgets": {"tenant": _copy(self.tenant_budget), "run": _copy(self.run_budget)},
             "residency": _copy(self.residency),
             "cache": {
@@ -167,6 +172,7 @@ class NexusConfig:
             f"pricing_overrides={sorted(self.pricing_overrides.prices)}",
             f"mcp_servers={sorted(self.mcp_servers)}",
             f"wasm_tools={sorted(self.wasm_tools)}",
+            f"tools={sorted(self.tools)}",
             f"tenant_budget={self.tenant_budget!r}",
             f"run_budget={self.run_budget!r}",
             f"residency={self.residency!r}",
@@ -274,6 +280,7 @@ class _File(_Strict):
     pricing: dict[str, Any] = Field(default_factory=dict)
     mcp_servers: dict[str, Any] = Field(default_factory=dict)
     wasm_tools: dict[str, _WasmTool] = Field(default_factory=dict)
+    tools: dict[str, Any] = Field(default_factory=dict)
     budgets: BudgetsSection = Field(default_factory=BudgetsSection)
     residency: _Residency | None = None
     cache: _Cache = Field(default_factory=_Cache)
@@ -391,6 +398,7 @@ def _parse(raw: dict[str, Any], file: Path, home: Path) -> NexusConfig:
         pricing_overrides=_pricing(doc.pricing, file),
         mcp_servers=_mcp(doc.mcp_servers, file, folder),
         wasm_tools={n: _wasm(n, t, file, folder) for n, t in doc.wasm_tools.items()},
+        tools=_tools(doc.tools, file),
         tenant_budget=doc.budgets.tenant.plain() if doc.budgets.tenant else None,
         run_budget=doc.budgets.run.plain() if doc.budgets.run else None,
         residency=residency,
@@ -472,6 +480,27 @@ def _mcp(data: dict[str, Any], file: Path, folder: Path) -> dict[str, dict[str, 
     except UserError as exc:
         raise UserError(f"{file}: {exc.message}") from None
     return resolved
+
+
+def _tools(data: dict[str, Any], file: Path) -> dict[str, ToolAllowance]:
+    """The ``[tools.<name>]`` tables, each naming a built-in tool with an exec profile."""
+    if not data:
+        return {}
+    from nexus.tools.builtins import GOVERNED_TOOLS
+
+    allowances: dict[str, ToolAllowance] = {}
+    for name, table in data.items():
+        where = _dotted(("tools", name))
+        if name not in GOVERNED_TOOLS:
+            raise UserError(
+                f"{file}: {where}: no built-in tool {name!r} takes a [tools] table "
+                f"(those that do: {', '.join(GOVERNED_TOOLS)})"
+            )
+        try:
+            allowances[name] = ToolAllowance.from_dict(table, where)
+        except UserError as exc:
+            raise UserError(f"{file}: {exc.message}") from None
+    return allowances
 
 
 def _wasm(name: str, tool: _WasmTool, file: Path, folder: Path) -> WasmToolConfig:

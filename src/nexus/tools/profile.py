@@ -2,8 +2,17 @@
 
 An :class:`ExecProfile` is a plain frozen value. A tool carries one (``shell`` and
 ``python`` default to :data:`SHELL_PROFILE`); a workflow file may set ``profile:``
-per tool, agent or task (parsed by :meth:`ExecProfile.from_dict`), and the
+per agent or task (parsed by :meth:`ExecProfile.from_dict`), and the
 engine combines them with :meth:`ExecProfile.narrow`, which never widens.
+
+What a grant may ask for beyond the tool's own profile is the project's to say:
+``nexus.toml``'s ``[tools.<name>]`` table (a :class:`ToolAllowance`) lists the
+``network`` destinations and ``read_paths`` a workflow may grant the tool, and
+may opt it in to the weaker ``sandbox = "rlimits"``. :meth:`ToolAllowance.apply`
+gives the tool that ceiling as its ``allowed`` profile; a grant then gets what
+it asks for within it (:func:`effective_profile`), and a call without a grant
+keeps the tool's own profile. Two keys open the network: the project allows
+a destination, the workflow grants it.
 
 Deny by default means every field starts at the least that still lets a command
 run:
@@ -37,11 +46,15 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from difflib import get_close_matches
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 from nexus.domain.errors import UserError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: Stands for the run's workspace in ``read_paths`` and ``write_paths``.
 WORKSPACE = "$WORKSPACE"
@@ -362,22 +375,144 @@ def _intersect_paths(ours: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[st
 SHELL_PROFILE = ExecProfile()
 
 
-def effective_profile(own: ExecProfile, ctx: Any) -> ExecProfile:
-    """A tool's profile narrowed by the grants in its call context.
+def effective_profile(
+    own: ExecProfile, ctx: Any, allowed: ExecProfile | None = None
+) -> ExecProfile:
+    """A tool's profile for one call: its own, or what the call's grants get within ``allowed``.
 
-    ``ctx.profile`` (an :class:`ExecProfile`) narrows field by field;
-    ``ctx.grant`` (a workflow's ``profile:`` mapping) narrows only the fields
-    it names -- the ones it leaves out keep the tool's own values, so a task
-    that only lowers ``cpu_seconds`` does not also lose the tool's network.
+    Without a grant the call has the tool's ``own`` profile. ``ctx.profile``
+    (an :class:`ExecProfile`) gets what both it and ``allowed`` allow, field by
+    field; ``ctx.grant`` (a workflow's ``profile:`` mapping) does so for the
+    fields it names -- the ones it leaves out keep the tool's own values, so a
+    task that only lowers ``cpu_seconds`` neither loses nor gains network.
+
+    Args:
+        own: the tool's profile.
+        ctx: the call's context (its ``profile`` and ``grant``).
+        allowed: the most a grant may get (``nexus.toml``'s ``[tools.<name>]``
+            over ``own``: see :meth:`ToolAllowance.apply`); default ``own``.
 
     Raises:
         UserError: the grant is invalid (it names the task and field).
     """
-    result = own
-    if getattr(ctx, "profile", None) is not None:
-        result = result.narrow(ctx.profile)
+    profile = getattr(ctx, "profile", None)
     grant = getattr(ctx, "grant", None)
+    if profile is None and grant is None:
+        return own
+    result = allowed if allowed is not None else own
+    if profile is not None:
+        result = result.narrow(profile)
     if grant is not None:
         where = f"task '{getattr(ctx, 'task', '?')}': profile"
         result = result.narrow(ExecProfile.from_dict(grant, where, base=own))
     return result
+
+
+if TYPE_CHECKING:
+
+    class _Governed(DataclassInstance, Protocol):
+        """A tool a ``[tools.<name>]`` table governs: a dataclass with these two fields."""
+
+        @property
+        def profile(self) -> ExecProfile: ...
+
+        @property
+        def allowed(self) -> ExecProfile | None: ...
+
+
+G = TypeVar("G", bound="_Governed")
+
+#: The keys of a ``[tools.<name>]`` table of ``nexus.toml``.
+ALLOWANCE_KEYS = ("network", "read_paths", "sandbox")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolAllowance:
+    """``nexus.toml``'s ``[tools.<name>]``: what workflows may grant one tool.
+
+    Attributes:
+        network: ``host:port`` destinations a ``profile:`` grant may give it.
+        read_paths: extra read-only paths a grant may give it (a path under
+            one of these counts too).
+        sandbox: ``"rlimits"`` opts every call of the tool in to the weaker
+            fallback (no namespaces: no file-system or network isolation) where
+            bubblewrap cannot run; None keeps the tool's own.
+
+    Example:
+        >>> allowance = ToolAllowance.from_dict({"network": ["api.github.com:443"]}, "tools.http")
+        >>> allowance.to_dict()
+        {'network': ['api.github.com:443']}
+    """
+
+    network: tuple[str, ...] = ()
+    read_paths: tuple[str, ...] = ()
+    sandbox: SandboxKind | None = None
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> ToolAllowance:
+        """Parse a ``[tools.<name>]`` table; ``where`` (``tools.http``) prefixes each error.
+
+        Raises:
+            UserError: naming the key, when one is unknown or invalid.
+        """
+        if not isinstance(data, Mapping):
+            raise UserError(f"{where}: expected a table, not {_kind(data)}")
+        for key in data:
+            if key not in ALLOWANCE_KEYS:
+                close = get_close_matches(str(key), ALLOWANCE_KEYS, n=1)
+                hint = (
+                    f"did you mean '{close[0]}'?"
+                    if close
+                    else "known: " + ", ".join(ALLOWANCE_KEYS)
+                )
+                raise UserError(f"{where}.{key}: unknown key ({hint})")
+        network: tuple[str, ...] = ()
+        if "network" in data:
+            raw = data["network"]
+            if isinstance(raw, str):
+                raise UserError(f"{where}.network: must be a list of 'host:port', not {raw!r}")
+            network = tuple(
+                dict.fromkeys(
+                    _host_port(e, f"{where}.network") for e in _str_list(raw, f"{where}.network")
+                )
+            )
+        read_paths: tuple[str, ...] = ()
+        if "read_paths" in data:
+            at = f"{where}.read_paths"
+            read_paths = tuple(
+                dict.fromkeys(_path(p, at) for p in _str_list(data["read_paths"], at))
+            )
+        sandbox = data.get("sandbox")
+        if sandbox is not None and sandbox not in ("bwrap", "rlimits"):
+            raise UserError(f"{where}.sandbox: must be 'bwrap' or 'rlimits', not {sandbox!r}")
+        return cls(network=network, read_paths=read_paths, sandbox=sandbox)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as written (only the keys it sets)."""
+        data: dict[str, Any] = {}
+        if self.network:
+            data["network"] = list(self.network)
+        if self.read_paths:
+            data["read_paths"] = list(self.read_paths)
+        if self.sandbox is not None:
+            data["sandbox"] = self.sandbox
+        return data
+
+    def ceiling(self, own: ExecProfile) -> ExecProfile:
+        """The most a grant may get: ``own`` plus these destinations and paths."""
+        network: Network = own.network
+        if self.network:
+            ours = () if own.network == "none" else own.network
+            network = tuple(dict.fromkeys((*ours, *self.network)))
+        return replace(
+            own,
+            network=network,
+            read_paths=tuple(dict.fromkeys((*own.read_paths, *self.read_paths))),
+        )
+
+    def apply(self, tool: G) -> G:
+        """``tool`` (a built-in: a dataclass with ``profile`` and ``allowed``) under this table."""
+        own = tool.profile
+        if self.sandbox is not None:
+            own = replace(own, sandbox=self.sandbox)
+        return replace(tool, profile=own, allowed=self.ceiling(own))

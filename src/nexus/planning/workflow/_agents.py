@@ -11,9 +11,9 @@ what its instructions read of the run (``tasks.<id>``, ``item``) is kept in
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.domain.plan import AgentSpec
 from nexus.planning.workflow._errors import Reporter
@@ -21,12 +21,16 @@ from nexus.planning.workflow._grants import (
     ToolNames,
     budget_limits,
     check_provider,
+    check_within,
     exec_profile,
     mcp_granted,
 )
 from nexus.planning.workflow._names import TemplateNames
 from nexus.planning.workflow._schema import _Agent
 from nexus.planning.workflow._values import NO_READS, Reads, Values
+
+if TYPE_CHECKING:
+    from nexus.tools.profile import ExecProfile
 
 __all__ = ["AgentFacts", "compile_agent"]
 
@@ -38,6 +42,7 @@ class AgentFacts:
     Attributes:
         name: the agent.
         instructions: the names its instructions read.
+        tools: the tools it may call.
         mcp_tools: its MCP tools, each with its index in ``tools``.
         profile: its ``profile:`` grant as written.
         profile_valid: whether that grant is valid (an invalid one is reported
@@ -46,6 +51,7 @@ class AgentFacts:
 
     name: str
     instructions: Reads
+    tools: tuple[str, ...]
     mcp_tools: tuple[tuple[int, str], ...]
     profile: dict[str, Any] | None
     profile_valid: bool
@@ -70,7 +76,17 @@ class AgentFacts:
 class _AgentCompiler:
     """One agent's entry, checked field by field (a problem in one does not hide the next)."""
 
-    __slots__ = ("name", "names", "providers", "report", "spec", "task_ids", "tools", "values")
+    __slots__ = (
+        "allowed",
+        "name",
+        "names",
+        "providers",
+        "report",
+        "spec",
+        "task_ids",
+        "tools",
+        "values",
+    )
 
     def __init__(
         self,
@@ -81,6 +97,7 @@ class _AgentCompiler:
         names: TemplateNames,
         providers: Collection[str] | None,
         task_ids: Collection[str],
+        allowed: Mapping[str, ExecProfile],
     ) -> None:
         self.name = name
         self.spec = spec
@@ -90,6 +107,7 @@ class _AgentCompiler:
         self.names = names
         self.providers = providers
         self.task_ids = task_ids
+        self.allowed = allowed
 
     def models(self) -> None:
         name, spec, report = self.name, self.spec, self.report
@@ -136,12 +154,19 @@ class _AgentCompiler:
         grant = None
         with report.step() as checked:
             grant = exec_profile(spec.profile, report, task=None, field=f"agents.{name}.profile")
+        if checked.ok and spec.profile is not None:
+            tools = [(t, self.allowed[t]) for t in dict.fromkeys(spec.tools) if t in self.allowed]
+            owner = f"tool {tools[0][0]!r}" if len(tools) == 1 else f"any of agent {name!r}'s tools"
+            check_within(
+                spec.profile, tools, report, owner=owner, task=None, field=f"agents.{name}.profile"
+            )
         budget = None
         with report.step():
             budget = budget_limits(spec.budget, f"agents.{name}.budget", report)
         facts = AgentFacts(
             name=name,
             instructions=instructions,
+            tools=tuple(spec.tools),
             mcp_tools=tuple(mcp_tools),
             profile=spec.profile,
             profile_valid=checked.ok,
@@ -177,7 +202,13 @@ def compile_agent(
     *,
     providers: Collection[str] | None,
     task_ids: Collection[str],
+    allowed: Mapping[str, ExecProfile],
 ) -> tuple[AgentSpec | None, AgentFacts]:
     """The agent ``name`` as the plan holds it (None when its entry has problems, all
-    reported), and what the checks of its tasks need to know about it."""
-    return _AgentCompiler(name, spec, values, tools, names, providers, task_ids).compile()
+    reported), and what the checks of its tasks need to know about it.
+
+    ``allowed`` holds, per tool, the most a grant may get it (empty: grants
+    are not checked).
+    """
+    compiler = _AgentCompiler(name, spec, values, tools, names, providers, task_ids, allowed)
+    return compiler.compile()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
@@ -30,6 +30,9 @@ from nexus.planning.workflow._schema import _Workflow, validate
 from nexus.planning.workflow._tasks import TaskCompiler
 from nexus.planning.workflow._values import Values
 from nexus.security.workspaces import workspace_problem
+
+if TYPE_CHECKING:
+    from nexus.tools.profile import ExecProfile
 
 __all__ = ["check_document", "compile_document"]
 
@@ -90,7 +93,12 @@ class _Compiler:
         secret_inputs: dict[str, str | None] = {}
         with report.step():
             plan_inputs, secret_inputs = merge_inputs(wf.inputs, inputs, self.values)
-        agents, facts = self.agents()
+        allowed: dict[str, ExecProfile] = {}
+        if self.context.grants:
+            for name, info in (self.context.tools or {}).items():
+                if info.allowed is not None:
+                    allowed[name] = info.allowed
+        agents, facts = self.agents(allowed)
         schemas = {name: info.schema for name, info in (self.context.tools or {}).items()}
         arguments = Arguments(schemas, self.context.mcp_schema, report)
         compiler = TaskCompiler(
@@ -103,6 +111,7 @@ class _Compiler:
             self.names,
             arguments,
             grants=self.context.grants,
+            allowed=allowed,
         )
         tasks: dict[str, TaskSpec | None] = {}
         for tid, spec in wf.tasks.items():
@@ -135,7 +144,9 @@ class _Compiler:
             secret_inputs=secret_inputs,
         )
 
-    def agents(self) -> tuple[dict[str, AgentSpec | None], dict[str, AgentFacts]]:
+    def agents(
+        self, allowed: dict[str, ExecProfile]
+    ) -> tuple[dict[str, AgentSpec | None], dict[str, AgentFacts]]:
         agents: dict[str, AgentSpec | None] = {}
         facts: dict[str, AgentFacts] = {}
         for name, spec in self.wf.agents.items():
@@ -147,6 +158,7 @@ class _Compiler:
                 self.names,
                 providers=self.context.providers,
                 task_ids=self.wf.tasks,
+                allowed=allowed,
             )
         return agents, facts
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nexus.tools.base import ToolRegistry
+    from nexus.tools.profile import ExecProfile
 
 __all__ = ["ToolInfo", "WorkflowContext", "tool_infos", "with_names"]
 
@@ -25,9 +26,13 @@ class ToolInfo:
     Attributes:
         schema: the JSON schema of its arguments (``with:``); None: not
             known, the arguments are not checked.
+        allowed: the most a ``profile:`` grant may get it (its own profile
+            with ``nexus.toml``'s ``[tools.<name>]`` over it); None: not
+            known, grants are not checked against it.
     """
 
     schema: Mapping[str, Any] | None = None
+    allowed: ExecProfile | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +49,9 @@ class WorkflowContext:
         mcp_schema: the argument schema of an MCP tool ``server.tool`` when it
             is known without starting the server (an approved descriptor),
             else None. Asked once per tool a workflow names.
-        grants: whether what a run will be refused for lack of a grant is a
-            problem: an MCP tool no profile grants. A file compiled without
-            a context (to list what it declares, say) is not held to it.
+        grants: whether grants are checked: an MCP tool no profile grants, a
+            grant wider than a tool is allowed. A file compiled without a
+            context (to list what it declares, say) is not held to them.
     """
 
     tools: Mapping[str, ToolInfo] | None = None
@@ -73,11 +78,17 @@ def with_names(context: WorkflowContext | None, names: Collection[str] | None) -
 
 
 def tool_infos(registry: ToolRegistry) -> dict[str, ToolInfo]:
-    """What ``registry``'s tools say about themselves: each one's argument schema."""
+    """What ``registry``'s tools say about themselves: argument schema, what a grant may get."""
     from nexus.tools.catalog import describe
+    from nexus.tools.profile import ExecProfile
 
     infos: dict[str, ToolInfo] = {}
     for name in registry.names():
-        schema = describe(registry.get(name))["input_schema"]
-        infos[name] = ToolInfo(schema=schema if isinstance(schema, Mapping) else None)
+        tool = registry.get(name)
+        schema = describe(tool)["input_schema"]
+        allowed = getattr(tool, "allowed", None) or getattr(tool, "profile", None)
+        infos[name] = ToolInfo(
+            schema=schema if isinstance(schema, Mapping) else None,
+            allowed=allowed if isinstance(allowed, ExecProfile) else None,
+        )
     return infos

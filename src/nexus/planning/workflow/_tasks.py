@@ -16,19 +16,28 @@ Each field is checked on its own, so a task's problems are all reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._errors import kind, known
-from nexus.planning.workflow._grants import ToolNames, budget_limits, exec_profile, mcp_granted
+from nexus.planning.workflow._grants import (
+    ToolNames,
+    budget_limits,
+    check_within,
+    exec_profile,
+    mcp_granted,
+)
 from nexus.planning.workflow._graph import Reads, check_refs
 from nexus.planning.workflow._names import ITEM_NAMES, TemplateNames
 from nexus.planning.workflow._schema import _Agent, _Approval, _Backoff, _Defaults, _Task
 from nexus.planning.workflow._values import Reads as TemplateReads
 from nexus.planning.workflow._values import Values, strings
 from nexus.templating import is_template
+
+if TYPE_CHECKING:
+    from nexus.tools.profile import ExecProfile
 
 __all__ = ["TaskCompiler"]
 
@@ -45,6 +54,7 @@ class TaskCompiler:
     __slots__ = (
         "agents",
         "agents_run_bare",
+        "allowed",
         "arguments",
         "capabilities",
         "default_retry",
@@ -71,6 +81,7 @@ class TaskCompiler:
         arguments: Arguments,
         *,
         grants: bool,
+        allowed: Mapping[str, ExecProfile],
     ) -> None:
         self.tasks = tasks
         self.defaults = defaults
@@ -84,6 +95,7 @@ class TaskCompiler:
         self.names = names
         self.arguments = arguments
         self.grants = grants
+        self.allowed = allowed
         self.reads: Reads = {}
         self.agents_run_bare: set[str] = set()
 
@@ -153,6 +165,15 @@ class TaskCompiler:
         mcp = self.tools.is_mcp(tool)
         if args is not None:
             self.arguments.check(tool, args, mcp=mcp, task=tid)
+        if profile_ok and spec.profile is not None and tool in self.allowed:
+            check_within(
+                spec.profile,
+                [(tool, self.allowed[tool])],
+                self.report,
+                owner=f"tool {tool!r}",
+                task=tid,
+                field="profile",
+            )
         if mcp and self.grants and profile_ok and not mcp_granted(spec.profile, tool):
             server = tool.partition(".")[0]
             self.report.add(
@@ -171,8 +192,20 @@ class TaskCompiler:
         return [self.facts[name] for name in names if name in self.facts]
 
     def check_agents(self, tid: str, spec: _Task, profile_ok: bool) -> None:
-        """What the instructions of the task's agents need of it; their MCP tools' grants."""
-        for facts in self.candidates(spec):
+        """What the instructions of the task's agents need of it; their tools' grants."""
+        candidates = self.candidates(spec)
+        if profile_ok and spec.profile is not None:
+            names = dict.fromkeys(t for facts in candidates for t in facts.tools)
+            tools = [(t, self.allowed[t]) for t in names if t in self.allowed]
+            check_within(
+                spec.profile,
+                tools,
+                self.report,
+                owner="the tools of the agents it may run on",
+                task=tid,
+                field="profile",
+            )
+        for facts in candidates:
             field = f"agents.{facts.name}.instructions"
             for name in sorted(ITEM_NAMES & facts.instructions.keys()):
                 if spec.foreach is None:

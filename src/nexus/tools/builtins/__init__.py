@@ -13,7 +13,10 @@ denies by default:
   destination in the profile's allow-list, following no redirect;
 * ``noop`` returns its arguments (tests and benchmarks).
 
-:func:`builtin_tools` is a registry holding one of each, with its default profile.
+:func:`builtin_tools` is a registry holding one of each, with its default profile,
+each of :data:`GOVERNED_TOOLS` under its ``nexus.toml`` ``[tools.<name>]`` table
+when there is one (:class:`~nexus.tools.profile.ToolAllowance`: what a
+workflow's ``profile:`` may grant it).
 
 Example:
     >>> builtin_tools().names()
@@ -22,13 +25,18 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from nexus.domain.errors import UserError
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins._exec import PythonTool, ShellTool
 from nexus.tools.builtins._files import FileList, FileRead, FileWrite
 from nexus.tools.builtins._http import HttpTool
 from nexus.tools.builtins._noop import NoopTool
+from nexus.tools.profile import ToolAllowance
 
 __all__ = [
+    "GOVERNED_TOOLS",
     "FileList",
     "FileRead",
     "FileWrite",
@@ -40,8 +48,33 @@ __all__ = [
 ]
 
 
-def builtin_tools() -> ToolRegistry:
-    """A registry holding the built-in tools: shell, python, noop, file.*, http."""
-    return ToolRegistry(
-        [ShellTool(), PythonTool(), NoopTool(), FileRead(), FileWrite(), FileList(), HttpTool()]
-    )
+#: The built-ins with an exec profile, which a ``[tools.<name>]`` table may govern.
+GOVERNED_TOOLS = ("file.list", "file.read", "file.write", "http", "python", "shell")
+
+
+def builtin_tools(allowances: Mapping[str, ToolAllowance] | None = None) -> ToolRegistry:
+    """A registry holding the built-in tools: shell, python, noop, file.*, http.
+
+    Args:
+        allowances: ``nexus.toml``'s ``[tools.<name>]`` tables by tool name.
+
+    Raises:
+        UserError: an allowance names a tool not in :data:`GOVERNED_TOOLS`.
+    """
+    governed: dict[str, ShellTool | PythonTool | FileRead | FileWrite | FileList | HttpTool] = {
+        "shell": ShellTool(),
+        "python": PythonTool(),
+        "file.read": FileRead(),
+        "file.write": FileWrite(),
+        "file.list": FileList(),
+        "http": HttpTool(),
+    }
+    for name, allowance in (allowances or {}).items():
+        tool = governed.get(name)
+        if tool is None:
+            raise UserError(
+                f"[tools.{name}]: no built-in tool {name!r} takes one "
+                f"({', '.join(GOVERNED_TOOLS)} do)"
+            )
+        governed[name] = allowance.apply(tool)
+    return ToolRegistry([*governed.values(), NoopTool()])

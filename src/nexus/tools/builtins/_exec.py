@@ -53,8 +53,8 @@ _DETERMINISTIC = frozenset(
 )
 
 
-def _effective(profile: ExecProfile, ctx: ToolContext) -> ExecProfile:
-    return effective_profile(profile, ctx)
+def _effective(tool: ShellTool | PythonTool, ctx: ToolContext) -> ExecProfile:
+    return effective_profile(tool.profile, ctx, tool.allowed)
 
 
 def _env(ctx: ToolContext) -> dict[str, str]:
@@ -150,19 +150,20 @@ class ShellTool:
         name: the registered name.
         pure: always False: a command may change the workspace.
         profile: what the command may do (deny by default).
+        allowed: the most a workflow's grant may get (``nexus.toml``'s
+            ``[tools.shell]``); default: ``profile``.
     """
 
     name: str = "shell"
     pure: bool = False
     profile: ExecProfile = SHELL_PROFILE
+    allowed: ExecProfile | None = None
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         cmd = args.get("cmd")
         if not isinstance(cmd, str) or not cmd.strip():
             raise UserError("tool 'shell': 'with.cmd' must be a non-empty string", retryable=False)
-        result = await _sandboxed(
-            self.name, ["/bin/sh", "-c", cmd], _effective(self.profile, ctx), ctx
-        )
+        result = await _sandboxed(self.name, ["/bin/sh", "-c", cmd], _effective(self, ctx), ctx)
         return _outcome(self.name, result)
 
 
@@ -183,6 +184,8 @@ class PythonTool:
     name: str = "python"
     pure: bool = False
     profile: ExecProfile = SHELL_PROFILE
+    #: the most a workflow's grant may get (``[tools.python]``); default: ``profile``
+    allowed: ExecProfile | None = None
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
         code = args.get("code")
@@ -201,7 +204,7 @@ class PythonTool:
         except (TypeError, ValueError) as exc:
             raise UserError(f"tool 'python': 'input' is not JSON: {exc}", retryable=False) from exc
         result = await _sandboxed(
-            self.name, [PYTHON, "-I", "-c", code], _effective(self.profile, ctx), ctx, stdin
+            self.name, [PYTHON, "-I", "-c", code], _effective(self, ctx), ctx, stdin
         )
         out = _outcome(self.name, result)
         lines = [line for line in out["stdout"].splitlines() if line.strip()]

@@ -232,18 +232,18 @@ def _regular(tool: str, target: _Target, fd: int) -> os.stat_result:
     return st
 
 
-def _profile(default: ExecProfile, ctx: ToolContext) -> ExecProfile:
-    return effective_profile(default, ctx)
+def _profile(tool: FileRead | FileWrite | FileList, ctx: ToolContext) -> ExecProfile:
+    return effective_profile(tool.profile, ctx, tool.allowed)
 
 
 def _readable(
-    tool: str, own: ExecProfile, args: dict[str, Any], ctx: ToolContext, what: str
+    tool: FileRead | FileList, args: dict[str, Any], ctx: ToolContext, what: str
 ) -> tuple[ExecProfile, _Target]:
     """The effective profile and the checked target of a reading call."""
-    profile = _profile(own, ctx)
-    roots = _roots(tool, profile, ("$WORKSPACE", *profile.read_paths), ctx)
-    target = _locate(tool, args.get("path", "."), roots, ctx, what)
-    _check_readable(tool, target, ctx, what)
+    profile = _profile(tool, ctx)
+    roots = _roots(tool.name, profile, ("$WORKSPACE", *profile.read_paths), ctx)
+    target = _locate(tool.name, args.get("path", "."), roots, ctx, what)
+    _check_readable(tool.name, target, ctx, what)
     return profile, target
 
 
@@ -258,9 +258,11 @@ class FileRead:
     name: str = "file.read"
     pure: bool = False
     profile: ExecProfile = field(default=SHELL_PROFILE)
+    #: the most a workflow's grant may get (``nexus.toml``'s ``[tools."<name>"]``)
+    allowed: ExecProfile | None = None
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        profile, target = _readable(self.name, self.profile, args, ctx, "reading")
+        profile, target = _readable(self, args, ctx, "reading")
         limit = min(int(args.get("max_bytes", profile.max_output_bytes)), profile.max_output_bytes)
         flags = os.O_RDONLY | os.O_NONBLOCK  # a FIFO must not block the call
 
@@ -298,9 +300,11 @@ class FileWrite:
     name: str = "file.write"
     pure: bool = False
     profile: ExecProfile = field(default=SHELL_PROFILE)
+    #: the most a workflow's grant may get (``nexus.toml``'s ``[tools."<name>"]``)
+    allowed: ExecProfile | None = None
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        profile = _profile(self.profile, ctx)
+        profile = _profile(self, ctx)
         text = args.get("text", "")
         if not isinstance(text, str):
             raise UserError(f"tool '{self.name}': 'text' must be a string", retryable=False)
@@ -370,9 +374,11 @@ class FileList:
     name: str = "file.list"
     pure: bool = False
     profile: ExecProfile = field(default=SHELL_PROFILE)
+    #: the most a workflow's grant may get (``nexus.toml``'s ``[tools."<name>"]``)
+    allowed: ExecProfile | None = None
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        _, target = _readable(self.name, self.profile, args, ctx, "listing")
+        _, target = _readable(self, args, ctx, "listing")
         limit = int(args.get("max_entries", 1000))
         flags = os.O_RDONLY | os.O_DIRECTORY
 

@@ -1,7 +1,10 @@
 """``http``: one HTTP request to an allowed host -- deny by default.
 
 The destination must be in the exec profile's ``network`` allow-list as
-``host:port`` (the port defaults to the scheme's). Redirects are never
+``host:port`` (the port defaults to the scheme's). The tool's own profile
+allows none; ``nexus.toml``'s ``[tools.http] network`` lists what a
+workflow's ``profile:`` may grant it (its ``allowed`` profile), and a refusal
+says which of the two is missing. Redirects are never
 followed (a redirect to another host would dodge the allow-list): a redirect
 whose target is not in the allow-list is refused with ``policy_denied``
 naming that host; one to an allowed destination comes back as it is (status
@@ -74,6 +77,8 @@ class HttpTool:
     name: str = "http"
     pure: bool = False
     profile: ExecProfile = field(default_factory=ExecProfile)
+    #: the most a workflow's grant may get (``nexus.toml``'s ``[tools.http]``)
+    allowed: ExecProfile | None = None
     transport: httpx.AsyncBaseTransport | None = None  # tests inject one
 
     def _check_redirect(
@@ -102,8 +107,19 @@ class HttpTool:
                 f"({_listing(profile)}); the redirect was not followed"
             )
 
+    def _how(self, host: str, port: int) -> str:
+        """What would let a refused destination through: a grant, or nexus.toml too."""
+        wanted = f"{host}:{port}"
+        grant = f"profile: {{network: ['{wanted}']}}"
+        if allowed(self.allowed or self.profile, host, port):
+            return f"; nexus.toml allows it: grant it with {grant}"
+        return (
+            f'; allow it in nexus.toml ([tools.{self.name}] network = ["{wanted}"]) '
+            f"and grant it with {grant}"
+        )
+
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
-        profile = effective_profile(self.profile, ctx)
+        profile = effective_profile(self.profile, ctx, self.allowed)
         url = args.get("url")
         if not isinstance(url, str):
             raise UserError("tool 'http': 'url' must be a string", retryable=False)
@@ -114,7 +130,8 @@ class HttpTool:
         if not allowed(profile, host, port):
             count_denial(self.name, "egress")
             raise PolicyDenied(
-                f"tool 'http': {host}:{port} is not in the network allow-list ({_listing(profile)})"
+                f"tool 'http': {host}:{port} is not in the network allow-list "
+                f"({_listing(profile)}){self._how(host, port)}"
             )
         timeout = min(float(args.get("timeout", 30.0)), profile.wall_seconds)
         limit = profile.max_output_bytes

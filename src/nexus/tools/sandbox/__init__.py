@@ -50,7 +50,8 @@ allow-list is *enforced*, fail-closed, at the cost that only proxy-aware
 clients (curl, pip, httpx, requests, urllib, git over https) get out; raw
 sockets to listed hosts do not. Names are resolved by the proxy, on the host.
 
-**The ``rlimits`` fallback** (opt-in, ``profile.sandbox = "rlimits"``; refused
+**The ``rlimits`` fallback** (opt-in, ``profile.sandbox = "rlimits"``: a project
+sets it for a tool in ``nexus.toml``, ``[tools.shell] sandbox = "rlimits"``; refused
 as root, which it could not drop) runs the shim in a new session without
 namespaces: rlimits, seccomp (including the ``AF_INET`` refusal) and the cgroup
 still apply, but the file system and the other processes of the user are *not*
@@ -209,8 +210,11 @@ async def _choose_sandbox(profile: ExecProfile) -> SandboxKind:
         return "rlimits"
     raise SandboxUnavailable(
         f"the process sandbox cannot run: {problem}. Install bubblewrap "
-        "(scripts/system-deps.sh) and allow unprivileged user namespaces, or opt in "
-        "to the weaker fallback with profile sandbox = 'rlimits'",
+        "(scripts/system-deps.sh) and allow unprivileged user namespaces; or, knowing it "
+        "is weaker (rlimits, seccomp and the cgroup only: no file-system or process "
+        "isolation, no network allow-list), opt the tool in to that fallback with "
+        '[tools.shell] sandbox = "rlimits" in nexus.toml (or [tools.python]; see '
+        "docs/sandbox.md)",
         retryable=False,
     )
 
