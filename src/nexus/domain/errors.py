@@ -10,6 +10,7 @@ branched by *who must act* on it, and each class carries its taxonomy ``kind``
     │   ├── TemplateError             validation      a template fails to compile or render
     │   │   └── TemplateLimitError    validation      it asks for more work or memory than allowed
     │   ├── AmbiguousRun              validation      a run-id prefix names more than one run
+    │   ├── SpecError                 validation      a design spec cannot be read (file, line)
     │   ├── NotFoundError             not_found       a run, task or file does not exist
     │   └── StoreUnusable             validation      the database is not a store Nexus can use
     ├── ConflictError                 conflict        another process owns the run, or state forbids
