@@ -117,6 +117,12 @@ COMMANDS: tuple[Entry, ...] = (
         ("nexus export latest -o run.json",),
     ),
     Entry(
+        "spec",
+        "nexus.cli.commands_spec:spec",
+        "Read a design spec: requirements with stable ids, criteria, interfaces, ambiguities.",
+        ("nexus spec SPEC.md", "nexus spec SPEC.md --json"),
+    ),
+    Entry(
         "backup",
         "nexus.cli.commands_store:backup",
         "Copy the store while runs may be writing; verify the copy's audit chain.",
