@@ -42,6 +42,9 @@ if _typing.TYPE_CHECKING:
     from nexus.engine.facade import Engine as Engine
     from nexus.engine.facade import ReplayReport as ReplayReport
     from nexus.engine.facade import RunResult as RunResult
+    from nexus.engine.results import RunCost as RunCost
+    from nexus.engine.results import TaskError as TaskError
+    from nexus.engine.results import TaskResult as TaskResult
     from nexus.planning.builder import AgentRef as AgentRef
     from nexus.planning.builder import McpServerRef as McpServerRef
     from nexus.planning.builder import TaskRef as TaskRef
@@ -84,9 +87,12 @@ _EXPORTS: dict[str, str] = {
     "Profile": "nexus.planning.options",
     "ReplayReport": "nexus.engine.facade",
     "RetryPolicy": "nexus.domain.plan",
+    "RunCost": "nexus.engine.results",
     "RunResult": "nexus.engine.facade",
     "SQLiteStore": "nexus.store.sqlite",
+    "TaskError": "nexus.engine.results",
     "TaskRef": "nexus.planning.builder",
+    "TaskResult": "nexus.engine.results",
     "TaskSpec": "nexus.domain.plan",
     "TemplateError": "nexus.domain.errors",
     "ToolContext": "nexus.tools.base",
@@ -141,9 +147,12 @@ __all__ = [
     "Profile",
     "ReplayReport",
     "RetryPolicy",
+    "RunCost",
     "RunResult",
     "SQLiteStore",
+    "TaskError",
     "TaskRef",
+    "TaskResult",
     "TaskSpec",
     "TemplateError",
     "ToolContext",

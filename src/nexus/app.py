@@ -58,6 +58,7 @@ from nexus.domain.budget import Limits
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan
 from nexus.engine.facade import Engine, RunResult
+from nexus.engine.results import RunCost
 from nexus.engine.toolset import run_tools
 from nexus.gateway.base import ModelProvider, ProviderRegistry
 from nexus.gateway.factory import offline_providers
@@ -366,7 +367,10 @@ class Workflow(WorkflowBuilder):
                 must not be given).
 
         Returns:
-            The :class:`~nexus.engine.facade.RunResult`.
+            The :class:`~nexus.engine.facade.RunResult`: each task's status,
+            output and error (``result.outputs["draft"]``,
+            ``result.task("draft")``) and what the run cost
+            (``result.cost``, a :class:`~nexus.engine.results.RunCost`).
 
         Raises:
             UserError: the configuration is invalid, the workflow is invalid,
@@ -387,7 +391,10 @@ class Workflow(WorkflowBuilder):
                 store, plan=plan, tools=tools, function_agents=self.function_agents()
             ) as engine,
         ):
-            return await engine.start(plan, source=f"python:{self.name}")
+            result = await engine.start(plan, source=f"python:{self.name}")
+            # what `nexus cost` reports, from the log the run just wrote
+            cost = RunCost.of(await store.load(result.run_id), project.config.pricing())
+        return replace(result, cost=cost)
 
     def run_sync(
         self,

@@ -52,6 +52,7 @@ from nexus.engine.continuation import continued_records
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
+from nexus.engine.results import RunCost, TaskResult, task_results
 from nexus.engine.secret_inputs import (
     SecretDigests,
     check_secret_value,
@@ -107,6 +108,13 @@ class RunResult:
     why a run is paused: ``{"kind": "budget"}``, or ``{"kind": "user", "by",
     "reason", "since"}`` when a person paused it (see
     :meth:`~nexus.domain.state.RunState.pause_summary`).
+
+    Each task's outcome is in :attr:`task_results` (:meth:`task`,
+    :attr:`outputs`); ``tasks`` is the short form ``nexus run --json``
+    prints. ``cost`` is what the run cost (the figures of ``nexus cost``),
+    read back from the log by :meth:`nexus.Workflow.run`; an engine's own
+    result leaves it None (:meth:`RunCost.of <nexus.engine.results.RunCost.of>`
+    reads it from ``await store.load(run_id)``).
     """
 
     run_id: str
@@ -114,6 +122,25 @@ class RunResult:
     tasks: dict[str, dict[str, Any]]
     paused_by: tuple[SpentLimit, ...] = ()
     pause: dict[str, str] | None = None
+    task_results: Mapping[str, TaskResult] = field(default_factory=dict)
+    cost: RunCost | None = None
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The output of each task that succeeded, by id (``foreach`` items too)."""
+        return {tid: r.output for tid, r in self.task_results.items() if r.succeeded}
+
+    def task(self, task_id: str) -> TaskResult:
+        """The outcome of task ``task_id``: status, attempts, output, error.
+
+        Raises:
+            KeyError: the run has no such task (the message lists its tasks).
+        """
+        found = self.task_results.get(task_id)
+        if found is None:
+            known = ", ".join(sorted(self.task_results)) or "none"
+            raise KeyError(f"no task {task_id!r} in run {self.run_id}; tasks: {known}")
+        return found
 
     @classmethod
     def of(cls, state: RunState) -> RunResult:
@@ -126,6 +153,7 @@ class RunResult:
             },
             paused_by=tuple(spent_limits(state)) if state.status is RunStatus.PAUSED else (),
             pause=state.pause_summary(),
+            task_results=task_results(state),
         )
 
     def to_dict(self) -> dict[str, Any]:
