@@ -111,6 +111,12 @@ COMMANDS: tuple[Entry, ...] = (
         ("nexus replay latest", "nexus replay 01JD3F --json"),
     ),
     Entry(
+        "logs",
+        "nexus.cli.commands_logs:logs",
+        "Print the structured log a run kept: its steps and what the libraries it used said.",
+        ("nexus logs latest", "nexus logs 01JD3F --level warning --json"),
+    ),
+    Entry(
         "export",
         f"{_QUERY}:export",
         "Export a run as one JSON bundle: record, plan, events, final state, audit.",
@@ -201,6 +207,20 @@ def _options(
             show_default=False,
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="Show log lines of this level and up on stderr: debug, info, warning (default) "
+            "or error. A run's log file ($NEXUS_HOME/logs) keeps info and up, debug with debug.",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show log lines from info up (--log-level info)."),
+    ] = False,
     _version: Annotated[
         bool,
         typer.Option(
@@ -215,6 +235,19 @@ def _options(
     # a value the commands read from the context, not an environment variable
     ctx.obj = CliOptions()
     keep_config(ctx, config)
+    if log_level is not None or verbose:
+        _log_to_stderr(log_level or "info")
+
+
+def _log_to_stderr(level: str) -> None:
+    """Configure the process's logging (only when asked: it loads structlog)."""
+    from nexus.cli.output import fail
+    from nexus.cli.runlog import configure
+
+    try:
+        configure(level)
+    except ValueError as exc:
+        fail(f"--log-level: {exc}")
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from nexus.cli.output import (
     run_async,
 )
 from nexus.cli.progress import Progress
+from nexus.cli.runlog import RunLog
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
@@ -347,11 +348,11 @@ def run(
             project.open_store() as store,
             project.engine(store, plan=compiled, base_dir=base_dir, record=record) as engine,
         ):
-            with _view(shown=shown, stream=stream) as view:
+            with _view(shown=shown, stream=stream) as view, RunLog(project.home) as log:
                 return await engine.start(
                     compiled,
                     source=str(file.resolve()),
-                    observers=[driven, view] if shown else [driven],
+                    observers=[driven, log, view] if shown else [driven, log],
                     force=force,
                     on_delta=view.delta if stream and not as_json else None,
                 )
@@ -405,8 +406,10 @@ def resume(
                 "retry_interrupted": retry_interrupted,
             }
             shown = not (as_json or quiet)
-            with _view(shown=shown, stream=False) as view:
-                return await engine.resume(run_id, observers=[view] if shown else [], **options)
+            with _view(shown=shown, stream=False) as view, RunLog(project.home) as log:
+                return await engine.resume(
+                    run_id, observers=[log, view] if shown else [log], **options
+                )
 
     result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
     _report(result, as_json)
@@ -451,14 +454,14 @@ def _answer(
             project.open_store() as store,
             project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
         ):
-            with _view(shown=not as_json, stream=False) as view:
+            with _view(shown=not as_json, stream=False) as view, RunLog(project.home) as log:
                 return await engine.answer_approval(
                     run_id,
                     task,
                     granted=granted,
                     by=who,
                     reason=reason,
-                    observers=[] if as_json else [view],
+                    observers=[log] if as_json else [log, view],
                     secrets=secrets,
                 )
 
