@@ -8,6 +8,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_engine import (
@@ -17,6 +18,7 @@ from test_engine import (
     dead_pid,
     events_of,
     make_engine,
+    marker_alive,
     plan_of,
     with_store,
 )
@@ -295,7 +297,7 @@ async def _paused_awaiting_approval(store: SQLiteStore, ws: Path) -> str:
     driver = asyncio.create_task(Engine(store).start(_approval_plan(ws)))
     runs: list[str] = []
     while not runs:
-        runs = [r.run_id for r in await store.list_runs(1)]
+        runs = [r.run_id for r in await store.list_runs() if r.name == "approvals"]
         await asyncio.sleep(0.01)
     await _recorded(store, runs[0], E.APPROVAL_REQUESTED)
     assert await Engine(store).pause(runs[0], reason="freeze", by="ops") == "requested"
@@ -363,3 +365,60 @@ def test_status_tells_a_budget_pause_from_a_user_pause(ws: Path, db: Path) -> No
     assert result.pause == {"kind": "budget"}
     state = RunState.fold(state_events(db, result.run_id))
     assert state.pause_summary() == {"kind": "budget"}
+
+
+# -- the emergency stop ----------------------------------------------------------------
+
+
+def _sleeper(ws: Path, marker: str) -> Plan:
+    return plan_of(ws, TaskSpec(id="sleep", tool="shell", args={"cmd": f"sleep {marker}"}))
+
+
+def test_stop_all_cancels_every_live_run_and_records_who_and_why(ws: Path, db: Path) -> None:
+    markers = [f"8641{i}.25" for i in range(2)]
+
+    async def go(store: SQLiteStore) -> tuple[Any, list[str], str, str]:
+        drivers = [asyncio.create_task(make_engine(store).start(_sleeper(ws, m))) for m in markers]
+        await _until(lambda: all(marker_alive(m) for m in markers))
+        live = [r.run_id for r in await store.list_runs()]
+        # a run whose process died, and one a person paused: neither runs anything
+        orphan = await _crash_while_slow_runs(store, ws, _counted([]))
+        await make_engine(store).start(plan_of(ws, TaskSpec(id="a", tool="noop")))  # ended
+        held = await _paused_awaiting_approval(store, ws)
+        report = await make_engine(store).stop_all(reason="runaway agents", by="ops", within=10)
+        for driver in drivers:
+            assert (await asyncio.wait_for(driver, 1)).status == "cancelled"
+        return report, live, orphan, held
+
+    report, live, orphan, held = with_store(db, go)
+    outcomes = {run.run_id: (run.outcome, run.status) for run in report.runs}
+    assert outcomes == {
+        live[0]: ("requested", "cancelled"),
+        live[1]: ("requested", "cancelled"),
+        orphan: ("cancelled", "cancelled"),
+    }
+    assert report.stopped
+    assert [m for m in markers if marker_alive(m)] == [], "no sandboxed process outlives it"
+    for run_id in outcomes:
+        events = state_events(db, run_id)
+        (cancel,) = [e for e in events if e.type is E.CANCEL_REQUESTED]
+        assert cancel.data == {"reason": "emergency stop: runaway agents", "by": "ops"}
+        assert events[-1].type is E.RUN_CANCELLED
+        _replays(db, run_id, [])
+    assert RunState.fold(state_events(db, held)).status == "paused", "a paused run is left"
+
+
+def test_stop_all_with_nothing_live_and_a_default_reason(ws: Path, db: Path) -> None:
+    async def go(store: SQLiteStore) -> tuple[Any, Any]:
+        await make_engine(store).start(plan_of(ws, TaskSpec(id="a", tool="noop")))
+        empty = await make_engine(store).stop_all()
+        orphan = await _crash_while_slow_runs(store, ws, _counted([]))
+        return empty, (orphan, await make_engine(store).stop_all())
+
+    empty, (orphan, report) = with_store(db, go)
+    assert empty.runs == ()
+    assert empty.stopped
+    (cancel,) = [e for e in state_events(db, orphan) if e.type is E.CANCEL_REQUESTED]
+    assert cancel.data["reason"] == "emergency stop"
+    assert cancel.data["by"], "who stopped it defaults to the OS user"
+    assert [(r.run_id, r.outcome) for r in report.runs] == [(orphan, "cancelled")]

@@ -93,6 +93,12 @@ COMMANDS: tuple[Entry, ...] = (
         ("nexus pause latest --reason 'reviewing the plan'",),
     ),
     Entry(
+        "stop",
+        "nexus.cli.commands_control:stop",
+        "Emergency stop: cancel every running run at once and kill their processes.",
+        ("nexus stop --all --reason 'agents are looping'",),
+    ),
+    Entry(
         "approve",
         f"{_RUN}:approve",
         "Approve a task that awaits approval; the run goes on.",

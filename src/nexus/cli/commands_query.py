@@ -84,7 +84,7 @@ def _pause_line(doc: dict[str, Any]) -> str | None:
 
 def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
     """Where a run stands: status, task counts, whether a process drives it."""
-    from nexus.engine.facade import lease_alive  # the engine's whole stack: only here
+    from nexus.engine.leases import lease_alive
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:

@@ -69,6 +69,7 @@ class RunResumedData(TypedDict):
 
 class CancelRequestedData(TypedDict):
     reason: str
+    by: NotRequired[str]
 
 
 class PauseRequestedData(TypedDict):

@@ -528,6 +528,8 @@ class CancelRequested(Payload):
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.CANCEL_REQUESTED,)
 
     reason: str
+    #: who asked, when they are named (``nexus stop --all`` names the user it runs as)
+    by: str | None = None
 
 
 @_view

@@ -81,6 +81,8 @@ class TimerDue:
 @dataclass(frozen=True, slots=True)
 class CancelDue:
     reason: str
+    #: who asked (``nexus stop --all``); None: nobody was named
+    by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +250,8 @@ class RunController:
         if isinstance(message, CancelDue):
             if not state.cancel_requested:
                 cancel = CancelRequested(reason=message.reason)
+                if message.by is not None:
+                    cancel.by = message.by
                 self.step(Draft(EventType.CANCEL_REQUESTED, self._now(), cancel.to_data()))
             return
         if isinstance(message, PauseDue):
@@ -413,7 +417,9 @@ class RunController:
             for command in await self.store.take_commands(self.run_id):
                 payload = command.payload
                 if command.kind == "cancel":
-                    await self.inbox.put(CancelDue(str(payload.get("reason", "cancel"))))
+                    by = payload.get("by")
+                    reason = str(payload.get("reason", "cancel"))
+                    await self.inbox.put(CancelDue(reason, by if isinstance(by, str) else None))
                 elif command.kind == "pause":
                     pause = PauseDue(str(payload.get("by", "")), str(payload.get("reason", "")))
                     await self.inbox.put(pause)

@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 import socket
 import time
@@ -49,9 +48,11 @@ from nexus.domain.payloads import (
 from nexus.domain.plan import AgentSpec, Plan, plan_hash
 from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.continuation import continued_records
+from nexus.engine.control import StopReport, os_user, stop_all, stop_reason
 from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
+from nexus.engine.leases import lease_alive
 from nexus.engine.results import RunCost, TaskResult, task_results
 from nexus.engine.secret_inputs import (
     SecretDigests,
@@ -73,8 +74,6 @@ if TYPE_CHECKING:
     from nexus.gateway.pricing import PricingTable
     from nexus.security.trusted import TrustedPaths
 
-#: A lease whose heartbeat is older than this is stale even if its pid looks alive.
-LEASE_STALE_S = 30.0
 HEARTBEAT_S = 2.0
 
 
@@ -194,27 +193,6 @@ class ReplayReport:
             "complete": self.complete,
             "first_divergence": self.first_divergence,
         }
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
-
-
-def lease_alive(lease: Lease) -> bool:
-    """Whether a lease's holder may still drive its run (judged as ``Engine._acquire`` does)."""
-    if time.time() - lease.heartbeat > LEASE_STALE_S:
-        return False
-    return lease.host != socket.gethostname() or _pid_alive(lease.pid)
 
 
 def _remaining(limits: Limits, spent: Spend) -> Limits:
@@ -390,15 +368,11 @@ class Engine:
 
     async def _acquire(self, run_id: str) -> None:
         current = await self.store.get_lease(run_id)
-        if current is not None and current.owner != self._owner.owner:
-            stale = time.time() - current.heartbeat > LEASE_STALE_S
-            if current.host == self._owner.host:
-                stale = stale or not _pid_alive(current.pid)
-            if not stale:
-                raise ConflictError(
-                    f"run {run_id} is being driven by pid {current.pid} on {current.host}; "
-                    "cancel it or wait for it to finish"
-                )
+        if current is not None and current.owner != self._owner.owner and lease_alive(current):
+            raise ConflictError(
+                f"run {run_id} is being driven by pid {current.pid} on {current.host}; "
+                "cancel it or wait for it to finish"
+            )
         expect = None if current is None else current.owner
         if not await self.store.swap_lease(run_id, self._lease(), expect):
             raise ConflictError(f"run {run_id}: another process took it over just now")
@@ -713,8 +687,12 @@ class Engine:
         )
         return RunResult.of(await self._drive(controller, then))
 
-    async def cancel(self, run_id: str, reason: str = "cancelled by user") -> str:
+    async def cancel(
+        self, run_id: str, reason: str = "cancelled by user", *, by: str | None = None
+    ) -> str:
         """Cancel a run: ask its live controller, or cancel it here if none runs it.
+
+        ``by`` names who asked in ``run.cancel_requested`` (left out when None).
 
         Returns:
             ``"requested"`` (a live controller will stop it), ``"cancelled"``,
@@ -726,11 +704,18 @@ class Engine:
         try:
             await self._acquire(run_id)
         except ConflictError:
-            await self.store.push_command(run_id, "cancel", {"reason": reason})
+            command: dict[str, Any] = {"reason": reason}
+            if by is not None:
+                command["by"] = by
+            await self.store.push_command(run_id, "cancel", command)
             return "requested"
         try:
             state, events = await self.load_state(run_id)
+            if state.status.terminal:  # it ended while the lease was changing hands
+                return "finished"
             cancel = CancelRequested(reason=reason)
+            if by is not None:
+                cancel.by = by
             now = format_time(self.clock.now())
             await self._record_here(
                 state, events, Draft(EventType.CANCEL_REQUESTED, now, cancel.to_data())
@@ -738,6 +723,35 @@ class Engine:
         finally:
             await self._release(run_id)
         return "cancelled"
+
+    async def stop_all(
+        self, *, reason: str = "", by: str | None = None, within: float = 10.0
+    ) -> StopReport:
+        """The emergency stop: cancel every running run of this store at once.
+
+        Each run's process is asked to cancel it (its attempts are cancelled and
+        their sandboxed processes killed); a run no process drives is cancelled
+        here. ``run.cancel_requested`` records ``by`` (default: the user this
+        process runs as) and ``emergency stop: <reason>``. Paused runs are left
+        as they are. Waits up to ``within`` seconds until every run asked has
+        ended and its process has let it go (see :mod:`nexus.engine.control`).
+
+        Returns:
+            Each run asked and where it stands; ``report.stopped`` is true when
+            all have stopped.
+
+        Example:
+            >>> report = await engine.stop_all(reason="agents looping")  # doctest: +SKIP
+            >>> report.stopped  # doctest: +SKIP
+            True
+        """
+        who = by or os_user()
+        why = stop_reason(reason)
+
+        async def cancel(run_id: str) -> str:
+            return await self.cancel(run_id, why, by=who)
+
+        return await stop_all(self.store, cancel, by=who, reason=why, within=within)
 
     async def pause(self, run_id: str, *, reason: str = "", by: str | None = None) -> str:
         """Pause a run: no new attempt starts, the running ones finish, then it is ``paused``.
@@ -1001,14 +1015,6 @@ def _how(spec: AgentSpec) -> str:
         "Engine(store, function_agents=[...]).replay(run_id), or define the function in a "
         "module Python can import, so that the plan records module:function for nexus replay"
     )
-
-
-def os_user() -> str:
-    """The name of the user this process runs as (who a pause or a stop is recorded as)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a uid with no name (a container's)
-        return f"uid {os.getuid()}"
 
 
 def _pause_outcome(state: RunState) -> str | None:
