@@ -6,7 +6,9 @@ The pieces a mission is built from, each usable on its own:
   ``SpecMap`` (requirements with stable ids, acceptance criteria, interfaces,
   constraints, ambiguities);
 * :mod:`nexus.missions.index` -- the repository indexed into SQLite with FTS5
-  (files, symbols, tests, imports) and ranked context within a token budget.
+  (files, symbols, tests, imports) and ranked context within a token budget;
+* :mod:`nexus.missions.evidence` -- the signed evidence bundle of a mission
+  (records per work item, check outputs, a traceability report) and its check.
 
 The package sits between :mod:`nexus.app` and the engine in the layers
 (``docs/architecture.md``): it may drive the engine, planning and the
