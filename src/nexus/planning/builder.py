@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nexus.agents.base import AgentFunction, FunctionAgent
+from nexus.agents.resolver import entrypoint_of
 from nexus.domain.plan import Plan
 from nexus.planning.options import Approval, Backoff, Budget, Input, Profile
 from nexus.planning.workflow import WorkflowContext, compile_workflow
@@ -437,6 +438,13 @@ class WorkflowBuilder:
                 workflow's function tools). This workflow's function agents'
                 ``function:`` models are known to it.
 
+        A function agent defined in a module another process can import is
+        recorded with its ``module:name``
+        (:attr:`~nexus.domain.plan.AgentSpec.entrypoint`), so ``nexus replay``
+        can load it; one defined in a script (``__main__``) or inside a
+        function is recorded without, and only a process handed the agent can
+        replay the run.
+
         Raises:
             WorkflowError: the workflow is invalid (names the task and field).
         """
@@ -447,13 +455,22 @@ class WorkflowBuilder:
             providers = context.providers
             if providers is not None and "function" not in providers:
                 context = replace(context, providers=(*providers, "function"))
-        return compile_workflow(
+        plan = compile_workflow(
             self._doc,
             file=f"<workflow {self.name}>",
             inputs=inputs,
             known_tools=names,
             context=context,
         )
+        found = {name: entrypoint_of(agent) for name, agent in self._functions.items()}
+        entrypoints = {name: ref for name, ref in found.items() if ref is not None}
+        if not entrypoints:
+            return plan
+        agents = {
+            name: replace(spec, entrypoint=entrypoints[name]) if name in entrypoints else spec
+            for name, spec in plan.agents.items()
+        }
+        return replace(plan, agents=agents)
 
 
 def _table(value: Any, kind: type[Any], name: str, where: str) -> dict[str, Any] | None:
