@@ -158,6 +158,18 @@ COMMANDS: tuple[Entry, ...] = (
         },
     ),
     Entry(
+        "evidence",
+        "nexus.cli.commands_evidence:evidence_app",
+        "Check the signed evidence bundles of code missions.",
+        ("nexus evidence verify evidence/", "nexus evidence verify evidence/ --key audit.pub"),
+        subcommands={
+            "verify": (
+                "nexus evidence verify evidence/",
+                "nexus evidence verify evidence/ --key audit.pub --json",
+            ),
+        },
+    ),
+    Entry(
         "tools",
         "nexus.cli.commands_tools:tools_app",
         "List tools; approve or revoke MCP tool pins.",
