@@ -9,20 +9,24 @@ input that caused it -- which is why replay reproduces it byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
 from nexus.domain.errors import ErrorKind, IntegrityError, NexusError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
-from nexus.domain.payload_data import AttemptFinishedData, EffectRecordData
+from nexus.domain.payload_data import (
+    ApprovalAnsweredData,
+    ApprovalTimedOutData,
+    AttemptFinishedData,
+    EffectRecordData,
+    RunResumedData,
+)
 from nexus.domain.payloads import (
     ABSENT,
-    ApprovalAnswered,
     ApprovalEscalated,
     ApprovalRequested,
-    ApprovalTimedOut,
     AttemptInterrupted,
     AttemptStarted,
     BudgetCrossed,
@@ -39,9 +43,9 @@ from nexus.domain.payloads import (
     TaskPaused,
     TaskSucceeded,
 )
-from nexus.domain.plan import AgentSpec, TaskSpec
+from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
-from nexus.engine.conditions import describe, evaluate, truthy
+from nexus.engine.conditions import describe, evaluate, pick_case, truthy
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
@@ -105,6 +109,16 @@ def _has_template(value: Any) -> bool:
     return False
 
 
+def switch_targets(tasks: Iterable[TaskSpec]) -> dict[str, tuple[str, ...]]:
+    """Each task a ``switch`` may route to, with the switches that list it in a case."""
+    found: dict[str, list[str]] = {}
+    for spec in tasks:
+        for targets in (spec.cases or {}).values():
+            for target in targets:
+                found.setdefault(target, []).append(spec.id)
+    return {target: tuple(switches) for target, switches in found.items()}
+
+
 def interrupts_of(task: TaskState) -> int:
     """How many times in a row ``task``'s attempts were interrupted (kept on its error record)."""
     return ErrorRecord.of(task.error).interrupt_count if task.error else 0
@@ -126,6 +140,8 @@ class Decider:
         #: controller then records ``run.continued`` once it has had a turn
         self.deferred = False
         self._limit_failures = 0
+        #: the tasks some ``switch`` routes to -> those switches (see :meth:`_not_picked`)
+        self._routed = switch_targets(state.plan.tasks.values())
 
     def _emit(self, type_: EventType, at: str, payload: Payload) -> None:
         """Emit a decision whose data is ``payload``."""
@@ -154,19 +170,9 @@ class Decider:
         at = trigger.at
         self.deferred = False
         self._limit_failures = 0
-        if kind is EventType.EFFECT_RECORDED:
-            # inputs are read as stored (the fold checked them): no view unless needed
-            effect = cast(EffectRecordData, trigger.data)
-            if state.has_budgets or effect.get("tenant_budget") is not None:
-                self._spent(state.payload(trigger, EffectRecord), at)
-        elif kind is EventType.ATTEMPT_FINISHED:
-            self._attempt_finished(trigger)
-        elif kind is EventType.RUN_RESUMED:
-            self._interrupted(at)
-        elif kind is EventType.APPROVAL_REJECTED:
-            self._rejected(trigger)
-        elif kind is EventType.APPROVAL_TIMED_OUT:
-            self._approval_timed_out(trigger)
+        reaction = _REACTIONS.get(kind)
+        if reaction is not None:
+            reaction(self, trigger, trigger.data)
         if state.cancel_requested:
             self._cancel_all(at, "cancelled by request")
         else:
@@ -185,9 +191,13 @@ class Decider:
         ):
             self._pause_run(at)
 
-    # -- reactions ----------------------------------------------------------
-    def _attempt_finished(self, event: Event) -> None:
-        finished = cast(AttemptFinishedData, event.data)  # as stored: the fold checked it
+    # -- reactions: each reads its input as stored (the fold has checked it) ----
+    def _effect_recorded(self, event: Event, effect: EffectRecordData) -> None:
+        state = self.state
+        if state.has_budgets or effect.get("tenant_budget") is not None:
+            self._spent(state.payload(event, EffectRecord), event.at)
+
+    def _attempt_finished(self, event: Event, finished: AttemptFinishedData) -> None:
         task = self.state.tasks[finished["task"]]
         recorded = finished.get("error")
         if recorded is None:
@@ -204,11 +214,13 @@ class Decider:
         else:
             self._fail(task, event.at, recorded)
 
-    def _rejected(self, event: Event) -> None:
-        answer = ApprovalAnswered.of(event.data)
-        task = self.state.tasks[answer.task]
-        who = answer.by or "someone"
-        why = answer.reason or "no reason given"
+    def _resumed(self, event: Event, resumed: RunResumedData) -> None:
+        self._interrupted(event.at)
+
+    def _rejected(self, event: Event, answer: ApprovalAnsweredData) -> None:
+        task = self.state.tasks[answer["task"]]
+        who = answer["by"] or "someone"
+        why = answer["reason"] or "no reason given"
         error = ErrorRecord(
             kind=str(ErrorKind.POLICY_DENIED),
             message=f"approval rejected by {who}: {why}",
@@ -216,8 +228,8 @@ class Decider:
         )
         self._fail(task, event.at, error.to_data())
 
-    def _approval_timed_out(self, event: Event) -> None:
-        task = self.state.tasks[ApprovalTimedOut.of(event.data).task]
+    def _approval_timed_out(self, event: Event, timed_out: ApprovalTimedOutData) -> None:
+        task = self.state.tasks[timed_out["task"]]
         policy = task.spec.approval
         if policy is not None and policy.on_timeout == "escalate":
             reason = f"no answer within {policy.timeout} s: escalated, still waiting"
@@ -262,6 +274,34 @@ class Decider:
         self._emit(EventType.TASK_FAILED, at, failed)
         if self.state.plan.fail_fast:
             self._cancel_all(at, f"fail-fast: task '{task.id}' failed")
+        else:
+            self._failure_threshold(at)
+
+    def _failure_threshold(self, at: str) -> None:
+        """End a run that goes badly: past the plan's ``max_failures`` failed tasks, or
+        its ``max_failure_rate`` of ended ones, what is left is cancelled, the reason
+        naming the threshold (the run then ends ``failed``)."""
+        state = self.state
+        plan = state.plan
+        if plan.max_failures is None and plan.max_failure_rate is None:
+            return
+        failed = state.failed_tasks
+        ended = failed + state.succeeded_tasks
+        reason = None
+        if plan.max_failures is not None and failed >= plan.max_failures:
+            tasks = "task" if failed == 1 else "tasks"
+            reason = f"max_failures: {failed} {tasks} failed (limit {plan.max_failures})"
+        elif (
+            plan.max_failure_rate is not None
+            and ended >= FAILURE_RATE_MIN_ENDED
+            and failed >= plan.max_failure_rate * ended
+        ):
+            reason = (
+                f"max_failure_rate: {failed} of {ended} ended tasks failed "
+                f"({failed / ended:.0%}, limit {plan.max_failure_rate:.0%})"
+            )
+        if reason is not None:
+            self._cancel_all(at, reason)
 
     def _interrupted(self, at: str) -> None:
         for task in self.state.tasks_in(TaskStatus.RUNNING):
@@ -453,10 +493,15 @@ class Decider:
                 reason = f"dependency did not succeed: {', '.join(failed)}"
                 self._emit(EventType.TASK_SKIPPED, at, TaskEndedUnrun(task=task.id, reason=reason))
                 continue
+            if task.id in self._routed and task.parent is None and self._not_picked(task, at):
+                continue
             if task.spec.when is not None and task.parent is None and self._ruled_out(task, at):
                 continue
             if task.spec.approval is not None and task.parent is None and not task.approved:
                 self._request_approval(task, at)
+                continue
+            if task.spec.switch is not None:
+                self._route(task, at)
                 continue
             if task.spec.foreach is not None and task.parent is None:
                 self._expand(task, at)
@@ -491,6 +536,64 @@ class Decider:
         )
         self._emit(EventType.TASK_SKIPPED, at, skipped)
         return True
+
+    # -- switch: routing ------------------------------------------------------
+    def _route(self, task: TaskState, at: str) -> None:
+        """A ``switch`` task picks its case from its value and succeeds (no attempt);
+        no case and no ``default`` for the value fails it."""
+        spec = task.spec
+        source, cases = spec.switch, spec.cases or {}
+        assert source is not None
+        try:
+            value = evaluate(
+                source,
+                template_context(self.state, task),
+                where=f"task '{task.id}', field 'switch'",
+            )
+            value = to_json(value, f"the switch of task '{task.id}'")
+        except NexusError as exc:
+            self._render_failed(task, at, exc)
+            return
+        case = pick_case(value, cases)
+        if case is None:
+            error = ErrorRecord(
+                kind=str(ErrorKind.VALIDATION),
+                message=(
+                    f"switch: {source} gave {describe(value)}, which no case names "
+                    f"(cases: {', '.join(sorted(cases)) or 'none'}) and there is no default"
+                ),
+                retryable=False,
+            )
+            self._fail(task, at, error.to_data())
+            return
+        routed = TaskSucceeded(task=task.id, case=case, value=value)
+        self._emit(EventType.TASK_SUCCEEDED, at, routed)
+
+    def _not_picked(self, task: TaskState, at: str) -> bool:
+        """Skip ``task`` when a switch it needs picked a case that does not run it."""
+        state = self.state
+        for sid in self._routed[task.id]:
+            switch = state.tasks[sid]
+            cases = switch.spec.cases or {}
+            picked = switch.output["case"]  # it succeeded: ``task`` needs it
+            chosen = cases.get(picked, ())
+            if task.id in chosen:
+                continue
+            value = switch.output["value"]
+            runs = ", ".join(chosen) or "nothing"
+            skipped = TaskEndedUnrun(
+                task=task.id,
+                reason=(
+                    f"not picked by switch '{sid}': {switch.spec.switch} gave "
+                    f"{describe(value)}, case '{picked}' runs {runs}"
+                ),
+                value=value,
+                switch=sid,
+                case=picked,
+            )
+            self._emit(EventType.TASK_SKIPPED, at, skipped)
+            return True
+        return False
 
     def _expand(self, task: TaskState, at: str) -> None:
         foreach = task.spec.foreach
@@ -632,6 +735,16 @@ class Decider:
 
 
 _APPROVAL_ANSWERS = frozenset({EventType.APPROVAL_GRANTED, EventType.APPROVAL_REJECTED})
+
+#: What the decider does first on these inputs, before it schedules; each
+#: reaction reads the payload as stored, typed by its model's stored form.
+_REACTIONS: dict[EventType, Callable[[Decider, Event, Any], None]] = {
+    EventType.EFFECT_RECORDED: Decider._effect_recorded,
+    EventType.ATTEMPT_FINISHED: Decider._attempt_finished,
+    EventType.RUN_RESUMED: Decider._resumed,
+    EventType.APPROVAL_REJECTED: Decider._rejected,
+    EventType.APPROVAL_TIMED_OUT: Decider._approval_timed_out,
+}
 
 #: A run with a task in one of these ends ``failed`` (skipped tasks alone do not fail it).
 _UNSUCCESSFUL = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
