@@ -27,6 +27,18 @@ _QUERY = "nexus.cli.commands_query"
 
 COMMANDS: tuple[Entry, ...] = (
     Entry(
+        "init",
+        "nexus.cli.commands_init:init",
+        "Start a project: nexus.toml, a workflow to run, .nexus/ in .gitignore.",
+        ("nexus init", "nexus init my-agent --template agent", "nexus init --list"),
+    ),
+    Entry(
+        "new",
+        "nexus.cli.commands_init:new",
+        "Write one file: a workflow, an agent (NAME.yaml) or a WASM tool (tools/NAME.wat).",
+        ("nexus new workflow nightly", "nexus new tool slugify"),
+    ),
+    Entry(
         "validate",
         f"{_RUN}:validate",
         "Check a workflow file; say what is wrong and where.",
