@@ -141,6 +141,7 @@ def flip(path: Path, old: bytes, new: bytes) -> None:
         ("report.md", b"| unmet |", b"| met |"),
         ("report.html", b"unmet</span>", b"met</span>"),
         ("evidence.json", b'"status": "unmet"', b'"status": "met"'),
+        ("evidence.json", b'"cost_usd": "0.004"', b'"cost_usd": "0.000"'),
     ],
 )
 def test_a_changed_file_is_named(bundle: Path, name: str, old: bytes, new: bytes) -> None:
