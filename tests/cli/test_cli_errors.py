@@ -130,6 +130,12 @@ def test_unknown_run_id_as_json(recorded: Recorded) -> None:
     assert out.json() == {"error": {"message": "no run with id NOPE", "exit_code": 4}}
 
 
+def test_an_error_message_is_printed_as_written(recorded: Recorded) -> None:
+    # Rich would turn ':x:' into an emoji and '[bold]' into markup: a message is text
+    out = nexus(recorded.home, "status", "opnai:x:[bold]y")
+    assert_clear_error(out, EXIT_NOT_FOUND, "no run with id opnai:x:[bold]y")
+
+
 def test_unknown_task(recorded: Recorded) -> None:
     out = nexus(recorded.home, "inspect", recorded.run_id, "--task", "zzz")
     assert_clear_error(out, EXIT_NOT_FOUND, recorded.run_id, "no task 'zzz'", "hello")

@@ -24,8 +24,8 @@ from nexus.domain.errors import (
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)  # ":x:" in a model name is text
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 #: Exit codes: 0 ok; 1 the run failed or the check does not hold; 2 bad input;
 #: 3 conflict (another process owns the run); 4 not found; 5 the run paused
