@@ -310,6 +310,8 @@ description: inputs of every kind, and a workspace
 workspace: out
 fail_fast: false
 max_parallel: 4
+max_failures: 2
+max_failure_rate: 0.5
 inputs:
   user: admin
   password: hunter2hunter2
@@ -336,6 +338,8 @@ def _secrets_and_workspace(folder: Path) -> Workflow:
         workspace=folder / "out",
         fail_fast=False,
         max_parallel=4,
+        max_failures=2,
+        max_failure_rate=0.5,
         inputs={
             "user": "admin",
             "password": "hunter2hunter2",

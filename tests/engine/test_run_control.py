@@ -422,3 +422,120 @@ def test_stop_all_with_nothing_live_and_a_default_reason(ws: Path, db: Path) -> 
     assert cancel.data["reason"] == "emergency stop"
     assert cancel.data["by"], "who stopped it defaults to the OS user"
     assert [(r.run_id, r.outcome) for r in report.runs] == [(orphan, "cancelled")]
+
+
+# -- the run's failure threshold -----------------------------------------------------------
+
+
+def _flip_plan(ws: Path, count: int, **limits: Any) -> Plan:
+    """``count`` independent tasks, one at a time; task ``tNN`` fails when ``fails(NN)``."""
+    tasks = [TaskSpec(id=f"t{i:02d}", tool="flip", args={"n": i}) for i in range(count)]
+    return plan_of(ws, *tasks, max_parallel=1, fail_fast=False, **limits)
+
+
+def _flip(ran: list[int], fails: Any) -> FunctionTool:
+    def flip(n: int) -> int:
+        ran.append(n)
+        if fails(n):
+            raise ToolFailed(f"task {n} fails")
+        return n
+
+    return FunctionTool("flip", flip)
+
+
+def test_max_failures_ends_a_run_that_goes_badly(ws: Path, db: Path) -> None:
+    ran: list[int] = []
+    tool = _flip(ran, lambda n: n in (1, 3, 4))
+    plan = _flip_plan(ws, 8, max_failures=2)
+
+    result = with_store(db, lambda s: make_engine(s, [tool]).start(plan))
+    assert result.status == "failed"
+    assert ran == [0, 1, 2, 3], "the second failure stops it: no further task starts"
+    statuses = {tid: t["status"] for tid, t in result.tasks.items()}
+    assert statuses == {
+        "t00": "succeeded",
+        "t01": "failed",
+        "t02": "succeeded",
+        "t03": "failed",
+        **{f"t{i:02d}": "skipped" for i in range(4, 8)},
+    }
+    events = state_events(db, result.run_id)
+    reasons = {e.data["reason"] for e in events if e.type is E.TASK_SKIPPED}
+    assert reasons == {"max_failures: 2 tasks failed (limit 2)"}
+    assert events[-1].type is E.RUN_FAILED
+    _replays(db, result.run_id, [])
+
+
+def test_max_failures_cancels_the_running_and_waiting_tasks(ws: Path, db: Path) -> None:
+    plan = plan_of(
+        ws,
+        TaskSpec(
+            id="bad",
+            tool="shell",
+            args={"cmd": "until test -f slow.log; do sleep 0.02; done; exit 3"},
+        ),
+        TaskSpec(id="slow", tool="shell", args={"cmd": "echo run > slow.log; sleep 86471.5"}),
+        TaskSpec(id="later", tool="noop", needs=("slow",)),
+        fail_fast=False,
+        max_failures=1,
+    )
+    result = with_store(db, lambda s: asyncio.wait_for(make_engine(s).start(plan), RUN_TIMEOUT))
+    assert result.status == "failed"
+    assert {tid: t["status"] for tid, t in result.tasks.items()} == {
+        "bad": "failed",
+        "slow": "cancelled",
+        "later": "skipped",
+    }
+    assert marker_alive("86471.5") == []
+    cancelled = [e for e in state_events(db, result.run_id) if e.type is E.TASK_CANCELLED]
+    assert [e.data["reason"] for e in cancelled] == ["max_failures: 1 task failed (limit 1)"]
+
+
+def test_max_failure_rate_is_judged_once_ten_tasks_have_ended(ws: Path, db: Path) -> None:
+    ran: list[int] = []
+    tool = _flip(ran, lambda n: n % 2 == 0)  # t00 fails first: 1 of 1, not judged yet
+    plan = _flip_plan(ws, 30, max_failure_rate=0.5)
+
+    result = with_store(db, lambda s: make_engine(s, [tool]).start(plan))
+    assert result.status == "failed"
+    # after t09, 5 of 10 failed: no failure to judge on; t10's makes it 6 of 11
+    assert ran == list(range(11))
+    events = state_events(db, result.run_id)
+    skipped = [e for e in events if e.type is E.TASK_SKIPPED]
+    assert len(skipped) == 19
+    assert {e.data["reason"] for e in skipped} == {
+        "max_failure_rate: 6 of 11 ended tasks failed (55%, limit 50%)"
+    }
+    _replays(db, result.run_id, [])
+
+
+def test_a_run_under_its_thresholds_runs_to_the_end(ws: Path, db: Path) -> None:
+    ran: list[int] = []
+    tool = _flip(ran, lambda n: n in (2, 7))
+    plan = _flip_plan(ws, 12, max_failures=3, max_failure_rate=0.25)
+
+    result = with_store(db, lambda s: make_engine(s, [tool]).start(plan))
+    assert result.status == "failed"  # two tasks failed; the rest ran
+    assert ran == list(range(12))
+    events = state_events(db, result.run_id)
+    assert not [e for e in events if e.type in (E.TASK_SKIPPED, E.TASK_CANCELLED)]
+
+
+def test_foreach_items_count_and_their_parent_does_not(ws: Path, db: Path) -> None:
+    ran: list[int] = []
+    tool = _flip(ran, lambda n: n >= 1)
+    plan = plan_of(
+        ws,
+        TaskSpec(id="each", tool="flip", foreach=[0, 1, 2, 3, 4], args={"n": "{{ item }}"}),
+        TaskSpec(id="after", tool="noop", needs=("each",)),
+        max_parallel=1,
+        fail_fast=False,
+        max_failures=3,
+    )
+    result = with_store(db, lambda s: make_engine(s, [tool]).start(plan))
+    assert ran == [0, 1, 2, 3], "items 1, 2 and 3 failed: the third failure stops the run"
+    assert result.tasks["each[4]"]["status"] == "skipped"
+    assert result.tasks["each"]["status"] == "failed"
+    assert result.tasks["after"]["status"] == "skipped"
+    state = RunState.fold(state_events(db, result.run_id))
+    assert (state.failed_tasks, state.succeeded_tasks) == (3, 1)

@@ -220,6 +220,11 @@ class TaskSpec:
         }
 
 
+#: A run's ``max_failure_rate`` is judged once at least this many of its tasks have
+#: ended (succeeded or failed): one failure out of one is no rate.
+FAILURE_RATE_MIN_ENDED: Final = 10
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A compiled, validated mission plan."""
@@ -239,6 +244,12 @@ class Plan:
     #: secret input name -> the environment variable that may give its value
     #: (or None); their values in ``inputs`` are never recorded
     secret_inputs: dict[str, str | None] = field(default_factory=dict)
+    #: end the run once this many tasks have failed (``foreach`` items count, their
+    #: parent does not): what is left is cancelled (see ``docs/workflows.md``)
+    max_failures: int | None = None
+    #: end the run once this share of its ended tasks (succeeded or failed) has
+    #: failed, judged from :data:`FAILURE_RATE_MIN_ENDED` ended tasks on
+    max_failure_rate: float | None = None
 
     def __repr__(self) -> str:  # inputs left out: they may hold secrets
         return f"Plan(name={self.name!r}, tasks={len(self.tasks)})"
@@ -262,6 +273,13 @@ class Plan:
             **({"mcp_servers": self.mcp_servers} if self.mcp_servers else {}),
             **({"budget": self.budget} if self.budget is not None else {}),
             **({"secret_inputs": dict(self.secret_inputs)} if self.secret_inputs else {}),
+            # omitted when unset, so plans without a failure threshold keep their hashes
+            **({"max_failures": self.max_failures} if self.max_failures is not None else {}),
+            **(
+                {"max_failure_rate": num(self.max_failure_rate)}
+                if self.max_failure_rate is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -302,6 +320,8 @@ class Plan:
             mcp_servers=data.get("mcp_servers", {}),
             budget=data.get("budget"),
             secret_inputs=dict(data.get("secret_inputs") or {}),
+            max_failures=data.get("max_failures"),
+            max_failure_rate=data.get("max_failure_rate"),
         )
 
 

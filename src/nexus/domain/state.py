@@ -207,6 +207,10 @@ class RunState:
     #: :meth:`_script_start`), by task id
     script_positions: dict[str, int] = field(default_factory=dict)
     paused: int = 0
+    #: tasks that failed, and that succeeded (``foreach`` items count, their parent
+    #: does not): what a plan's ``max_failures`` / ``max_failure_rate`` is judged on
+    failed_tasks: int = 0
+    succeeded_tasks: int = 0
     #: a person's request to pause the run (who, why, when), until ``run.resumed``
     hold: dict[str, str] | None = None
     #: money and tokens spent, by scope id (``run:``, ``agent:<name>``, ``task:<id>``)
@@ -444,6 +448,11 @@ class RunState:
         if to in _TASK_TERMINAL:
             task.ended_at = at
             self.open_tasks -= 1
+            if status is not _EXPANDED:  # a foreach parent ends with its items: not again
+                if to is _FAILED:
+                    self.failed_tasks += 1
+                elif to is _SUCCEEDED:
+                    self.succeeded_tasks += 1
             if task.parent is None:
                 self._finished_at[task.id] = len(self._finished)
                 self._finished.append(task.id)

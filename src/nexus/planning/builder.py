@@ -98,6 +98,10 @@ class WorkflowBuilder:
         workspace: working directory for tool tasks (default: the current one).
         fail_fast: stop the run at the first failed task.
         max_parallel: attempts running at once.
+        max_failures: with ``fail_fast=False``, end the run once this many tasks
+            have failed (what is left is cancelled).
+        max_failure_rate: with ``fail_fast=False``, end the run once this share
+            (0 to 1) of its ended tasks has failed, judged from 10 ended tasks on.
         retries: default retries per task.
         timeout: default timeout per attempt, in seconds.
         backoff: default wait between a task's attempts.
@@ -117,6 +121,8 @@ class WorkflowBuilder:
         workspace: str | Path | None = None,
         fail_fast: bool = True,
         max_parallel: int = 16,
+        max_failures: int | None = None,
+        max_failure_rate: float | None = None,
         retries: int = 0,
         timeout: float | None = None,
         backoff: Backoff | None = None,
@@ -140,6 +146,10 @@ class WorkflowBuilder:
             self._doc["description"] = description
         if workspace is not None:
             self._doc["workspace"] = str(Path(workspace).resolve())
+        if max_failures is not None:
+            self._doc["max_failures"] = max_failures
+        if max_failure_rate is not None:
+            self._doc["max_failure_rate"] = max_failure_rate
         if budget is not None:
             self._doc["budget"] = _table(budget, Budget, "budget", f"Workflow({name!r})")
         self._tools: dict[str, FunctionTool] = {}

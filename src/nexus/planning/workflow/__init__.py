@@ -11,6 +11,8 @@ A workflow file is a mapping::
     workspace: out                  # relative to the file's directory, or absolute
     fail_fast: true                 # false = keep running independent tasks after a failure
     max_parallel: 16                # >= 1
+    max_failures: 5                 # with fail_fast: false, end the run at the 5th failure
+    max_failure_rate: 0.5           # ... or at half of its ended tasks failed (from 10 on)
     agents:
       writer:
         role: writer

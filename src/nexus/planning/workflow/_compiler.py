@@ -128,6 +128,7 @@ class _Compiler:
             servers = mcp_servers(wf.mcp_servers, report)
         with report.step():
             budget = budget_limits(wf.budget, "budget", report)
+        _check_thresholds(wf, report)
         if report.problems:
             return None
         return Plan(
@@ -138,6 +139,8 @@ class _Compiler:
             workspace=workspace,
             fail_fast=wf.fail_fast,
             max_parallel=wf.max_parallel,
+            max_failures=wf.max_failures,
+            max_failure_rate=wf.max_failure_rate,
             version=wf.version,
             mcp_servers=servers or {},
             budget=budget,
@@ -189,3 +192,17 @@ def _workspace(workspace: str | None, base_dir: Path | None, report: Reporter) -
         shown = "" if os.path.normpath(path) == real else f" ({path} resolves to {real})"
         report.error(f"workspace {written}{shown} may not be used: {problem}", field="workspace")
     return real
+
+
+def _check_thresholds(wf: _Workflow, report: Reporter) -> None:
+    """A failure threshold needs ``fail_fast: false``: with it, the first failure ends the run."""
+    if not wf.fail_fast:
+        return
+    default = "" if "fail_fast" in wf.model_fields_set else " (the default)"
+    for key in ("max_failures", "max_failure_rate"):
+        if getattr(wf, key) is not None:
+            report.add(
+                f"{key} has no effect while fail_fast is true{default}: the first failed "
+                "task already stops the run; set fail_fast: false",
+                field=key,
+            )

@@ -147,6 +147,8 @@ class _Workflow(_Model):
     workspace: _NonEmpty | None = None
     fail_fast: bool = True
     max_parallel: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] = 16
+    max_failures: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
+    max_failure_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     agents: dict[str, _Agent] = Field(default_factory=dict)
     defaults: _Defaults = Field(default_factory=_Defaults)
     mcp_servers: dict[str, Any] | None = None
