@@ -379,6 +379,41 @@ def _conditions(_: Path) -> Workflow:
     return wf
 
 
+def _switch(_: Path) -> Workflow:
+    wf = Workflow("switch", inputs={"kind": "bug"})
+    wf.agent(
+        "classifier",
+        role="classifier",
+        model="scripted:classifier",
+        capabilities=["classify"],
+        scripted=['{"kind": "{{ inputs.kind }}"}'],
+    )
+    classify = wf.task(
+        "classify",
+        capability="classify",
+        prompt=(
+            "Is this report a bug, a feature request or a question? "
+            "The report says: {{ inputs.kind }}"
+        ),
+        output_schema={
+            "type": "object",
+            "properties": {"kind": {"type": "string", "enum": ["bug", "feature", "question"]}},
+            "required": ["kind"],
+        },
+    )
+    route = wf.task(
+        "route",
+        needs=[classify],
+        switch="{{ tasks.classify.output.data.kind }}",
+        cases={"bug": ["fix"], "feature": ["design"], "question": ["triage"]},
+    )
+    wf.task("fix", needs=[route], tool="shell", args={"cmd": "echo fixing the bug"})
+    wf.task("design", needs=[route], tool="shell", args={"cmd": "echo designing the feature"})
+    wf.task("triage", needs=[route], tool="shell", args={"cmd": "echo answering the question"})
+    wf.task("close", needs=[route], tool="noop", args={"picked": "{{ tasks.route.output.case }}"})
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -386,6 +421,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     ),
     "review example": (ROOT / "examples" / "review" / "workflow.yaml", _review),
     "conditions example": (ROOT / "examples" / "conditions" / "workflow.yaml", _conditions),
+    "switch example": (ROOT / "examples" / "switch" / "workflow.yaml", _switch),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

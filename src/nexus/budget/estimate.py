@@ -175,6 +175,22 @@ def _instances(task: TaskSpec) -> tuple[int, str | None]:
     return 1, f"foreach {task.foreach!r} is not a list: counted as 1 instance"
 
 
+def _nothing_run(task: TaskSpec) -> TaskEstimate:
+    """A ``switch`` task: it picks a case and runs nothing."""
+    return TaskEstimate(
+        task=task.id,
+        agent=None,
+        model=None,
+        instances=1,
+        calls=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        usd=Decimal(0),
+        exact=True,
+        notes=("a switch: picks a case, runs nothing (every case's tasks are counted)",),
+    )
+
+
 def _agent_task(
     task: TaskSpec,
     agent: AgentSpec,
@@ -246,7 +262,7 @@ def _agent_task(
 def _guessed(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> bool:
     """True when a template makes the task's instance count or prompt length unknown."""
     texts = [task.foreach if isinstance(task.foreach, str) else "", task.prompt or ""]
-    if not task.is_tool:
+    if not task.is_tool and not task.is_switch:
         texts.append(_resolve(task, agents).instructions)
     return any(is_template(t) for t in texts)
 
@@ -287,6 +303,9 @@ def estimate_plan(
         task = plan.tasks[tid]
         instances, guess = _instances(task)
         notes = [guess] if guess else []
+        if task.is_switch:
+            per_task[tid] = _nothing_run(task)
+            continue
         if task.is_tool:
             per_task[tid] = TaskEstimate(
                 task=tid,

@@ -260,7 +260,12 @@ def plan(
         on_path = set(path)
         for tid in order[:200]:
             spec = compiled.tasks[tid]
-            kind = f"tool:{spec.tool}" if spec.tool else f"agent:{spec.agent or spec.capability}"
+            if spec.switch is not None:
+                kind = "switch"
+            elif spec.tool:
+                kind = f"tool:{spec.tool}"
+            else:
+                kind = f"agent:{spec.agent or spec.capability}"
             if spec.foreach is not None:
                 kind += " (foreach)"
             table.add_row(tid, kind, ", ".join(sorted(spec.needs)), "*" if tid in on_path else "")

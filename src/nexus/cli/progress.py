@@ -256,7 +256,12 @@ class Progress:
         if recorded is not None:
             error = ErrorRecord.of(recorded)
             detail = f"  [dim]{escape(error.kind)}: {escape(error.message)}[/]"
-        tries = f"{len(ts.children)} items" if ts.children else f"attempt {ts.attempts}"
+        if ts.children:
+            tries = f"{len(ts.children)} items"
+        elif ts.spec.switch is not None and isinstance(ts.output, dict):
+            tries = f"case {ts.output['case']}"  # a switch runs no attempt: what it picked
+        else:
+            tries = f"attempt {ts.attempts}"
         self._say(f"  [{style}]{status:<10}[/] {escape(task)}  [dim]{tries}[/]{detail}")
 
     def _say(self, markup: str) -> None:

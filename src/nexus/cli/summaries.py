@@ -117,6 +117,13 @@ def _attempt_finished(p: AttemptFinished) -> str:
     return f"{p.task} attempt {p.attempt} {outcome}"
 
 
+def _task_succeeded(p: TaskSucceeded) -> str:
+    head = p.task if p.attempt is None else f"{p.task} attempt {p.attempt}"
+    if p.case is not None:  # a switch: what it picked, and why
+        return f"{head}: case {p.case} ({json.dumps(p.value, ensure_ascii=False)})"
+    return head
+
+
 def _approval_answered(p: ApprovalAnswered) -> str:
     by = f" by {p.by}" if p.by else ""
     return f"{p.task}{by}" + (f": {p.reason}" if p.reason else "")
@@ -167,7 +174,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,
-    TaskSucceeded: lambda p: p.task if p.attempt is None else f"{p.task} attempt {p.attempt}",
+    TaskSucceeded: _task_succeeded,
     TaskFailed: lambda p: f"{p.task} after {_count(p.attempts, 'attempt')}: {_error(p.error)}",
     TaskEndedUnrun: lambda p: f"{p.task}: {p.reason}",
     RunEnded: _run_ended,

@@ -170,6 +170,8 @@ class RetryScheduledData(TypedDict):
 class TaskSucceededData(TypedDict):
     task: str
     attempt: NotRequired[int]
+    case: NotRequired[str]
+    value: NotRequired[Any]
 
 
 class TaskFailedData(TypedDict):
@@ -183,6 +185,8 @@ class TaskEndedUnrunData(TypedDict):
     reason: str
     condition: NotRequired[str]
     value: NotRequired[Any]
+    switch: NotRequired[str]
+    case: NotRequired[str]
 
 
 class RunEndedData(TypedDict):

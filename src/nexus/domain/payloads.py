@@ -720,13 +720,18 @@ class RetryScheduled(Payload):
 
 @_view
 class TaskSucceeded(Payload):
-    """A task succeeded (a ``foreach`` parent: when all its items did)."""
+    """A task succeeded (a ``foreach`` parent: when all its items did; a ``switch``
+    task: when it picked its case)."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.TASK_SUCCEEDED,)
 
     task: str
-    #: the attempt that succeeded (absent for a ``foreach`` parent)
+    #: the attempt that succeeded (absent for a ``foreach`` parent and a ``switch`` task)
     attempt: int | None = None
+    #: a ``switch`` task: the case it picked (``default`` when no other matched)
+    case: str | None = None
+    #: a ``switch`` task: the value its template gave
+    value: JSON | Absent = ABSENT
 
 
 @_view
@@ -742,8 +747,8 @@ class TaskFailed(Payload):
 
 @_view
 class TaskEndedUnrun(Payload):
-    """A task was skipped (a dependency did not succeed, or its condition was false) or
-    cancelled."""
+    """A task was skipped (a dependency did not succeed, its condition was false, or a
+    switch picked another case) or cancelled."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.TASK_SKIPPED, EventType.TASK_CANCELLED)
 
@@ -751,8 +756,13 @@ class TaskEndedUnrun(Payload):
     reason: str
     #: the task's ``when`` template, when it was skipped because it gave a false value
     condition: str | None = None
-    #: that value (absent unless ``condition`` is set; it may be ``null``)
+    #: that value, or the value of the ``switch`` that did not pick the task (absent
+    #: otherwise; it may be ``null``)
     value: JSON | Absent = ABSENT
+    #: the ``switch`` task whose pick left this task out
+    switch: str | None = None
+    #: the case that switch picked
+    case: str | None = None
 
 
 @_view

@@ -74,6 +74,66 @@ class ApprovalPolicy:
         return cls(timeout=data.get("timeout"), on_timeout=data.get("on_timeout", "fail"))
 
 
+#: The most iterations a ``loop`` may run (``max_iterations`` is required and at most this).
+MAX_ITERATIONS: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LoopPolicy:
+    """A task whose body runs again until a condition over its latest output holds.
+
+    Each iteration is one attempt (its own retries counted apart); ``until`` is
+    rendered after each successful one with ``loop.output`` (that attempt's
+    output) and ``loop.iteration`` (1, 2, ...). When it is still false after
+    ``max_iterations``, ``on_max`` decides: ``"fail"`` fails the task,
+    ``"succeed"`` ends it with the last output (see ``docs/workflows.md``).
+    """
+
+    until: str
+    max_iterations: int
+    on_max: str = "fail"
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "until": self.until,
+            "max_iterations": self.max_iterations,
+            "on_max": self.on_max,
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> LoopPolicy:
+        return cls(
+            until=data["until"], max_iterations=data["max_iterations"], on_max=data["on_max"]
+        )
+
+
+#: The case a ``switch`` picks when its value names no other.
+DEFAULT_CASE: Final = "default"
+
+
+def case_name(value: Any) -> str | None:
+    """The case a ``switch`` value names; None when no case can name it (a list, say).
+
+    A workflow file's case keys are read by the same rule, so ``true:`` (a
+    YAML boolean) and ``"true":`` name the same case.
+
+    Example:
+        >>> [case_name(v) for v in (" bug ", True, None, 3, 3.0, 2.5, [1])]
+        ['bug', 'true', 'null', '3', '3', None, None]
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
 #: The template-context key under which the engine hands a scripted agent's attempt its
 #: position in the agent's ``scripted`` lines (the scripted provider reads and removes it).
 SCRIPT_POSITION = "_scripted_position"
@@ -192,10 +252,21 @@ class TaskSpec:
     #: a condition (a template): when it gives a false value the task is skipped
     #: (``nexus.engine.conditions``)
     when: str | None = None
+    #: a routing task (no body): the template whose value picks one of ``cases``
+    switch: str | None = None
+    #: a routing task's cases: case name -> the tasks it runs (``default``: no other matched)
+    cases: dict[str, tuple[str, ...]] | None = None
+    #: run the body again until a condition over its latest output holds
+    loop: LoopPolicy | None = None
 
     @property
     def is_tool(self) -> bool:
         return self.tool is not None
+
+    @property
+    def is_switch(self) -> bool:
+        """A routing task: it runs nothing, it picks which of its ``cases`` run."""
+        return self.switch is not None
 
     def to_dict(self) -> JSONDict:
         return {
@@ -217,6 +288,9 @@ class TaskSpec:
             **({"routing": self.routing} if self.routing is not None else {}),
             **({"budget": self.budget} if self.budget is not None else {}),
             **({"when": self.when} if self.when is not None else {}),
+            **({"switch": self.switch} if self.switch is not None else {}),
+            **({"cases": _cases_data(self.cases)} if self.cases is not None else {}),
+            **({"loop": self.loop.to_dict()} if self.loop is not None else {}),
         }
 
 
@@ -305,6 +379,9 @@ class Plan:
                 routing=t.get("routing"),
                 budget=t.get("budget"),
                 when=t.get("when"),
+                switch=t.get("switch"),
+                cases=_cases_of(t["cases"]) if "cases" in t else None,
+                loop=LoopPolicy.from_dict(t["loop"]) if "loop" in t else None,
             )
             for tid, t in data["tasks"].items()
         }
@@ -323,6 +400,15 @@ class Plan:
             max_failures=data.get("max_failures"),
             max_failure_rate=data.get("max_failure_rate"),
         )
+
+
+def _cases_data(cases: dict[str, tuple[str, ...]]) -> JSONDict:
+    """A switch's cases as the plan records them: each case's tasks sorted (a set)."""
+    return {name: sorted(targets) for name, targets in cases.items()}
+
+
+def _cases_of(data: JSONDict) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(targets) for name, targets in data.items()}
 
 
 def num(value: float) -> float | int:

@@ -13,6 +13,7 @@ Task states::
        ├─task.skipped──> skipped       running ──task.failed──> failed
        └─task.cancelled──> cancelled   (any non-terminal) ──task.cancelled──> cancelled
     pending|running ──task.paused──> paused ──run.resumed──> pending   (a budget ran out)
+    pending ──task.succeeded {case}──> succeeded   (a switch task picked its case)
 
 A run whose every remaining task waits on a paused one is ``paused`` (not
 ended): ``nexus resume`` after raising the budget continues it. A person may
@@ -140,6 +141,10 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
         (_PAUSED, _CANCELLED),
     }
 )
+
+
+#: A ``switch`` task succeeds from ``pending``: it runs no attempt (see ``_routed``).
+_ROUTING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_PENDING, _SUCCEEDED)})
 
 
 @dataclass(slots=True)
@@ -426,9 +431,15 @@ class RunState:
         return None
 
     # -- transitions ------------------------------------------------------
-    def _move(self, task: TaskState, to: TaskStatus, at: str) -> None:
+    def _move(
+        self,
+        task: TaskState,
+        to: TaskStatus,
+        at: str,
+        legal: frozenset[tuple[TaskStatus, TaskStatus]] = TASK_TRANSITIONS,
+    ) -> None:
         status = task.status
-        if (status, to) not in TASK_TRANSITIONS:
+        if (status, to) not in legal:
             raise IntegrityError(
                 f"run {self.run_id}: illegal transition of task '{task.id}' from {status} to {to}"
             )
@@ -747,6 +758,9 @@ def _interrupted(state: RunState, event: Event, data: AttemptInterruptedData) ->
 
 def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
     task = state.task(data["task"])
+    if "case" in data:
+        _routed(state, task, event, data)
+        return
     task.output = (
         [state.tasks[c].output for c in task.children]
         if task.status is _EXPANDED
@@ -754,6 +768,16 @@ def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
     )
     task.error = None
     state._move(task, _SUCCEEDED, event.at)
+
+
+def _routed(state: RunState, task: TaskState, event: Event, data: TaskSucceededData) -> None:
+    """A ``switch`` task picked its case: it succeeds without an attempt, its output
+    the case and the value that picked it."""
+    if task.spec.switch is None or task.parent is not None:
+        raise IntegrityError(f"run {state.run_id}: task '{task.id}' has no switch to pick a case")
+    task.output = {"case": data["case"], "value": data.get("value")}
+    task.started_at = event.at
+    state._move(task, _SUCCEEDED, event.at, _ROUTING)
 
 
 def _failed(state: RunState, event: Event, data: TaskFailedData) -> None:

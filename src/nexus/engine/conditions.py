@@ -1,4 +1,4 @@
-"""Conditions over a run's state: ``when:`` (and the truthiness every condition uses).
+"""Conditions over a run's state: ``when:``, ``switch:`` and the truthiness they use.
 
 A condition is a template rendered by the decider with the task's template
 context (:func:`~nexus.engine.decider.template_context`); a one-expression
@@ -12,6 +12,10 @@ template keeps its value's type (``{{ tasks.check.output.ok }}`` may give
   ignored;
 * true: everything else (``"00"``, ``[0]`` and ``"nothing"`` included).
 
+A ``switch`` value picks the case it names (:func:`~nexus.domain.plan.case_name`:
+a string trimmed, a boolean as ``true``/``false``, ``null`` as ``null``, a
+whole number as its digits), else ``default`` (:func:`pick_case`).
+
 The decision reads only the folded state, so a replay makes it again and
 records the same bytes.
 """
@@ -19,12 +23,15 @@ records the same bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from nexus.domain.errors import TemplateError
+from nexus.domain.plan import DEFAULT_CASE, case_name
 from nexus.templating import TemplateLimitError, render_value
 
-__all__ = ["FALSE_WORDS", "describe", "evaluate", "truthy"]
+__all__ = ["FALSE_WORDS", "describe", "evaluate", "pick_case", "truthy"]
+
 
 #: Strings that count as false (compared trimmed and lower-cased).
 FALSE_WORDS = frozenset({"false", "no", "off", "0", "null", "none"})
@@ -69,3 +76,12 @@ def describe(value: Any) -> str:
     except ValueError:
         text = repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def pick_case(value: Any, cases: Mapping[str, Any]) -> str | None:
+    """The case of ``cases`` that ``value`` picks: the one it names, else ``default``
+    (None: neither is there)."""
+    name = case_name(value)
+    if name is not None and name in cases:
+        return name
+    return DEFAULT_CASE if DEFAULT_CASE in cases else None

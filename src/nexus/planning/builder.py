@@ -336,8 +336,11 @@ class WorkflowBuilder:
         max_latency_ms: int | None = None,
         budget: Budget | None = None,
         when: str | None = None,
+        switch: str | None = None,
+        cases: Mapping[str | bool | int | None, Iterable[TaskRef | str]] | None = None,
     ) -> TaskRef:
-        """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``).
+        """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
+        or a routing task (``switch`` + ``cases``, nothing else to run).
 
         Args:
             task_id: the task's id.
@@ -364,6 +367,13 @@ class WorkflowBuilder:
             when: a condition over the tasks in ``needs``, such as
                 ``"{{ tasks.check.output.ok }}"``: a false value skips the task
                 (docs/workflows.md, Conditions).
+            switch: a routing task's value, a template over the tasks in
+                ``needs`` (``"{{ tasks.classify.output.kind }}"``); it picks
+                one of ``cases`` (docs/workflows.md, Switch).
+            cases: a routing task's cases: each value (``"bug"``, ``True``,
+                ``3``, or ``"default"`` for any other) and the tasks it runs,
+                as ids since they are added later (each must need this task);
+                the tasks of the cases not picked are skipped.
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile`` or ``budget`` is
@@ -398,6 +408,8 @@ class WorkflowBuilder:
             ("max_latency_ms", max_latency_ms),
             ("budget", _table(budget, Budget, "budget", where)),
             ("when", when),
+            ("switch", switch),
+            ("cases", None if cases is None else _cases(cases)),
         ):
             if value is not None:
                 entry[key] = value
@@ -481,6 +493,16 @@ class WorkflowBuilder:
             for name, spec in plan.agents.items()
         }
         return replace(plan, agents=agents)
+
+
+def _cases(
+    cases: Mapping[str | bool | int | None, Iterable[TaskRef | str]],
+) -> dict[Any, list[str]]:
+    """A switch's cases as a workflow file writes them: each case's task ids."""
+    return {
+        key: [t.id if isinstance(t, TaskRef) else t for t in targets]
+        for key, targets in cases.items()
+    }
 
 
 def _table(value: Any, kind: type[Any], name: str, where: str) -> dict[str, Any] | None:

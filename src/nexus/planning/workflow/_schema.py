@@ -121,6 +121,8 @@ class _Task(_Model):
     max_latency_ms: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
     budget: dict[str, Any] | None = None
     when: str | None = None
+    switch: str | None = None
+    cases: dict[Any, Any] | None = None
 
     @field_validator("approval", mode="before")
     @classmethod

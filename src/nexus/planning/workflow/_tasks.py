@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
+from nexus.planning.workflow._control import check_switch
 from nexus.planning.workflow._errors import kind, known
 from nexus.planning.workflow._grants import (
     ToolNames,
@@ -103,8 +104,11 @@ class TaskCompiler:
         """The task ``tid`` as the plan holds it; None when its entry has problems (reported)."""
         report = self.report
         found = len(report.problems)
+        switch = spec.switch is not None or spec.cases is not None
         with report.step() as kind_ok:
-            self.check_kind(tid, spec)
+            if not switch:  # a routing task has no kind: it runs nothing
+                self.check_kind(tid, spec)
+        cases = check_switch(tid, spec, self.tasks, report) if switch else None
         args: dict[str, Any] = {}
         foreach: Any = None
         with report.step() as values_ok:
@@ -115,7 +119,7 @@ class TaskCompiler:
             with report.step() as step:
                 profile = exec_profile(spec.profile, report, task=tid, field="profile")
             profile_ok = step.ok
-        if kind_ok.ok:
+        if kind_ok.ok and not switch:
             if spec.tool is not None:
                 self.check_tool(tid, spec, args if values_ok.ok else None, profile_ok)
             else:
@@ -154,6 +158,8 @@ class TaskCompiler:
             routing=routing,
             budget=budget,
             when=spec.when,
+            switch=spec.switch,
+            cases=cases,
         )
 
     def check_tool(
@@ -305,8 +311,10 @@ class TaskCompiler:
             read("prompt", values.template(spec.prompt, tid, "prompt"))
         foreach = self.foreach(tid, spec.foreach, read)
         if spec.when is not None:
-            templates.extend(self.when(tid, spec))
-        if spec.tool is None:
+            templates.extend(self.condition(tid, spec.when, "when"))
+        if spec.switch is not None:
+            templates.extend(self.condition(tid, spec.switch, "switch"))
+        if spec.tool is None and spec.switch is None and spec.cases is None:
             # what the instructions of its agents read of the run, read for this task
             for facts in self.candidates(spec):
                 field = f"agents.{facts.name}.instructions"
@@ -321,37 +329,40 @@ class TaskCompiler:
         for field, reads in templates:
             self.names.check(
                 reads,
-                items=items and not field.startswith(("foreach", "when")),
+                items=items and not field.startswith(("foreach", "when", "switch")),
                 task=tid,
                 field=field,
             )
         return args, foreach
 
-    def when(self, tid: str, spec: _Task) -> list[tuple[str, TemplateReads]]:
-        """Check a ``when`` condition: its syntax, and that it reads only the tasks in ``needs``.
+    def condition(self, tid: str, source: str, field: str) -> list[tuple[str, TemplateReads]]:
+        """Check a ``when`` condition or a ``switch``: its syntax, and that it reads only
+        the tasks in ``needs``.
 
         It is judged when the task's needs have ended, so it may read them and
         nothing later; a ``foreach`` task's is judged once, before its items,
         so it reads no ``item``.
         """
-        assert spec.when is not None
-        reads = self.values.template(spec.when, tid, "when")
+        what = "the condition" if field == "when" else "the switch"
+        needs = self.tasks[tid].needs
+        reads = self.values.template(source, tid, field)
         for ref in sorted(reads.get("tasks", ())):
             if ref not in self.tasks:
                 self.report.add(
-                    f"the condition reads tasks.{ref} but there is no task {ref!r} "
+                    f"{what} reads tasks.{ref} but there is no task {ref!r} "
                     f"({known('known tasks', self.tasks)})",
                     task=tid,
-                    field="when",
+                    field=field,
                 )
-            elif ref not in spec.needs:
+            elif ref not in needs:
                 self.report.add(
-                    f"the condition reads tasks.{ref}, which is not in the task's needs; "
-                    f"a condition may only read the tasks the task needs (add {ref!r} to needs)",
+                    f"{what} reads tasks.{ref}, which is not in the task's needs; "
+                    f"a {what.split()[1]} may only read the tasks the task needs "
+                    f"(add {ref!r} to needs)",
                     task=tid,
-                    field="when",
+                    field=field,
                 )
-        return [("when", reads)] if reads else []
+        return [(field, reads)] if reads else []
 
     def foreach(self, tid: str, value: Any, read: Callable[[str, TemplateReads], None]) -> Any:
         """A ``foreach`` list (checked as JSON) or template; ``read`` gets what it reads."""

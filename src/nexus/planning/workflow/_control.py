@@ -1,0 +1,264 @@
+"""Control flow in a workflow file: ``switch``/``cases`` routing tasks.
+
+A routing task has no body: once its needs have succeeded, the engine renders
+its ``switch`` template and the value picks one of its ``cases`` (each a list
+of tasks); the tasks of the other cases are skipped. What is checked here,
+each problem naming the task and the field:
+
+* ``switch`` and ``cases`` come together, on a task with no body (no
+  ``tool``, ``prompt``, ``foreach``, retries...);
+* each case names tasks that exist, that ``need`` the routing task directly
+  (they must wait for its pick), and no task is in two cases;
+* a case key is a string, a boolean, a whole number or null, read by
+  :func:`~nexus.domain.plan.case_name` as the engine reads the value, so two
+  keys that name the same case (``true`` and ``"true"``) are refused;
+* ``default`` says what runs when the value names no case. It is required
+  unless the values are known before the run: ``switch`` is exactly
+  ``{{ tasks.T.output.data.F }}`` and ``T``'s ``output_schema`` gives ``F``
+  an ``enum`` (or ``type: boolean``); then every value needs a case (or a
+  default), and a case no value names is refused.
+
+The template itself (syntax, and that it reads only the tasks in ``needs``)
+is checked as ``when`` is (:meth:`._tasks.TaskCompiler.condition`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from nexus.domain.plan import DEFAULT_CASE, case_name
+from nexus.planning.workflow._errors import Reporter, kind, suggest
+from nexus.planning.workflow._schema import _Task
+
+__all__ = ["BODY_KEYS", "check_switch"]
+
+#: What gives a task a body (something to run): a routing task has none of it.
+BODY_KEYS = (
+    "tool",
+    "with",
+    "prompt",
+    "agent",
+    "capability",
+    "foreach",
+    "retries",
+    "backoff",
+    "timeout",
+    "profile",
+    "output_schema",
+    "complexity",
+    "max_cost",
+    "max_latency_ms",
+    "budget",
+)
+
+#: ``{{ tasks.T.output.data.F }}``: a value an output schema may bound.
+_SCHEMA_READ = re.compile(
+    r"\s*\{\{\s*tasks\.(?P<task>[A-Za-z_][A-Za-z0-9_]*)\.output\.data\."
+    r"(?P<field>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*"
+)
+
+
+def check_switch(
+    tid: str, spec: _Task, tasks: Mapping[str, _Task], report: Reporter
+) -> dict[str, tuple[str, ...]] | None:
+    """The cases of routing task ``tid`` as the plan holds them (each case's tasks sorted).
+
+    None when ``tid`` is not a routing task, or when it has problems (each one
+    is reported).
+    """
+    if spec.switch is None and spec.cases is None:
+        return None
+    found = len(report.problems)
+    if spec.switch is None:
+        report.add(
+            "`cases` needs a `switch`: the template whose value picks a case",
+            task=tid,
+            field="cases",
+        )
+    fields = type(spec).model_fields
+    set_keys = {fields[name].alias or name for name in spec.model_fields_set}
+    for key in BODY_KEYS:
+        if key in set_keys:
+            report.add(
+                f"a switch task runs nothing (its value picks which of its cases run); "
+                f"remove `{key}` and give it to a task of a case",
+                task=tid,
+                field=key,
+            )
+    cases = _cases(tid, spec, tasks, report)
+    if cases is not None and spec.switch is not None:
+        _check_default(tid, spec.switch, cases, tasks, report)
+    if len(report.problems) > found or cases is None:
+        return None
+    return {name: tuple(sorted(targets)) for name, targets in cases.items()}
+
+
+def _cases(
+    tid: str, spec: _Task, tasks: Mapping[str, _Task], report: Reporter
+) -> dict[str, list[str]] | None:
+    """The cases by name, each with its tasks; None when there are none to check."""
+    raw = spec.cases
+    if not raw:
+        report.add(
+            "a switch needs `cases`: a mapping from each value to the tasks it runs, "
+            f"such as {{bug: [fix], {DEFAULT_CASE}: [triage]}}",
+            task=tid,
+            field="cases",
+        )
+        return None
+    cases: dict[str, list[str]] = {}
+    written: dict[str, Any] = {}  # each case's key as written
+    case_of: dict[str, str] = {}
+    for key, value in raw.items():
+        name = _key_name(key)
+        if isinstance(key, str) and name != key:
+            report.add(
+                f"case {key!r} has blanks around it; a value is trimmed before it is "
+                f"compared, so write {name!r}",
+                task=tid,
+                field="cases",
+            )
+            continue
+        if name is None:
+            report.add(
+                f"case {key!r} is {kind(key)}; a case is named by a string, a boolean, "
+                "a whole number or null",
+                task=tid,
+                field="cases",
+            )
+            continue
+        field = f"cases.{name}"
+        if name in written:
+            report.add(
+                f"case {name!r} is written twice: {json.dumps(written[name])} and "
+                f"{json.dumps(key)} both name it",
+                task=tid,
+                field=field,
+            )
+            continue
+        written[name] = key
+        targets = [value] if isinstance(value, str) else value
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            report.add(
+                f"a case lists the tasks it runs (a list of task ids), not {kind(value)}",
+                task=tid,
+                field=field,
+            )
+            continue
+        cases[name] = targets
+        for target in targets:
+            _check_target(tid, name, target, tasks, case_of, report)
+    return cases
+
+
+def _key_name(key: Any) -> str | None:
+    """The case a ``cases`` key names (None: not a key a value can match)."""
+    if isinstance(key, float):
+        return None  # 1.0 and 1 would both be "1": a float key is a typo waiting to happen
+    return case_name(key)
+
+
+def _check_target(
+    tid: str,
+    case: str,
+    target: str,
+    tasks: Mapping[str, _Task],
+    case_of: dict[str, str],
+    report: Reporter,
+) -> None:
+    field = f"cases.{case}"
+    if target == tid:
+        report.add("a switch cannot route to itself", task=tid, field=field)
+        return
+    if target not in tasks:
+        report.add(
+            f"runs unknown task {target!r} ({suggest(target, tasks, 'known tasks')})",
+            task=tid,
+            field=field,
+        )
+        return
+    earlier = case_of.get(target)
+    if earlier == case:
+        report.add(f"lists {target!r} twice", task=tid, field=field)
+        return
+    if earlier is not None:
+        report.add(
+            f"task {target!r} is in case {earlier!r} and case {case!r}; a task runs for one "
+            "case (give another case a task of its own)",
+            task=tid,
+            field=field,
+        )
+        return
+    case_of[target] = case
+    if tid not in tasks[target].needs:
+        report.add(
+            f"task {target!r} does not need {tid!r}, so it could start before the switch "
+            f"picks; add {tid!r} to its needs",
+            task=tid,
+            field=field,
+        )
+
+
+def _check_default(
+    tid: str,
+    source: str,
+    cases: dict[str, list[str]],
+    tasks: Mapping[str, _Task],
+    report: Reporter,
+) -> None:
+    """``default`` is there, or every value the switch can give has a case."""
+    known = _known_values(source, tasks)
+    if known is None:
+        if DEFAULT_CASE not in cases:
+            report.add(
+                f"no `{DEFAULT_CASE}` case: the switch's value may be anything its template "
+                "gives, so say what runs when it names no case "
+                f"(`{DEFAULT_CASE}: []` runs nothing)",
+                task=tid,
+                field="cases",
+            )
+        return
+    values, where = known
+    for name in cases:
+        if name != DEFAULT_CASE and name not in values:
+            report.add(
+                f"case {name!r} can never be picked: {where} is one of {', '.join(sorted(values))}",
+                task=tid,
+                field=f"cases.{name}",
+            )
+    missing = sorted(set(values) - set(cases))
+    if missing and DEFAULT_CASE not in cases:
+        report.add(
+            f"no case for {', '.join(repr(m) for m in missing)}, which {where} may be; "
+            f"add a case for each, or a `{DEFAULT_CASE}`",
+            task=tid,
+            field="cases",
+        )
+
+
+def _known_values(source: str, tasks: Mapping[str, _Task]) -> tuple[set[str], str] | None:
+    """The case names a switch's values can have, when its source bounds them; and where."""
+    match = _SCHEMA_READ.fullmatch(source)
+    if match is None:
+        return None
+    reader = tasks.get(match["task"])
+    schema = reader.output_schema if reader is not None else None
+    if not isinstance(schema, dict):
+        return None
+    properties = schema.get("properties")
+    prop = properties.get(match["field"]) if isinstance(properties, dict) else None
+    if not isinstance(prop, dict):
+        return None
+    where = f"tasks.{match['task']}.output.data.{match['field']} (its output_schema)"
+    enum = prop.get("enum")
+    if isinstance(enum, list) and enum:
+        names = {case_name(v) for v in enum}
+        if None in names:
+            return None  # a list or a mapping among the values: no case can name it
+        return {n for n in names if n is not None}, where
+    if prop.get("type") == "boolean":
+        return {"true", "false"}, where
+    return None
