@@ -147,6 +147,15 @@ COMMANDS: tuple[Entry, ...] = (
         ("nexus spec SPEC.md", "nexus spec SPEC.md --json"),
     ),
     Entry(
+        "index",
+        "nexus.cli.commands_index:index",
+        "Index a repository (files, symbols, tests); with --query, print ranked context.",
+        (
+            "nexus index .",
+            "nexus index ~/src/shop --query 'retry the upload on timeout' --budget 3000",
+        ),
+    ),
+    Entry(
         "backup",
         "nexus.cli.commands_store:backup",
         "Copy the store while runs may be writing; verify the copy's audit chain.",
