@@ -41,7 +41,7 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(
         "validate",
         f"{_RUN}:validate",
-        "Check a workflow file; say what is wrong and where.",
+        "Check a workflow file; say what is wrong and where, every problem of it.",
         ("nexus validate flow.yaml",),
     ),
     Entry(
