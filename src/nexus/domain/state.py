@@ -358,7 +358,12 @@ class RunState:
 
     def needs_ok(self, task: TaskState) -> bool:
         """True when every dependency of ``task`` succeeded."""
-        return all(self.tasks[d].status is _SUCCEEDED for d in task.spec.needs)
+        tasks = self.tasks
+        # a loop, not all(<genexpr>): this runs for every task started
+        for dep in task.spec.needs:  # noqa: SIM110
+            if tasks[dep].status is not _SUCCEEDED:
+                return False
+        return True
 
     def tasks_in(self, *statuses: TaskStatus) -> list[TaskState]:
         """Tasks in the given statuses, in schedule order."""
@@ -689,7 +694,8 @@ def _timer_fired(state: RunState, event: Event, data: TimerFiredData) -> None:
 
 
 def _attempt_started(state: RunState, event: Event, data: AttemptStartedData) -> None:
-    task = state.task(data["task"])
+    tid = data["task"]
+    task = state.tasks.get(tid) or state.task(tid)  # task(): the error for an unknown one
     task.agent = agent = data.get("agent")
     if agent is not None:
         state.agent_turns[agent] = state.agent_turns.get(agent, 0) + 1
@@ -703,7 +709,8 @@ def _attempt_started(state: RunState, event: Event, data: AttemptStartedData) ->
 
 
 def _attempt_finished(state: RunState, event: Event, data: AttemptFinishedData) -> None:
-    task = state.task(data["task"])
+    tid = data["task"]
+    task = state.tasks.get(tid) or state.task(tid)
     attempt = data["attempt"]
     if task.status is not _RUNNING or task.attempts != attempt:
         raise IntegrityError(
@@ -757,7 +764,8 @@ def _interrupted(state: RunState, event: Event, data: AttemptInterruptedData) ->
 
 
 def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
-    task = state.task(data["task"])
+    tid = data["task"]
+    task = state.tasks.get(tid) or state.task(tid)
     if "case" in data:
         _routed(state, task, event, data)
         return
