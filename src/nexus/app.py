@@ -1,9 +1,10 @@
 """The application layer: one place builds an engine from typed configuration.
 
 Every way of running Nexus goes through here -- the ``nexus`` commands (``run``,
-``resume``, ``approve``/``reject``, ``replay``, ``validate``, ``plan``, ``cost``)
-and the Python API (:meth:`Workflow.run`, :meth:`Workflow.run_sync`) -- so they
-all get the same parts:
+``resume``, ``approve``/``reject``, ``replay``, ``validate``, ``plan``, ``cost``),
+the Python API (:meth:`Workflow.run`, :meth:`Workflow.run_sync`) and the test
+kit's engines (:func:`nexus.testing.temp_engine`, :func:`~nexus.testing.sqlite_engine`)
+-- so they all get the same parts:
 
 * configuration: a :class:`Project` holds the environment's
   :class:`~nexus.config.Settings` and the project's ``nexus.toml`` as a
@@ -163,14 +164,22 @@ class Project:
         Raises:
             UserError: the audit key cannot be created or read.
         """
-        signer = HeadSigner.for_home(self.home) if sign else None
-        store = SQLiteStore.open(
-            self.settings.db_path, durability=self.settings.durability, signer=signer
-        )
+        store = self.store(sign=sign)
         try:
             yield store
         finally:
             await store.close()
+
+    def store(self, *, sign: bool = True) -> SQLiteStore:
+        """The home's SQLite store, open: the caller closes it (:meth:`open_store` does).
+
+        Raises:
+            UserError: ``sign`` and the audit key cannot be created or read.
+        """
+        signer = HeadSigner.for_home(self.home) if sign else None
+        return SQLiteStore.open(
+            self.settings.db_path, durability=self.settings.durability, signer=signer
+        )
 
     @asynccontextmanager
     async def engine(
@@ -199,7 +208,7 @@ class Project:
         """
         registry = tools if tools is not None else self.tools()
         async with AsyncExitStack() as stack:
-            providers = await _providers(self.config, stack, base_dir or Path.cwd(), record)
+            providers = _providers(self.config, stack, base_dir or Path.cwd(), record)
             if plan is not None:
                 servers = dict(self.config.mcp_servers)
                 servers.update(plan.mcp_servers)
@@ -207,20 +216,54 @@ class Project:
                 registry = await stack.enter_async_context(
                     run_tools(connected, registry, self.home)
                 )
-            config = self.config
-            yield Engine(
-                store,
-                tools=registry,
-                providers=providers,
-                function_agents=function_agents,
-                pricing=config.pricing(),
-                tenant=config.tenant,
-                tenant_budget=_limits(config.tenant_budget, "budgets.tenant"),
-                run_budget=_limits(config.run_budget, "budgets.run"),
-                residency=_residency(config),
-                pii=config.redaction_pii,
-                trusted=self.trusted(),
-            )
+            yield self._engine(store, providers, registry, function_agents)
+
+    def build_engine(
+        self,
+        store: Store,
+        *,
+        tools: ToolRegistry | None = None,
+        function_agents: Iterable[FunctionAgent] = (),
+    ) -> Engine:
+        """An engine configured from this project, for code that cannot enter :meth:`engine`.
+
+        The same tools, prices, tenant, budgets, residency, redaction and
+        trusted paths, and the same providers but for two parts that must be
+        closed: the response cache (``[cache]``) is not consulted and no MCP
+        server is connected. An SDK client it builds is closed when collected,
+        as one built by a bare :class:`~nexus.engine.facade.Engine` is.
+        ``cassette:`` paths are resolved against the working directory.
+
+        Args:
+            store: where the event log lives.
+            tools: the tools tasks may name (default: :meth:`tools`).
+            function_agents: Python agents the plans may name.
+        """
+        providers = _providers(self.config, None, Path.cwd(), None)
+        registry = tools if tools is not None else self.tools()
+        return self._engine(store, providers, registry, function_agents)
+
+    def _engine(
+        self,
+        store: Store,
+        providers: ProviderRegistry,
+        tools: ToolRegistry,
+        function_agents: Iterable[FunctionAgent],
+    ) -> Engine:
+        config = self.config
+        return Engine(
+            store,
+            tools=tools,
+            providers=providers,
+            function_agents=function_agents,
+            pricing=config.pricing(),
+            tenant=config.tenant,
+            tenant_budget=_limits(config.tenant_budget, "budgets.tenant"),
+            run_budget=_limits(config.run_budget, "budgets.run"),
+            residency=_residency(config),
+            pii=config.redaction_pii,
+            trusted=self.trusted(),
+        )
 
 
 def project_tools(config: NexusConfig, home: Path | None = None) -> ToolRegistry:
@@ -279,17 +322,22 @@ def _residency(config: NexusConfig) -> Any:
     return Residency.from_dict(config.residency) if config.residency else None
 
 
-async def _providers(
-    config: NexusConfig, stack: AsyncExitStack, base_dir: Path, record: Path | None
+def _providers(
+    config: NexusConfig, stack: AsyncExitStack | None, base_dir: Path, record: Path | None
 ) -> ProviderRegistry:
     """The model providers: offline ones, the SDK ones of ``[providers]`` (cached,
-    held to ``[residency]``), each recording to ``record`` when given."""
+    held to ``[residency]``), each recording to ``record`` when given.
+
+    ``stack`` closes what they open; without one (:meth:`Project.build_engine`)
+    no response cache is opened.
+    """
     from nexus.gateway.cassette import CASSETTE_PREFIXES, Cassette, RecordingProvider
 
     sdk = SDKProviders(config.providers, residency=_residency(config))
-    stack.push_async_callback(sdk.aclose)
     sdk_factory: Callable[[AgentSpec], Any] = sdk
-    if config.cache.enabled:
+    if stack is not None:
+        stack.push_async_callback(sdk.aclose)
+    if stack is not None and config.cache.enabled:
         from nexus.gateway.cache import CachingProvider, SQLiteResponseCache
 
         cache = SQLiteResponseCache(config.cache.path)

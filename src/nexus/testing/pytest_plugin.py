@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from nexus.config import DB_FILE
 from nexus.store.sqlite import SQLiteStore
 from nexus.testing._clock import ManualClock
-from nexus.testing._stores import DB_FILE
 
 __all__ = ["nexus_clock", "nexus_store"]
 
