@@ -52,6 +52,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Budget as Budget
     from nexus.planning.options import Input as Input
+    from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
     from nexus.planning.workflow import compile_workflow as compile_workflow
     from nexus.planning.workflow import load_workflow as load_workflow
@@ -79,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "InfrastructureError": "nexus.domain.errors",
     "Input": "nexus.planning.options",
     "IntegrityError": "nexus.domain.errors",
+    "Loop": "nexus.planning.options",
     "McpServerRef": "nexus.planning.builder",
     "NexusError": "nexus.domain.errors",
     "NotFoundError": "nexus.domain.errors",
@@ -139,6 +141,7 @@ __all__ = [
     "InfrastructureError",
     "Input",
     "IntegrityError",
+    "Loop",
     "McpServerRef",
     "NexusError",
     "NotFoundError",

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import nexus
-from nexus import Approval, Backoff, Budget, Input, Profile, Workflow, WorkflowError
+from nexus import Approval, Backoff, Budget, Input, Loop, Profile, Workflow, WorkflowError
 from nexus.tools.profile import ExecProfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -414,6 +414,54 @@ def _switch(_: Path) -> Workflow:
     return wf
 
 
+def _loop(_: Path) -> Workflow:
+    wf = Workflow("loop", inputs={"target": 3})
+    wf.agent(
+        "editor",
+        role="editor",
+        model="scripted:editor",
+        capabilities=["edit"],
+        scripted=[
+            '{"draft": "Nexus runs tasks.", "done": false}',
+            '{"draft": "Nexus runs tasks and resumes them.", "done": false}',
+            '{"draft": "Nexus runs tasks, resumes them after a crash and replays them.", '
+            '"done": true}',
+        ],
+    )
+    count = wf.task(
+        "count",
+        tool="shell",
+        args={"cmd": "echo {{ loop.iteration }}"},
+        loop=Loop(
+            until="{{ loop.output.stdout | trim | int >= inputs.target }}", max_iterations=10
+        ),
+    )
+    polish = wf.task(
+        "polish",
+        capability="edit",
+        prompt=(
+            "{% if loop.output %}Improve this draft: {{ loop.output.data.draft }}"
+            "{% else %}Write one sentence about Nexus.{% endif %}"
+        ),
+        output_schema={
+            "type": "object",
+            "properties": {"draft": {"type": "string"}, "done": {"type": "boolean"}},
+            "required": ["draft", "done"],
+        },
+        loop=Loop(until="{{ loop.output.data.done }}", max_iterations=5, on_max="succeed"),
+    )
+    wf.task(
+        "publish",
+        needs=[count, polish],
+        tool="noop",
+        args={
+            "text": "{{ tasks.polish.output.data.draft }}",
+            "count": "{{ tasks.count.output.stdout | trim }}",
+        },
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -422,6 +470,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "review example": (ROOT / "examples" / "review" / "workflow.yaml", _review),
     "conditions example": (ROOT / "examples" / "conditions" / "workflow.yaml", _conditions),
     "switch example": (ROOT / "examples" / "switch" / "workflow.yaml", _switch),
+    "loop example": (ROOT / "examples" / "loop" / "workflow.yaml", _loop),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

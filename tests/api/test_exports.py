@@ -84,6 +84,7 @@ SURFACES: dict[str, set[str]] = {
         "AgentRef",
         "McpServerRef",
         "Input",
+        "Loop",
         "Backoff",
         "Approval",
         "Budget",

@@ -6,8 +6,9 @@ shell tools, a foreach, a retry, a failure, an LLM agent's tool loop with
 structured output, a budget warning/exceeded/pause then ``resume --budget``,
 approvals granted, rejected, timed out and escalated from another process, a
 cancel, ``kill -9`` of a run four times in one task then
-``resume --retry-interrupted``, and an agent answered from a cassette
-(``cassette.yaml``, kept next to its bundle) by a ``replay:`` model. They are never
+``resume --retry-interrupted``, an agent answered from a cassette
+(``cassette.yaml``, kept next to its bundle) by a ``replay:`` model, and
+control flow (a switch, a loop, a false ``when``). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -64,6 +65,7 @@ def test_every_scenario_is_recorded() -> None:
         "budget",
         "cancel",
         "cassette",
+        "control",
         "escalated",
         "failing",
         "interrupted",

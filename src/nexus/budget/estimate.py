@@ -303,6 +303,11 @@ def estimate_plan(
         task = plan.tasks[tid]
         instances, guess = _instances(task)
         notes = [guess] if guess else []
+        if task.loop is not None:  # the most it can run: every iteration
+            instances *= task.loop.max_iterations
+            notes.append(
+                f"a loop: counted at max_iterations ({task.loop.max_iterations}) per instance"
+            )
         if task.is_switch:
             per_task[tid] = _nothing_run(task)
             continue

@@ -42,7 +42,10 @@ from nexus.domain.payloads import (
     RetryScheduled,
     TaskEndedUnrun,
     TaskFailed,
+    TaskIterated,
     TaskPaused,
+    TaskSucceeded,
+    payload_of,
     task_of,
 )
 from nexus.domain.state import RunState, TaskState, TaskStatus
@@ -171,6 +174,12 @@ def _attempts(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
                 entry["outcome"] = "failed" if finished.error is not None else "succeeded"
                 if finished.error is not None:
                     entry["error"] = finished.error
+        elif kind is EventType.TASK_ITERATED or kind is EventType.TASK_SUCCEEDED:
+            # a loop's iteration was judged: what its until gave
+            judged = payload_of(event)
+            assert isinstance(judged, TaskIterated | TaskSucceeded)
+            if judged.iteration is not None and judged.attempt in attempts:
+                attempts[judged.attempt]["until"] = judged.value
         elif kind is EventType.ATTEMPT_INTERRUPTED:
             stopped = AttemptInterrupted.from_event(event)
             if stopped.attempt in attempts:
@@ -423,6 +432,11 @@ def _print_call(number: int, call: dict[str, Any], failure: Any) -> None:
 def _print_attempt(attempt: dict[str, Any], final: Any) -> None:
     """One attempt; ``final`` is the task's error, not repeated under its last attempt."""
     head = f"attempt {attempt.get('attempt')}  {attempt['outcome']}"
+    if attempt.get("iteration") is not None:  # a loop task: the iteration, what until gave
+        head = f"attempt {attempt.get('attempt')} (iteration {attempt['iteration']})"
+        head += f"  {attempt['outcome']}"
+        if "until" in attempt:
+            head += f", until gave {_json(attempt['until'])}"
     out.print(
         f"  [bold]{escape(head)}[/]  {_duration(attempt.get('duration_s'))}  "
         f"[dim]{attempt['started_at']}[/]"

@@ -37,6 +37,7 @@ from nexus.domain.payloads import (
     TaskEndedUnrun,
     TaskExpanded,
     TaskFailed,
+    TaskIterated,
     TaskPaused,
     TaskSucceeded,
     TimerFired,
@@ -105,6 +106,8 @@ def _effect(p: EffectRecord) -> str:
 
 def _attempt_started(p: AttemptStarted) -> str:
     head = f"{p.task} attempt {p.attempt}"
+    if p.iteration is not None:
+        head += f" (iteration {p.iteration})"
     if p.tool:
         return f"{head} tool {p.tool}"
     if p.agent:
@@ -120,8 +123,18 @@ def _attempt_finished(p: AttemptFinished) -> str:
 def _task_succeeded(p: TaskSucceeded) -> str:
     head = p.task if p.attempt is None else f"{p.task} attempt {p.attempt}"
     if p.case is not None:  # a switch: what it picked, and why
-        return f"{head}: case {p.case} ({json.dumps(p.value, ensure_ascii=False)})"
+        return f"{head}: case {p.case} ({_json(p.value)})"
+    if p.iteration is not None:  # a loop: the iteration that ended it, and until's value
+        return f"{head}, iteration {p.iteration}: until gave {_json(p.value)}"
     return head
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _task_iterated(p: TaskIterated) -> str:
+    return f"{p.task} iteration {p.iteration} (attempt {p.attempt}): until gave {_json(p.value)}"
 
 
 def _approval_answered(p: ApprovalAnswered) -> str:
@@ -171,6 +184,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     ApprovalRequested: lambda p: f"{p.task} (on timeout: {p.on_timeout})",
     ApprovalEscalated: lambda p: f"{p.task}: {p.reason}",
     TaskExpanded: lambda p: f"{p.task} into {_count(len(p.items), 'item')}",
+    TaskIterated: _task_iterated,
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,

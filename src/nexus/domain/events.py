@@ -53,6 +53,7 @@ class EventType(StrEnum):
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_ESCALATED = "approval.escalated"
     TASK_EXPANDED = "task.expanded"
+    TASK_ITERATED = "task.iterated"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
     RETRY_SCHEDULED = "task.retry_scheduled"

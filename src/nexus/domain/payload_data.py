@@ -151,6 +151,14 @@ class AttemptStartedData(TypedDict):
     feedback: NotRequired[JSONDict]
     timeout_ms: NotRequired[int]
     continues: NotRequired[list[int]]
+    iteration: NotRequired[int]
+
+
+class TaskIteratedData(TypedDict):
+    task: str
+    attempt: int
+    iteration: int
+    value: Any
 
 
 class AttemptInterruptedData(TypedDict):
@@ -172,6 +180,7 @@ class TaskSucceededData(TypedDict):
     attempt: NotRequired[int]
     case: NotRequired[str]
     value: NotRequired[Any]
+    iteration: NotRequired[int]
 
 
 class TaskFailedData(TypedDict):
@@ -245,6 +254,7 @@ __all__ = [
     "TaskEndedUnrunData",
     "TaskExpandedData",
     "TaskFailedData",
+    "TaskIteratedData",
     "TaskPausedData",
     "TaskSucceededData",
     "TimerFiredData",

@@ -692,6 +692,24 @@ class AttemptStarted(Payload):
     #: answered from the latest of them that recorded it, until one is refused or
     #: asks something else (see ``docs/budgets.md``)
     continues: list[int] | None = None
+    #: a ``loop`` task: the iteration this attempt runs (1, 2, ...; a retry keeps it)
+    iteration: int | None = None
+
+
+@_view
+class TaskIterated(Payload):
+    """An iteration of a ``loop`` task ended and its ``until`` was false: the task runs
+    its body again (it is ready for its next attempt)."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.TASK_ITERATED,)
+
+    task: str
+    #: the attempt whose output ``until`` judged
+    attempt: int
+    #: the iteration that ended (1, 2, ...)
+    iteration: int
+    #: what ``until`` gave
+    value: JSON
 
 
 @_view
@@ -721,7 +739,8 @@ class RetryScheduled(Payload):
 @_view
 class TaskSucceeded(Payload):
     """A task succeeded (a ``foreach`` parent: when all its items did; a ``switch``
-    task: when it picked its case)."""
+    task: when it picked its case; a ``loop`` task: when its ``until`` held, or at
+    ``max_iterations`` with ``on_max: succeed``)."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.TASK_SUCCEEDED,)
 
@@ -730,8 +749,11 @@ class TaskSucceeded(Payload):
     attempt: int | None = None
     #: a ``switch`` task: the case it picked (``default`` when no other matched)
     case: str | None = None
-    #: a ``switch`` task: the value its template gave
+    #: a ``switch`` task: the value its template gave; a ``loop`` task: what its
+    #: ``until`` gave for the last iteration
     value: JSON | Absent = ABSENT
+    #: a ``loop`` task: the iteration that ended it
+    iteration: int | None = None
 
 
 @_view
@@ -858,6 +880,7 @@ MODELS: tuple[type[Payload], ...] = (
     ApprovalRequested,
     ApprovalEscalated,
     TaskExpanded,
+    TaskIterated,
     AttemptStarted,
     AttemptInterrupted,
     RetryScheduled,
@@ -932,6 +955,7 @@ __all__ = [
     "TaskEndedUnrun",
     "TaskExpanded",
     "TaskFailed",
+    "TaskIterated",
     "TaskPaused",
     "TaskSucceeded",
     "TenantCrossing",

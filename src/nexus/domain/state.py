@@ -14,6 +14,7 @@ Task states::
        └─task.cancelled──> cancelled   (any non-terminal) ──task.cancelled──> cancelled
     pending|running ──task.paused──> paused ──run.resumed──> pending   (a budget ran out)
     pending ──task.succeeded {case}──> succeeded   (a switch task picked its case)
+    running ──task.iterated──> pending   (a loop task's until was false: it runs again)
 
 A run whose every remaining task waits on a paused one is ``paused`` (not
 ended): ``nexus resume`` after raising the budget continues it. A person may
@@ -55,6 +56,7 @@ from nexus.domain.payload_data import (
     TaskEndedUnrunData,
     TaskExpandedData,
     TaskFailedData,
+    TaskIteratedData,
     TaskPausedData,
     TaskSucceededData,
     TimerFiredData,
@@ -145,6 +147,8 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
 
 #: A ``switch`` task succeeds from ``pending``: it runs no attempt (see ``_routed``).
 _ROUTING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_PENDING, _SUCCEEDED)})
+#: A ``loop`` task goes back to ``pending`` for its next iteration (see ``_iterated``).
+_ITERATING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _PENDING)})
 
 
 @dataclass(slots=True)
@@ -173,6 +177,12 @@ class TaskState:
     #: the budget-paused attempts the next attempt takes up, latest first (see
     #: ``AttemptStarted.continues``); kept when an attempt is interrupted
     continues: list[int] | None = None
+    #: a ``loop`` task: the iteration its next (or running) attempt runs, from 1
+    iteration: int = 1
+    #: a ``loop`` task: attempts made before this iteration (its retries count from here)
+    iteration_base: int = 0
+    #: a ``loop`` task: the output of the iteration before this one (``loop.output``)
+    loop_output: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -748,6 +758,28 @@ def _expanded(state: RunState, event: Event, data: TaskExpandedData) -> None:
         heapq.heappush(state._ready, (state._rank[cid], cid))
 
 
+def _iterated(state: RunState, event: Event, data: TaskIteratedData) -> None:
+    """A ``loop`` task's iteration ended with ``until`` false: it is ready to run again."""
+    task = state.task(data["task"])
+    if (
+        task.spec.loop is None
+        or task.status is not _RUNNING
+        or data["attempt"] != task.attempts
+        or data["iteration"] != task.iteration
+        or task.last_error is not None
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: iteration {data['iteration']} of task '{task.id}' "
+            "ended but it is not a loop task whose attempt of that iteration succeeded"
+        )
+    task.loop_output = task.last_output
+    task.iteration += 1
+    task.iteration_base = task.attempts
+    task.error = None  # a failure of the last iteration is not this one's
+    state._move(task, _PENDING, event.at, _ITERATING)
+    state.push_ready(task)
+
+
 def _retry_scheduled(state: RunState, event: Event, data: RetryScheduledData) -> None:
     task = state.task(data["task"])
     task.error = data["error"]
@@ -834,6 +866,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.EFFECT_RECORDED: _effect,
     EventType.ATTEMPT_FINISHED: _attempt_finished,
     EventType.TASK_EXPANDED: _expanded,
+    EventType.TASK_ITERATED: _iterated,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

@@ -40,6 +40,7 @@ from nexus.domain.payloads import (
     TaskEndedUnrun,
     TaskExpanded,
     TaskFailed,
+    TaskIterated,
     TaskPaused,
     TaskSucceeded,
 )
@@ -76,10 +77,12 @@ Emit = Callable[[Draft], Event]
 
 
 def template_context(state: RunState, task: TaskState, upto: int | None = None) -> dict[str, Any]:
-    """What a task's templates see: ``inputs``, ``tasks``, ``item``, ``run``.
+    """What a task's templates see: ``inputs``, ``tasks``, ``item``, ``run``, ``loop``.
 
     ``upto`` pins ``tasks`` to the plan tasks that had ended when the attempt
-    was decided (see :meth:`RunState.outputs`).
+    was decided (see :meth:`RunState.outputs`). A ``loop`` task's body sees
+    ``loop.iteration`` (the one it runs) and ``loop.output`` (the previous
+    iteration's output, null in the first).
     """
     ctx: dict[str, Any] = {
         "inputs": state.inputs,
@@ -89,6 +92,8 @@ def template_context(state: RunState, task: TaskState, upto: int | None = None) 
     if task.parent is not None:
         ctx["item"] = task.item
         ctx["index"] = task.index
+    if task.spec.loop is not None:
+        ctx["loop"] = {"iteration": task.iteration, "output": task.loop_output}
     return ctx
 
 
@@ -201,6 +206,9 @@ class Decider:
         task = self.state.tasks[finished["task"]]
         recorded = finished.get("error")
         if recorded is None:
+            if task.spec.loop is not None:
+                self._iterate(task, event.at)
+                return
             succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
             self._emit(EventType.TASK_SUCCEEDED, event.at, succeeded)
             return
@@ -208,7 +216,9 @@ class Decider:
         if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
             self._budget_stop(task, event.at, error)
             return
-        failures = task.attempts - self._interrupts(task)
+        # a loop's retries are counted per iteration: its earlier iterations' attempts
+        # (iteration_base) are not failures
+        failures = task.attempts - task.iteration_base - self._interrupts(task)
         if error.is_retryable and failures <= task.spec.retry.retries:
             self._retry(task, event.at, error, failures)
         else:
@@ -569,6 +579,48 @@ class Decider:
         routed = TaskSucceeded(task=task.id, case=case, value=value)
         self._emit(EventType.TASK_SUCCEEDED, at, routed)
 
+    # -- loop: iterations -----------------------------------------------------
+    def _iterate(self, task: TaskState, at: str) -> None:
+        """An iteration of a ``loop`` task succeeded: judge ``until`` on its output.
+
+        True ends the task with that output; false runs the body again
+        (``task.iterated``), unless this was the last iteration allowed: then
+        ``on_max`` fails the task or ends it with the output all the same.
+        """
+        loop = task.spec.loop
+        assert loop is not None
+        iteration = task.iteration
+        ctx = template_context(self.state, task)
+        ctx["loop"] = {"iteration": iteration, "output": task.last_output}
+        try:
+            value = evaluate(loop.until, ctx, where=f"task '{task.id}', field 'loop.until'")
+            value = to_json(value, f"the loop.until of task '{task.id}'")
+        except NexusError as exc:
+            self._render_failed(task, at, exc)
+            return
+        done = truthy(value)
+        if done or (iteration >= loop.max_iterations and loop.on_max == "succeed"):
+            ended = TaskSucceeded(
+                task=task.id, attempt=task.attempts, iteration=iteration, value=value
+            )
+            self._emit(EventType.TASK_SUCCEEDED, at, ended)
+        elif iteration >= loop.max_iterations:
+            error = ErrorRecord(
+                kind=str(ErrorKind.VALIDATION),
+                message=(
+                    f"loop.until still false after {iteration} iterations (max_iterations): "
+                    f"{loop.until} gave {describe(value)}"
+                ),
+                retryable=False,
+                details={"iterations": iteration, "value": value},
+            )
+            self._fail(task, at, error.to_data())
+        else:
+            again = TaskIterated(
+                task=task.id, attempt=task.attempts, iteration=iteration, value=value
+            )
+            self._emit(EventType.TASK_ITERATED, at, again)
+
     def _not_picked(self, task: TaskState, at: str) -> bool:
         """Skip ``task`` when a switch it needs picked a case that does not run it."""
         state = self.state
@@ -647,9 +699,15 @@ class Decider:
                     args=to_json(args, f"the arguments of task '{task.id}'") if ctx else args,
                     profile=spec.profile,
                     timeout_ms=timeout_ms,
+                    iteration=None if spec.loop is None else task.iteration,
                 )
             else:
-                started = AttemptStarted(task=task.id, attempt=attempt, timeout_ms=timeout_ms)
+                started = AttemptStarted(
+                    task=task.id,
+                    attempt=attempt,
+                    timeout_ms=timeout_ms,
+                    iteration=None if spec.loop is None else task.iteration,
+                )
                 decision = route(spec, state.plan.agents, state.agent_load)
                 if decision.agent is None:
                     return False

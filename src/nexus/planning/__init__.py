@@ -23,6 +23,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Budget as Budget
     from nexus.planning.options import Input as Input
+    from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
     from nexus.planning.workflow import MAX_WORKFLOW_BYTES as MAX_WORKFLOW_BYTES
     from nexus.planning.workflow import WORKFLOW_VERSION as WORKFLOW_VERSION
@@ -36,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "Backoff": "nexus.planning.options",
     "Budget": "nexus.planning.options",
     "Input": "nexus.planning.options",
+    "Loop": "nexus.planning.options",
     "MAX_WORKFLOW_BYTES": "nexus.planning.workflow",
     "McpServerRef": "nexus.planning.builder",
     "Profile": "nexus.planning.options",
@@ -68,6 +70,7 @@ __all__ = [
     "Backoff",
     "Budget",
     "Input",
+    "Loop",
     "McpServerRef",
     "Profile",
     "TaskRef",

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from nexus.agents.base import AgentFunction, FunctionAgent
 from nexus.agents.resolver import entrypoint_of
 from nexus.domain.plan import Plan
-from nexus.planning.options import Approval, Backoff, Budget, Input, Profile
+from nexus.planning.options import Approval, Backoff, Budget, Input, Loop, Profile
 from nexus.planning.workflow import WorkflowContext, compile_workflow
 from nexus.redaction import is_secret_name
 from nexus.tools.base import FunctionTool, ToolRegistry
@@ -338,6 +338,7 @@ class WorkflowBuilder:
         when: str | None = None,
         switch: str | None = None,
         cases: Mapping[str | bool | int | None, Iterable[TaskRef | str]] | None = None,
+        loop: Loop | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -374,10 +375,12 @@ class WorkflowBuilder:
                 ``3``, or ``"default"`` for any other) and the tasks it runs,
                 as ids since they are added later (each must need this task);
                 the tasks of the cases not picked are skipped.
+            loop: run the body again until a condition over its latest output
+                holds: a :class:`Loop` (docs/workflows.md, Loop).
 
         Raises:
-            TypeError: ``backoff``, ``approval``, ``profile`` or ``budget`` is
-                not of its type.
+            TypeError: ``backoff``, ``approval``, ``profile``, ``budget`` or
+                ``loop`` is not of its type.
         """
         where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
@@ -410,6 +413,7 @@ class WorkflowBuilder:
             ("when", when),
             ("switch", switch),
             ("cases", None if cases is None else _cases(cases)),
+            ("loop", _table(loop, Loop, "loop", where)),
         ):
             if value is not None:
                 entry[key] = value

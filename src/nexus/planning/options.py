@@ -2,7 +2,7 @@
 
 Each value here is one mapping of a workflow file written as a frozen
 dataclass: :class:`Input` (a declared input), :class:`Backoff`,
-:class:`Approval`, :class:`Budget` and :class:`Profile`. They check nothing
+:class:`Approval`, :class:`Budget`, :class:`Profile` and :class:`Loop`. They check nothing
 themselves: :meth:`to_dict` gives the mapping the file would hold (only what
 was set), and :class:`~nexus.planning.builder.WorkflowBuilder` compiles it
 with the workflow file's own checks, so a bad value is the same
@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Final, Literal
 
-__all__ = ["NO_DEFAULT", "Approval", "Backoff", "Budget", "Input", "Profile"]
+__all__ = ["NO_DEFAULT", "Approval", "Backoff", "Budget", "Input", "Loop", "Profile"]
 
 
 class _NoDefault(Enum):
@@ -173,3 +173,27 @@ class Profile(_Table):
     env: Sequence[str] | None = None
     sandbox: Literal["bwrap", "rlimits"] | None = None
     mcp_tools: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Loop(_Table):
+    """Run a task's body again until ``until`` holds: ``loop: {until, max_iterations}``.
+
+    Each iteration is one attempt (with its own retries); ``until`` is judged
+    on its output (docs/workflows.md, Loop).
+
+    Attributes:
+        until: a template over ``loop.output`` (the iteration's output) and
+            ``loop.iteration`` (1, 2, ...), such as ``"{{ loop.output.done }}"``.
+        max_iterations: the most iterations (1 to 1,000).
+        on_max: when ``until`` is still false after the last one: ``"fail"``
+            (the default) fails the task, ``"succeed"`` ends it with the last output.
+
+    Example:
+        >>> Loop(until="{{ loop.output.done }}", max_iterations=5).to_dict()
+        {'until': '{{ loop.output.done }}', 'max_iterations': 5}
+    """
+
+    until: str
+    max_iterations: int
+    on_max: Literal["fail", "succeed"] | None = None

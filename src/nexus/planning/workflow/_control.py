@@ -1,4 +1,4 @@
-"""Control flow in a workflow file: ``switch``/``cases`` routing tasks.
+"""Control flow in a workflow file: ``switch``/``cases`` routing tasks, ``loop`` tasks.
 
 A routing task has no body: once its needs have succeeded, the engine renders
 its ``switch`` template and the value picks one of its ``cases`` (each a list
@@ -20,6 +20,14 @@ each problem naming the task and the field:
 
 The template itself (syntax, and that it reads only the tasks in ``needs``)
 is checked as ``when`` is (:meth:`._tasks.TaskCompiler.condition`).
+
+A ``loop`` task runs its body (a tool or an agent) again until ``until``
+holds: ``until`` must be a template (a fixed value would judge every
+iteration alike), ``max_iterations`` is required and at most
+:data:`~nexus.domain.plan.MAX_ITERATIONS` (the file model says so), and only
+a loop task's templates may read ``loop.output`` and ``loop.iteration``
+(:func:`reads_loop`). ``until`` reads what the task's body may read, so it
+is checked with the body's templates.
 """
 
 from __future__ import annotations
@@ -29,11 +37,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from nexus.domain.plan import DEFAULT_CASE, case_name
+from nexus.domain.plan import DEFAULT_CASE, LoopPolicy, case_name
 from nexus.planning.workflow._errors import Reporter, kind, suggest
 from nexus.planning.workflow._schema import _Task
+from nexus.templating import is_template
 
-__all__ = ["BODY_KEYS", "check_switch"]
+__all__ = ["BODY_KEYS", "check_loop", "check_switch", "reads_loop"]
 
 #: What gives a task a body (something to run): a routing task has none of it.
 BODY_KEYS = (
@@ -52,7 +61,12 @@ BODY_KEYS = (
     "max_cost",
     "max_latency_ms",
     "budget",
+    "loop",
 )
+
+#: ``loop.output`` or ``loop.iteration`` in a template (Jinja's own ``loop``, in a
+#: ``{% for %}``, has neither).
+_LOOP_READ = re.compile(r"\bloop\s*\.\s*(?:output|iteration)\b")
 
 #: ``{{ tasks.T.output.data.F }}``: a value an output schema may bound.
 _SCHEMA_READ = re.compile(
@@ -262,3 +276,25 @@ def _known_values(source: str, tasks: Mapping[str, _Task]) -> tuple[set[str], st
     if prop.get("type") == "boolean":
         return {"true", "false"}, where
     return None
+
+
+def check_loop(tid: str, spec: _Task, report: Reporter) -> LoopPolicy | None:
+    """The task's ``loop`` as the plan holds it (None: it has none, or a problem, reported)."""
+    loop = spec.loop
+    if loop is None:
+        return None
+    if not is_template(loop.until):
+        report.add(
+            "`until` must be a template over the iteration's output, such as "
+            "'{{ loop.output.done }}'; a fixed value would judge every iteration alike",
+            task=tid,
+            field="loop.until",
+        )
+        return None
+    return LoopPolicy(until=loop.until, max_iterations=loop.max_iterations, on_max=loop.on_max)
+
+
+def reads_loop(source: str) -> bool:
+    """Whether a template reads ``loop.output`` or ``loop.iteration``, which only the
+    templates of a ``loop`` task have."""
+    return "loop" in source and _LOOP_READ.search(source) is not None

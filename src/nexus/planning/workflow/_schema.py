@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from nexus.domain.errors import WorkflowError
+from nexus.domain.plan import MAX_ITERATIONS
 from nexus.planning.workflow._errors import Reporter, Stop, kind
 
 # The models (_Workflow, _Task, ...) are read by the package's other modules too.
@@ -101,6 +102,12 @@ class _Approval(_Model):
     on_timeout: Literal["fail", "escalate"] = "fail"
 
 
+class _Loop(_Model):
+    until: str
+    max_iterations: Annotated[int, Field(ge=1, le=MAX_ITERATIONS)]
+    on_max: Literal["fail", "succeed"] = "fail"
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -123,6 +130,7 @@ class _Task(_Model):
     when: str | None = None
     switch: str | None = None
     cases: dict[Any, Any] | None = None
+    loop: _Loop | None = None
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -262,6 +270,8 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             return _Task
         if len(parent) == 3 and parent[2] == "backoff":
             return _Backoff
+        if len(parent) == 3 and parent[2] == "loop":
+            return _Loop
     if parent[0] == "agents" and len(parent) == 2:
         return _Agent
     if parent == ("defaults",):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
-from nexus.planning.workflow._control import check_switch
+from nexus.planning.workflow._control import check_loop, check_switch, reads_loop
 from nexus.planning.workflow._errors import kind, known
 from nexus.planning.workflow._grants import (
     ToolNames,
@@ -109,6 +109,7 @@ class TaskCompiler:
             if not switch:  # a routing task has no kind: it runs nothing
                 self.check_kind(tid, spec)
         cases = check_switch(tid, spec, self.tasks, report) if switch else None
+        loop = check_loop(tid, spec, report)
         args: dict[str, Any] = {}
         foreach: Any = None
         with report.step() as values_ok:
@@ -160,6 +161,7 @@ class TaskCompiler:
             when=spec.when,
             switch=spec.switch,
             cases=cases,
+            loop=loop,
         )
 
     def check_tool(
@@ -314,6 +316,10 @@ class TaskCompiler:
             templates.extend(self.condition(tid, spec.when, "when"))
         if spec.switch is not None:
             templates.extend(self.condition(tid, spec.switch, "switch"))
+        if spec.loop is not None:
+            read("loop.until", values.template(spec.loop.until, tid, "loop.until"))
+        else:
+            self.no_loop_reads(tid, spec, args)
         if spec.tool is None and spec.switch is None and spec.cases is None:
             # what the instructions of its agents read of the run, read for this task
             for facts in self.candidates(spec):
@@ -334,6 +340,27 @@ class TaskCompiler:
                 field=field,
             )
         return args, foreach
+
+    def no_loop_reads(self, tid: str, spec: _Task, args: dict[str, Any]) -> None:
+        """Report a template of a task without ``loop`` that reads ``loop.output`` or
+        ``loop.iteration`` (it would fail to render: ``loop`` is undefined)."""
+        texts = [*strings(args, "with")]
+        for field, text in (
+            ("prompt", spec.prompt),
+            ("foreach", spec.foreach),
+            ("when", spec.when),
+            ("switch", spec.switch),
+        ):
+            if isinstance(text, str):
+                texts.append((field, text))
+        for field, text in texts:
+            if reads_loop(text):
+                self.report.add(
+                    "reads loop.output or loop.iteration, which only a loop task has "
+                    "(give the task a `loop`)",
+                    task=tid,
+                    field=field,
+                )
 
     def condition(self, tid: str, source: str, field: str) -> list[tuple[str, TemplateReads]]:
         """Check a ``when`` condition or a ``switch``: its syntax, and that it reads only
