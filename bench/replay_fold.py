@@ -12,7 +12,14 @@ timed. Then, each repeated:
   recorded effects in memory, comparing every new event's hash with the
   original (nothing is written). It must report ``identical``.
 
-Usage: ``python bench/replay_fold.py [--quick] [--runs N] [--json PATH]``
+For an instruction counter (``valgrind --tool=callgrind``), ``--folds K``
+makes the run, folds its events K times and stops, timing nothing, and
+``--tasks N`` sets the chain's length: the difference of ``--folds 6`` and
+``--folds 1`` over 5 is one fold, and the difference of ``--tasks 1100
+--folds 0`` and ``--tasks 100 --folds 0`` over 1,000 is one task run by the
+engine (see docs/benchmarks.md, event payload models).
+
+Usage: ``python bench/replay_fold.py [--quick] [--runs N] [--json PATH] [--tasks N] [--folds K]``
 """
 
 from __future__ import annotations
@@ -38,9 +45,12 @@ async def make_run(engine: Engine, n: int, home: Path) -> str:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    cli = parser(__doc__.splitlines()[0])
+    cli.add_argument("--tasks", type=int, default=None, help="the chain's length")
+    cli.add_argument("--folds", type=int, default=None, help="only fold K times (no timing)")
+    args = cli.parse_args()
     started = time.perf_counter()
-    n = 1000 if args.quick else 10_000
+    n = args.tasks or (1000 if args.quick else 10_000)
     runs = runs_for(args, 3, quick=2)
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         home = Path(tmp)
@@ -50,6 +60,10 @@ def main() -> None:
         try:
             run_id = loop.run_until_complete(make_run(engine, n, home))
             events: list[Event] = loop.run_until_complete(store.load(run_id))
+            if args.folds is not None:
+                for _ in range(args.folds):
+                    RunState.fold(events)
+                return
 
             def load() -> float:
                 start = time.perf_counter()
