@@ -387,3 +387,22 @@ def test_random_switch_values_run_exactly_the_picked_case(
     )
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
     asyncio.run(_replay(db, result.run_id, calls))
+
+
+def test_inspect_and_events_say_what_the_switch_picked(tmp_path: Path) -> None:
+    from nexus.cli.inspection import view_task
+    from nexus.cli.summaries import summary
+
+    plan = compile_workflow(_flow("feature"), file="flow.yaml")
+    _, events = asyncio.run(_run(tmp_path / "nexus.db", plan))
+    doc = view_task(RunState.fold(events), events, "route")
+    assert doc["kind"] == "switch"
+    assert doc["history"] == [], "a switch makes no attempt"
+    assert doc["output"] == {"case": "feature", "value": "feature"}
+    picked = next(
+        e for e in events if e.type is EventType.TASK_SUCCEEDED and e.data["task"] == "route"
+    )
+    assert summary(picked) == 'route: case feature ("feature")'
+    assert view_task(RunState.fold(events), events, "fix")["why"].startswith(
+        "not picked by switch 'route'"
+    )

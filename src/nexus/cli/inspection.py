@@ -231,7 +231,10 @@ def _pending(state: RunState, task: TaskState) -> dict[str, Any]:
     action: dict[str, Any] = {}
     context = template_context(state, task)
     try:
-        if spec.tool is not None:
+        if spec.switch is not None:  # it runs nothing: approving it picks a case
+            action["switch"] = spec.switch
+            action["cases"] = {name: list(targets) for name, targets in (spec.cases or {}).items()}
+        elif spec.tool is not None:
             action["tool"] = spec.tool
             action["args"] = render_deep(spec.args, context, task=task.id, field="with")
             if spec.profile is not None:
@@ -261,7 +264,8 @@ def view_task(
     """One task's document: its state, why, attempts (and conversation, if asked)."""
     task = state.tasks[task_id]
     doc = task.to_dict()
-    doc["kind"] = "tool" if task.spec.tool is not None else "agent"
+    spec = task.spec
+    doc["kind"] = "switch" if spec.switch is not None else "tool" if spec.tool else "agent"
     doc["retries"] = task.spec.retry.retries
     doc["why"] = _reasons(events).get(task_id)
     doc["history"] = _attempts(task_id, events)
@@ -471,7 +475,9 @@ def _print_pending(doc: dict[str, Any], run_id: str) -> None:
     )
     if pending.get("deadline"):
         _say("deadline", f"{pending['deadline']} (then: {pending['on_timeout']})")
-    if "tool" in action:
+    if "switch" in action:
+        _say("picks", f"a case of {_json(action['cases'])} by {action['switch']}")
+    elif "tool" in action:
         _say("will run", f"tool {action['tool']} with {_json(action['args'])}")
         if action.get("profile") is not None:
             _say("profile", _json(action["profile"]))
