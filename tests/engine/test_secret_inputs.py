@@ -269,9 +269,12 @@ def test_personal_data_is_redacted_from_what_a_run_records_and_it_replays(tmp_pa
 
 
 def test_the_redaction_table_in_nexus_toml(tmp_path: Path) -> None:
-    file = tmp_path / "nexus.toml"
+    (tmp_path / "project").mkdir()
+    file = tmp_path / "project" / "nexus.toml"
     file.write_text("[redaction]\npii = true\n")
     assert load_config(file, environ={}).redaction_pii
+    # found upward from a directory inside the project, as git finds .git
+    assert load_config(environ={}, cwd=tmp_path / "project" / "sub").redaction_pii
     assert not load_config(environ={}, cwd=tmp_path / "none").redaction_pii
     file.write_text("[redaction]\npii = 'yes'\n")
     with pytest.raises(UserError, match=r"redaction\.pii"):
