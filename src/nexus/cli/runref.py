@@ -105,7 +105,8 @@ def resolving(callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
     def command(**params: Any) -> Any:
         ref = params.get("run_id")
-        if isinstance(ref, str):
+        # `events --schema` takes no run: the command itself refuses one given with it
+        if isinstance(ref, str) and not params.get("schema"):
             params["run_id"] = resolve_run_arg(ref, as_json=bool(params.get("as_json")))
         return callback(**params)
 
