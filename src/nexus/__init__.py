@@ -15,8 +15,9 @@ The names below are loaded on first use (PEP 562), so ``import nexus`` -- and so
 imported until a program uses a name that needs it.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from nexus.domain._lazy import on_first_use as _on_first_use
 
 if _typing.TYPE_CHECKING:
     from nexus.agents.base import AgentCall as AgentCall
@@ -109,17 +110,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _on_first_use(__name__, _EXPORTS, globals())
 
 
 __version__ = "0.1.0"

@@ -36,7 +36,6 @@ only when they are numbers.
 
 from __future__ import annotations
 
-import importlib as _importlib
 import typing as _typing
 
 from nexus.config._settings import (
@@ -51,6 +50,7 @@ from nexus.config._settings import (
     find_project,
     project_file,
 )
+from nexus.domain._lazy import on_first_use as _on_first_use
 from nexus.domain.durations import parse_seconds
 
 if _typing.TYPE_CHECKING:
@@ -69,17 +69,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus.config' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _on_first_use(__name__, _LAZY, globals())
 
 
 __all__ = [

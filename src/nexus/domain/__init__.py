@@ -6,8 +6,9 @@ the run-state fold and the payload views (``state``, ``payloads``), which a
 command reading no run never needs.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from nexus.domain._lazy import on_first_use as _on_first_use
 
 if _typing.TYPE_CHECKING:
     from nexus.domain.canonical import GENESIS_HASH as GENESIS_HASH
@@ -76,17 +77,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus.domain' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _on_first_use(__name__, _EXPORTS, globals())
 
 
 __all__ = [

@@ -46,9 +46,9 @@ The parts, each readable on its own (each imports only parts above it)::
 
 from __future__ import annotations
 
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+
+from nexus.domain._lazy import on_first_use as _on_first_use
 
 if _TYPE_CHECKING:
     from nexus.domain.resilience import BreakerState as BreakerState
@@ -95,17 +95,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus.tools.mcp' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _on_first_use(__name__, _EXPORTS, globals())
 
 
 __all__ = [

@@ -72,9 +72,9 @@ The names are loaded on first use (PEP 562): ``nexus.config`` holds
 that runs a guest (:class:`WasmTool`, :func:`parse_wasm_tools`...) loads it.
 """
 
-import importlib as _importlib
 import typing as _typing
 
+from nexus.domain._lazy import on_first_use as _on_first_use
 from nexus.tools.wasm._spec import WasmToolConfig
 
 if _typing.TYPE_CHECKING:
@@ -106,17 +106,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nexus.tools.wasm' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _on_first_use(__name__, _LAZY, globals())
 
 
 __all__ = [
