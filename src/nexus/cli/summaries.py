@@ -28,6 +28,7 @@ from nexus.domain.payloads import (
     InterruptsReset,
     PauseRequested,
     Payload,
+    PlanExtended,
     RetryScheduled,
     RunContinued,
     RunEnded,
@@ -137,6 +138,14 @@ def _task_iterated(p: TaskIterated) -> str:
     return f"{p.task} iteration {p.iteration} (attempt {p.attempt}): until gave {_json(p.value)}"
 
 
+def _plan_extended(p: PlanExtended) -> str:
+    ids = [str(task.get("id")) for task in p.tasks]
+    shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+    return (
+        f"{p.task} attempt {p.attempt} added {_count(len(ids), 'task')} (depth {p.depth}): {shown}"
+    )
+
+
 def _approval_answered(p: ApprovalAnswered) -> str:
     by = f" by {p.by}" if p.by else ""
     return f"{p.task}{by}" + (f": {p.reason}" if p.reason else "")
@@ -185,6 +194,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     ApprovalEscalated: lambda p: f"{p.task}: {p.reason}",
     TaskExpanded: lambda p: f"{p.task} into {_count(len(p.items), 'item')}",
     TaskIterated: _task_iterated,
+    PlanExtended: _plan_extended,
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,

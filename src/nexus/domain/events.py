@@ -54,6 +54,7 @@ class EventType(StrEnum):
     APPROVAL_ESCALATED = "approval.escalated"
     TASK_EXPANDED = "task.expanded"
     TASK_ITERATED = "task.iterated"
+    PLAN_EXTENDED = "plan.extended"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
     RETRY_SCHEDULED = "task.retry_scheduled"

@@ -161,6 +161,13 @@ class TaskIteratedData(TypedDict):
     value: Any
 
 
+class PlanExtendedData(TypedDict):
+    task: str
+    attempt: int
+    tasks: list[dict[str, Any]]
+    depth: int
+
+
 class AttemptInterruptedData(TypedDict):
     task: str
     attempt: int
@@ -245,6 +252,7 @@ __all__ = [
     "EffectRecordData",
     "InterruptsResetData",
     "PauseRequestedData",
+    "PlanExtendedData",
     "RetryScheduledData",
     "RunContinuedData",
     "RunEndedData",

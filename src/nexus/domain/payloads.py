@@ -713,6 +713,21 @@ class TaskIterated(Payload):
 
 
 @_view
+class PlanExtended(Payload):
+    """A task's output extended the running plan: ``tasks`` (compiled, as a plan holds
+    them) join the run, at ``depth`` (the extending task's depth plus one). The task
+    ends once every task it added has ended."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.PLAN_EXTENDED,)
+
+    task: str
+    #: the attempt whose output held the extension
+    attempt: int
+    tasks: list[JSONDict]
+    depth: int
+
+
+@_view
 class AttemptInterrupted(Payload):
     """The process running an attempt stopped before it finished."""
 
@@ -881,6 +896,7 @@ MODELS: tuple[type[Payload], ...] = (
     ApprovalEscalated,
     TaskExpanded,
     TaskIterated,
+    PlanExtended,
     AttemptStarted,
     AttemptInterrupted,
     RetryScheduled,
@@ -946,6 +962,7 @@ __all__ = [
     "InterruptsReset",
     "PauseRequested",
     "Payload",
+    "PlanExtended",
     "RetryScheduled",
     "RunContinued",
     "RunEnded",

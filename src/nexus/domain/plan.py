@@ -107,6 +107,52 @@ class LoopPolicy:
         )
 
 
+#: The most tasks one run's plan extensions may add, and the deepest an added task
+#: may itself extend: what ``extensions:`` may raise its limits to.
+MAX_ADDED_TASKS: Final = 10_000
+MAX_EXTENSION_DEPTH: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendPolicy:
+    """A task whose output extends the running plan (see ``docs/planning.md``).
+
+    Its attempt's output holds ``tasks``: new tasks in the workflow file's own
+    syntax. They are compiled and checked like a workflow's tasks against the
+    run's agents, tools and the tasks already in it, then added in one
+    ``plan.extended`` event; the task ends when every task it added has ended.
+    ``max_tasks`` caps what this one extension may add.
+    """
+
+    max_tasks: int | None = None
+
+    def to_dict(self) -> JSONDict:
+        return {"max_tasks": self.max_tasks}
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> ExtendPolicy:
+        return cls(max_tasks=data["max_tasks"])
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensionLimits:
+    """How far a run's plan may grow: ``max_tasks`` added in all, ``max_depth`` levels.
+
+    A task of the workflow file is at depth 0; a task it adds is at depth 1, and
+    may extend the plan again only while its depth is below ``max_depth``.
+    """
+
+    max_tasks: int = 100
+    max_depth: int = 1
+
+    def to_dict(self) -> JSONDict:
+        return {"max_tasks": self.max_tasks, "max_depth": self.max_depth}
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> ExtensionLimits:
+        return cls(max_tasks=data["max_tasks"], max_depth=data["max_depth"])
+
+
 #: The case a ``switch`` picks when its value names no other.
 DEFAULT_CASE: Final = "default"
 
@@ -258,6 +304,8 @@ class TaskSpec:
     cases: dict[str, tuple[str, ...]] | None = None
     #: run the body again until a condition over its latest output holds
     loop: LoopPolicy | None = None
+    #: its output's ``tasks`` extend the running plan
+    extend: ExtendPolicy | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -291,7 +339,35 @@ class TaskSpec:
             **({"switch": self.switch} if self.switch is not None else {}),
             **({"cases": _cases_data(self.cases)} if self.cases is not None else {}),
             **({"loop": self.loop.to_dict()} if self.loop is not None else {}),
+            **({"extend": self.extend.to_dict()} if self.extend is not None else {}),
         }
+
+    @classmethod
+    def from_dict(cls, t: JSONDict) -> TaskSpec:
+        """Rebuild a task from :meth:`to_dict` output (as a plan or an extension records it)."""
+        return cls(
+            id=t["id"],
+            needs=tuple(t["needs"]),
+            tool=t["tool"],
+            args=t["args"],
+            agent=t["agent"],
+            capability=t["capability"],
+            prompt=t["prompt"],
+            foreach=t["foreach"],
+            retry=RetryPolicy(**t["retry"]),
+            timeout=t["timeout"],
+            priority=t["priority"],
+            approval=ApprovalPolicy.from_dict(t["approval"]) if t.get("approval") else None,
+            profile=t.get("profile"),
+            output_schema=t.get("output_schema"),
+            routing=t.get("routing"),
+            budget=t.get("budget"),
+            when=t.get("when"),
+            switch=t.get("switch"),
+            cases=_cases_of(t["cases"]) if "cases" in t else None,
+            loop=LoopPolicy.from_dict(t["loop"]) if "loop" in t else None,
+            extend=ExtendPolicy.from_dict(t["extend"]) if "extend" in t else None,
+        )
 
 
 #: A run's ``max_failure_rate`` is judged once at least this many of its tasks have
@@ -324,6 +400,13 @@ class Plan:
     #: end the run once this share of its ended tasks (succeeded or failed) has
     #: failed, judged from :data:`FAILURE_RATE_MIN_ENDED` ended tasks on
     max_failure_rate: float | None = None
+    #: how far tasks that extend the plan may grow it (None: the defaults)
+    extensions: ExtensionLimits | None = None
+
+    @property
+    def extension_limits(self) -> ExtensionLimits:
+        """The limits on plan extensions: the workflow's ``extensions:``, else the defaults."""
+        return self.extensions if self.extensions is not None else _DEFAULT_LIMITS
 
     def __repr__(self) -> str:  # inputs left out: they may hold secrets
         return f"Plan(name={self.name!r}, tasks={len(self.tasks)})"
@@ -354,37 +437,14 @@ class Plan:
                 if self.max_failure_rate is not None
                 else {}
             ),
+            **({"extensions": self.extensions.to_dict()} if self.extensions is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> Plan:
         """Rebuild a plan from :meth:`to_dict` output (as stored in events)."""
         agents = {name: AgentSpec.from_dict(a) for name, a in data["agents"].items()}
-        tasks = {
-            tid: TaskSpec(
-                id=t["id"],
-                needs=tuple(t["needs"]),
-                tool=t["tool"],
-                args=t["args"],
-                agent=t["agent"],
-                capability=t["capability"],
-                prompt=t["prompt"],
-                foreach=t["foreach"],
-                retry=RetryPolicy(**t["retry"]),
-                timeout=t["timeout"],
-                priority=t["priority"],
-                approval=ApprovalPolicy.from_dict(t["approval"]) if t.get("approval") else None,
-                profile=t.get("profile"),
-                output_schema=t.get("output_schema"),
-                routing=t.get("routing"),
-                budget=t.get("budget"),
-                when=t.get("when"),
-                switch=t.get("switch"),
-                cases=_cases_of(t["cases"]) if "cases" in t else None,
-                loop=LoopPolicy.from_dict(t["loop"]) if "loop" in t else None,
-            )
-            for tid, t in data["tasks"].items()
-        }
+        tasks = {tid: TaskSpec.from_dict(t) for tid, t in data["tasks"].items()}
         return cls(
             name=data["name"],
             tasks=tasks,
@@ -399,7 +459,13 @@ class Plan:
             secret_inputs=dict(data.get("secret_inputs") or {}),
             max_failures=data.get("max_failures"),
             max_failure_rate=data.get("max_failure_rate"),
+            extensions=(
+                ExtensionLimits.from_dict(data["extensions"]) if "extensions" in data else None
+            ),
         )
+
+
+_DEFAULT_LIMITS = ExtensionLimits()
 
 
 def _cases_data(cases: dict[str, tuple[str, ...]]) -> JSONDict:

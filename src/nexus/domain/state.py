@@ -52,6 +52,7 @@ from nexus.domain.payload_data import (
     EffectRecordData,
     InterruptsResetData,
     PauseRequestedData,
+    PlanExtendedData,
     RetryScheduledData,
     TaskEndedUnrunData,
     TaskExpandedData,
@@ -147,6 +148,8 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
 
 #: A ``switch`` task succeeds from ``pending``: it runs no attempt (see ``_routed``).
 _ROUTING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_PENDING, _SUCCEEDED)})
+#: A task whose output extended the plan waits for what it added (see ``_plan_extended``).
+_EXTENDING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _EXPANDED)})
 #: A ``loop`` task goes back to ``pending`` for its next iteration (see ``_iterated``).
 _ITERATING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _PENDING)})
 
@@ -183,6 +186,12 @@ class TaskState:
     iteration_base: int = 0
     #: a ``loop`` task: the output of the iteration before this one (``loop.output``)
     loop_output: Any = None
+    #: a task that extended the plan: the tasks it added (it ends when they have)
+    added: list[str] = field(default_factory=list)
+    #: a task an extension added: the task whose output added it
+    extended_by: str | None = None
+    #: 0 for the workflow's tasks; an added task is one deeper than the task that added it
+    depth: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +252,8 @@ class RunState:
     pricing: dict[str, Any] | None = None
     #: whether any scope has limits (the plan's, or raised later)
     has_budgets: bool = False
+    #: how many tasks plan extensions have added (``extensions.max_tasks`` bounds it)
+    added_tasks: int = 0
     # scheduler bookkeeping, derived from the events
     _rank: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     _dependents: dict[str, list[str]] = field(default_factory=dict)
@@ -485,7 +496,8 @@ class RunState:
             self._release(task)
 
     def _release(self, task: TaskState) -> None:
-        """A task ended: unblock its dependents, or count it against its foreach parent."""
+        """A task ended: unblock its dependents, or count it against its foreach parent
+        (an added task against the task that added it, too)."""
         if task.parent is not None:
             parent = self.tasks[task.parent]
             parent.waiting_on -= 1
@@ -497,6 +509,69 @@ class RunState:
             child.waiting_on -= 1
             if child.waiting_on == 0:
                 heapq.heappush(self._ready, (self._rank[dep], dep))
+        if task.extended_by is not None:
+            extender = self.tasks[task.extended_by]
+            extender.waiting_on -= 1
+            if extender.waiting_on == 0:
+                self._parents_done.append(extender.id)
+
+    def extend(self, by: TaskState, specs: list[TaskSpec], depth: int, at: str) -> None:
+        """Add the tasks ``by``'s output extended the plan with (see ``plan.extended``).
+
+        They may need tasks already in the run and each other, never the other
+        way round, so no cycle can close through the run's tasks; they rank
+        after every task the run had, in the order given, critical paths first.
+
+        Raises:
+            IntegrityError: the extension reuses an id, needs an unknown task, has
+                a cycle, or is not one level below its task.
+        """
+        tasks = self.tasks
+        new: dict[str, tuple[str, ...]] = {}
+        for spec in specs:
+            if spec.id in tasks or spec.id in new:
+                raise IntegrityError(f"run {self.run_id}: plan extension repeats task '{spec.id}'")
+            new[spec.id] = spec.needs
+        if depth != by.depth + 1:
+            raise IntegrityError(
+                f"run {self.run_id}: task '{by.id}' at depth {by.depth} extended the plan "
+                f"at depth {depth}"
+            )
+        inner: dict[str, list[str]] = {}
+        for tid, needs in new.items():
+            for dep in needs:
+                if dep not in new and (dep not in tasks or tasks[dep].parent is not None):
+                    raise IntegrityError(
+                        f"run {self.run_id}: added task '{tid}' needs unknown task '{dep}'"
+                    )
+            inner[tid] = [dep for dep in needs if dep in new]
+        try:
+            order = topological_order(inner)
+        except ValueError:
+            raise IntegrityError(f"run {self.run_id}: plan extension has a cycle") from None
+        to_sink = longest_path_to_sink(inner, order)
+        base = len(self._rank)
+        self._move(by, _EXPANDED, at, _EXTENDING)
+        by.added = list(new)
+        by.waiting_on = len(new)
+        for index, spec in enumerate(specs):
+            tid = spec.id
+            added = TaskState(id=tid, spec=spec, extended_by=by.id, depth=depth)
+            tasks[tid] = added
+            self._rank[tid] = (-spec.priority, -to_sink[tid], base + index, -1)
+            self._dependents[tid] = []
+        for spec in specs:
+            added = tasks[spec.id]
+            for dep in spec.needs:
+                if dep in new or tasks[dep].status not in _TASK_TERMINAL:
+                    self._dependents[dep].append(spec.id)
+                    added.waiting_on += 1
+            if added.waiting_on == 0:
+                heapq.heappush(self._ready, (self._rank[spec.id], spec.id))
+        self.open_tasks += len(specs)
+        self.added_tasks += len(specs)
+        if any(spec.budget is not None for spec in specs):
+            self.has_budgets = True
 
     def apply(self, event: Event) -> None:
         """Apply one event.
@@ -758,6 +833,23 @@ def _expanded(state: RunState, event: Event, data: TaskExpandedData) -> None:
         heapq.heappush(state._ready, (state._rank[cid], cid))
 
 
+def _plan_extended(state: RunState, event: Event, data: PlanExtendedData) -> None:
+    """A task's output extended the plan: its tasks join the run, and it waits for them."""
+    task = state.task(data["task"])
+    if (
+        task.spec.extend is None
+        or task.status is not _RUNNING
+        or data["attempt"] != task.attempts
+        or task.last_error is not None
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: task '{task.id}' extended the plan but it is not an "
+            "extending task whose attempt succeeded"
+        )
+    specs = [TaskSpec.from_dict(spec) for spec in data["tasks"]]
+    state.extend(task, specs, data["depth"], event.at)
+
+
 def _iterated(state: RunState, event: Event, data: TaskIteratedData) -> None:
     """A ``loop`` task's iteration ended with ``until`` false: it is ready to run again."""
     task = state.task(data["task"])
@@ -803,7 +895,7 @@ def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
         return
     task.output = (
         [state.tasks[c].output for c in task.children]
-        if task.status is _EXPANDED
+        if task.status is _EXPANDED and not task.added
         else task.last_output
     )
     task.error = None
@@ -867,6 +959,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.ATTEMPT_FINISHED: _attempt_finished,
     EventType.TASK_EXPANDED: _expanded,
     EventType.TASK_ITERATED: _iterated,
+    EventType.PLAN_EXTENDED: _plan_extended,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

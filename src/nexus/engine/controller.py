@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time, seal
 from nexus.domain.payloads import (
@@ -57,6 +57,9 @@ from nexus.engine.effects import Clock
 from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
 from nexus.redaction import Redactor
 from nexus.store.base import Store
+
+if TYPE_CHECKING:
+    from nexus.planning.workflow import WorkflowContext
 
 Observer = Callable[[Sequence[Event], RunState], None]
 #: Receives the text models stream, live (task, attempt, text); never recorded.
@@ -137,7 +140,7 @@ class RunController:
         # attempts put into it), and max_parallel bounds what is in flight.
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self._observers = list(observers)
-        self._decider = Decider(state, self._emit)
+        self._decider = Decider(state, self._emit, self._extension_context)
         self._buffer: list[Event] = []
         #: attempts decided but not started yet
         self._launch: list[AttemptStarted] = []
@@ -191,6 +194,22 @@ class RunController:
         if self._replay is not None:
             self._check_replay(event)
         return event
+
+    def _extension_context(self) -> WorkflowContext:
+        """What the tasks a plan extension adds are checked against: the run's tools.
+
+        An MCP server's tools are left to their names (``server.tool``), as in the
+        workflow file: a replay connects no server, and must check alike.
+        """
+        from nexus.planning.workflow import WorkflowContext, tool_infos
+
+        servers = tuple(self.state.plan.mcp_servers)
+        tools = {
+            name: info
+            for name, info in tool_infos(self.worker.tools).items()
+            if name.partition(".")[0] not in servers
+        }
+        return WorkflowContext(tools=tools, mcp_servers=servers)
 
     def begin(self, first: Event) -> None:
         """React to an input that is already sealed and stored (``run.started``)."""

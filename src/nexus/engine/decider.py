@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
-from nexus.domain.errors import ErrorKind, IntegrityError, NexusError
+from nexus.domain.errors import ErrorKind, IntegrityError, NexusError, WorkflowError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
 from nexus.domain.payload_data import (
     ApprovalAnsweredData,
@@ -34,6 +34,7 @@ from nexus.domain.payloads import (
     ErrorRecord,
     PauseRequested,
     Payload,
+    PlanExtended,
     RetryScheduled,
     RunEnded,
     RunPaused,
@@ -60,6 +61,7 @@ from nexus.templating import (
 
 if TYPE_CHECKING:
     from nexus.gateway.pricing import PricingTable
+    from nexus.planning.workflow import WorkflowContext
 
 #: An interrupted attempt (the process died) is retried without using the
 #: task's retry budget, but no more than this many times in a row. A resume
@@ -137,16 +139,25 @@ def held_at_limit(state: RunState) -> list[TaskState]:
 class Decider:
     """Turns state into decisions. One per controller."""
 
-    def __init__(self, state: RunState, emit: Emit) -> None:
+    def __init__(
+        self,
+        state: RunState,
+        emit: Emit,
+        extension_context: Callable[[], WorkflowContext] | None = None,
+    ) -> None:
         self.state = state
         self.emit = emit
+        #: what a plan extension's tasks are checked against (the run's tools), asked
+        #: for when a task first extends the plan; None: any tool name is accepted
+        self._extension_context = extension_context
+        self._context: WorkflowContext | None = None
         self._pricing: PricingTable | None = None
         #: set when a step stopped scheduling early (template limits); the
         #: controller then records ``run.continued`` once it has had a turn
         self.deferred = False
         self._limit_failures = 0
         #: the tasks some ``switch`` routes to -> those switches (see :meth:`_not_picked`)
-        self._routed = switch_targets(state.plan.tasks.values())
+        self._routed = switch_targets(t.spec for t in state.tasks.values() if t.parent is None)
 
     def _emit(self, type_: EventType, at: str, payload: Payload) -> None:
         """Emit a decision whose data is ``payload``."""
@@ -208,6 +219,9 @@ class Decider:
         if recorded is None:
             if task.spec.loop is not None:
                 self._iterate(task, event.at)
+                return
+            if task.spec.extend is not None:
+                self._extend(task, event.at)
                 return
             succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
             self._emit(EventType.TASK_SUCCEEDED, event.at, succeeded)
@@ -621,6 +635,74 @@ class Decider:
             )
             self._emit(EventType.TASK_ITERATED, at, again)
 
+    # -- extend: the plan grows ------------------------------------------------
+    def _extend(self, task: TaskState, at: str) -> None:
+        """An extending task's attempt succeeded: add the tasks its output holds.
+
+        They are compiled and checked like a workflow file's (see
+        :func:`nexus.planning.workflow.compile_extension`), within the limits the
+        workflow set, then recorded as one ``plan.extended``; the task ends when
+        they all have. An invalid extension is the attempt's failure: retried
+        (the agent sees the problems as feedback) while retries last, then the
+        task fails naming every problem, and the rest of the run goes on.
+        """
+        from nexus.planning.workflow import Extension, compile_extension
+
+        state = self.state
+        plan = state.plan
+        limits = plan.extension_limits
+        room = limits.max_tasks - state.added_tasks
+        why = (
+            f"extensions.max_tasks lets the run add {limits.max_tasks} "
+            f"and it has added {state.added_tasks}"
+        )
+        own = task.spec.extend.max_tasks if task.spec.extend is not None else None
+        if own is not None and own < room:
+            room, why = own, f"its extend.max_tasks is {own}"
+        existing = {t.id: t.spec for t in state.tasks.values() if t.parent is None}
+        extension = Extension(
+            by=task.id, existing=existing, depth=task.depth + 1, room=max(room, 0), why_room=why
+        )
+        try:
+            specs = compile_extension(plan, task.last_output, extension, self._checks())
+        except WorkflowError as exc:
+            self._bad_extension(task, at, exc)
+            return
+        if not specs:
+            done = TaskSucceeded(task=task.id, attempt=task.attempts)
+            self._emit(EventType.TASK_SUCCEEDED, at, done)
+            return
+        extended = PlanExtended(
+            task=task.id,
+            attempt=task.attempts,
+            tasks=[spec.to_dict() for spec in specs],
+            depth=task.depth + 1,
+        )
+        self._emit(EventType.PLAN_EXTENDED, at, extended)
+        if any(spec.cases for spec in specs):
+            self._routed = switch_targets(t.spec for t in state.tasks.values() if t.parent is None)
+
+    def _checks(self) -> WorkflowContext | None:
+        if self._context is None and self._extension_context is not None:
+            self._context = self._extension_context()
+        return self._context
+
+    def _bad_extension(self, task: TaskState, at: str, exc: WorkflowError) -> None:
+        problems = [_where(p) for p in exc.problems]
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        error = ErrorRecord(
+            kind=str(ErrorKind.VALIDATION),
+            message=f"{exc.file} is not valid ({count}): " + "; ".join(problems[:5]),
+            retryable=True,
+            details={"problems": problems[:50]},
+        )
+        failures = task.attempts - self._interrupts(task)
+        if failures <= task.spec.retry.retries:
+            self._retry(task, at, error, failures)
+        else:
+            error.retryable = False
+            self._fail(task, at, error.to_data())
+
     def _not_picked(self, task: TaskState, at: str) -> bool:
         """Skip ``task`` when a switch it needs picked a case that does not run it."""
         state = self.state
@@ -755,7 +837,14 @@ class Decider:
         settled = False
         while (parent := state.pop_parent_done()) is not None:
             settled = True
-            bad = [c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED]
+            if parent.added:  # a task that extended the plan: what it added must not fail
+                bad = [c for c in parent.added if state.tasks[c].status in _UNSUCCESSFUL]
+                what = "added tasks"
+            else:
+                bad = [
+                    c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED
+                ]
+                what = "items"
             if not bad:
                 self._emit(EventType.TASK_SUCCEEDED, at, TaskSucceeded(task=parent.id))
             elif state.cancel_requested:
@@ -765,8 +854,8 @@ class Decider:
                 error = ErrorRecord(
                     kind="validation",
                     message=(
-                        f"{len(bad)} of {len(parent.children)} items did not succeed: "
-                        + ", ".join(bad[:5])
+                        f"{len(bad)} of {len(parent.added or parent.children)} {what} "
+                        "did not succeed: " + ", ".join(bad[:5])
                     ),
                     retryable=False,
                 )
@@ -864,6 +953,14 @@ def _choose(
         prompt_tokens=estimate_tokens(prompt) + estimate_tokens(instructions) + 8,
         completion_tokens=agent.max_tokens or RESERVED_COMPLETION,
     )
+
+
+def _where(problem: WorkflowError) -> str:
+    """A problem of an extension, naming its task and field (the extension is said once)."""
+    where = [f"task '{problem.task}'"] if problem.task else []
+    if problem.field:
+        where.append(f"field '{problem.field}'")
+    return f"{', '.join(where)}: {problem.detail}" if where else problem.detail
 
 
 def _feedback(task: TaskState) -> dict[str, Any] | None:

@@ -78,7 +78,8 @@ validation, :mod:`._compiler` runs the steps below in order,
 templates read, :mod:`._arguments` a tool task's arguments, :mod:`._grants`
 the tools, profiles, budgets, model providers and MCP servers, :mod:`._graph`
 the dependencies and the reads, :mod:`._context` is what the caller knows,
-and :mod:`._errors` gathers and phrases the problems.
+and :mod:`._errors` gathers and phrases the problems. :mod:`._extension`
+compiles the tasks a running task adds to its run's plan the same way.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import Plan
 from nexus.planning.workflow._compiler import check_document, compile_document
 from nexus.planning.workflow._context import ToolInfo, WorkflowContext, tool_infos, with_names
+from nexus.planning.workflow._extension import Extension, compile_extension
 from nexus.planning.workflow._schema import WORKFLOW_VERSION
 from nexus.planning.workflow._values import MAX_TEMPLATE_TEXT
 from nexus.planning.workflow._yaml import (
@@ -108,9 +110,11 @@ __all__ = [
     "MAX_WORKFLOW_BYTES",
     "MAX_YAML_NODES",
     "WORKFLOW_VERSION",
+    "Extension",
     "ToolInfo",
     "Validation",
     "WorkflowContext",
+    "compile_extension",
     "compile_workflow",
     "load_workflow",
     "tool_infos",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nexus.domain.errors import WorkflowError
-from nexus.domain.plan import AgentSpec, Plan, TaskSpec
+from nexus.domain.plan import AgentSpec, ExtensionLimits, Plan, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts, compile_agent
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._context import WorkflowContext
@@ -145,6 +145,11 @@ class _Compiler:
             mcp_servers=servers or {},
             budget=budget,
             secret_inputs=secret_inputs,
+            extensions=(
+                None
+                if wf.extensions is None
+                else ExtensionLimits(wf.extensions.max_tasks, wf.extensions.max_depth)
+            ),
         )
 
     def agents(

@@ -37,7 +37,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from nexus.domain.plan import DEFAULT_CASE, LoopPolicy, case_name
+from nexus.domain.plan import DEFAULT_CASE, ExtendPolicy, LoopPolicy, case_name
 from nexus.planning.workflow._errors import Reporter, kind, suggest
 from nexus.planning.workflow._schema import _Task
 from nexus.templating import is_template
@@ -292,6 +292,27 @@ def check_loop(tid: str, spec: _Task, report: Reporter) -> LoopPolicy | None:
         )
         return None
     return LoopPolicy(until=loop.until, max_iterations=loop.max_iterations, on_max=loop.on_max)
+
+
+def check_extend(tid: str, spec: _Task, report: Reporter) -> ExtendPolicy | None:
+    """The task's ``extend`` as the plan holds it (None: it has none, or a problem, reported).
+
+    The tasks an extension adds wait on the one task that added them, so an
+    extending task runs once: not per item, iteration or case.
+    """
+    extend = spec.extend
+    if extend is None:
+        return None
+    for key, value in (("foreach", spec.foreach), ("loop", spec.loop), ("switch", spec.switch)):
+        if value is not None:
+            report.add(
+                f"a task that extends the plan runs once, so it cannot have `{key}`; "
+                "move the extension to a task of its own",
+                task=tid,
+                field="extend",
+            )
+            return None
+    return ExtendPolicy(max_tasks=extend.max_tasks)
 
 
 def reads_loop(source: str) -> bool:

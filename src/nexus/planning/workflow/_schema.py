@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from nexus.domain.errors import WorkflowError
-from nexus.domain.plan import MAX_ITERATIONS
+from nexus.domain.plan import MAX_ADDED_TASKS, MAX_EXTENSION_DEPTH, MAX_ITERATIONS
 from nexus.planning.workflow._errors import Reporter, Stop, kind
 
 # The models (_Workflow, _Task, ...) are read by the package's other modules too.
@@ -108,6 +108,15 @@ class _Loop(_Model):
     on_max: Literal["fail", "succeed"] = "fail"
 
 
+class _Extend(_Model):
+    max_tasks: Annotated[int, Field(ge=1, le=MAX_ADDED_TASKS)] | None = None
+
+
+class _Extensions(_Model):
+    max_tasks: Annotated[int, Field(ge=1, le=MAX_ADDED_TASKS)] = 100
+    max_depth: Annotated[int, Field(ge=1, le=MAX_EXTENSION_DEPTH)] = 1
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -131,6 +140,16 @@ class _Task(_Model):
     switch: str | None = None
     cases: dict[Any, Any] | None = None
     loop: _Loop | None = None
+    extend: _Extend | None = None
+
+    @field_validator("extend", mode="before")
+    @classmethod
+    def _true_is_default(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -163,6 +182,7 @@ class _Workflow(_Model):
     defaults: _Defaults = Field(default_factory=_Defaults)
     mcp_servers: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None
+    extensions: _Extensions | None = None
     tasks: dict[str, _Task]
 
     @field_validator("inputs", "agents", "defaults", mode="before")

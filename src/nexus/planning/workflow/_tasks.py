@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
-from nexus.planning.workflow._control import check_loop, check_switch, reads_loop
+from nexus.planning.workflow._control import check_extend, check_loop, check_switch, reads_loop
 from nexus.planning.workflow._errors import kind, known
 from nexus.planning.workflow._grants import (
     ToolNames,
@@ -110,6 +110,7 @@ class TaskCompiler:
                 self.check_kind(tid, spec)
         cases = check_switch(tid, spec, self.tasks, report) if switch else None
         loop = check_loop(tid, spec, report)
+        extend = check_extend(tid, spec, report)
         args: dict[str, Any] = {}
         foreach: Any = None
         with report.step() as values_ok:
@@ -162,6 +163,7 @@ class TaskCompiler:
             switch=spec.switch,
             cases=cases,
             loop=loop,
+            extend=extend,
         )
 
     def check_tool(
