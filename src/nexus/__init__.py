@@ -52,6 +52,8 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Approval as Approval
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Budget as Budget
+    from nexus.planning.options import Extend as Extend
+    from nexus.planning.options import Extensions as Extensions
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
@@ -79,6 +81,8 @@ _EXPORTS: dict[str, str] = {
     "FunctionAgent": "nexus.agents.base",
     "FunctionTool": "nexus.tools.base",
     "InfrastructureError": "nexus.domain.errors",
+    "Extend": "nexus.planning.options",
+    "Extensions": "nexus.planning.options",
     "Input": "nexus.planning.options",
     "IntegrityError": "nexus.domain.errors",
     "Loop": "nexus.planning.options",
@@ -127,6 +131,8 @@ __all__ = [
     "ConflictError",
     "Engine",
     "ErrorKind",
+    "Extend",
+    "Extensions",
     "FunctionAgent",
     "FunctionTool",
     "InfrastructureError",

@@ -17,7 +17,18 @@ from typing import Any
 import pytest
 
 import nexus
-from nexus import Approval, Backoff, Budget, Input, Loop, Profile, Workflow, WorkflowError
+from nexus import (
+    Approval,
+    Backoff,
+    Budget,
+    Extend,
+    Extensions,
+    Input,
+    Loop,
+    Profile,
+    Workflow,
+    WorkflowError,
+)
 from nexus.tools.profile import ExecProfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -462,6 +473,35 @@ def _loop(_: Path) -> Workflow:
     return wf
 
 
+def _extend(_: Path) -> Workflow:
+    wf = Workflow("extend", extensions=Extensions(max_tasks=20, max_depth=1))
+    answer = (
+        '{"tasks": {\n'
+        '  "fetch":   {"tool": "shell", "with": {"cmd": "echo 3 open issues"}},\n'
+        '  "triage":  {"tool": "shell", "needs": ["fetch"],\n'
+        '              "with": {"cmd": "echo triaged: {% raw %}{{ tasks.fetch.output.stdout | trim '
+        '}}{% endraw %}"}},\n'
+        '  "notify":  {"tool": "noop", "needs": ["triage"]}\n'
+        "}}\n"
+    )
+    wf.agent(
+        "planner",
+        role="planner",
+        model="scripted:planner",
+        capabilities=["plan"],
+        scripted=[answer],
+    )
+    plan = wf.task(
+        "plan",
+        capability="plan",
+        prompt="Plan the morning triage as tasks (JSON: {tasks: {id: task}}).",
+        extend=Extend(max_tasks=10),
+        retries=2,
+    )
+    wf.task("summary", needs=[plan], tool="shell", args={"cmd": "echo planning done"})
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -471,6 +511,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "conditions example": (ROOT / "examples" / "conditions" / "workflow.yaml", _conditions),
     "switch example": (ROOT / "examples" / "switch" / "workflow.yaml", _switch),
     "loop example": (ROOT / "examples" / "loop" / "workflow.yaml", _loop),
+    "extend example": (ROOT / "examples" / "extend" / "workflow.yaml", _extend),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

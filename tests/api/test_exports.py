@@ -85,6 +85,8 @@ SURFACES: dict[str, set[str]] = {
         "McpServerRef",
         "Input",
         "Loop",
+        "Extend",
+        "Extensions",
         "Backoff",
         "Approval",
         "Budget",

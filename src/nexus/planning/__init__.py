@@ -23,6 +23,8 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Approval as Approval
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Budget as Budget
+    from nexus.planning.options import Extend as Extend
+    from nexus.planning.options import Extensions as Extensions
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
@@ -37,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "Approval": "nexus.planning.options",
     "Backoff": "nexus.planning.options",
     "Budget": "nexus.planning.options",
+    "Extend": "nexus.planning.options",
+    "Extensions": "nexus.planning.options",
     "Input": "nexus.planning.options",
     "Loop": "nexus.planning.options",
     "MAX_WORKFLOW_BYTES": "nexus.planning.workflow",
@@ -60,6 +64,8 @@ __all__ = [
     "Approval",
     "Backoff",
     "Budget",
+    "Extend",
+    "Extensions",
     "Input",
     "Loop",
     "McpServerRef",

@@ -37,7 +37,16 @@ from typing import Any, Literal
 from nexus.agents.base import AgentFunction, FunctionAgent
 from nexus.agents.resolver import entrypoint_of
 from nexus.domain.plan import Plan
-from nexus.planning.options import Approval, Backoff, Budget, Input, Loop, Profile
+from nexus.planning.options import (
+    Approval,
+    Backoff,
+    Budget,
+    Extend,
+    Extensions,
+    Input,
+    Loop,
+    Profile,
+)
 from nexus.planning.workflow import WorkflowContext, compile_workflow
 from nexus.redaction import is_secret_name
 from nexus.tools.base import FunctionTool, ToolRegistry
@@ -106,6 +115,7 @@ class WorkflowBuilder:
         timeout: default timeout per attempt, in seconds.
         backoff: default wait between a task's attempts.
         budget: the run's budget.
+        extensions: how far tasks that ``extend`` the plan may grow it.
 
     Raises:
         TypeError: a keyword is given a value of the wrong type (a ``dict``
@@ -127,6 +137,7 @@ class WorkflowBuilder:
         timeout: float | None = None,
         backoff: Backoff | None = None,
         budget: Budget | None = None,
+        extensions: Extensions | None = None,
     ) -> None:
         self.name = name
         defaults: dict[str, Any] = {"retries": retries, "timeout": timeout}
@@ -152,6 +163,10 @@ class WorkflowBuilder:
             self._doc["max_failure_rate"] = max_failure_rate
         if budget is not None:
             self._doc["budget"] = _table(budget, Budget, "budget", f"Workflow({name!r})")
+        if extensions is not None:
+            self._doc["extensions"] = _table(
+                extensions, Extensions, "extensions", f"Workflow({name!r})"
+            )
         self._tools: dict[str, FunctionTool] = {}
         self._functions: dict[str, FunctionAgent] = {}
 
@@ -339,6 +354,7 @@ class WorkflowBuilder:
         switch: str | None = None,
         cases: Mapping[str | bool | int | None, Iterable[TaskRef | str]] | None = None,
         loop: Loop | None = None,
+        extend: Extend | bool | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -377,6 +393,8 @@ class WorkflowBuilder:
                 the tasks of the cases not picked are skipped.
             loop: run the body again until a condition over its latest output
                 holds: a :class:`Loop` (docs/workflows.md, Loop).
+            extend: its answer's ``tasks`` join the running plan (True, or an
+                :class:`Extend` with a limit; docs/planning.md).
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile``, ``budget`` or
@@ -393,6 +411,10 @@ class WorkflowBuilder:
             entry["with"] = args
         if isinstance(agent, FunctionAgent | AgentRef):
             entry["agent"] = agent.name
+        if extend is True:
+            entry["extend"] = True
+        elif extend is not False and extend is not None:
+            entry["extend"] = _table(extend, Extend, "extend", where)
         if approval is True:
             entry["approval"] = "required"
         elif approval is not False and approval is not None:

@@ -24,7 +24,17 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Final, Literal
 
-__all__ = ["NO_DEFAULT", "Approval", "Backoff", "Budget", "Input", "Loop", "Profile"]
+__all__ = [
+    "NO_DEFAULT",
+    "Approval",
+    "Backoff",
+    "Budget",
+    "Extend",
+    "Extensions",
+    "Input",
+    "Loop",
+    "Profile",
+]
 
 
 class _NoDefault(Enum):
@@ -197,3 +207,39 @@ class Loop(_Table):
     until: str
     max_iterations: int
     on_max: Literal["fail", "succeed"] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extend(_Table):
+    """A task whose answer adds tasks to the running plan: ``extend: {max_tasks}``
+    (docs/planning.md).
+
+    Attributes:
+        max_tasks: the most tasks this one answer may add (default: what the
+            run's :class:`Extensions` leaves).
+
+    Example:
+        >>> Extend(max_tasks=10).to_dict()
+        {'max_tasks': 10}
+    """
+
+    max_tasks: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extensions(_Table):
+    """How far a run's plan may grow: ``extensions: {max_tasks, max_depth}``
+    (docs/planning.md).
+
+    Attributes:
+        max_tasks: the most tasks all extensions of a run may add (default 100).
+        max_depth: how deep extensions nest: 1 (the default) lets only the
+            workflow's own tasks extend the plan.
+
+    Example:
+        >>> Extensions(max_tasks=50).to_dict()
+        {'max_tasks': 50}
+    """
+
+    max_tasks: int | None = None
+    max_depth: int | None = None
