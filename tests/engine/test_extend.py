@@ -417,3 +417,71 @@ def test_extensions_never_run_a_task_before_its_needs(tmp_path: Path, script: An
                 TaskStatus.SKIPPED,
             )
     asyncio.run(_replay(db, result.run_id, Planner(*script).tools()))
+
+
+# --------------------------------------------------------------------------- review
+
+
+async def _wait_for(store: SQLiteStore, type_: EventType, within: float = 15) -> str:
+    async with asyncio.timeout(within):
+        while True:
+            runs = await store.list_runs(1)
+            if runs:
+                events = await store.load(runs[0].run_id)
+                if any(e.type is type_ for e in events):
+                    return runs[0].run_id
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_reviewed_extension_waits_for_a_person(tmp_path: Path, granted: bool) -> None:
+    planner = Planner(GOOD)
+
+    async def go() -> None:
+        db = tmp_path / "nexus.db"
+        store, other = SQLiteStore.open(db), SQLiteStore.open(db)
+        try:
+            plan = _plan({"review": True})
+            running = asyncio.create_task(Engine(store, tools=planner.tools()).start(plan))
+            run_id = await _wait_for(other, EventType.APPROVAL_REQUESTED)
+            await asyncio.sleep(0.3)  # nothing it added starts meanwhile
+            state = RunState.fold(await other.load(run_id))
+            assert state.tasks["plan"].status is TaskStatus.AWAITING_APPROVAL
+            assert state.tasks["plan"].reviewing
+            for added in ("build", "test", "docs"):
+                assert state.tasks[added].status is TaskStatus.PENDING
+            assert "built" not in planner.echoed, "no added task ran before the review"
+            await Engine(other).answer_approval(
+                run_id, "plan", granted=granted, by="ana", reason="too risky"
+            )
+            final = await asyncio.wait_for(running, RUN_TIMEOUT)
+            events = await other.load(run_id)
+            if granted:
+                assert final.status == "succeeded"
+                assert final.task("test").output == "built and tested"
+            else:
+                assert final.status == "failed"
+                for added in ("build", "test", "docs"):
+                    task = final.task(added)
+                    assert task.status == "skipped"
+                    assert task.attempts == 0
+                error = final.task("plan").error
+                assert error is not None
+                assert error.kind == "policy_denied"
+                assert "ana" in error.message
+                assert "too risky" in error.message
+                assert final.task("report").status == "skipped"
+                skipped = [e for e in events if e.type is EventType.TASK_SKIPPED]
+                assert (
+                    "the plan extension of 'plan' was rejected by ana"
+                    in (skipped[0].data["reason"])
+                )
+            assert RunResult.of(RunState.fold(events)) == final
+            report = await Engine(other, tools=Planner(GOOD).tools()).replay(run_id)
+            assert report.identical, report.first_divergence
+            assert report.tools_executed == 0
+        finally:
+            await store.close()
+            await other.close()
+
+    asyncio.run(go())

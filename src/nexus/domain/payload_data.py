@@ -166,6 +166,7 @@ class PlanExtendedData(TypedDict):
     attempt: int
     tasks: list[dict[str, Any]]
     depth: int
+    review: NotRequired[bool]
 
 
 class AttemptInterruptedData(TypedDict):

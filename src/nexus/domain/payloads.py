@@ -716,7 +716,8 @@ class TaskIterated(Payload):
 class PlanExtended(Payload):
     """A task's output extended the running plan: ``tasks`` (compiled, as a plan holds
     them) join the run, at ``depth`` (the extending task's depth plus one). The task
-    ends once every task it added has ended."""
+    ends once every task it added has ended. With ``review`` they start only once a
+    person approved the extension (an ``approval.requested`` of the task follows)."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.PLAN_EXTENDED,)
 
@@ -725,6 +726,8 @@ class PlanExtended(Payload):
     attempt: int
     tasks: list[JSONDict]
     depth: int
+    #: the added tasks wait for a person's approval of the extension
+    review: bool | None = None
 
 
 @_view

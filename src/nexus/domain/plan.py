@@ -121,17 +121,20 @@ class ExtendPolicy:
     syntax. They are compiled and checked like a workflow's tasks against the
     run's agents, tools and the tasks already in it, then added in one
     ``plan.extended`` event; the task ends when every task it added has ended.
-    ``max_tasks`` caps what this one extension may add.
+    ``max_tasks`` caps what this one extension may add; with ``review`` none of
+    them starts before a person approves the extension (``nexus approve RUN
+    TASK``), and a rejection skips them all and fails the task.
     """
 
     max_tasks: int | None = None
+    review: bool = False
 
     def to_dict(self) -> JSONDict:
-        return {"max_tasks": self.max_tasks}
+        return {"max_tasks": self.max_tasks, **({"review": True} if self.review else {})}
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> ExtendPolicy:
-        return cls(max_tasks=data["max_tasks"])
+        return cls(max_tasks=data["max_tasks"], review=data.get("review", False))
 
 
 @dataclass(frozen=True, slots=True)

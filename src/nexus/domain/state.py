@@ -149,7 +149,10 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
 #: A ``switch`` task succeeds from ``pending``: it runs no attempt (see ``_routed``).
 _ROUTING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_PENDING, _SUCCEEDED)})
 #: A task whose output extended the plan waits for what it added (see ``_plan_extended``).
-_EXTENDING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _EXPANDED)})
+#: With ``review``, it waits for a person first (see ``_approval_requested``).
+_EXTENDING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
+    {(_RUNNING, _EXPANDED), (_EXPANDED, _AWAITING), (_AWAITING, _EXPANDED)}
+)
 #: A ``loop`` task goes back to ``pending`` for its next iteration (see ``_iterated``).
 _ITERATING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _PENDING)})
 
@@ -192,6 +195,8 @@ class TaskState:
     extended_by: str | None = None
     #: 0 for the workflow's tasks; an added task is one deeper than the task that added it
     depth: int = 0
+    #: a task whose extension awaits review: what it added starts once it is approved
+    reviewing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -515,12 +520,27 @@ class RunState:
             if extender.waiting_on == 0:
                 self._parents_done.append(extender.id)
 
-    def extend(self, by: TaskState, specs: list[TaskSpec], depth: int, at: str) -> None:
+    def approve_extension(self, by: TaskState, at: str) -> None:
+        """The extension ``by`` made was approved: what it added may start."""
+        self._move(by, _EXPANDED, at, _EXTENDING)
+        by.reviewing = False
+        by.approval_deadline = None
+        for tid in by.added:
+            added = self.tasks[tid]
+            added.waiting_on -= 1
+            if added.waiting_on == 0 and added.status is _PENDING:
+                heapq.heappush(self._ready, (self._rank[tid], tid))
+
+    def extend(
+        self, by: TaskState, specs: list[TaskSpec], depth: int, at: str, review: bool = False
+    ) -> None:
         """Add the tasks ``by``'s output extended the plan with (see ``plan.extended``).
 
         They may need tasks already in the run and each other, never the other
         way round, so no cycle can close through the run's tasks; they rank
         after every task the run had, in the order given, critical paths first.
+        With ``review`` each also waits for the extension's approval (see
+        :meth:`approve_extension`).
 
         Raises:
             IntegrityError: the extension reuses an id, needs an unknown task, has
@@ -560,8 +580,10 @@ class RunState:
             tasks[tid] = added
             self._rank[tid] = (-spec.priority, -to_sink[tid], base + index, -1)
             self._dependents[tid] = []
+        by.reviewing = review
         for spec in specs:
             added = tasks[spec.id]
+            added.waiting_on = 1 if review else 0
             for dep in spec.needs:
                 if dep in new or tasks[dep].status not in _TASK_TERMINAL:
                     self._dependents[dep].append(spec.id)
@@ -659,12 +681,16 @@ class OutputsView(Mapping[str, dict[str, Any]]):
 
 def _approval_requested(state: RunState, event: Event, data: ApprovalRequestedData) -> None:
     task = state.task(data["task"])
-    state._move(task, _AWAITING, event.at)
+    # a task whose extension awaits review waits from ``expanded``
+    state._move(task, _AWAITING, event.at, _EXTENDING if task.reviewing else TASK_TRANSITIONS)
     task.approval_deadline = data.get("deadline")
 
 
 def _approval_granted(state: RunState, event: Event, data: ApprovalAnsweredData) -> None:
     task = state.task(data["task"])
+    if task.reviewing:
+        state.approve_extension(task, event.at)
+        return
     state._move(task, _PENDING, event.at)
     task.approved = True
     task.approval_deadline = None
@@ -847,7 +873,7 @@ def _plan_extended(state: RunState, event: Event, data: PlanExtendedData) -> Non
             "extending task whose attempt succeeded"
         )
     specs = [TaskSpec.from_dict(spec) for spec in data["tasks"]]
-    state.extend(task, specs, data["depth"], event.at)
+    state.extend(task, specs, data["depth"], event.at, data.get("review", False))
 
 
 def _iterated(state: RunState, event: Event, data: TaskIteratedData) -> None:

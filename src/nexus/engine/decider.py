@@ -245,6 +245,11 @@ class Decider:
         task = self.state.tasks[answer["task"]]
         who = answer["by"] or "someone"
         why = answer["reason"] or "no reason given"
+        if task.reviewing:  # its extension was rejected: none of what it added runs
+            reason = f"the plan extension of '{task.id}' was rejected by {who}: {why}"
+            for tid in task.added:
+                skipped = TaskEndedUnrun(task=tid, reason=reason)
+                self._emit(EventType.TASK_SKIPPED, event.at, skipped)
         error = ErrorRecord(
             kind=str(ErrorKind.POLICY_DENIED),
             message=f"approval rejected by {who}: {why}",
@@ -672,13 +677,18 @@ class Decider:
             done = TaskSucceeded(task=task.id, attempt=task.attempts)
             self._emit(EventType.TASK_SUCCEEDED, at, done)
             return
+        review = task.spec.extend is not None and task.spec.extend.review
         extended = PlanExtended(
             task=task.id,
             attempt=task.attempts,
             tasks=[spec.to_dict() for spec in specs],
             depth=task.depth + 1,
+            review=True if review else None,
         )
         self._emit(EventType.PLAN_EXTENDED, at, extended)
+        if review:
+            request = ApprovalRequested(task=task.id, on_timeout="fail")
+            self._emit(EventType.APPROVAL_REQUESTED, at, request)
         if any(spec.cases for spec in specs):
             self._routed = switch_targets(t.spec for t in state.tasks.values() if t.parent is None)
 

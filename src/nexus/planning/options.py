@@ -217,6 +217,8 @@ class Extend(_Table):
     Attributes:
         max_tasks: the most tasks this one answer may add (default: what the
             run's :class:`Extensions` leaves).
+        review: the added tasks wait until a person approves the extension
+            (``nexus approve RUN TASK``).
 
     Example:
         >>> Extend(max_tasks=10).to_dict()
@@ -224,6 +226,7 @@ class Extend(_Table):
     """
 
     max_tasks: int | None = None
+    review: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -110,6 +110,7 @@ class _Loop(_Model):
 
 class _Extend(_Model):
     max_tasks: Annotated[int, Field(ge=1, le=MAX_ADDED_TASKS)] | None = None
+    review: bool = False
 
 
 class _Extensions(_Model):
