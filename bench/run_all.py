@@ -44,6 +44,7 @@ BENCHMARKS = (
     "backup_restore",
     "cli_startup",
     "repo_index",
+    "plan_extension",
 )
 TIMEOUT_S = 600
 

@@ -56,7 +56,7 @@ from typing import Any
 from nexus.agents.base import FunctionAgent
 from nexus.config import NexusConfig, Settings, load_config, project_file
 from nexus.domain.budget import Limits
-from nexus.domain.errors import UserError
+from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.plan import AgentSpec, Plan
 from nexus.engine.facade import Engine, RunResult
 from nexus.engine.results import RunCost
@@ -65,6 +65,7 @@ from nexus.gateway.base import ModelProvider, ProviderRegistry
 from nexus.gateway.factory import offline_providers
 from nexus.gateway.sdk import SDK_PREFIXES, SDKProviders
 from nexus.planning.builder import WorkflowBuilder
+from nexus.planning.goal import ToolNote, goal_workflow, read_agents
 from nexus.planning.workflow import WorkflowContext, tool_infos
 from nexus.security.trusted import TrustedPaths, trusted_paths
 from nexus.store.base import Store
@@ -72,6 +73,7 @@ from nexus.store.heads import HeadSigner
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
+from nexus.tools.catalog import describe
 
 __all__ = ["Project", "Workflow", "project_tools", "recorded_plan", "recorded_workflow_dir"]
 
@@ -371,6 +373,54 @@ def _limits(data: Any, key: str) -> Limits | None:
     return None if not data else Limits.from_dict(data, f"nexus.toml {key}")
 
 
+def goal_document(
+    goal: str,
+    agents: str | Path | dict[str, Any],
+    tools: ToolRegistry,
+    *,
+    review: bool = False,
+    max_tasks: int = 50,
+    planner: str | None = None,
+) -> dict[str, Any]:
+    """The workflow document of a mission from ``goal`` (see :mod:`nexus.planning.goal`).
+
+    ``agents`` is an agents file (a path) or its content; the tools it lists
+    under ``tools:`` must be in ``tools``, which describes them to the planner.
+
+    Raises:
+        UserError: the goal is empty or too long.
+        WorkflowError: the agents file is invalid, names an unknown tool, or no
+            agent can plan (each names the file).
+        NotFoundError: the agents file does not exist.
+    """
+    file = str(agents) if not isinstance(agents, dict) else "<agents>"
+    content = read_agents(agents) if not isinstance(agents, dict) else agents
+    named = content.get("tools") or []
+    if not isinstance(named, list) or not all(isinstance(t, str) for t in named):
+        raise WorkflowError("`tools` must be a list of tool names", file=file, field="tools")
+    notes: list[ToolNote] = []
+    for index, name in enumerate(named):
+        if name not in tools:
+            known = ", ".join(sorted(tools.names())[:20])
+            raise WorkflowError(
+                f"unknown tool {name!r} (known tools: {known})", file=file, field=f"tools[{index}]"
+            )
+        described = describe(tools.get(name))
+        schema = described["input_schema"]
+        notes.append(
+            ToolNote(name, described["description"], schema if isinstance(schema, dict) else None)
+        )
+    return goal_workflow(
+        goal,
+        content,
+        file=file,
+        tools=notes,
+        planner=planner,
+        review=review,
+        max_tasks=max_tasks,
+    )
+
+
 class Workflow(WorkflowBuilder):
     """A plan under construction (see :class:`~nexus.planning.builder.WorkflowBuilder`)
     that runs as the CLI runs it: same ``nexus.toml``, providers, residency and tools.
@@ -454,3 +504,40 @@ class Workflow(WorkflowBuilder):
     ) -> RunResult:
         """:meth:`run` for code that has no event loop (scripts, notebooks)."""
         return asyncio.run(self.run(home=home, inputs=inputs, config=config, project=project))
+
+    @classmethod
+    def from_goal(
+        cls,
+        goal: str,
+        agents: str | Path | dict[str, Any],
+        *,
+        review: bool = False,
+        max_tasks: int = 50,
+        planner: str | None = None,
+        tools: ToolRegistry | None = None,
+    ) -> Workflow:
+        """A mission from ``goal``: the agent whose role is ``planner`` turns it into
+        tasks for the other agents (and the tools the agents file lists), checked like
+        a workflow file's, then run (docs/planning.md, Missions from a goal).
+
+        Args:
+            goal: what the mission is for, in words.
+            agents: an agents file (YAML: ``agents:``, optional ``tools:``,
+                ``budget:``, ``max_parallel:``, ``extensions:``) or its content.
+            review: the plan waits for ``nexus approve RUN plan`` first.
+            max_tasks: the most tasks the plan may hold.
+            planner: the planning agent, when no single one has role ``planner``.
+            tools: where the tools the agents file lists are found (default:
+                the built-in tools).
+
+        Raises:
+            UserError: the goal is empty or too long.
+            WorkflowError: the agents file is invalid or no agent can plan.
+        """
+        registry = tools if tools is not None else builtin_tools()
+        doc = goal_document(
+            goal, agents, registry, review=review, max_tasks=max_tasks, planner=planner
+        )
+        wf = cls(doc["name"], fail_fast=False)
+        wf._doc = doc
+        return wf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -15,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nexus.app import Project, recorded_plan
+from nexus.app import Project, goal_document, recorded_plan
 from nexus.budget.pause import pause_advice
 from nexus.cli.output import (
     EXIT_FAILED,
@@ -34,12 +36,13 @@ from nexus.cli.runlog import RunLog
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
-from nexus.domain.events import Event
+from nexus.domain.events import Event, EventType
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import Plan, plan_hash
 from nexus.domain.state import RunState
 from nexus.engine.facade import Engine, RunResult, preflight
-from nexus.planning.workflow import load_workflow, validate_workflow
+from nexus.planning.goal import PLAN_TASK
+from nexus.planning.workflow import compile_workflow, load_workflow, validate_workflow
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_default=False)]
@@ -88,6 +91,67 @@ def _load_with(project: Project, file: Path, pairs: list[str] | None) -> Plan:
     compiled = _load(project, file, _parse_inputs(pairs))
     texts = {k: v for k, v in _secret_texts(pairs).items() if k in compiled.secret_inputs}
     return replace(compiled, inputs={**compiled.inputs, **texts}) if texts else compiled
+
+
+GoalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--goal",
+        help="Run a mission from this goal instead of a file: the agents file's planner "
+        "turns it into tasks (docs/planning.md).",
+    ),
+]
+AgentsOpt = Annotated[
+    Path | None,
+    typer.Option("--agents", help="With --goal: the agents file (YAML; default agents.yaml)."),
+]
+ReviewOpt = Annotated[
+    bool,
+    typer.Option("--review", help="With --goal: the plan waits for `nexus approve RUN plan`."),
+]
+MaxTasksOpt = Annotated[
+    int,
+    typer.Option("--max-tasks", min=1, max=10_000, help="With --goal: the most tasks planned."),
+]
+PlannerOpt = Annotated[
+    str | None,
+    typer.Option("--planner", help="With --goal: the planning agent (default: role planner)."),
+]
+
+
+def _goal_plan(
+    project: Project,
+    goal: str,
+    agents: Path | None,
+    *,
+    review: bool,
+    max_tasks: int,
+    planner: str | None,
+) -> tuple[Plan, str]:
+    """The plan of a mission from ``goal`` and the source it is recorded with."""
+    path = agents if agents is not None else Path("agents.yaml")
+    if agents is None and not path.exists():
+        raise UserError(
+            "a goal needs agents: pass --agents FILE (YAML with `agents:`, one of them "
+            "`role: planner`), or put them in ./agents.yaml"
+        )
+    doc = goal_document(
+        goal, path, project.tools(), review=review, max_tasks=max_tasks, planner=planner
+    )
+    compiled = compile_workflow(
+        doc,
+        file=f"the goal mission of {path}",
+        base_dir=Path.cwd(),
+        context=project.workflow_context(),
+    )
+    return compiled, f"goal:{path.resolve()}"
+
+
+def _one_source(file: Path | None, goal: str | None) -> None:
+    if file is not None and goal is not None:
+        raise UserError("give a workflow file or --goal, not both")
+    if file is None and goal is None:
+        raise UserError('give a workflow file to run, or --goal "..." with --agents FILE')
 
 
 SecretsOpt = Annotated[
@@ -224,14 +288,27 @@ def validate(ctx: typer.Context, file: FileArg, as_json: JsonOpt = False) -> Non
 
 def plan(
     ctx: typer.Context,
-    file: FileArg,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Workflow file (YAML); or use --goal.", show_default=False),
+    ] = None,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
     estimate: Annotated[
         bool, typer.Option("--estimate", help="Estimate the cost and check the budgets.")
     ] = False,
     as_json: JsonOpt = False,
+    goal: GoalOpt = None,
+    agents: AgentsOpt = None,
+    max_tasks: MaxTasksOpt = 50,
+    planner: PlannerOpt = None,
 ) -> None:
     """Show the plan: task graph, order, critical path and plan hash."""
+    if goal is not None or file is None:
+        _one_source(file, goal)
+        assert goal is not None
+        _plan_goal(ctx, goal, agents, max_tasks=max_tasks, planner=planner, as_json=as_json)
+        return
+    assert file is not None
 
     async def go() -> None:
         project = project_of(ctx)
@@ -275,6 +352,106 @@ def plan(
         out.print(f"critical path ({len(path)}): {' -> '.join(path[:20])}")
 
     run_async(go, as_json=as_json)
+
+
+def _plan_goal(
+    ctx: typer.Context,
+    goal: str,
+    agents: Path | None,
+    *,
+    max_tasks: int,
+    planner: str | None,
+    as_json: bool,
+) -> None:
+    """``nexus plan --goal``: the planner proposes, nothing it proposes runs.
+
+    The planning task runs in a run of its own with ``review`` on; once the
+    plan awaits review this process stops driving it, shows the proposed
+    tasks and their estimate, and leaves the run for ``nexus approve RUN
+    plan`` (which runs it) or ``nexus reject``.
+    """
+
+    async def go() -> tuple[RunState, Plan]:
+        project = project_of(ctx)
+        compiled, source = _goal_plan(
+            project, goal, agents, review=True, max_tasks=max_tasks, planner=planner
+        )
+        proposed = asyncio.Event()
+        seen: list[RunState] = []
+
+        def watch(events: Sequence[Event], state: RunState) -> None:
+            seen[:] = [state]
+            if state.status.terminal or any(
+                e.type is EventType.APPROVAL_REQUESTED and e.data.get("task") == PLAN_TASK
+                for e in events
+            ):
+                proposed.set()
+
+        async with (
+            project.open_store() as store,
+            project.engine(store, plan=compiled, base_dir=Path.cwd()) as engine,
+        ):
+            log = RunLog(project.home)
+            with log:
+                driving = asyncio.create_task(
+                    engine.start(compiled, source=source, observers=[watch, log])
+                )
+                waiting = asyncio.create_task(proposed.wait())
+                await asyncio.wait({driving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                if not driving.done():
+                    driving.cancel()  # the run stays, awaiting review; its lease is released
+                with contextlib.suppress(asyncio.CancelledError):
+                    await driving
+        return seen[0], compiled
+
+    state, compiled = run_async(go, as_json=as_json)
+    _show_proposal(state, compiled, as_json)
+
+
+def _show_proposal(state: RunState, compiled: Plan, as_json: bool) -> None:
+    task = state.tasks[PLAN_TASK]
+    added = [state.tasks[tid].spec for tid in task.added]
+    if not added:
+        error = task.error or {}
+        message = str(error.get("message", f"the planner ended {task.status}"))
+        if as_json:
+            emit_json({"run_id": state.run_id, "status": str(task.status), "error": error})
+        else:
+            err.print(f"[bold red]no plan[/] (run {state.run_id}): {escape(message)}")
+        raise typer.Exit(EXIT_FAILED)
+    proposal = replace(compiled, tasks={spec.id: spec for spec in added})
+    result, _ = preflight(proposal)
+    summary = task.last_output.get("data", {}).get("summary") if task.last_output else None
+    if as_json:
+        emit_json(
+            {
+                "run_id": state.run_id,
+                "summary": summary,
+                "tasks": [spec.to_dict() for spec in added],
+                "estimate": result.to_dict(),
+                "approve": f"nexus approve {state.run_id} {PLAN_TASK}",
+            }
+        )
+        return
+    out.print(f"[bold]plan proposed[/] for run {state.run_id}: {escape(str(summary or ''))}")
+    table = Table(box=None, header_style="bold")
+    for col in ("task", "kind", "needs", "prompt / arguments"):
+        table.add_column(col)
+    for spec in added[:200]:
+        kind = f"tool:{spec.tool}" if spec.tool else f"agent:{spec.agent or spec.capability}"
+        body = spec.prompt if spec.tool is None else json.dumps(spec.args)
+        text = (body or "").replace("\n", " ")
+        table.add_row(spec.id, kind, ", ".join(sorted(spec.needs)), escape(text[:80]))
+    out.print(table)
+    out.print(
+        f"estimate ${result.usd:.4f}, {result.tokens:,} tokens, {result.calls} model calls, "
+        f"{result.tool_calls} tool calls"
+    )
+    out.print(
+        f"nothing has run: [bold]nexus approve {state.run_id} {PLAN_TASK}[/] runs it, "
+        f"nexus reject {state.run_id} {PLAN_TASK} --reason ... drops it"
+    )
 
 
 def _show_estimate(project: Project, compiled: Plan, as_json: bool) -> None:
@@ -325,7 +502,10 @@ def _show_estimate(project: Project, compiled: Plan, as_json: bool) -> None:
 
 def run(
     ctx: typer.Context,
-    file: FileArg,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Workflow file (YAML); or use --goal.", show_default=False),
+    ] = None,
     inputs: Annotated[list[str] | None, typer.Option("-i", "--input", help="key=value")] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
@@ -339,6 +519,11 @@ def run(
     stream: Annotated[
         bool, typer.Option("--stream", help="Show model output as it is generated.")
     ] = False,
+    goal: GoalOpt = None,
+    agents: AgentsOpt = None,
+    review: ReviewOpt = False,
+    max_tasks: MaxTasksOpt = 50,
+    planner: PlannerOpt = None,
 ) -> None:
     """Run a workflow file to its end, with live progress."""
 
@@ -347,8 +532,17 @@ def run(
 
     async def go() -> RunResult:
         project = project_of(ctx)
-        compiled = _load_with(project, file, inputs)
-        base_dir = file.resolve().parent
+        _one_source(file, goal)
+        if goal is not None:
+            compiled, source = _goal_plan(
+                project, goal, agents, review=review, max_tasks=max_tasks, planner=planner
+            )
+            base_dir = Path.cwd()
+        else:
+            assert file is not None
+            compiled = _load_with(project, file, inputs)
+            base_dir = file.resolve().parent
+            source = str(file.resolve())
         async with (
             project.open_store() as store,
             project.engine(store, plan=compiled, base_dir=base_dir, record=record) as engine,
@@ -356,7 +550,7 @@ def run(
             with _view(shown=shown, stream=stream) as view, RunLog(project.home) as log:
                 return await engine.start(
                     compiled,
-                    source=str(file.resolve()),
+                    source=source,
                     observers=[driven, log, view] if shown else [driven, log],
                     force=force,
                     on_delta=view.delta if stream and not as_json else None,
