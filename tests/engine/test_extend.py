@@ -18,7 +18,7 @@ from nexus.domain.payloads import PlanExtended
 from nexus.domain.plan import Plan
 from nexus.domain.state import RunState, TaskStatus
 from nexus.engine.facade import Engine, RunResult
-from nexus.planning.workflow import compile_workflow
+from nexus.planning.workflow import Extension, compile_extension, compile_workflow
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolRegistry
 from nexus.tools.builtins import builtin_tools
@@ -485,3 +485,39 @@ def test_a_reviewed_extension_waits_for_a_person(tmp_path: Path, granted: bool) 
             await other.close()
 
     asyncio.run(go())
+
+
+# --------------------------------------------------------------------------- hostile answers
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    cur = top
+    for _ in range(depth):
+        cur["x"] = {}
+        cur = cur["x"]
+    return top
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ({"tasks": {"t": {"tool": "echo", "with": _nested(5000)}}}, "nested too deeply"),
+        ({"tasks": {"t": {"tool": "echo", "with": {"s": "x" * 2_000_000}}}}, "more than an"),
+        ({"tasks": [{"id": f"t{i}", "tool": "echo"} for i in range(50_000)]}, "adds 50000 tasks"),
+        ({"tasks": {"t": {"tool": "echo", "needs": ["setup"] * 10_000}}}, "lists 'setup' twice"),
+        ({"tasks": {"tâche": {"tool": "echo"}}}, "invalid task id"),
+        ({"tasks": {1: {"tool": "echo"}}}, "invalid task id 1"),
+        ({"tasks": {"t": "echo"}}, "valid dictionary"),
+    ],
+    ids=["deep-text", "deep-args", "huge-args", "too-many", "many-needs", "unicode", "int", "str"],
+)
+def test_a_hostile_answer_is_refused_quickly_and_clearly(answer: Any, expected: str) -> None:
+    plan = _plan()
+    existing = dict(plan.tasks)
+    extension = Extension(by="plan", existing=existing, depth=1, room=100, why_room="limit")
+    with pytest.raises(WorkflowError) as caught:
+        compile_extension(plan, answer, extension)
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith("the plan extension of task 'plan'")

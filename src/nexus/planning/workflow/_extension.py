@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nexus.domain.errors import WorkflowError
-from nexus.domain.plan import Plan, TaskSpec
+from nexus.domain.plan import MAX_ADDED_TASKS, Plan, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._context import WorkflowContext
@@ -33,11 +33,12 @@ from nexus.planning.workflow._names import TemplateNames
 from nexus.planning.workflow._schema import _Agent, _Defaults, _Task, validate
 from nexus.planning.workflow._tasks import TaskCompiler
 from nexus.planning.workflow._values import NO_READS, Values
+from nexus.planning.workflow._yaml import MAX_WORKFLOW_BYTES
 
 __all__ = ["Extension", "compile_extension", "extension_tasks"]
 
-#: The most bytes of JSON text an extension given as text may hold.
-MAX_EXTENSION_TEXT = 1_000_000
+#: The most characters an extension may hold, as JSON text (a workflow file's limit).
+MAX_EXTENSION_TEXT = MAX_WORKFLOW_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,11 @@ class Extension:
     why_room: str
 
 
-def extension_tasks(output: Any, report: Reporter) -> dict[str, Any]:
+def extension_tasks(output: Any, report: Reporter, room: int = MAX_ADDED_TASKS) -> dict[str, Any]:
     """The ``tasks`` of an extending task's output, as a mapping of id to task.
+
+    At most ``room`` of them, and :data:`MAX_EXTENSION_TEXT` characters as JSON:
+    an answer over either is refused before anything in it is read.
 
     An agent's answer is read where it is: ``{"data": ...}`` (structured
     output) or ``{"text": ...}`` (JSON text, maybe in a fenced code block).
@@ -82,12 +86,25 @@ def extension_tasks(output: Any, report: Reporter) -> dict[str, Any]:
             output = json.loads(output)
         except ValueError as exc:
             report.stop(f"the output is text that is not JSON ({exc}); answer with {{tasks: ...}}")
+        except RecursionError:
+            report.stop("the output is JSON nested too deeply to read")
     if not isinstance(output, dict) or "tasks" not in output:
         report.stop(
             f"the output must be a mapping with `tasks` (the tasks to add), not {kind(output)}"
             + (f" with keys {sorted(map(str, output))[:8]}" if isinstance(output, dict) else "")
         )
     tasks = output["tasks"]
+    if isinstance(tasks, dict | list) and len(tasks) > room:
+        report.stop(f"it adds {len(tasks)} tasks; the most it may add is {room}")
+    try:
+        size = len(json.dumps(tasks, default=str))
+    except (ValueError, RecursionError):
+        report.stop("`tasks` is nested too deeply to read")
+    if size > MAX_EXTENSION_TEXT:
+        report.stop(
+            f"`tasks` is {size} characters as JSON, more than an extension may hold "
+            f"({MAX_EXTENSION_TEXT}, a workflow file's limit)"
+        )
     if isinstance(tasks, dict):
         # by id: a recorded output is canonical JSON, whose keys are sorted, so the
         # order the producer wrote them in is not what a resume or a replay reads
@@ -148,7 +165,10 @@ def _compile(
     context: WorkflowContext | None,
     report: Reporter,
 ) -> list[TaskSpec]:
-    entries = extension_tasks(output, report)
+    tasks = output.get("tasks") if isinstance(output, dict) else None
+    if isinstance(tasks, dict | list) and len(tasks) > extension.room:
+        report.stop(f"it adds {len(tasks)} tasks; {extension.why_room}")
+    entries = extension_tasks(output, report, extension.room)
     if not entries:
         return []
     if len(entries) > extension.room:
