@@ -114,7 +114,7 @@ def test_the_planner_is_the_agent_with_role_planner(tmp_path: Path) -> None:
     )
     plan = doc["tasks"][PLAN_TASK]
     assert plan["agent"] == "a"
-    assert plan["extend"] == {"max_tasks": 50, "review": False}
+    assert plan["extend"] == {"max_tasks": 50, "review": False, "replan": 1}
     assert doc["inputs"] == {"goal": "write a note"}
     assert "{{ inputs.goal }}" in plan["prompt"], "the goal is an input, never part of a template"
     assert plan["output_schema"] == plan_schema(["w"], [], 50)

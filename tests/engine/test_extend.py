@@ -521,3 +521,72 @@ def test_a_hostile_answer_is_refused_quickly_and_clearly(answer: Any, expected: 
         compile_extension(plan, answer, extension)
     assert expected in str(caught.value)
     assert str(caught.value).startswith("the plan extension of task 'plan'")
+
+
+# --------------------------------------------------------------------------- re-planning
+
+BROKEN = {
+    "summary": "first try",
+    "tasks": {
+        "build": {"tool": "echo", "needs": ["setup"], "with": {"value": "built"}},
+        "deploy": {"tool": "shell", "needs": ["build"], "with": {"cmd": "exit 4"}},
+        "announce": {"tool": "echo", "needs": ["deploy"], "with": {"value": "out"}},
+    },
+}
+REPAIRED = {
+    "summary": "second try",
+    "tasks": {
+        "deploy2": {
+            "tool": "echo",
+            "needs": ["build"],
+            "with": {"value": "deployed after {{ tasks.build.output }}"},
+        },
+    },
+}
+
+
+def test_a_failed_plan_is_repaired_by_re_planning(tmp_path: Path) -> None:
+    planner = Planner(BROKEN, REPAIRED)
+    db = tmp_path / "n.db"
+    result, events = asyncio.run(_run(db, _plan({"replan": 2}), planner.tools()))
+    assert result.status == "succeeded", result.tasks
+    assert planner.calls == 2
+    replanning = _of(events, EventType.PLAN_REPLANNING)
+    assert len(replanning) == 1
+    data = replanning[0].data
+    assert (data["task"], data["round"], data["failed"]) == ("plan", 1, ["deploy"])
+    assert data["feedback"]["kind"] == "replan"
+    assert "deploy: " in data["feedback"]["message"]
+    assert data["feedback"]["details"]["succeeded"] == ["build"]
+    state = RunState.fold(events)
+    assert state.tasks["deploy"].status is TaskStatus.FAILED
+    assert state.tasks["deploy"].superseded
+    assert state.tasks["announce"].status is TaskStatus.SKIPPED
+    assert state.tasks["deploy2"].output == "deployed after built"
+    assert state.tasks["plan"].output["summary"] == "second try"
+    assert state.tasks["plan"].added == ["announce", "build", "deploy", "deploy2"]
+    assert result.task("report").output == "second try"
+    assert [e.data["attempt"] for e in _of(events, EventType.PLAN_EXTENDED)] == [1, 2]
+    assert RunResult.of(state) == result
+    asyncio.run(_replay(db, result.run_id, Planner(BROKEN, REPAIRED).tools()))
+
+
+def test_re_planning_stops_at_its_limit(tmp_path: Path) -> None:
+    planner = Planner(BROKEN, {"tasks": {"again": {"tool": "shell", "with": {"cmd": "exit 5"}}}})
+    result, events = asyncio.run(_run(tmp_path / "n.db", _plan({"replan": 1}), planner.tools()))
+    assert result.status == "failed"
+    assert planner.calls == 2
+    assert len(_of(events, EventType.PLAN_REPLANNING)) == 1
+    error = result.task("plan").error
+    assert error is not None
+    assert error.message == "1 of 4 added tasks did not succeed: again"
+
+
+def test_the_fold_refuses_a_replan_it_cannot_make(tmp_path: Path) -> None:
+    _, events = asyncio.run(
+        _run(tmp_path / "n.db", _plan({"replan": 2}), Planner(BROKEN, REPAIRED).tools())
+    )
+    event = _of(events, EventType.PLAN_REPLANNING)[0]
+    for changed in ({"round": 2}, {"failed": ["build"]}, {"failed": []}, {"task": "setup"}):
+        with pytest.raises(IntegrityError):
+            RunState.fold(_tamper(events, event.seq, {**event.data, **changed}))

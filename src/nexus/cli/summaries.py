@@ -29,6 +29,7 @@ from nexus.domain.payloads import (
     PauseRequested,
     Payload,
     PlanExtended,
+    PlanReplanning,
     RetryScheduled,
     RunContinued,
     RunEnded,
@@ -146,6 +147,13 @@ def _plan_extended(p: PlanExtended) -> str:
     )
 
 
+def _replanning(p: PlanReplanning) -> str:
+    shown = ", ".join(p.failed[:8]) + (
+        f" and {len(p.failed) - 8} more" if len(p.failed) > 8 else ""
+    )
+    return f"{p.task} re-plans (round {p.round}): {shown} did not succeed"
+
+
 def _approval_answered(p: ApprovalAnswered) -> str:
     by = f" by {p.by}" if p.by else ""
     return f"{p.task}{by}" + (f": {p.reason}" if p.reason else "")
@@ -195,6 +203,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     TaskExpanded: lambda p: f"{p.task} into {_count(len(p.items), 'item')}",
     TaskIterated: _task_iterated,
     PlanExtended: _plan_extended,
+    PlanReplanning: _replanning,
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,

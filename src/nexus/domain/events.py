@@ -55,6 +55,7 @@ class EventType(StrEnum):
     TASK_EXPANDED = "task.expanded"
     TASK_ITERATED = "task.iterated"
     PLAN_EXTENDED = "plan.extended"
+    PLAN_REPLANNING = "plan.replanning"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
     RETRY_SCHEDULED = "task.retry_scheduled"

@@ -169,6 +169,13 @@ class PlanExtendedData(TypedDict):
     review: NotRequired[bool]
 
 
+class PlanReplanningData(TypedDict):
+    task: str
+    round: int
+    failed: list[str]
+    feedback: dict[str, Any]
+
+
 class AttemptInterruptedData(TypedDict):
     task: str
     attempt: int
@@ -254,6 +261,7 @@ __all__ = [
     "InterruptsResetData",
     "PauseRequestedData",
     "PlanExtendedData",
+    "PlanReplanningData",
     "RetryScheduledData",
     "RunContinuedData",
     "RunEndedData",

@@ -731,6 +731,23 @@ class PlanExtended(Payload):
 
 
 @_view
+class PlanReplanning(Payload):
+    """Tasks an extending task added failed and it may re-plan: it runs again
+    (round ``round``), its next attempt told what failed (``feedback``). The failed
+    tasks are superseded: they no longer fail the run."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.PLAN_REPLANNING,)
+
+    task: str
+    #: the re-plan this is (1, 2, ...)
+    round: int
+    #: the added tasks that failed (or were cancelled)
+    failed: list[str]
+    #: the error record the next attempt gets as feedback
+    feedback: JSONDict
+
+
+@_view
 class AttemptInterrupted(Payload):
     """The process running an attempt stopped before it finished."""
 
@@ -900,6 +917,7 @@ MODELS: tuple[type[Payload], ...] = (
     TaskExpanded,
     TaskIterated,
     PlanExtended,
+    PlanReplanning,
     AttemptStarted,
     AttemptInterrupted,
     RetryScheduled,
@@ -966,6 +984,7 @@ __all__ = [
     "PauseRequested",
     "Payload",
     "PlanExtended",
+    "PlanReplanning",
     "RetryScheduled",
     "RunContinued",
     "RunEnded",

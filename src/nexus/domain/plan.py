@@ -111,6 +111,8 @@ class LoopPolicy:
 #: may itself extend: what ``extensions:`` may raise its limits to.
 MAX_ADDED_TASKS: Final = 10_000
 MAX_EXTENSION_DEPTH: Final = 8
+#: The most times an extending task may be asked to re-plan.
+MAX_REPLANS: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,18 +125,30 @@ class ExtendPolicy:
     ``plan.extended`` event; the task ends when every task it added has ended.
     ``max_tasks`` caps what this one extension may add; with ``review`` none of
     them starts before a person approves the extension (``nexus approve RUN
-    TASK``), and a rejection skips them all and fails the task.
+    TASK``), and a rejection skips them all and fails the task. With
+    ``replan``, when tasks it added failed the task runs again (up to that many
+    times), told what failed, and its new answer extends the plan anew.
     """
 
     max_tasks: int | None = None
     review: bool = False
+    #: how many times the task is asked for a repaired plan when what it added failed
+    replan: int = 0
 
     def to_dict(self) -> JSONDict:
-        return {"max_tasks": self.max_tasks, **({"review": True} if self.review else {})}
+        return {
+            "max_tasks": self.max_tasks,
+            **({"review": True} if self.review else {}),
+            **({"replan": self.replan} if self.replan else {}),
+        }
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> ExtendPolicy:
-        return cls(max_tasks=data["max_tasks"], review=data.get("review", False))
+        return cls(
+            max_tasks=data["max_tasks"],
+            review=data.get("review", False),
+            replan=data.get("replan", 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)

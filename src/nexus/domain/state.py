@@ -53,6 +53,7 @@ from nexus.domain.payload_data import (
     InterruptsResetData,
     PauseRequestedData,
     PlanExtendedData,
+    PlanReplanningData,
     RetryScheduledData,
     TaskEndedUnrunData,
     TaskExpandedData,
@@ -115,6 +116,8 @@ _RUN_PAUSED = RunStatus.PAUSED
 _EFFECT_RECORDED = EventType.EFFECT_RECORDED
 
 _TASK_TERMINAL = frozenset({_SUCCEEDED, _FAILED, _SKIPPED, _CANCELLED})
+#: How a task ends that a re-plan may replace.
+_UNDONE = frozenset({_FAILED, _CANCELLED})
 
 #: Legal task transitions: (from, to).
 TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
@@ -150,8 +153,9 @@ TASK_TRANSITIONS: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
 _ROUTING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_PENDING, _SUCCEEDED)})
 #: A task whose output extended the plan waits for what it added (see ``_plan_extended``).
 #: With ``review``, it waits for a person first (see ``_approval_requested``).
+#: With ``replan``, it runs again once what it added has ended (see ``_replanning``).
 _EXTENDING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
-    {(_RUNNING, _EXPANDED), (_EXPANDED, _AWAITING), (_AWAITING, _EXPANDED)}
+    {(_RUNNING, _EXPANDED), (_EXPANDED, _AWAITING), (_AWAITING, _EXPANDED), (_EXPANDED, _PENDING)}
 )
 #: A ``loop`` task goes back to ``pending`` for its next iteration (see ``_iterated``).
 _ITERATING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _PENDING)})
@@ -197,6 +201,10 @@ class TaskState:
     depth: int = 0
     #: a task whose extension awaits review: what it added starts once it is approved
     reviewing: bool = False
+    #: an extending task: the times it was asked to re-plan
+    replans: int = 0
+    #: an added task that failed and was re-planned: it no longer fails the run
+    superseded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -572,7 +580,7 @@ class RunState:
         to_sink = longest_path_to_sink(inner, order)
         base = len(self._rank)
         self._move(by, _EXPANDED, at, _EXTENDING)
-        by.added = list(new)
+        by.added.extend(new)  # a re-plan adds to what the task added before
         by.waiting_on = len(new)
         for index, spec in enumerate(specs):
             tid = spec.id
@@ -876,6 +884,33 @@ def _plan_extended(state: RunState, event: Event, data: PlanExtendedData) -> Non
     state.extend(task, specs, data["depth"], event.at, data.get("review", False))
 
 
+def _replanning(state: RunState, event: Event, data: PlanReplanningData) -> None:
+    """What an extending task added failed: it runs again, told what failed."""
+    task = state.task(data["task"])
+    extend = task.spec.extend
+    failed = data["failed"]
+    if (
+        extend is None
+        or task.status is not _EXPANDED
+        or task.waiting_on != 0
+        or data["round"] != task.replans + 1
+        or data["round"] > extend.replan
+        or not failed
+        or any(tid not in task.added or state.tasks[tid].status not in _UNDONE for tid in failed)
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: task '{task.id}' re-plans, but it cannot: it must have "
+            "re-plans left and every task it names must be one it added that failed"
+        )
+    for tid in failed:
+        state.tasks[tid].superseded = True
+    task.replans = data["round"]
+    task.error = data["feedback"]  # what its next attempt is told
+    task.iteration_base = task.attempts  # its retries count afresh
+    state._move(task, _PENDING, event.at, _EXTENDING)
+    state.push_ready(task)
+
+
 def _iterated(state: RunState, event: Event, data: TaskIteratedData) -> None:
     """A ``loop`` task's iteration ended with ``until`` false: it is ready to run again."""
     task = state.task(data["task"])
@@ -986,6 +1021,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.TASK_EXPANDED: _expanded,
     EventType.TASK_ITERATED: _iterated,
     EventType.PLAN_EXTENDED: _plan_extended,
+    EventType.PLAN_REPLANNING: _replanning,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

@@ -35,6 +35,7 @@ from nexus.domain.payloads import (
     PauseRequested,
     Payload,
     PlanExtended,
+    PlanReplanning,
     RetryScheduled,
     RunEnded,
     RunPaused,
@@ -706,12 +707,44 @@ class Decider:
             retryable=True,
             details={"problems": problems[:50]},
         )
-        failures = task.attempts - self._interrupts(task)
+        # a re-plan's retries count afresh (iteration_base, as a loop's iterations)
+        failures = task.attempts - task.iteration_base - self._interrupts(task)
         if failures <= task.spec.retry.retries:
             self._retry(task, at, error, failures)
         else:
             error.retryable = False
             self._fail(task, at, error.to_data())
+
+    def _replan(self, task: TaskState, bad: list[str], at: str) -> bool:
+        """Ask ``task`` for a repaired plan when it has re-plans left; True if it was asked.
+
+        Its next attempt gets the failures as feedback (their errors, which of
+        its tasks succeeded and may be needed, that ids must be new).
+        """
+        extend = task.spec.extend
+        if extend is None or task.replans >= extend.replan or self.state.cancel_requested:
+            return False
+        state = self.state
+        errors = {tid: state.tasks[tid].error or {"kind": "cancelled"} for tid in bad[:20]}
+        done = [tid for tid in task.added if state.tasks[tid].status is TaskStatus.SUCCEEDED]
+        lines = [
+            f"{tid}: {str(ErrorRecord.of(error).message)[:300]}" for tid, error in errors.items()
+        ]
+        feedback = ErrorRecord(
+            kind="replan",
+            message=(
+                f"{len(bad)} of the tasks your plan added did not succeed; answer with a "
+                "repaired plan of new tasks (new ids; they may need the tasks that "
+                "succeeded). " + "; ".join(lines)
+            ),
+            retryable=False,
+            details={"failed": errors, "succeeded": done[:200]},
+        )
+        replanning = PlanReplanning(
+            task=task.id, round=task.replans + 1, failed=bad, feedback=feedback.to_data()
+        )
+        self._emit(EventType.PLAN_REPLANNING, at, replanning)
+        return True
 
     def _not_picked(self, task: TaskState, at: str) -> bool:
         """Skip ``task`` when a switch it needs picked a case that does not run it."""
@@ -848,8 +881,10 @@ class Decider:
         while (parent := state.pop_parent_done()) is not None:
             settled = True
             if parent.added:  # a task that extended the plan: what it added must not fail
-                bad = [c for c in parent.added if state.tasks[c].status in _UNSUCCESSFUL]
+                bad = [c for c in parent.added if _unsuccessful(state.tasks[c])]
                 what = "added tasks"
+                if bad and self._replan(parent, bad, at):
+                    continue
             else:
                 bad = [
                     c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED
@@ -882,7 +917,7 @@ class Decider:
             counts[str(task.status)] = counts.get(str(task.status), 0) + 1
         if state.cancel_requested:
             kind, status = EventType.RUN_CANCELLED, RunStatus.CANCELLED
-        elif not any(t.status in _UNSUCCESSFUL for t in state.tasks.values()):
+        elif not any(_unsuccessful(t) for t in state.tasks.values()):
             # every task succeeded or was skipped: a skip comes from a false
             # condition (a failure or a cancel upstream would be in the list)
             kind, status = EventType.RUN_SUCCEEDED, RunStatus.SUCCEEDED
@@ -905,6 +940,11 @@ _REACTIONS: dict[EventType, Callable[[Decider, Event, Any], None]] = {
 
 #: A run with a task in one of these ends ``failed`` (skipped tasks alone do not fail it).
 _UNSUCCESSFUL = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+def _unsuccessful(task: TaskState) -> bool:
+    """Whether ``task`` failed the run: it failed or was cancelled, and no re-plan replaced it."""
+    return task.status in _UNSUCCESSFUL and not task.superseded
 
 
 def _crossing(

@@ -102,6 +102,7 @@ def goal_workflow(
     planner: str | None = None,
     review: bool = False,
     max_tasks: int = 50,
+    replan: int = 1,
     name: str = "goal",
 ) -> dict[str, Any]:
     """The workflow document of a mission from ``goal``.
@@ -114,6 +115,8 @@ def goal_workflow(
         planner: the planning agent (default: the one whose role is ``planner``).
         review: the plan waits for ``nexus approve RUN plan`` before any task runs.
         max_tasks: the most tasks the plan may hold.
+        replan: how many times the planner is asked to repair its plan when tasks
+            of it failed (told which, and why).
         name: the workflow's name.
 
     Raises:
@@ -150,7 +153,7 @@ def goal_workflow(
                 "agent": chosen,
                 "prompt": _prompt(workers, offered, max_tasks),
                 "output_schema": plan_schema(capabilities, [t.name for t in offered], max_tasks),
-                "extend": {"max_tasks": max_tasks, "review": review},
+                "extend": {"max_tasks": max_tasks, "review": review, "replan": replan},
                 "retries": 2,
             }
         },

@@ -219,6 +219,8 @@ class Extend(_Table):
             run's :class:`Extensions` leaves).
         review: the added tasks wait until a person approves the extension
             (``nexus approve RUN TASK``).
+        replan: when tasks it added failed, ask it this many times (at most)
+            for a repaired plan, telling it what failed.
 
     Example:
         >>> Extend(max_tasks=10).to_dict()
@@ -227,6 +229,7 @@ class Extend(_Table):
 
     max_tasks: int | None = None
     review: bool | None = None
+    replan: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

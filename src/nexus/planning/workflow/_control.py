@@ -312,7 +312,7 @@ def check_extend(tid: str, spec: _Task, report: Reporter) -> ExtendPolicy | None
                 field="extend",
             )
             return None
-    return ExtendPolicy(max_tasks=extend.max_tasks, review=extend.review)
+    return ExtendPolicy(max_tasks=extend.max_tasks, review=extend.review, replan=extend.replan)
 
 
 def reads_loop(source: str) -> bool:

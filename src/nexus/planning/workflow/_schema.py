@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from nexus.domain.errors import WorkflowError
-from nexus.domain.plan import MAX_ADDED_TASKS, MAX_EXTENSION_DEPTH, MAX_ITERATIONS
+from nexus.domain.plan import MAX_ADDED_TASKS, MAX_EXTENSION_DEPTH, MAX_ITERATIONS, MAX_REPLANS
 from nexus.planning.workflow._errors import Reporter, Stop, kind
 
 # The models (_Workflow, _Task, ...) are read by the package's other modules too.
@@ -111,6 +111,7 @@ class _Loop(_Model):
 class _Extend(_Model):
     max_tasks: Annotated[int, Field(ge=1, le=MAX_ADDED_TASKS)] | None = None
     review: bool = False
+    replan: Annotated[int, Field(ge=0, le=MAX_REPLANS)] = 0
 
 
 class _Extensions(_Model):
