@@ -45,6 +45,7 @@ BENCHMARKS = (
     "cli_startup",
     "repo_index",
     "plan_extension",
+    "bt_overhead",
 )
 TIMEOUT_S = 600
 

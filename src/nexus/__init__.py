@@ -51,6 +51,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.builder import TaskRef as TaskRef
     from nexus.planning.options import Approval as Approval
     from nexus.planning.options import Backoff as Backoff
+    from nexus.planning.options import Bt as Bt
     from nexus.planning.options import Budget as Budget
     from nexus.planning.options import Extend as Extend
     from nexus.planning.options import Extensions as Extensions
@@ -73,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "AgentSpec": "nexus.domain.plan",
     "Approval": "nexus.planning.options",
     "Backoff": "nexus.planning.options",
+    "Bt": "nexus.planning.options",
     "Budget": "nexus.planning.options",
     "BudgetExceeded": "nexus.domain.errors",
     "ConflictError": "nexus.domain.errors",
@@ -126,6 +128,7 @@ __all__ = [
     "AgentSpec",
     "Approval",
     "Backoff",
+    "Bt",
     "Budget",
     "BudgetExceeded",
     "ConflictError",

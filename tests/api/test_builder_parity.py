@@ -20,6 +20,7 @@ import nexus
 from nexus import (
     Approval,
     Backoff,
+    Bt,
     Budget,
     Extend,
     Extensions,
@@ -502,6 +503,44 @@ def _extend(_: Path) -> Workflow:
     return wf
 
 
+def _bt(_: Path) -> Workflow:
+    wf = Workflow("bt", inputs={"ship": True})
+    wf.agent(
+        "fixer",
+        role="fixer",
+        model="scripted:fixer",
+        capabilities=["fix"],
+        scripted=["pin the flaky dependency"],
+    )
+
+    def shell(name: str, cmd: str) -> dict[str, Any]:
+        return {"name": name, "action": {"tool": "shell", "with": {"cmd": cmd}}}
+
+    build = {"retry": {"times": 1, "child": shell("build", "echo building; exit 1")}}
+    patch = {
+        "name": "patch",
+        "action": {"capability": "fix", "prompt": "The build failed twice. Suggest a patch."},
+    }
+    rebuild = {
+        "name": "rebuild",
+        "action": {"tool": "noop", "with": {"patch": "{{ bt.outputs.patch.text }}"}},
+    }
+    tests = {"timeout": {"seconds": 30, "child": shell("tests", "echo 12 passed")}}
+    checks = [tests, shell("lint", "echo clean"), shell("docs", "echo docs built")]
+    root = {
+        "sequence": [
+            {"name": "wanted", "condition": "{{ inputs.ship }}"},
+            {"selector": [build, {"sequence": [patch, rebuild]}]},
+            {"parallel": {"success": 2, "children": checks}},
+            shell("notes", "echo released"),
+        ]
+    }
+    output = "{{ {'patch': bt.outputs.patch.text, 'notes': bt.outputs.notes.stdout | trim} }}"
+    release = wf.task("release", bt=Bt(root=root, max_steps=20, output=output))
+    wf.task("announce", needs=[release], tool="noop", args={"text": "{{ tasks.release.output }}"})
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -512,6 +551,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "switch example": (ROOT / "examples" / "switch" / "workflow.yaml", _switch),
     "loop example": (ROOT / "examples" / "loop" / "workflow.yaml", _loop),
     "extend example": (ROOT / "examples" / "extend" / "workflow.yaml", _extend),
+    "bt example": (ROOT / "examples" / "bt" / "workflow.yaml", _bt),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

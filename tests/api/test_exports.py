@@ -87,6 +87,7 @@ SURFACES: dict[str, set[str]] = {
         "Loop",
         "Extend",
         "Extensions",
+        "Bt",
         "Backoff",
         "Approval",
         "Budget",

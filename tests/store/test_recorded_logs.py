@@ -62,6 +62,7 @@ def test_every_scenario_is_recorded() -> None:
     assert {p.stem for p in BUNDLES} >= {
         "agent",
         "approval",
+        "bt",
         "budget",
         "cancel",
         "cassette",

@@ -35,7 +35,7 @@ estimate against what a run actually spent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -259,9 +259,58 @@ def _agent_task(
     )
 
 
+def _bt_task(
+    task: TaskSpec,
+    plan: Plan,
+    instances: int,
+    completion: int,
+    pricing: PricingTable,
+    notes: list[str],
+) -> TaskEstimate:
+    """A ``bt`` task: the most it can run is ``max_steps`` leaves, each counted as its
+    costliest action (a tool call when every action is a tool)."""
+    tree = task.bt
+    assert tree is not None
+    runs = instances * tree.max_steps
+    notes.append(
+        f"a behaviour tree: counted at max_steps ({tree.max_steps}) runs of its costliest "
+        "action per instance"
+    )
+    costliest: TaskEstimate | None = None
+    for node in tree.root.walk():
+        if node.kind != "action" or node.tool is not None:
+            continue
+        body = replace(
+            task, agent=node.agent, capability=node.capability, prompt=node.prompt, bt=None
+        )
+        guess = _agent_task(body, _resolve(body, plan.agents), runs, completion, pricing, notes[:])
+        if costliest is None or (guess.usd or Decimal(0), guess.tokens) > (
+            costliest.usd or Decimal(0),
+            costliest.tokens,
+        ):
+            costliest = guess
+    if costliest is not None:
+        return replace(costliest, notes=tuple(notes))
+    return TaskEstimate(
+        task=task.id,
+        agent=None,
+        model=None,
+        instances=instances,
+        calls=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+        usd=Decimal(0),
+        tool_calls=runs,
+        exact=True,
+        notes=tuple(notes),
+    )
+
+
 def _guessed(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> bool:
     """True when a template makes the task's instance count or prompt length unknown."""
     texts = [task.foreach if isinstance(task.foreach, str) else "", task.prompt or ""]
+    if task.bt is not None:
+        return any(n.prompt is not None and is_template(n.prompt) for n in task.bt.root.walk())
     if not task.is_tool and not task.is_switch:
         texts.append(_resolve(task, agents).instructions)
     return any(is_template(t) for t in texts)
@@ -310,6 +359,9 @@ def estimate_plan(
             )
         if task.is_switch:
             per_task[tid] = _nothing_run(task)
+            continue
+        if task.bt is not None:
+            per_task[tid] = _bt_task(task, plan, instances, completion, table, notes)
             continue
         if task.is_tool:
             per_task[tid] = TaskEstimate(

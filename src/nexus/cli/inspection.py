@@ -37,6 +37,7 @@ from nexus.domain.payloads import (
     AttemptFinished,
     AttemptInterrupted,
     AttemptStarted,
+    BtTicked,
     EffectRecord,
     ErrorRecord,
     RetryScheduled,
@@ -190,6 +191,30 @@ def _attempts(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
     return [attempts[n] for n in sorted(attempts)]
 
 
+def _path(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """A ``bt`` task's path through its tree: each ``bt.ticked``, in order."""
+    return [
+        {k: v for k, v in BtTicked.from_event(e).to_data().items() if k != "task"}
+        for e in events
+        if e.type is EventType.BT_TICKED and task_of(e) == task
+    ]
+
+
+def _print_path(path: list[dict[str, Any]]) -> None:
+    out.print("  tree path")
+    for tick in path:
+        line = f"{tick['node']} ({tick['kind']}) {tick['status']}"
+        if tick.get("attempt") is not None:
+            line += f", attempt {tick['attempt']}"
+        if tick.get("deadline") is not None:
+            line += f", deadline {tick['deadline']}"
+        if tick.get("reason"):
+            line += f": {tick['reason']}"
+        elif "value" in tick:
+            line += f": gave {_json(tick['value'])}"
+        out.print(f"    [dim]step {tick['step']:>3}[/]  {escape(line)}")
+
+
 def _conversation(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
     """Per attempt of an agent task, the messages its last model call saw, then the answer."""
     from nexus.gateway.base import full_requests  # only for --conversation
@@ -265,10 +290,20 @@ def view_task(
     task = state.tasks[task_id]
     doc = task.to_dict()
     spec = task.spec
-    doc["kind"] = "switch" if spec.switch is not None else "tool" if spec.tool else "agent"
+    doc["kind"] = (
+        "switch"
+        if spec.switch is not None
+        else "bt"
+        if spec.bt is not None
+        else "tool"
+        if spec.tool
+        else "agent"
+    )
     doc["retries"] = task.spec.retry.retries
     doc["why"] = _reasons(events).get(task_id)
     doc["history"] = _attempts(task_id, events)
+    if spec.bt is not None:
+        doc["tree"] = _path(task_id, events)
     if task.status is TaskStatus.AWAITING_APPROVAL:
         requested = next(
             (
@@ -436,6 +471,8 @@ def _print_call(number: int, call: dict[str, Any], failure: Any) -> None:
 def _print_attempt(attempt: dict[str, Any], final: Any) -> None:
     """One attempt; ``final`` is the task's error, not repeated under its last attempt."""
     head = f"attempt {attempt.get('attempt')}  {attempt['outcome']}"
+    if attempt.get("node") is not None:  # a bt task: the action node it ran
+        head = f"attempt {attempt.get('attempt')} (node {attempt['node']})  {attempt['outcome']}"
     if attempt.get("iteration") is not None:  # a loop task: the iteration, what until gave
         head = f"attempt {attempt.get('attempt')} (iteration {attempt['iteration']})"
         head += f"  {attempt['outcome']}"
@@ -541,6 +578,8 @@ def print_task(doc: dict[str, Any], run_id: str) -> None:
         _print_pending(doc, run_id)
     if doc["error"]:
         _print_error(doc["error"], hint_for(doc["error"], run_id, doc["retries"]))
+    if doc.get("tree") is not None:
+        _print_path(doc["tree"])
     for attempt in doc["history"]:
         _print_attempt(attempt, doc["error"])
     if "conversation" in doc:

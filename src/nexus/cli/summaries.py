@@ -14,6 +14,7 @@ from typing import Any
 
 from nexus.domain.events import Event
 from nexus.domain.payloads import (
+    ABSENT,
     ApprovalAnswered,
     ApprovalEscalated,
     ApprovalRequested,
@@ -21,6 +22,7 @@ from nexus.domain.payloads import (
     AttemptFinished,
     AttemptInterrupted,
     AttemptStarted,
+    BtTicked,
     BudgetCrossed,
     BudgetRaised,
     CancelRequested,
@@ -110,6 +112,8 @@ def _attempt_started(p: AttemptStarted) -> str:
     head = f"{p.task} attempt {p.attempt}"
     if p.iteration is not None:
         head += f" (iteration {p.iteration})"
+    if p.node is not None:
+        head += f" (node {p.node})"
     if p.tool:
         return f"{head} tool {p.tool}"
     if p.agent:
@@ -152,6 +156,20 @@ def _replanning(p: PlanReplanning) -> str:
         f" and {len(p.failed) - 8} more" if len(p.failed) > 8 else ""
     )
     return f"{p.task} re-plans (round {p.round}): {shown} did not succeed"
+
+
+def _bt_ticked(p: BtTicked) -> str:
+    """``tree node fetch (action, attempt 2) failure at step 3: transient: ...``."""
+    what = p.kind if p.attempt is None else f"{p.kind}, attempt {p.attempt}"
+    head = f"{p.task} node {p.node} ({what}) {p.status}"
+    if p.status == "running" and p.deadline is not None:
+        return f"{head} until {p.deadline}"
+    head += f" at step {p.step}"
+    if p.reason:
+        return f"{head}: {p.reason}"
+    if p.value is not ABSENT:
+        return f"{head}: gave {_json(p.value)}"
+    return head
 
 
 def _approval_answered(p: ApprovalAnswered) -> str:
@@ -204,6 +222,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     TaskIterated: _task_iterated,
     PlanExtended: _plan_extended,
     PlanReplanning: _replanning,
+    BtTicked: _bt_ticked,
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,

@@ -56,6 +56,7 @@ class EventType(StrEnum):
     TASK_ITERATED = "task.iterated"
     PLAN_EXTENDED = "plan.extended"
     PLAN_REPLANNING = "plan.replanning"
+    BT_TICKED = "bt.ticked"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
     RETRY_SCHEDULED = "task.retry_scheduled"

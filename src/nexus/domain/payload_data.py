@@ -152,6 +152,19 @@ class AttemptStartedData(TypedDict):
     timeout_ms: NotRequired[int]
     continues: NotRequired[list[int]]
     iteration: NotRequired[int]
+    node: NotRequired[str]
+
+
+class BtTickedData(TypedDict):
+    task: str
+    node: str
+    kind: str
+    status: str
+    step: int
+    attempt: NotRequired[int]
+    value: NotRequired[Any]
+    deadline: NotRequired[str]
+    reason: NotRequired[str]
 
 
 class TaskIteratedData(TypedDict):
@@ -254,6 +267,7 @@ __all__ = [
     "AttemptFinishedData",
     "AttemptInterruptedData",
     "AttemptStartedData",
+    "BtTickedData",
     "BudgetCrossedData",
     "BudgetRaisedData",
     "CancelRequestedData",

@@ -694,6 +694,39 @@ class AttemptStarted(Payload):
     continues: list[int] | None = None
     #: a ``loop`` task: the iteration this attempt runs (1, 2, ...; a retry keeps it)
     iteration: int | None = None
+    #: a ``bt`` task: the action node of its tree this attempt runs
+    node: str | None = None
+
+
+@_view
+class BtTicked(Payload):
+    """A node of a ``bt`` task's tree ended (``success`` or ``failure``), or a
+    ``timeout`` node started (``running``, with its ``deadline``).
+
+    An action's outcome carries the ``attempt`` that decided it and puts the
+    task back to ready, so its next leaf starts as a new attempt; a condition's
+    carries what its template gave (``value``).
+    """
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.BT_TICKED,)
+
+    task: str
+    #: the node's id (its ``name``, or its path such as ``root/0/1``)
+    node: str
+    #: the node's kind (``sequence``, ``action``...)
+    kind: str
+    #: ``success``, ``failure`` or ``running``
+    status: str
+    #: the leaves ticked so far, this one included (what ``max_steps`` bounds)
+    step: int
+    #: an action: the attempt whose outcome this is
+    attempt: int | None = None
+    #: a condition: what its template gave
+    value: JSON | Absent = ABSENT
+    #: a ``timeout`` node that started: when it fails the nodes under it
+    deadline: str | None = None
+    #: why it failed, in a few words (the failing child, the error, the deadline)
+    reason: str | None = None
 
 
 @_view
@@ -775,7 +808,8 @@ class RetryScheduled(Payload):
 class TaskSucceeded(Payload):
     """A task succeeded (a ``foreach`` parent: when all its items did; a ``switch``
     task: when it picked its case; a ``loop`` task: when its ``until`` held, or at
-    ``max_iterations`` with ``on_max: succeed``)."""
+    ``max_iterations`` with ``on_max: succeed``; a ``bt`` task: when its tree's root
+    succeeded)."""
 
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.TASK_SUCCEEDED,)
 
@@ -785,7 +819,8 @@ class TaskSucceeded(Payload):
     #: a ``switch`` task: the case it picked (``default`` when no other matched)
     case: str | None = None
     #: a ``switch`` task: the value its template gave; a ``loop`` task: what its
-    #: ``until`` gave for the last iteration
+    #: ``until`` gave for the last iteration; a ``bt`` task with ``output``: its
+    #: rendered value (the task's output)
     value: JSON | Absent = ABSENT
     #: a ``loop`` task: the iteration that ended it
     iteration: int | None = None
@@ -918,6 +953,7 @@ MODELS: tuple[type[Payload], ...] = (
     TaskIterated,
     PlanExtended,
     PlanReplanning,
+    BtTicked,
     AttemptStarted,
     AttemptInterrupted,
     RetryScheduled,
@@ -974,6 +1010,7 @@ __all__ = [
     "AttemptFinished",
     "AttemptInterrupted",
     "AttemptStarted",
+    "BtTicked",
     "BudgetCrossed",
     "BudgetRaised",
     "BudgetRefusal",

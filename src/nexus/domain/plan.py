@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from nexus.domain.bt import BtSpec
 from nexus.domain.canonical import digest
 
 JSONDict = dict[str, Any]
@@ -323,6 +324,9 @@ class TaskSpec:
     loop: LoopPolicy | None = None
     #: its output's ``tasks`` extend the running plan
     extend: ExtendPolicy | None = None
+    #: a behaviour tree: the task's body is this tree of conditions and actions
+    #: (``nexus.domain.bt``); it has no ``tool``/``prompt`` of its own
+    bt: BtSpec | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -357,6 +361,7 @@ class TaskSpec:
             **({"cases": _cases_data(self.cases)} if self.cases is not None else {}),
             **({"loop": self.loop.to_dict()} if self.loop is not None else {}),
             **({"extend": self.extend.to_dict()} if self.extend is not None else {}),
+            **({"bt": self.bt.to_dict()} if self.bt is not None else {}),
         }
 
     @classmethod
@@ -384,6 +389,7 @@ class TaskSpec:
             cases=_cases_of(t["cases"]) if "cases" in t else None,
             loop=LoopPolicy.from_dict(t["loop"]) if "loop" in t else None,
             extend=ExtendPolicy.from_dict(t["extend"]) if "extend" in t else None,
+            bt=BtSpec.from_dict(t["bt"]) if "bt" in t else None,
         )
 
 

@@ -15,6 +15,8 @@ Task states::
     pending|running ──task.paused──> paused ──run.resumed──> pending   (a budget ran out)
     pending ──task.succeeded {case}──> succeeded   (a switch task picked its case)
     running ──task.iterated──> pending   (a loop task's until was false: it runs again)
+    running ──bt.ticked {attempt}──> pending   (a bt task's action ended: its next leaf)
+    pending ──task.succeeded──> succeeded   (a bt task's tree succeeded between leaves)
 
 A run whose every remaining task waits on a paused one is ``paused`` (not
 ended): ``nexus resume`` after raising the budget continues it. A person may
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from nexus.domain.bt import ACTION, CONDITION, SUCCESS
 from nexus.domain.budget import Limits, Scope, Spend
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Event, EventType
@@ -47,6 +50,7 @@ from nexus.domain.payload_data import (
     AttemptFinishedData,
     AttemptInterruptedData,
     AttemptStartedData,
+    BtTickedData,
     BudgetCrossedData,
     BudgetRaisedData,
     EffectRecordData,
@@ -159,6 +163,10 @@ _EXTENDING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset(
 )
 #: A ``loop`` task goes back to ``pending`` for its next iteration (see ``_iterated``).
 _ITERATING: frozenset[tuple[TaskStatus, TaskStatus]] = frozenset({(_RUNNING, _PENDING)})
+#: A ``bt`` task goes back to ``pending`` after each action (its next leaf starts as a
+#: new attempt), and its tree ends between leaves (see ``_bt_ticked``, ``_bt_done``).
+_TICKING = _ITERATING
+_BT_DONE = _ROUTING
 
 
 @dataclass(slots=True)
@@ -205,6 +213,13 @@ class TaskState:
     replans: int = 0
     #: an added task that failed and was re-planned: it no longer fails the run
     superseded: bool = False
+    #: a ``bt`` task: its ``bt.ticked`` payloads in order (what the engine ticks
+    #: the tree from), the latest output of each action that succeeded
+    #: (``bt.outputs``), the last of those actions, and the leaves ticked so far
+    bt_trace: list[BtTickedData] | None = None
+    bt_outputs: dict[str, Any] | None = None
+    bt_last: str | None = None
+    bt_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -933,6 +948,76 @@ def _iterated(state: RunState, event: Event, data: TaskIteratedData) -> None:
     state.push_ready(task)
 
 
+def _bt_ticked(state: RunState, event: Event, data: BtTickedData) -> None:
+    """A node of a ``bt`` task's tree was ticked; an action's outcome readies the task
+    for its next leaf (retries count afresh from there)."""
+    task = state.task(data["task"])
+    node = data["node"]
+    tree = task.spec.bt
+    attempt = data.get("attempt")
+    leaf = data["kind"] in _LEAVES
+    if (
+        tree is None
+        or (data["kind"] == ACTION) != (attempt is not None)
+        or data["step"] != task.bt_steps + (1 if leaf else 0)
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: node '{node}' of task '{task.id}' ticked out of step "
+            "(not a bt task, or a tick its tree cannot make)"
+        )
+    if attempt is not None:
+        if task.status is not _RUNNING or attempt != task.attempts:
+            raise IntegrityError(
+                f"run {state.run_id}: action '{node}' of task '{task.id}' ended "
+                f"but attempt {attempt} was not running"
+            )
+        if data["status"] == SUCCESS:
+            if task.last_error is not None:
+                raise IntegrityError(
+                    f"run {state.run_id}: action '{node}' of task '{task.id}' succeeded "
+                    f"but attempt {attempt} failed"
+                )
+            if task.bt_outputs is None:
+                task.bt_outputs = {}
+            task.bt_outputs[node] = task.last_output
+            task.bt_last = node
+        task.iteration_base = task.attempts
+        task.error = None  # the next leaf's retries and feedback start afresh
+        state._move(task, _PENDING, event.at, _TICKING)
+        state.push_ready(task)
+    elif task.status is not _PENDING:
+        raise IntegrityError(
+            f"run {state.run_id}: node '{node}' of task '{task.id}' ticked while the task "
+            f"is {task.status}"
+        )
+    if leaf:
+        task.bt_steps += 1
+    if task.started_at is None:
+        task.started_at = event.at
+    if task.bt_trace is None:
+        task.bt_trace = []
+    task.bt_trace.append(data)
+
+
+def _bt_done(state: RunState, task: TaskState, event: Event, data: TaskSucceededData) -> None:
+    """A ``bt`` task's root succeeded: its output is its ``output`` (rendered, in
+    ``value``) or that of the last action that succeeded."""
+    trace = task.bt_trace
+    tree = task.spec.bt
+    assert tree is not None
+    last = trace[-1] if trace else None
+    if last is None or last["node"] != tree.root.id or last["status"] != SUCCESS:
+        raise IntegrityError(
+            f"run {state.run_id}: task '{task.id}' succeeded but its tree's root did not"
+        )
+    if "value" in data:
+        task.output = data["value"]
+    else:
+        task.output = (task.bt_outputs or {}).get(task.bt_last) if task.bt_last else None
+    task.error = None
+    state._move(task, _SUCCEEDED, event.at, _BT_DONE)
+
+
 def _retry_scheduled(state: RunState, event: Event, data: RetryScheduledData) -> None:
     task = state.task(data["task"])
     task.error = data["error"]
@@ -953,6 +1038,9 @@ def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
     task = state.tasks.get(tid) or state.task(tid)
     if "case" in data:
         _routed(state, task, event, data)
+        return
+    if task.status is _PENDING and task.spec.bt is not None:
+        _bt_done(state, task, event, data)
         return
     task.output = (
         [state.tasks[c].output for c in task.children]
@@ -995,6 +1083,7 @@ def _run_ended(to: RunStatus) -> _Handler:
 
 
 _NO_SPEND = Spend()
+_LEAVES = frozenset({ACTION, CONDITION})
 
 #: A handler reads the payload as its model's stored form (``nexus.domain.payload_data``).
 _Handler = Callable[[RunState, Event, Any], None]
@@ -1022,6 +1111,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.TASK_ITERATED: _iterated,
     EventType.PLAN_EXTENDED: _plan_extended,
     EventType.PLAN_REPLANNING: _replanning,
+    EventType.BT_TICKED: _bt_ticked,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

@@ -10,9 +10,11 @@ input that caused it -- which is why replay reproduces it byte for byte.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from nexus.domain.bt import ACTION, CONDITION, FAILURE, RUNNING, SUCCESS, TIMEOUT, BtNode
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
 from nexus.domain.errors import ErrorKind, IntegrityError, NexusError, WorkflowError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
@@ -29,6 +31,7 @@ from nexus.domain.payloads import (
     ApprovalRequested,
     AttemptInterrupted,
     AttemptStarted,
+    BtTicked,
     BudgetCrossed,
     EffectRecord,
     ErrorRecord,
@@ -48,6 +51,7 @@ from nexus.domain.payloads import (
 )
 from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
+from nexus.engine.bt import Ended, Entered, Expired, Leaf, Walk
 from nexus.engine.conditions import describe, evaluate, pick_case, truthy
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
@@ -85,7 +89,9 @@ def template_context(state: RunState, task: TaskState, upto: int | None = None) 
     ``upto`` pins ``tasks`` to the plan tasks that had ended when the attempt
     was decided (see :meth:`RunState.outputs`). A ``loop`` task's body sees
     ``loop.iteration`` (the one it runs) and ``loop.output`` (the previous
-    iteration's output, null in the first).
+    iteration's output, null in the first); a ``bt`` task's leaves see
+    ``bt.outputs`` (each action's latest output, by node id) and ``bt.step``
+    (the leaves ticked so far).
     """
     ctx: dict[str, Any] = {
         "inputs": state.inputs,
@@ -97,11 +103,12 @@ def template_context(state: RunState, task: TaskState, upto: int | None = None) 
         ctx["index"] = task.index
     if task.spec.loop is not None:
         ctx["loop"] = {"iteration": task.iteration, "output": task.loop_output}
+    if task.spec.bt is not None:
+        ctx["bt"] = {"outputs": task.bt_outputs or {}, "step": task.bt_steps}
     return ctx
 
 
-def _needs_context(task: TaskState) -> bool:
-    spec = task.spec
+def _needs_context(spec: TaskSpec) -> bool:
     if spec.prompt is not None:
         return True
     return _has_template(spec.args)
@@ -159,6 +166,10 @@ class Decider:
         self._limit_failures = 0
         #: the tasks some ``switch`` routes to -> those switches (see :meth:`_not_picked`)
         self._routed = switch_targets(t.spec for t in state.tasks.values() if t.parent is None)
+        #: each ``bt`` task's walk through its tree, rebuilt from its ticks when missing
+        self._walks: dict[str, Walk] = {}
+        #: each action node's body as a task spec, by (task spec id, node id)
+        self._bodies: dict[tuple[str, str], TaskSpec] = {}
 
     def _emit(self, type_: EventType, at: str, payload: Payload) -> None:
         """Emit a decision whose data is ``payload``."""
@@ -218,6 +229,9 @@ class Decider:
         task = self.state.tasks[finished["task"]]
         recorded = finished.get("error")
         if recorded is None:
+            if task.spec.bt is not None:
+                self._bt_acted(task, event.at, None)
+                return
             if task.spec.loop is not None:
                 self._iterate(task, event.at)
                 return
@@ -234,8 +248,14 @@ class Decider:
         # a loop's retries are counted per iteration: its earlier iterations' attempts
         # (iteration_base) are not failures
         failures = task.attempts - task.iteration_base - self._interrupts(task)
-        if error.is_retryable and failures <= task.spec.retry.retries:
+        if (
+            error.is_retryable
+            and failures <= task.spec.retry.retries
+            and not (task.spec.bt is not None and self._bt_expired(task, event.at))
+        ):
             self._retry(task, event.at, error, failures)
+        elif task.spec.bt is not None:
+            self._bt_acted(task, event.at, error)
         else:
             self._fail(task, event.at, recorded)
 
@@ -746,6 +766,189 @@ class Decider:
         self._emit(EventType.PLAN_REPLANNING, at, replanning)
         return True
 
+    # -- bt: behaviour trees -----------------------------------------------------
+    def _bt_walk(self, task: TaskState) -> Walk:
+        """``task``'s walk, caught up with its recorded ticks (rebuilt after a resume)."""
+        walk = self._walks.get(task.id)
+        if walk is None:
+            tree = task.spec.bt
+            assert tree is not None
+            walk = self._walks[task.id] = Walk(tree)
+        walk.catch_up(task.bt_trace or [], f"run {self.state.run_id}, task '{task.id}'")
+        return walk
+
+    def _bt_advance(self, task: TaskState, at: str) -> bool:
+        """Tick ``task``'s tree on from where its log leaves it: judge conditions and
+        record the nodes that end, until an action must run (its attempt starts) or
+        the root ends (the task with it). False when no agent has a free slot."""
+        walk = self._bt_walk(task)
+        tree = task.spec.bt
+        assert tree is not None
+        while True:
+            request = walk.request
+            if request is None:  # the root ended (a leaf root: with its own tick)
+                self._bt_end(task, at, walk)
+                return True
+            if isinstance(request, Ended):
+                self._bt_tick(task, at, request.node, request.status, reason=request.reason)
+                walk.consumed += 1
+                walk.answer(None)
+            elif isinstance(request, Entered):
+                seconds = request.node.seconds or 0
+                deadline = format_time(parse_time(at) + timedelta(seconds=seconds))
+                self._bt_tick(task, at, request.node, RUNNING, deadline=deadline)
+                walk.consumed += 1
+                walk.answer(deadline)
+            else:
+                expired = _expired(request, at)
+                if expired is not None:
+                    walk.answer(Expired(expired))
+                    continue
+                if task.bt_steps >= tree.max_steps:
+                    self._bt_out_of_steps(task, at, request.node)
+                    return True
+                if request.node.kind == ACTION:
+                    return self._bt_act(task, at, request)
+                judged = self._bt_condition(task, at, request.node)
+                if judged is None:
+                    return True  # it did not render: the task failed
+                walk.consumed += 1
+                walk.answer(judged)
+
+    def _bt_condition(self, task: TaskState, at: str, node: BtNode) -> tuple[str, str] | None:
+        """Judge a condition leaf and record it; None when it does not render (the task
+        fails naming the node)."""
+        source = node.condition or ""
+        where = f"task '{task.id}', field 'bt.{node.id}.condition'"
+        try:
+            value = evaluate(source, template_context(self.state, task), where=where)
+            value = to_json(value, f"the condition '{node.id}' of task '{task.id}'")
+        except NexusError as exc:
+            self._render_failed(task, at, exc)
+            return None
+        status = SUCCESS if truthy(value) else FAILURE
+        why = f"{source} gave {describe(value)}" if status == FAILURE else ""
+        self._bt_tick(task, at, node, status, value=value, reason=why or None)
+        return status, why
+
+    def _bt_act(self, task: TaskState, at: str, request: Leaf) -> bool:
+        """Start the action ``request`` names as the task's next attempt, with at most the
+        time its ``timeout`` nodes leave."""
+        node = request.node
+        spec = task.spec
+        timeout_ms = None if spec.timeout is None else int(spec.timeout * 1000)
+        for _, deadline in request.timers:
+            left = (parse_time(deadline) - parse_time(at)) // timedelta(milliseconds=1)
+            timeout_ms = max(1, left if timeout_ms is None else min(timeout_ms, left))
+        key = (spec.id, node.id)
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = replace(
+                spec,
+                tool=node.tool,
+                args=node.args or {},
+                agent=node.agent,
+                capability=node.capability,
+                prompt=node.prompt,
+                bt=None,
+            )
+        return self._attempt(task, at, body, timeout_ms, node=node.id)
+
+    def _bt_acted(self, task: TaskState, at: str, error: ErrorRecord | None) -> None:
+        """The action the task ran ended: record its outcome (the task is ready for its
+        next leaf; :meth:`_start` ticks on)."""
+        request = self._bt_walk(task).request
+        if not isinstance(request, Leaf) or request.node.kind != ACTION:
+            raise IntegrityError(
+                f"run {self.state.run_id}: an attempt of task '{task.id}' ended "
+                "but its tree is not at an action"
+            )
+        status = SUCCESS if error is None else FAILURE
+        why = None if error is None else f"{error.kind}: {str(error.message)[:300]}"
+        self._bt_tick(task, at, request.node, status, attempt=task.attempts, reason=why)
+
+    def _bt_expired(self, task: TaskState, at: str) -> bool:
+        """Whether a ``timeout`` around the running action has passed (no retry then)."""
+        request = self._bt_walk(task).request
+        return isinstance(request, Leaf) and _expired(request, at) is not None
+
+    def _bt_tick(
+        self,
+        task: TaskState,
+        at: str,
+        node: BtNode,
+        status: str,
+        *,
+        attempt: int | None = None,
+        value: Any = ABSENT,
+        deadline: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        leaf = node.kind in (ACTION, CONDITION)
+        ticked = BtTicked(
+            task=task.id,
+            node=node.id,
+            kind=node.kind,
+            status=status,
+            step=task.bt_steps + (1 if leaf else 0),
+            attempt=attempt,
+            value=value,
+            deadline=deadline,
+            reason=reason,
+        )
+        self._emit(EventType.BT_TICKED, at, ticked)
+
+    def _bt_end(self, task: TaskState, at: str, walk: Walk) -> None:
+        """The root ended: the task succeeds with its output, or fails naming the node
+        whose failure decided it."""
+        tree = walk.tree
+        outcome = walk.outcome
+        assert outcome is not None
+        self._walks.pop(task.id, None)
+        status, culprit, why = outcome
+        if status == SUCCESS:
+            done = TaskSucceeded(task=task.id)
+            if tree.output is not None:
+                try:
+                    value = render_value(
+                        tree.output,
+                        template_context(self.state, task),
+                        where=f"task '{task.id}', field 'bt.output'",
+                    )
+                    done.value = to_json(value, f"the bt.output of task '{task.id}'")
+                except NexusError as exc:
+                    self._render_failed(task, at, exc)
+                    return
+            self._emit(EventType.TASK_SUCCEEDED, at, done)
+            return
+        node = tree.nodes()[culprit]
+        error = ErrorRecord(
+            kind=str(ErrorKind.TIMEOUT if node.kind == TIMEOUT else ErrorKind.VALIDATION),
+            message=(
+                f"behaviour tree failed at node '{culprit}' ({node.describe()}): {why}"
+                if why
+                else f"behaviour tree failed at node '{culprit}' ({node.describe()})"
+            ),
+            retryable=False,
+            details={"node": culprit, "steps": task.bt_steps},
+        )
+        self._fail(task, at, error.to_data())
+
+    def _bt_out_of_steps(self, task: TaskState, at: str, node: BtNode) -> None:
+        tree = task.spec.bt
+        assert tree is not None
+        self._walks.pop(task.id, None)
+        error = ErrorRecord(
+            kind=str(ErrorKind.VALIDATION),
+            message=(
+                f"behaviour tree reached max_steps ({tree.max_steps}) before its root "
+                f"ended; the next leaf was '{node.id}' ({node.describe()})"
+            ),
+            retryable=False,
+            details={"node": node.id, "steps": task.bt_steps},
+        )
+        self._fail(task, at, error.to_data())
+
     def _not_picked(self, task: TaskState, at: str) -> bool:
         """Skip ``task`` when a switch it needs picked a case that does not run it."""
         state = self.state
@@ -811,10 +1014,25 @@ class Decider:
             if blocked is not None:
                 self._emit(EventType.TASK_PAUSED, at, TaskPaused(task=task.id, reason=blocked))
                 return True
-        attempt = task.attempts + 1
+        if spec.bt is not None:
+            return self._bt_advance(task, at)
         timeout_ms = None if spec.timeout is None else int(spec.timeout * 1000)
+        return self._attempt(task, at, spec, timeout_ms)
+
+    def _attempt(
+        self,
+        task: TaskState,
+        at: str,
+        spec: TaskSpec,
+        timeout_ms: int | None,
+        node: str | None = None,
+    ) -> bool:
+        """Emit ``attempt.started`` for ``spec``'s body (the task's own, or a ``bt``
+        action's); False when no agent has a free slot."""
+        state = self.state
+        attempt = task.attempts + 1
         try:
-            ctx = template_context(state, task) if _needs_context(task) else {}
+            ctx = template_context(state, task) if _needs_context(spec) else {}
             if spec.tool is not None:
                 args = render_deep(spec.args, ctx, task=task.id, field="with") if ctx else spec.args
                 started = AttemptStarted(
@@ -825,6 +1043,7 @@ class Decider:
                     profile=spec.profile,
                     timeout_ms=timeout_ms,
                     iteration=None if spec.loop is None else task.iteration,
+                    node=node,
                 )
             else:
                 started = AttemptStarted(
@@ -832,6 +1051,7 @@ class Decider:
                     attempt=attempt,
                     timeout_ms=timeout_ms,
                     iteration=None if spec.loop is None else task.iteration,
+                    node=node,
                 )
                 decision = route(spec, state.plan.agents, state.agent_load)
                 if decision.agent is None:
@@ -1011,6 +1231,14 @@ def _where(problem: WorkflowError) -> str:
     if problem.field:
         where.append(f"field '{problem.field}'")
     return f"{', '.join(where)}: {problem.detail}" if where else problem.detail
+
+
+def _expired(request: Leaf, at: str) -> str | None:
+    """The outermost ``timeout`` around ``request``'s leaf whose deadline has passed."""
+    for node, deadline in request.timers:
+        if parse_time(deadline) <= parse_time(at):
+            return node
+    return None
 
 
 def _feedback(task: TaskState) -> dict[str, Any] | None:

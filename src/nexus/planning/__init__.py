@@ -22,6 +22,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.builder import WorkflowBuilder as WorkflowBuilder
     from nexus.planning.options import Approval as Approval
     from nexus.planning.options import Backoff as Backoff
+    from nexus.planning.options import Bt as Bt
     from nexus.planning.options import Budget as Budget
     from nexus.planning.options import Extend as Extend
     from nexus.planning.options import Extensions as Extensions
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "AgentRef": "nexus.planning.builder",
     "Approval": "nexus.planning.options",
     "Backoff": "nexus.planning.options",
+    "Bt": "nexus.planning.options",
     "Budget": "nexus.planning.options",
     "Extend": "nexus.planning.options",
     "Extensions": "nexus.planning.options",
@@ -63,6 +65,7 @@ __all__ = [
     "AgentRef",
     "Approval",
     "Backoff",
+    "Bt",
     "Budget",
     "Extend",
     "Extensions",

@@ -40,6 +40,7 @@ from nexus.domain.plan import Plan
 from nexus.planning.options import (
     Approval,
     Backoff,
+    Bt,
     Budget,
     Extend,
     Extensions,
@@ -355,6 +356,7 @@ class WorkflowBuilder:
         cases: Mapping[str | bool | int | None, Iterable[TaskRef | str]] | None = None,
         loop: Loop | None = None,
         extend: Extend | bool | None = None,
+        bt: Bt | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -395,10 +397,13 @@ class WorkflowBuilder:
                 holds: a :class:`Loop` (docs/workflows.md, Loop).
             extend: its answer's ``tasks`` join the running plan (True, or an
                 :class:`Extend` with a limit; docs/planning.md).
+            bt: the task's body is a behaviour tree of conditions and actions:
+                a :class:`Bt` (docs/workflows.md, Behaviour trees); the task
+                then has no ``tool`` or ``prompt`` of its own.
 
         Raises:
-            TypeError: ``backoff``, ``approval``, ``profile``, ``budget`` or
-                ``loop`` is not of its type.
+            TypeError: ``backoff``, ``approval``, ``profile``, ``budget``,
+                ``loop`` or ``bt`` is not of its type.
         """
         where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
@@ -436,6 +441,7 @@ class WorkflowBuilder:
             ("switch", switch),
             ("cases", None if cases is None else _cases(cases)),
             ("loop", _table(loop, Loop, "loop", where)),
+            ("bt", _table(bt, Bt, "bt", where)),
         ):
             if value is not None:
                 entry[key] = value

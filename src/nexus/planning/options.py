@@ -2,10 +2,11 @@
 
 Each value here is one mapping of a workflow file written as a frozen
 dataclass: :class:`Input` (a declared input), :class:`Backoff`,
-:class:`Approval`, :class:`Budget`, :class:`Profile` and :class:`Loop`. They check nothing
-themselves: :meth:`to_dict` gives the mapping the file would hold (only what
-was set), and :class:`~nexus.planning.builder.WorkflowBuilder` compiles it
-with the workflow file's own checks, so a bad value is the same
+:class:`Approval`, :class:`Budget`, :class:`Profile`, :class:`Loop` and
+:class:`Bt`. They check nothing themselves: :meth:`to_dict` gives the mapping
+the file would hold (only what was set), and
+:class:`~nexus.planning.builder.WorkflowBuilder` compiles it with the workflow
+file's own checks, so a bad value is the same
 :class:`~nexus.domain.errors.WorkflowError`, naming the task and the field,
 whichever way it was written.
 
@@ -18,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import Enum
@@ -28,6 +29,7 @@ __all__ = [
     "NO_DEFAULT",
     "Approval",
     "Backoff",
+    "Bt",
     "Budget",
     "Extend",
     "Extensions",
@@ -249,3 +251,32 @@ class Extensions(_Table):
 
     max_tasks: int | None = None
     max_depth: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bt(_Table):
+    """A behaviour tree as a task's body: ``bt: {max_steps, root, output}``.
+
+    Each action of the tree is one attempt of the task; each node that decides
+    the flow is a ``bt.ticked`` event (docs/workflows.md, Behaviour trees).
+
+    Attributes:
+        root: the tree's root node, written as in a workflow file: a mapping
+            with one of ``sequence``/``selector`` (a list of nodes),
+            ``parallel`` (``{children, success, failure}``), ``condition`` (a
+            template), ``action`` (``{tool, with}`` or ``{agent|capability,
+            prompt}``), ``retry`` (``{times, child}``) or ``timeout``
+            (``{seconds, child}``), and an optional ``name``.
+        max_steps: the most leaves (conditions judged, actions run) it may
+            tick (1 to 1,000).
+        output: a template over ``bt.outputs`` for the task's output (default:
+            the output of the last action that succeeded).
+
+    Example:
+        >>> Bt(root={"action": {"tool": "noop"}}, max_steps=1).to_dict()
+        {'root': {'action': {'tool': 'noop'}}, 'max_steps': 1}
+    """
+
+    root: Mapping[str, Any]
+    max_steps: int
+    output: str | None = None

@@ -62,6 +62,7 @@ BODY_KEYS = (
     "max_latency_ms",
     "budget",
     "loop",
+    "bt",
 )
 
 #: ``loop.output`` or ``loop.iteration`` in a template (Jinja's own ``loop``, in a

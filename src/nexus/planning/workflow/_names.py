@@ -20,6 +20,8 @@ __all__ = ["ITEM_NAMES", "TemplateNames"]
 ITEM_NAMES = frozenset({"item", "index"})
 _RUN_KEYS = ("id", "name")
 _CONTEXT = ("inputs", "tasks", "run", "item", "index")
+#: What a ``bt`` task's templates read of its tree (``bt.outputs.<node>``, ``bt.step``).
+_BT_KEYS = ("outputs", "step")
 
 
 def _key(name: str, key: str) -> str:
@@ -30,11 +32,13 @@ def _key(name: str, key: str) -> str:
 class TemplateNames:
     """Checks the names one workflow's templates read (``tasks`` aside)."""
 
-    __slots__ = ("inputs", "report")
+    __slots__ = ("bt_tasks", "inputs", "report")
 
     def __init__(self, inputs: Collection[str], report: Reporter) -> None:
         self.inputs = frozenset(inputs)
         self.report = report
+        #: the ``bt`` tasks: only their templates have ``bt``
+        self.bt_tasks: set[str] = set()
 
     def check(self, reads: Reads, *, items: bool, task: str | None, field: str) -> None:
         """Report each name in ``reads`` the template will not find.
@@ -66,6 +70,17 @@ class TemplateNames:
                         task=task,
                         field=field,
                     )
+            elif name == "bt" and task in self.bt_tasks:
+                for key in sorted(keys - set(_BT_KEYS)):
+                    self.report.add(
+                        f"reads {_key(name, key)}; bt has {', '.join(_BT_KEYS)}",
+                        task=task,
+                        field=field,
+                    )
+            elif name == "bt":
+                self.report.add(
+                    "reads bt, which only the templates of a bt task have", task=task, field=field
+                )
             elif name in ITEM_NAMES:
                 if not items:
                     self.report.add(

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from nexus.domain.bt import MAX_BT_STEPS
 from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import MAX_ADDED_TASKS, MAX_EXTENSION_DEPTH, MAX_ITERATIONS, MAX_REPLANS
 from nexus.planning.workflow._errors import Reporter, Stop, kind
@@ -119,6 +120,12 @@ class _Extensions(_Model):
     max_depth: Annotated[int, Field(ge=1, le=MAX_EXTENSION_DEPTH)] = 1
 
 
+class _Bt(_Model):
+    max_steps: Annotated[int, Field(ge=1, le=MAX_BT_STEPS)]
+    root: Any
+    output: str | None = None
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -142,6 +149,7 @@ class _Task(_Model):
     switch: str | None = None
     cases: dict[Any, Any] | None = None
     loop: _Loop | None = None
+    bt: _Bt | None = None
     extend: _Extend | None = None
 
     @field_validator("extend", mode="before")
@@ -294,6 +302,8 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             return _Backoff
         if len(parent) == 3 and parent[2] == "loop":
             return _Loop
+        if len(parent) == 3 and parent[2] == "bt":
+            return _Bt
     if parent[0] == "agents" and len(parent) == 2:
         return _Agent
     if parent == ("defaults",):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
+from nexus.planning.workflow._bt import compile_bt
 from nexus.planning.workflow._control import check_extend, check_loop, check_switch, reads_loop
 from nexus.planning.workflow._errors import kind, known
 from nexus.planning.workflow._grants import (
@@ -105,8 +106,11 @@ class TaskCompiler:
         report = self.report
         found = len(report.problems)
         switch = spec.switch is not None or spec.cases is not None
+        tree = spec.bt is not None
+        if tree:
+            self.names.bt_tasks.add(tid)
         with report.step() as kind_ok:
-            if not switch:  # a routing task has no kind: it runs nothing
+            if not switch and not tree:  # a routing task has no kind: it runs nothing
                 self.check_kind(tid, spec)
         cases = check_switch(tid, spec, self.tasks, report) if switch else None
         loop = check_loop(tid, spec, report)
@@ -115,13 +119,14 @@ class TaskCompiler:
         foreach: Any = None
         with report.step() as values_ok:
             args, foreach = self.check_values(tid, spec)
+        bt = compile_bt(tid, spec, self) if tree else None
         profile = output_schema = routing = budget = None
         profile_ok = True
         if spec.profile is not None:
             with report.step() as step:
                 profile = exec_profile(spec.profile, report, task=tid, field="profile")
             profile_ok = step.ok
-        if kind_ok.ok and not switch:
+        if kind_ok.ok and not switch and not tree:
             if spec.tool is not None:
                 self.check_tool(tid, spec, args if values_ok.ok else None, profile_ok)
             else:
@@ -164,6 +169,7 @@ class TaskCompiler:
             cases=cases,
             loop=loop,
             extend=extend,
+            bt=bt,
         )
 
     def check_tool(
@@ -322,7 +328,7 @@ class TaskCompiler:
             read("loop.until", values.template(spec.loop.until, tid, "loop.until"))
         else:
             self.no_loop_reads(tid, spec, args)
-        if spec.tool is None and spec.switch is None and spec.cases is None:
+        if spec.tool is None and spec.switch is None and spec.cases is None and spec.bt is None:
             # what the instructions of its agents read of the run, read for this task
             for facts in self.candidates(spec):
                 field = f"agents.{facts.name}.instructions"
