@@ -31,18 +31,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from nexus.domain.events import Draft, Event, EventType, format_time, parse_time, seal
+from nexus.domain.events import Draft, Event, EventType, JSONDict, format_time, parse_time, seal
+from nexus.domain.payload_data import AttemptFinishedData, AttemptStartedData, EffectRecordData
 from nexus.domain.payloads import (
     ApprovalAnswered,
     ApprovalRequested,
     ApprovalTimedOut,
-    AttemptFinished,
     AttemptInterrupted,
-    AttemptStarted,
     CancelRequested,
-    EffectRecord,
     PauseRequested,
     RetryScheduled,
     RunContinued,
@@ -142,9 +140,9 @@ class RunController:
         self._observers = list(observers)
         self._decider = Decider(state, self._emit, self._extension_context)
         self._buffer: list[Event] = []
-        #: attempts decided but not started yet
-        self._launch: list[AttemptStarted] = []
-        self._inline: list[AttemptStarted] = []
+        #: attempts decided but not started yet (their ``attempt.started`` data)
+        self._launch: list[AttemptStartedData] = []
+        self._inline: list[AttemptStartedData] = []
         self._seen_upto: dict[str, int] = {}
         self._timers: list[Event] = []
         self._dispatcher: Dispatcher | None = None
@@ -155,7 +153,7 @@ class RunController:
         self._on_delta = on_delta
         self._redactor = redactor
         #: (task, attempt) -> the attempt.started data before redaction, for its worker
-        self._unredacted: dict[tuple[str, int], dict[str, Any]] = {}
+        self._unredacted: dict[tuple[str, int], AttemptStartedData] = {}
 
     @property
     def redactor(self) -> Redactor | None:
@@ -163,22 +161,29 @@ class RunController:
         return self._redactor
 
     # -- event plumbing ---------------------------------------------------
+    # Every task passes here three times or more (attempt.started, its effects,
+    # attempt.finished), so the controller reads an attempt.started as the fold
+    # does: the stored dict, typed by its stored form (AttemptStartedData). A
+    # payload view would cost an object and a Python call per field read.
     def _emit(self, draft: Draft) -> Event:
         state = self.state
         if self._redactor is not None:
             data = self._redactor.redact(draft.data)
             if data != draft.data:
                 if draft.type is EventType.ATTEMPT_STARTED:
-                    secret = AttemptStarted.of(data)
-                    self._unredacted[(secret.task, secret.attempt)] = draft.data
+                    # both built by the decider from the model (redaction changes values)
+                    recorded: AttemptStartedData = data
+                    real: Any = draft.data
+                    self._unredacted[(recorded["task"], recorded["attempt"])] = real
                 draft = Draft(draft.type, draft.at, data)
         event = seal(self.run_id, state.seq + 1, draft, state.last_hash)
         state.apply(event)
         self._buffer.append(event)
         kind = event.type
         if kind is EventType.ATTEMPT_STARTED:
-            started = state.payload(event, AttemptStarted)
-            self._seen_upto[started.task] = state.finished_count
+            stored: Any = event.data
+            started: AttemptStartedData = stored  # its shape checked by state.apply
+            self._seen_upto[started["task"]] = state.finished_count
             queue = self._inline if self._is_pure(started) else self._launch
             queue.append(started)
         elif kind is EventType.RETRY_SCHEDULED or (
@@ -215,8 +220,8 @@ class RunController:
         """React to an input that is already sealed and stored (``run.started``)."""
         self._decider.react(first)
 
-    def _is_pure(self, started: AttemptStarted) -> bool:
-        name = started.tool
+    def _is_pure(self, started: AttemptStartedData) -> bool:
+        name = started.get("tool")
         return (
             self._replay is None
             and name is not None
@@ -244,8 +249,8 @@ class RunController:
         if self._inline:  # left over from a full batch: run them now
             await self._run_inline()
         for started in launch:
-            task = self.state.tasks[started.task]
-            if task.status is TaskStatus.RUNNING and task.attempts == started.attempt:
+            task = self.state.tasks[started["task"]]
+            if task.status is TaskStatus.RUNNING and task.attempts == started["attempt"]:
                 self._start_worker(started)
         timers, self._timers = self._timers, []
         if self._replay is None:
@@ -314,14 +319,16 @@ class RunController:
         self.step(Draft(kind, self._now(), answer.to_data()))
 
     # -- workers ----------------------------------------------------------
-    def _assignment(self, started: AttemptStarted) -> Assignment:
-        tid = started.task
-        secret = self._unredacted.pop((tid, started.attempt), None)
+    def _assignment(self, started: AttemptStartedData) -> Assignment:
+        tid = started["task"]
+        attempt = started["attempt"]
+        secret = self._unredacted.pop((tid, attempt), None)
         upto = self._seen_upto.pop(tid, None)
         agent = None
         context: dict[str, Any] = {}
-        if started.agent is not None:  # tools got their arguments rendered by the decider
-            agent = self.state.plan.agents[started.agent]
+        name = started.get("agent")
+        if name is not None:  # tools got their arguments rendered by the decider
+            agent = self.state.plan.agents[name]
             context = template_context(self.state, self.state.tasks[tid], upto)
             context["tasks"] = dict(context["tasks"])  # plain values: it may travel
             position = self.state.script_positions.get(tid)
@@ -330,10 +337,10 @@ class RunController:
         return Assignment(
             run_id=self.run_id,
             task=tid,
-            attempt=started.attempt,
+            attempt=attempt,
             workspace=str(self.workspace),
             # the worker gets the real arguments and prompt, never recorded
-            started=started if secret is None else AttemptStarted.of(secret),
+            started=started if secret is None else secret,
             agent=agent,
             context=context,
         )
@@ -346,11 +353,11 @@ class RunController:
             return
         await self.inbox.put(message)
 
-    def _start_worker(self, started: AttemptStarted) -> None:
+    def _start_worker(self, started: AttemptStartedData) -> None:
         assert self._dispatcher is not None
         self._dispatcher.submit(self._assignment(started))
 
-    async def _work(self, started: AttemptStarted) -> None:
+    async def _work(self, started: AttemptStartedData) -> None:
         """Execute an attempt here and now (pure tools)."""
         await self.worker.execute(self._assignment(started), self._report)
 
@@ -542,13 +549,18 @@ class RunController:
             self.step(Draft(EventType.ATTEMPT_FINISHED, expected.at, _finished(message)))
 
 
-def _finished(message: AttemptDone) -> dict[str, Any]:
-    """The ``attempt.finished`` data of a worker's report: its output, or its error."""
+def _finished(message: AttemptDone) -> JSONDict:
+    """The ``attempt.finished`` data of a worker's report: its output, or its error.
+
+    Written as its stored form (:class:`AttemptFinishedData`, which a test holds
+    to the model), not through the model's view: this runs once per task.
+    """
+    done: AttemptFinishedData = {"task": message.task, "attempt": message.attempt}
     if message.error is None:
-        done = AttemptFinished(task=message.task, attempt=message.attempt, output=message.output)
+        done["output"] = message.output
     else:
-        done = AttemptFinished(task=message.task, attempt=message.attempt, error=message.error)
-    return done.to_data()
+        done["error"] = message.error
+    return cast("JSONDict", done)
 
 
 _WORKER_INPUTS = frozenset({EventType.EFFECT_RECORDED, EventType.ATTEMPT_FINISHED})
@@ -571,16 +583,19 @@ _REPLAY_INPUTS = frozenset(
 
 
 def _expect_key(event: Event) -> tuple[str, str, int, str]:
+    data: Any = event.data  # a recorded input: the replay folded the log, which checked it
     if event.type is EventType.EFFECT_RECORDED:
-        record = EffectRecord.of(event.data)
-        return ("effect", record.task, record.attempt, record.key)
-    finished = AttemptFinished.of(event.data)
-    return ("finished", finished.task, finished.attempt, "")
+        record: EffectRecordData = data
+        return ("effect", record["task"], record["attempt"], record["key"])
+    finished: AttemptFinishedData = data
+    return ("finished", finished["task"], finished["attempt"], "")
 
 
 def _message_key(message: Message) -> tuple[str, str, int, str]:
     if isinstance(message, EffectDone):
-        return ("effect", message.task, message.attempt, EffectRecord.of(message.record).key)
+        data: Any = message.record
+        record: EffectRecordData = data
+        return ("effect", message.task, message.attempt, record["key"])
     if isinstance(message, AttemptDone):
         return ("finished", message.task, message.attempt, "")
     return ("other", "", 0, "")

@@ -20,7 +20,7 @@ from nexus.agents.resolver import AgentResolver
 from nexus.budget.spend import model_spend, reservation_for
 from nexus.domain.errors import BudgetExceeded, ErrorKind, IntegrityError, NotFoundError
 from nexus.domain.ids import effect_key
-from nexus.domain.payloads import AttemptStarted, EffectRecord
+from nexus.domain.payload_data import AttemptStartedData, EffectRecordData
 from nexus.domain.plan import AgentSpec
 from nexus.engine.continuation import Continuation
 from nexus.engine.effects import EffectCall, EffectFailed, Effects, error_record, to_json
@@ -61,19 +61,24 @@ class TokenDelta:
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """One attempt to execute: the ``attempt.started`` payload plus what it needs."""
+    """One attempt to execute: the ``attempt.started`` data plus what it needs.
+
+    ``started`` is the payload as stored (a plain dict, typed by its stored
+    form), read key by key as the fold reads it: a payload view would cost an
+    object and a Python call per field on every task's path.
+    """
 
     run_id: str
     task: str
     attempt: int
     workspace: str
-    started: AttemptStarted
+    started: AttemptStartedData
     agent: AgentSpec | None = None
     context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def timeout_ms(self) -> int | None:
-        value = self.started.timeout_ms
+        value = self.started.get("timeout_ms")
         return None if value is None else int(value)
 
 
@@ -98,7 +103,7 @@ class AttemptContext:
         self._calls = 0
         self._worker = worker
         self._workspace: Path | None = None
-        continues = assignment.started.continues
+        continues = assignment.started.get("continues")
         #: the budget-paused attempts this one takes up (None: it starts afresh)
         self._continuation = (
             Continuation(effects, assignment.run_id, assignment.task, continues)
@@ -145,7 +150,7 @@ class AttemptContext:
         amount = reservation_for(kind, request(), worker.pricing)
         held: list[tuple[BudgetLedger, Any]] = []
         if worker.budget is not None:
-            scopes = run_scopes(a.task, a.started.agent)
+            scopes = run_scopes(a.task, a.started.get("agent"))
             held.append((worker.budget, worker.budget.reserve(scopes, amount)))
         if worker.tenant_budget is None:
             return held, None
@@ -168,7 +173,7 @@ class AttemptContext:
         estimate: Callable[[], dict[str, Any]] | None = None,
     ) -> Any:
         """Run ``fn`` as effect number n of this attempt; record (or replay) it."""
-        return (await self._record(kind, request, fn, estimate=estimate)).response
+        return (await self._record(kind, request, fn, estimate=estimate))["response"]
 
     async def _record(
         self,
@@ -178,7 +183,7 @@ class AttemptContext:
         source: str | None = None,
         *,
         estimate: Callable[[], dict[str, Any]] | None = None,
-    ) -> EffectRecord:
+    ) -> EffectRecordData:
         """Run ``fn`` as effect number n of this attempt; its record (a tool's ``source`` added).
 
         With a budget ledger, the spend a model or tool call may cost is
@@ -191,6 +196,9 @@ class AttemptContext:
         An attempt that continues a budget-paused one is answered from that
         attempt's record while it can be (see :mod:`nexus.engine.continuation`):
         such a call reserves nothing, runs nothing and is not recorded again.
+
+        The record is read and completed as the dict it is (typed by its
+        stored form); the fold checks its shape when the controller appends it.
         """
         a = self._a
         index = self._calls
@@ -205,12 +213,12 @@ class AttemptContext:
         self._calls += 1
         continuation = self._continuation
         if continuation is not None:
-            served = continuation.serve(call, index)
+            served: Any = continuation.serve(call, index)
             if served is not None:
-                effect = EffectRecord.of(served)
-                if effect.error is not None:
-                    raise EffectFailed(effect.error)
-                return effect
+                answer: EffectRecordData = served  # a record of the log, checked by its fold
+                if answer["error"] is not None:
+                    raise EffectFailed(answer["error"])
+                return answer
         worker = self._worker
         held: list[tuple[BudgetLedger, Any]] = []
         hold: TenantHold | None = None
@@ -220,6 +228,7 @@ class AttemptContext:
             except BudgetExceeded as refusal:
                 # recorded like any failed effect, so a replay meets the same refusal
                 fn = _refuse(refusal)
+        record: Any
         try:
             record = await self._effects.perform(call, fn)
         except BaseException:
@@ -228,16 +237,16 @@ class AttemptContext:
             if hold is not None:
                 await hold.release()
             raise
-        effect = EffectRecord.of(record)
-        if kind == "model" and effect.spend is None and effect.error is None:
+        effect: EffectRecordData = record
+        if kind == "model" and effect.get("spend") is None and effect["error"] is None:
             pricing = worker.pricing if worker is not None else None
-            effect.spend = model_spend(effect.response, pricing)
-        if source is not None and effect.source is None:
-            effect.source = source
-        if continuation is not None and effect.continued is None:
+            effect["spend"] = model_spend(effect["response"], pricing)
+        if source is not None and effect.get("source") is None:
+            effect["source"] = source
+        if continuation is not None and effect.get("continued") is None:
             continued = continuation.why()  # the first live call says why it is live
             if continued is not None:
-                effect.continued = continued
+                effect["continued"] = continued
         for ledger, reservation in held:
             ledger.settle(reservation, _spent(kind, effect))
         if hold is not None:
@@ -245,10 +254,11 @@ class AttemptContext:
             if crossed:
                 # the tenant's spend lives outside this run: what this call crossed is
                 # recorded with it, so the decider warns from the log (and a replay does too)
-                effect.tenant_budget = [c.to_dict() for c in crossed]
-        await self._report(EffectDone(a.task, a.attempt, effect.to_data()))
-        if effect.error is not None:
-            raise EffectFailed(effect.error)
+                effect["tenant_budget"] = [c.to_dict() for c in crossed]
+        await self._report(EffectDone(a.task, a.attempt, record))
+        error = effect["error"]
+        if error is not None:
+            raise EffectFailed(error)
         return effect
 
     def tool_specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
@@ -308,7 +318,7 @@ class AttemptContext:
             a.task,
             a.attempt,
             self._workspace,
-            grant=a.started.profile,
+            grant=a.started.get("profile"),
             trusted=self._worker.trusted if self._worker is not None else None,
         )
         worker = self._worker
@@ -323,11 +333,12 @@ class AttemptContext:
 
         request: dict[str, Any] = {"tool": name, "args": args}
         if call_id is None:
-            return (await self._record("tool", request, invoke)).response, ""
+            return (await self._record("tool", request, invoke))["response"], ""
         request["call"] = call_id
         source = source_of(tools.get(name)) if tools is not None and name in tools else "unknown"
         record = await self._record("tool", request, invoke, source)
-        return record.response, str(record.source if record.source is not None else source)
+        recorded = record.get("source")
+        return record["response"], str(recorded if recorded is not None else source)
 
 
 def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
@@ -344,13 +355,13 @@ def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
     return refuse
 
 
-def _spent(kind: str, record: EffectRecord) -> Spend:
+def _spent(kind: str, record: EffectRecordData) -> Spend:
     """What an effect really cost, from its record (a failed call spent nothing)."""
     from nexus.domain.budget import Spend
 
     if kind == "tool":
         return Spend(tool_calls=1)
-    return Spend.from_dict(record.spend or {})
+    return Spend.from_dict(record.get("spend") or {})
 
 
 class Worker:
@@ -422,34 +433,35 @@ class Worker:
         await report(AttemptDone(a.task, a.attempt, output, error))
 
     async def _tool(self, a: Assignment, ctx: AttemptContext) -> Any:
-        tool = a.started.tool
+        started = a.started
+        tool = started.get("tool")
         if tool is None:
             raise IntegrityError(f"run {a.run_id}: attempt.started of task '{a.task}' has no tool")
-        output, _ = await ctx.call_tool(tool, a.started.args)
+        args: Any = started.get("args")  # as recorded (the decider rendered them)
+        output, _ = await ctx.call_tool(tool, args)
         return output
 
     async def _agent(self, a: Assignment, spec: AgentSpec, ctx: AttemptContext) -> Any:
         started = a.started
-        models = tuple(started.models or ())
+        models = tuple(started.get("models") or ())
         agent = self.agents.resolve(spec, models)
-        if (
-            started.agent is None
-            or started.prompt is None
-            or started.instructions is None
-            or started.model is None
-            or started.turn is None
-        ):
+        name = started.get("agent")
+        prompt = started.get("prompt")
+        instructions = started.get("instructions")
+        model = started.get("model")
+        turn = started.get("turn")
+        if name is None or prompt is None or instructions is None or model is None or turn is None:
             raise IntegrityError(
                 f"run {a.run_id}: attempt.started of task '{a.task}' lacks its agent's fields"
             )
         call = AgentCall(
-            agent=started.agent,
-            prompt=started.prompt,
-            instructions=started.instructions,
-            model=started.model,
-            turn=started.turn,
+            agent=name,
+            prompt=prompt,
+            instructions=instructions,
+            model=model,
+            turn=turn,
             models=models,
-            output_schema=started.output_schema,
-            feedback=started.feedback,
+            output_schema=started.get("output_schema"),
+            feedback=started.get("feedback"),
         )
         return to_json(await agent.run(call, ctx), f"the output of task '{a.task}'")
