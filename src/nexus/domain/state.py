@@ -295,8 +295,6 @@ class RunState:
     _script_base: dict[tuple[str, str], int] = field(default_factory=dict)
     _script_next: dict[str, int] = field(default_factory=dict)
     _script_used: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: the payload view last read or offered (see :meth:`payload`)
-    _view: Payload | None = None
 
     # -- scripted agents --------------------------------------------------
     def _script_start(self, task: TaskState, agent: str) -> None:
@@ -646,28 +644,12 @@ class RunState:
         self.last_hash = event.hash
 
     def payload(self, event: Event, model: type[_Model]) -> _Model:
-        """The payload of ``event`` as a ``model`` view, reused when asked again.
+        """The payload of ``event`` as a ``model`` view (for the decider's rarer paths).
 
-        The fold reads the stored dicts without building views; the controller
-        and the decider, which look at the event just applied, ask here, so a
-        payload the decider built to write (see :meth:`offer`) or one already
-        read is not built twice.
+        The fold, and the decider, controller and worker on every task's path,
+        read the stored dicts without building views.
         """
-        view = self._view
-        if (
-            view is not None
-            and type(view) is model
-            and view.wraps(event.data)
-            and event.type in model.TYPES
-        ):
-            return view
-        made = model.from_event(event)
-        self._view = made
-        return made
-
-    def offer(self, view: Payload) -> None:
-        """Keep ``view`` for :meth:`payload`: it is the payload of an event about to be applied."""
-        self._view = view
+        return model.from_event(event)
 
     def task(self, tid: str) -> TaskState:
         try:

@@ -175,7 +175,6 @@ class Decider:
         """Emit a decision whose data is ``payload``."""
         if type_ not in payload.TYPES:
             raise IntegrityError(f"a {type(payload).__name__} is not the payload of {type_}")
-        self.state.offer(payload)  # the controller reads it back: not built twice
         self.emit(Draft(type_, at, payload.to_data()))
 
     def _routing_pricing(self) -> PricingTable | None:
