@@ -541,6 +541,49 @@ def _bt(_: Path) -> Workflow:
     return wf
 
 
+def _writes(_: Path) -> Workflow:
+    wf = Workflow("writes", conflicts="serialize")
+    wf.task(
+        "fixes",
+        tool="file.write",
+        args={"path": "out/NOTES.md", "text": "- fix: resume after a crash\n", "append": True},
+        writes=["out/NOTES.md"],
+    )
+    wf.task(
+        "features",
+        tool="file.write",
+        args={"path": "out/NOTES.md", "text": "- feature: writes\n", "append": True},
+        writes=["out/NOTES.md"],
+    )
+    wf.task(
+        "site",
+        tool="file.write",
+        args={"path": "out/site/index.html", "text": "<h1>Release</h1>\n"},
+        writes=["out/site"],
+    )
+    wf.task(
+        "pages",
+        foreach=["install", "usage"],
+        tool="file.write",
+        args={"path": "out/site/{{ item }}.html", "text": "<h1>{{ item }}</h1>\n"},
+        writes=["out/site/{{ item }}.html"],
+    )
+    migrate = wf.task(
+        "migrate",
+        tool="shell",
+        args={"cmd": "echo migrating the users table"},
+        writes=["key:db.users"],
+    )
+    wf.task(
+        "backfill",
+        needs=[migrate],
+        tool="shell",
+        args={"cmd": "echo backfilling the users table"},
+        writes="key:db.users",
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -552,6 +595,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "loop example": (ROOT / "examples" / "loop" / "workflow.yaml", _loop),
     "extend example": (ROOT / "examples" / "extend" / "workflow.yaml", _extend),
     "bt example": (ROOT / "examples" / "bt" / "workflow.yaml", _bt),
+    "writes example": (ROOT / "examples" / "writes" / "workflow.yaml", _writes),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

@@ -114,11 +114,12 @@ def _attempt_started(p: AttemptStarted) -> str:
         head += f" (iteration {p.iteration})"
     if p.node is not None:
         head += f" (node {p.node})"
+    held = f", writes {', '.join(p.writes)}" if p.writes else ""
     if p.tool:
-        return f"{head} tool {p.tool}"
+        return f"{head} tool {p.tool}{held}"
     if p.agent:
-        return f"{head} agent {p.agent}" + (f" ({p.model})" if p.model else "")
-    return head
+        return f"{head} agent {p.agent}" + (f" ({p.model})" if p.model else "") + held
+    return head + held
 
 
 def _attempt_finished(p: AttemptFinished) -> str:

@@ -153,6 +153,7 @@ class AttemptStartedData(TypedDict):
     continues: NotRequired[list[int]]
     iteration: NotRequired[int]
     node: NotRequired[str]
+    writes: NotRequired[list[str]]
 
 
 class BtTickedData(TypedDict):

@@ -696,6 +696,9 @@ class AttemptStarted(Payload):
     iteration: int | None = None
     #: a ``bt`` task: the action node of its tree this attempt runs
     node: str | None = None
+    #: the resources the attempt holds while it runs (the task's ``writes``, rendered
+    #: and canonical): no attempt whose writes overlap them starts until it ends
+    writes: list[str] | None = None
 
 
 @_view

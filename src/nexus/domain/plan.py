@@ -327,6 +327,9 @@ class TaskSpec:
     #: a behaviour tree: the task's body is this tree of conditions and actions
     #: (``nexus.domain.bt``); it has no ``tool``/``prompt`` of its own
     bt: BtSpec | None = None
+    #: the resources the task writes (``nexus.domain.writes``): canonical paths and
+    #: ``key:`` names, or templates the decider renders when an attempt starts
+    writes: tuple[str, ...] = ()
 
     @property
     def is_tool(self) -> bool:
@@ -362,6 +365,7 @@ class TaskSpec:
             **({"loop": self.loop.to_dict()} if self.loop is not None else {}),
             **({"extend": self.extend.to_dict()} if self.extend is not None else {}),
             **({"bt": self.bt.to_dict()} if self.bt is not None else {}),
+            **({"writes": list(self.writes)} if self.writes else {}),
         }
 
     @classmethod
@@ -390,12 +394,17 @@ class TaskSpec:
             loop=LoopPolicy.from_dict(t["loop"]) if "loop" in t else None,
             extend=ExtendPolicy.from_dict(t["extend"]) if "extend" in t else None,
             bt=BtSpec.from_dict(t["bt"]) if "bt" in t else None,
+            writes=tuple(t.get("writes", ())),
         )
 
 
 #: A run's ``max_failure_rate`` is judged once at least this many of its tasks have
 #: ended (succeeded or failed): one failure out of one is no rate.
 FAILURE_RATE_MIN_ENDED: Final = 10
+
+#: What a plan does about two tasks whose ``writes`` overlap: the engine runs them
+#: one at a time (``serialize``), or the plan is refused unless ``needs`` orders them.
+CONFLICT_MODES: Final = ("serialize", "reject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +434,8 @@ class Plan:
     max_failure_rate: float | None = None
     #: how far tasks that extend the plan may grow it (None: the defaults)
     extensions: ExtensionLimits | None = None
+    #: overlapping ``writes`` of tasks not ordered by ``needs``: one of :data:`CONFLICT_MODES`
+    conflicts: str = "serialize"
 
     @property
     def extension_limits(self) -> ExtensionLimits:
@@ -461,6 +472,8 @@ class Plan:
                 else {}
             ),
             **({"extensions": self.extensions.to_dict()} if self.extensions is not None else {}),
+            # omitted at its default, so plans without it keep their hashes
+            **({"conflicts": self.conflicts} if self.conflicts != "serialize" else {}),
         }
 
     @classmethod
@@ -485,6 +498,7 @@ class Plan:
             extensions=(
                 ExtensionLimits.from_dict(data["extensions"]) if "extensions" in data else None
             ),
+            conflicts=data.get("conflicts", "serialize"),
         )
 
 

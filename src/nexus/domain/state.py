@@ -69,6 +69,7 @@ from nexus.domain.payload_data import (
 )
 from nexus.domain.payloads import PAYLOADS, ErrorRecord, Payload, RunStarted
 from nexus.domain.plan import Plan, TaskSpec
+from nexus.domain.writes import first_overlap
 
 _Model = TypeVar("_Model", bound=Payload)
 
@@ -265,6 +266,9 @@ class RunState:
     succeeded_tasks: int = 0
     #: a person's request to pause the run (who, why, when), until ``run.resumed``
     hold: dict[str, str] | None = None
+    #: the resources each running attempt holds (its ``attempt.started`` ``writes``),
+    #: by task id: an attempt whose writes overlap them does not start
+    holding: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: money and tokens spent, by scope id (``run:``, ``agent:<name>``, ``task:<id>``)
     spent: dict[str, Spend] = field(default_factory=dict)
     #: tool calls made, by scope id
@@ -412,6 +416,15 @@ class RunState:
                 return False
         return True
 
+    def holder(self, writes: tuple[str, ...]) -> tuple[str, str, str] | None:
+        """The running attempt whose held resources overlap ``writes``, if any: its task,
+        our resource and its (the first in the order the attempts started)."""
+        for tid, held in self.holding.items():
+            found = first_overlap(writes, held)
+            if found is not None:
+                return tid, found[0], found[1]
+        return None
+
     def tasks_in(self, *statuses: TaskStatus) -> list[TaskState]:
         """Tasks in the given statuses, in schedule order."""
         wanted = set(statuses)
@@ -499,6 +512,8 @@ class RunState:
             self.running -= 1
             if task.agent is not None:
                 self.agent_load[task.agent] -= 1
+            if self.holding:
+                self.holding.pop(task.id, None)  # its attempt ended: what it wrote is free
         elif status is _PAUSED:
             self.paused -= 1
         task.status = to
@@ -817,6 +832,9 @@ def _attempt_started(state: RunState, event: Event, data: AttemptStartedData) ->
         state.agent_turns[agent] = state.agent_turns.get(agent, 0) + 1
         state._script_start(task, agent)
     state._move(task, _RUNNING, event.at)
+    writes = data.get("writes")
+    if writes:
+        state.holding[tid] = tuple(writes)
     task.attempts = data["attempt"]
     task.last_output = None
     task.last_error = None

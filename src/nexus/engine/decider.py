@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from nexus.domain.bt import ACTION, CONDITION, FAILURE, RUNNING, SUCCESS, TIMEOUT, BtNode
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
-from nexus.domain.errors import ErrorKind, IntegrityError, NexusError, WorkflowError
+from nexus.domain.errors import ErrorKind, IntegrityError, NexusError, UserError, WorkflowError
 from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
 from nexus.domain.payload_data import (
     ApprovalAnsweredData,
@@ -51,6 +51,7 @@ from nexus.domain.payloads import (
 )
 from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
+from nexus.domain.writes import WritesError, resource
 from nexus.engine.bt import Ended, Entered, Expired, Leaf, Walk
 from nexus.engine.conditions import describe, evaluate, pick_case, truthy
 from nexus.engine.effects import to_json
@@ -776,7 +777,7 @@ class Decider:
         walk.catch_up(task.bt_trace or [], f"run {self.state.run_id}, task '{task.id}'")
         return walk
 
-    def _bt_advance(self, task: TaskState, at: str) -> bool:
+    def _bt_advance(self, task: TaskState, at: str, writes: tuple[str, ...] = ()) -> bool:
         """Tick ``task``'s tree on from where its log leaves it: judge conditions and
         record the nodes that end, until an action must run (its attempt starts) or
         the root ends (the task with it). False when no agent has a free slot."""
@@ -807,7 +808,7 @@ class Decider:
                     self._bt_out_of_steps(task, at, request.node)
                     return True
                 if request.node.kind == ACTION:
-                    return self._bt_act(task, at, request)
+                    return self._bt_act(task, at, request, writes)
                 judged = self._bt_condition(task, at, request.node)
                 if judged is None:
                     return True  # it did not render: the task failed
@@ -830,7 +831,9 @@ class Decider:
         self._bt_tick(task, at, node, status, value=value, reason=why or None)
         return status, why
 
-    def _bt_act(self, task: TaskState, at: str, request: Leaf) -> bool:
+    def _bt_act(
+        self, task: TaskState, at: str, request: Leaf, writes: tuple[str, ...] = ()
+    ) -> bool:
         """Start the action ``request`` names as the task's next attempt, with at most the
         time its ``timeout`` nodes leave."""
         node = request.node
@@ -851,7 +854,7 @@ class Decider:
                 prompt=node.prompt,
                 bt=None,
             )
-        return self._attempt(task, at, body, timeout_ms, node=node.id)
+        return self._attempt(task, at, body, timeout_ms, node=node.id, writes=writes)
 
     def _bt_acted(self, task: TaskState, at: str, error: ErrorRecord | None) -> None:
         """The action the task ran ended: record its outcome (the task is ready for its
@@ -1008,15 +1011,24 @@ class Decider:
         """Emit ``attempt.started``; False when no agent has a free slot."""
         state = self.state
         spec = task.spec
+        writes: tuple[str, ...] = ()
+        if spec.writes:
+            try:
+                writes = self._writes(task)
+            except NexusError as exc:
+                self._render_failed(task, at, exc)
+                return True
+            if state.holding and state.holder(writes) is not None:
+                return False  # a running attempt writes what this one would: it waits
         if state.has_budgets:
             blocked = self._budget_block(task, at)
             if blocked is not None:
                 self._emit(EventType.TASK_PAUSED, at, TaskPaused(task=task.id, reason=blocked))
                 return True
         if spec.bt is not None:
-            return self._bt_advance(task, at)
+            return self._bt_advance(task, at, writes)
         timeout_ms = None if spec.timeout is None else int(spec.timeout * 1000)
-        return self._attempt(task, at, spec, timeout_ms)
+        return self._attempt(task, at, spec, timeout_ms, writes=writes)
 
     def _attempt(
         self,
@@ -1025,9 +1037,10 @@ class Decider:
         spec: TaskSpec,
         timeout_ms: int | None,
         node: str | None = None,
+        writes: tuple[str, ...] = (),
     ) -> bool:
         """Emit ``attempt.started`` for ``spec``'s body (the task's own, or a ``bt``
-        action's); False when no agent has a free slot."""
+        action's), holding the task's ``writes``; False when no agent has a free slot."""
         state = self.state
         attempt = task.attempts + 1
         try:
@@ -1085,8 +1098,30 @@ class Decider:
         except NexusError as exc:
             self._render_failed(task, at, exc)
             return True
+        if writes:
+            started.writes = list(writes)
         self._emit(EventType.ATTEMPT_STARTED, at, started)
         return True
+
+    def _writes(self, task: TaskState) -> tuple[str, ...]:
+        """The resources ``task``'s attempt would hold: its ``writes``, a templated entry
+        rendered now and put in canonical form (see :mod:`nexus.domain.writes`)."""
+        entries = task.spec.writes
+        if not any(is_template(entry) for entry in entries):
+            return entries  # compiled canonical already
+        ctx = template_context(self.state, task)
+        out: dict[str, None] = {}
+        for index, entry in enumerate(entries):
+            if not is_template(entry):
+                out[entry] = None
+                continue
+            where = f"task '{task.id}', field 'writes[{index}]'"
+            text = render_text(entry, ctx, where=where)
+            try:
+                out[resource(text)] = None
+            except WritesError as exc:
+                raise UserError(f"{where} gave {text[:100]!r}: {exc}", retryable=False) from None
+        return tuple(out)
 
     def _render_failed(self, task: TaskState, at: str, exc: NexusError) -> None:
         if isinstance(exc, TemplateLimitError):

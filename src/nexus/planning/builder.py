@@ -112,6 +112,9 @@ class WorkflowBuilder:
             have failed (what is left is cancelled).
         max_failure_rate: with ``fail_fast=False``, end the run once this share
             (0 to 1) of its ended tasks has failed, judged from 10 ended tasks on.
+        conflicts: two tasks whose ``writes`` overlap: ``"serialize"`` runs them
+            one at a time, ``"reject"`` refuses the plan unless ``needs`` orders
+            them (docs/workflows.md, Writes).
         retries: default retries per task.
         timeout: default timeout per attempt, in seconds.
         backoff: default wait between a task's attempts.
@@ -134,6 +137,7 @@ class WorkflowBuilder:
         max_parallel: int = 16,
         max_failures: int | None = None,
         max_failure_rate: float | None = None,
+        conflicts: Literal["serialize", "reject"] = "serialize",
         retries: int = 0,
         timeout: float | None = None,
         backoff: Backoff | None = None,
@@ -162,6 +166,8 @@ class WorkflowBuilder:
             self._doc["max_failures"] = max_failures
         if max_failure_rate is not None:
             self._doc["max_failure_rate"] = max_failure_rate
+        if conflicts != "serialize":
+            self._doc["conflicts"] = conflicts
         if budget is not None:
             self._doc["budget"] = _table(budget, Budget, "budget", f"Workflow({name!r})")
         if extensions is not None:
@@ -357,6 +363,7 @@ class WorkflowBuilder:
         loop: Loop | None = None,
         extend: Extend | bool | None = None,
         bt: Bt | None = None,
+        writes: Iterable[str] | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -400,6 +407,9 @@ class WorkflowBuilder:
             bt: the task's body is a behaviour tree of conditions and actions:
                 a :class:`Bt` (docs/workflows.md, Behaviour trees); the task
                 then has no ``tool`` or ``prompt`` of its own.
+            writes: the resources the task writes: paths relative to the
+                workspace (a directory covers what is below it) or
+                ``"key:<name>"``; templates allowed (docs/workflows.md, Writes).
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile``, ``budget``,
@@ -442,6 +452,7 @@ class WorkflowBuilder:
             ("cases", None if cases is None else _cases(cases)),
             ("loop", _table(loop, Loop, "loop", where)),
             ("bt", _table(bt, Bt, "bt", where)),
+            ("writes", None if writes is None else _strings(writes)),
         ):
             if value is not None:
                 entry[key] = value
@@ -535,6 +546,11 @@ def _cases(
         key: [t.id if isinstance(t, TaskRef) else t for t in targets]
         for key, targets in cases.items()
     }
+
+
+def _strings(value: Iterable[str]) -> list[str]:
+    """A list the file would write: one string alone is a list of it (not of its letters)."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _table(value: Any, kind: type[Any], name: str, where: str) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from nexus.planning.workflow._names import TemplateNames
 from nexus.planning.workflow._schema import _Workflow, validate
 from nexus.planning.workflow._tasks import TaskCompiler
 from nexus.planning.workflow._values import Values
+from nexus.planning.workflow._writes import check_conflicts
 from nexus.security.workspaces import workspace_problem
 
 if TYPE_CHECKING:
@@ -129,6 +130,9 @@ class _Compiler:
         with report.step():
             budget = budget_limits(wf.budget, "budget", report)
         _check_thresholds(wf, report)
+        if wf.conflicts == "reject" and not report.problems:
+            # needs must be sound (no cycle, no unknown task) to judge what they order
+            check_conflicts({tid: t for tid, t in tasks.items() if t is not None}, report)
         if report.problems:
             return None
         return Plan(
@@ -141,6 +145,7 @@ class _Compiler:
             max_parallel=wf.max_parallel,
             max_failures=wf.max_failures,
             max_failure_rate=wf.max_failure_rate,
+            conflicts=wf.conflicts,
             version=wf.version,
             mcp_servers=servers or {},
             budget=budget,

@@ -63,6 +63,7 @@ BODY_KEYS = (
     "budget",
     "loop",
     "bt",
+    "writes",
 )
 
 #: ``loop.output`` or ``loop.iteration`` in a template (Jinja's own ``loop``, in a

@@ -151,6 +151,7 @@ class _Task(_Model):
     loop: _Loop | None = None
     bt: _Bt | None = None
     extend: _Extend | None = None
+    writes: list[str] | None = None
 
     @field_validator("extend", mode="before")
     @classmethod
@@ -170,7 +171,7 @@ class _Task(_Model):
             raise ValueError("must be 'required' or a mapping {timeout, on_timeout}")
         return value
 
-    @field_validator("needs", mode="before")
+    @field_validator("needs", "writes", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         if value is None:
@@ -188,6 +189,7 @@ class _Workflow(_Model):
     max_parallel: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] = 16
     max_failures: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
     max_failure_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    conflicts: Literal["serialize", "reject"] = "serialize"
     agents: dict[str, _Agent] = Field(default_factory=dict)
     defaults: _Defaults = Field(default_factory=_Defaults)
     mcp_servers: dict[str, Any] | None = None

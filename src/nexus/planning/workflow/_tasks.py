@@ -36,6 +36,7 @@ from nexus.planning.workflow._names import ITEM_NAMES, TemplateNames
 from nexus.planning.workflow._schema import _Agent, _Approval, _Backoff, _Defaults, _Task
 from nexus.planning.workflow._values import Reads as TemplateReads
 from nexus.planning.workflow._values import Values, strings
+from nexus.planning.workflow._writes import compile_writes
 from nexus.templating import is_template
 
 if TYPE_CHECKING:
@@ -140,6 +141,10 @@ class TaskCompiler:
         if spec.budget is not None:
             with report.step():
                 budget = budget_limits(spec.budget, f"tasks.{tid}.budget", report, task=tid)
+        writes: tuple[str, ...] = ()
+        if spec.writes:
+            with report.step():
+                writes = compile_writes(tid, spec.writes, report)
         if len(report.problems) > found:
             return None
         if spec.retries is None and spec.backoff is None:
@@ -170,6 +175,7 @@ class TaskCompiler:
             loop=loop,
             extend=extend,
             bt=bt,
+            writes=writes,
         )
 
     def check_tool(
@@ -328,6 +334,9 @@ class TaskCompiler:
             read("loop.until", values.template(spec.loop.until, tid, "loop.until"))
         else:
             self.no_loop_reads(tid, spec, args)
+        for index, entry in enumerate(spec.writes or ()):
+            # judged when an attempt starts: it reads what the body may read
+            read(f"writes[{index}]", values.template(entry, tid, f"writes[{index}]"))
         if spec.tool is None and spec.switch is None and spec.cases is None and spec.bt is None:
             # what the instructions of its agents read of the run, read for this task
             for facts in self.candidates(spec):
@@ -358,6 +367,7 @@ class TaskCompiler:
             ("foreach", spec.foreach),
             ("when", spec.when),
             ("switch", spec.switch),
+            *((f"writes[{i}]", entry) for i, entry in enumerate(spec.writes or ())),
         ):
             if isinstance(text, str):
                 texts.append((field, text))
