@@ -270,3 +270,102 @@ def test_random_dags_never_run_overlapping_writes_at_once_and_run_every_task(
     assert len(work.calls) == expected, "every task ran, once"
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
     asyncio.run(_replay(db, result.run_id))
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _file_plan(workspace: Path, tasks: dict[str, dict[str, Any]]) -> Plan:
+    doc: dict[str, Any] = {
+        "version": 1,
+        "name": "files",
+        "workspace": str(workspace),
+        "tasks": {tid: {"tool": "file.write", **spec} for tid, spec in tasks.items()},
+    }
+    return compile_workflow(doc, file="files.yaml", known_tools=builtin_tools().names())
+
+
+def test_an_undeclared_concurrent_write_through_file_tools_is_detected(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    plan = _file_plan(
+        workspace,
+        {
+            "one": {"with": {"path": "out/./shared.md", "text": "one\n"}},
+            "two": {"with": {"path": f"{workspace}/out/shared.md", "text": "two\n"}},
+            "other": {"with": {"path": "out/other.md", "text": "x\n"}},
+            "later": {"needs": ["one", "two"], "with": {"path": "out/shared.md", "text": "3\n"}},
+        },
+    )
+    db = tmp_path / "nexus.db"
+    result, events = asyncio.run(_run(db, plan, builtin_tools()))
+    assert result.status == "succeeded"  # recorded, the run goes on
+    wrote = {
+        e.data["task"]: e.data.get("wrote") for e in events if e.type is EventType.EFFECT_RECORDED
+    }
+    assert wrote == {
+        "one": ["out/shared.md"],
+        "two": ["out/shared.md"],
+        "other": ["out/other.md"],
+        "later": ["out/shared.md"],
+    }
+    (conflict,) = [e for e in events if e.type is EventType.CONFLICT_DETECTED]
+    assert conflict.data["path"] == "out/shared.md"
+    assert {conflict.data["task"], conflict.data["other"]} == {"one", "two"}
+    assert conflict.data["attempt"] == conflict.data["other_attempt"] == 1
+    # it follows the write that revealed it, and takes its time
+    effect = next(e for e in events if e.data.get("key") == conflict.data["effect"])
+    assert effect.seq == conflict.seq - 1
+    assert effect.data["task"] == conflict.data["task"]
+    state = RunState.fold(events)
+    assert state.conflicts == {("out/shared.md", "one", "two")}
+    assert RunResult.of(state) == result, "the fold of the log is the live state"
+    asyncio.run(_replay_files(db, result.run_id))
+
+
+def test_declared_writes_leave_nothing_to_detect(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    plan = _file_plan(
+        workspace,
+        {
+            tid: {"with": {"path": "out/shared.md", "text": f"{tid}\n"}, "writes": ["out"]}
+            for tid in ("one", "two", "three")
+        },
+    )
+    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, builtin_tools()))
+    assert result.status == "succeeded"
+    assert [e for e in events if e.type is EventType.CONFLICT_DETECTED] == []
+    assert overlapping_running(events, plan) == []
+
+
+def test_conflicts_show_in_events_and_inspect(tmp_path: Path) -> None:
+    from nexus.cli.inspection import view_run
+    from nexus.cli.summaries import summary
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    plan = _file_plan(
+        workspace,
+        {tid: {"with": {"path": "a.md", "text": tid}} for tid in ("one", "two")},
+    )
+    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, builtin_tools()))
+    (conflict,) = [e for e in events if e.type is EventType.CONFLICT_DETECTED]
+    line = summary(conflict)
+    assert line.startswith("a.md written by ")
+    assert "attempt 1 at the same time" in line
+    doc = view_run({"run_id": result.run_id}, RunState.fold(events), events)
+    assert [c["path"] for c in doc["conflicts"]] == ["a.md"]
+
+
+async def _replay_files(db: Path, run_id: str) -> None:
+    store = SQLiteStore.open(db)
+    try:
+        before = await store.load(run_id)
+        engine = Engine(store, tools=builtin_tools())
+        report = await asyncio.wait_for(engine.replay(run_id), RUN_TIMEOUT)
+        assert report.identical, report.first_divergence
+        assert report.tools_executed == 0
+        assert await store.load(run_id) == before
+    finally:
+        await store.close()

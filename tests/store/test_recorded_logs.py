@@ -8,7 +8,8 @@ approvals granted, rejected, timed out and escalated from another process, a
 cancel, ``kill -9`` of a run four times in one task then
 ``resume --retry-interrupted``, an agent answered from a cassette
 (``cassette.yaml``, kept next to its bundle) by a ``replay:`` model, and
-control flow (a switch, a loop, a false ``when``). They are never
+control flow (a switch, a loop, a false ``when``), and writes (declared writes
+serialised, an undeclared concurrent write detected). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -72,6 +73,7 @@ def test_every_scenario_is_recorded() -> None:
         "interrupted",
         "rejected",
         "tools",
+        "writes",
     }
     types = {row["type"] for p in BUNDLES for row in _bundle(p)["events"]}
     # every type but run.continued (a decider-internal nudge no CLI run shows)

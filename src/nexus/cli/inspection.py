@@ -38,6 +38,7 @@ from nexus.domain.payloads import (
     AttemptInterrupted,
     AttemptStarted,
     BtTicked,
+    ConflictDetected,
     EffectRecord,
     ErrorRecord,
     RetryScheduled,
@@ -119,6 +120,13 @@ def view_run(summary: dict[str, Any], state: RunState, events: Sequence[Event]) 
         tid: {**t.to_dict(), "why": " ".join(why.get(tid, "").split()) or None}
         for tid, t in state.tasks.items()
     }
+    conflicts = [
+        ConflictDetected.from_event(e).to_data()
+        for e in events
+        if e.type is EventType.CONFLICT_DETECTED
+    ]
+    if conflicts:  # two attempts wrote one file at the same time (docs/workflows.md, Writes)
+        doc["conflicts"] = conflicts
     return doc
 
 
@@ -415,6 +423,12 @@ def print_run(doc: dict[str, Any], note: str | None = None) -> None:
             escape(t["why"] or ""),
         )
     out.print(table)
+    for c in doc.get("conflicts", ()):
+        out.print(
+            f"  [yellow]conflict[/] {escape(c['path'])}: written by {escape(c['task'])} "
+            f"(attempt {c['attempt']}) and {escape(c['other'])} (attempt "
+            f"{c['other_attempt']}) at the same time"
+        )
 
 
 def _say(label: str, text: str, indent: int = 2, width: int = 9) -> None:

@@ -26,6 +26,7 @@ from nexus.domain.payloads import (
     BudgetCrossed,
     BudgetRaised,
     CancelRequested,
+    ConflictDetected,
     EffectRecord,
     InterruptsReset,
     PauseRequested,
@@ -234,4 +235,8 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     BudgetCrossed: _budget_crossed,
     TaskPaused: lambda p: f"{p.task}: {p.reason}",
     RunPaused: _run_paused,
+    ConflictDetected: lambda p: (
+        f"{p.path} written by {p.task} attempt {p.attempt} and {p.other} attempt "
+        f"{p.other_attempt} at the same time"
+    ),
 }

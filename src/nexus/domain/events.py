@@ -71,6 +71,7 @@ class EventType(StrEnum):
     BUDGET_EXCEEDED = "budget.exceeded"
     TASK_PAUSED = "task.paused"
     RUN_PAUSED = "run.paused"
+    CONFLICT_DETECTED = "conflict.detected"
 
 
 INPUT_TYPES: frozenset[EventType] = frozenset(

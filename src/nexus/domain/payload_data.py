@@ -42,6 +42,7 @@ class EffectRecordData(TypedDict):
     spend: NotRequired[JSONDict]
     tenant_budget: NotRequired[list[JSONDict]]
     continued: NotRequired[JSONDict]
+    wrote: NotRequired[list[str]]
 
 
 # -- inputs --------------------------------------------------------------------
@@ -168,6 +169,15 @@ class BtTickedData(TypedDict):
     reason: NotRequired[str]
 
 
+class ConflictDetectedData(TypedDict):
+    path: str
+    task: str
+    attempt: int
+    other: str
+    other_attempt: int
+    effect: str
+
+
 class TaskIteratedData(TypedDict):
     task: str
     attempt: int
@@ -272,6 +282,7 @@ __all__ = [
     "BudgetCrossedData",
     "BudgetRaisedData",
     "CancelRequestedData",
+    "ConflictDetectedData",
     "EffectRecordData",
     "InterruptsResetData",
     "PauseRequestedData",

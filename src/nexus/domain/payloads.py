@@ -473,6 +473,9 @@ class EffectRecord(Payload):
     #: calls it was answered from the record (``served``) and why this one was not
     #: (``why``)
     continued: JSONDict | None = None
+    #: the files a tool call wrote (``file.write``): workspace-relative canonical
+    #: paths (absolute for a granted root outside the workspace)
+    wrote: list[str] | None = None
 
     @property
     def tenant_crossings(self) -> list[TenantCrossing]:
@@ -733,6 +736,26 @@ class BtTicked(Payload):
 
 
 @_view
+class ConflictDetected(Payload):
+    """Two attempts that ran at the same time wrote the same file through the file
+    tools (see ``docs/workflows.md``, Writes): recorded once per file and pair of tasks,
+    the run goes on."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.CONFLICT_DETECTED,)
+
+    #: the file both wrote (as ``EffectRecord.wrote`` holds it)
+    path: str
+    #: the task whose write revealed the conflict, and its attempt
+    task: str
+    attempt: int
+    #: the other task, and its attempt that wrote the file while ``task``'s ran
+    other: str
+    other_attempt: int
+    #: the effect that wrote it last (``task``'s)
+    effect: str
+
+
+@_view
 class TaskIterated(Payload):
     """An iteration of a ``loop`` task ended and its ``until`` was false: the task runs
     its body again (it is ready for its next attempt)."""
@@ -967,6 +990,7 @@ MODELS: tuple[type[Payload], ...] = (
     BudgetCrossed,
     TaskPaused,
     RunPaused,
+    ConflictDetected,
 )
 
 
@@ -1018,6 +1042,7 @@ __all__ = [
     "BudgetRaised",
     "BudgetRefusal",
     "CancelRequested",
+    "ConflictDetected",
     "EffectRecord",
     "ErrorRecord",
     "InterruptsReset",

@@ -53,6 +53,7 @@ from nexus.domain.payload_data import (
     BtTickedData,
     BudgetCrossedData,
     BudgetRaisedData,
+    ConflictDetectedData,
     EffectRecordData,
     InterruptsResetData,
     PauseRequestedData,
@@ -221,6 +222,8 @@ class TaskState:
     bt_outputs: dict[str, Any] | None = None
     bt_last: str | None = None
     bt_steps: int = 0
+    #: the seq of its latest ``attempt.started`` (when its running attempt began)
+    attempt_seq: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -269,6 +272,10 @@ class RunState:
     #: the resources each running attempt holds (its ``attempt.started`` ``writes``),
     #: by task id: an attempt whose writes overlap them does not start
     holding: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the files each running attempt wrote through the file tools (``EffectRecord.wrote``)
+    writing: dict[str, set[str]] = field(default_factory=dict)
+    #: (file, task, other task) of each ``conflict.detected`` (the two tasks sorted)
+    conflicts: set[tuple[str, str, str]] = field(default_factory=set)
     #: money and tokens spent, by scope id (``run:``, ``agent:<name>``, ``task:<id>``)
     spent: dict[str, Spend] = field(default_factory=dict)
     #: tool calls made, by scope id
@@ -294,6 +301,9 @@ class RunState:
     _finished: list[str] = field(default_factory=list)
     _finished_at: dict[str, int] = field(default_factory=dict)
     _limits: dict[str, Limits] = field(default_factory=dict)  # parsed once per scope
+    # file -> task -> (its attempt that wrote it last, the seq that attempt ended at;
+    # None while it runs): what :meth:`clashes` judges a write against
+    _writers: dict[str, dict[str, tuple[int, int | None]]] = field(default_factory=dict)
     # scripted-line bookkeeping: first position per (agent, task or foreach parent),
     # next free position per agent, attempts that count per (agent, task)
     _script_base: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -425,6 +435,42 @@ class RunState:
                 return tid, found[0], found[1]
         return None
 
+    def clashes(self, tid: str, paths: list[str]) -> list[tuple[str, str, int]]:
+        """What a write of ``paths`` by ``tid``'s running attempt conflicts with, not yet
+        reported: (file, other task, its attempt) for each other attempt that wrote the
+        file and ran at the same time (still running, or ended after this one started)."""
+        task = self.tasks.get(tid)
+        if task is None or task.status is not _RUNNING:
+            return []
+        found = []
+        for path in dict.fromkeys(paths):
+            for other, (attempt, ended) in self._writers.get(path, {}).items():
+                if other == tid or (ended is not None and ended <= task.attempt_seq):
+                    continue
+                pair = (other, tid) if other < tid else (tid, other)
+                if (path, *pair) not in self.conflicts:
+                    found.append((path, other, attempt))
+        return found
+
+    def _wrote(self, tid: str, attempt: int, paths: list[str]) -> None:
+        """A running attempt wrote ``paths`` (a late record of an ended attempt is not kept)."""
+        task = self.tasks.get(tid)
+        if task is None or task.status is not _RUNNING or task.attempts != attempt:
+            return
+        mine = self.writing.setdefault(tid, set())
+        for path in paths:
+            mine.add(path)
+            self._writers.setdefault(path, {})[tid] = (attempt, None)
+
+    def _stopped_writing(self, task: TaskState) -> None:
+        """``task``'s attempt left running: the files it wrote are held against the attempts
+        that ran with it (the seq of the event being applied is when it ended)."""
+        paths = self.writing.pop(task.id, None)
+        if paths:
+            ended = self.seq + 1
+            for path in paths:
+                self._writers[path][task.id] = (task.attempts, ended)
+
     def tasks_in(self, *statuses: TaskStatus) -> list[TaskState]:
         """Tasks in the given statuses, in schedule order."""
         wanted = set(statuses)
@@ -514,6 +560,8 @@ class RunState:
                 self.agent_load[task.agent] -= 1
             if self.holding:
                 self.holding.pop(task.id, None)  # its attempt ended: what it wrote is free
+            if self.writing:
+                self._stopped_writing(task)
         elif status is _PAUSED:
             self.paused -= 1
         task.status = to
@@ -746,6 +794,9 @@ def _effect(state: RunState, event: Event, data: EffectRecordData) -> None:
             return  # refused before it ran: not a call
         for sid in ids:
             state.tool_calls[sid] = state.tool_calls.get(sid, 0) + 1
+        wrote = data.get("wrote")
+        if wrote:
+            state._wrote(tid, data["attempt"], wrote)
         return
     spend = data.get("spend")
     if spend:
@@ -832,6 +883,7 @@ def _attempt_started(state: RunState, event: Event, data: AttemptStartedData) ->
         state.agent_turns[agent] = state.agent_turns.get(agent, 0) + 1
         state._script_start(task, agent)
     state._move(task, _RUNNING, event.at)
+    task.attempt_seq = event.seq
     writes = data.get("writes")
     if writes:
         state.holding[tid] = tuple(writes)
@@ -1033,6 +1085,12 @@ def _interrupted(state: RunState, event: Event, data: AttemptInterruptedData) ->
     state._script_interrupted(task)
 
 
+def _conflict_detected(state: RunState, event: Event, data: ConflictDetectedData) -> None:
+    task, other = data["task"], data["other"]
+    pair = (other, task) if other < task else (task, other)
+    state.conflicts.add((data["path"], *pair))
+
+
 def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
     tid = data["task"]
     task = state.tasks.get(tid) or state.task(tid)
@@ -1112,6 +1170,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.PLAN_EXTENDED: _plan_extended,
     EventType.PLAN_REPLANNING: _replanning,
     EventType.BT_TICKED: _bt_ticked,
+    EventType.CONFLICT_DETECTED: _conflict_detected,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

@@ -33,6 +33,7 @@ from nexus.domain.payloads import (
     AttemptStarted,
     BtTicked,
     BudgetCrossed,
+    ConflictDetected,
     EffectRecord,
     ErrorRecord,
     PauseRequested,
@@ -224,6 +225,24 @@ class Decider:
         state = self.state
         if state.has_budgets or effect.get("tenant_budget") is not None:
             self._spent(state.payload(event, EffectRecord), event.at)
+        wrote = effect.get("wrote")
+        if wrote:
+            self._conflicts(event, effect, wrote)
+
+    def _conflicts(self, event: Event, effect: EffectRecordData, wrote: list[str]) -> None:
+        """Record each file this write shares with an attempt that ran alongside it (once
+        per file and pair of tasks); the run goes on."""
+        tid = effect["task"]
+        for path, other, other_attempt in self.state.clashes(tid, wrote):
+            detected = ConflictDetected(
+                path=path,
+                task=tid,
+                attempt=effect["attempt"],
+                other=other,
+                other_attempt=other_attempt,
+                effect=effect["key"],
+            )
+            self._emit(EventType.CONFLICT_DETECTED, event.at, detected)
 
     def _attempt_finished(self, event: Event, finished: AttemptFinishedData) -> None:
         task = self.state.tasks[finished["task"]]

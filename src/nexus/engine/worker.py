@@ -183,8 +183,10 @@ class AttemptContext:
         source: str | None = None,
         *,
         estimate: Callable[[], dict[str, Any]] | None = None,
+        wrote: list[str] | None = None,
     ) -> EffectRecordData:
-        """Run ``fn`` as effect number n of this attempt; its record (a tool's ``source`` added).
+        """Run ``fn`` as effect number n of this attempt; its record (a tool's ``source`` added,
+        and the files it ``wrote``, which the tool noted as it ran).
 
         With a budget ledger, the spend a model or tool call may cost is
         reserved first (a refusal raises ``BudgetExceeded`` and nothing runs)
@@ -243,6 +245,8 @@ class AttemptContext:
             effect["spend"] = model_spend(effect["response"], pricing)
         if source is not None and effect.get("source") is None:
             effect["source"] = source
+        if wrote and effect.get("wrote") is None:
+            effect["wrote"] = list(dict.fromkeys(wrote))
         if continuation is not None and effect.get("continued") is None:
             continued = continuation.why()  # the first live call says why it is live
             if continued is not None:
@@ -313,6 +317,7 @@ class AttemptContext:
         a = self._a
         if self._workspace is None:
             self._workspace = Path(a.workspace)
+        wrote: list[str] = []  # the files the call writes (a file tool notes them)
         tool_ctx = ToolContext(
             a.run_id,
             a.task,
@@ -320,6 +325,7 @@ class AttemptContext:
             self._workspace,
             grant=a.started.get("profile"),
             trusted=self._worker.trusted if self._worker is not None else None,
+            wrote=wrote,
         )
         worker = self._worker
         tools = worker.tools if worker is not None else None
@@ -333,10 +339,10 @@ class AttemptContext:
 
         request: dict[str, Any] = {"tool": name, "args": args}
         if call_id is None:
-            return (await self._record("tool", request, invoke))["response"], ""
+            return (await self._record("tool", request, invoke, wrote=wrote))["response"], ""
         request["call"] = call_id
         source = source_of(tools.get(name)) if tools is not None and name in tools else "unknown"
-        record = await self._record("tool", request, invoke, source)
+        record = await self._record("tool", request, invoke, source, wrote=wrote)
         recorded = record.get("source")
         return record["response"], str(recorded if recorded is not None else source)
 

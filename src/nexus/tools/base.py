@@ -43,6 +43,10 @@ class ToolContext:
     #: what no task may write (config, state, Nexus's own code); ``None`` means
     #: :func:`nexus.security.trusted_paths` of this process
     trusted: TrustedPaths | None = None
+    #: where a tool that writes files notes each one it wrote (workspace-relative,
+    #: canonical); the engine records them with the call to detect two attempts
+    #: writing one file at the same time. None: nobody is listening
+    wrote: list[str] | None = None
 
 
 class ToolFailed(NexusError):

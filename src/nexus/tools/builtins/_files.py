@@ -128,6 +128,16 @@ def _locate(
     return best
 
 
+def _written(target: _Target, ctx: ToolContext) -> str:
+    """The file a write reached, as ``writes:`` names it: relative to the workspace (no
+    ``.``, ``..`` or symlink can be on it), or absolute in a granted root outside it."""
+    path = str(target.path)
+    workspace = _normal(str(ctx.workspace)).rstrip("/")
+    if path.startswith(workspace + "/"):
+        return path[len(workspace) + 1 :]
+    return path
+
+
 def _trusted(ctx: ToolContext) -> TrustedPaths:
     return ctx.trusted if ctx.trusted is not None else trusted_paths()
 
@@ -364,6 +374,8 @@ class FileWrite:
             raise NexusError(
                 f"tool '{self.name}': cannot write {target.raw!r}: {exc.strerror}"
             ) from None
+        if ctx.wrote is not None:
+            ctx.wrote.append(_written(target, ctx))
         return {"path": target.raw, "bytes": len(data)}
 
 
