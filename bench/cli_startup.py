@@ -1,9 +1,10 @@
-"""CLI start-up: ``nexus --help`` and ``nexus runs`` on an empty home, end to end.
+"""CLI start-up: ``nexus --help``, ``--version`` and ``nexus runs`` on an empty home, end to end.
 
 Each sample starts the installed console script (``nexus``, as a user types
 it) in a new process and waits for it to exit:
 
 * **nexus --help**: the command table and Typer's help, no command module;
+* **nexus --version**: the command table and the installed version;
 * **nexus runs (empty home)**: the listing command with a home that has no
   database yet (answered without opening a store);
 * **python -c pass**: the interpreter alone, the floor under both.
@@ -87,6 +88,7 @@ def main() -> None:
         env.pop("NEXUS_CONFIG", None)
         metrics = [
             *measure("nexus --help", [str(NEXUS), "--help"], env, runs),
+            *measure("nexus --version", [str(NEXUS), "--version"], env, runs),
             *measure("nexus runs (empty home)", [str(NEXUS), "runs"], env, runs),
             *measure("python -c pass", [sys.executable, "-c", "pass"], env, runs),
         ]

@@ -69,6 +69,37 @@ def example(*lines: str) -> str:
     return f"Example{'s' if len(lines) > 1 else ''}:\n{shown}"
 
 
+# -- coercion that loads pydantic only when a value needs it --------------------------------
+
+_Deferred: Any = None
+try:  # Typer 0.29's coercion; see _deferred
+    from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
+except ImportError:  # pragma: no cover - an older Typer coerces without pydantic
+    pass
+else:
+
+    @dataclass(frozen=True)
+    class _Deferred(RuntimeParam):  # type: ignore[no-redef]
+        """Typer's coercion of one parameter, built when a value needs converting.
+
+        A value left out (None) never reaches this (``RuntimeParam.coerce``
+        returns it as it is). A string for a ``str`` parameter is what Typer's
+        coercion would return; so is an ``int`` or ``float`` of the parameter's
+        own type, which only a default written in the code can be (the command
+        line gives text, converted and bounds-checked by Typer's coercion).
+        """
+
+        descriptor: TypeDescriptor
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            own_type = type(value) is self.annotation and self.annotation in (str, int, float)
+            if own_type and self.parameter_info.parser is None:
+                return value
+            typer_own = build_runtime_param(self.descriptor)
+            param._runtime_param = typer_own
+            return typer_own._coerce_value(value, param=param, ctx=ctx)
+
+
 # -- metavars that read as words ------------------------------------------------------------
 
 _WORDS: dict[object, str] = {int: "INTEGER", float: "NUMBER", str: "TEXT", Path: "PATH"}
@@ -98,6 +129,26 @@ class _Argument(typer.core.TyperArgument):
     def _usage_display_name(self) -> str:
         name = self.metavar or (self.name or "").upper()
         return name if self.required else f"[{name}]"
+
+
+def _deferred(param: Any) -> None:
+    """Let ``param`` skip Typer's pydantic coercion for a value that needs none.
+
+    Typer 0.29 coerces a parameter's value through a pydantic ``TypeAdapter``
+    it builds on the parameter's first use, even for an option left out:
+    ``nexus runs`` imported pydantic and its plugin loader for its unset
+    ``--config`` (about 50 ms of the command's 250). :class:`_Deferred` answers
+    what needs no conversion and builds Typer's own coercion for the rest.
+    Older Typers coerce without pydantic: nothing to do.
+    """
+    if _Deferred is None or getattr(param, "_runtime_param", False) is not None:
+        return
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return
+    param._runtime_param = _Deferred(
+        parameter_info=desc.parameter_info, annotation=desc.annotation, descriptor=desc
+    )
 
 
 def readable(param: Any) -> None:
@@ -165,6 +216,7 @@ def _finish_one(cmd: Any, ctx: typer.Context) -> None:
     help_option = cmd.get_help_option(ctx)  # made (and cached) now, to be made readable
     for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
         readable(param)
+        _deferred(param)
     takes_run = any(
         isinstance(p, typer.core.TyperArgument) and p.name == "run_id" for p in cmd.params
     )
@@ -198,6 +250,7 @@ class LazyGroup(typer.core.TyperGroup):
         params: list[Any] = super().get_params(ctx)
         for param in params:
             readable(param)
+            _deferred(param)
         return params
 
     def load(self, ctx: typer.Context, name: str) -> Any:
