@@ -116,6 +116,33 @@ def test_bad_levels_and_missing_logs_are_clear_errors(
         kept.rename(moved)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "failing.yaml", "-q", "-v"],
+        ["run", "failing.yaml", "--log-level", "INFO", "-q"],
+        ["--log-level", "error", "run", "failing.yaml", "-q", "--verbose"],  # the most verbose
+    ],
+    ids=["-v after", "--log-level after", "before and after"],
+)
+def test_log_options_after_the_command(tmp_path: Path, args: list[str]) -> None:
+    shutil.copy(WORKFLOWS / "failing.yaml", tmp_path / "failing.yaml")
+    ran = nexus(tmp_path / "home", *args)
+    assert ran.code == 1, ran.text
+    assert "[info     ] run.started failing" in ran.stderr
+    assert "[error    ] task.failed boom" in ran.stderr
+
+
+def test_a_bad_level_after_the_command_is_named(tmp_path: Path) -> None:
+    bad = nexus(tmp_path / "home", "runs", "--log-level", "loud")
+    assert bad.code == 2, bad.text
+    assert "--log-level: 'loud' is not a level: use one of debug, info, warning, error" in (
+        bad.stderr
+    )
+    quiet = nexus(tmp_path / "home", "runs", "--log-level", "error")
+    assert quiet.code == 0, quiet.text
+
+
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
     with FakeServer() as running:

@@ -153,3 +153,25 @@ def test_every_command_resolves_its_run_argument(
     out = CliRunner().invoke(app, [*path, recorded.shared, *others], env=env)
     assert out.exit_code == 2, out.output
     assert f"run id prefix '{recorded.shared}' names 4 runs" in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["inspect", "ZZZZ", "--conversation"], "--conversation shows one agent task"),
+        (["cost", "ZZZZ", "--tenant", "acme"], "name a run (nexus cost RUN) or a tenant"),
+        (["logs", "ZZZZ", "--level", "loud"], "--level: 'loud' is not a level"),
+        (["events", "ZZZZ", "--markdown"], "--markdown goes with --schema"),
+        (["resume", "ZZZZ", "--budget", "usd"], "budget 'usd' must be written"),
+        (["events", "ZZZZ", "--schema"], "--schema takes no run id"),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else "",
+)
+def test_a_bad_option_is_named_before_an_unknown_run(
+    recorded: Home, args: list[str], said: str
+) -> None:
+    """A command checks its own options before it looks its run up: the typo, exit 2, not 4."""
+    out = nexus(recorded.home, *args)
+    assert out.code == 2, out.text
+    assert said in out.stderr
+    assert "no run with id" not in out.text

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from nexus.cli.registry import Entry, LazyGroup, example
-from nexus.cli.wiring import CliOptions, keep_config
+from nexus.cli.wiring import CliOptions, keep_config, keep_log_level
 
 #: The distribution ``nexus --version`` reports.
 DISTRIBUTION = "nexus-missions"
@@ -274,19 +274,7 @@ def _options(
     # a value the commands read from the context, not an environment variable
     ctx.obj = CliOptions()
     keep_config(ctx, config)
-    if log_level is not None or verbose:
-        _log_to_stderr(log_level or "info")
-
-
-def _log_to_stderr(level: str) -> None:
-    """Configure the process's logging (only when asked: it loads structlog)."""
-    from nexus.cli.output import fail
-    from nexus.cli.runlog import configure
-
-    try:
-        configure(level)
-    except ValueError as exc:
-        fail(f"--log-level: {exc}")
+    keep_log_level(ctx, log_level, verbose=verbose)
 
 
 def main() -> None:

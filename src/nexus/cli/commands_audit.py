@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_async
+from nexus.cli.runref import resolve_run_arg
 from nexus.config import Settings
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.security.signing import AUDIT_KEY_FILE, AuditKey, PublicKey
@@ -118,6 +119,8 @@ def audit_verify(
 
     Names the first tampered event of each run. Exit 1 if anything does not hold.
     """
+    if run_id is not None:
+        run_id = resolve_run_arg(run_id, as_json=as_json)
     settings = Settings()
 
     async def go() -> AuditReport:

@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
+from nexus.cli.runref import resolve_run_arg
 from nexus.engine.control import StopReport, os_user, stop_all, stop_reason
 
 __all__ = ["pause", "stop"]
@@ -45,6 +46,7 @@ def pause(
     """
     from nexus.engine.facade import Engine  # the engine's whole stack: only here
 
+    run_id = resolve_run_arg(run_id, as_json=as_json)
     who = by or os_user()
 
     async def go() -> str:

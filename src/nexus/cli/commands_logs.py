@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nexus.cli.output import EXIT_NOT_FOUND, EXIT_USER, emit_json, fail, out
+from nexus.cli.runref import resolve_run_arg
 from nexus.config import Settings
 
 __all__ = ["logs"]
@@ -52,6 +53,7 @@ def logs(
     if level.lower() not in LEVELS:
         fail(f"--level: '{level}' is not a level: use one of {', '.join(LEVELS)}", EXIT_USER)
     least = LEVELS.index(level.lower())
+    run_id = resolve_run_arg(run_id, as_json=as_json)
     home = Settings().home
     if not log_files(home, run_id):
         fail(

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from nexus.cli.commands_runs import STATUS_STYLE as _STATUS_STYLE
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
+from nexus.cli.runref import resolve_run_arg
 from nexus.cli.summaries import summary
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event
@@ -86,6 +87,8 @@ def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
     """Where a run stands: status, task counts, whether a process drives it."""
     from nexus.engine.leases import lease_alive
 
+    run_id = resolve_run_arg(run_id, as_json=as_json)
+
     async def go() -> dict[str, Any]:
         async with open_store() as store:
             state, _ = await _fold(store, run_id, at)
@@ -125,6 +128,8 @@ def cost(
 
     if (run_id is None) == (tenant is None):
         fail("name a run (nexus cost RUN) or a tenant (nexus cost --tenant NAME)", as_json=as_json)
+    if run_id is not None:
+        run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> dict[str, Any]:
         project = project_of(ctx)
@@ -219,6 +224,7 @@ def inspect(
 
     if conversation and task is None:
         fail("--conversation shows one agent task: add --task TASK", as_json=as_json)
+    run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
@@ -275,6 +281,7 @@ def events(
         fail("--markdown goes with --schema", as_json=as_json)
     if run_id is None:
         fail("give a run id (see `nexus runs`), or --schema", as_json=as_json)
+    run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> list[Event]:
         async with open_store() as store:
@@ -309,8 +316,9 @@ def export(
     The bundle is JSON either way; with ``-o FILE --json`` a JSON summary of
     what was written goes to stdout.
     """
-
     from nexus.store.audit import verify_chain
+
+    run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:

@@ -33,6 +33,7 @@ from nexus.cli.output import (
 )
 from nexus.cli.progress import Progress
 from nexus.cli.runlog import RunLog
+from nexus.cli.runref import resolve_run_arg
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
@@ -163,12 +164,6 @@ SecretsOpt = Annotated[
         "default: the environment variable the workflow names).",
     ),
 ]
-
-
-def _checked_budget(pairs: list[str] | None) -> list[str] | None:
-    """``--budget`` checked as the command line is parsed: a typo is named before RUN is."""
-    _parse_budget(pairs)
-    return pairs
 
 
 def _parse_budget(pairs: list[str] | None) -> dict[Scope, Limits]:
@@ -571,7 +566,6 @@ def resume(
         typer.Option(
             "--budget",
             help="Raise a limit first: usd=5, tokens=1e5, agent.NAME.usd=2, task.ID.tool_calls=9.",
-            callback=_checked_budget,
         ),
     ] = None,
     inputs: SecretsOpt = None,
@@ -592,6 +586,7 @@ def resume(
     """
     raised = _parse_budget(budget)
     secrets = _secret_texts(inputs)
+    run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> RunResult:
         project = project_of(ctx)
@@ -615,16 +610,30 @@ def resume(
     _result_exit(result)
 
 
-def cancel(run_id: RunArg, as_json: JsonOpt = False) -> None:
-    """Cancel a run (its live process stops it, or it is cancelled here)."""
+def cancel(
+    run_id: RunArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+    by: Annotated[str | None, typer.Option("--by", help="Who asks (default: $USER).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a run (its live process stops it, or it is cancelled here).
+
+    Who asked (--by, default the user this command runs as) and why (--reason,
+    default "cancelled by user") are recorded in run.cancel_requested.
+    """
+    from nexus.engine.control import os_user
+
+    run_id = resolve_run_arg(run_id, as_json=as_json)
+    who = by or os_user()
+    why = reason.strip() or "cancelled by user"  # the engine's own default
 
     async def go() -> str:
         async with open_store() as store:
-            return await Engine(store).cancel(run_id)
+            return await Engine(store).cancel(run_id, why, by=who)
 
     outcome = run_async(go, as_json=as_json)
     if as_json:
-        emit_json({"run_id": run_id, "outcome": outcome})
+        emit_json({"run_id": run_id, "outcome": outcome, "by": who, "reason": why})
     else:
         words = {
             "requested": "cancel requested; the process running it will stop it",
@@ -646,6 +655,7 @@ def _answer(
 ) -> None:
     who = by or getpass.getuser()
     secrets = _secret_texts(inputs)
+    run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> tuple[str, RunResult | None]:
         project = project_of(ctx)
@@ -721,6 +731,7 @@ def replay(
     from nexus.app import recorded_workflow_dir
 
     secrets = _secret_texts(inputs)
+    run_id = resolve_run_arg(run_id, as_json=as_json)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # `nexus` is a script: its sys.path[0] is its own folder
 

@@ -13,11 +13,12 @@ Each command is finished the same way when it is loaded (:func:`finish`):
 * metavars read as words: a flag shows none, a path option ``PATH``, a number
   ``INTEGER``, an argument its own name (``FILE``, ``RUN``) -- Typer would show
   ``<bool>``, ``<path>``, ``{file}``;
-* it accepts ``--config FILE`` after its name as well (``nexus run flow.yaml
-  --config x.toml`` means ``nexus --config x.toml run flow.yaml``);
-* an argument named ``run_id`` is resolved before the command runs
-  (:func:`nexus.cli.runref.resolve_run_arg`): a unique prefix, ``latest`` or
-  ``latest-failed`` becomes the full run id, for every command alike.
+* it accepts ``--config FILE``, ``--log-level LEVEL`` and ``-v``/``--verbose``
+  after its name as well (``nexus run flow.yaml --config x.toml -v`` means
+  ``nexus --config x.toml -v run flow.yaml``).
+
+A command taking a RUN resolves it itself, after checking its options
+(:func:`nexus.cli.runref.resolve_run_arg`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import typer
 import typer.core
 import typer.main
 
-from nexus.cli.wiring import keep_config
+from nexus.cli.wiring import keep_config, keep_log_level
 
 __all__ = ["Entry", "LazyGroup", "example", "finish", "readable"]
 
@@ -196,11 +197,48 @@ def config_option() -> Any:
     return param
 
 
+LogLevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        metavar="LEVEL",
+        help="Show log lines of this level and up on stderr: debug, info, warning (default) "
+        "or error. A run's log file ($NEXUS_HOME/logs) keeps info and up, debug with debug.",
+        show_default=False,
+    ),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show log lines from info up (--log-level info).")
+]
+
+
+def log_options() -> list[Any]:
+    """``--log-level LEVEL`` and ``-v`` for a subcommand: they configure logging, not passed."""
+
+    def probe(log_level: LogLevelOpt = None, verbose: VerboseOpt = False) -> None:
+        """Only its parameters are used."""
+
+    probe_app = typer.Typer(add_completion=False)
+    probe_app.command()(probe)
+    level, verbose = typer.main.get_command(probe_app).params
+
+    def keep_level(ctx: Any, _param: Any, value: str | None) -> None:
+        keep_log_level(ctx, value, verbose=False)
+
+    def keep_verbose(ctx: Any, _param: Any, value: bool) -> None:
+        keep_log_level(ctx, None, verbose=value)
+
+    for param, callback in ((level, keep_level), (verbose, keep_verbose)):
+        param.expose_value = False
+        param.callback = callback
+    return [level, verbose]
+
+
 # -- finishing a loaded command -------------------------------------------------------------
 
 
 def finish(cmd: Any, ctx: typer.Context, entry: Entry) -> None:
-    """Examples, readable metavars, ``--config`` and run references for ``cmd`` and its commands."""
+    """Examples, readable metavars and ``--config`` for ``cmd`` and its commands."""
     cmd.epilog = example(*entry.example)
     _finish_one(cmd, ctx)
     for name, sub in getattr(cmd, "commands", {}).items():
@@ -213,17 +251,12 @@ def finish(cmd: Any, ctx: typer.Context, entry: Entry) -> None:
 def _finish_one(cmd: Any, ctx: typer.Context) -> None:
     if not any(p.name == "config" for p in cmd.params):
         cmd.params.append(config_option())
+    if not any(p.name in ("log_level", "verbose") for p in cmd.params):
+        cmd.params.extend(log_options())
     help_option = cmd.get_help_option(ctx)  # made (and cached) now, to be made readable
     for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
         readable(param)
         _deferred(param)
-    takes_run = any(
-        isinstance(p, typer.core.TyperArgument) and p.name == "run_id" for p in cmd.params
-    )
-    if takes_run and cmd.callback is not None:
-        from nexus.cli.runref import resolving  # the store's port: when a command is loaded
-
-        cmd.callback = resolving(cmd.callback)
 
 
 class _Summary(typer.core.TyperCommand):

@@ -7,24 +7,24 @@ failed one). A prefix that names several runs is refused, listing them (exit
 2); one that names none is "not found" (exit 4), and when the store holds no
 run at all the message names the home it looked in.
 
-One resolver serves every command: :mod:`nexus.cli.registry` wraps each
-command with a ``run_id`` argument in :func:`resolving`, so a command receives
-the full id and never sees what was typed.
+One resolver serves every command: a command taking a RUN checks its own
+options first, then calls :func:`resolve_run_arg` where it first needs the id,
+so a mistyped option is named before the run is looked up (a bad option and an
+unknown run: exit 2 for the option, not 4 for the run), and a command that
+needs no run (``events --schema``) looks none up. ``tests/cli/test_cli_runref.py``
+holds every command with a ``run_id`` argument to it.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nexus.cli.output import EXIT_NOT_FOUND, fail, open_store, run_async
 from nexus.config import Settings
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.store.base import RunFilter, Store
 
-__all__ = ["LATEST", "LATEST_FAILED", "AmbiguousRun", "resolve_run", "resolving"]
+__all__ = ["LATEST", "LATEST_FAILED", "AmbiguousRun", "resolve_run", "resolve_run_arg"]
 
 LATEST = "latest"
 LATEST_FAILED = "latest-failed"
@@ -74,7 +74,11 @@ async def resolve_run(store: Store, ref: str) -> str:
 def resolve_run_arg(ref: str, *, as_json: bool = False) -> str:
     """:func:`resolve_run` in the configured home, for a command about to run; exits on error.
 
-    An empty home (no database yet) is not created: the message names it.
+    A command calls it once its own options are checked, before it first uses
+    the id. An empty home (no database yet) is not created: the message names it.
+
+    Example:
+        >>> run_id = resolve_run_arg("latest", as_json=False)  # doctest: +SKIP
     """
     settings = Settings()
     home = settings.home.resolve()
@@ -97,17 +101,3 @@ def _none_in(home: Path, ref: str) -> str:
     if ref in (LATEST, LATEST_FAILED):
         return f"no runs yet in {home}"
     return f"no run with id {ref}: no runs yet in {home}"
-
-
-def resolving(callback: Callable[..., Any]) -> Callable[..., Any]:
-    """``callback`` (a command taking ``run_id``) with the run id resolved before it runs."""
-
-    @functools.wraps(callback)
-    def command(**params: Any) -> Any:
-        ref = params.get("run_id")
-        # `events --schema` takes no run: the command itself refuses one given with it
-        if isinstance(ref, str) and not params.get("schema"):
-            params["run_id"] = resolve_run_arg(ref, as_json=bool(params.get("as_json")))
-        return callback(**params)
-
-    return command

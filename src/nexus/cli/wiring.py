@@ -1,4 +1,4 @@
-"""How a command gets its :class:`~nexus.app.Project`: ``--config`` as a value.
+"""How a command gets its :class:`~nexus.app.Project` and its logging: the global options.
 
 ``--config FILE`` (before the command's name or after it: the same option) is
 kept on the Typer context (:class:`CliOptions`), never put in the
@@ -6,6 +6,9 @@ environment; each command loads one project from it (:func:`project_of`) and
 passes that project down, so ``nexus.toml`` is read once per command and the
 tools are built once. The engine itself is built by
 :meth:`nexus.app.Project.engine`, as for the Python API.
+
+``--log-level LEVEL`` and ``-v``/``--verbose`` are taken the same way, before
+or after the command's name (:func:`keep_log_level`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class CliOptions:
 
     #: ``--config FILE`` (resolved), or None: ``NEXUS_CONFIG``, else the nearest ``nexus.toml``
     config: Path | None = None
+    #: the level of the log lines shown on stderr, when one was asked for
+    log_level: str | None = None
 
 
 def options_of(ctx: typer.Context | None) -> CliOptions:
@@ -51,6 +56,31 @@ def keep_config(ctx: typer.Context, value: Path | None) -> None:
     if current.config is not None and current.config != path:
         fail(f"--config is given twice, as {current.config} and {path}: name one file", EXIT_USER)
     root.obj = replace(current, config=path)
+
+
+def keep_log_level(ctx: typer.Context, level: str | None, *, verbose: bool) -> None:
+    """Show log lines on stderr from ``level`` up (``--verbose``: from ``info`` up).
+
+    Whether given before the command's name, after it or both, the most
+    verbose level asked for holds (``nexus -v run --log-level debug`` shows
+    debug; ``--log-level error -v`` shows info). Only logging asked for loads
+    the logging stack (structlog). Exits 2 naming a level that is not one.
+    """
+    if level is None and not verbose:
+        return
+    from nexus.cli.output import fail
+    from nexus.cli.runlog import LEVELS, configure
+
+    if level is not None and level.lower() not in LEVELS:
+        fail(f"--log-level: '{level}' is not a level: use one of {', '.join(LEVELS)}")
+    current = options_of(ctx)
+    asked = [level.lower() if level is not None else "warning", "info" if verbose else "warning"]
+    if current.log_level is not None:
+        asked.append(current.log_level)
+    wanted = min(asked, key=LEVELS.index)
+    if wanted != current.log_level:
+        configure(wanted)
+        ctx.find_root().obj = replace(current, log_level=wanted)
 
 
 def project_of(ctx: typer.Context | None) -> Project:
