@@ -40,6 +40,35 @@ def test_tools_lists_builtins_with_schema_and_permissions(nexus_home: Path) -> N
     assert "net none" in table.stdout
 
 
+def test_tools_shows_what_a_grant_may_get_each_builtin(tmp_path: Path) -> None:
+    """A built-in's allowed profile: its own, widened by nexus.toml's [tools.<name>]."""
+    (tmp_path / "nexus.toml").write_text(
+        '[tools.http]\nnetwork = ["api.github.com:443"]\n'
+        '[tools.shell]\nread_paths = ["/opt/data"]\n',
+        encoding="utf-8",
+    )
+    home = tmp_path / "home"
+    listing = nexus(home, "tools", "--json")
+    assert listing.code == 0, listing.text
+    tools = {e["name"]: e for e in listing.json()["tools"]}
+    http, shell, python = tools["http"], tools["shell"], tools["python"]
+    assert http["permissions"]["network"] == "none"  # its own: a task without a grant
+    assert http["allowed"]["network"] == ["api.github.com:443"]
+    assert shell["allowed"]["read_paths"] == ["/opt/data"]
+    assert shell["allowed"]["network"] == "none"
+    assert python["allowed"] == python["permissions"]  # no table: a grant may only narrow
+    assert "allowed" not in tools["noop"]  # no exec profile: nothing to grant
+
+    table = nexus(home, "tools")
+    assert table.code == 0, table.text
+    lines = table.stdout.splitlines()
+    added = lines[lines.index("a task's profile: may add (nexus.toml's [tools.NAME]):") + 1 :]
+    assert added == ["  http   net api.github.com:443", "  shell  read /opt/data"]
+    (tmp_path / "nexus.toml").write_text("", encoding="utf-8")
+    plain = nexus(home, "tools")
+    assert "a task's profile: may only narrow these permissions" in plain.stdout
+
+
 def test_approve_list_and_revoke_a_pin(nexus_home: Path) -> None:
     ok = runner.invoke(app, ["tools", "approve", "git.git_status", "--pin", PIN, "--json"])
     assert ok.exit_code == 0, ok.output

@@ -32,3 +32,17 @@ def test_a_tool_s_own_description_wins() -> None:
         return cmd
 
     assert describe(mine)["description"] == "My shell."
+
+
+def test_an_exec_profile_tool_says_what_a_grant_may_get_it() -> None:
+    """``allowed``: the tool's own profile, widened only by nexus.toml's [tools.<name>]."""
+    from nexus.tools.profile import ToolAllowance
+
+    governed = builtin_tools({"http": ToolAllowance(network=("api.github.com:443",))})
+    http = describe(governed.get("http"))
+    assert http["permissions"]["network"] == "none"
+    assert http["allowed"]["network"] == ["api.github.com:443"]
+    assert (
+        describe(REGISTRY.get("shell"))["allowed"] == describe(REGISTRY.get("shell"))["permissions"]
+    )
+    assert "allowed" not in describe(REGISTRY.get("noop"))

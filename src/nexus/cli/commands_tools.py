@@ -73,7 +73,7 @@ def tools(ctx: typer.Context, workflow: WorkflowOpt = None, as_json: JsonOpt = F
         if workflow is not None:
             servers.update(load_workflow(workflow).mcp_servers)  # the workflow's win, as in a run
         return await discover(
-            builtin_tools(),
+            builtin_tools(config.tools),  # under [tools.<name>], as a run has them
             home=project.home,
             wasm_tools=config.wasm_tools,
             mcp_servers=servers,
@@ -106,6 +106,7 @@ def _print(found: Discovery) -> None:
             escape(_permissions(entry)),
         )
     out.print(table)
+    _print_grantable(found.tools)
     for server in found.servers:
         if server.get("command_status") in ("new", "changed"):
             out.print(
@@ -139,6 +140,39 @@ def _permissions(entry: dict[str, Any]) -> str:
     if "needs" in perms:  # MCP
         return "in the server's process; needs a profile grant"
     return str(perms.get("effects", ""))
+
+
+def _print_grantable(tools: list[dict[str, Any]]) -> None:
+    """What a task's ``profile:`` may add to each tool with an exec profile, under the table.
+
+    Without a ``[tools.<name>]`` table in nexus.toml a grant may only narrow a
+    tool's profile; the table's network and read_paths are what it may add.
+    """
+    wider = [(e["name"], _grantable(e)) for e in tools if "allowed" in e]
+    wider = [(name, more) for name, more in wider if more]
+    if not wider:
+        if any("allowed" in e for e in tools):
+            out.print(
+                "a task's profile: may only narrow these permissions "
+                "(nexus.toml's \\[tools.NAME] lets it add network and read paths)"
+            )
+        return
+    out.print("a task's profile: may add (nexus.toml's \\[tools.NAME]):")
+    width = max(len(name) for name, _ in wider)
+    for name, more in wider:
+        out.print(f"  {escape(name):<{width}}  {escape(more)}")
+
+
+def _grantable(entry: dict[str, Any]) -> str:
+    """What a grant may get an exec-profile tool beyond its own permissions ("" for nothing)."""
+    allowed = entry["allowed"]
+    own = entry["permissions"]
+    ours = [] if own["network"] == "none" else own["network"]
+    net = [] if allowed["network"] == "none" else [h for h in allowed["network"] if h not in ours]
+    reads = [p for p in allowed["read_paths"] if p not in own["read_paths"]]
+    parts = [f"net {','.join(net)}"] if net else []
+    parts += [f"read {','.join(reads)}"] if reads else []
+    return "; ".join(parts)
 
 
 def _key(qualified: str) -> str:

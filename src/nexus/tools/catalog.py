@@ -2,6 +2,8 @@
 
 Tools describe themselves through optional attributes -- ``input_schema``,
 ``description``, ``profile`` (an :class:`~nexus.tools.profile.ExecProfile`),
+``allowed`` (the most a workflow's ``profile:`` grant may get it: its own
+profile widened by ``nexus.toml``'s ``[tools.<name>]``; default its own),
 ``permissions`` (a dict, for tools whose rights are not an exec profile: WASM
 modules, MCP servers), ``source`` -- so new kinds of tools need no change
 here; the built-ins' schemas are listed below.
@@ -129,10 +131,13 @@ def describe(tool: Tool) -> dict[str, Any]:
     profile = getattr(tool, "profile", None)
     declared = getattr(tool, "permissions", None)
     permissions: dict[str, Any]
+    allowed: dict[str, Any] | None = None
     if isinstance(declared, dict):
         permissions = declared
     elif profile is not None and hasattr(profile, "to_dict"):
         permissions = profile.to_dict()
+        ceiling: Any = getattr(tool, "allowed", None)
+        allowed = ceiling.to_dict() if ceiling is not None else permissions
     elif tool.pure:
         permissions = {"effects": "none (pure)"}
     else:
@@ -140,7 +145,7 @@ def describe(tool: Tool) -> dict[str, Any]:
     description = getattr(tool, "description", "") or ""
     if not description and source_of(tool) == "builtin":
         description = BUILTIN_DESCRIPTIONS.get(tool.name, "")
-    return {
+    entry = {
         "name": tool.name,
         "source": source_of(tool),
         "pure": tool.pure,
@@ -148,6 +153,9 @@ def describe(tool: Tool) -> dict[str, Any]:
         "input_schema": schema,
         "permissions": permissions,
     }
+    if allowed is not None:  # an exec profile: what a grant may widen it to
+        entry["allowed"] = allowed
+    return entry
 
 
 def catalog(registry: ToolRegistry) -> list[dict[str, Any]]:
