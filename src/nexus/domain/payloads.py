@@ -531,7 +531,8 @@ class CancelRequested(Payload):
     TYPES: ClassVar[tuple[EventType, ...]] = (EventType.CANCEL_REQUESTED,)
 
     reason: str
-    #: who asked, when they are named (``nexus stop --all`` names the user it runs as)
+    #: who asked, when they are named (``nexus cancel`` and ``nexus stop --all`` name the user
+    #: they run as unless ``--by`` names another)
     by: str | None = None
 
 
