@@ -11,12 +11,11 @@ is measured by ``bench/cli_startup.py``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from nexus.cli.registry import Entry, LazyGroup, example
+from nexus.cli.registry import ConfigOpt, Entry, LazyGroup, LogLevelOpt, VerboseOpt, example
 from nexus.cli.wiring import CliOptions, keep_config, keep_log_level
 
 #: The distribution ``nexus --version`` reports.
@@ -237,29 +236,9 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _options(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            metavar="PATH",
-            help="The project file (default: $NEXUS_CONFIG, else the nearest nexus.toml).",
-            show_default=False,
-        ),
-    ] = None,
-    log_level: Annotated[
-        str | None,
-        typer.Option(
-            "--log-level",
-            metavar="LEVEL",
-            help="Show log lines of this level and up on stderr: debug, info, warning (default) "
-            "or error. A run's log file ($NEXUS_HOME/logs) keeps info and up, debug with debug.",
-            show_default=False,
-        ),
-    ] = None,
-    verbose: Annotated[
-        bool,
-        typer.Option("--verbose", "-v", help="Show log lines from info up (--log-level info)."),
-    ] = False,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = None,
+    verbose: VerboseOpt = False,
     _version: Annotated[
         bool,
         typer.Option(

@@ -138,7 +138,8 @@ def _deferred(param: Any) -> None:
     Typer 0.29 coerces a parameter's value through a pydantic ``TypeAdapter``
     it builds on the parameter's first use, even for an option left out:
     ``nexus runs`` imported pydantic and its plugin loader for its unset
-    ``--config`` (about 50 ms of the command's 250). :class:`_Deferred` answers
+    ``--config`` (half of the command's CPU time: docs/benchmarks.md, CLI
+    start-up). :class:`_Deferred` answers
     what needs no conversion and builds Typer's own coercion for the rest.
     Older Typers coerce without pydantic: nothing to do.
     """
