@@ -49,6 +49,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.builder import AgentRef as AgentRef
     from nexus.planning.builder import McpServerRef as McpServerRef
     from nexus.planning.builder import TaskRef as TaskRef
+    from nexus.planning.options import Aggregate as Aggregate
     from nexus.planning.options import Approval as Approval
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Bt as Bt
@@ -87,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "Extensions": "nexus.planning.options",
     "Input": "nexus.planning.options",
     "IntegrityError": "nexus.domain.errors",
+    "Aggregate": "nexus.planning.options",
     "Loop": "nexus.planning.options",
     "McpServerRef": "nexus.planning.builder",
     "NexusError": "nexus.domain.errors",
@@ -126,6 +128,7 @@ __all__ = [
     "AgentContext",
     "AgentRef",
     "AgentSpec",
+    "Aggregate",
     "Approval",
     "Backoff",
     "Bt",

@@ -18,6 +18,7 @@ import pytest
 
 import nexus
 from nexus import (
+    Aggregate,
     Approval,
     Backoff,
     Bt,
@@ -584,6 +585,49 @@ def _writes(_: Path) -> Workflow:
     return wf
 
 
+def _aggregate(_: Path) -> Workflow:
+    wf = Workflow("aggregate")
+    reviewers = [
+        wf.agent(name, model=f"scripted:{name}", scripted=[line])
+        for name, line in (
+            ("alice", '{"verdict": "approve", "reason": "tests pass"}'),
+            ("bob", '{"verdict": "reject", "reason": "no changelog entry"}'),
+            ("carol", '{"verdict": "approve", "reason": "small and clear"}'),
+        )
+    ]
+    review = wf.task(
+        "review",
+        agents=reviewers,
+        prompt="Review the change as {{ item }}: approve or reject, and why.",
+        output_schema={
+            "type": "object",
+            "properties": {
+                "verdict": {"type": "string", "enum": ["approve", "reject"]},
+                "reason": {"type": "string"},
+            },
+            "required": ["verdict", "reason"],
+        },
+        aggregate=Aggregate(method="majority", key="verdict", quorum=2),
+    )
+    mirror = wf.task(
+        "mirror",
+        foreach=["eu", "us", "ap"],
+        tool="shell",
+        args={"cmd": "test {{ item }} != eu && echo https://{{ item }}.example.org/pkg.tar.gz"},
+        aggregate="first_success",
+    )
+    wf.task(
+        "publish",
+        needs=[review, mirror],
+        tool="noop",
+        args={
+            "verdict": "{{ tasks.review.output.data.verdict }}",
+            "url": "{{ tasks.mirror.output.stdout | trim }}",
+        },
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -596,6 +640,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "extend example": (ROOT / "examples" / "extend" / "workflow.yaml", _extend),
     "bt example": (ROOT / "examples" / "bt" / "workflow.yaml", _bt),
     "writes example": (ROOT / "examples" / "writes" / "workflow.yaml", _writes),
+    "aggregate example": (ROOT / "examples" / "aggregate" / "workflow.yaml", _aggregate),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

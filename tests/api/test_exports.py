@@ -88,6 +88,7 @@ SURFACES: dict[str, set[str]] = {
         "Extend",
         "Extensions",
         "Bt",
+        "Aggregate",
         "Backoff",
         "Approval",
         "Budget",

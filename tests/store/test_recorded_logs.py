@@ -8,8 +8,10 @@ approvals granted, rejected, timed out and escalated from another process, a
 cancel, ``kill -9`` of a run four times in one task then
 ``resume --retry-interrupted``, an agent answered from a cassette
 (``cassette.yaml``, kept next to its bundle) by a ``replay:`` model, and
-control flow (a switch, a loop, a false ``when``), and writes (declared writes
-serialised, an undeclared concurrent write detected). They are never
+control flow (a switch, a loop, a false ``when``), writes (declared writes
+serialised, an undeclared concurrent write detected), and fan-outs that
+aggregate their items (a majority over agents, a consensus that fails, a
+first_success that cancels the others). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -62,6 +64,7 @@ def _resealed(doc: dict[str, Any]) -> list[Event]:
 def test_every_scenario_is_recorded() -> None:
     assert {p.stem for p in BUNDLES} >= {
         "agent",
+        "aggregate",
         "approval",
         "bt",
         "budget",

@@ -306,12 +306,57 @@ def _bt_task(
     )
 
 
+def _fan_out(
+    task: TaskSpec,
+    agents: Mapping[str, AgentSpec],
+    instances: int,
+    completion: int,
+    pricing: PricingTable,
+    notes: list[str],
+) -> tuple[TaskEstimate, list[TaskEstimate]]:
+    """An ``agents:`` fan-out: one instance on each agent it lists, summed; and each
+    agent's share (for the per-agent totals).
+
+    ``instances`` is per agent (more than 1 for a loop). The estimate names no
+    single agent; its notes say what each one adds.
+    """
+    shares: list[TaskEstimate] = []
+    for name in task.agents or ():
+        agent = agents.get(name)
+        if agent is None:
+            raise UserError(f"task '{task.id}': unknown agent '{name}'")
+        shares.append(_agent_task(task, agent, instances, completion, pricing, []))
+    priced = [s.usd for s in shares]
+    usd = (
+        None
+        if any(u is None for u in priced)
+        else sum((u or Decimal(0) for u in priced), Decimal(0))
+    )
+    models = {s.model for s in shares}
+    each = ", ".join(f"{s.agent} {s.calls} calls" for s in shares)
+    whole = TaskEstimate(
+        task=task.id,
+        agent=None,
+        model=models.pop() if len(models) == 1 else None,
+        instances=instances * len(shares),
+        calls=sum(s.calls for s in shares),
+        prompt_tokens=sum(s.prompt_tokens for s in shares),
+        completion_tokens=sum(s.completion_tokens for s in shares),
+        usd=usd,
+        exact=all(s.exact for s in shares),
+        notes=(*notes, f"a fan-out over {len(shares)} agents: {each}"),
+    )
+    return whole, shares
+
+
 def _guessed(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> bool:
     """True when a template makes the task's instance count or prompt length unknown."""
     texts = [task.foreach if isinstance(task.foreach, str) else "", task.prompt or ""]
     if task.bt is not None:
         return any(n.prompt is not None and is_template(n.prompt) for n in task.bt.root.walk())
-    if not task.is_tool and not task.is_switch:
+    if task.agents is not None:
+        texts.extend(agents[name].instructions for name in task.agents if name in agents)
+    elif not task.is_tool and not task.is_switch:
         texts.append(_resolve(task, agents).instructions)
     return any(is_template(t) for t in texts)
 
@@ -348,6 +393,7 @@ def estimate_plan(
     if completion < 0:
         raise UserError(f"completion_tokens must be >= 0, not {completion}")
     per_task: dict[str, TaskEstimate] = {}
+    fan_out_shares: list[TaskEstimate] = []  # each agent's part of an ``agents:`` fan-out
     for tid in sorted(plan.tasks):
         task = plan.tasks[tid]
         instances, guess = _instances(task)
@@ -378,15 +424,23 @@ def estimate_plan(
                 notes=tuple(notes),
             )
             continue
+        if task.agents is not None:
+            per_task[tid], shares = _fan_out(task, plan.agents, instances, completion, table, notes)
+            fan_out_shares.extend(shares)
+            continue
         agent = _resolve(task, plan.agents)
         per_task[tid] = _agent_task(task, agent, instances, completion, table, notes)
 
     by_agent: dict[str, Spend] = {}
-    for t in per_task.values():
+    for t in (*per_task.values(), *fan_out_shares):
         if t.agent is not None:
             by_agent[t.agent] = by_agent.get(t.agent, Spend()) + t.spend
     total = sum((t.spend for t in per_task.values()), Spend())
-    unpriced = tuple(sorted({t.model for t in per_task.values() if t.usd is None and t.model}))
+    unpriced = tuple(
+        sorted(
+            {t.model for t in (*per_task.values(), *fan_out_shares) if t.usd is None and t.model}
+        )
+    )
     templated = [tid for tid in per_task if _guessed(plan.tasks[tid], plan.agents)]
     return Estimate(
         usd=total.usd,

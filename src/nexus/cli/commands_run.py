@@ -336,10 +336,14 @@ def plan(
                 kind = "switch"
             elif spec.tool:
                 kind = f"tool:{spec.tool}"
+            elif spec.agents is not None:
+                kind = f"agents:{','.join(spec.agents)}"
             else:
                 kind = f"agent:{spec.agent or spec.capability}"
             if spec.foreach is not None:
                 kind += " (foreach)"
+            if spec.aggregate is not None:
+                kind += f" ({spec.aggregate.method})"
             table.add_row(tid, kind, ", ".join(sorted(spec.needs)), "*" if tid in on_path else "")
         out.print(table)
         if len(order) > 200:

@@ -39,6 +39,7 @@ from nexus.domain.payloads import (
     TaskEndedUnrun,
     TaskFailed,
     TaskPaused,
+    TaskSucceeded,
     task_of,
 )
 from nexus.domain.state import RunState, TaskStatus
@@ -258,6 +259,9 @@ class Progress:
             detail = f"  [dim]{escape(error.kind)}: {escape(error.message)}[/]"
         if ts.children:
             tries = f"{len(ts.children)} items"
+            aggregate = _aggregate_of(event)
+            if aggregate is not None and aggregate.get("winner") is not None:
+                tries += f", {aggregate.get('method')}: item {aggregate['winner']}"
         elif ts.spec.switch is not None and isinstance(ts.output, dict):
             tries = f"case {ts.output['case']}"  # a switch runs no attempt: what it picked
         else:
@@ -321,3 +325,12 @@ class Progress:
         )
         head.append_text(Text.from_markup(summary))
         return Group(head, table)
+
+
+def _aggregate_of(event: Event) -> dict[str, Any] | None:
+    """The ``aggregate`` a fan-out's end recorded (None for any other event)."""
+    if event.type is EventType.TASK_SUCCEEDED:
+        return TaskSucceeded.of(event.data).aggregate
+    if event.type is EventType.TASK_FAILED:
+        return TaskFailed.of(event.data).aggregate
+    return None

@@ -134,7 +134,28 @@ def _task_succeeded(p: TaskSucceeded) -> str:
         return f"{head}: case {p.case} ({_json(p.value)})"
     if p.iteration is not None:  # a loop: the iteration that ended it, and until's value
         return f"{head}, iteration {p.iteration}: until gave {_json(p.value)}"
+    if p.aggregate is not None:  # a fan-out: how its items' answers added up
+        return f"{head}: {_aggregate(p.aggregate)}"
     return head
+
+
+def _aggregate(record: Mapping[str, Any]) -> str:
+    """``vote: item 0 won, "yes" x2, "no" x1 (3 of 3 answered)``."""
+    method = record.get("method")
+    winner = record.get("winner")
+    items = record.get("items")
+    if method == "first_success":
+        return f"first_success: item {winner} of {items} succeeded first"
+    tallies = record.get("tallies") or []
+    counts = ", ".join(f"{t.get('answer')} x{t.get('count')}" for t in tallies[:5])
+    won = f"item {winner} won, " if winner is not None else ""
+    return f"{method}: {won}{counts} ({record.get('answers')} of {items} answered)"
+
+
+def _task_failed(p: TaskFailed) -> str:
+    if p.aggregate is not None:  # the reason names the tallies
+        return f"{p.task}: {_error(p.error)}"
+    return f"{p.task} after {_count(p.attempts, 'attempt')}: {_error(p.error)}"
 
 
 def _json(value: Any) -> str:
@@ -229,7 +250,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,
     TaskSucceeded: _task_succeeded,
-    TaskFailed: lambda p: f"{p.task} after {_count(p.attempts, 'attempt')}: {_error(p.error)}",
+    TaskFailed: _task_failed,
     TaskEndedUnrun: lambda p: f"{p.task}: {p.reason}",
     RunEnded: _run_ended,
     BudgetCrossed: _budget_crossed,

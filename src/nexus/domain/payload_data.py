@@ -220,12 +220,14 @@ class TaskSucceededData(TypedDict):
     case: NotRequired[str]
     value: NotRequired[Any]
     iteration: NotRequired[int]
+    aggregate: NotRequired[JSONDict]
 
 
 class TaskFailedData(TypedDict):
     task: str
     attempts: int
     error: JSONDict
+    aggregate: NotRequired[JSONDict]
 
 
 class TaskEndedUnrunData(TypedDict):

@@ -851,6 +851,9 @@ class TaskSucceeded(Payload):
     value: JSON | Absent = ABSENT
     #: a ``loop`` task: the iteration that ended it
     iteration: int | None = None
+    #: a fan-out with ``aggregate``: how its items' answers were combined (``method``,
+    #: ``items``, ``answers``, ``tallies``, ``winner``: the item whose output it took)
+    aggregate: JSONDict | None = None
 
 
 @_view
@@ -862,6 +865,9 @@ class TaskFailed(Payload):
     task: str
     attempts: int
     error: JSONDict
+    #: a fan-out with ``aggregate`` whose items did not agree (or too few answered):
+    #: the tallies, as ``task.succeeded`` records them, without a ``winner``
+    aggregate: JSONDict | None = None
 
 
 @_view

@@ -171,6 +171,45 @@ class ExtensionLimits:
         return cls(max_tasks=data["max_tasks"], max_depth=data["max_depth"])
 
 
+#: How a fan-out's items are combined into its output (``aggregate:``).
+AGGREGATE_METHODS: Final = ("vote", "majority", "consensus", "first_success")
+
+#: The most agents one ``agents:`` fan-out may ask.
+MAX_FAN_OUT_AGENTS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatePolicy:
+    """A fan-out whose output is one answer agreed by its items, not the list of them.
+
+    The items of a ``foreach`` task (or of an ``agents:`` fan-out) answer the
+    same question; ``method`` decides what the task's output is:
+
+    * ``vote``: the most common answer (ties: the one given first in item order);
+    * ``majority``: the most common answer, only when more than half of the
+      answers give it, else the task fails;
+    * ``consensus``: the answer every item gave, else the task fails;
+    * ``first_success``: the output of the first item to succeed; the others
+      are cancelled.
+
+    An item's answer is its output's ``data`` (a structured agent answer), its
+    ``text`` (a plain one) or a tool's whole output; ``key`` (a dotted path)
+    picks one field of it instead. Failed items are left out; fewer than
+    ``quorum`` answers fail the task (see ``docs/workflows.md``).
+    """
+
+    method: str
+    key: str | None = None
+    quorum: int = 1
+
+    def to_dict(self) -> JSONDict:
+        return {"method": self.method, "key": self.key, "quorum": self.quorum}
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> AggregatePolicy:
+        return cls(method=data["method"], key=data["key"], quorum=data["quorum"])
+
+
 #: The case a ``switch`` picks when its value names no other.
 DEFAULT_CASE: Final = "default"
 
@@ -330,10 +369,19 @@ class TaskSpec:
     #: the resources the task writes (``nexus.domain.writes``): canonical paths and
     #: ``key:`` names, or templates the decider renders when an attempt starts
     writes: tuple[str, ...] = ()
+    #: an ``agents:`` fan-out: the same prompt to each of these agents, one item each
+    agents: tuple[str, ...] | None = None
+    #: a fan-out's items combined into one answer (``vote``, ``majority``...)
+    aggregate: AggregatePolicy | None = None
 
     @property
     def is_tool(self) -> bool:
         return self.tool is not None
+
+    @property
+    def is_fan_out(self) -> bool:
+        """Whether the task runs as items (``foreach`` or ``agents``)."""
+        return self.foreach is not None or self.agents is not None
 
     @property
     def is_switch(self) -> bool:
@@ -366,6 +414,8 @@ class TaskSpec:
             **({"extend": self.extend.to_dict()} if self.extend is not None else {}),
             **({"bt": self.bt.to_dict()} if self.bt is not None else {}),
             **({"writes": list(self.writes)} if self.writes else {}),
+            **({"agents": list(self.agents)} if self.agents is not None else {}),
+            **({"aggregate": self.aggregate.to_dict()} if self.aggregate is not None else {}),
         }
 
     @classmethod
@@ -395,6 +445,8 @@ class TaskSpec:
             extend=ExtendPolicy.from_dict(t["extend"]) if "extend" in t else None,
             bt=BtSpec.from_dict(t["bt"]) if "bt" in t else None,
             writes=tuple(t.get("writes", ())),
+            agents=tuple(t["agents"]) if "agents" in t else None,
+            aggregate=AggregatePolicy.from_dict(t["aggregate"]) if "aggregate" in t else None,
         )
 
 

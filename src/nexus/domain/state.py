@@ -14,6 +14,8 @@ Task states::
        └─task.cancelled──> cancelled   (any non-terminal) ──task.cancelled──> cancelled
     pending|running ──task.paused──> paused ──run.resumed──> pending   (a budget ran out)
     pending ──task.succeeded {case}──> succeeded   (a switch task picked its case)
+    expanded ──task.succeeded {aggregate}──> succeeded   (its output: the winning item's;
+                 first_success: before its other items end, which are then cancelled)
     running ──task.iterated──> pending   (a loop task's until was false: it runs again)
     running ──bt.ticked {attempt}──> pending   (a bt task's action ended: its next leaf)
     pending ──task.succeeded──> succeeded   (a bt task's tree succeeded between leaves)
@@ -1100,13 +1102,33 @@ def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
     if task.status is _PENDING and task.spec.bt is not None:
         _bt_done(state, task, event, data)
         return
-    task.output = (
-        [state.tasks[c].output for c in task.children]
-        if task.status is _EXPANDED and not task.added
-        else task.last_output
-    )
+    if task.status is _EXPANDED and not task.added:
+        if task.spec.aggregate is not None or "aggregate" in data:
+            _aggregated(state, task, data)
+        else:
+            task.output = [state.tasks[c].output for c in task.children]
+    else:
+        task.output = task.last_output
     task.error = None
     state._move(task, _SUCCEEDED, event.at)
+
+
+def _aggregated(state: RunState, task: TaskState, data: TaskSucceededData) -> None:
+    """A fan-out with ``aggregate`` succeeded: its output is its winning item's."""
+    record = data.get("aggregate")
+    winner = record.get("winner") if isinstance(record, dict) else None
+    children = task.children
+    if (
+        task.spec.aggregate is None
+        or type(winner) is not int
+        or not 0 <= winner < len(children)
+        or state.tasks[children[winner]].status is not _SUCCEEDED
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: task '{task.id}' aggregated its items, but it has no "
+            "aggregate or its winner is not an item that succeeded"
+        )
+    task.output = state.tasks[children[winner]].output
 
 
 def _routed(state: RunState, task: TaskState, event: Event, data: TaskSucceededData) -> None:

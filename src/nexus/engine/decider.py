@@ -53,6 +53,7 @@ from nexus.domain.payloads import (
 from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
 from nexus.domain.writes import WritesError, resource
+from nexus.engine.aggregate import decide
 from nexus.engine.bt import Ended, Entered, Expired, Leaf, Walk
 from nexus.engine.conditions import describe, evaluate, pick_case, truthy
 from nexus.engine.effects import to_json
@@ -258,7 +259,7 @@ class Decider:
                 self._extend(task, event.at)
                 return
             succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
-            self._emit(EventType.TASK_SUCCEEDED, event.at, succeeded)
+            self._succeed(task, event.at, succeeded)
             return
         error = ErrorRecord.of(recorded)
         if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
@@ -338,10 +339,54 @@ class Decider:
         )
         self._emit(EventType.RETRY_SCHEDULED, at, retry)
 
+    def _succeed(self, task: TaskState, at: str, succeeded: TaskSucceeded) -> None:
+        """Record that ``task``'s attempt succeeded; the first item of a ``first_success``
+        fan-out to succeed ends its parent too."""
+        self._emit(EventType.TASK_SUCCEEDED, at, succeeded)
+        if task.parent is not None:
+            parent = self.state.tasks[task.parent]
+            policy = parent.spec.aggregate
+            if (
+                policy is not None
+                and policy.method == "first_success"
+                and parent.status is TaskStatus.EXPANDED
+            ):
+                self._first_success(parent, task, at)
+
+    def _first_success(self, parent: TaskState, winner: TaskState, at: str) -> None:
+        """``winner`` is the first item of ``parent`` to succeed (in the order the log
+        records): the parent takes its output, the items still open are cancelled
+        (a running one's process is stopped)."""
+        state = self.state
+        assert winner.index is not None
+        others = [state.tasks[c] for c in parent.children if c != winner.id]
+        failed = [t.index for t in others if t.status.terminal and t.index is not None]
+        record: dict[str, Any] = {
+            "method": "first_success",
+            "items": len(parent.children),
+            "winner": winner.index,
+        }
+        if failed:
+            record["failed"] = failed
+        done = TaskSucceeded(task=parent.id, aggregate=record)
+        self._emit(EventType.TASK_SUCCEEDED, at, done)
+        reason = f"first_success: item '{winner.id}' of '{parent.id}' succeeded first"
+        for other in others:
+            if not other.status.terminal:
+                cancelled = TaskEndedUnrun(task=other.id, reason=reason)
+                self._emit(EventType.TASK_CANCELLED, at, cancelled)
+
+    def _tolerated(self, task: TaskState) -> bool:
+        """Whether ``task`` is an item whose failure its fan-out tolerates (``aggregate``):
+        it does not stop a fail-fast run; its parent decides."""
+        if task.parent is None:
+            return False
+        return self.state.tasks[task.parent].spec.aggregate is not None
+
     def _fail(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
         failed = TaskFailed(task=task.id, attempts=task.attempts, error=error)
         self._emit(EventType.TASK_FAILED, at, failed)
-        if self.state.plan.fail_fast:
+        if self.state.plan.fail_fast and not self._tolerated(task):
             self._cancel_all(at, f"fail-fast: task '{task.id}' failed")
         else:
             self._failure_threshold(at)
@@ -572,7 +617,9 @@ class Decider:
             if task.spec.switch is not None:
                 self._route(task, at)
                 continue
-            if task.spec.foreach is not None and task.parent is None:
+            if task.parent is None and (
+                task.spec.foreach is not None or task.spec.agents is not None
+            ):
                 self._expand(task, at)
                 continue
             if not self._start(task, at):
@@ -662,7 +709,7 @@ class Decider:
             ended = TaskSucceeded(
                 task=task.id, attempt=task.attempts, iteration=iteration, value=value
             )
-            self._emit(EventType.TASK_SUCCEEDED, at, ended)
+            self._succeed(task, at, ended)
         elif iteration >= loop.max_iterations:
             error = ErrorRecord(
                 kind=str(ErrorKind.VALIDATION),
@@ -997,6 +1044,11 @@ class Decider:
         return False
 
     def _expand(self, task: TaskState, at: str) -> None:
+        agents = task.spec.agents
+        if agents is not None:  # one item per agent, each routed to its own
+            fan_out = TaskExpanded(task=task.id, items=list(agents))
+            self._emit(EventType.TASK_EXPANDED, at, fan_out)
+            return
         foreach = task.spec.foreach
         try:
             items = (
@@ -1084,7 +1136,12 @@ class Decider:
                     iteration=None if spec.loop is None else task.iteration,
                     node=node,
                 )
-                decision = route(spec, state.plan.agents, state.agent_load)
+                decision = route(
+                    spec,
+                    state.plan.agents,
+                    state.agent_load,
+                    item_agent=task.item if spec.agents is not None else None,
+                )
                 if decision.agent is None:
                     return False
                 agent = state.plan.agents[decision.agent]
@@ -1163,7 +1220,9 @@ class Decider:
                     c for c in parent.children if state.tasks[c].status is not TaskStatus.SUCCEEDED
                 ]
                 what = "items"
-            if not bad:
+            if parent.spec.aggregate is not None and not parent.added:
+                self._aggregate_or_stop(parent, bad, at)
+            elif not bad:
                 self._emit(EventType.TASK_SUCCEEDED, at, TaskSucceeded(task=parent.id))
             elif state.cancel_requested:
                 cancelled = TaskEndedUnrun(task=parent.id, reason="cancelled by request")
@@ -1183,6 +1242,60 @@ class Decider:
                     self._cancel_all(at, f"fail-fast: task '{parent.id}' failed")
         return settled
 
+    def _aggregate_or_stop(self, parent: TaskState, bad: list[str], at: str) -> None:
+        """A fan-out with ``aggregate`` whose items have ended: combine their answers,
+        unless the run stopped some of them (a cancel, fail-fast, ``max_failures``):
+        then it is cancelled too, not decided on what happened to be done."""
+        state = self.state
+        stopped = [
+            c for c in bad if state.tasks[c].status in (TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+        ]
+        if not stopped:
+            self._aggregate(parent, at)
+            return
+        reason = (
+            "cancelled by request"
+            if state.cancel_requested
+            else f"{len(stopped)} of its {len(parent.children)} items were stopped before "
+            f"they ended: {', '.join(stopped[:5])}"
+        )
+        self._emit(EventType.TASK_CANCELLED, at, TaskEndedUnrun(task=parent.id, reason=reason))
+
+    def _aggregate(self, parent: TaskState, at: str) -> None:
+        """Every item of a fan-out with ``aggregate`` has ended: combine their answers.
+
+        The parent succeeds with the winning item's output, or fails with the
+        reason (the tallies are in both events' ``aggregate``).
+        """
+        policy = parent.spec.aggregate
+        assert policy is not None
+        state = self.state
+        outputs: list[tuple[int, Any]] = []
+        failed: list[int] = []
+        for index, cid in enumerate(parent.children):
+            child = state.tasks[cid]
+            if child.status is TaskStatus.SUCCEEDED:
+                outputs.append((index, child.output))
+            else:
+                failed.append(index)
+        agent = parent.spec.tool is None
+        decision = decide(policy, outputs, failed, len(parent.children), agent=agent)
+        if decision.reason is None:
+            done = TaskSucceeded(task=parent.id, aggregate=decision.record)
+            self._emit(EventType.TASK_SUCCEEDED, at, done)
+            return
+        error = ErrorRecord(
+            kind=str(ErrorKind.VALIDATION), message=decision.reason, retryable=False
+        )
+        failure = TaskFailed(
+            task=parent.id, attempts=0, error=error.to_data(), aggregate=decision.record
+        )
+        self._emit(EventType.TASK_FAILED, at, failure)
+        if state.plan.fail_fast:
+            self._cancel_all(at, f"fail-fast: task '{parent.id}' failed")
+        else:
+            self._failure_threshold(at)
+
     def _finish(self, at: str) -> None:
         state = self.state
         counts: dict[str, int] = {}
@@ -1190,13 +1303,22 @@ class Decider:
             counts[str(task.status)] = counts.get(str(task.status), 0) + 1
         if state.cancel_requested:
             kind, status = EventType.RUN_CANCELLED, RunStatus.CANCELLED
-        elif not any(_unsuccessful(t) for t in state.tasks.values()):
+        elif not any(_unsuccessful(t) and not self._outvoted(t) for t in state.tasks.values()):
             # every task succeeded or was skipped: a skip comes from a false
-            # condition (a failure or a cancel upstream would be in the list)
+            # condition (a failure or a cancel upstream would be in the list);
+            # an item of a fan-out that aggregated its items does not count
             kind, status = EventType.RUN_SUCCEEDED, RunStatus.SUCCEEDED
         else:
             kind, status = EventType.RUN_FAILED, RunStatus.FAILED
         self._emit(kind, at, RunEnded(status=str(status), tasks=dict(sorted(counts.items()))))
+
+    def _outvoted(self, task: TaskState) -> bool:
+        """An item that failed or was cancelled, of a fan-out that succeeded all the same
+        (its ``aggregate`` made one answer of the others)."""
+        if task.parent is None:
+            return False
+        parent = self.state.tasks[task.parent]
+        return parent.spec.aggregate is not None and parent.status is TaskStatus.SUCCEEDED
 
 
 _APPROVAL_ANSWERS = frozenset({EventType.APPROVAL_GRANTED, EventType.APPROVAL_REJECTED})

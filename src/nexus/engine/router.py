@@ -21,10 +21,22 @@ class Route:
     reason: str
 
 
-def route(task: TaskSpec, agents: Mapping[str, AgentSpec], load: Mapping[str, int]) -> Route:
-    """Pick the agent for ``task`` (``agent`` None: every candidate is at its limit)."""
-    if task.agent is not None:
-        candidates: tuple[str, ...] = (task.agent,)
+def route(
+    task: TaskSpec,
+    agents: Mapping[str, AgentSpec],
+    load: Mapping[str, int],
+    *,
+    item_agent: str | None = None,
+) -> Route:
+    """Pick the agent for ``task`` (``agent`` None: every candidate is at its limit).
+
+    ``item_agent``: an item of an ``agents:`` fan-out, which runs on its own agent.
+    """
+    if item_agent is not None:
+        candidates: tuple[str, ...] = (item_agent,)
+        basis = f"fan-out agent '{item_agent}'"
+    elif task.agent is not None:
+        candidates = (task.agent,)
         basis = f"named agent '{task.agent}'"
     else:
         candidates = tuple(

@@ -20,6 +20,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.builder import McpServerRef as McpServerRef
     from nexus.planning.builder import TaskRef as TaskRef
     from nexus.planning.builder import WorkflowBuilder as WorkflowBuilder
+    from nexus.planning.options import Aggregate as Aggregate
     from nexus.planning.options import Approval as Approval
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Bt as Bt
@@ -44,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "Extend": "nexus.planning.options",
     "Extensions": "nexus.planning.options",
     "Input": "nexus.planning.options",
+    "Aggregate": "nexus.planning.options",
     "Loop": "nexus.planning.options",
     "MAX_WORKFLOW_BYTES": "nexus.planning.workflow",
     "McpServerRef": "nexus.planning.builder",
@@ -63,6 +65,7 @@ __all__ = [
     "MAX_WORKFLOW_BYTES",
     "WORKFLOW_VERSION",
     "AgentRef",
+    "Aggregate",
     "Approval",
     "Backoff",
     "Bt",

@@ -38,6 +38,7 @@ from nexus.agents.base import AgentFunction, FunctionAgent
 from nexus.agents.resolver import entrypoint_of
 from nexus.domain.plan import Plan
 from nexus.planning.options import (
+    Aggregate,
     Approval,
     Backoff,
     Bt,
@@ -364,6 +365,8 @@ class WorkflowBuilder:
         extend: Extend | bool | None = None,
         bt: Bt | None = None,
         writes: Iterable[str] | None = None,
+        agents: Iterable[AgentRef | FunctionAgent | str] | None = None,
+        aggregate: Aggregate | str | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -411,9 +414,16 @@ class WorkflowBuilder:
                 workspace (a directory covers what is below it) or
                 ``"key:<name>"``; templates allowed (docs/workflows.md, Writes).
 
+            agents: an agent task asked of each of these agents (one item
+                each, ``item`` its name) instead of one ``agent``.
+            aggregate: a fan-out's items made into one answer: an
+                :class:`Aggregate`, or its method alone (``"vote"``...)
+                (docs/workflows.md, Aggregate).
+
+
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile``, ``budget``,
-                ``loop`` or ``bt`` is not of its type.
+                ``loop``, ``bt`` or ``aggregate`` is not of its type.
         """
         where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
@@ -453,6 +463,13 @@ class WorkflowBuilder:
             ("loop", _table(loop, Loop, "loop", where)),
             ("bt", _table(bt, Bt, "bt", where)),
             ("writes", None if writes is None else _strings(writes)),
+            ("agents", None if agents is None else [_agent_name(a) for a in agents]),
+            (
+                "aggregate",
+                aggregate
+                if isinstance(aggregate, str)
+                else _table(aggregate, Aggregate, "aggregate", where),
+            ),
         ):
             if value is not None:
                 entry[key] = value
@@ -536,6 +553,11 @@ class WorkflowBuilder:
             for name, spec in plan.agents.items()
         }
         return replace(plan, agents=agents)
+
+
+def _agent_name(agent: AgentRef | FunctionAgent | str) -> str:
+    """An agent as a task's ``agents:`` list names it."""
+    return agent if isinstance(agent, str) else agent.name
 
 
 def _cases(

@@ -2,9 +2,9 @@
 
 Each value here is one mapping of a workflow file written as a frozen
 dataclass: :class:`Input` (a declared input), :class:`Backoff`,
-:class:`Approval`, :class:`Budget`, :class:`Profile`, :class:`Loop` and
-:class:`Bt`. They check nothing themselves: :meth:`to_dict` gives the mapping
-the file would hold (only what was set), and
+:class:`Approval`, :class:`Budget`, :class:`Profile`, :class:`Loop`,
+:class:`Bt` and :class:`Aggregate`. They check nothing themselves:
+:meth:`to_dict` gives the mapping the file would hold (only what was set), and
 :class:`~nexus.planning.builder.WorkflowBuilder` compiles it with the workflow
 file's own checks, so a bad value is the same
 :class:`~nexus.domain.errors.WorkflowError`, naming the task and the field,
@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "NO_DEFAULT",
+    "Aggregate",
     "Approval",
     "Backoff",
     "Bt",
@@ -280,3 +281,30 @@ class Bt(_Table):
     root: Mapping[str, Any]
     max_steps: int
     output: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Aggregate(_Table):
+    """One answer from a fan-out's items: ``aggregate: {method, key, quorum}``.
+
+    The items of a ``foreach`` (or of ``agents=[...]``, the same prompt to each
+    agent) answer the same question; the task's output is the answer they
+    agree on (docs/workflows.md, Aggregate).
+
+    Attributes:
+        method: ``"vote"`` (the most common answer; ties: the first given),
+            ``"majority"`` (more than half of the answers, else the task fails),
+            ``"consensus"`` (every answer alike, else it fails) or
+            ``"first_success"`` (the first item to succeed; the others are cancelled).
+        key: compare one field of each answer (a dotted path such as
+            ``"verdict"``), not the whole answer.
+        quorum: the fewest answers to decide on (default 1); fewer fail the task.
+
+    Example:
+        >>> Aggregate(method="majority", key="verdict").to_dict()
+        {'method': 'majority', 'key': 'verdict'}
+    """
+
+    method: Literal["vote", "majority", "consensus", "first_success"]
+    key: str | None = None
+    quorum: int | None = None

@@ -151,6 +151,25 @@ def _print_attempt(attempt: dict[str, Any], final: Any) -> None:
         _print_error(attempt["error"], None, indent=4)
 
 
+def _print_aggregate(record: Mapping[str, Any]) -> None:
+    """A fan-out's ``aggregate``: the method, each answer's count and items, the winner."""
+    method = record.get("method")
+    head = f"{method} over {record.get('items')} items"
+    if method != "first_success":
+        head += f", {record.get('answers')} answered"
+    if record.get("key"):
+        head += f" (key {record['key']})"
+    if record.get("winner") is not None:
+        head += f"; item {record['winner']} gives the output"
+    _say("aggregate", head, width=10)
+    for tally in record.get("tallies") or []:
+        items = ", ".join(str(i) for i in tally.get("items") or [])
+        _say("", f"{tally.get('count')} x {tally.get('answer')}  (items {items})", width=10)
+    for label in ("failed", "unanswered"):
+        if record.get(label):
+            _say("", f"{label}: items {', '.join(str(i) for i in record[label])}", width=10)
+
+
 def _print_pending(doc: dict[str, Any], run_id: str) -> None:
     pending = doc["pending"]
     action = pending["action"]
@@ -241,6 +260,8 @@ def print_task(doc: dict[str, Any], run_id: str) -> None:
         _print_pending(doc, run_id)
     if doc["error"]:
         _print_error(doc["error"], hint_for(doc["error"], run_id, doc["retries"]))
+    if doc.get("aggregate"):
+        _print_aggregate(doc["aggregate"])
     if doc.get("tree") is not None:
         _print_path(doc["tree"])
     for attempt in doc["history"]:

@@ -269,7 +269,21 @@ def view_task(
             "deadline": None if requested is None else requested.deadline,
             "on_timeout": None if requested is None else requested.on_timeout,
         }
+    if spec.aggregate is not None:
+        doc["aggregate"] = _aggregated(task_id, events)
     if conversation:
         doc["conversation"] = _conversation(task_id, events)
     doc["events"] = [e.to_dict() for e in events if task_of(e) == task_id]
     return doc
+
+
+def _aggregated(task: str, events: Sequence[Event]) -> dict[str, Any] | None:
+    """How a fan-out's items added up (the ``aggregate`` its end recorded); None before."""
+    for event in reversed(events):
+        if event.type in (EventType.TASK_SUCCEEDED, EventType.TASK_FAILED) and (
+            task_of(event) == task
+        ):
+            ended = payload_of(event)
+            assert isinstance(ended, TaskSucceeded | TaskFailed)
+            return ended.aggregate
+    return None

@@ -73,6 +73,8 @@ BT_EXCLUSIVE = (
     "extend",
     "switch",
     "cases",
+    "agents",
+    "aggregate",
 )
 #: The longest a ``timeout`` node may wait (a day), as a task's ``timeout`` may.
 MAX_BT_SECONDS = 86_400.0

@@ -28,6 +28,14 @@ iteration alike), ``max_iterations`` is required and at most
 a loop task's templates may read ``loop.output`` and ``loop.iteration``
 (:func:`reads_loop`). ``until`` reads what the task's body may read, so it
 is checked with the body's templates.
+
+An ``aggregate`` task is a fan-out (``foreach``, or ``agents``: the same
+prompt to each of the agents listed) whose items answer the same question;
+:func:`check_aggregate` refuses it on a task that does not fan out, a
+``key`` or ``quorum`` on ``first_success`` (which takes the first item to
+succeed whatever it says), a ``key`` that is not a dotted path, a ``key`` on
+an agent task whose answers are plain text (no ``output_schema``), and a
+``quorum`` above the number of items when that number is known.
 """
 
 from __future__ import annotations
@@ -37,12 +45,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from nexus.domain.plan import DEFAULT_CASE, ExtendPolicy, LoopPolicy, case_name
+from nexus.domain.plan import DEFAULT_CASE, AggregatePolicy, ExtendPolicy, LoopPolicy, case_name
 from nexus.planning.workflow._errors import Reporter, kind, suggest
 from nexus.planning.workflow._schema import _Task
 from nexus.templating import is_template
 
-__all__ = ["BODY_KEYS", "check_loop", "check_switch", "reads_loop"]
+__all__ = ["BODY_KEYS", "check_aggregate", "check_loop", "check_switch", "reads_loop"]
 
 #: What gives a task a body (something to run): a routing task has none of it.
 BODY_KEYS = (
@@ -64,6 +72,8 @@ BODY_KEYS = (
     "loop",
     "bt",
     "writes",
+    "agents",
+    "aggregate",
 )
 
 #: ``loop.output`` or ``loop.iteration`` in a template (Jinja's own ``loop``, in a
@@ -321,3 +331,69 @@ def reads_loop(source: str) -> bool:
     """Whether a template reads ``loop.output`` or ``loop.iteration``, which only the
     templates of a ``loop`` task have."""
     return "loop" in source and _LOOP_READ.search(source) is not None
+
+
+#: A ``key`` of ``aggregate``: a dotted path of names or list indexes.
+_KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
+def check_aggregate(tid: str, spec: _Task, report: Reporter) -> AggregatePolicy | None:
+    """The task's ``aggregate`` as the plan holds it (None: it has none, or a problem)."""
+    aggregate = spec.aggregate
+    if aggregate is None:
+        return None
+    found = len(report.problems)
+    method = aggregate.method
+    if spec.foreach is None and spec.agents is None:
+        report.add(
+            "`aggregate` combines the items of a fan-out: give the task a `foreach`, or "
+            "`agents: [a, b, ...]` to ask each of those agents the same prompt",
+            task=tid,
+            field="aggregate",
+        )
+    if method == "first_success":
+        for name in ("key", "quorum"):
+            if getattr(aggregate, name) is not None:
+                report.add(
+                    f"first_success takes the first item to succeed, whatever it answers; "
+                    f"remove `{name}`",
+                    task=tid,
+                    field=f"aggregate.{name}",
+                )
+    key = aggregate.key
+    if key is not None:
+        if _KEY.fullmatch(key) is None:
+            report.add(
+                f"key {key!r} must be a dotted path of names or list indexes, "
+                "such as 'verdict' or 'scores.0'",
+                task=tid,
+                field="aggregate.key",
+            )
+        if spec.tool is None and spec.output_schema is None:
+            report.add(
+                "`key` picks a field of a structured answer; an agent task answers in "
+                "plain text unless it has an `output_schema` (give it one, or drop `key` "
+                "to compare the whole text)",
+                task=tid,
+                field="aggregate.key",
+            )
+    quorum = aggregate.quorum
+    items = _known_items(spec)
+    if quorum is not None and items is not None and quorum > items:
+        report.add(
+            f"quorum {quorum} is more than the {items} items the task fans out to",
+            task=tid,
+            field="aggregate.quorum",
+        )
+    if len(report.problems) > found:
+        return None
+    return AggregatePolicy(method=method, key=key, quorum=1 if quorum is None else quorum)
+
+
+def _known_items(spec: _Task) -> int | None:
+    """How many items the task fans out to, when the file says (None: a template)."""
+    if spec.agents is not None:
+        return len(spec.agents)
+    if isinstance(spec.foreach, list):
+        return len(spec.foreach)
+    return None

@@ -29,7 +29,13 @@ from pydantic_core import ErrorDetails
 
 from nexus.domain.bt import MAX_BT_STEPS
 from nexus.domain.errors import WorkflowError
-from nexus.domain.plan import MAX_ADDED_TASKS, MAX_EXTENSION_DEPTH, MAX_ITERATIONS, MAX_REPLANS
+from nexus.domain.plan import (
+    MAX_ADDED_TASKS,
+    MAX_EXTENSION_DEPTH,
+    MAX_FAN_OUT_AGENTS,
+    MAX_ITERATIONS,
+    MAX_REPLANS,
+)
 from nexus.planning.workflow._errors import Reporter, Stop, kind
 
 # The models (_Workflow, _Task, ...) are read by the package's other modules too.
@@ -126,6 +132,12 @@ class _Bt(_Model):
     output: str | None = None
 
 
+class _Aggregate(_Model):
+    method: Literal["vote", "majority", "consensus", "first_success"]
+    key: _NonEmpty | None = None
+    quorum: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -152,6 +164,10 @@ class _Task(_Model):
     bt: _Bt | None = None
     extend: _Extend | None = None
     writes: list[str] | None = None
+    agents: (
+        Annotated[list[_NonEmpty], Field(min_length=1, max_length=MAX_FAN_OUT_AGENTS)] | None
+    ) = None
+    aggregate: _Aggregate | None = None
 
     @field_validator("extend", mode="before")
     @classmethod
@@ -161,6 +177,12 @@ class _Task(_Model):
         if value is False:
             return None
         return value
+
+    @field_validator("aggregate", mode="before")
+    @classmethod
+    def _method_alone(cls, value: Any) -> Any:
+        """``aggregate: vote`` is ``aggregate: {method: vote}``."""
+        return {"method": value} if isinstance(value, str) else value
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -306,6 +328,8 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             return _Loop
         if len(parent) == 3 and parent[2] == "bt":
             return _Bt
+        if len(parent) == 3 and parent[2] == "aggregate":
+            return _Aggregate
     if parent[0] == "agents" and len(parent) == 2:
         return _Agent
     if parent == ("defaults",):

@@ -22,7 +22,13 @@ from nexus.domain.plan import ApprovalPolicy, RetryPolicy, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._bt import compile_bt
-from nexus.planning.workflow._control import check_extend, check_loop, check_switch, reads_loop
+from nexus.planning.workflow._control import (
+    check_aggregate,
+    check_extend,
+    check_loop,
+    check_switch,
+    reads_loop,
+)
 from nexus.planning.workflow._errors import kind, known
 from nexus.planning.workflow._grants import (
     ToolNames,
@@ -116,6 +122,7 @@ class TaskCompiler:
         cases = check_switch(tid, spec, self.tasks, report) if switch else None
         loop = check_loop(tid, spec, report)
         extend = check_extend(tid, spec, report)
+        aggregate = check_aggregate(tid, spec, report)
         args: dict[str, Any] = {}
         foreach: Any = None
         with report.step() as values_ok:
@@ -176,6 +183,8 @@ class TaskCompiler:
             extend=extend,
             bt=bt,
             writes=writes,
+            agents=None if spec.agents is None else tuple(spec.agents),
+            aggregate=aggregate,
         )
 
     def check_tool(
@@ -207,7 +216,9 @@ class TaskCompiler:
 
     def candidates(self, spec: _Task) -> list[AgentFacts]:
         """The agents an agent task may run on."""
-        if spec.agent is not None:
+        if spec.agents is not None:
+            names = list(dict.fromkeys(spec.agents))
+        elif spec.agent is not None:
             names = [spec.agent] if spec.agent in self.facts else []
         else:
             names = [n for n, a in self.agents.items() if spec.capability in a.capabilities]
@@ -230,7 +241,7 @@ class TaskCompiler:
         for facts in candidates:
             field = f"agents.{facts.name}.instructions"
             for name in sorted(ITEM_NAMES & facts.instructions.keys()):
-                if spec.foreach is None:
+                if spec.foreach is None and spec.agents is None:
                     self.report.add(
                         f"reads {name}, which only a foreach task has (in the instructions "
                         f"of agent {facts.name!r}, which this task may run on)",
@@ -259,6 +270,7 @@ class TaskCompiler:
                 ("prompt", spec.prompt),
                 ("agent", spec.agent),
                 ("capability", spec.capability),
+                ("agents", spec.agents),
             )
             if value is not None
         ]
@@ -283,6 +295,9 @@ class TaskCompiler:
             error(
                 "`with` is for tool tasks; an agent task takes a `prompt`", task=tid, field="with"
             )
+        if spec.agents is not None:
+            self.check_fan_out(tid, spec)
+            return
         if spec.agent is not None and spec.capability is not None:
             error("set either `agent` or `capability`, not both", task=tid, field="capability")
         if spec.agent is None and spec.capability is None:
@@ -306,6 +321,38 @@ class TaskCompiler:
                 task=tid,
                 field="capability",
             )
+
+    def check_fan_out(self, tid: str, spec: _Task) -> None:
+        """An ``agents:`` fan-out: a prompt, each agent known and listed once, and no
+        other way of picking agents or items."""
+        agents = spec.agents
+        assert agents is not None
+        error = self.report.add
+        if spec.prompt is None:
+            error("an agent task needs a `prompt`", task=tid, field="prompt")
+        for other in ("agent", "capability"):
+            if getattr(spec, other) is not None:
+                error(f"`agents` asks each agent it lists; remove `{other}`", task=tid, field=other)
+        for other in ("foreach", "extend"):
+            if getattr(spec, other) is not None:
+                error(
+                    "`agents` makes one item per agent (`item` is the agent's name); a task "
+                    f"cannot also have `{other}`",
+                    task=tid,
+                    field=other,
+                )
+        seen: set[str] = set()
+        for index, name in enumerate(agents):
+            field = f"agents[{index}]"
+            if name in seen:
+                error(f"agent {name!r} is listed twice", task=tid, field=field)
+            seen.add(name)
+            if name not in self.agents:
+                error(
+                    f"unknown agent {name!r} ({known('defined agents', self.agents)})",
+                    task=tid,
+                    field=field,
+                )
 
     def check_values(self, tid: str, spec: _Task) -> tuple[dict[str, Any], Any]:
         """Check a task's JSON values and templates; return its ``with`` and ``foreach``."""
@@ -348,7 +395,7 @@ class TaskCompiler:
                 )
         if refs:
             check_refs(tid, tuple(spec.needs), refs, self.tasks, self.reads, self.report)
-        items = spec.foreach is not None
+        items = spec.foreach is not None or spec.agents is not None
         for field, reads in templates:
             self.names.check(
                 reads,
