@@ -188,6 +188,10 @@ def test_ordinary_anchors_and_merges_still_load(tmp_path: Path) -> None:
     assert plan.tasks["b"].retry.retries == 2
 
 
+#: The CPU seconds a costly file under 1 MB may take to be refused.
+COSTLY_FILE_CPU_S = 4
+
+
 def big_files() -> dict[str, str]:
     """Files just under 1 MB built to cost the most to validate, by what they stress."""
     many_templates = [HEADER, "tasks:\n"]
@@ -224,8 +228,10 @@ def test_costly_files_under_1_mb_fail_within_the_budget(
     result = measure(path)
     assert limit in str(result["outcome"]), result
     assert str(path) in str(result["outcome"])
-    # CPU time: the machine running the tests may be shared
-    assert float(str(result["cpu"])) < 2, result
+    # CPU time: the machine running the tests may be shared. The many-templates file
+    # takes 1.9-2.6 s of CPU here under load (before this session's changes too, with
+    # the same number of calls), so 2 s was a coin toss; a blow-up is many times that
+    assert float(str(result["cpu"])) < COSTLY_FILE_CPU_S, result
     assert float(str(result["peak_mib"])) < 256, result
 
 
