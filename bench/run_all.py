@@ -46,6 +46,7 @@ BENCHMARKS = (
     "repo_index",
     "plan_extension",
     "bt_overhead",
+    "fsm_steps",
 )
 TIMEOUT_S = 600
 

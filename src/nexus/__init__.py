@@ -56,6 +56,9 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Budget as Budget
     from nexus.planning.options import Extend as Extend
     from nexus.planning.options import Extensions as Extensions
+    from nexus.planning.options import Fsm as Fsm
+    from nexus.planning.options import FsmState as FsmState
+    from nexus.planning.options import FsmTransition as FsmTransition
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
@@ -77,6 +80,9 @@ _EXPORTS: dict[str, str] = {
     "Backoff": "nexus.planning.options",
     "Bt": "nexus.planning.options",
     "Budget": "nexus.planning.options",
+    "Fsm": "nexus.planning.options",
+    "FsmState": "nexus.planning.options",
+    "FsmTransition": "nexus.planning.options",
     "BudgetExceeded": "nexus.domain.errors",
     "ConflictError": "nexus.domain.errors",
     "Engine": "nexus.engine.facade",
@@ -139,6 +145,9 @@ __all__ = [
     "ErrorKind",
     "Extend",
     "Extensions",
+    "Fsm",
+    "FsmState",
+    "FsmTransition",
     "FunctionAgent",
     "FunctionTool",
     "InfrastructureError",

@@ -25,6 +25,9 @@ from nexus import (
     Budget,
     Extend,
     Extensions,
+    Fsm,
+    FsmState,
+    FsmTransition,
     Input,
     Loop,
     Profile,
@@ -628,6 +631,110 @@ def _aggregate(_: Path) -> Workflow:
     return wf
 
 
+def _fsm(_: Path) -> Workflow:
+    wf = Workflow("fsm", inputs={"target": 3})
+    wf.agent(
+        "writer",
+        role="writer",
+        model="scripted:writer",
+        capabilities=["write"],
+        scripted=[
+            '{"draft": "Nexus runs tasks."}',
+            '{"draft": "Nexus runs tasks, resumes them after a crash and replays them."}',
+        ],
+    )
+    wf.agent(
+        "critic",
+        role="critic",
+        model="scripted:critic",
+        capabilities=["review"],
+        scripted=[
+            '{"verdict": "revise", "note": "say what happens after a crash"}',
+            '{"verdict": "accept", "note": "good"}',
+        ],
+    )
+    count = wf.task(
+        "count",
+        fsm=Fsm(
+            initial="tick",
+            max_steps=10,
+            states={
+                "tick": FsmState(
+                    tool="shell",
+                    args={"cmd": "echo {{ fsm.step }}"},
+                    transitions=[
+                        FsmTransition(
+                            to="done",
+                            when="{{ fsm.output.stdout | trim | int >= inputs.target }}",
+                        ),
+                        FsmTransition(to="tick"),
+                    ],
+                ),
+                "done": FsmState(
+                    terminal=True, output="{{ fsm.outputs.tick.stdout | trim | int }}"
+                ),
+            },
+        ),
+    )
+    review = wf.task(
+        "review",
+        fsm=Fsm(
+            initial="draft",
+            max_steps=6,
+            states={
+                "draft": FsmState(
+                    capability="write",
+                    prompt=(
+                        "{% if fsm.output %}Revise this draft ({{ fsm.output.data.note }}): "
+                        "{{ fsm.outputs.draft.data.draft }}{% else %}Write one sentence about "
+                        "Nexus.{% endif %}"
+                    ),
+                    output_schema={
+                        "type": "object",
+                        "properties": {"draft": {"type": "string"}},
+                        "required": ["draft"],
+                    },
+                    transitions=[FsmTransition(to="critique")],
+                ),
+                "critique": FsmState(
+                    capability="review",
+                    prompt="Review this draft: {{ fsm.output.data.draft }}",
+                    output_schema={
+                        "type": "object",
+                        "properties": {
+                            "verdict": {"enum": ["accept", "revise", "reject"]},
+                            "note": {"type": "string"},
+                        },
+                        "required": ["verdict", "note"],
+                    },
+                    transitions=[
+                        FsmTransition(
+                            to="accepted", when="{{ fsm.output.data.verdict == 'accept' }}"
+                        ),
+                        FsmTransition(
+                            to="rejected", when="{{ fsm.output.data.verdict == 'reject' }}"
+                        ),
+                        FsmTransition(to="draft"),
+                    ],
+                ),
+                "accepted": FsmState(terminal=True, output="{{ fsm.outputs.draft.data.draft }}"),
+                "rejected": FsmState(
+                    terminal=True,
+                    fail=True,
+                    reason="the critic rejected it: {{ fsm.output.data.note }}",
+                ),
+            },
+        ),
+    )
+    wf.task(
+        "publish",
+        needs=[count, review],
+        tool="noop",
+        args={"text": "{{ tasks.review.output }}", "count": "{{ tasks.count.output }}"},
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -641,6 +748,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "bt example": (ROOT / "examples" / "bt" / "workflow.yaml", _bt),
     "writes example": (ROOT / "examples" / "writes" / "workflow.yaml", _writes),
     "aggregate example": (ROOT / "examples" / "aggregate" / "workflow.yaml", _aggregate),
+    "fsm example": (ROOT / "examples" / "fsm" / "workflow.yaml", _fsm),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

@@ -9,9 +9,10 @@ cancel, ``kill -9`` of a run four times in one task then
 ``resume --retry-interrupted``, an agent answered from a cassette
 (``cassette.yaml``, kept next to its bundle) by a ``replay:`` model, and
 control flow (a switch, a loop, a false ``when``), writes (declared writes
-serialised, an undeclared concurrent write detected), and fan-outs that
+serialised, an undeclared concurrent write detected), fan-outs that
 aggregate their items (a majority over agents, a consensus that fails, a
-first_success that cancels the others). They are never
+first_success that cancels the others), and state machines (one ending in a
+terminal state with an output, one in a ``fail`` state). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -73,6 +74,7 @@ def test_every_scenario_is_recorded() -> None:
         "control",
         "escalated",
         "failing",
+        "fsm",
         "interrupted",
         "rejected",
         "tools",

@@ -56,7 +56,7 @@ from nexus.domain.budget import (
     money_text,
 )
 from nexus.domain.errors import UserError
-from nexus.domain.plan import AgentSpec, Plan, TaskSpec
+from nexus.domain.plan import AgentSpec, Plan, TaskSpec, fsm_body
 from nexus.gateway.base import Usage
 from nexus.gateway.pricing import PricingTable, cost_of, default_pricing
 from nexus.templating import is_template
@@ -349,11 +349,74 @@ def _fan_out(
     return whole, shares
 
 
+def _body_estimate(
+    task: TaskSpec,
+    plan: Plan,
+    instances: int,
+    completion: int,
+    pricing: PricingTable,
+    notes: list[str],
+) -> TaskEstimate:
+    """A tool or agent body run ``instances`` times."""
+    if task.is_tool:
+        return TaskEstimate(
+            task=task.id,
+            agent=None,
+            model=None,
+            instances=instances,
+            calls=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            usd=Decimal(0),
+            tool_calls=instances,
+            exact=True,
+            notes=tuple(notes),
+        )
+    agent = _resolve(task, plan.agents)
+    return _agent_task(task, agent, instances, completion, pricing, notes)
+
+
+def _machine(
+    task: TaskSpec,
+    plan: Plan,
+    instances: int,
+    completion: int,
+    pricing: PricingTable,
+    notes: list[str],
+) -> TaskEstimate:
+    """An ``fsm`` task: the most it can spend, ``max_steps`` runs of its costliest state."""
+    fsm = task.fsm
+    assert fsm is not None
+    best: tuple[tuple[Decimal, int, int], str, TaskEstimate] | None = None
+    for name, state in fsm.states.items():
+        if state.terminal:
+            continue
+        guess = _body_estimate(
+            fsm_body(task, name), plan, instances * fsm.max_steps, completion, pricing, []
+        )
+        key = (
+            guess.usd or Decimal(0),
+            guess.prompt_tokens + guess.completion_tokens,
+            guess.tool_calls,
+        )
+        if best is None or key > best[0]:
+            best = (key, name, guess)
+    assert best is not None  # a compiled fsm has a state with a body
+    _, name, costliest = best
+    notes.append(
+        f"an fsm: counted at max_steps ({fsm.max_steps}) runs of its costliest state ({name!r})"
+    )
+    return replace(costliest, notes=tuple([*notes, *costliest.notes]))
+
+
 def _guessed(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> bool:
     """True when a template makes the task's instance count or prompt length unknown."""
     texts = [task.foreach if isinstance(task.foreach, str) else "", task.prompt or ""]
     if task.bt is not None:
         return any(n.prompt is not None and is_template(n.prompt) for n in task.bt.root.walk())
+    if task.fsm is not None:
+        texts.extend(s.prompt or s.output or s.reason or "" for s in task.fsm.states.values())
+        return any(is_template(t) for t in texts)
     if task.agents is not None:
         texts.extend(agents[name].instructions for name in task.agents if name in agents)
     elif not task.is_tool and not task.is_switch:
@@ -408,6 +471,9 @@ def estimate_plan(
             continue
         if task.bt is not None:
             per_task[tid] = _bt_task(task, plan, instances, completion, table, notes)
+            continue
+        if task.fsm is not None:
+            per_task[tid] = _machine(task, plan, instances, completion, table, notes)
             continue
         if task.is_tool:
             per_task[tid] = TaskEstimate(

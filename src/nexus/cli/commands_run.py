@@ -334,6 +334,8 @@ def plan(
             spec = compiled.tasks[tid]
             if spec.switch is not None:
                 kind = "switch"
+            elif spec.fsm is not None:
+                kind = f"fsm ({len(spec.fsm.states)} states)"
             elif spec.tool:
                 kind = f"tool:{spec.tool}"
             elif spec.agents is not None:

@@ -28,6 +28,7 @@ from nexus.domain.payloads import (
     CancelRequested,
     ConflictDetected,
     EffectRecord,
+    FsmTransitioned,
     InterruptsReset,
     PauseRequested,
     Payload,
@@ -115,6 +116,8 @@ def _attempt_started(p: AttemptStarted) -> str:
         head += f" (iteration {p.iteration})"
     if p.node is not None:
         head += f" (node {p.node})"
+    if p.state is not None:
+        head += f" (state {p.state}, step {p.step})"
     held = f", writes {', '.join(p.writes)}" if p.writes else ""
     if p.tool:
         return f"{head} tool {p.tool}{held}"
@@ -160,6 +163,12 @@ def _task_failed(p: TaskFailed) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def _fsm_transitioned(p: FsmTransitioned) -> str:
+    # a transition taken on its ``when`` gave a true value (never null): null is the default
+    why = "default" if p.value is None else f"when gave {_json(p.value)}"
+    return f"{p.task} step {p.step}: {p.state} -> {p.to} ({why})"
 
 
 def _task_iterated(p: TaskIterated) -> str:
@@ -246,6 +255,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     PlanExtended: _plan_extended,
     PlanReplanning: _replanning,
     BtTicked: _bt_ticked,
+    FsmTransitioned: _fsm_transitioned,
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",
     RetryScheduled: _retry,

@@ -57,6 +57,7 @@ class EventType(StrEnum):
     PLAN_EXTENDED = "plan.extended"
     PLAN_REPLANNING = "plan.replanning"
     BT_TICKED = "bt.ticked"
+    FSM_TRANSITIONED = "fsm.transitioned"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
     RETRY_SCHEDULED = "task.retry_scheduled"

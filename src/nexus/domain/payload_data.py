@@ -155,6 +155,8 @@ class AttemptStartedData(TypedDict):
     iteration: NotRequired[int]
     node: NotRequired[str]
     writes: NotRequired[list[str]]
+    state: NotRequired[str]
+    step: NotRequired[int]
 
 
 class BtTickedData(TypedDict):
@@ -176,6 +178,17 @@ class ConflictDetectedData(TypedDict):
     other: str
     other_attempt: int
     effect: str
+
+
+class FsmTransitionedData(TypedDict):
+    task: str
+    attempt: int
+    step: int
+    state: str
+    to: str
+    transition: int
+    value: Any
+    output: NotRequired[Any]
 
 
 class TaskIteratedData(TypedDict):
@@ -286,6 +299,7 @@ __all__ = [
     "CancelRequestedData",
     "ConflictDetectedData",
     "EffectRecordData",
+    "FsmTransitionedData",
     "InterruptsResetData",
     "PauseRequestedData",
     "PlanExtendedData",

@@ -703,6 +703,10 @@ class AttemptStarted(Payload):
     #: the resources the attempt holds while it runs (the task's ``writes``, rendered
     #: and canonical): no attempt whose writes overlap them starts until it ends
     writes: list[str] | None = None
+    #: an ``fsm`` task: the state whose body this attempt runs (a retry keeps it)
+    state: str | None = None
+    #: an ``fsm`` task: the step this attempt runs (1, 2, ...; a retry keeps it)
+    step: int | None = None
 
 
 @_view
@@ -805,6 +809,32 @@ class PlanReplanning(Payload):
     failed: list[str]
     #: the error record the next attempt gets as feedback
     feedback: JSONDict
+
+
+@_view
+class FsmTransitioned(Payload):
+    """A step of an ``fsm`` task ended: its state's body succeeded and a transition
+    was taken. To a state with a body, the task is ready for that state's attempt;
+    to a terminal state, ``task.succeeded`` (or ``task.failed``, a ``fail`` state)
+    follows."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.FSM_TRANSITIONED,)
+
+    task: str
+    #: the attempt whose output the transitions judged
+    attempt: int
+    #: the step that ended (1, 2, ...)
+    step: int
+    #: the state whose body ran
+    state: str
+    #: the state the task goes to
+    to: str
+    #: which of the state's transitions was taken (0, 1, ... in the order declared)
+    transition: int
+    #: what its ``when`` gave (null for a transition without ``when``)
+    value: JSON
+    #: entering a terminal state with an ``output``: what it gave (the task's output)
+    output: JSON | Absent = ABSENT
 
 
 @_view
@@ -987,6 +1017,7 @@ MODELS: tuple[type[Payload], ...] = (
     PlanExtended,
     PlanReplanning,
     BtTicked,
+    FsmTransitioned,
     AttemptStarted,
     AttemptInterrupted,
     RetryScheduled,
@@ -1052,6 +1083,7 @@ __all__ = [
     "ConflictDetected",
     "EffectRecord",
     "ErrorRecord",
+    "FsmTransitioned",
     "InterruptsReset",
     "PauseRequested",
     "Payload",

@@ -14,7 +14,7 @@ writes :data:`SECRET_PLACEHOLDER` in their place (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from nexus.domain.bt import BtSpec
@@ -210,6 +210,128 @@ class AggregatePolicy:
         return cls(method=data["method"], key=data["key"], quorum=data["quorum"])
 
 
+#: The most steps (state bodies run) an ``fsm`` may take (``max_steps`` is required and
+#: at most this).
+MAX_FSM_STEPS: Final = 1000
+#: The most states an ``fsm`` may declare, and transitions one state may have.
+MAX_FSM_STATES: Final = 100
+MAX_FSM_TRANSITIONS: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class FsmTransition:
+    """A way out of an ``fsm`` state: to ``to`` when ``when`` (a template) gives a true
+    value; without ``when`` it is the state's default, taken when no earlier one held."""
+
+    to: str
+    when: str | None = None
+
+    def to_dict(self) -> JSONDict:
+        return {"to": self.to} if self.when is None else {"to": self.to, "when": self.when}
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> FsmTransition:
+        return cls(to=data["to"], when=data.get("when"))
+
+
+@dataclass(frozen=True, slots=True)
+class FsmState:
+    """One state of an ``fsm`` task.
+
+    A state that is not ``terminal`` has a body, run as one attempt of the task:
+    a tool (``tool`` with ``args``) or an agent (``prompt`` with ``agent`` or
+    ``capability``, optionally an ``output_schema``), then ``transitions``, judged
+    in order on its output. A terminal state runs nothing: entering it ends the
+    task, ``succeeded`` (its output the template ``output``, else the last body's
+    output), or ``failed`` when ``fail`` (with ``reason``, a template, as the why).
+    """
+
+    tool: str | None = None
+    args: JSONDict = field(default_factory=dict)
+    agent: str | None = None
+    capability: str | None = None
+    prompt: str | None = None
+    output_schema: JSONDict | None = None
+    transitions: tuple[FsmTransition, ...] = ()
+    terminal: bool = False
+    fail: bool = False
+    reason: str | None = None
+    output: str | None = None
+
+    def to_dict(self) -> JSONDict:
+        if self.terminal:
+            data: JSONDict = {"terminal": True}
+            if self.fail:
+                data["fail"] = True
+            if self.reason is not None:
+                data["reason"] = self.reason
+            if self.output is not None:
+                data["output"] = self.output
+            return data
+        data = {}
+        if self.tool is not None:
+            data["tool"] = self.tool
+            data["args"] = self.args
+        else:
+            data["agent"] = self.agent
+            data["capability"] = self.capability
+            data["prompt"] = self.prompt
+            if self.output_schema is not None:
+                data["output_schema"] = self.output_schema
+        data["transitions"] = [t.to_dict() for t in self.transitions]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> FsmState:
+        if data.get("terminal"):
+            return cls(
+                terminal=True,
+                fail=data.get("fail", False),
+                reason=data.get("reason"),
+                output=data.get("output"),
+            )
+        return cls(
+            tool=data.get("tool"),
+            args=data.get("args", {}),
+            agent=data.get("agent"),
+            capability=data.get("capability"),
+            prompt=data.get("prompt"),
+            output_schema=data.get("output_schema"),
+            transitions=tuple(FsmTransition.from_dict(t) for t in data["transitions"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FsmPolicy:
+    """A task whose body is a finite-state machine (``fsm:``).
+
+    The task runs the body of ``initial``, then of each state a transition
+    picks, one attempt per step (each step's retries counted apart), until it
+    enters a terminal state; at most ``max_steps`` bodies run (see
+    ``docs/workflows.md``, State machines). The states are kept in the order
+    the workflow declares them.
+    """
+
+    initial: str
+    max_steps: int
+    states: dict[str, FsmState]
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "initial": self.initial,
+            "max_steps": self.max_steps,
+            "states": {name: state.to_dict() for name, state in self.states.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> FsmPolicy:
+        return cls(
+            initial=data["initial"],
+            max_steps=data["max_steps"],
+            states={name: FsmState.from_dict(s) for name, s in data["states"].items()},
+        )
+
+
 #: The case a ``switch`` picks when its value names no other.
 DEFAULT_CASE: Final = "default"
 
@@ -373,6 +495,9 @@ class TaskSpec:
     agents: tuple[str, ...] | None = None
     #: a fan-out's items combined into one answer (``vote``, ``majority``...)
     aggregate: AggregatePolicy | None = None
+    #: a state machine as the task's body (then ``tool``/``agent``/``prompt`` are unset:
+    #: each state has its own body)
+    fsm: FsmPolicy | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -416,6 +541,7 @@ class TaskSpec:
             **({"writes": list(self.writes)} if self.writes else {}),
             **({"agents": list(self.agents)} if self.agents is not None else {}),
             **({"aggregate": self.aggregate.to_dict()} if self.aggregate is not None else {}),
+            **({"fsm": self.fsm.to_dict()} if self.fsm is not None else {}),
         }
 
     @classmethod
@@ -447,7 +573,24 @@ class TaskSpec:
             writes=tuple(t.get("writes", ())),
             agents=tuple(t["agents"]) if "agents" in t else None,
             aggregate=AggregatePolicy.from_dict(t["aggregate"]) if "aggregate" in t else None,
+            fsm=FsmPolicy.from_dict(t["fsm"]) if "fsm" in t else None,
         )
+
+
+def fsm_body(spec: TaskSpec, state: str) -> TaskSpec:
+    """An ``fsm`` task's spec with the body of its state ``state`` in place: what the
+    attempts of that state run (a terminal state's has none)."""
+    assert spec.fsm is not None
+    body = spec.fsm.states[state]
+    return replace(
+        spec,
+        tool=body.tool,
+        args=body.args,
+        agent=body.agent,
+        capability=body.capability,
+        prompt=body.prompt,
+        output_schema=body.output_schema,
+    )
 
 
 #: A run's ``max_failure_rate`` is judged once at least this many of its tasks have

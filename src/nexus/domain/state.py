@@ -19,6 +19,7 @@ Task states::
     running ──task.iterated──> pending   (a loop task's until was false: it runs again)
     running ──bt.ticked {attempt}──> pending   (a bt task's action ended: its next leaf)
     pending ──task.succeeded──> succeeded   (a bt task's tree succeeded between leaves)
+    running ──fsm.transitioned──> pending   (an fsm task goes to its next state's body)
 
 A run whose every remaining task waits on a paused one is ``paused`` (not
 ended): ``nexus resume`` after raising the budget continues it. A person may
@@ -57,6 +58,7 @@ from nexus.domain.payload_data import (
     BudgetRaisedData,
     ConflictDetectedData,
     EffectRecordData,
+    FsmTransitionedData,
     InterruptsResetData,
     PauseRequestedData,
     PlanExtendedData,
@@ -199,11 +201,14 @@ class TaskState:
     #: the budget-paused attempts the next attempt takes up, latest first (see
     #: ``AttemptStarted.continues``); kept when an attempt is interrupted
     continues: list[int] | None = None
-    #: a ``loop`` task: the iteration its next (or running) attempt runs, from 1
+    #: a ``loop`` task: the iteration its next (or running) attempt runs, from 1; an
+    #: ``fsm`` task: the step
     iteration: int = 1
-    #: a ``loop`` task: attempts made before this iteration (its retries count from here)
+    #: a ``loop`` (``fsm``) task: attempts made before this iteration (step); its
+    #: retries count from here
     iteration_base: int = 0
-    #: a ``loop`` task: the output of the iteration before this one (``loop.output``)
+    #: a ``loop`` task: the output of the iteration before this one (``loop.output``);
+    #: an ``fsm`` task: of the step before this one (``fsm.output`` in a body)
     loop_output: Any = None
     #: a task that extended the plan: the tasks it added (it ends when they have)
     added: list[str] = field(default_factory=list)
@@ -226,6 +231,12 @@ class TaskState:
     bt_steps: int = 0
     #: the seq of its latest ``attempt.started`` (when its running attempt began)
     attempt_seq: int = 0
+    #: an ``fsm`` task: the state it is in (None: not moved yet, its ``initial``)
+    fsm_state: str | None = None
+    #: an ``fsm`` task: the latest output of each state whose body ran
+    fsm_outputs: dict[str, Any] | None = None
+    #: an ``fsm`` task that entered a terminal state with an ``output``: ``(output,)``
+    fsm_result: tuple[Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -884,6 +895,14 @@ def _attempt_started(state: RunState, event: Event, data: AttemptStartedData) ->
     if agent is not None:
         state.agent_turns[agent] = state.agent_turns.get(agent, 0) + 1
         state._script_start(task, agent)
+    if task.spec.fsm is not None and (
+        data.get("state") != fsm_state_of(task) or data.get("step") != task.iteration
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: attempt {data['attempt']} of fsm task '{task.id}' runs "
+            f"state {data.get('state')!r} at step {data.get('step')!r}; the task is in state "
+            f"'{fsm_state_of(task)}' at step {task.iteration}"
+        )
     state._move(task, _RUNNING, event.at)
     task.attempt_seq = event.seq
     writes = data.get("writes")
@@ -1072,6 +1091,52 @@ def _bt_done(state: RunState, task: TaskState, event: Event, data: TaskSucceeded
     state._move(task, _SUCCEEDED, event.at, _BT_DONE)
 
 
+def fsm_state_of(task: TaskState) -> str:
+    """The state an ``fsm`` task is in (its ``initial`` until it moved)."""
+    fsm = task.spec.fsm
+    assert fsm is not None
+    return task.fsm_state if task.fsm_state is not None else fsm.initial
+
+
+def _transitioned(state: RunState, event: Event, data: FsmTransitionedData) -> None:
+    """A step of an ``fsm`` task ended with a transition taken: to a state with a body,
+    the task is ready for its attempt; to a terminal one, it stays running until the
+    ``task.succeeded`` (or ``task.failed``) that follows ends it."""
+    task = state.task(data["task"])
+    fsm = task.spec.fsm
+    target = None if fsm is None else fsm.states.get(data["to"])
+    if (
+        fsm is None
+        or target is None
+        or task.status is not _RUNNING
+        or data["attempt"] != task.attempts
+        or data["step"] != task.iteration
+        or data["state"] != fsm_state_of(task)
+        or fsm.states[data["state"]].terminal
+        or task.last_error is not None
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: task '{task.id}' took a transition from state "
+            f"'{data['state']}' to '{data['to']}' at step {data['step']} but it is not an fsm "
+            "task whose attempt of that state and step succeeded"
+        )
+    outputs = task.fsm_outputs
+    if outputs is None:
+        outputs = task.fsm_outputs = {}
+    outputs[data["state"]] = task.last_output
+    task.fsm_state = data["to"]
+    if target.terminal:
+        if "output" in data:
+            task.fsm_result = (data["output"],)
+        return
+    task.loop_output = task.last_output
+    task.iteration += 1
+    task.iteration_base = task.attempts
+    task.error = None  # a failure of the last step is not this one's
+    state._move(task, _PENDING, event.at, _ITERATING)
+    state.push_ready(task)
+
+
 def _retry_scheduled(state: RunState, event: Event, data: RetryScheduledData) -> None:
     task = state.task(data["task"])
     task.error = data["error"]
@@ -1107,6 +1172,8 @@ def _succeeded(state: RunState, event: Event, data: TaskSucceededData) -> None:
             _aggregated(state, task, data)
         else:
             task.output = [state.tasks[c].output for c in task.children]
+    elif task.spec.fsm is not None:
+        task.output = _fsm_output(state, task)
     else:
         task.output = task.last_output
     task.error = None
@@ -1129,6 +1196,20 @@ def _aggregated(state: RunState, task: TaskState, data: TaskSucceededData) -> No
             "aggregate or its winner is not an item that succeeded"
         )
     task.output = state.tasks[children[winner]].output
+
+
+def _fsm_output(state: RunState, task: TaskState) -> Any:
+    """An ``fsm`` task succeeds in a terminal state it entered, not a ``fail`` one: its
+    output is that state's ``output``, else its last body's output."""
+    fsm = task.spec.fsm
+    assert fsm is not None
+    current = fsm.states[fsm_state_of(task)]
+    if not current.terminal or current.fail:
+        raise IntegrityError(
+            f"run {state.run_id}: fsm task '{task.id}' succeeded in state "
+            f"'{fsm_state_of(task)}', which is not a terminal state that succeeds"
+        )
+    return task.last_output if task.fsm_result is None else task.fsm_result[0]
 
 
 def _routed(state: RunState, task: TaskState, event: Event, data: TaskSucceededData) -> None:
@@ -1193,6 +1274,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.PLAN_REPLANNING: _replanning,
     EventType.BT_TICKED: _bt_ticked,
     EventType.CONFLICT_DETECTED: _conflict_detected,
+    EventType.FSM_TRANSITIONED: _transitioned,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

@@ -36,6 +36,7 @@ from nexus.domain.payloads import (
     ConflictDetected,
     EffectRecord,
     ErrorRecord,
+    FsmTransitioned,
     PauseRequested,
     Payload,
     PlanExtended,
@@ -50,8 +51,8 @@ from nexus.domain.payloads import (
     TaskPaused,
     TaskSucceeded,
 )
-from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec
-from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus
+from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec, fsm_body
+from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus, fsm_state_of
 from nexus.domain.writes import WritesError, resource
 from nexus.engine.aggregate import decide
 from nexus.engine.bt import Ended, Entered, Expired, Leaf, Walk
@@ -108,6 +109,13 @@ def template_context(state: RunState, task: TaskState, upto: int | None = None) 
         ctx["loop"] = {"iteration": task.iteration, "output": task.loop_output}
     if task.spec.bt is not None:
         ctx["bt"] = {"outputs": task.bt_outputs or {}, "step": task.bt_steps}
+    if task.spec.fsm is not None:
+        ctx["fsm"] = {
+            "state": fsm_state_of(task),
+            "step": task.iteration,
+            "output": task.loop_output,
+            "outputs": dict(task.fsm_outputs or {}),
+        }
     return ctx
 
 
@@ -171,7 +179,8 @@ class Decider:
         self._routed = switch_targets(t.spec for t in state.tasks.values() if t.parent is None)
         #: each ``bt`` task's walk through its tree, rebuilt from its ticks when missing
         self._walks: dict[str, Walk] = {}
-        #: each action node's body as a task spec, by (task spec id, node id)
+        #: each ``bt`` action node's, or ``fsm`` state's, body as a task spec, by
+        #: (task spec id, node id or state)
         self._bodies: dict[tuple[str, str], TaskSpec] = {}
 
     def _emit(self, type_: EventType, at: str, payload: Payload) -> None:
@@ -258,6 +267,9 @@ class Decider:
             if task.spec.extend is not None:
                 self._extend(task, event.at)
                 return
+            if task.spec.fsm is not None:
+                self._transition(task, event.at)
+                return
             succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
             self._succeed(task, event.at, succeeded)
             return
@@ -265,8 +277,8 @@ class Decider:
         if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
             self._budget_stop(task, event.at, error)
             return
-        # a loop's retries are counted per iteration: its earlier iterations' attempts
-        # (iteration_base) are not failures
+        # a loop's retries are counted per iteration (an fsm's per step): its earlier
+        # iterations' attempts (iteration_base) are not failures
         failures = task.attempts - task.iteration_base - self._interrupts(task)
         if (
             error.is_retryable
@@ -1017,6 +1029,123 @@ class Decider:
         )
         self._fail(task, at, error.to_data())
 
+    # -- fsm: state machines -------------------------------------------------
+    def _body(self, task: TaskState) -> TaskSpec:
+        """An ``fsm`` task's spec with its current state's body in place (built once per
+        state): what the attempt of this step runs."""
+        fsm = task.spec.fsm
+        assert fsm is not None
+        name = fsm_state_of(task)
+        key = (task.spec.id, name)
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = fsm_body(task.spec, name)
+        return body
+
+    def _transition(self, task: TaskState, at: str) -> None:
+        """A step of an ``fsm`` task succeeded: take the first of its state's transitions
+        whose ``when`` holds (one without ``when`` always does).
+
+        To a state with a body, ``fsm.transitioned`` makes the task ready for it
+        (unless ``max_steps`` bodies have run: the task fails); to a terminal
+        state, the task ends there. No transition holding fails the task, naming
+        the state and what each condition gave.
+        """
+        fsm = task.spec.fsm
+        assert fsm is not None
+        name = fsm_state_of(task)
+        step = task.iteration
+        ctx = template_context(self.state, task)
+        outputs = {**ctx["fsm"]["outputs"], name: task.last_output}
+        ctx["fsm"] = {"state": name, "step": step, "output": task.last_output, "outputs": outputs}
+        judged: list[dict[str, Any]] = []
+        chosen: int | None = None
+        value: Any = None
+        for index, transition in enumerate(fsm.states[name].transitions):
+            if transition.when is None:
+                chosen, value = index, None
+                break
+            where = f"fsm.states.{name}.transitions[{index}].when"
+            try:
+                value = evaluate(transition.when, ctx, where=f"task '{task.id}', field '{where}'")
+                value = to_json(value, f"the {where} of task '{task.id}'")
+            except NexusError as exc:
+                self._render_failed(task, at, exc)
+                return
+            if truthy(value):
+                chosen = index
+                break
+            judged.append({"to": transition.to, "when": transition.when, "value": value})
+        if chosen is None:
+            gave = "; ".join(f"{j['when']} gave {describe(j['value'])}" for j in judged)
+            self._fsm_fail(
+                task,
+                at,
+                f"fsm: no transition out of state '{name}' holds at step {step}: {gave}",
+                {"state": name, "step": step, "transitions": judged},
+            )
+            return
+        to = fsm.states[name].transitions[chosen].to
+        target = fsm.states[to]
+        if not target.terminal and step >= fsm.max_steps:
+            self._fsm_fail(
+                task,
+                at,
+                f"fsm: max_steps ({fsm.max_steps}) reached: state '{name}' would go to "
+                f"'{to}', whose body would be step {step + 1}",
+                {"state": name, "to": to, "step": step, "max_steps": fsm.max_steps},
+            )
+            return
+        reason = ""
+        if target.terminal and (target.output is not None or target.reason is not None):
+            # what the terminal state gives, rendered with fsm.state the terminal state
+            ctx["fsm"] = {**ctx["fsm"], "state": to}
+            field = "reason" if target.fail else "output"
+            where = f"fsm.states.{to}.{field}"
+            try:
+                if target.fail and target.reason is not None:
+                    reason = render_text(
+                        target.reason, ctx, where=f"task '{task.id}', field '{where}'"
+                    )
+                elif target.output is not None and not target.fail:
+                    given = render_value(
+                        target.output, ctx, where=f"task '{task.id}', field '{where}'"
+                    )
+                    output = to_json(given, f"the {where} of task '{task.id}'")
+            except NexusError as exc:
+                self._render_failed(task, at, exc)
+                return
+        moved = FsmTransitioned(
+            task=task.id,
+            attempt=task.attempts,
+            step=step,
+            state=name,
+            to=to,
+            transition=chosen,
+            value=value,
+        )
+        if target.terminal and target.output is not None and not target.fail:
+            moved.output = output
+        self._emit(EventType.FSM_TRANSITIONED, at, moved)
+        if not target.terminal:
+            return
+        if target.fail:
+            self._fsm_fail(
+                task,
+                at,
+                f"fsm: reached state '{to}', which fails the task (from '{name}' at step "
+                f"{step})" + (f": {reason}" if reason else ""),
+                {"state": to, "from": name, "step": step},
+            )
+            return
+        self._emit(EventType.TASK_SUCCEEDED, at, TaskSucceeded(task=task.id, attempt=task.attempts))
+
+    def _fsm_fail(self, task: TaskState, at: str, message: str, details: dict[str, Any]) -> None:
+        error = ErrorRecord(
+            kind=str(ErrorKind.VALIDATION), message=message, retryable=False, details=details
+        )
+        self._fail(task, at, error.to_data())
+
     def _not_picked(self, task: TaskState, at: str) -> bool:
         """Skip ``task`` when a switch it needs picked a case that does not run it."""
         state = self.state
@@ -1091,6 +1220,8 @@ class Decider:
                 return True
             if state.holding and state.holder(writes) is not None:
                 return False  # a running attempt writes what this one would: it waits
+        if spec.fsm is not None:
+            spec = self._body(task)
         if state.has_budgets:
             blocked = self._budget_block(task, at)
             if blocked is not None:
@@ -1136,6 +1267,10 @@ class Decider:
                     iteration=None if spec.loop is None else task.iteration,
                     node=node,
                 )
+            if spec.fsm is not None:
+                started.state = fsm_state_of(task)
+                started.step = task.iteration
+            if spec.tool is None:
                 decision = route(
                     spec,
                     state.plan.agents,

@@ -27,12 +27,20 @@ __all__ = ["run_tools", "used_servers"]
 
 
 def used_servers(plan: Plan) -> list[str]:
-    """The MCP servers of ``plan`` whose tools a task's ``tool`` or an agent's ``tools`` names.
+    """The MCP servers of ``plan`` whose tools a task's ``tool`` (or an fsm state's), or an
+    agent's ``tools``, names.
 
     In the order ``plan.mcp_servers`` declares them. A server name holds no
     ``.``, so the part of a tool name before its first ``.`` names the server.
     """
     named = {task.tool for task in plan.tasks.values() if task.tool is not None}
+    named.update(
+        state.tool
+        for task in plan.tasks.values()
+        if task.fsm is not None
+        for state in task.fsm.states.values()
+        if state.tool is not None
+    )
     named.update(tool for agent in plan.agents.values() for tool in agent.tools)
     prefixes = {name.partition(".")[0] for name in named if "." in name}
     return [server for server in plan.mcp_servers if server in prefixes]

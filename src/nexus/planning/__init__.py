@@ -27,6 +27,9 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Budget as Budget
     from nexus.planning.options import Extend as Extend
     from nexus.planning.options import Extensions as Extensions
+    from nexus.planning.options import Fsm as Fsm
+    from nexus.planning.options import FsmState as FsmState
+    from nexus.planning.options import FsmTransition as FsmTransition
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
@@ -44,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "Budget": "nexus.planning.options",
     "Extend": "nexus.planning.options",
     "Extensions": "nexus.planning.options",
+    "Fsm": "nexus.planning.options",
+    "FsmState": "nexus.planning.options",
+    "FsmTransition": "nexus.planning.options",
     "Input": "nexus.planning.options",
     "Aggregate": "nexus.planning.options",
     "Loop": "nexus.planning.options",
@@ -72,6 +78,9 @@ __all__ = [
     "Budget",
     "Extend",
     "Extensions",
+    "Fsm",
+    "FsmState",
+    "FsmTransition",
     "Input",
     "Loop",
     "McpServerRef",

@@ -45,6 +45,7 @@ from nexus.planning.options import (
     Budget,
     Extend,
     Extensions,
+    Fsm,
     Input,
     Loop,
     Profile,
@@ -367,6 +368,7 @@ class WorkflowBuilder:
         writes: Iterable[str] | None = None,
         agents: Iterable[AgentRef | FunctionAgent | str] | None = None,
         aggregate: Aggregate | str | None = None,
+        fsm: Fsm | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -413,6 +415,9 @@ class WorkflowBuilder:
             writes: the resources the task writes: paths relative to the
                 workspace (a directory covers what is below it) or
                 ``"key:<name>"``; templates allowed (docs/workflows.md, Writes).
+            fsm: the task's body is a state machine, each state with its own
+                body: an :class:`Fsm` (docs/workflows.md, State machines); the
+                task then has no ``tool``, ``agent`` or ``prompt`` of its own.
 
             agents: an agent task asked of each of these agents (one item
                 each, ``item`` its name) instead of one ``agent``.
@@ -423,7 +428,7 @@ class WorkflowBuilder:
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile``, ``budget``,
-                ``loop``, ``bt`` or ``aggregate`` is not of its type.
+                ``loop``, ``bt``, ``aggregate`` or ``fsm`` is not of its type.
         """
         where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
@@ -470,11 +475,26 @@ class WorkflowBuilder:
                 if isinstance(aggregate, str)
                 else _table(aggregate, Aggregate, "aggregate", where),
             ),
+            ("fsm", self._fsm(fsm, where)),
         ):
             if value is not None:
                 entry[key] = value
         self._doc["tasks"][task_id] = entry
         return TaskRef(task_id)
+
+    def _fsm(self, fsm: Fsm | None, where: str) -> dict[str, Any] | None:
+        """``fsm`` as the file writes it; its states' function tools are registered and
+        their agents named."""
+        table = _table(fsm, Fsm, "fsm", where)
+        if fsm is None or table is None:
+            return table
+        for name, state in fsm.states.items():
+            entry = table["states"][name]
+            if state.tool is not None:
+                entry["tool"] = self._tool_name(state.tool)
+            if isinstance(state.agent, FunctionAgent | AgentRef):
+                entry["agent"] = state.agent.name
+        return table
 
     def _tool_name(self, tool: str | FunctionTool) -> str:
         """The name a task or agent writes for ``tool``; a function tool is registered."""

@@ -34,6 +34,9 @@ __all__ = [
     "Budget",
     "Extend",
     "Extensions",
+    "Fsm",
+    "FsmState",
+    "FsmTransition",
     "Input",
     "Loop",
     "Profile",
@@ -308,3 +311,94 @@ class Aggregate(_Table):
     method: Literal["vote", "majority", "consensus", "first_success"]
     key: str | None = None
     quorum: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FsmTransition(_Table):
+    """A way out of an fsm state: ``{to, when}``.
+
+    Attributes:
+        to: the state it goes to.
+        when: a template over the state's output (``"{{ fsm.output.ok }}"``);
+            None: the default, taken when no transition before it held (put it last).
+    """
+
+    to: str
+    when: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FsmState(_Table):
+    """One state of an :class:`Fsm`: a body and its transitions, or a terminal state.
+
+    Attributes:
+        tool: a state with a tool body: a registry name or a ``@nexus.tool`` function.
+        args: the tool's arguments (``with:``; templates may read ``fsm``).
+        agent: a state with an agent body: the agent (a name, a ``Workflow.agent``
+            reference or a function agent).
+        capability: or the capability that routes it.
+        prompt: what the agent is asked.
+        output_schema: the JSON schema its answer must match.
+        transitions: a state with a body: where it goes, judged in order.
+        terminal: entering it ends the task (no body, no transitions).
+        fail: a terminal state that fails the task.
+        reason: a failing terminal state's why (a template).
+        output: a succeeding terminal state's output (a template; default:
+            the last body's output).
+    """
+
+    tool: Any = None
+    args: Mapping[str, Any] | None = None
+    agent: Any = None
+    capability: str | None = None
+    prompt: str | None = None
+    output_schema: Mapping[str, Any] | None = None
+    transitions: Sequence[FsmTransition] | None = None
+    terminal: bool | None = None
+    fail: bool | None = None
+    reason: str | None = None
+    output: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as a workflow file writes it (``args`` as ``with``)."""
+        data = _table(self)
+        if "args" in data:
+            data["with"] = dict(data.pop("args"))
+        if "output_schema" in data:
+            data["output_schema"] = dict(data["output_schema"])
+        if self.transitions is not None:
+            data["transitions"] = [t.to_dict() for t in self.transitions]
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fsm(_Table):
+    """A task whose body is a finite-state machine: ``fsm: {initial, max_steps, states}``.
+
+    Each state with a body runs as one attempt; its transitions pick the next
+    state, until a terminal one ends the task (docs/workflows.md, State machines).
+
+    Attributes:
+        initial: the state it starts in (one with a body).
+        max_steps: the most bodies it runs (1 to 1,000).
+        states: each state by name (:class:`FsmState`).
+
+    Example:
+        >>> Fsm(initial="a", max_steps=3, states={
+        ...     "a": FsmState(tool="noop", transitions=[FsmTransition(to="end")]),
+        ...     "end": FsmState(terminal=True),
+        ... }).to_dict()["states"]["a"]
+        {'tool': 'noop', 'transitions': [{'to': 'end'}]}
+    """
+
+    initial: str
+    max_steps: int
+    states: Mapping[str, FsmState]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine as a workflow file writes it."""
+        return {
+            "initial": self.initial,
+            "max_steps": self.max_steps,
+            "states": {name: state.to_dict() for name, state in self.states.items()},
+        }

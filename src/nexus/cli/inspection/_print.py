@@ -126,6 +126,12 @@ def _print_attempt(attempt: dict[str, Any], final: Any) -> None:
         head += f"  {attempt['outcome']}"
         if "until" in attempt:
             head += f", until gave {_json(attempt['until'])}"
+    if attempt.get("state") is not None:  # an fsm task: the state and step, where it went
+        head = f"attempt {attempt.get('attempt')} (state {attempt['state']}, step "
+        head += f"{attempt.get('step')})  {attempt['outcome']}"
+        if "to" in attempt:
+            why = "default" if attempt["when"] is None else f"when gave {_json(attempt['when'])}"
+            head += f", -> {attempt['to']} ({why})"
     out.print(
         f"  [bold]{escape(head)}[/]  {_duration(attempt.get('duration_s'))}  "
         f"[dim]{attempt['started_at']}[/]"
@@ -256,6 +262,8 @@ def print_task(doc: dict[str, Any], run_id: str) -> None:
     )
     if doc["status"] in ("skipped", "cancelled", "paused") and doc.get("why"):
         _say("why", doc["why"])
+    if doc.get("fsm"):
+        _say("path", " -> ".join(doc["fsm"]["path"]))
     if doc.get("pending"):
         _print_pending(doc, run_id)
     if doc["error"]:

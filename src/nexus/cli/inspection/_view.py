@@ -17,6 +17,7 @@ from nexus.domain.payloads import (
     ConflictDetected,
     EffectRecord,
     ErrorRecord,
+    FsmTransitioned,
     RetryScheduled,
     TaskEndedUnrun,
     TaskFailed,
@@ -26,7 +27,8 @@ from nexus.domain.payloads import (
     payload_of,
     task_of,
 )
-from nexus.domain.state import RunState, TaskState, TaskStatus
+from nexus.domain.plan import fsm_body
+from nexus.domain.state import RunState, TaskState, TaskStatus, fsm_state_of
 
 __all__ = ["view_run", "view_task"]
 
@@ -147,6 +149,12 @@ def _attempts(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
             assert isinstance(judged, TaskIterated | TaskSucceeded)
             if judged.iteration is not None and judged.attempt in attempts:
                 attempts[judged.attempt]["until"] = judged.value
+        elif kind is EventType.FSM_TRANSITIONED:
+            # an fsm's step was judged: where it went, and what the when taken gave
+            moved = FsmTransitioned.from_event(event)
+            if moved.attempt in attempts:
+                attempts[moved.attempt]["to"] = moved.to
+                attempts[moved.attempt]["when"] = moved.value
         elif kind is EventType.ATTEMPT_INTERRUPTED:
             stopped = AttemptInterrupted.from_event(event)
             if stopped.attempt in attempts:
@@ -155,6 +163,21 @@ def _attempts(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
     for entry in attempts.values():
         entry["duration_s"] = _seconds(entry["started_at"], entry["ended_at"])
     return [attempts[n] for n in sorted(attempts)]
+
+
+def _fsm_path(task: str, events: Sequence[Event], initial: str) -> dict[str, Any]:
+    """An ``fsm`` task's way through its states: each one entered, in order (its
+    ``initial`` first), and each transition taken."""
+    path = [initial]
+    steps: list[dict[str, Any]] = []
+    for event in events:
+        if event.type is EventType.FSM_TRANSITIONED and task_of(event) == task:
+            moved = FsmTransitioned.from_event(event)
+            path.append(moved.to)
+            steps.append(
+                {"step": moved.step, "from": moved.state, "to": moved.to, "value": moved.value}
+            )
+    return {"path": path, "transitions": steps}
 
 
 def _path(task: str, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -203,9 +226,11 @@ def _pending(state: RunState, task: TaskState) -> dict[str, Any]:
     from nexus.engine.decider import template_context
     from nexus.templating import render_deep, render_text
 
-    spec = task.spec
+    spec = task.spec if task.spec.fsm is None else fsm_body(task.spec, fsm_state_of(task))
     action: dict[str, Any] = {}
     context = template_context(state, task)
+    if spec.fsm is not None:
+        action["state"] = fsm_state_of(task)
     try:
         if spec.switch is not None:  # it runs nothing: approving it picks a case
             action["switch"] = spec.switch
@@ -246,6 +271,8 @@ def view_task(
         if spec.switch is not None
         else "bt"
         if spec.bt is not None
+        else "fsm"
+        if spec.fsm is not None
         else "tool"
         if spec.tool
         else "agent"
@@ -255,6 +282,9 @@ def view_task(
     doc["history"] = _attempts(task_id, events)
     if spec.bt is not None:
         doc["tree"] = _path(task_id, events)
+    if spec.fsm is not None:
+        doc["fsm"] = _fsm_path(task_id, events, spec.fsm.initial)
+        doc["fsm"]["state"] = fsm_state_of(task)
     if task.status is TaskStatus.AWAITING_APPROVAL:
         requested = next(
             (

@@ -2,8 +2,9 @@
 
 A task's templates see ``inputs`` (the declared inputs), ``tasks`` (checked
 against the graph by :mod:`._graph`), ``run`` (``id`` and ``name``) and, in a
-``foreach`` task's ``with`` and ``prompt``, ``item`` and ``index``: see
-:func:`nexus.engine.decider.template_context`. Anything else is undefined
+``foreach`` task's ``with`` and ``prompt``, ``item`` and ``index``, and in
+the states of an ``fsm`` task, ``fsm`` (``state``, ``step``, ``output``,
+``outputs``): see :func:`nexus.engine.decider.template_context`. Anything else is undefined
 when the template renders, so it is a problem here, where it is cheap to fix.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Collection
 from nexus.planning.workflow._errors import Reporter, known, suggest
 from nexus.planning.workflow._values import Reads
 
-__all__ = ["ITEM_NAMES", "TemplateNames"]
+__all__ = ["FSM_KEYS", "ITEM_NAMES", "TemplateNames"]
 
 #: What only the items of a ``foreach`` task see.
 ITEM_NAMES = frozenset({"item", "index"})
@@ -22,6 +23,8 @@ _RUN_KEYS = ("id", "name")
 _CONTEXT = ("inputs", "tasks", "run", "item", "index")
 #: What a ``bt`` task's templates read of its tree (``bt.outputs.<node>``, ``bt.step``).
 _BT_KEYS = ("outputs", "step")
+#: What the templates of an ``fsm`` task's states read of the machine.
+FSM_KEYS = ("state", "step", "output", "outputs")
 
 
 def _key(name: str, key: str) -> str:
@@ -40,12 +43,15 @@ class TemplateNames:
         #: the ``bt`` tasks: only their templates have ``bt``
         self.bt_tasks: set[str] = set()
 
-    def check(self, reads: Reads, *, items: bool, task: str | None, field: str) -> None:
+    def check(
+        self, reads: Reads, *, items: bool, task: str | None, field: str, fsm: bool = False
+    ) -> None:
         """Report each name in ``reads`` the template will not find.
 
         Args:
             reads: what the template at ``field`` reads.
             items: whether ``item`` and ``index`` are there (a foreach task's fields).
+            fsm: whether ``fsm`` is there (the templates of an fsm task's states).
             task: the task holding the template (None: an agent's).
             field: the template's field.
         """
@@ -81,6 +87,19 @@ class TemplateNames:
                 self.report.add(
                     "reads bt, which only the templates of a bt task have", task=task, field=field
                 )
+            elif name == "fsm":
+                if not fsm:
+                    self.report.add(
+                        "reads fsm, which only the states of an fsm task have",
+                        task=task,
+                        field=field,
+                    )
+                for key in sorted(keys - set(FSM_KEYS)) if fsm else ():
+                    self.report.add(
+                        f"reads {_key(name, key)}; fsm has {', '.join(FSM_KEYS)}",
+                        task=task,
+                        field=field,
+                    )
             elif name in ITEM_NAMES:
                 if not items:
                     self.report.add(

@@ -33,6 +33,9 @@ from nexus.domain.plan import (
     MAX_ADDED_TASKS,
     MAX_EXTENSION_DEPTH,
     MAX_FAN_OUT_AGENTS,
+    MAX_FSM_STATES,
+    MAX_FSM_STEPS,
+    MAX_FSM_TRANSITIONS,
     MAX_ITERATIONS,
     MAX_REPLANS,
 )
@@ -138,6 +141,46 @@ class _Aggregate(_Model):
     quorum: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
 
 
+class _FsmTransition(_Model):
+    to: _NonEmpty
+    when: str | None = None
+
+
+class _FsmState(_Model):
+    tool: _NonEmpty | None = None
+    args: dict[str, Any] | None = Field(default=None, alias="with")
+    agent: _NonEmpty | None = None
+    capability: _NonEmpty | None = None
+    prompt: str | None = None
+    output_schema: dict[str, Any] | None = None
+    transitions: Annotated[list[_FsmTransition], Field(max_length=MAX_FSM_TRANSITIONS)] = Field(
+        default_factory=list
+    )
+    terminal: bool = False
+    fail: bool = False
+    reason: str | None = None
+    output: str | None = None
+
+    @field_validator("transitions", mode="before")
+    @classmethod
+    def _no_transitions(cls, value: Any) -> Any:
+        return cls._empty_is(value, [])
+
+
+class _Fsm(_Model):
+    initial: _NonEmpty
+    max_steps: Annotated[int, Field(ge=1, le=MAX_FSM_STEPS)]
+    states: Annotated[dict[str, _FsmState], Field(min_length=1, max_length=MAX_FSM_STATES)]
+
+    @field_validator("states", mode="before")
+    @classmethod
+    def _terminal_is_empty(cls, value: Any) -> Any:
+        """``done:`` (an empty state) reads as ``done: {}``."""
+        if isinstance(value, dict):
+            return {name: cls._empty_is(state, {}) for name, state in value.items()}
+        return value
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -168,6 +211,7 @@ class _Task(_Model):
         Annotated[list[_NonEmpty], Field(min_length=1, max_length=MAX_FAN_OUT_AGENTS)] | None
     ) = None
     aggregate: _Aggregate | None = None
+    fsm: _Fsm | None = None
 
     @field_validator("extend", mode="before")
     @classmethod
@@ -330,6 +374,9 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             return _Bt
         if len(parent) == 3 and parent[2] == "aggregate":
             return _Aggregate
+        if len(parent) >= 3 and parent[2] == "fsm":
+            fsm_models: dict[int, type[BaseModel]] = {3: _Fsm, 5: _FsmState, 7: _FsmTransition}
+            return fsm_models.get(len(parent))
     if parent[0] == "agents" and len(parent) == 2:
         return _Agent
     if parent == ("defaults",):

@@ -30,6 +30,7 @@ from nexus.planning.workflow._control import (
     reads_loop,
 )
 from nexus.planning.workflow._errors import kind, known
+from nexus.planning.workflow._fsm import compile_fsm
 from nexus.planning.workflow._grants import (
     ToolNames,
     budget_limits,
@@ -116,8 +117,10 @@ class TaskCompiler:
         tree = spec.bt is not None
         if tree:
             self.names.bt_tasks.add(tid)
+        machine = spec.fsm is not None
         with report.step() as kind_ok:
-            if not switch and not tree:  # a routing task has no kind: it runs nothing
+            # a routing task runs nothing; a bt's actions and an fsm's states run
+            if not switch and not tree and not machine:
                 self.check_kind(tid, spec)
         cases = check_switch(tid, spec, self.tasks, report) if switch else None
         loop = check_loop(tid, spec, report)
@@ -134,7 +137,8 @@ class TaskCompiler:
             with report.step() as step:
                 profile = exec_profile(spec.profile, report, task=tid, field="profile")
             profile_ok = step.ok
-        if kind_ok.ok and not switch and not tree:
+        fsm = compile_fsm(self, tid, spec, profile_ok) if machine else None
+        if kind_ok.ok and not switch and not tree and not machine:
             if spec.tool is not None:
                 self.check_tool(tid, spec, args if values_ok.ok else None, profile_ok)
             else:
@@ -185,6 +189,7 @@ class TaskCompiler:
             writes=writes,
             agents=None if spec.agents is None else tuple(spec.agents),
             aggregate=aggregate,
+            fsm=fsm,
         )
 
     def check_tool(
@@ -354,8 +359,15 @@ class TaskCompiler:
                     field=field,
                 )
 
-    def check_values(self, tid: str, spec: _Task) -> tuple[dict[str, Any], Any]:
-        """Check a task's JSON values and templates; return its ``with`` and ``foreach``."""
+    def check_values(
+        self, tid: str, spec: _Task, *, state: bool = False
+    ) -> tuple[dict[str, Any], Any]:
+        """Check a task's JSON values and templates; return its ``with`` and ``foreach``.
+
+        ``state``: ``spec`` is the body of an fsm task's state (the task with the
+        state's ``tool``/``with``/``prompt``...): its task-level fields (``foreach``,
+        ``when``) are the task's, checked with it, and its templates may read ``fsm``.
+        """
         values = self.values
         refs: list[tuple[str, str]] = []
         templates: list[tuple[str, TemplateReads]] = []
@@ -372,16 +384,16 @@ class TaskCompiler:
                 read(field, values.template(text, task=tid, field=field))
         if spec.prompt is not None:
             read("prompt", values.template(spec.prompt, tid, "prompt"))
-        foreach = self.foreach(tid, spec.foreach, read)
-        if spec.when is not None:
+        foreach = spec.foreach if state else self.foreach(tid, spec.foreach, read)
+        if spec.when is not None and not state:
             templates.extend(self.condition(tid, spec.when, "when"))
         if spec.switch is not None:
             templates.extend(self.condition(tid, spec.switch, "switch"))
         if spec.loop is not None:
             read("loop.until", values.template(spec.loop.until, tid, "loop.until"))
         else:
-            self.no_loop_reads(tid, spec, args)
-        for index, entry in enumerate(spec.writes or ()):
+            self.no_loop_reads(tid, spec, args, state=state)
+        for index, entry in enumerate(() if state else spec.writes or ()):
             # judged when an attempt starts: it reads what the body may read
             read(f"writes[{index}]", values.template(entry, tid, f"writes[{index}]"))
         if spec.tool is None and spec.switch is None and spec.cases is None and spec.bt is None:
@@ -402,10 +414,13 @@ class TaskCompiler:
                 items=items and not field.startswith(("foreach", "when", "switch")),
                 task=tid,
                 field=field,
+                fsm=state,
             )
         return args, foreach
 
-    def no_loop_reads(self, tid: str, spec: _Task, args: dict[str, Any]) -> None:
+    def no_loop_reads(
+        self, tid: str, spec: _Task, args: dict[str, Any], *, state: bool = False
+    ) -> None:
         """Report a template of a task without ``loop`` that reads ``loop.output`` or
         ``loop.iteration`` (it would fail to render: ``loop`` is undefined)."""
         texts = [*strings(args, "with")]
@@ -416,6 +431,8 @@ class TaskCompiler:
             ("switch", spec.switch),
             *((f"writes[{i}]", entry) for i, entry in enumerate(spec.writes or ())),
         ):
+            if state and field != "prompt":
+                continue  # the task's own fields, checked with the task
             if isinstance(text, str):
                 texts.append((field, text))
         for field, text in texts:
