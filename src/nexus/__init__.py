@@ -54,6 +54,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Bt as Bt
     from nexus.planning.options import Budget as Budget
+    from nexus.planning.options import Compensate as Compensate
     from nexus.planning.options import Extend as Extend
     from nexus.planning.options import Extensions as Extensions
     from nexus.planning.options import Fsm as Fsm
@@ -77,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "AgentRef": "nexus.planning.builder",
     "AgentSpec": "nexus.domain.plan",
     "Approval": "nexus.planning.options",
+    "Compensate": "nexus.planning.options",
     "Backoff": "nexus.planning.options",
     "Bt": "nexus.planning.options",
     "Budget": "nexus.planning.options",
@@ -140,6 +142,7 @@ __all__ = [
     "Bt",
     "Budget",
     "BudgetExceeded",
+    "Compensate",
     "ConflictError",
     "Engine",
     "ErrorKind",

@@ -23,6 +23,7 @@ from nexus import (
     Backoff,
     Bt,
     Budget,
+    Compensate,
     Extend,
     Extensions,
     Fsm,
@@ -735,6 +736,69 @@ def _fsm(_: Path) -> Workflow:
     return wf
 
 
+def _saga(_: Path) -> Workflow:
+    wf = Workflow("saga", inputs={"traveller": "ana"}, on_failure="compensate")
+    wf.agent(
+        "concierge",
+        role="concierge",
+        model="scripted:concierge",
+        capabilities=["write"],
+        scripted=[
+            "Welcome aboard flight FL-042, ana!",
+            "Sorry ana: the trip is off, flight and room are cancelled.",
+        ],
+    )
+    flight = wf.task(
+        "flight",
+        tool="shell",
+        args={"cmd": "echo FL-042"},
+        compensate=Compensate(
+            tool="shell",
+            args={"cmd": "echo cancelled flight {{ compensating.output.stdout | trim }}"},
+        ),
+    )
+    hotel = wf.task(
+        "hotel",
+        needs=[flight],
+        tool="shell",
+        args={"cmd": "echo room 12"},
+        compensate=Compensate(
+            tool="shell",
+            args={"cmd": "echo released {{ tasks.hotel.output.stdout | trim }}"},
+            retries=2,
+        ),
+    )
+    note = wf.task(
+        "note",
+        needs=[hotel],
+        capability="write",
+        prompt="Welcome {{ inputs.traveller }} aboard {{ tasks.flight.output.stdout | trim }}.",
+        compensate=Compensate(
+            capability="write",
+            prompt=(
+                "The trip failed at {{ compensating.failed }}. Replace this note with an "
+                "apology: {{ compensating.output.text }}"
+            ),
+        ),
+    )
+    ticket = wf.task(
+        "ticket",
+        needs=[note],
+        tool="shell",
+        args={"cmd": "echo the ticketing service is down >&2; exit 1"},
+        retries=1,
+        backoff=Backoff(initial=0.1),
+    )
+    wf.task(
+        "invoice",
+        needs=[ticket],
+        tool="noop",
+        args={"ticket": "{{ tasks.ticket.output.stdout }}"},
+        on_failure="compensate",
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -748,6 +812,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "bt example": (ROOT / "examples" / "bt" / "workflow.yaml", _bt),
     "writes example": (ROOT / "examples" / "writes" / "workflow.yaml", _writes),
     "aggregate example": (ROOT / "examples" / "aggregate" / "workflow.yaml", _aggregate),
+    "saga example": (ROOT / "examples" / "saga" / "workflow.yaml", _saga),
     "fsm example": (ROOT / "examples" / "fsm" / "workflow.yaml", _fsm),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
@@ -915,3 +980,24 @@ def test_an_approval_of_false_is_no_approval(tmp_path: Path) -> None:
     wf = Workflow("plain", workspace=tmp_path)
     wf.task("t", tool="noop", approval=False)
     assert wf.compile().tasks["t"].approval is None
+
+
+def test_a_function_tool_compensation_is_registered(tmp_path: Path) -> None:
+    @nexus.tool
+    def refund(order: str) -> str:
+        return f"refunded {order}"
+
+    wf = Workflow("shop", workspace=tmp_path, on_failure="compensate")
+    wf.task(
+        "pay",
+        tool="noop",
+        compensate=Compensate(tool=refund, args={"order": "{{ compensating.task }}"}),
+    )
+    plan = wf.compile()
+    compensate = plan.tasks["pay"].compensate
+    assert compensate is not None
+    assert (compensate.tool, compensate.args) == ("refund", {"order": "{{ compensating.task }}"})
+    assert plan.tasks["pay"].on_failure == "compensate"
+    assert "refund" in wf.tools()
+    with pytest.raises(TypeError, match=r"compensate must be a nexus\.Compensate"):
+        wf.task("oops", tool="noop", compensate={"tool": "noop"})  # type: ignore[arg-type]

@@ -89,6 +89,7 @@ SURFACES: dict[str, set[str]] = {
         "Extensions",
         "Bt",
         "Aggregate",
+        "Compensate",
         "Fsm",
         "FsmState",
         "FsmTransition",

@@ -11,8 +11,9 @@ cancel, ``kill -9`` of a run four times in one task then
 control flow (a switch, a loop, a false ``when``), writes (declared writes
 serialised, an undeclared concurrent write detected), fan-outs that
 aggregate their items (a majority over agents, a consensus that fails, a
-first_success that cancels the others), and state machines (one ending in a
-terminal state with an output, one in a ``fail`` state). They are never
+first_success that cancels the others), state machines (one ending in a
+terminal state with an output, one in a ``fail`` state), and a saga (a failed
+step compensated, one compensation failing after its retry). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -77,6 +78,7 @@ def test_every_scenario_is_recorded() -> None:
         "fsm",
         "interrupted",
         "rejected",
+        "saga",
         "tools",
         "writes",
     }

@@ -466,6 +466,8 @@ def estimate_plan(
             notes.append(
                 f"a loop: counted at max_iterations ({task.loop.max_iterations}) per instance"
             )
+        if task.compensate is not None:  # a failure's cost, not the plan's: left out
+            notes.append("its compensate is not counted: it runs only if a saga undoes the task")
         if task.is_switch:
             per_task[tid] = _nothing_run(task)
             continue

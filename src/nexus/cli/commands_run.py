@@ -39,7 +39,7 @@ from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.events import Event, EventType
 from nexus.domain.graph import critical_path, topological_order
-from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.plan import COMPENSATE_SUFFIX, Plan, plan_hash
 from nexus.domain.state import RunState
 from nexus.engine.facade import Engine, RunResult, preflight
 from nexus.planning.goal import PLAN_TASK
@@ -238,6 +238,9 @@ def _report(result: RunResult, as_json: bool) -> None:
     if result.status == "paused":
         style = "yellow"
     out.print(f"[bold {style}]{result.status}[/]  run {result.run_id}  ({summary})")
+    saga = _saga_line(result)
+    if saga is not None:
+        out.print(f"  {escape(saga)}")
     if result.pause is not None and result.pause["kind"] == "user":
         why = f": {result.pause['reason']}" if result.pause["reason"] else ""
         out.print(f"  paused by {escape(result.pause['by'] + why)}")
@@ -247,6 +250,23 @@ def _report(result: RunResult, as_json: bool) -> None:
             out.print(f"  {escape(line)}")
     elif result.status != "succeeded":
         out.print(f"  inspect with: nexus inspect {result.run_id}")
+
+
+def _saga_line(result: RunResult) -> str | None:
+    """What a saga compensated, in the order it did (its compensations are the tasks
+    named ``<task>.compensate``, created in that order); None without a saga."""
+    done: list[str] = []
+    failed: list[str] = []
+    for tid, task in result.tasks.items():
+        if tid.endswith(COMPENSATE_SUFFIX):
+            name = tid.removesuffix(COMPENSATE_SUFFIX)
+            (done if task["status"] == "succeeded" else failed).append(name)
+    if not done and not failed:
+        return None
+    line = f"saga: compensated {', '.join(done) or 'nothing'}"
+    if failed:
+        line += f"; compensation failed: {', '.join(failed)}"
+    return line
 
 
 def _invalid(problems: Sequence[WorkflowError], as_json: bool) -> NoReturn:
@@ -346,6 +366,8 @@ def plan(
                 kind += " (foreach)"
             if spec.aggregate is not None:
                 kind += f" ({spec.aggregate.method})"
+            if spec.compensate is not None:  # a saga may undo it
+                kind += " +compensate"
             table.add_row(tid, kind, ", ".join(sorted(spec.needs)), "*" if tid in on_path else "")
         out.print(table)
         if len(order) > 200:

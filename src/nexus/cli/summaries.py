@@ -26,6 +26,7 @@ from nexus.domain.payloads import (
     BudgetCrossed,
     BudgetRaised,
     CancelRequested,
+    CompensationStarted,
     ConflictDetected,
     EffectRecord,
     FsmTransitioned,
@@ -40,6 +41,8 @@ from nexus.domain.payloads import (
     RunPaused,
     RunResumed,
     RunStarted,
+    SagaFinished,
+    SagaStarted,
     TaskEndedUnrun,
     TaskExpanded,
     TaskFailed,
@@ -235,6 +238,19 @@ def _run_paused(p: RunPaused) -> str:
     return f"{p.reason}: {', '.join(p.paused)}"
 
 
+def _names(tasks: list[str]) -> str:
+    return ", ".join(tasks) or "nothing"
+
+
+def _saga_finished(p: SagaFinished) -> str:
+    text = f"after {p.task} failed: compensated {_names(p.compensated)}"
+    if p.failed:
+        text += f"; compensation failed: {_names(p.failed)}"
+    if p.not_run:
+        text += f"; not run: {_names(p.not_run)}"
+    return text
+
+
 _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     RunStarted: _run_started,
     RunResumed: _run_resumed,
@@ -255,6 +271,9 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     PlanExtended: _plan_extended,
     PlanReplanning: _replanning,
     BtTicked: _bt_ticked,
+    SagaStarted: lambda p: f"{p.task} failed: compensating {_names(p.steps)}, in this order",
+    CompensationStarted: lambda p: f"{p.task} by {p.compensation} (step {p.step} of {p.total})",
+    SagaFinished: _saga_finished,
     FsmTransitioned: _fsm_transitioned,
     AttemptStarted: _attempt_started,
     AttemptInterrupted: lambda p: f"{p.task} attempt {p.attempt}: {_error(p.error)}",

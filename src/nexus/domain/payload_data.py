@@ -213,6 +213,25 @@ class PlanReplanningData(TypedDict):
     feedback: dict[str, Any]
 
 
+class SagaStartedData(TypedDict):
+    task: str
+    steps: list[str]
+
+
+class CompensationStartedData(TypedDict):
+    task: str
+    compensation: str
+    step: int
+    total: int
+
+
+class SagaFinishedData(TypedDict):
+    task: str
+    compensated: list[str]
+    failed: list[str]
+    not_run: list[str]
+
+
 class AttemptInterruptedData(TypedDict):
     task: str
     attempt: int
@@ -297,6 +316,7 @@ __all__ = [
     "BudgetCrossedData",
     "BudgetRaisedData",
     "CancelRequestedData",
+    "CompensationStartedData",
     "ConflictDetectedData",
     "EffectRecordData",
     "FsmTransitionedData",
@@ -310,6 +330,8 @@ __all__ = [
     "RunPausedData",
     "RunResumedData",
     "RunStartedData",
+    "SagaFinishedData",
+    "SagaStartedData",
     "TaskEndedUnrunData",
     "TaskExpandedData",
     "TaskFailedData",

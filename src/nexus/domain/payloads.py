@@ -862,6 +862,53 @@ class RetryScheduled(Payload):
 
 
 @_view
+class SagaStarted(Payload):
+    """A task with ``on_failure: compensate`` failed for good: what had not ended is
+    cancelled or skipped, and the tasks in ``steps`` are compensated, one at a time."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.SAGA_STARTED,)
+
+    #: the task whose failure started the saga
+    task: str
+    #: the tasks to compensate, in the order their compensations run (the reverse of
+    #: the order they succeeded in): each that succeeded and has ``compensate``
+    steps: list[str]
+
+
+@_view
+class CompensationStarted(Payload):
+    """The next step of the saga: ``task``'s compensation becomes the task
+    ``compensation`` (``<task>.compensate``), ready to run its first attempt."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.COMPENSATION_STARTED,)
+
+    #: the task compensated
+    task: str
+    #: the task that runs its compensation
+    compensation: str
+    #: its place in the saga's steps (1, 2, ...) and how many there are
+    step: int
+    total: int
+
+
+@_view
+class SagaFinished(Payload):
+    """Every step of the saga ended (or a cancel stopped it): what was compensated,
+    what failed to be (its retries spent), what was not run."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.SAGA_FINISHED,)
+
+    #: the task whose failure started the saga
+    task: str
+    #: the tasks whose compensation succeeded, in the order they ran
+    compensated: list[str]
+    #: the tasks whose compensation failed (or was cancelled)
+    failed: list[str]
+    #: the tasks whose compensation never started (the run was cancelled)
+    not_run: list[str]
+
+
+@_view
 class TaskSucceeded(Payload):
     """A task succeeded (a ``foreach`` parent: when all its items did; a ``switch``
     task: when it picked its case; a ``loop`` task: when its ``until`` held, or at
@@ -1017,6 +1064,9 @@ MODELS: tuple[type[Payload], ...] = (
     PlanExtended,
     PlanReplanning,
     BtTicked,
+    SagaStarted,
+    CompensationStarted,
+    SagaFinished,
     FsmTransitioned,
     AttemptStarted,
     AttemptInterrupted,
@@ -1080,6 +1130,7 @@ __all__ = [
     "BudgetRaised",
     "BudgetRefusal",
     "CancelRequested",
+    "CompensationStarted",
     "ConflictDetected",
     "EffectRecord",
     "ErrorRecord",
@@ -1095,6 +1146,8 @@ __all__ = [
     "RunPaused",
     "RunResumed",
     "RunStarted",
+    "SagaFinished",
+    "SagaStarted",
     "TaskEndedUnrun",
     "TaskExpanded",
     "TaskFailed",

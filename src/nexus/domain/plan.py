@@ -332,6 +332,75 @@ class FsmPolicy:
         )
 
 
+#: What a task's compensation is named as a task of the run: ``<task>.compensate``
+#: (a task id has no ``.``, so it names no task of the plan).
+COMPENSATE_SUFFIX: Final = ".compensate"
+
+#: What a task's failure does when it has failed for good (``on_failure``).
+ON_FAILURE: Final = ("fail", "compensate")
+
+
+@dataclass(frozen=True, slots=True)
+class Compensation:
+    """What undoes a task (its ``compensate:``): a tool call or an agent step.
+
+    It runs only in a saga: when a task with ``on_failure: compensate`` has
+    failed for good, each task that succeeded and has one is compensated, in
+    the reverse order of their completion, each as a task of its own
+    (:meth:`spec`, ``<task>.compensate``) whose attempts are recorded and
+    replayed like any other (see ``docs/workflows.md``, Sagas).
+    """
+
+    tool: str | None = None
+    args: JSONDict = field(default_factory=dict)
+    agent: str | None = None
+    capability: str | None = None
+    prompt: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "tool": self.tool,
+            "args": self.args,
+            "agent": self.agent,
+            "capability": self.capability,
+            "prompt": self.prompt,
+            "retry": self.retry.to_dict(),
+            "timeout": None if self.timeout is None else num(self.timeout),
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> Compensation:
+        return cls(
+            tool=data["tool"],
+            args=data["args"],
+            agent=data["agent"],
+            capability=data["capability"],
+            prompt=data["prompt"],
+            retry=RetryPolicy(**data["retry"]),
+            timeout=data["timeout"],
+        )
+
+    def spec(self, task: TaskSpec) -> TaskSpec:
+        """The compensation of ``task`` as a task of the run (no needs: the saga orders it).
+
+        It runs under the task's exec-profile grant: what undoes a task reaches
+        what the task reached.
+        """
+        return TaskSpec(
+            id=task.id + COMPENSATE_SUFFIX,
+            tool=self.tool,
+            args=self.args,
+            agent=self.agent,
+            capability=self.capability,
+            prompt=self.prompt,
+            retry=self.retry,
+            timeout=self.timeout,
+            profile=task.profile,
+        )
+
+
 #: The case a ``switch`` picks when its value names no other.
 DEFAULT_CASE: Final = "default"
 
@@ -495,6 +564,11 @@ class TaskSpec:
     agents: tuple[str, ...] | None = None
     #: a fan-out's items combined into one answer (``vote``, ``majority``...)
     aggregate: AggregatePolicy | None = None
+    #: what undoes the task when a saga compensates it (see :class:`Compensation`)
+    compensate: Compensation | None = None
+    #: what the task's failure (for good) does: ``fail`` (the run's ``fail_fast``
+    #: decides), or ``compensate`` (a saga: see ``docs/workflows.md``)
+    on_failure: str = "fail"
     #: a state machine as the task's body (then ``tool``/``agent``/``prompt`` are unset:
     #: each state has its own body)
     fsm: FsmPolicy | None = None
@@ -538,6 +612,8 @@ class TaskSpec:
             **({"loop": self.loop.to_dict()} if self.loop is not None else {}),
             **({"extend": self.extend.to_dict()} if self.extend is not None else {}),
             **({"bt": self.bt.to_dict()} if self.bt is not None else {}),
+            **({"compensate": self.compensate.to_dict()} if self.compensate is not None else {}),
+            **({"on_failure": self.on_failure} if self.on_failure != "fail" else {}),
             **({"writes": list(self.writes)} if self.writes else {}),
             **({"agents": list(self.agents)} if self.agents is not None else {}),
             **({"aggregate": self.aggregate.to_dict()} if self.aggregate is not None else {}),
@@ -569,6 +645,8 @@ class TaskSpec:
             cases=_cases_of(t["cases"]) if "cases" in t else None,
             loop=LoopPolicy.from_dict(t["loop"]) if "loop" in t else None,
             extend=ExtendPolicy.from_dict(t["extend"]) if "extend" in t else None,
+            compensate=Compensation.from_dict(t["compensate"]) if "compensate" in t else None,
+            on_failure=t.get("on_failure", "fail"),
             bt=BtSpec.from_dict(t["bt"]) if "bt" in t else None,
             writes=tuple(t.get("writes", ())),
             agents=tuple(t["agents"]) if "agents" in t else None,

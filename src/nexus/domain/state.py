@@ -21,6 +21,11 @@ Task states::
     pending ──task.succeeded──> succeeded   (a bt task's tree succeeded between leaves)
     running ──fsm.transitioned──> pending   (an fsm task goes to its next state's body)
 
+A saga (``saga.started``, when a task with ``on_failure: compensate`` failed
+for good) adds one task per step as it goes: ``compensation.started`` creates
+``<task>.compensate`` pending, and it moves like any task from there; the
+saga's steps run one at a time, in order, until ``saga.finished``.
+
 A run whose every remaining task waits on a paused one is ``paused`` (not
 ended): ``nexus resume`` after raising the budget continues it. A person may
 pause a run too (``run.pause_requested``): the request is the run's
@@ -56,6 +61,7 @@ from nexus.domain.payload_data import (
     BtTickedData,
     BudgetCrossedData,
     BudgetRaisedData,
+    CompensationStartedData,
     ConflictDetectedData,
     EffectRecordData,
     FsmTransitionedData,
@@ -64,6 +70,8 @@ from nexus.domain.payload_data import (
     PlanExtendedData,
     PlanReplanningData,
     RetryScheduledData,
+    SagaFinishedData,
+    SagaStartedData,
     TaskEndedUnrunData,
     TaskExpandedData,
     TaskFailedData,
@@ -228,6 +236,8 @@ class TaskState:
     bt_trace: list[BtTickedData] | None = None
     bt_outputs: dict[str, Any] | None = None
     bt_last: str | None = None
+    #: a compensation (``<task>.compensate``): the task it undoes
+    compensates: str | None = None
     bt_steps: int = 0
     #: the seq of its latest ``attempt.started`` (when its running attempt began)
     attempt_seq: int = 0
@@ -250,6 +260,25 @@ class TaskState:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
+
+
+@dataclass(slots=True)
+class Saga:
+    """A run's saga: the task whose failure started it and the steps it compensates."""
+
+    #: the task that failed with ``on_failure: compensate``
+    task: str
+    #: the tasks to compensate, in the order their compensations run
+    steps: list[str]
+    #: how many steps have started (the next one is ``steps[started]``)
+    started: int = 0
+    #: the compensation task of the step that started last
+    current: str | None = None
+    finished: bool = False
+
+    @property
+    def active(self) -> bool:
+        return not self.finished
 
 
 @dataclass(slots=True)
@@ -306,6 +335,8 @@ class RunState:
     has_budgets: bool = False
     #: how many tasks plan extensions have added (``extensions.max_tasks`` bounds it)
     added_tasks: int = 0
+    #: the run's saga, once a task with ``on_failure: compensate`` failed for good
+    saga: Saga | None = None
     # scheduler bookkeeping, derived from the events
     _rank: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     _dependents: dict[str, list[str]] = field(default_factory=dict)
@@ -535,6 +566,11 @@ class RunState:
         return [s for s in scopes if not self.limits(s).is_empty]
 
     @property
+    def finished_ids(self) -> list[str]:
+        """The plan tasks that have ended, in the order they ended (do not change it)."""
+        return self._finished
+
+    @property
     def finished_count(self) -> int:
         """How many plan tasks have ended so far."""
         return len(self._finished)
@@ -587,6 +623,8 @@ class RunState:
         if to in _TASK_TERMINAL:
             task.ended_at = at
             self.open_tasks -= 1
+            if task.compensates is not None:
+                return  # a saga's step: not a task of the plan (no reads, counts, dependents)
             if status is not _EXPANDED:  # a foreach parent ends with its items: not again
                 if to is _FAILED:
                     self.failed_tasks += 1
@@ -1137,6 +1175,72 @@ def _transitioned(state: RunState, event: Event, data: FsmTransitionedData) -> N
     state.push_ready(task)
 
 
+def _saga_started(state: RunState, event: Event, data: SagaStartedData) -> None:
+    """A task with ``on_failure: compensate`` failed: the saga's steps are fixed."""
+    task = state.task(data["task"])
+    if state.saga is not None or task.status is not _FAILED or task.parent is not None:
+        raise IntegrityError(
+            f"run {state.run_id}: a saga started for task '{task.id}', which is not a plan "
+            "task that failed, or the run had one already"
+        )
+    steps = data["steps"]
+    for tid in steps:
+        step = state.task(tid)
+        if step.status is not _SUCCEEDED or step.spec.compensate is None or step.parent:
+            raise IntegrityError(
+                f"run {state.run_id}: the saga compensates task '{tid}', which did not "
+                "succeed or has no compensate"
+            )
+    if len(set(steps)) != len(steps):
+        raise IntegrityError(f"run {state.run_id}: the saga lists a task twice")
+    state.saga = Saga(task=task.id, steps=list(steps))
+
+
+def _compensation_started(state: RunState, event: Event, data: CompensationStartedData) -> None:
+    """The saga's next step: its compensation becomes a task of the run, ready to start."""
+    saga = state.saga
+    tid = data["task"]
+    if (
+        saga is None
+        or saga.finished
+        or saga.started >= len(saga.steps)
+        or saga.steps[saga.started] != tid
+        or (saga.current is not None and not state.tasks[saga.current].status.terminal)
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: the compensation of task '{tid}' started out of its saga's order"
+        )
+    compensated = state.task(tid).spec  # a plan task, or one a plan extension added
+    compensate = compensated.compensate
+    assert compensate is not None  # saga.started checked it
+    spec = compensate.spec(compensated)
+    if data["compensation"] != spec.id or spec.id in state.tasks:
+        raise IntegrityError(
+            f"run {state.run_id}: the compensation of task '{tid}' is named "
+            f"'{data['compensation']}', not '{spec.id}', or started twice"
+        )
+    saga.started += 1
+    saga.current = spec.id
+    # after every task of the run in rank (one step is ready at a time in any case)
+    rank = (0, 0, len(state._rank), -1)
+    state._rank[spec.id] = rank
+    state.tasks[spec.id] = TaskState(id=spec.id, spec=spec, compensates=tid)
+    state.open_tasks += 1
+    heapq.heappush(state._ready, (rank, spec.id))
+
+
+def _saga_finished(state: RunState, event: Event, data: SagaFinishedData) -> None:
+    saga = state.saga
+    if (
+        saga is None
+        or saga.finished
+        or (saga.current is not None and not state.tasks[saga.current].status.terminal)
+        or (saga.started < len(saga.steps) and not state.cancel_requested)
+    ):
+        raise IntegrityError(f"run {state.run_id}: a saga finished before its steps ended")
+    saga.finished = True
+
+
 def _retry_scheduled(state: RunState, event: Event, data: RetryScheduledData) -> None:
     task = state.task(data["task"])
     task.error = data["error"]
@@ -1258,6 +1362,9 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.BUDGET_EXCEEDED: _budget_reported,
     EventType.TASK_PAUSED: _task_paused,
     EventType.RUN_PAUSED: _run_paused,
+    EventType.SAGA_STARTED: _saga_started,
+    EventType.COMPENSATION_STARTED: _compensation_started,
+    EventType.SAGA_FINISHED: _saga_finished,
     EventType.APPROVAL_REQUESTED: _approval_requested,
     EventType.APPROVAL_GRANTED: _approval_granted,
     EventType.APPROVAL_REJECTED: _approval_answer,

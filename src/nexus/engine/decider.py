@@ -33,6 +33,7 @@ from nexus.domain.payloads import (
     AttemptStarted,
     BtTicked,
     BudgetCrossed,
+    CompensationStarted,
     ConflictDetected,
     EffectRecord,
     ErrorRecord,
@@ -44,6 +45,8 @@ from nexus.domain.payloads import (
     RetryScheduled,
     RunEnded,
     RunPaused,
+    SagaFinished,
+    SagaStarted,
     TaskEndedUnrun,
     TaskExpanded,
     TaskFailed,
@@ -51,7 +54,13 @@ from nexus.domain.payloads import (
     TaskPaused,
     TaskSucceeded,
 )
-from nexus.domain.plan import FAILURE_RATE_MIN_ENDED, AgentSpec, TaskSpec, fsm_body
+from nexus.domain.plan import (
+    COMPENSATE_SUFFIX,
+    FAILURE_RATE_MIN_ENDED,
+    AgentSpec,
+    TaskSpec,
+    fsm_body,
+)
 from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus, fsm_state_of
 from nexus.domain.writes import WritesError, resource
 from nexus.engine.aggregate import decide
@@ -116,7 +125,19 @@ def template_context(state: RunState, task: TaskState, upto: int | None = None) 
             "output": task.loop_output,
             "outputs": dict(task.fsm_outputs or {}),
         }
+    if task.compensates is not None:
+        ctx["compensating"] = compensating(state, task.compensates)
     return ctx
+
+
+def compensating(state: RunState, tid: str) -> dict[str, Any]:
+    """What a compensation's templates see as ``compensating``: the task it undoes
+    (``task``, its ``output``) and the task whose failure started the saga (``failed``)."""
+    return {
+        "task": tid,
+        "output": state.tasks[tid].output,
+        "failed": state.saga.task if state.saga is not None else None,
+    }
 
 
 def _needs_context(spec: TaskSpec) -> bool:
@@ -214,10 +235,13 @@ class Decider:
             reaction(self, trigger, trigger.data)
         if state.cancel_requested:
             self._cancel_all(at, "cancelled by request")
+            self._compensate(at)  # a saga under way ends: the rest of it does not run
         else:
             self._schedule(at)
-        while self._settle_parents(at) and not state.cancel_requested:
-            self._schedule(at)  # a foreach parent that ended may unblock its dependents
+        while (self._settle_parents(at) or self._compensate(at)) and not state.cancel_requested:
+            # a foreach parent that ended may unblock its dependents; a saga's next step
+            # is ready to start
+            self._schedule(at)
         if state.open_tasks == 0:
             self._finish(at)
         elif state.hold is not None and state.status is RunStatus.RUNNING:
@@ -398,10 +422,69 @@ class Decider:
     def _fail(self, task: TaskState, at: str, error: dict[str, Any]) -> None:
         failed = TaskFailed(task=task.id, attempts=task.attempts, error=error)
         self._emit(EventType.TASK_FAILED, at, failed)
+        self._failed_for_good(task, at)
+
+    def _failed_for_good(self, task: TaskState, at: str) -> None:
+        """What a task's failure does to the run: a compensation's failure is only
+        recorded (the saga goes on); ``on_failure: compensate`` starts the saga; else
+        ``fail_fast`` cancels the rest, or the failure thresholds are judged."""
+        if task.compensates is not None:
+            return
+        if task.spec.on_failure == "compensate" and task.parent is None and self.state.saga is None:
+            self._start_saga(task, at)
+            return
         if self.state.plan.fail_fast and not self._tolerated(task):
             self._cancel_all(at, f"fail-fast: task '{task.id}' failed")
         else:
             self._failure_threshold(at)
+
+    # -- sagas ----------------------------------------------------------------
+    def _start_saga(self, task: TaskState, at: str) -> None:
+        """Fix the saga's steps -- every task that succeeded and has ``compensate``, the
+        last to succeed first -- then cancel and skip what has not ended (running
+        attempts are cancelled as a cancel does): nothing of the plan runs any more."""
+        state = self.state
+        steps = [
+            tid
+            for tid in reversed(state.finished_ids)
+            if state.tasks[tid].status is TaskStatus.SUCCEEDED
+            and state.tasks[tid].spec.compensate is not None
+        ]
+        self._emit(EventType.SAGA_STARTED, at, SagaStarted(task=task.id, steps=steps))
+        self._cancel_all(at, f"saga: task '{task.id}' failed, compensating")
+
+    def _compensate(self, at: str) -> bool:
+        """Move the saga on: once its current step has ended, start the next, or finish
+        it. True when a step was started (it is ready to schedule)."""
+        state = self.state
+        saga = state.saga
+        if saga is None or saga.finished:
+            return False
+        if saga.current is not None and not state.tasks[saga.current].status.terminal:
+            return False
+        if saga.started < len(saga.steps) and not state.cancel_requested:
+            tid = saga.steps[saga.started]
+            started = CompensationStarted(
+                task=tid,
+                compensation=tid + COMPENSATE_SUFFIX,
+                step=saga.started + 1,
+                total=len(saga.steps),
+            )
+            self._emit(EventType.COMPENSATION_STARTED, at, started)
+            return True
+        done: list[str] = []
+        failed: list[str] = []
+        for tid in saga.steps[: saga.started]:
+            ended = state.tasks[tid + COMPENSATE_SUFFIX].status is TaskStatus.SUCCEEDED
+            (done if ended else failed).append(tid)
+        finished = SagaFinished(
+            task=saga.task,
+            compensated=done,
+            failed=failed,
+            not_run=saga.steps[saga.started :],
+        )
+        self._emit(EventType.SAGA_FINISHED, at, finished)
+        return False
 
     def _failure_threshold(self, at: str) -> None:
         """End a run that goes badly: past the plan's ``max_failures`` failed tasks, or
@@ -431,6 +514,8 @@ class Decider:
 
     def _interrupted(self, at: str) -> None:
         for task in self.state.tasks_in(TaskStatus.RUNNING):
+            if task.status is not TaskStatus.RUNNING:
+                continue  # an earlier one's failure cancelled it (fail-fast, a saga)
             error = ErrorRecord(
                 kind="interrupted",
                 message="the process running this attempt stopped before it finished",
@@ -1373,8 +1458,8 @@ class Decider:
                 )
                 failed = TaskFailed(task=parent.id, attempts=0, error=error.to_data())
                 self._emit(EventType.TASK_FAILED, at, failed)
-                if state.plan.fail_fast:
-                    self._cancel_all(at, f"fail-fast: task '{parent.id}' failed")
+                if state.plan.fail_fast or parent.spec.on_failure == "compensate":
+                    self._failed_for_good(parent, at)
         return settled
 
     def _aggregate_or_stop(self, parent: TaskState, bad: list[str], at: str) -> None:

@@ -25,6 +25,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Backoff as Backoff
     from nexus.planning.options import Bt as Bt
     from nexus.planning.options import Budget as Budget
+    from nexus.planning.options import Compensate as Compensate
     from nexus.planning.options import Extend as Extend
     from nexus.planning.options import Extensions as Extensions
     from nexus.planning.options import Fsm as Fsm
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "Backoff": "nexus.planning.options",
     "Bt": "nexus.planning.options",
     "Budget": "nexus.planning.options",
+    "Compensate": "nexus.planning.options",
     "Extend": "nexus.planning.options",
     "Extensions": "nexus.planning.options",
     "Fsm": "nexus.planning.options",
@@ -76,6 +78,7 @@ __all__ = [
     "Backoff",
     "Bt",
     "Budget",
+    "Compensate",
     "Extend",
     "Extensions",
     "Fsm",

@@ -43,6 +43,7 @@ from nexus.planning.options import (
     Backoff,
     Bt,
     Budget,
+    Compensate,
     Extend,
     Extensions,
     Fsm,
@@ -145,6 +146,7 @@ class WorkflowBuilder:
         backoff: Backoff | None = None,
         budget: Budget | None = None,
         extensions: Extensions | None = None,
+        on_failure: Literal["fail", "compensate"] | None = None,
     ) -> None:
         self.name = name
         defaults: dict[str, Any] = {"retries": retries, "timeout": timeout}
@@ -176,6 +178,8 @@ class WorkflowBuilder:
             self._doc["extensions"] = _table(
                 extensions, Extensions, "extensions", f"Workflow({name!r})"
             )
+        if on_failure is not None:
+            self._doc["on_failure"] = on_failure
         self._tools: dict[str, FunctionTool] = {}
         self._functions: dict[str, FunctionAgent] = {}
 
@@ -368,6 +372,8 @@ class WorkflowBuilder:
         writes: Iterable[str] | None = None,
         agents: Iterable[AgentRef | FunctionAgent | str] | None = None,
         aggregate: Aggregate | str | None = None,
+        compensate: Compensate | None = None,
+        on_failure: Literal["fail", "compensate"] | None = None,
         fsm: Fsm | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
@@ -414,6 +420,10 @@ class WorkflowBuilder:
                 then has no ``tool`` or ``prompt`` of its own.
             writes: the resources the task writes: paths relative to the
                 workspace (a directory covers what is below it) or
+            compensate: what undoes the task when a saga compensates it: a
+                :class:`Compensate` (docs/workflows.md, Sagas).
+            on_failure: ``"compensate"``: the task failing for good starts the
+                saga; ``"fail"``: it does not (default: the workflow's).
                 ``"key:<name>"``; templates allowed (docs/workflows.md, Writes).
             fsm: the task's body is a state machine, each state with its own
                 body: an :class:`Fsm` (docs/workflows.md, State machines); the
@@ -428,7 +438,8 @@ class WorkflowBuilder:
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile``, ``budget``,
-                ``loop``, ``bt``, ``aggregate`` or ``fsm`` is not of its type.
+                ``loop``, ``bt``, ``aggregate``, ``fsm`` or ``compensate`` is not of
+                its type.
         """
         where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
@@ -476,11 +487,20 @@ class WorkflowBuilder:
                 else _table(aggregate, Aggregate, "aggregate", where),
             ),
             ("fsm", self._fsm(fsm, where)),
+            ("compensate", self._compensate(compensate, where)),
+            ("on_failure", on_failure),
         ):
             if value is not None:
                 entry[key] = value
         self._doc["tasks"][task_id] = entry
         return TaskRef(task_id)
+
+    def _compensate(self, value: Compensate | None, where: str) -> dict[str, Any] | None:
+        """A :class:`Compensate` as the file writes it; a function tool is registered."""
+        table = _table(value, Compensate, "compensate", where)
+        if table is not None and isinstance(table.get("tool"), FunctionTool):
+            table["tool"] = self._tool_name(table["tool"])
+        return table
 
     def _fsm(self, fsm: Fsm | None, where: str) -> dict[str, Any] | None:
         """``fsm`` as the file writes it; its states' function tools are registered and

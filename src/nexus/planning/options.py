@@ -3,7 +3,7 @@
 Each value here is one mapping of a workflow file written as a frozen
 dataclass: :class:`Input` (a declared input), :class:`Backoff`,
 :class:`Approval`, :class:`Budget`, :class:`Profile`, :class:`Loop`,
-:class:`Bt` and :class:`Aggregate`. They check nothing themselves:
+:class:`Bt`, :class:`Aggregate` and :class:`Compensate`. They check nothing themselves:
 :meth:`to_dict` gives the mapping the file would hold (only what was set), and
 :class:`~nexus.planning.builder.WorkflowBuilder` compiles it with the workflow
 file's own checks, so a bad value is the same
@@ -32,6 +32,7 @@ __all__ = [
     "Backoff",
     "Bt",
     "Budget",
+    "Compensate",
     "Extend",
     "Extensions",
     "Fsm",
@@ -311,6 +312,50 @@ class Aggregate(_Table):
     method: Literal["vote", "majority", "consensus", "first_success"]
     key: str | None = None
     quorum: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compensate(_Table):
+    """What undoes a task in a saga: ``compensate: {tool, with}`` or ``{agent, prompt}``.
+
+    When a task with ``on_failure="compensate"`` fails for good, every task
+    that succeeded and has one is compensated, the last to succeed first
+    (docs/workflows.md, Sagas). Its templates see ``compensating.output``
+    (the task's own output), ``compensating.task`` and ``compensating.failed``.
+
+    Attributes:
+        tool: a tool call's tool (a registry name; the builder takes a
+            ``@nexus.tool`` function too).
+        args: the tool's arguments (``with:``; templates allowed).
+        agent: or the agent of an agent step (a name).
+        capability: or the capability that routes it to an agent.
+        prompt: what the agent step asks (a template).
+        retries: retries after its first attempt (default: the workflow's).
+        timeout: seconds per attempt (default: the workflow's).
+        backoff: the wait between its attempts (default: the workflow's).
+
+    Example:
+        >>> Compensate(tool="shell", args={"cmd": "echo undo"}, retries=2).to_dict()
+        {'tool': 'shell', 'with': {'cmd': 'echo undo'}, 'retries': 2}
+    """
+
+    tool: Any = None
+    args: dict[str, Any] | None = None
+    agent: str | None = None
+    capability: str | None = None
+    prompt: str | None = None
+    retries: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping a workflow file would hold (``args`` as ``with``)."""
+        table = _table(self)
+        if "args" in table:
+            table["with"] = table.pop("args")
+        if self.backoff is not None:
+            table["backoff"] = self.backoff.to_dict()
+        return table
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,6 +63,13 @@ def print_run(doc: dict[str, Any], note: str | None = None) -> None:
             f"(attempt {c['attempt']}) and {escape(c['other'])} (attempt "
             f"{c['other_attempt']}) at the same time"
         )
+    saga = doc.get("saga")
+    if saga is not None:
+        steps = ", ".join(f"{s['task']} {s['status']}" for s in saga["steps"]) or "none"
+        out.print(
+            f"  saga ({saga['state']}): {escape(saga['failed'])} failed; "
+            f"compensations in order: {escape(steps)}"
+        )
 
 
 def _say(label: str, text: str, indent: int = 2, width: int = 9) -> None:
@@ -256,6 +263,11 @@ def _print_conversation(talks: list[dict[str, Any]]) -> None:
 
 def print_task(doc: dict[str, Any], run_id: str) -> None:
     """One task in detail (``nexus inspect RUN --task T``)."""
+    if "compensates" in doc:
+        _say("undoes", doc["compensates"])
+    if "compensation" in doc:
+        comp = doc["compensation"]
+        _say("undone by", f"{comp['task']} ({comp['status']})", width=10)
     out.print(
         f"task {escape(doc['id'])}: {doc['status']} after {doc['attempts']} attempt(s)"
         f"  [dim]({doc['kind']} task)[/]"

@@ -14,11 +14,13 @@ from nexus.domain.payloads import (
     AttemptInterrupted,
     AttemptStarted,
     BtTicked,
+    CompensationStarted,
     ConflictDetected,
     EffectRecord,
     ErrorRecord,
     FsmTransitioned,
     RetryScheduled,
+    SagaFinished,
     TaskEndedUnrun,
     TaskFailed,
     TaskIterated,
@@ -27,7 +29,7 @@ from nexus.domain.payloads import (
     payload_of,
     task_of,
 )
-from nexus.domain.plan import fsm_body
+from nexus.domain.plan import COMPENSATE_SUFFIX, fsm_body
 from nexus.domain.state import RunState, TaskState, TaskStatus, fsm_state_of
 
 __all__ = ["view_run", "view_task"]
@@ -69,7 +71,35 @@ def _reasons(events: Iterable[Event]) -> dict[str, str]:
             moving = task_of(event)
             if moving is not None:
                 why.pop(moving, None)
+        elif kind is EventType.COMPENSATION_STARTED:
+            step = CompensationStarted.from_event(event)
+            why[step.task] = f"compensating: {step.compensation}"
+        elif kind is EventType.SAGA_FINISHED:
+            saga = SagaFinished.from_event(event)
+            for tid in saga.compensated:
+                why[tid] = f"compensated after {saga.task} failed"
+            for tid in saga.failed:
+                why[tid] = f"compensation failed after {saga.task} failed"
+            for tid in saga.not_run:
+                why[tid] = "not compensated: the run was cancelled"
     return why
+
+
+def saga_of(state: RunState) -> dict[str, Any] | None:
+    """The run's saga, if it has one: what failed, each step in order with its state."""
+    saga = state.saga
+    if saga is None:
+        return None
+    steps = []
+    for tid in saga.steps:
+        compensation = state.tasks.get(tid + COMPENSATE_SUFFIX)
+        status = "not started" if compensation is None else str(compensation.status)
+        steps.append({"task": tid, "compensation": tid + COMPENSATE_SUFFIX, "status": status})
+    return {
+        "failed": saga.task,
+        "state": "finished" if saga.finished else "compensating",
+        "steps": steps,
+    }
 
 
 def view_run(summary: dict[str, Any], state: RunState, events: Sequence[Event]) -> dict[str, Any]:
@@ -87,6 +117,9 @@ def view_run(summary: dict[str, Any], state: RunState, events: Sequence[Event]) 
     ]
     if conflicts:  # two attempts wrote one file at the same time (docs/workflows.md, Writes)
         doc["conflicts"] = conflicts
+    saga = saga_of(state)
+    if saga is not None:
+        doc["saga"] = saga
     return doc
 
 
@@ -277,6 +310,15 @@ def view_task(
         if spec.tool
         else "agent"
     )
+    if task.compensates is not None:  # a saga's step: what it undoes
+        doc["kind"] = "compensation"
+        doc["compensates"] = task.compensates
+    elif spec.compensate is not None:
+        compensation = state.tasks.get(task_id + COMPENSATE_SUFFIX)
+        doc["compensation"] = {
+            "task": task_id + COMPENSATE_SUFFIX,
+            "status": "not started" if compensation is None else str(compensation.status),
+        }
     doc["retries"] = task.spec.retry.retries
     doc["why"] = _reasons(events).get(task_id)
     doc["history"] = _attempts(task_id, events)

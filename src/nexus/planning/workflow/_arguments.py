@@ -51,8 +51,11 @@ class Arguments:
         self._validators: dict[str, Any] = {}
         self.report = report
 
-    def check(self, tool: str, args: dict[str, Any], *, mcp: bool, task: str) -> None:
-        """Report every way ``args`` (the task's ``with``) misses ``tool``'s schema."""
+    def check(
+        self, tool: str, args: dict[str, Any], *, mcp: bool, task: str, field: str = "with"
+    ) -> None:
+        """Report every way ``args`` (the task's ``with``, at ``field``) misses ``tool``'s
+        schema."""
         validator = self._validator(tool, mcp=mcp)
         if validator is None:
             return
@@ -62,7 +65,7 @@ class Arguments:
             return
         errors.sort(key=lambda e: (len(e.absolute_path), [str(p) for p in e.absolute_path]))
         for error in errors:
-            self._report(tool, validator.schema, error, task)
+            self._report(tool, validator.schema, error, task, field)
 
     def _validator(self, tool: str, *, mcp: bool) -> Any:
         if tool in self._validators:
@@ -83,9 +86,11 @@ class Arguments:
         self._validators[tool] = validator
         return validator
 
-    def _report(self, tool: str, schema: Mapping[str, Any], error: Any, task: str) -> None:
+    def _report(
+        self, tool: str, schema: Mapping[str, Any], error: Any, task: str, root: str
+    ) -> None:
         path = [str(p) for p in error.absolute_path]
-        field = ".".join(["with", *path])
+        field = ".".join([root, *path])
         name = ".".join(path)
         instance = error.instance
         if isinstance(instance, str) and is_template(instance):

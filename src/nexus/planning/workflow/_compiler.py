@@ -113,6 +113,7 @@ class _Compiler:
             arguments,
             grants=self.context.grants,
             allowed=allowed,
+            on_failure=wf.on_failure,
         )
         tasks: dict[str, TaskSpec | None] = {}
         for tid, spec in wf.tasks.items():

@@ -74,6 +74,7 @@ BODY_KEYS = (
     "writes",
     "agents",
     "aggregate",
+    "compensate",
 )
 
 #: ``loop.output`` or ``loop.iteration`` in a template (Jinja's own ``loop``, in a

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from nexus.planning.workflow._errors import Reporter, known, suggest
 from nexus.planning.workflow._values import Reads
 
-__all__ = ["FSM_KEYS", "ITEM_NAMES", "TemplateNames"]
+__all__ = ["COMPENSATING_KEYS", "FSM_KEYS", "ITEM_NAMES", "TemplateNames"]
 
 #: What only the items of a ``foreach`` task see.
 ITEM_NAMES = frozenset({"item", "index"})
@@ -25,6 +25,8 @@ _CONTEXT = ("inputs", "tasks", "run", "item", "index")
 _BT_KEYS = ("outputs", "step")
 #: What the templates of an ``fsm`` task's states read of the machine.
 FSM_KEYS = ("state", "step", "output", "outputs")
+#: What a compensation (a task's ``compensate``) sees of the task it undoes.
+COMPENSATING_KEYS = ("task", "output", "failed")
 
 
 def _key(name: str, key: str) -> str:
@@ -44,7 +46,14 @@ class TemplateNames:
         self.bt_tasks: set[str] = set()
 
     def check(
-        self, reads: Reads, *, items: bool, task: str | None, field: str, fsm: bool = False
+        self,
+        reads: Reads,
+        *,
+        items: bool,
+        task: str | None,
+        field: str,
+        fsm: bool = False,
+        compensating: bool = False,
     ) -> None:
         """Report each name in ``reads`` the template will not find.
 
@@ -54,6 +63,7 @@ class TemplateNames:
             fsm: whether ``fsm`` is there (the templates of an fsm task's states).
             task: the task holding the template (None: an agent's).
             field: the template's field.
+            compensating: whether ``compensating`` is there (a ``compensate`` body's).
         """
         for name, keys in reads.items():
             if name == "tasks":
@@ -87,6 +97,19 @@ class TemplateNames:
                 self.report.add(
                     "reads bt, which only the templates of a bt task have", task=task, field=field
                 )
+            elif name == "compensating":
+                if not compensating:
+                    self.report.add(
+                        "reads compensating, which only a task's `compensate` has",
+                        task=task,
+                        field=field,
+                    )
+                for key in sorted(keys - set(COMPENSATING_KEYS)):
+                    self.report.add(
+                        f"reads {_key(name, key)}; compensating has {', '.join(COMPENSATING_KEYS)}",
+                        task=task,
+                        field=field,
+                    )
             elif name == "fsm":
                 if not fsm:
                     self.report.add(

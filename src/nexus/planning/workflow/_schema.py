@@ -181,6 +181,20 @@ class _Fsm(_Model):
         return value
 
 
+class _Compensate(_Model):
+    tool: _NonEmpty | None = None
+    args: dict[str, Any] | None = Field(default=None, alias="with")
+    agent: _NonEmpty | None = None
+    capability: _NonEmpty | None = None
+    prompt: str | None = None
+    retries: _Count | None = None
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    backoff: _Backoff | None = None
+
+
+_OnFailure = Literal["fail", "compensate"]
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
     tool: _NonEmpty | None = None
@@ -211,6 +225,8 @@ class _Task(_Model):
         Annotated[list[_NonEmpty], Field(min_length=1, max_length=MAX_FAN_OUT_AGENTS)] | None
     ) = None
     aggregate: _Aggregate | None = None
+    compensate: _Compensate | None = None
+    on_failure: _OnFailure | None = None
     fsm: _Fsm | None = None
 
     @field_validator("extend", mode="before")
@@ -256,6 +272,7 @@ class _Workflow(_Model):
     max_failures: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)] | None = None
     max_failure_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     conflicts: Literal["serialize", "reject"] = "serialize"
+    on_failure: _OnFailure = "fail"
     agents: dict[str, _Agent] = Field(default_factory=dict)
     defaults: _Defaults = Field(default_factory=_Defaults)
     mcp_servers: dict[str, Any] | None = None
@@ -374,6 +391,10 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             return _Bt
         if len(parent) == 3 and parent[2] == "aggregate":
             return _Aggregate
+        if len(parent) == 3 and parent[2] == "compensate":
+            return _Compensate
+        if len(parent) == 4 and parent[2:] == ("compensate", "backoff"):
+            return _Backoff
         if len(parent) >= 3 and parent[2] == "fsm":
             fsm_models: dict[int, type[BaseModel]] = {3: _Fsm, 5: _FsmState, 7: _FsmTransition}
             return fsm_models.get(len(parent))

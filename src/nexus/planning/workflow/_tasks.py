@@ -40,6 +40,7 @@ from nexus.planning.workflow._grants import (
 )
 from nexus.planning.workflow._graph import Reads, check_refs
 from nexus.planning.workflow._names import ITEM_NAMES, TemplateNames
+from nexus.planning.workflow._saga import check_compensate
 from nexus.planning.workflow._schema import _Agent, _Approval, _Backoff, _Defaults, _Task
 from nexus.planning.workflow._values import Reads as TemplateReads
 from nexus.planning.workflow._values import Values, strings
@@ -72,6 +73,7 @@ class TaskCompiler:
         "facts",
         "grants",
         "names",
+        "on_failure",
         "reads",
         "report",
         "tasks",
@@ -92,6 +94,7 @@ class TaskCompiler:
         *,
         grants: bool,
         allowed: Mapping[str, ExecProfile],
+        on_failure: str = "fail",
     ) -> None:
         self.tasks = tasks
         self.defaults = defaults
@@ -108,6 +111,8 @@ class TaskCompiler:
         self.allowed = allowed
         self.reads: Reads = {}
         self.agents_run_bare: set[str] = set()
+        #: the workflow's ``on_failure``: a task's own wins
+        self.on_failure = on_failure
 
     def compile(self, tid: str, spec: _Task) -> TaskSpec | None:
         """The task ``tid`` as the plan holds it; None when its entry has problems (reported)."""
@@ -156,12 +161,10 @@ class TaskCompiler:
         if spec.writes:
             with report.step():
                 writes = compile_writes(tid, spec.writes, report)
+        compensate = check_compensate(self, tid, spec)
         if len(report.problems) > found:
             return None
-        if spec.retries is None and spec.backoff is None:
-            retry = self.default_retry
-        else:
-            retry = _retry_policy(self.defaults, spec.retries, spec.backoff)
+        retry = self.retry_policy(spec.retries, spec.backoff)
         timeout = spec.timeout if spec.timeout is not None else self.defaults.timeout
         return TaskSpec(
             id=tid,
@@ -190,7 +193,15 @@ class TaskCompiler:
             agents=None if spec.agents is None else tuple(spec.agents),
             aggregate=aggregate,
             fsm=fsm,
+            compensate=compensate,
+            on_failure=spec.on_failure or self.on_failure,
         )
+
+    def retry_policy(self, retries: int | None, backoff: _Backoff | None) -> RetryPolicy:
+        """A body's retry policy: its own settings, else the workflow's defaults."""
+        if retries is None and backoff is None:
+            return self.default_retry
+        return _retry_policy(self.defaults, retries, backoff)
 
     def check_tool(
         self, tid: str, spec: _Task, args: dict[str, Any] | None, profile_ok: bool
