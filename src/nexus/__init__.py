@@ -63,6 +63,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
+    from nexus.planning.options import Wait as Wait
     from nexus.planning.workflow import compile_workflow as compile_workflow
     from nexus.planning.workflow import load_workflow as load_workflow
     from nexus.store.sqlite import SQLiteStore as SQLiteStore
@@ -117,6 +118,7 @@ _EXPORTS: dict[str, str] = {
     "ToolContext": "nexus.tools.base",
     "ToolRegistry": "nexus.tools.base",
     "UserError": "nexus.domain.errors",
+    "Wait": "nexus.planning.options",
     "Workflow": "nexus.app",
     "WorkflowError": "nexus.domain.errors",
     "compile_workflow": "nexus.planning.workflow",
@@ -176,6 +178,7 @@ __all__ = [
     "ToolContext",
     "ToolRegistry",
     "UserError",
+    "Wait",
     "Workflow",
     "WorkflowError",
     "__version__",

@@ -32,6 +32,7 @@ from nexus import (
     Input,
     Loop,
     Profile,
+    Wait,
     Workflow,
     WorkflowError,
 )
@@ -799,6 +800,40 @@ def _saga(_: Path) -> Workflow:
     return wf
 
 
+def _barrier(_: Path) -> Workflow:
+    wf = Workflow("barrier", inputs={"security_review": False})
+    eu = wf.task("mirror_eu", tool="shell", args={"cmd": "sleep 0.5; echo eu"})
+    us = wf.task("mirror_us", tool="shell", args={"cmd": "echo us"})
+    mirrors = "{{ tasks | list | select('in', ['mirror_eu', 'mirror_us']) | join(', ') }}"
+    fetch = wf.task(
+        "fetch", needs_any=[eu, us], tool="shell", args={"cmd": f"echo fetched from {mirrors}"}
+    )
+    reviews = [
+        wf.task("review_style", needs=[fetch], tool="shell", args={"cmd": "echo style ok"}),
+        wf.task("review_tests", needs=[fetch], tool="shell", args={"cmd": "echo tests ok"}),
+        wf.task(
+            "review_security",
+            needs=[fetch],
+            when="{{ inputs.security_review }}",
+            tool="shell",
+            args={"cmd": "echo security ok"},
+        ),
+    ]
+    approve = wf.task(
+        "approve", needs=reviews, quorum="2 of 3", tool="noop", args={"approved": True}
+    )
+    docs = wf.task("docs_site", tool="shell", args={"cmd": "sleep 4; echo docs built"})
+    ended = "{{ tasks | list | select('in', ['approve', 'docs_site']) | join(', ') }}"
+    wf.task(
+        "announce",
+        needs=[approve, docs],
+        wait=Wait(timeout="1s", on_timeout="continue"),
+        tool="shell",
+        args={"cmd": f"echo announcing with {ended}"},
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -814,6 +849,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "aggregate example": (ROOT / "examples" / "aggregate" / "workflow.yaml", _aggregate),
     "saga example": (ROOT / "examples" / "saga" / "workflow.yaml", _saga),
     "fsm example": (ROOT / "examples" / "fsm" / "workflow.yaml", _fsm),
+    "barrier example": (ROOT / "examples" / "barrier" / "workflow.yaml", _barrier),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

@@ -93,6 +93,7 @@ SURFACES: dict[str, set[str]] = {
         "Fsm",
         "FsmState",
         "FsmTransition",
+        "Wait",
         "Backoff",
         "Approval",
         "Budget",

@@ -12,8 +12,9 @@ control flow (a switch, a loop, a false ``when``), writes (declared writes
 serialised, an undeclared concurrent write detected), fan-outs that
 aggregate their items (a majority over agents, a consensus that fails, a
 first_success that cancels the others), state machines (one ending in a
-terminal state with an output, one in a ``fail`` state), and a saga (a failed
-step compensated, one compensation failing after its retry). They are never
+terminal state with an output, one in a ``fail`` state), a saga (a failed
+step compensated, one compensation failing after its retry) and barriers
+(``needs_any``, a ``wait`` that continues at its deadline). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -68,6 +69,7 @@ def test_every_scenario_is_recorded() -> None:
         "agent",
         "aggregate",
         "approval",
+        "barrier",
         "bt",
         "budget",
         "cancel",

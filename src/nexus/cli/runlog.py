@@ -77,6 +77,7 @@ _WARNINGS = frozenset(
         EventType.RUN_PAUSED,
         EventType.APPROVAL_ESCALATED,
         EventType.APPROVAL_TIMED_OUT,
+        EventType.BARRIER_TIMED_OUT,
         EventType.APPROVAL_REJECTED,
         EventType.TASK_CANCELLED,
         EventType.RUN_CANCELLED,

@@ -49,6 +49,7 @@ class EventType(StrEnum):
     BUDGET_RAISED = "budget.raised"
     INTERRUPTS_RESET = "interrupts.reset"
     RUN_CONTINUED = "run.continued"
+    BARRIER_TIMED_OUT = "barrier.timed_out"
     # decisions
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_ESCALATED = "approval.escalated"
@@ -61,6 +62,7 @@ class EventType(StrEnum):
     COMPENSATION_STARTED = "compensation.started"
     SAGA_FINISHED = "saga.finished"
     FSM_TRANSITIONED = "fsm.transitioned"
+    BARRIER_ARMED = "barrier.armed"
     ATTEMPT_STARTED = "attempt.started"
     ATTEMPT_INTERRUPTED = "attempt.interrupted"
     RETRY_SCHEDULED = "task.retry_scheduled"
@@ -93,6 +95,7 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.BUDGET_RAISED,
         EventType.INTERRUPTS_RESET,
         EventType.RUN_CONTINUED,
+        EventType.BARRIER_TIMED_OUT,
     }
 )
 

@@ -83,6 +83,16 @@ class TimerFiredData(TypedDict):
     task: str
 
 
+class BarrierTimedOutData(TypedDict):
+    task: str
+
+
+class BarrierArmedData(TypedDict):
+    task: str
+    timeout_ms: int
+    deadline: str
+
+
 class AttemptFinishedData(TypedDict):
     task: str
     attempt: int
@@ -312,6 +322,8 @@ __all__ = [
     "AttemptFinishedData",
     "AttemptInterruptedData",
     "AttemptStartedData",
+    "BarrierArmedData",
+    "BarrierTimedOutData",
     "BtTickedData",
     "BudgetCrossedData",
     "BudgetRaisedData",

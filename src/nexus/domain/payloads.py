@@ -562,6 +562,17 @@ class TimerFired(Payload):
 
 
 @_view
+class BarrierTimedOut(Payload):
+    """The deadline of a task's barrier ``wait`` passed while the task still waited
+    on its needs: its ``on_timeout`` decides (fail it, or start it with the needs
+    that succeeded)."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.BARRIER_TIMED_OUT,)
+
+    task: str
+
+
+@_view
 class AttemptFinished(Payload):
     """A worker ended an attempt: its output, or its error."""
 
@@ -661,6 +672,20 @@ class TaskExpanded(Payload):
 
     task: str
     items: list[JSON]
+
+
+@_view
+class BarrierArmed(Payload):
+    """The first need of a task with a barrier ``wait`` ended and the task still
+    waits: its deadline is set (``barrier.timed_out`` records its passing)."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.BARRIER_ARMED,)
+
+    task: str
+    #: the ``wait.timeout``, in milliseconds
+    timeout_ms: int
+    #: when the wait ends: the time the first need was seen ended, plus the timeout
+    deadline: str
 
 
 @_view
@@ -1057,6 +1082,7 @@ MODELS: tuple[type[Payload], ...] = (
     BudgetRaised,
     InterruptsReset,
     RunContinued,
+    BarrierTimedOut,
     ApprovalRequested,
     ApprovalEscalated,
     TaskExpanded,
@@ -1068,6 +1094,7 @@ MODELS: tuple[type[Payload], ...] = (
     CompensationStarted,
     SagaFinished,
     FsmTransitioned,
+    BarrierArmed,
     AttemptStarted,
     AttemptInterrupted,
     RetryScheduled,
@@ -1125,6 +1152,8 @@ __all__ = [
     "AttemptFinished",
     "AttemptInterrupted",
     "AttemptStarted",
+    "BarrierArmed",
+    "BarrierTimedOut",
     "BtTicked",
     "BudgetCrossed",
     "BudgetRaised",

@@ -401,6 +401,45 @@ class Compensation:
         )
 
 
+#: The longest a barrier's ``wait.timeout`` may be (30 days, in seconds).
+MAX_BARRIER_TIMEOUT: Final = 30 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierPolicy:
+    """A task that may start before all of its needs succeeded.
+
+    ``of`` are the needs counted toward the ``quorum`` (the others, if any, must
+    all succeed as usual): the task is ready once every required need and
+    ``quorum`` of ``of`` have succeeded, and is skipped once that cannot happen.
+    ``timeout`` (seconds) bounds the wait from the moment the engine sees the
+    first of its needs end; then ``on_timeout`` decides: ``"fail"`` fails the
+    task, ``"continue"`` starts it with the needs that succeeded so far (see
+    ``docs/workflows.md``, Barriers).
+    """
+
+    of: tuple[str, ...]
+    quorum: int
+    timeout: float | None = None
+    on_timeout: str = "fail"
+
+    def to_dict(self) -> JSONDict:
+        data: JSONDict = {"of": sorted(self.of), "quorum": self.quorum}
+        if self.timeout is not None:
+            data["timeout"] = num(self.timeout)
+            data["on_timeout"] = self.on_timeout
+        return data
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> BarrierPolicy:
+        return cls(
+            of=tuple(data["of"]),
+            quorum=data["quorum"],
+            timeout=data.get("timeout"),
+            on_timeout=data.get("on_timeout", "fail"),
+        )
+
+
 #: The case a ``switch`` picks when its value names no other.
 DEFAULT_CASE: Final = "default"
 
@@ -572,6 +611,8 @@ class TaskSpec:
     #: a state machine as the task's body (then ``tool``/``agent``/``prompt`` are unset:
     #: each state has its own body)
     fsm: FsmPolicy | None = None
+    #: start before every need succeeded: a quorum of some, and/or a deadline
+    barrier: BarrierPolicy | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -581,6 +622,21 @@ class TaskSpec:
     def is_fan_out(self) -> bool:
         """Whether the task runs as items (``foreach`` or ``agents``)."""
         return self.foreach is not None or self.agents is not None
+
+    @property
+    def settled_needs(self) -> tuple[str, ...]:
+        """The needs that have surely ended when the task starts: all of them, but for a
+        barrier only those it requires (its counted needs when the quorum is all of
+        them), and none when its ``wait`` may continue without them."""
+        barrier = self.barrier
+        if barrier is None:
+            return self.needs
+        if barrier.timeout is not None and barrier.on_timeout == "continue":
+            return ()
+        if barrier.quorum == len(barrier.of):
+            return self.needs
+        counted = set(barrier.of)
+        return tuple(dep for dep in self.needs if dep not in counted)
 
     @property
     def is_switch(self) -> bool:
@@ -618,6 +674,7 @@ class TaskSpec:
             **({"agents": list(self.agents)} if self.agents is not None else {}),
             **({"aggregate": self.aggregate.to_dict()} if self.aggregate is not None else {}),
             **({"fsm": self.fsm.to_dict()} if self.fsm is not None else {}),
+            **({"barrier": self.barrier.to_dict()} if self.barrier is not None else {}),
         }
 
     @classmethod
@@ -652,6 +709,7 @@ class TaskSpec:
             agents=tuple(t["agents"]) if "agents" in t else None,
             aggregate=AggregatePolicy.from_dict(t["aggregate"]) if "aggregate" in t else None,
             fsm=FsmPolicy.from_dict(t["fsm"]) if "fsm" in t else None,
+            barrier=BarrierPolicy.from_dict(t["barrier"]) if "barrier" in t else None,
         )
 
 

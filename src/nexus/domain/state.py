@@ -26,6 +26,12 @@ for good) adds one task per step as it goes: ``compensation.started`` creates
 ``<task>.compensate`` pending, and it moves like any task from there; the
 saga's steps run one at a time, in order, until ``saga.finished``.
 
+A task with a ``barrier`` (``needs_any``, ``quorum``, ``wait``) is put on the
+ready heap each time one of its needs ends, not only after the last: the
+decider judges it (:meth:`RunState.barrier_standing`) and starts it, skips it,
+or leaves it waiting. ``barrier.armed`` records the deadline of its ``wait``
+and ``barrier.timed_out`` its passing (the task is judged again then).
+
 A run whose every remaining task waits on a paused one is ``paused`` (not
 ended): ``nexus resume`` after raising the budget continues it. A person may
 pause a run too (``run.pause_requested``): the request is the run's
@@ -58,6 +64,8 @@ from nexus.domain.payload_data import (
     AttemptFinishedData,
     AttemptInterruptedData,
     AttemptStartedData,
+    BarrierArmedData,
+    BarrierTimedOutData,
     BtTickedData,
     BudgetCrossedData,
     BudgetRaisedData,
@@ -247,6 +255,10 @@ class TaskState:
     fsm_outputs: dict[str, Any] | None = None
     #: an ``fsm`` task that entered a terminal state with an ``output``: ``(output,)``
     fsm_result: tuple[Any] | None = None
+    #: a ``barrier`` with a ``wait``: when its wait ends (set by ``barrier.armed``)
+    barrier_deadline: str | None = None
+    #: a ``barrier`` whose deadline passed (``barrier.timed_out``): ``on_timeout`` applies
+    barrier_expired: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -515,6 +527,59 @@ class RunState:
             for path in paths:
                 self._writers[path][task.id] = (task.attempts, ended)
 
+    def barrier_standing(self, task: TaskState) -> BarrierStanding:
+        """Where the barrier of ``task`` stands: its needs by outcome, and the verdict.
+
+        A barrier is ready once its required needs (those it does not count)
+        and ``quorum`` of the counted ones succeeded, and impossible once a
+        required one ended otherwise or too few counted ones are left. With
+        ``on_timeout: continue`` a quorum out of reach is no reason to give up:
+        the task goes on, once every need ended, with those that succeeded
+        (as it would at the deadline).
+        """
+        barrier = task.spec.barrier
+        assert barrier is not None
+        tasks = self.tasks
+        succeeded: list[str] = []
+        unsuccessful: list[str] = []
+        still_open: list[str] = []
+        for dep in task.spec.needs:
+            status = tasks[dep].status
+            if status is _SUCCEEDED:
+                succeeded.append(dep)
+            elif status in _TASK_TERMINAL:
+                unsuccessful.append(dep)
+            else:
+                still_open.append(dep)
+        counted = set(barrier.of)
+        missing = [d for d in unsuccessful if d not in counted]
+        lost = [d for d in unsuccessful if d in counted]
+        got = sum(1 for d in succeeded if d in counted)
+        verdict, reason = "waiting", ""
+        if missing:
+            verdict = "impossible"
+            reason = f"dependency did not succeed: {', '.join(missing)}"
+        elif len(barrier.of) - len(lost) < barrier.quorum:
+            if barrier.timeout is None or barrier.on_timeout != "continue":
+                verdict = "impossible"
+                reason = (
+                    f"quorum cannot be reached: {barrier.quorum} of {len(barrier.of)} "
+                    f"({', '.join(barrier.of)}) must succeed and {len(lost)} did not: "
+                    + ", ".join(lost)
+                )
+            elif not still_open:  # best effort: it goes on with what succeeded
+                verdict = "ready" if succeeded else "impossible"
+                reason = "" if succeeded else f"no need succeeded: {', '.join(unsuccessful)}"
+        elif got >= barrier.quorum and all(d in counted for d in still_open):
+            verdict = "ready"
+        return BarrierStanding(
+            verdict=verdict,
+            reason=reason,
+            succeeded=tuple(succeeded),
+            unsuccessful=tuple(unsuccessful),
+            open=tuple(still_open),
+        )
+
     def tasks_in(self, *statuses: TaskStatus) -> list[TaskState]:
         """Tasks in the given statuses, in schedule order."""
         wanted = set(statuses)
@@ -647,7 +712,8 @@ class RunState:
         for dep in self._dependents.get(task.id, ()):
             child = self.tasks[dep]
             child.waiting_on -= 1
-            if child.waiting_on == 0:
+            # a barrier is judged each time one of its needs ends (it may start early)
+            if child.waiting_on == 0 or child.spec.barrier is not None:
                 heapq.heappush(self._ready, (self._rank[dep], dep))
         if task.extended_by is not None:
             extender = self.tasks[task.extended_by]
@@ -723,7 +789,8 @@ class RunState:
                 if dep in new or tasks[dep].status not in _TASK_TERMINAL:
                     self._dependents[dep].append(spec.id)
                     added.waiting_on += 1
-            if added.waiting_on == 0:
+            # a barrier some of whose needs have ended already is judged now
+            if added.waiting_on == 0 or spec.barrier is not None:
                 heapq.heappush(self._ready, (self._rank[spec.id], spec.id))
         self.open_tasks += len(specs)
         self.added_tasks += len(specs)
@@ -770,6 +837,18 @@ class RunState:
             return self.tasks[tid]
         except KeyError:
             raise IntegrityError(f"run {self.run_id}: unknown task '{tid}'") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BarrierStanding:
+    """A barrier's needs by outcome, and what follows: ``ready`` (it may start),
+    ``impossible`` (``reason`` says why it never will) or ``waiting``."""
+
+    verdict: str
+    reason: str
+    succeeded: tuple[str, ...]
+    unsuccessful: tuple[str, ...]
+    open: tuple[str, ...]
 
 
 class OutputsView(Mapping[str, dict[str, Any]]):
@@ -1241,6 +1320,36 @@ def _saga_finished(state: RunState, event: Event, data: SagaFinishedData) -> Non
     saga.finished = True
 
 
+def _barrier_armed(state: RunState, event: Event, data: BarrierArmedData) -> None:
+    """A barrier with a ``wait`` saw its first need end: its deadline is set."""
+    task = state.task(data["task"])
+    barrier = task.spec.barrier
+    if (
+        barrier is None
+        or barrier.timeout is None
+        or task.parent is not None
+        or task.status is not _PENDING
+        or task.barrier_deadline is not None
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: barrier of task '{task.id}' armed but it is not a pending "
+            "task with a barrier wait not armed yet"
+        )
+    task.barrier_deadline = data["deadline"]
+
+
+def _barrier_timed_out(state: RunState, event: Event, data: BarrierTimedOutData) -> None:
+    """A barrier's deadline passed: the task is judged again, its ``on_timeout`` applying."""
+    task = state.task(data["task"])
+    if task.status is not _PENDING or task.barrier_deadline is None or task.barrier_expired:
+        raise IntegrityError(
+            f"run {state.run_id}: barrier of task '{task.id}' timed out but it is not a "
+            "pending task waiting on an armed barrier"
+        )
+    task.barrier_expired = True
+    state.push_ready(task)
+
+
 def _retry_scheduled(state: RunState, event: Event, data: RetryScheduledData) -> None:
     task = state.task(data["task"])
     task.error = data["error"]
@@ -1382,6 +1491,8 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.BT_TICKED: _bt_ticked,
     EventType.CONFLICT_DETECTED: _conflict_detected,
     EventType.FSM_TRANSITIONED: _transitioned,
+    EventType.BARRIER_ARMED: _barrier_armed,
+    EventType.BARRIER_TIMED_OUT: _barrier_timed_out,
     EventType.ATTEMPT_STARTED: _attempt_started,
     EventType.ATTEMPT_INTERRUPTED: _interrupted,
     EventType.RETRY_SCHEDULED: _retry_scheduled,

@@ -40,6 +40,8 @@ from nexus.domain.payloads import (
     ApprovalRequested,
     ApprovalTimedOut,
     AttemptInterrupted,
+    BarrierArmed,
+    BarrierTimedOut,
     CancelRequested,
     PauseRequested,
     RetryScheduled,
@@ -95,6 +97,13 @@ class PauseDue:
 
 
 @dataclass(frozen=True, slots=True)
+class BarrierDue:
+    """The deadline of a task's barrier ``wait`` (armed by ``barrier.armed``) passed."""
+
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContinueDue:
     """The decider stopped a step early (template limits): go on after other inputs."""
 
@@ -110,7 +119,16 @@ class ApprovalDue:
     reason: str = ""
 
 
-Message = EffectDone | AttemptDone | TimerDue | CancelDue | PauseDue | ApprovalDue | ContinueDue
+Message = (
+    EffectDone
+    | AttemptDone
+    | TimerDue
+    | CancelDue
+    | PauseDue
+    | ApprovalDue
+    | ContinueDue
+    | BarrierDue
+)
 
 
 class RunController:
@@ -186,9 +204,13 @@ class RunController:
             self._seen_upto[started["task"]] = state.finished_count
             queue = self._inline if self._is_pure(started) else self._launch
             queue.append(started)
-        elif kind is EventType.RETRY_SCHEDULED or (
-            kind is EventType.APPROVAL_REQUESTED
-            and ApprovalRequested.of(event.data).timeout_ms is not None
+        elif (
+            kind is EventType.RETRY_SCHEDULED
+            or kind is EventType.BARRIER_ARMED
+            or (
+                kind is EventType.APPROVAL_REQUESTED
+                and ApprovalRequested.of(event.data).timeout_ms is not None
+            )
         ):
             self._timers.append(event)
         elif self._dispatcher is not None:
@@ -290,6 +312,9 @@ class RunController:
             go_on = RunContinued(reason="template_limits")
             self.step(Draft(EventType.RUN_CONTINUED, self._now(), go_on.to_data()))
             return
+        if isinstance(message, BarrierDue):
+            self._barrier_due(message.task)
+            return
         task = state.tasks.get(message.task)
         if task is None or task.attempts != message.attempt:
             return
@@ -317,6 +342,21 @@ class RunController:
         kind = EventType.APPROVAL_GRANTED if message.granted else EventType.APPROVAL_REJECTED
         answer = ApprovalAnswered(task=task.id, by=message.by, reason=message.reason)
         self.step(Draft(kind, self._now(), answer.to_data()))
+
+    def _barrier_due(self, tid: str) -> None:
+        """Record a barrier's deadline passing, if the task still waits on it."""
+        state = self.state
+        task = state.tasks.get(tid)
+        if (
+            task is None
+            or task.status is not TaskStatus.PENDING
+            or task.barrier_deadline is None
+            or task.barrier_expired
+            or state.barrier_standing(task).verdict != "waiting"
+        ):
+            return  # it started, ended, or is ready and waits only for a free slot
+        late = BarrierTimedOut(task=tid)
+        self.step(Draft(EventType.BARRIER_TIMED_OUT, self._now(), late.to_data()))
 
     # -- workers ----------------------------------------------------------
     def _assignment(self, started: AttemptStartedData) -> Assignment:
@@ -370,13 +410,17 @@ class RunController:
             if request.timeout_ms is None:
                 return  # waits without a deadline
             message, delay = ApprovalDue(request.task, timed_out=True), request.timeout_ms
+        elif event.type is EventType.BARRIER_ARMED:
+            armed = BarrierArmed.of(event.data)
+            message, delay = BarrierDue(armed.task), armed.timeout_ms
         else:
             retry = RetryScheduled.of(event.data)
             message, delay = TimerDue(retry.task, retry.attempt), retry.delay_ms
         loop.call_later(delay / 1000, self.inbox.put_nowait, message)
 
     def rearm_timers(self) -> None:
-        """After a resume: re-arm the retry timers the previous process had set."""
+        """After a resume: re-arm the timers the previous process had set (retries,
+        approval deadlines, barrier waits)."""
         now = self.clock.now()
         loop = asyncio.get_running_loop()
         for task in self.state.tasks_in(TaskStatus.RETRY_WAIT):
@@ -388,6 +432,10 @@ class RunController:
                 delay = max(0.0, (parse_time(task.approval_deadline) - now).total_seconds())
                 message = ApprovalDue(task.id, timed_out=True)
                 loop.call_later(delay, self.inbox.put_nowait, message)
+        for task in self.state.tasks_in(TaskStatus.PENDING):
+            if task.barrier_deadline is not None and not task.barrier_expired:
+                delay = max(0.0, (parse_time(task.barrier_deadline) - now).total_seconds())
+                loop.call_later(delay, self.inbox.put_nowait, BarrierDue(task.id))
 
     # -- the loop ---------------------------------------------------------
     async def run(self, first: Draft | None = None) -> RunState:
@@ -572,6 +620,7 @@ _REPLAY_INPUTS = frozenset(
         EventType.APPROVAL_GRANTED,
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,
+        EventType.BARRIER_TIMED_OUT,
         EventType.RUN_RESUMED,
         EventType.CANCEL_REQUESTED,
         EventType.PAUSE_REQUESTED,

@@ -31,6 +31,7 @@ from nexus.domain.payloads import (
     ApprovalRequested,
     AttemptInterrupted,
     AttemptStarted,
+    BarrierArmed,
     BtTicked,
     BudgetCrossed,
     CompensationStarted,
@@ -61,7 +62,14 @@ from nexus.domain.plan import (
     TaskSpec,
     fsm_body,
 )
-from nexus.domain.state import RunState, RunStatus, TaskState, TaskStatus, fsm_state_of
+from nexus.domain.state import (
+    BarrierStanding,
+    RunState,
+    RunStatus,
+    TaskState,
+    TaskStatus,
+    fsm_state_of,
+)
 from nexus.domain.writes import WritesError, resource
 from nexus.engine.aggregate import decide
 from nexus.engine.bt import Ended, Entered, Expired, Leaf, Walk
@@ -697,7 +705,10 @@ class Decider:
                 state.push_ready(task)
                 self.deferred = True
                 break
-            if not state.needs_ok(task):
+            if task.spec.barrier is not None:
+                if task.parent is None and self._held_by_barrier(task, at):
+                    continue
+            elif not state.needs_ok(task):
                 failed = [
                     d for d in task.spec.needs if state.tasks[d].status is not TaskStatus.SUCCEEDED
                 ]
@@ -723,6 +734,65 @@ class Decider:
                 blocked.append(task)
         for task in blocked:
             state.push_ready(task)
+
+    # -- barriers: needs_any, quorum, wait --------------------------------------
+    def _held_by_barrier(self, task: TaskState, at: str) -> bool:
+        """Judge ``task``'s barrier: False when it may go on (to its condition, approval
+        and start); True when it ended the task or the task waits on.
+
+        A task that waits is not put back on the ready heap: the fold puts it
+        there again when another need ends or its deadline passes. The first time
+        it is seen waiting its ``wait`` deadline is armed (``barrier.armed``).
+        """
+        barrier = task.spec.barrier
+        assert barrier is not None
+        standing = self.state.barrier_standing(task)
+        if standing.verdict == "ready":
+            return False
+        if standing.verdict == "impossible":
+            skipped = TaskEndedUnrun(task=task.id, reason=standing.reason)
+            self._emit(EventType.TASK_SKIPPED, at, skipped)
+            return True
+        if task.barrier_expired:
+            return self._barrier_timed_out(task, at, standing)
+        if barrier.timeout is not None and task.barrier_deadline is None:
+            delay = int(barrier.timeout * 1000)
+            deadline = format_time(parse_time(at) + timedelta(milliseconds=delay))
+            armed = BarrierArmed(task=task.id, timeout_ms=delay, deadline=deadline)
+            self._emit(EventType.BARRIER_ARMED, at, armed)
+        return True
+
+    def _barrier_timed_out(self, task: TaskState, at: str, standing: BarrierStanding) -> bool:
+        """The wait of ``task``'s barrier is over before it was met: ``on_timeout: fail``
+        fails it naming the needs still open; ``continue`` lets it go on with the needs
+        that succeeded (skipped when none did)."""
+        barrier = task.spec.barrier
+        assert barrier is not None
+        waited = f"{barrier.timeout:g} s"
+        still = ", ".join(standing.open)
+        if barrier.on_timeout == "continue" and standing.succeeded:
+            return False
+        if barrier.on_timeout == "continue":
+            reason = f"barrier wait of {waited} ended with no need succeeded (still open: {still})"
+            self._emit(EventType.TASK_SKIPPED, at, TaskEndedUnrun(task=task.id, reason=reason))
+            return True
+        error = ErrorRecord(
+            kind=str(ErrorKind.TIMEOUT),
+            message=(
+                f"barrier wait of {waited} ended before its needs were met: still open: {still}"
+                f" ({barrier.quorum} of {', '.join(barrier.of)} needed; succeeded: "
+                f"{', '.join(standing.succeeded) or 'none'})"
+            ),
+            retryable=False,
+            details={
+                "succeeded": list(standing.succeeded),
+                "unsuccessful": list(standing.unsuccessful),
+                "open": list(standing.open),
+                "quorum": barrier.quorum,
+            },
+        )
+        self._fail(task, at, error.to_data())
+        return True
 
     def _ruled_out(self, task: TaskState, at: str) -> bool:
         """Judge ``task``'s ``when``: True when it ended the task (skipped, or failed to render).

@@ -34,6 +34,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
+    from nexus.planning.options import Wait as Wait
     from nexus.planning.workflow import MAX_WORKFLOW_BYTES as MAX_WORKFLOW_BYTES
     from nexus.planning.workflow import WORKFLOW_VERSION as WORKFLOW_VERSION
     from nexus.planning.workflow import compile_workflow as compile_workflow
@@ -60,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "Profile": "nexus.planning.options",
     "TaskRef": "nexus.planning.builder",
     "WORKFLOW_VERSION": "nexus.planning.workflow",
+    "Wait": "nexus.planning.options",
     "WorkflowBuilder": "nexus.planning.builder",
     "compile_workflow": "nexus.planning.workflow",
     "load_workflow": "nexus.planning.workflow",
@@ -89,6 +91,7 @@ __all__ = [
     "McpServerRef",
     "Profile",
     "TaskRef",
+    "Wait",
     "WorkflowBuilder",
     "compile_workflow",
     "load_workflow",

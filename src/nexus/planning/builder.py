@@ -50,6 +50,7 @@ from nexus.planning.options import (
     Input,
     Loop,
     Profile,
+    Wait,
 )
 from nexus.planning.workflow import WorkflowContext, compile_workflow
 from nexus.redaction import is_secret_name
@@ -375,6 +376,9 @@ class WorkflowBuilder:
         compensate: Compensate | None = None,
         on_failure: Literal["fail", "compensate"] | None = None,
         fsm: Fsm | None = None,
+        needs_any: Iterable[TaskRef | str] | None = None,
+        quorum: int | str | None = None,
+        wait: Wait | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -428,6 +432,11 @@ class WorkflowBuilder:
             fsm: the task's body is a state machine, each state with its own
                 body: an :class:`Fsm` (docs/workflows.md, State machines); the
                 task then has no ``tool``, ``agent`` or ``prompt`` of its own.
+            needs_any: tasks one of which (or ``quorum`` of which) must
+                succeed first; the others run on (docs/workflows.md, Barriers).
+            quorum: how many of ``needs_any`` (else of ``needs``) must
+                succeed: a number, or ``"3 of 5"``.
+            wait: how long to wait on the needs, and what then: a :class:`Wait`.
 
             agents: an agent task asked of each of these agents (one item
                 each, ``item`` its name) instead of one ``agent``.
@@ -438,8 +447,8 @@ class WorkflowBuilder:
 
         Raises:
             TypeError: ``backoff``, ``approval``, ``profile``, ``budget``,
-                ``loop``, ``bt``, ``aggregate``, ``fsm`` or ``compensate`` is not of
-                its type.
+                ``loop``, ``bt``, ``aggregate``, ``fsm``, ``compensate`` or ``wait``
+                is not of its type.
         """
         where = f"Workflow.task({task_id!r})"
         entry: dict[str, Any] = {
@@ -489,6 +498,9 @@ class WorkflowBuilder:
             ("fsm", self._fsm(fsm, where)),
             ("compensate", self._compensate(compensate, where)),
             ("on_failure", on_failure),
+            ("needs_any", None if needs_any is None else _ids(needs_any)),
+            ("quorum", quorum),
+            ("wait", _table(wait, Wait, "wait", where)),
         ):
             if value is not None:
                 entry[key] = value
@@ -598,6 +610,11 @@ class WorkflowBuilder:
 def _agent_name(agent: AgentRef | FunctionAgent | str) -> str:
     """An agent as a task's ``agents:`` list names it."""
     return agent if isinstance(agent, str) else agent.name
+
+
+def _ids(tasks: Iterable[TaskRef | str]) -> list[str]:
+    """Task references as a workflow file writes them: their ids."""
+    return [t.id if isinstance(t, TaskRef) else t for t in tasks]
 
 
 def _cases(

@@ -3,10 +3,10 @@
 Each value here is one mapping of a workflow file written as a frozen
 dataclass: :class:`Input` (a declared input), :class:`Backoff`,
 :class:`Approval`, :class:`Budget`, :class:`Profile`, :class:`Loop`,
-:class:`Bt`, :class:`Aggregate` and :class:`Compensate`. They check nothing themselves:
-:meth:`to_dict` gives the mapping the file would hold (only what was set), and
-:class:`~nexus.planning.builder.WorkflowBuilder` compiles it with the workflow
-file's own checks, so a bad value is the same
+:class:`Bt`, :class:`Aggregate`, :class:`Compensate` and :class:`Wait`. They
+check nothing themselves: :meth:`to_dict` gives the mapping the file would hold
+(only what was set), and :class:`~nexus.planning.builder.WorkflowBuilder`
+compiles it with the workflow file's own checks, so a bad value is the same
 :class:`~nexus.domain.errors.WorkflowError`, naming the task and the field,
 whichever way it was written.
 
@@ -41,6 +41,7 @@ __all__ = [
     "Input",
     "Loop",
     "Profile",
+    "Wait",
 ]
 
 
@@ -447,3 +448,24 @@ class Fsm(_Table):
             "max_steps": self.max_steps,
             "states": {name: state.to_dict() for name, state in self.states.items()},
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wait(_Table):
+    """How long a task waits on its needs: ``wait: {timeout, on_timeout}``.
+
+    The deadline is set when the first of its needs ends (docs/workflows.md,
+    Barriers).
+
+    Attributes:
+        timeout: seconds, or a duration such as ``"30s"`` or ``"10m"`` (at most 30 days).
+        on_timeout: when the needs are not met by then: ``"fail"`` (the default)
+            fails the task, ``"continue"`` starts it with the needs that succeeded.
+
+    Example:
+        >>> Wait(timeout="30s", on_timeout="continue").to_dict()
+        {'timeout': '30s', 'on_timeout': 'continue'}
+    """
+
+    timeout: float | str
+    on_timeout: Literal["fail", "continue"] | None = None

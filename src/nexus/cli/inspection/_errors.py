@@ -42,6 +42,12 @@ def hint_for(error: Mapping[str, Any], run_id: str, retries: int) -> str | None:
             "the gateway already retried this call (and its fallbacks); "
             "the task does not retry it again"
         )
+    details = error.get("details")
+    if kind == "timeout" and isinstance(details, Mapping) and "quorum" in details:
+        return (
+            "its barrier's wait ran out before its needs were met: raise `wait.timeout`, "
+            "or let it go on with what succeeded (`on_timeout: continue`)"
+        )
     hint = _HINTS.get(kind)
     return None if hint is None else hint.format(run=run_id, retries=retries)
 

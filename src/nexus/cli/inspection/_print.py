@@ -183,6 +183,20 @@ def _print_aggregate(record: Mapping[str, Any]) -> None:
             _say("", f"{label}: items {', '.join(str(i) for i in record[label])}", width=10)
 
 
+def _print_barrier(barrier: dict[str, Any]) -> None:
+    counts = f"{barrier['quorum']} of {', '.join(barrier['of'])} must succeed"
+    _say("barrier", counts)
+    for label, key in (("ok", "succeeded"), ("not ok", "unsuccessful"), ("open", "open")):
+        if barrier[key]:
+            _say(label, ", ".join(barrier[key]))
+    if barrier["timeout"] is not None:
+        waits = f"{barrier['timeout']:g} s after the first need ended, then {barrier['on_timeout']}"
+        if barrier["deadline"]:
+            waits += f" (deadline {barrier['deadline']}"
+            waits += ", passed)" if barrier["timed_out"] else ")"
+        _say("wait", waits)
+
+
 def _print_pending(doc: dict[str, Any], run_id: str) -> None:
     pending = doc["pending"]
     action = pending["action"]
@@ -278,6 +292,8 @@ def print_task(doc: dict[str, Any], run_id: str) -> None:
         _say("path", " -> ".join(doc["fsm"]["path"]))
     if doc.get("pending"):
         _print_pending(doc, run_id)
+    if doc.get("barrier"):
+        _print_barrier(doc["barrier"])
     if doc["error"]:
         _print_error(doc["error"], hint_for(doc["error"], run_id, doc["retries"]))
     if doc.get("aggregate"):

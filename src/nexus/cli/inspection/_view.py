@@ -343,6 +343,8 @@ def view_task(
         }
     if spec.aggregate is not None:
         doc["aggregate"] = _aggregated(task_id, events)
+    if spec.barrier is not None and task.parent is None:
+        doc["barrier"] = _barrier(task, events)
     if conversation:
         doc["conversation"] = _conversation(task_id, events)
     doc["events"] = [e.to_dict() for e in events if task_of(e) == task_id]
@@ -359,3 +361,49 @@ def _aggregated(task: str, events: Sequence[Event]) -> dict[str, Any] | None:
             assert isinstance(ended, TaskSucceeded | TaskFailed)
             return ended.aggregate
     return None
+
+
+def _barrier(task: TaskState, events: Sequence[Event]) -> dict[str, Any]:
+    """Where a task's barrier stands: what it counts, its needs by outcome when it was
+    decided (started, skipped or failed; now, if it still waits), its wait."""
+    barrier = task.spec.barrier
+    assert barrier is not None
+    needs = set(task.spec.needs)
+    ended: dict[str, str] = {}  # need -> how it ended, up to the decision
+    for event in events:
+        tid = task_of(event)
+        if tid == task.id and event.type in _BARRIER_DECISIONS:
+            break
+        if tid in needs and event.type in _ENDINGS:
+            ended[tid] = _ENDINGS[event.type]
+    return {
+        "quorum": barrier.quorum,
+        "of": list(barrier.of),
+        "succeeded": [n for n in task.spec.needs if ended.get(n) == "succeeded"],
+        "unsuccessful": [n for n in task.spec.needs if ended.get(n, "succeeded") != "succeeded"],
+        "open": [n for n in task.spec.needs if n not in ended],
+        "timeout": barrier.timeout,
+        "on_timeout": barrier.on_timeout if barrier.timeout is not None else None,
+        "deadline": task.barrier_deadline,
+        "timed_out": task.barrier_expired,
+    }
+
+
+#: What ends a barrier's wait for its task (a switch task succeeds without an attempt).
+_BARRIER_DECISIONS = frozenset(
+    {
+        EventType.ATTEMPT_STARTED,
+        EventType.TASK_EXPANDED,
+        EventType.TASK_SKIPPED,
+        EventType.TASK_FAILED,
+        EventType.TASK_SUCCEEDED,
+        EventType.TASK_CANCELLED,
+        EventType.APPROVAL_REQUESTED,
+    }
+)
+_ENDINGS = {
+    EventType.TASK_SUCCEEDED: "succeeded",
+    EventType.TASK_FAILED: "failed",
+    EventType.TASK_SKIPPED: "skipped",
+    EventType.TASK_CANCELLED: "cancelled",
+}

@@ -21,6 +21,7 @@ from nexus.domain.plan import AgentSpec, ExtensionLimits, Plan, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts, compile_agent
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._context import WorkflowContext
+from nexus.planning.workflow._control import all_needs
 from nexus.planning.workflow._errors import Reporter, Stop
 from nexus.planning.workflow._grants import ToolNames, budget_limits, mcp_servers
 from nexus.planning.workflow._graph import check_needs, check_reads
@@ -120,7 +121,7 @@ class _Compiler:
             tasks[tid] = compiler.compile(tid, spec)
         for name in sorted(compiler.agents_run_bare):
             facts[name].report_ungranted(report)
-        needs = {tid: tuple(spec.needs) for tid, spec in wf.tasks.items()}
+        needs = {tid: all_needs(spec, wf.tasks) for tid, spec in wf.tasks.items()}
         if check_needs(needs, report) and compiler.reads:
             check_reads(needs, compiler.reads, report)
         workspace = servers = budget = None

@@ -42,15 +42,31 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
-from nexus.domain.plan import DEFAULT_CASE, AggregatePolicy, ExtendPolicy, LoopPolicy, case_name
+from nexus.domain.plan import (
+    DEFAULT_CASE,
+    AggregatePolicy,
+    BarrierPolicy,
+    ExtendPolicy,
+    LoopPolicy,
+    case_name,
+)
 from nexus.planning.workflow._errors import Reporter, kind, suggest
 from nexus.planning.workflow._schema import _Task
 from nexus.templating import is_template
 
-__all__ = ["BODY_KEYS", "check_aggregate", "check_loop", "check_switch", "reads_loop"]
+__all__ = [
+    "BODY_KEYS",
+    "all_needs",
+    "check_aggregate",
+    "check_barrier",
+    "check_loop",
+    "check_switch",
+    "reads_loop",
+    "routed_by",
+]
 
 #: What gives a task a body (something to run): a routing task has none of it.
 BODY_KEYS = (
@@ -80,6 +96,9 @@ BODY_KEYS = (
 #: ``loop.output`` or ``loop.iteration`` in a template (Jinja's own ``loop``, in a
 #: ``{% for %}``, has neither).
 _LOOP_READ = re.compile(r"\bloop\s*\.\s*(?:output|iteration)\b")
+
+#: ``quorum: "3 of 5"``.
+_QUORUM_OF = re.compile(r"\s*(\d{1,9})\s+of\s+(\d{1,9})\s*")
 
 #: ``{{ tasks.T.output.data.F }}``: a value an output schema may bound.
 _SCHEMA_READ = re.compile(
@@ -398,3 +417,136 @@ def _known_items(spec: _Task) -> int | None:
     if isinstance(spec.foreach, list):
         return len(spec.foreach)
     return None
+
+
+def all_needs(spec: _Task, known: Container[str] | None = None) -> tuple[str, ...]:
+    """Every task ``spec`` depends on: its ``needs``, then its ``needs_any`` (the graph
+    the plan holds, checked for cycles like any ``needs``). With ``known``, a
+    ``needs_any`` entry that names no task is left out (:func:`check_barrier`
+    reports it under its own field)."""
+    needs = list(spec.needs)
+    for dep in spec.needs_any or ():
+        if dep not in needs and (known is None or dep in known):
+            needs.append(dep)
+    return tuple(needs)
+
+
+def routed_by(tasks: Mapping[str, _Task]) -> dict[str, list[str]]:
+    """Each task some ``switch`` lists in its cases -> those switches."""
+    found: dict[str, list[str]] = {}
+    for tid, spec in tasks.items():
+        for targets in (spec.cases or {}).values():
+            for target in targets if isinstance(targets, list) else [targets]:
+                if isinstance(target, str):
+                    found.setdefault(target, []).append(tid)
+    return found
+
+
+def check_barrier(
+    tid: str, spec: _Task, tasks: Mapping[str, _Task], switches: list[str], report: Reporter
+) -> BarrierPolicy | None:
+    """The task's barrier as the plan holds it (None: it has none, or a problem, reported).
+
+    The needs the ``quorum`` counts are its ``needs_any`` when it has them
+    (quorum 1 unless given), else its ``needs`` (all of them unless given); a
+    ``wait`` without either waits for all of its ``needs``. ``switches`` are
+    the switches that route to the task: they must stay required needs.
+    """
+    if spec.needs_any is None and spec.quorum is None and spec.wait is None:
+        return None
+    found = len(report.problems)
+    counted = tuple(spec.needs) if spec.needs_any is None else tuple(spec.needs_any)
+    field = "quorum" if spec.needs_any is None else "needs_any"
+    if spec.needs_any is not None:
+        if not spec.needs_any:
+            report.add(
+                "lists no task: it names the needs one of which must succeed",
+                task=tid,
+                field="needs_any",
+            )
+        for dep in spec.needs_any:
+            if dep not in tasks:
+                report.add(
+                    f"names unknown task {dep!r} ({suggest(dep, tasks, 'known tasks')})",
+                    task=tid,
+                    field="needs_any",
+                )
+            elif dep in spec.needs:
+                report.add(
+                    f"{dep!r} is in both needs (must succeed) and needs_any (one of them "
+                    "must); keep it in one",
+                    task=tid,
+                    field="needs_any",
+                )
+    elif not spec.needs:
+        what = "quorum" if spec.quorum is not None else "wait"
+        report.add(
+            f"a {what} is about the task's needs, and it has none",
+            task=tid,
+            field=what,
+        )
+        return None
+    default = len(counted) if spec.needs_any is None else 1
+    quorum = _quorum(tid, spec.quorum, counted, default, report)
+    for switch in switches:
+        if switch in counted and (spec.needs_any is None and spec.quorum is not None):
+            report.add(
+                f"the quorum counts switch {switch!r}, which routes to this task: the task "
+                "could start without the switch picking it (list the other needs in "
+                "needs_any and keep the switch in needs)",
+                task=tid,
+                field=field,
+            )
+        if spec.wait is not None:
+            report.add(
+                f"switch {switch!r} routes to this task: its wait could start it before the "
+                "switch picks (drop the wait, or route to a task that needs this one)",
+                task=tid,
+                field="wait",
+            )
+    if quorum is None or len(report.problems) > found:
+        return None
+    wait = spec.wait
+    return BarrierPolicy(
+        of=counted,
+        quorum=quorum,
+        timeout=None if wait is None else wait.timeout,
+        on_timeout="fail" if wait is None else wait.on_timeout,
+    )
+
+
+def _quorum(
+    tid: str, value: int | str | None, counted: tuple[str, ...], default: int, report: Reporter
+) -> int | None:
+    """``quorum`` as a count of ``counted`` (None: a problem, reported)."""
+    of = len(counted)
+    if value is None:
+        return default if of else None  # an empty needs_any: reported already
+    if isinstance(value, str):
+        match = _QUORUM_OF.fullmatch(value)
+        if match is None:
+            report.add(
+                f"must be a number of needs (3) or 'K of N' ('3 of 5'), got {value!r}",
+                task=tid,
+                field="quorum",
+            )
+            return None
+        count, total = int(match[1]), int(match[2])
+        if total != of:
+            report.add(
+                f"says {count} of {total}, but the task counts {of} needs "
+                f"({', '.join(counted) or 'none'})",
+                task=tid,
+                field="quorum",
+            )
+            return None
+    else:
+        count = value
+    if not 1 <= count <= of:
+        report.add(
+            f"must be between 1 and the {of} needs it counts ({', '.join(counted)}), got {count}",
+            task=tid,
+            field="quorum",
+        )
+        return None
+    return count

@@ -26,6 +26,7 @@ from nexus.domain.plan import MAX_ADDED_TASKS, Plan, TaskSpec
 from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._context import WorkflowContext
+from nexus.planning.workflow._control import all_needs
 from nexus.planning.workflow._errors import Reporter, Stop, kind
 from nexus.planning.workflow._grants import ToolNames
 from nexus.planning.workflow._graph import check_needs, check_reads
@@ -220,7 +221,7 @@ def _compile(
             )
         compiled.append(task)
     needs = {tid: spec.needs for tid, spec in extension.existing.items()}
-    needs.update({tid: tuple(spec.needs) for tid, spec in wf.tasks.items()})
+    needs.update({tid: all_needs(spec, known_tasks) for tid, spec in wf.tasks.items()})
     if check_needs(needs, report) and compiler.reads:
         check_reads(needs, compiler.reads, report)
     return compiled

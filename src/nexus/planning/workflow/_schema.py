@@ -28,9 +28,11 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from nexus.domain.bt import MAX_BT_STEPS
+from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import (
     MAX_ADDED_TASKS,
+    MAX_BARRIER_TIMEOUT,
     MAX_EXTENSION_DEPTH,
     MAX_FAN_OUT_AGENTS,
     MAX_FSM_STATES,
@@ -195,8 +197,24 @@ class _Compensate(_Model):
 _OnFailure = Literal["fail", "compensate"]
 
 
+class _Wait(_Model):
+    timeout: float
+    on_timeout: Literal["fail", "continue"] = "fail"
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        seconds = parse_seconds(value)
+        if seconds > MAX_BARRIER_TIMEOUT:
+            raise ValueError(f"must be at most {MAX_BARRIER_TIMEOUT / 86400:g} days")
+        return seconds
+
+
 class _Task(_Model):
     needs: list[str] = Field(default_factory=list)
+    needs_any: list[str] | None = None
+    quorum: int | str | None = None
+    wait: _Wait | None = None
     tool: _NonEmpty | None = None
     args: dict[str, Any] | None = Field(default=None, alias="with")
     agent: _NonEmpty | None = None
@@ -259,6 +277,18 @@ class _Task(_Model):
         if value is None:
             return []
         return [value] if isinstance(value, str) else value
+
+    @field_validator("needs_any", mode="before")
+    @classmethod
+    def _any_one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("quorum", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number of needs (3) or 'K of N' ('3 of 5')")
+        return value
 
 
 class _Workflow(_Model):
@@ -398,6 +428,8 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
         if len(parent) >= 3 and parent[2] == "fsm":
             fsm_models: dict[int, type[BaseModel]] = {3: _Fsm, 5: _FsmState, 7: _FsmTransition}
             return fsm_models.get(len(parent))
+        if len(parent) == 3 and parent[2] == "wait":
+            return _Wait
     if parent[0] == "agents" and len(parent) == 2:
         return _Agent
     if parent == ("defaults",):

@@ -23,11 +23,14 @@ from nexus.planning.workflow._agents import AgentFacts
 from nexus.planning.workflow._arguments import Arguments
 from nexus.planning.workflow._bt import compile_bt
 from nexus.planning.workflow._control import (
+    all_needs,
     check_aggregate,
+    check_barrier,
     check_extend,
     check_loop,
     check_switch,
     reads_loop,
+    routed_by,
 )
 from nexus.planning.workflow._errors import kind, known
 from nexus.planning.workflow._fsm import compile_fsm
@@ -76,6 +79,7 @@ class TaskCompiler:
         "on_failure",
         "reads",
         "report",
+        "routed",
         "tasks",
         "tools",
         "values",
@@ -113,6 +117,8 @@ class TaskCompiler:
         self.agents_run_bare: set[str] = set()
         #: the workflow's ``on_failure``: a task's own wins
         self.on_failure = on_failure
+        #: the tasks some switch routes to -> those switches (for barrier checks)
+        self.routed = routed_by(tasks)
 
     def compile(self, tid: str, spec: _Task) -> TaskSpec | None:
         """The task ``tid`` as the plan holds it; None when its entry has problems (reported)."""
@@ -131,6 +137,7 @@ class TaskCompiler:
         loop = check_loop(tid, spec, report)
         extend = check_extend(tid, spec, report)
         aggregate = check_aggregate(tid, spec, report)
+        barrier = check_barrier(tid, spec, self.tasks, self.routed.get(tid, []), report)
         args: dict[str, Any] = {}
         foreach: Any = None
         with report.step() as values_ok:
@@ -168,7 +175,7 @@ class TaskCompiler:
         timeout = spec.timeout if spec.timeout is not None else self.defaults.timeout
         return TaskSpec(
             id=tid,
-            needs=tuple(spec.needs),
+            needs=all_needs(spec),
             tool=spec.tool,
             args=args,
             agent=spec.agent,
@@ -195,6 +202,7 @@ class TaskCompiler:
             fsm=fsm,
             compensate=compensate,
             on_failure=spec.on_failure or self.on_failure,
+            barrier=barrier,
         )
 
     def retry_policy(self, retries: int | None, backoff: _Backoff | None) -> RetryPolicy:
@@ -417,7 +425,7 @@ class TaskCompiler:
                     if ref in self.tasks
                 )
         if refs:
-            check_refs(tid, tuple(spec.needs), refs, self.tasks, self.reads, self.report)
+            check_refs(tid, all_needs(spec), refs, self.tasks, self.reads, self.report)
         items = spec.foreach is not None or spec.agents is not None
         for field, reads in templates:
             self.names.check(
@@ -464,7 +472,7 @@ class TaskCompiler:
         so it reads no ``item``.
         """
         what = "the condition" if field == "when" else "the switch"
-        needs = self.tasks[tid].needs
+        needs = all_needs(self.tasks[tid])
         reads = self.values.template(source, tid, field)
         for ref in sorted(reads.get("tasks", ())):
             if ref not in self.tasks:

@@ -71,7 +71,8 @@ def _conflicts(
 ) -> Iterator[tuple[int, int, str, str]]:
     """Each pair of unordered tasks with overlapping writes, once: (later, earlier, the later
     task, the problem)."""
-    order = _Order({tid: spec.needs for tid, spec in tasks.items()})
+    # a barrier's needs order it only when they must have ended before it starts
+    order = _Order({tid: spec.settled_needs for tid, spec in tasks.items()})
     seen: set[tuple[str, str]] = set()
     for path in sorted(owners):
         # what overlaps ``path``: the same resource, or a directory that holds it
