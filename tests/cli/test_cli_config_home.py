@@ -115,7 +115,12 @@ def test_cancel_finds_the_run_in_the_home_run_used(places: tuple[Path, Path]) ->
     run_id = run_ok(project / "src" / "deep", config)
     done = nexus_in(project / "src", "--config", config, "cancel", run_id, "--json")
     assert done.code == 0, done.text
-    assert done.json() == {"run_id": run_id, "outcome": "finished"}
+    answer = done.json()
+    assert {key: answer[key] for key in ("run_id", "outcome")} == {
+        "run_id": run_id,
+        "outcome": "finished",
+    }
+    assert answer["reason"] == "cancelled by user"  # and who: `--by`, else the user
     # from outside the project the same config reads another home, which has no such run
     away = nexus_in(elsewhere, "--config", config, "cancel", run_id, "--json")
     assert away.code == 4, away.text
