@@ -246,7 +246,9 @@ def test_cancel_a_live_run_and_refuse_to_resume_it(nexus_home: Path, tmp_path: P
 
             cancel = nexus(nexus_home, "cancel", rid, "--json")
             assert cancel.code == 0, cancel.text
-            assert cancel.json() == {"run_id": rid, "outcome": "requested"}
+            answer = cancel.json()
+            assert (answer["run_id"], answer["outcome"]) == (rid, "requested")
+            assert answer["reason"] == "cancelled by user"
             assert proc.wait(timeout=5) == 1  # the running process stops the run itself
         result = json.loads((file.parent / "run.stdout").read_text(encoding="utf-8"))
         assert result["status"] == "cancelled"
