@@ -177,17 +177,8 @@ def _instances(task: TaskSpec) -> tuple[int, str | None]:
 
 def _nothing_run(task: TaskSpec) -> TaskEstimate:
     """A ``switch`` task: it picks a case and runs nothing."""
-    return TaskEstimate(
-        task=task.id,
-        agent=None,
-        model=None,
-        instances=1,
-        calls=0,
-        prompt_tokens=0,
-        completion_tokens=0,
-        usd=Decimal(0),
-        exact=True,
-        notes=("a switch: picks a case, runs nothing (every case's tasks are counted)",),
+    return _nothing_spent(
+        task.id, 1, notes=("a switch: picks a case, runs nothing (every case's tasks are counted)",)
     )
 
 
@@ -203,17 +194,8 @@ def _agent_task(
     texts = [t for t in (agent.instructions, task.prompt or "") if t] or [""]
     if provider == "function":
         notes.append("function agent: no model call")
-        return TaskEstimate(
-            task=task.id,
-            agent=agent.name,
-            model=agent.model,
-            instances=instances,
-            calls=0,
-            prompt_tokens=0,
-            completion_tokens=0,
-            usd=Decimal(0),
-            exact=True,
-            notes=tuple(notes),
+        return _nothing_spent(
+            task.id, instances, agent=agent.name, model=agent.model, notes=tuple(notes)
         )
     if provider == "scripted":
         prompt = sum(len(t.split()) for t in texts)
@@ -291,18 +273,31 @@ def _bt_task(
             costliest = guess
     if costliest is not None:
         return replace(costliest, notes=tuple(notes))
+    return _nothing_spent(task.id, instances, tool_calls=runs, notes=tuple(notes))
+
+
+def _nothing_spent(
+    task: str,
+    instances: int,
+    *,
+    tool_calls: int = 0,
+    agent: str | None = None,
+    model: str | None = None,
+    notes: tuple[str, ...],
+) -> TaskEstimate:
+    """A task whose runs cost no model call (tools, a switch, a free model): exact."""
     return TaskEstimate(
-        task=task.id,
-        agent=None,
-        model=None,
+        task=task,
+        agent=agent,
+        model=model,
         instances=instances,
         calls=0,
         prompt_tokens=0,
         completion_tokens=0,
         usd=Decimal(0),
-        tool_calls=runs,
+        tool_calls=tool_calls,
         exact=True,
-        notes=tuple(notes),
+        notes=notes,
     )
 
 
@@ -359,19 +354,7 @@ def _body_estimate(
 ) -> TaskEstimate:
     """A tool or agent body run ``instances`` times."""
     if task.is_tool:
-        return TaskEstimate(
-            task=task.id,
-            agent=None,
-            model=None,
-            instances=instances,
-            calls=0,
-            prompt_tokens=0,
-            completion_tokens=0,
-            usd=Decimal(0),
-            tool_calls=instances,
-            exact=True,
-            notes=tuple(notes),
-        )
+        return _nothing_spent(task.id, instances, tool_calls=instances, notes=tuple(notes))
     agent = _resolve(task, plan.agents)
     return _agent_task(task, agent, instances, completion, pricing, notes)
 
@@ -478,19 +461,7 @@ def estimate_plan(
             per_task[tid] = _machine(task, plan, instances, completion, table, notes)
             continue
         if task.is_tool:
-            per_task[tid] = TaskEstimate(
-                task=tid,
-                agent=None,
-                model=None,
-                instances=instances,
-                calls=0,
-                prompt_tokens=0,
-                completion_tokens=0,
-                usd=Decimal(0),
-                tool_calls=instances,
-                exact=True,
-                notes=tuple(notes),
-            )
+            per_task[tid] = _nothing_spent(tid, instances, tool_calls=instances, notes=tuple(notes))
             continue
         if task.agents is not None:
             per_task[tid], shares = _fan_out(task, plan.agents, instances, completion, table, notes)
