@@ -310,7 +310,7 @@ def test_the_workflow_file_checks_extend() -> None:
     with pytest.raises(WorkflowError) as caught:
         compile_workflow(doc, file="wf.yaml")
     assert "cannot have `foreach`" in str(caught.value)
-    assert "task 'a'" in str(caught.value) or "a" in str(caught.value)
+    assert "task 'a', field 'extend'" in str(caught.value)
 
 
 def test_the_plan_records_extend_only_when_set() -> None:
@@ -347,11 +347,10 @@ def test_the_fold_refuses_an_extension_it_cannot_apply(tmp_path: Path) -> None:
         "unknown need": [{**tasks[0], "needs": ["ghost"]}],
         "cycle": [{**tasks[0], "needs": ["test"]}, tasks[1]],
     }
-    for name, changed in cases.items():
+    for changed in cases.values():
         bad = _tamper(events, ext.seq, {**ext.data, "tasks": changed})
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError, match=r"plan extension|needs unknown|cycle"):
             RunState.fold(bad)
-        assert name
     with pytest.raises(IntegrityError):
         RunState.fold(_tamper(events, ext.seq, {**ext.data, "depth": 2}))
     with pytest.raises(IntegrityError):
@@ -372,7 +371,7 @@ def _extensions(draw: st.DrawFn) -> list[dict[str, Any]]:
         for i, tid in enumerate(ids):
             pool = ["setup", "aside", *ids]  # a need may point forward: a cycle, maybe
             needs = draw(st.lists(st.sampled_from(pool), max_size=3, unique=True))
-            fails = draw(st.booleans().filter(lambda _: True)) and draw(st.integers(0, 9)) == 0
+            fails = draw(st.integers(0, 9)) == 0  # one task in ten fails
             body: dict[str, Any] = {"needs": needs}
             if fails:
                 body.update(tool="shell", **{"with": {"cmd": "exit 1"}})
