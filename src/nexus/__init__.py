@@ -63,6 +63,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
+    from nexus.planning.options import Replan as Replan
     from nexus.planning.options import Wait as Wait
     from nexus.planning.workflow import compile_workflow as compile_workflow
     from nexus.planning.workflow import load_workflow as load_workflow
@@ -105,6 +106,7 @@ _EXPORTS: dict[str, str] = {
     "Plan": "nexus.domain.plan",
     "PolicyDenied": "nexus.domain.errors",
     "Profile": "nexus.planning.options",
+    "Replan": "nexus.planning.options",
     "ReplayReport": "nexus.engine.facade",
     "RetryPolicy": "nexus.domain.plan",
     "RunCost": "nexus.engine.results",
@@ -165,6 +167,7 @@ __all__ = [
     "Plan",
     "PolicyDenied",
     "Profile",
+    "Replan",
     "ReplayReport",
     "RetryPolicy",
     "RunCost",

@@ -32,6 +32,7 @@ from nexus import (
     Input,
     Loop,
     Profile,
+    Replan,
     Wait,
     Workflow,
     WorkflowError,
@@ -834,6 +835,51 @@ def _barrier(_: Path) -> Workflow:
     return wf
 
 
+REPLANNING = """
+version: 1
+name: replanning
+on_failure: compensate
+agents:
+  planner: {model: "scripted:planner", capabilities: [plan]}
+tasks:
+  plan:
+    capability: plan
+    prompt: "Plan the release as tasks."
+    extend: true
+    on_failure: replan
+  recover:
+    capability: plan
+    prompt: "Plan the recovery as tasks."
+    extend: {max_tasks: 5}
+    on_failure: {replan: 3}
+  tidy:
+    needs: [plan, recover]
+    tool: noop
+    on_failure: fail
+"""
+
+
+def _replanning(_: Path) -> Workflow:
+    wf = Workflow("replanning", on_failure="compensate")
+    wf.agent("planner", model="scripted:planner", capabilities=["plan"])
+    plan = wf.task(
+        "plan",
+        capability="plan",
+        prompt="Plan the release as tasks.",
+        extend=True,
+        on_failure="replan",
+    )
+    recover = wf.task(
+        "recover",
+        capability="plan",
+        prompt="Plan the recovery as tasks.",
+        extend=Extend(max_tasks=5),
+        on_failure=Replan(3),
+    )
+    wf.task("tidy", needs=[plan, recover], tool="noop", on_failure="fail")
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -853,6 +899,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),
+    "re-planning (on_failure)": (REPLANNING, _replanning),
     "secret inputs and workspace": (SECRETS_AND_WORKSPACE, _secrets_and_workspace),
 }
 
@@ -1037,3 +1084,13 @@ def test_a_function_tool_compensation_is_registered(tmp_path: Path) -> None:
     assert "refund" in wf.tools()
     with pytest.raises(TypeError, match=r"compensate must be a nexus\.Compensate"):
         wf.task("oops", tool="noop", compensate={"tool": "noop"})  # type: ignore[arg-type]
+
+
+def test_on_failure_replan_from_python_re_plans(tmp_path: Path) -> None:
+    plan = _replanning(tmp_path).compile()
+    assert [plan.tasks[t].extend.replan for t in ("plan", "recover")] == [1, 3]  # type: ignore[union-attr]
+    assert plan.tasks["plan"].on_failure == "compensate", "the workflow's, once re-plans are used"
+    wf = Workflow("bad", workspace=tmp_path)
+    wf.task("t", tool="noop", on_failure=Replan(2))
+    with pytest.raises(WorkflowError, match=r"task 't', field 'on_failure'.*extend: true"):
+        wf.compile()

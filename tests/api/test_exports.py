@@ -98,6 +98,7 @@ SURFACES: dict[str, set[str]] = {
         "Approval",
         "Budget",
         "Profile",
+        "Replan",
         "WORKFLOW_VERSION",
         "MAX_WORKFLOW_BYTES",
     },

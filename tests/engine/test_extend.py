@@ -50,7 +50,7 @@ class Planner:
         return value
 
 
-def _plan(extend: Any = True, retries: int = 0, **workflow: Any) -> Plan:
+def _plan(extend: Any = True, retries: int = 0, on_failure: Any = None, **workflow: Any) -> Plan:
     doc: dict[str, Any] = {
         "version": 1,
         "name": "grows",
@@ -63,6 +63,7 @@ def _plan(extend: Any = True, retries: int = 0, **workflow: Any) -> Plan:
                 "extend": extend,
                 "retries": retries,
                 "backoff": {"initial": 0.001, "multiplier": 1, "maximum": 0.002},
+                **({} if on_failure is None else {"on_failure": on_failure}),
             },
             "report": {
                 "tool": "echo",
@@ -579,6 +580,30 @@ def test_re_planning_stops_at_its_limit(tmp_path: Path) -> None:
     error = result.task("plan").error
     assert error is not None
     assert error.message == "1 of 4 added tasks did not succeed: again"
+
+
+@pytest.mark.parametrize("on_failure", ["replan", {"replan": 2}])
+def test_on_failure_replan_re_plans_as_extend_replan_does(on_failure: Any, tmp_path: Path) -> None:
+    planner = Planner(BROKEN, REPAIRED)
+    db = tmp_path / "n.db"
+    plan = _plan(True, on_failure=on_failure)
+    result, events = asyncio.run(_run(db, plan, planner.tools()))
+    assert result.status == "succeeded", result.tasks
+    assert planner.calls == 2
+    [replanning] = _of(events, EventType.PLAN_REPLANNING)
+    assert (replanning.data["task"], replanning.data["round"]) == ("plan", 1)
+    assert result.task("report").output == "second try"
+    asyncio.run(_replay(db, result.run_id, Planner(BROKEN, REPAIRED).tools()))
+
+
+def test_on_failure_replan_once_then_the_task_fails(tmp_path: Path) -> None:
+    again = {"tasks": {"again": {"tool": "shell", "with": {"cmd": "exit 5"}}}}
+    planner = Planner(BROKEN, again, again)
+    plan = _plan(True, on_failure="replan")
+    result, events = asyncio.run(_run(tmp_path / "n.db", plan, planner.tools()))
+    assert result.status == "failed"
+    assert planner.calls == 2, "replan alone asks once"
+    assert len(_of(events, EventType.PLAN_REPLANNING)) == 1
 
 
 def test_the_fold_refuses_a_replan_it_cannot_make(tmp_path: Path) -> None:

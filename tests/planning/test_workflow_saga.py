@@ -120,8 +120,8 @@ def test_a_bad_compensate_is_reported_naming_its_field(
 def test_a_bad_on_failure_is_refused() -> None:
     task = problems(flow(on_failure="undo"))
     assert task == [
-        "flow.yaml, task 'book', field 'tasks.book.on_failure': Input should be 'fail' or "
-        "'compensate', got 'undo'"
+        "flow.yaml, task 'book', field 'tasks.book.on_failure': Value error, must be 'fail', "
+        "'compensate', 'replan' or {replan: N} (N from 1 to 10), got 'undo'"
     ]
     top = problems(flow({"on_failure": "rollback"}))
     assert top == [

@@ -114,6 +114,8 @@ MAX_ADDED_TASKS: Final = 10_000
 MAX_EXTENSION_DEPTH: Final = 8
 #: The most times an extending task may be asked to re-plan.
 MAX_REPLANS: Final = 10
+#: How many times ``on_failure: replan`` asks for a repaired plan (``{replan: N}`` sets it).
+DEFAULT_REPLANS: Final = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ if _typing.TYPE_CHECKING:
     from nexus.planning.options import Input as Input
     from nexus.planning.options import Loop as Loop
     from nexus.planning.options import Profile as Profile
+    from nexus.planning.options import Replan as Replan
     from nexus.planning.options import Wait as Wait
     from nexus.planning.workflow import MAX_WORKFLOW_BYTES as MAX_WORKFLOW_BYTES
     from nexus.planning.workflow import WORKFLOW_VERSION as WORKFLOW_VERSION
@@ -59,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "MAX_WORKFLOW_BYTES": "nexus.planning.workflow",
     "McpServerRef": "nexus.planning.builder",
     "Profile": "nexus.planning.options",
+    "Replan": "nexus.planning.options",
     "TaskRef": "nexus.planning.builder",
     "WORKFLOW_VERSION": "nexus.planning.workflow",
     "Wait": "nexus.planning.options",
@@ -90,6 +92,7 @@ __all__ = [
     "Loop",
     "McpServerRef",
     "Profile",
+    "Replan",
     "TaskRef",
     "Wait",
     "WorkflowBuilder",

@@ -50,6 +50,7 @@ from nexus.planning.options import (
     Input,
     Loop,
     Profile,
+    Replan,
     Wait,
 )
 from nexus.planning.workflow import WorkflowContext, compile_workflow
@@ -374,7 +375,7 @@ class WorkflowBuilder:
         agents: Iterable[AgentRef | FunctionAgent | str] | None = None,
         aggregate: Aggregate | str | None = None,
         compensate: Compensate | None = None,
-        on_failure: Literal["fail", "compensate"] | None = None,
+        on_failure: Literal["fail", "compensate", "replan"] | Replan | None = None,
         fsm: Fsm | None = None,
         needs_any: Iterable[TaskRef | str] | None = None,
         quorum: int | str | None = None,
@@ -424,11 +425,14 @@ class WorkflowBuilder:
                 then has no ``tool`` or ``prompt`` of its own.
             writes: the resources the task writes: paths relative to the
                 workspace (a directory covers what is below it) or
+                ``"key:<name>"``; templates allowed (docs/workflows.md, Writes).
             compensate: what undoes the task when a saga compensates it: a
                 :class:`Compensate` (docs/workflows.md, Sagas).
             on_failure: ``"compensate"``: the task failing for good starts the
                 saga; ``"fail"``: it does not (default: the workflow's).
-                ``"key:<name>"``; templates allowed (docs/workflows.md, Writes).
+                ``"replan"`` (once) or a :class:`Replan` (N times), on a task
+                with ``extend``: when tasks its extension added fail, it is
+                asked for a repaired plan (docs/planning.md).
             fsm: the task's body is a state machine, each state with its own
                 body: an :class:`Fsm` (docs/workflows.md, State machines); the
                 task then has no ``tool``, ``agent`` or ``prompt`` of its own.
@@ -497,7 +501,7 @@ class WorkflowBuilder:
             ),
             ("fsm", self._fsm(fsm, where)),
             ("compensate", self._compensate(compensate, where)),
-            ("on_failure", on_failure),
+            ("on_failure", on_failure.to_dict() if isinstance(on_failure, Replan) else on_failure),
             ("needs_any", None if needs_any is None else _ids(needs_any)),
             ("quorum", quorum),
             ("wait", _table(wait, Wait, "wait", where)),

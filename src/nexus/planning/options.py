@@ -3,7 +3,8 @@
 Each value here is one mapping of a workflow file written as a frozen
 dataclass: :class:`Input` (a declared input), :class:`Backoff`,
 :class:`Approval`, :class:`Budget`, :class:`Profile`, :class:`Loop`,
-:class:`Bt`, :class:`Aggregate`, :class:`Compensate` and :class:`Wait`. They
+:class:`Bt`, :class:`Aggregate`, :class:`Compensate`, :class:`Replan` and
+:class:`Wait`. They
 check nothing themselves: :meth:`to_dict` gives the mapping the file would hold
 (only what was set), and :class:`~nexus.planning.builder.WorkflowBuilder`
 compiles it with the workflow file's own checks, so a bad value is the same
@@ -41,6 +42,7 @@ __all__ = [
     "Input",
     "Loop",
     "Profile",
+    "Replan",
     "Wait",
 ]
 
@@ -238,6 +240,23 @@ class Extend(_Table):
     max_tasks: int | None = None
     review: bool | None = None
     replan: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replan(_Table):
+    """``on_failure: {replan: N}`` on a task that extends the plan: when tasks its
+    extension added fail, ask it up to ``replan`` times for a repaired plan
+    (docs/planning.md, Re-planning). ``on_failure="replan"`` asks once.
+
+    Attributes:
+        replan: how many times (1 to 10).
+
+    Example:
+        >>> Replan(3).to_dict()
+        {'replan': 3}
+    """
+
+    replan: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,7 +54,7 @@ from nexus.domain.plan import (
     case_name,
 )
 from nexus.planning.workflow._errors import Reporter, kind, suggest
-from nexus.planning.workflow._schema import _Task
+from nexus.planning.workflow._schema import _Replan, _Task
 from nexus.templating import is_template
 
 __all__ = [
@@ -330,11 +330,35 @@ def check_extend(tid: str, spec: _Task, report: Reporter) -> ExtendPolicy | None
     """The task's ``extend`` as the plan holds it (None: it has none, or a problem, reported).
 
     The tasks an extension adds wait on the one task that added them, so an
-    extending task runs once: not per item, iteration or case.
+    extending task runs once: not per item, iteration or case. ``on_failure:
+    replan`` (or ``{replan: N}``) is the task's ``extend.replan`` said where a
+    failure's handling is said; it needs ``extend``.
     """
     extend = spec.extend
+    replan = spec.on_failure if isinstance(spec.on_failure, _Replan) else None
     if extend is None:
+        if replan is not None:
+            # implying `extend` would silently make the task's answer a plan: an
+            # answer that was prose would then fail it, so it is said, not guessed
+            report.add(
+                "`replan` re-plans the tasks this task's plan extension added, and the "
+                "task does not extend the plan; add `extend: true` (its answer's "
+                "`tasks` then join the plan) or use on_failure 'fail' or 'compensate'",
+                task=tid,
+                field="on_failure",
+            )
         return None
+    rounds = extend.replan
+    if replan is not None:
+        if "replan" in extend.model_fields_set and extend.replan != replan.replan:
+            report.add(
+                f"`on_failure` re-plans {replan.replan} time(s) and `extend.replan` says "
+                f"{extend.replan}: say it once",
+                task=tid,
+                field="on_failure",
+            )
+            return None
+        rounds = replan.replan
     for key, value in (("foreach", spec.foreach), ("loop", spec.loop), ("switch", spec.switch)):
         if value is not None:
             report.add(
@@ -344,7 +368,7 @@ def check_extend(tid: str, spec: _Task, report: Reporter) -> ExtendPolicy | None
                 field="extend",
             )
             return None
-    return ExtendPolicy(max_tasks=extend.max_tasks, review=extend.review, replan=extend.replan)
+    return ExtendPolicy(max_tasks=extend.max_tasks, review=extend.review, replan=rounds)
 
 
 def reads_loop(source: str) -> bool:

@@ -31,6 +31,7 @@ from nexus.domain.bt import MAX_BT_STEPS
 from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import WorkflowError
 from nexus.domain.plan import (
+    DEFAULT_REPLANS,
     MAX_ADDED_TASKS,
     MAX_BARRIER_TIMEOUT,
     MAX_EXTENSION_DEPTH,
@@ -197,6 +198,31 @@ class _Compensate(_Model):
 _OnFailure = Literal["fail", "compensate"]
 
 
+class _Replan(_Model):
+    """``on_failure: replan`` (or ``{replan: N}``): re-plan what the task's extension
+    added when it fails, as ``extend: {replan: N}`` says it."""
+
+    replan: Annotated[int, Field(ge=1, le=MAX_REPLANS)]
+
+
+_ON_FAILURE_VALUES = f"'fail', 'compensate', 'replan' or {{replan: N}} (N from 1 to {MAX_REPLANS})"
+
+
+def _task_on_failure(value: Any) -> _OnFailure | _Replan | None:
+    """A task's ``on_failure`` as the model holds it; ``replan`` alone re-plans
+    :data:`~nexus.domain.plan.DEFAULT_REPLANS` times."""
+    if value is None or value in ("fail", "compensate"):
+        return value  # type: ignore[no-any-return]
+    if value == "replan":
+        return _Replan(replan=DEFAULT_REPLANS)
+    if isinstance(value, dict) and set(value) == {"replan"}:
+        rounds = value["replan"]
+        if type(rounds) is int and 1 <= rounds <= MAX_REPLANS:
+            return _Replan(replan=rounds)
+        raise ValueError(f"`replan` must be a whole number from 1 to {MAX_REPLANS}")
+    raise ValueError(f"must be {_ON_FAILURE_VALUES}")
+
+
 class _Wait(_Model):
     timeout: float
     on_timeout: Literal["fail", "continue"] = "fail"
@@ -244,8 +270,13 @@ class _Task(_Model):
     ) = None
     aggregate: _Aggregate | None = None
     compensate: _Compensate | None = None
-    on_failure: _OnFailure | None = None
+    on_failure: _OnFailure | _Replan | None = None
     fsm: _Fsm | None = None
+
+    @field_validator("on_failure", mode="plain")
+    @classmethod
+    def _on_failure(cls, value: Any) -> _OnFailure | _Replan | None:
+        return _task_on_failure(value)
 
     @field_validator("extend", mode="before")
     @classmethod
@@ -309,6 +340,18 @@ class _Workflow(_Model):
     budget: dict[str, Any] | None = None
     extensions: _Extensions | None = None
     tasks: dict[str, _Task]
+
+    @field_validator("on_failure", mode="before")
+    @classmethod
+    def _replan_is_a_tasks(cls, value: Any) -> Any:
+        """A re-plan belongs to the task whose extension it repairs."""
+        if value == "replan" or (isinstance(value, dict) and "replan" in value):
+            raise ValueError(
+                "`replan` re-plans what one task's extension added, so it is set on that "
+                "task (`on_failure: replan` next to its `extend`); the workflow's "
+                "on_failure is 'fail' or 'compensate'"
+            )
+        return value
 
     @field_validator("inputs", "agents", "defaults", mode="before")
     @classmethod

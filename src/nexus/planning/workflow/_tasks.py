@@ -44,7 +44,14 @@ from nexus.planning.workflow._grants import (
 from nexus.planning.workflow._graph import Reads, check_refs
 from nexus.planning.workflow._names import ITEM_NAMES, TemplateNames
 from nexus.planning.workflow._saga import check_compensate
-from nexus.planning.workflow._schema import _Agent, _Approval, _Backoff, _Defaults, _Task
+from nexus.planning.workflow._schema import (
+    _Agent,
+    _Approval,
+    _Backoff,
+    _Defaults,
+    _Replan,
+    _Task,
+)
 from nexus.planning.workflow._values import Reads as TemplateReads
 from nexus.planning.workflow._values import Values, strings
 from nexus.planning.workflow._writes import compile_writes
@@ -201,7 +208,13 @@ class TaskCompiler:
             aggregate=aggregate,
             fsm=fsm,
             compensate=compensate,
-            on_failure=spec.on_failure or self.on_failure,
+            # a re-plan is the extension's (above); when the re-plans are used up the
+            # task fails for good as the workflow's on_failure says
+            on_failure=(
+                spec.on_failure
+                if spec.on_failure is not None and not isinstance(spec.on_failure, _Replan)
+                else self.on_failure
+            ),
             barrier=barrier,
         )
 
