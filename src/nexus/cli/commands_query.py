@@ -21,8 +21,8 @@ from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out,
 from nexus.cli.runref import resolve_run_arg
 from nexus.cli.summaries import summary
 from nexus.domain.errors import NotFoundError, UserError
-from nexus.domain.events import Event
-from nexus.domain.payloads import RunStarted, task_of
+from nexus.domain.events import Event, EventType
+from nexus.domain.payloads import RunStarted, TaskEndedUnrun, task_of
 from nexus.domain.state import RunState
 from nexus.store.base import Store
 
@@ -83,19 +83,57 @@ def _pause_line(doc: dict[str, Any]) -> str | None:
     return f"paused {who} (since {pause['since'][:19]}Z); `nexus resume {run_id}` continues it"
 
 
+#: the most added or skipped tasks ``nexus status`` lists (the rest: ``nexus inspect``)
+_STATUS_TASKS = 20
+
+
+def _plan_changes(doc: dict[str, Any], state: RunState, events: list[Event]) -> None:
+    """Mark in ``doc["tasks"]`` the tasks a plan extension added (``added_by``) and the
+    skipped ones (``why``: the reason recorded when they were skipped)."""
+    for tid, task in state.tasks.items():
+        if task.extended_by is not None:
+            doc["tasks"][tid]["added_by"] = task.extended_by
+    for event in events:
+        if event.type is EventType.TASK_SKIPPED:
+            skipped = TaskEndedUnrun.from_event(event)
+            if skipped.task in doc["tasks"]:
+                doc["tasks"][skipped.task]["why"] = " ".join(skipped.reason.split())
+
+
+def _plan_change_lines(doc: dict[str, Any]) -> list[str]:
+    """The added (``+ task ... added by X``) and skipped (``skipped task: why``) tasks."""
+    lines: list[str] = []
+    marked = [
+        (tid, t) for tid, t in doc["tasks"].items() if "added_by" in t or t["status"] == "skipped"
+    ]
+    for tid, task in marked[:_STATUS_TASKS]:
+        style = _STATUS_STYLE.get(task["status"], "none")
+        mark = "+" if "added_by" in task else " "
+        notes = [f"added by {escape(task['added_by'])}"] if "added_by" in task else []
+        if task.get("why"):
+            notes.append(escape(task["why"]))
+        line = f"  {mark} {escape(tid)}  [{style}]{task['status']}[/]"
+        lines.append(line + (f"  [dim]{'; '.join(notes)}[/]" if notes else ""))
+    if len(marked) > _STATUS_TASKS:
+        lines.append(f"  ... and {len(marked) - _STATUS_TASKS} more: nexus inspect {doc['run_id']}")
+    return lines
+
+
 def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
-    """Where a run stands: status, task counts, whether a process drives it."""
+    """Where a run stands: status, task counts, whether a process drives it; the tasks
+    a plan extension added (``+``) and the skipped ones, with why."""
     from nexus.engine.leases import lease_alive
 
     run_id = resolve_run_arg(run_id, as_json=as_json)
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
-            state, _ = await _fold(store, run_id, at)
+            state, events = await _fold(store, run_id, at)
             lease = await store.get_lease(run_id)
             if lease is not None and not lease_alive(lease):
                 lease = None  # its process died: nothing drives the run
             doc = _summary(state)
+            _plan_changes(doc, state, events)
             doc["driven_by"] = None if lease is None else {"host": lease.host, "pid": lease.pid}
             return doc
 
@@ -106,6 +144,8 @@ def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
         style = _STATUS_STYLE.get(doc["status"], "none")
         out.print(f"run {doc['run_id']}  {doc['name']}  [{style}]{doc['status']}[/]")
         out.print("  " + ", ".join(f"{n} {s}" for s, n in doc["counts"].items()))
+        for change in _plan_change_lines(doc):
+            out.print(change)
         if (line := _pause_line(doc)) is not None:
             out.print(f"  {line}")
         if doc["status"] == "running" and doc["driven_by"] is None:

@@ -8,7 +8,12 @@ One observer, two ways to show a run:
   taken when events arrive: the refresh thread never reads the run's state
   while the engine changes it;
 * elsewhere (CI, pipes), and with ``nexus run --stream``, one line per task
-  that ends or retries, with the one-line reason of a failure.
+  that ends or retries, with the one-line reason of a failure or a skip.
+
+A task a plan extension added is marked ``+`` with the task that added it
+("added by plan"), and the extension itself gets a line; a skipped task shows
+with the reason it was skipped (a false ``when``, a case not taken, a need
+that failed), so a plan that grew or was cut short reads as such.
 
 Streamed model text (``--stream``, :meth:`Progress.delta`) shares the line
 mode's console: a header per task, then the text as it comes; a status line
@@ -34,6 +39,7 @@ from rich.text import Text
 from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import (
     ErrorRecord,
+    PlanExtended,
     RetryScheduled,
     RunStarted,
     TaskEndedUnrun,
@@ -76,6 +82,10 @@ def error_line(error: dict[str, Any]) -> str:
     return one_line(f"{record.kind}: {record.message}")
 
 
+#: what marks a task a plan extension added, in the table and in lines
+ADDED_MARK = "+"
+
+
 @dataclass(frozen=True, slots=True)
 class _Row:
     task: str
@@ -84,6 +94,8 @@ class _Row:
     begun: float | None
     ended: float | None
     why: str
+    #: the task whose plan extension added this one (None: the workflow's own)
+    added_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +186,17 @@ class Progress:
             self._say(f"[bold]resumed[/] {event.run_id}")
         if task is None:
             return
-        if kind is EventType.APPROVAL_REQUESTED:
+        if kind is EventType.PLAN_EXTENDED:
+            extended = PlanExtended.from_event(event)
+            ids = [str(t.get("id")) for t in extended.tasks]
+            shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+            self._say(
+                f"  [cyan]{'extended':<10}[/] {escape(task)}  [dim]added {len(ids)} "
+                f"task{'' if len(ids) == 1 else 's'} (depth {extended.depth})"
+                + (f": {escape(shown)}" if ids else "")
+                + "[/]"
+            )
+        elif kind is EventType.APPROVAL_REQUESTED:
             tid = escape(task)
             self._say(
                 f"[bold yellow]awaiting approval[/] {tid}: "
@@ -199,8 +221,10 @@ class Progress:
             self._ended(state, task, event, now)
         elif kind in (EventType.TASK_SKIPPED, EventType.TASK_CANCELLED):
             self.reasons[task] = one_line(TaskEndedUnrun.from_event(event).reason)
-            if kind is EventType.TASK_CANCELLED:
-                self._ended(state, task, event, now)
+            if kind is EventType.TASK_SKIPPED:
+                # it never ran (no clock), yet why it did not is worth a row of its own
+                self._show(task)
+            self._ended(state, task, event, now)
         elif kind is EventType.TASK_PAUSED:
             self.reasons[task] = one_line(TaskPaused.from_event(event).reason)
         elif kind is EventType.TASK_SUCCEEDED:
@@ -214,6 +238,10 @@ class Progress:
             self.task_ended.pop(task, None)
         else:
             self.task_started.setdefault(task, now)
+        self._show(task)
+
+    def _show(self, task: str) -> None:
+        """``task`` is among the latest the table shows."""
         if task in self.recent:
             self.recent.remove(task)
         self.recent.append(task)
@@ -237,6 +265,7 @@ class Progress:
                 begun=self.task_started.get(t.id),
                 ended=self.task_ended.get(t.id),
                 why=self.reasons.get(t.id, ""),
+                added_by=t.extended_by,
             )
             for t in shown[:_SHOWN_TASKS]
         )
@@ -257,6 +286,10 @@ class Progress:
         if recorded is not None:
             error = ErrorRecord.of(recorded)
             detail = f"  [dim]{escape(error.kind)}: {escape(error.message)}[/]"
+        elif event.type is EventType.TASK_SKIPPED:
+            detail = f"  [dim]{escape(self.reasons.get(task, ''))}[/]"
+        if ts.extended_by is not None:
+            detail = f"  [dim]added by {escape(ts.extended_by)}[/]{detail}"
         if ts.children:
             tries = f"{len(ts.children)} items"
             aggregate = _aggregate_of(event)
@@ -264,9 +297,12 @@ class Progress:
                 tries += f", {aggregate.get('method')}: item {aggregate['winner']}"
         elif ts.spec.switch is not None and isinstance(ts.output, dict):
             tries = f"case {ts.output['case']}"  # a switch runs no attempt: what it picked
+        elif ts.status is TaskStatus.SKIPPED:
+            tries = "not run"
         else:
             tries = f"attempt {ts.attempts}"
-        self._say(f"  [{style}]{status:<10}[/] {escape(task)}  [dim]{tries}[/]{detail}")
+        name = escape(_marked(task, ts.extended_by))
+        self._say(f"  [{style}]{status:<10}[/] {name}  [dim]{tries}[/]{detail}")
 
     def _say(self, markup: str) -> None:
         """Print a status line, on a line of its own (after any streamed text)."""
@@ -312,12 +348,15 @@ class Progress:
             end = now if row.ended is None else row.ended
             took = "" if row.begun is None else f"{end - row.begun:.1f}s"
             style = _STYLE.get(row.status, "none")
+            why = row.why
+            if row.added_by is not None:
+                why = f"added by {row.added_by}" + (f"; {why}" if why else "")
             table.add_row(
-                escape(row.task),
+                escape(_marked(row.task, row.added_by)),
                 f"[{style}]{row.status}[/]",
                 str(row.attempts),
                 took,
-                f"[dim]{escape(row.why)}[/]" if row.why else "",
+                f"[dim]{escape(why)}[/]" if why else "",
             )
         elapsed = now - self.started
         head = Text.from_markup(
@@ -325,6 +364,11 @@ class Progress:
         )
         head.append_text(Text.from_markup(summary))
         return Group(head, table)
+
+
+def _marked(task: str, added_by: str | None) -> str:
+    """A task's name as shown: ``+ name`` when a plan extension added it."""
+    return task if added_by is None else f"{ADDED_MARK} {task}"
 
 
 def _aggregate_of(event: Event) -> dict[str, Any] | None:
