@@ -5,7 +5,6 @@ tallies, folded, and replayed with no tool or model call."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -13,26 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, crash, forge, resume, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.canonical import canonical_json
 from nexus.domain.errors import IntegrityError
-from nexus.domain.events import Draft, Event, EventType, seal
+from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import AttemptStarted, TaskFailed, TaskSucceeded
-from nexus.domain.plan import AggregatePolicy, Plan, TaskSpec, plan_hash
+from nexus.domain.plan import AggregatePolicy, Plan, TaskSpec
 from nexus.domain.state import RunState
 from nexus.engine.aggregate import answer_of, decide
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.gateway.base import ModelRequest
 from nexus.planning.workflow import compile_workflow
-from nexus.store.base import Lease
-from nexus.store.sqlite import SQLiteStore
 from nexus.testing import TestModel
 from nexus.tools.base import FunctionTool, ToolFailed, ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
-RUN_TIMEOUT = 30.0
 FAIL = "<fail>"
 HANG = "<hang>"
 
@@ -86,35 +83,6 @@ def _plan(values: list[Any], aggregate: Any, *, fail_fast: bool = True, **extra:
     )
 
 
-async def _run(
-    db: Path, plan: Plan, tools: ToolRegistry, **engine: Any
-) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).start(plan), RUN_TIMEOUT
-        )
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry, **engine: Any) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.replayed_events == len(before)
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
 def _ended(events: list[Event], task: str = "ask") -> TaskSucceeded | TaskFailed:
     for event in events:
         if event.data.get("task") == task and event.type is EventType.TASK_SUCCEEDED:
@@ -129,10 +97,10 @@ def _check(
 ) -> tuple[RunResult, list[Event], Any]:
     """Run, check the fold is the live state and the replay is identical; the ending."""
     answers = Answers(values)
-    result, events = asyncio.run(_run(db, _plan(values, aggregate, **extra), answers.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(values, aggregate, **extra), answers.tools()))
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
     idle = Answers(values)
-    asyncio.run(_replay(db, result.run_id, idle.tools()))
+    asyncio.run(check_replay(db, result.run_id, idle.tools()))
     assert idle.calls == [], "a replay runs no tool"
     return result, events, _ended(events)
 
@@ -283,7 +251,7 @@ def test_a_fan_out_whose_items_the_run_stopped_is_cancelled_not_decided(tmp_path
     }
     plan = compile_workflow(doc, file="f.yaml", known_tools=[*builtin_tools().names(), "answer"])
     db = tmp_path / "n.db"
-    result, events = asyncio.run(_run(db, plan, answers.tools()))
+    result, events = asyncio.run(run_plan(db, plan, answers.tools()))
     assert result.status == "failed"
     assert answers.cancelled == [1]
     assert result.tasks["ask[0]"]["status"] == "succeeded"
@@ -295,7 +263,7 @@ def test_a_fan_out_whose_items_the_run_stopped_is_cancelled_not_decided(tmp_path
     ]
     assert stopped == "1 of its 2 items were stopped before they ended: ask[1]"
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, result.run_id, Answers(values).tools()))
+    asyncio.run(check_replay(db, result.run_id, Answers(values).tools()))
 
 
 # --------------------------------------------------------------------------- first_success
@@ -308,7 +276,7 @@ def test_first_success_takes_the_first_item_to_succeed_and_cancels_the_others(
     answers = Answers(values)
     db = tmp_path / "n.db"
     started = time.monotonic()
-    result, events = asyncio.run(_run(db, _plan(values, "first_success"), answers.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(values, "first_success"), answers.tools()))
     assert time.monotonic() - started < 10, "the hanging items were stopped"
     assert result.status == "succeeded"
     assert sorted(answers.cancelled) == [0, 3]
@@ -325,7 +293,7 @@ def test_first_success_takes_the_first_item_to_succeed_and_cancels_the_others(
     assert RunResult.of(state) == result
     assert state.tasks["after"].output == {"got": "fast"}
     idle = Answers(values)
-    asyncio.run(_replay(db, result.run_id, idle.tools()))
+    asyncio.run(check_replay(db, result.run_id, idle.tools()))
     assert idle.calls == []
 
 
@@ -353,7 +321,7 @@ def test_first_success_stops_the_processes_of_the_items_it_cancels(tmp_path: Pat
     }
     plan = compile_workflow(doc, file="mirrors.yaml")
     started = time.monotonic()
-    result, events = asyncio.run(_run(tmp_path / "n.db", plan, builtin_tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "n.db", plan, builtin_tools()))
     assert time.monotonic() - started < 20
     assert result.status == "succeeded"
     assert RunState.fold(events).tasks["fetch"].output["stdout"].strip() == "0"
@@ -370,58 +338,27 @@ def test_first_success_stops_the_processes_of_the_items_it_cancels(tmp_path: Pat
 # --------------------------------------------------------------------------- resume
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
-
-
 def test_a_resumed_fan_out_runs_no_finished_item_again_and_tallies_once(tmp_path: Path) -> None:
     db = tmp_path / "n.db"
     answers = Answers(["a", HANG, "a"])
     plan = _plan(answers.values, "majority")
 
-    async def crash() -> str:
-        store = SQLiteStore.open(db)
-        try:
-            driver = asyncio.create_task(Engine(store, tools=answers.tools()).start(plan))
-            deadline = time.monotonic() + 10
-            while len(answers.calls) < 3 or not (await store.list_runs()):
-                assert time.monotonic() < deadline, "the items never started"
-                await asyncio.sleep(0.02)
-            while True:  # items 0 and 2 recorded done, item 1 hanging
-                events = await store.load((await store.list_runs())[0].run_id)
-                done = {e.data["task"] for e in events if e.type is EventType.TASK_SUCCEEDED}
-                if {"ask[0]", "ask[2]"} <= done:
-                    break
-                assert time.monotonic() < deadline, "items 0 and 2 never ended"
-                await asyncio.sleep(0.02)
-            driver.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await driver
-            (record,) = await store.list_runs()
-            dead = Lease(
-                owner="crashed", host=socket.gethostname(), pid=_dead_pid(), heartbeat=time.time()
-            )
-            assert await store.swap_lease(record.run_id, dead, None)
-            return record.run_id
-        finally:
-            await store.close()
+    def items_0_and_2_recorded_done(events: list[Event]) -> bool:  # item 1 hanging
+        done = {e.data["task"] for e in events if e.type is EventType.TASK_SUCCEEDED}
+        return len(answers.calls) >= 3 and {"ask[0]", "ask[2]"} <= done
 
-    run_id = asyncio.run(crash())
+    run_id = asyncio.run(
+        crash(
+            db,
+            plan,
+            answers.tools(),
+            until=items_0_and_2_recorded_done,
+            waiting="items 0 and 2 never ended",
+        )
+    )
     answers.values[1] = "b"
 
-    async def resume() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            result = await asyncio.wait_for(
-                Engine(store, tools=answers.tools()).resume(run_id), RUN_TIMEOUT
-            )
-            return result, await store.load(run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(resume())
+    result, events = asyncio.run(resume(db, run_id, answers.tools()))
     assert result.status == "succeeded"
     assert sorted(answers.calls) == [0, 1, 1, 2], "only the interrupted item ran again"
     ended = [e for e in events if e.type is EventType.TASK_SUCCEEDED and e.data["task"] == "ask"]
@@ -433,7 +370,7 @@ def test_a_resumed_fan_out_runs_no_finished_item_again_and_tallies_once(tmp_path
         {"answer": '"b"', "count": 1, "items": [1]},
     ]
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, run_id, Answers(["a", "b", "a"]).tools()))
+    asyncio.run(check_replay(db, run_id, Answers(["a", "b", "a"]).tools()))
 
 
 # --------------------------------------------------------------------------- agents
@@ -471,7 +408,7 @@ def test_agents_fan_out_asks_each_agent_and_replays_with_no_model_call(tmp_path:
     model = TestModel(reply)
     db = tmp_path / "n.db"
     result, events = asyncio.run(
-        _run(db, _reviewers(verdicts), builtin_tools(), providers=model.registry())
+        run_plan(db, _reviewers(verdicts), builtin_tools(), providers=model.registry())
     )
     assert result.status == "succeeded"
     assert len(model.requests) == 3
@@ -490,7 +427,7 @@ def test_agents_fan_out_asks_each_agent_and_replays_with_no_model_call(tmp_path:
     assert state.tasks["review"].output["data"] == {"verdict": "approve", "by": "alice"}
     assert RunResult.of(state) == result
     idle = TestModel()
-    asyncio.run(_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
     assert idle.requests == [], "a replay asks no model"
 
 
@@ -514,26 +451,15 @@ def _fan_out_events(aggregate: AggregatePolicy | None, winner_ok: bool) -> list[
         name="p",
         tasks={"ask": TaskSpec(id="ask", tool="noop", foreach=[1, 2], aggregate=aggregate)},
     )
-    at = "2026-01-01T00:00:00.000000Z"
-    started = {
-        "name": "p",
-        "plan": plan.to_dict(),
-        "plan_hash": plan_hash(plan),
-        "inputs": {},
-        "workspace": ".",
-        "source": None,
-    }
-    events = [seal("R", 1, Draft(EventType.RUN_STARTED, at, started), "0" * 64)]
     record = {"method": "first_success", "items": 2, "winner": 0 if winner_ok else 1}
-    for data, kind in (
-        ({"task": "ask", "items": [1, 2]}, EventType.TASK_EXPANDED),
-        ({"task": "ask[0]", "attempt": 1, "tool": "noop", "args": {}}, EventType.ATTEMPT_STARTED),
-        ({"task": "ask[0]", "attempt": 1, "output": "a"}, EventType.ATTEMPT_FINISHED),
-        ({"task": "ask[0]", "attempt": 1}, EventType.TASK_SUCCEEDED),
-        ({"task": "ask", "aggregate": record}, EventType.TASK_SUCCEEDED),
-    ):
-        events.append(seal("R", len(events) + 1, Draft(kind, at, data), events[-1].hash))
-    return events
+    return forge(
+        plan,
+        (EventType.TASK_EXPANDED, {"task": "ask", "items": [1, 2]}),
+        (EventType.ATTEMPT_STARTED, {"task": "ask[0]", "attempt": 1, "tool": "noop", "args": {}}),
+        (EventType.ATTEMPT_FINISHED, {"task": "ask[0]", "attempt": 1, "output": "a"}),
+        (EventType.TASK_SUCCEEDED, {"task": "ask[0]", "attempt": 1}),
+        (EventType.TASK_SUCCEEDED, {"task": "ask", "aggregate": record}),
+    )
 
 
 def test_the_fold_takes_the_output_of_the_winning_item() -> None:
@@ -610,7 +536,7 @@ def test_random_answers_add_up_as_a_reference_says(
     plan = Plan(
         doc_plan.name, doc_plan.tasks, doc_plan.agents, fail_fast=doc_plan.fail_fast, max_parallel=1
     )
-    result, events = asyncio.run(_run(db, plan, answers.tools()))
+    result, events = asyncio.run(run_plan(db, plan, answers.tools()))
     status, output = _reference(method, values, quorum)
     assert result.tasks["ask"]["status"] == status
     state = RunState.fold(events)
@@ -620,7 +546,7 @@ def test_random_answers_add_up_as_a_reference_says(
     else:
         assert result.status == "failed"
     assert RunResult.of(state) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Answers(values).tools()))
+    asyncio.run(check_replay(db, result.run_id, Answers(values).tools()))
 
 
 def test_decide_matches_the_reference_on_a_tie_between_kinds() -> None:

@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, crash, load, resume, run_plan, run_started
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import IntegrityError
 from nexus.domain.events import Draft, Event, EventType, format_time, seal
 from nexus.domain.payloads import AttemptStarted, BarrierArmed
-from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.plan import Plan
 from nexus.domain.state import RunState, TaskStatus
 from nexus.engine.decider import Decider
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.base import Lease
-from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolFailed, ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
-RUN_TIMEOUT = 30.0
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
@@ -58,14 +53,7 @@ class Driver:
 
     def __init__(self, plan: Plan) -> None:
         self.clock = T0
-        started = {
-            "name": plan.name,
-            "plan": plan.to_dict(),
-            "plan_hash": plan_hash(plan),
-            "inputs": {},
-            "workspace": ".",
-            "source": None,
-        }
+        started = run_started(plan)
         first = seal("R", 1, Draft(EventType.RUN_STARTED, self._at(), started), "0" * 64)
         self.events: list[Event] = [first]
         self.state = RunState.start(first)
@@ -496,28 +484,6 @@ def _engine_plan(barrier: dict[str, Any]) -> Plan:
     )
 
 
-async def _run(db: Path, plan: Plan, tools: ToolRegistry) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(Engine(store, tools=tools).start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(Engine(store, tools=tools).replay(run_id), RUN_TIMEOUT)
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
 def _types(events: list[Event], task: str) -> list[str]:
     return [str(e.type) for e in events if e.data.get("task") == task]
 
@@ -526,27 +492,27 @@ def test_a_quorum_of_one_runs_before_the_slow_need_ends(tmp_path: Path) -> None:
     work = Work(slow=frozenset({"slow"}))
     db = tmp_path / "nexus.db"
     plan = _engine_plan({"quorum": 1})
-    result, events = asyncio.run(_run(db, plan, work.tools()))
+    result, events = asyncio.run(run_plan(db, plan, work.tools()))
     assert result.status == "succeeded"
     assert work.calls.index("merge") > work.calls.index("slow")
     finished = [e.data["task"] for e in events if e.type is EventType.ATTEMPT_FINISHED]
     assert finished.index("merge") < finished.index("slow"), "merge did not wait for slow"
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, result.run_id, Work().tools()))
+    asyncio.run(check_replay(db, result.run_id, Work().tools()))
 
 
 def test_a_wait_that_continues_runs_with_what_succeeded_and_replays(tmp_path: Path) -> None:
     work = Work(slow=frozenset({"slow"}))
     db = tmp_path / "nexus.db"
     plan = _engine_plan({"wait": {"timeout": "200ms", "on_timeout": "continue"}})
-    result, events = asyncio.run(_run(db, plan, work.tools()))
+    result, events = asyncio.run(run_plan(db, plan, work.tools()))
     assert result.status == "succeeded"
     assert _types(events, "merge")[:3] == ["barrier.armed", "barrier.timed_out", "attempt.started"]
     timed_out = next(e for e in events if e.type is EventType.BARRIER_TIMED_OUT)
     armed = next(e for e in events if e.type is EventType.BARRIER_ARMED)
     assert timed_out.at >= armed.data["deadline"]
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, result.run_id, Work().tools()))
+    asyncio.run(check_replay(db, result.run_id, Work().tools()))
 
 
 def test_a_wait_that_fails_fails_the_task_and_the_run(tmp_path: Path) -> None:
@@ -554,7 +520,7 @@ def test_a_wait_that_fails_fails_the_task_and_the_run(tmp_path: Path) -> None:
     work.hang = 0.5
     db = tmp_path / "nexus.db"
     plan = _engine_plan({"wait": {"timeout": "100ms"}})
-    result, events = asyncio.run(_run(db, plan, work.tools()))
+    result, events = asyncio.run(run_plan(db, plan, work.tools()))
     assert result.status == "failed"
     assert result.tasks["merge"]["status"] == "failed"
     assert result.tasks["slow"]["status"] == "succeeded", "the slow need ran to its end"
@@ -564,13 +530,7 @@ def test_a_wait_that_fails_fails_the_task_and_the_run(tmp_path: Path) -> None:
     assert failed.data["error"]["message"].startswith(
         "barrier wait of 0.1 s ended before its needs were met: still open: slow"
     )
-    asyncio.run(_replay(db, result.run_id, Work().tools()))
-
-
-def _dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
+    asyncio.run(check_replay(db, result.run_id, Work().tools()))
 
 
 def test_a_run_resumed_while_a_barrier_waits_keeps_its_deadline(tmp_path: Path) -> None:
@@ -579,50 +539,23 @@ def test_a_run_resumed_while_a_barrier_waits_keeps_its_deadline(tmp_path: Path) 
     work.hang = 60
     plan = _engine_plan({"wait": {"timeout": "1s", "on_timeout": "continue"}})
 
-    async def crash() -> str:
-        store = SQLiteStore.open(db)
-        try:
-            driver = asyncio.create_task(Engine(store, tools=work.tools()).start(plan))
-            deadline = time.monotonic() + 10
-            while True:
-                assert time.monotonic() < deadline, "the barrier was never armed"
-                runs = await store.list_runs()
-                if runs and any(
-                    e.type is EventType.BARRIER_ARMED for e in await store.load(runs[0].run_id)
-                ):
-                    break
-                await asyncio.sleep(0.02)
-            driver.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await driver
-            (record,) = await store.list_runs()
-            dead = Lease(
-                owner="crashed", host=socket.gethostname(), pid=_dead_pid(), heartbeat=time.time()
-            )
-            assert await store.swap_lease(record.run_id, dead, None)
-            return record.run_id
-        finally:
-            await store.close()
-
-    run_id = asyncio.run(crash())
+    run_id = asyncio.run(
+        crash(
+            db,
+            plan,
+            work.tools(),
+            until=lambda events: any(e.type is EventType.BARRIER_ARMED for e in events),
+            waiting="the barrier was never armed",
+        )
+    )
     assert work.calls == ["fast", "slow"] or work.calls == ["slow", "fast"]
     work.calls.clear()
     work.release = None
     work.hang = 10  # the slow need, run again after the resume, ends once merge ran
+    before = RunState.fold(asyncio.run(load(db, run_id)))
+    assert before.tasks["merge"].barrier_deadline is not None
 
-    async def resume() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            before = RunState.fold(await store.load(run_id))
-            assert before.tasks["merge"].barrier_deadline is not None
-            result = await asyncio.wait_for(
-                Engine(store, tools=work.tools()).resume(run_id), RUN_TIMEOUT
-            )
-            return result, await store.load(run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(resume())
+    result, events = asyncio.run(resume(db, run_id, work.tools()))
     assert result.status == "succeeded"
     assert "fast" not in work.calls, "a need recorded complete does not run again"
     armed = [e for e in events if e.type is EventType.BARRIER_ARMED]
@@ -630,7 +563,7 @@ def test_a_run_resumed_while_a_barrier_waits_keeps_its_deadline(tmp_path: Path) 
     timed_out = [e for e in events if e.type is EventType.BARRIER_TIMED_OUT]
     assert len(timed_out) == 1
     assert timed_out[0].at >= armed[0].data["deadline"]
-    asyncio.run(_replay(db, run_id, Work().tools()))
+    asyncio.run(check_replay(db, run_id, Work().tools()))
 
 
 def test_barriers_show_in_events(tmp_path: Path) -> None:
@@ -638,7 +571,7 @@ def test_barriers_show_in_events(tmp_path: Path) -> None:
 
     work = Work(slow=frozenset({"slow"}))
     plan = _engine_plan({"wait": {"timeout": "100ms", "on_timeout": "continue"}})
-    _, events = asyncio.run(_run(tmp_path / "nexus.db", plan, work.tools()))
+    _, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, work.tools()))
     lines = [summary(e) for e in events if e.data.get("task") == "merge"]
     armed = next(e for e in events if e.type is EventType.BARRIER_ARMED)
     assert f"merge waits for its needs until {armed.data['deadline']}" in lines
@@ -652,7 +585,7 @@ def test_inspect_shows_what_a_barrier_started_with_and_a_hint_when_it_ran_out(
 
     work = Work(slow=frozenset({"slow"}))
     plan = _engine_plan({"wait": {"timeout": "100ms", "on_timeout": "continue"}})
-    _, events = asyncio.run(_run(tmp_path / "continue.db", plan, work.tools()))
+    _, events = asyncio.run(run_plan(tmp_path / "continue.db", plan, work.tools()))
     doc = view_task(RunState.fold(events), events, "merge")
     assert doc["barrier"] == {
         "quorum": 2,
@@ -668,7 +601,7 @@ def test_inspect_shows_what_a_barrier_started_with_and_a_hint_when_it_ran_out(
     work = Work(slow=frozenset({"slow"}))
     work.hang = 0.3
     plan = _engine_plan({"wait": {"timeout": "100ms"}})
-    _, events = asyncio.run(_run(tmp_path / "fail.db", plan, work.tools()))
+    _, events = asyncio.run(run_plan(tmp_path / "fail.db", plan, work.tools()))
     doc = view_task(RunState.fold(events), events, "merge")
     hint = hint_for(doc["error"], "R", 0)
     assert hint is not None
@@ -690,9 +623,9 @@ def test_a_barrier_added_by_a_plan_extension_is_judged_on_the_needs_already_ende
     )
     work = Work(slow=frozenset({"slow"}))
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, work.tools()))
+    result, events = asyncio.run(run_plan(db, plan, work.tools()))
     assert result.status == "succeeded"
     finished = [e.data["task"] for e in events if e.type is EventType.ATTEMPT_FINISHED]
     assert finished.index("merge") < finished.index("slow"), "setup had succeeded: no wait"
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, result.run_id, Work().tools()))
+    asyncio.run(check_replay(db, result.run_id, Work().tools()))

@@ -5,32 +5,26 @@ a finished action again, replayed with no tool or model call."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, crash, forge, resume, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.bt import BtNode, BtSpec
 from nexus.domain.errors import IntegrityError
-from nexus.domain.events import Draft, Event, EventType, seal
+from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import AttemptStarted, BtTicked
-from nexus.domain.plan import Plan, TaskSpec, plan_hash
+from nexus.domain.plan import Plan, TaskSpec
 from nexus.domain.state import RunState
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.base import Lease
-from nexus.store.sqlite import SQLiteStore
 from nexus.testing import TestModel
 from nexus.tools.base import FunctionTool, ToolFailed, ToolRegistry
 from nexus.tools.builtins import builtin_tools
-
-RUN_TIMEOUT = 30.0
 
 
 class Acts:
@@ -88,31 +82,6 @@ def _compile(doc: dict[str, Any], inputs: dict[str, Any] | None = None) -> Plan:
     )
 
 
-async def _run(db: Path, plan: Plan, tools: ToolRegistry) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        engine = Engine(store, tools=tools)
-        result = await asyncio.wait_for(engine.start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry, **engine: Any) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
 def _ticks(events: list[Event]) -> list[tuple[str, str]]:
     return [
         (BtTicked.of(e.data).node, BtTicked.of(e.data).status)
@@ -134,7 +103,7 @@ def test_a_sequence_runs_its_actions_in_order_and_gives_the_last_output(tmp_path
     acts = Acts()
     root = {"sequence": [_act("a"), _act("b", seen="{{ bt.outputs.a.call }}")]}
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_workflow(root)), acts.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_workflow(root)), acts.tools()))
     assert result.status == "succeeded"
     assert acts.calls == ["a", "b"]
     started = [AttemptStarted.of(e.data) for e in events if e.type is EventType.ATTEMPT_STARTED]
@@ -148,14 +117,14 @@ def test_a_sequence_runs_its_actions_in_order_and_gives_the_last_output(tmp_path
     assert state.tasks["tree"].output == {"node": "b", "call": 1, "seen": 1}
     assert state.tasks["after"].output == {"got": {"node": "b", "call": 1, "seen": 1}}
     assert RunResult.of(state) == result
-    asyncio.run(_replay(db, result.run_id, Acts().tools()))
+    asyncio.run(check_replay(db, result.run_id, Acts().tools()))
 
 
 def test_a_selector_falls_back_and_a_failed_root_names_the_node(tmp_path: Path) -> None:
     acts = Acts({"a": [False], "b": [False]})
     root = {"selector": [_act("a"), _act("b")]}
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_workflow(root)), acts.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_workflow(root)), acts.tools()))
     assert acts.calls == ["a", "b"]
     assert result.tasks["tree"]["status"] == "failed"
     assert result.tasks["after"]["status"] == "skipped"
@@ -165,13 +134,13 @@ def test_a_selector_falls_back_and_a_failed_root_names_the_node(tmp_path: Path) 
         "behaviour tree failed at node 'b' (action tool act): transient: b fails (call 1)"
     )
     assert error["details"] == {"node": "b", "steps": 2}
-    asyncio.run(_replay(db, result.run_id, Acts().tools()))
+    asyncio.run(check_replay(db, result.run_id, Acts().tools()))
 
 
 def test_the_declared_output_is_rendered_when_the_root_succeeds(tmp_path: Path) -> None:
     root = {"sequence": [_act("a"), _act("b")]}
     doc = _workflow(root, output="{{ [bt.outputs.a.node, bt.outputs.b.node, bt.step] }}")
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _compile(doc), Acts().tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", _compile(doc), Acts().tools()))
     assert result.status == "succeeded"
     assert RunState.fold(events).tasks["tree"].output == ["a", "b", 2]
 
@@ -186,7 +155,7 @@ def test_conditions_are_judged_without_an_attempt(tmp_path: Path) -> None:
     }
     db = tmp_path / "nexus.db"
     plan = _compile(_workflow(root), inputs={"go": False})
-    result, events = asyncio.run(_run(db, plan, acts.tools()))
+    result, events = asyncio.run(run_plan(db, plan, acts.tools()))
     assert result.status == "succeeded"
     assert acts.calls == ["b"]
     assert _ticks(events) == [
@@ -202,14 +171,16 @@ def test_conditions_are_judged_without_an_attempt(tmp_path: Path) -> None:
     ]
     assert (judged.value, judged.step, judged.attempt) == (False, 1, None)
     assert judged.reason == "{{ inputs.go }} gave false"
-    asyncio.run(_replay(db, result.run_id, Acts().tools()))
+    asyncio.run(check_replay(db, result.run_id, Acts().tools()))
 
 
 def test_parallel_thresholds_stop_ticking_once_decided(tmp_path: Path) -> None:
     acts = Acts({"a": [False], "c": [False]})
     children = [_act("a"), _act("b"), _act("c"), _act("d")]
     root = {"parallel": {"success": 2, "failure": 2, "children": children}}
-    result, events = asyncio.run(_run(tmp_path / "n.db", _compile(_workflow(root)), acts.tools()))
+    result, events = asyncio.run(
+        run_plan(tmp_path / "n.db", _compile(_workflow(root)), acts.tools())
+    )
     assert acts.calls == ["a", "b", "c"], "two failures decide it: d is not ticked"
     assert result.tasks["tree"]["status"] == "failed"
     (root_tick,) = [e.data for e in events if e.data.get("node") == "root"]
@@ -222,7 +193,7 @@ def test_retry_ticks_its_child_again_and_retries_are_per_action(tmp_path: Path) 
     acts = Acts({"a": [False, False, True]})
     root = {"retry": {"times": 3, "child": _act("a")}}
     doc = _workflow(root)
-    result, events = asyncio.run(_run(tmp_path / "n.db", _compile(doc), acts.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "n.db", _compile(doc), acts.tools()))
     assert result.status == "succeeded"
     assert acts.calls == ["a", "a", "a"]
     assert _ticks(events) == [
@@ -234,7 +205,7 @@ def test_retry_ticks_its_child_again_and_retries_are_per_action(tmp_path: Path) 
     doc["tasks"]["tree"]["retries"] = 1
     doc["tasks"]["tree"]["backoff"] = {"initial": 0.001, "multiplier": 1, "maximum": 0.002}
     acts = Acts({"a": [False, True]})
-    result, events = asyncio.run(_run(tmp_path / "m.db", _compile(doc), acts.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "m.db", _compile(doc), acts.tools()))
     assert result.status == "succeeded"
     assert acts.calls == ["a", "a"], "the task's own retry cured it: the node succeeded once"
     assert _ticks(events) == [("a", "success"), ("root", "success")]
@@ -244,7 +215,7 @@ def test_max_steps_bounds_the_leaves_ticked(tmp_path: Path) -> None:
     acts = Acts({"a": [False]})
     root = {"retry": {"times": 100, "child": _act("a")}}
     result, events = asyncio.run(
-        _run(tmp_path / "n.db", _compile(_workflow(root, max_steps=3)), acts.tools())
+        run_plan(tmp_path / "n.db", _compile(_workflow(root, max_steps=3)), acts.tools())
     )
     assert acts.calls == ["a", "a", "a"]
     error = _failed(events)
@@ -265,7 +236,7 @@ def test_a_timeout_fails_its_subtree_once_its_deadline_passes(tmp_path: Path) ->
         ]
     }
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_workflow(root)), acts.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_workflow(root)), acts.tools()))
     assert result.status == "succeeded"
     assert acts.calls == ["slow", "rescue"]
     started = [AttemptStarted.of(e.data) for e in events if e.type is EventType.ATTEMPT_STARTED]
@@ -279,7 +250,7 @@ def test_a_timeout_fails_its_subtree_once_its_deadline_passes(tmp_path: Path) ->
         ("limit", "failure"),
     ]
     assert ticks[0].deadline is not None
-    asyncio.run(_replay(db, result.run_id, Acts().tools()))
+    asyncio.run(check_replay(db, result.run_id, Acts().tools()))
 
 
 def test_an_agent_action_asks_the_model_once_and_replays_with_none(tmp_path: Path) -> None:
@@ -308,32 +279,16 @@ def test_an_agent_action_asks_the_model_once_and_replays_with_none(tmp_path: Pat
     model = TestModel("looks ok")
     db = tmp_path / "nexus.db"
 
-    async def go() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            result = await asyncio.wait_for(
-                Engine(store, providers=model.registry()).start(plan), RUN_TIMEOUT
-            )
-            return result, await store.load(result.run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(go())
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools(), providers=model.registry()))
     assert result.status == "succeeded"
     assert len(model.requests) == 1
     assert _ticks(events) == [("draft", "success"), ("check", "success"), ("root", "success")]
     idle = TestModel()
-    asyncio.run(_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
     assert idle.requests == [], "a replay asks no model"
 
 
 # --------------------------------------------------------------------------- resume
-
-
-def _dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 def test_a_resumed_tree_runs_no_finished_action_again(tmp_path: Path) -> None:
@@ -343,41 +298,13 @@ def test_a_resumed_tree_runs_no_finished_action_again(tmp_path: Path) -> None:
     root = {"sequence": [{"selector": [_act("a"), _act("b")]}, _act("c"), _act("d")]}
     plan = _compile(_workflow(root))
 
-    async def crash() -> str:
-        store = SQLiteStore.open(db)
-        try:
-            driver = asyncio.create_task(Engine(store, tools=acts.tools()).start(plan))
-            deadline = time.monotonic() + 10
-            while "c" not in acts.calls:
-                assert time.monotonic() < deadline, "c never started"
-                await asyncio.sleep(0.02)
-            driver.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await driver
-            (record,) = await store.list_runs()
-            dead = Lease(
-                owner="crashed", host=socket.gethostname(), pid=_dead_pid(), heartbeat=time.time()
-            )
-            assert await store.swap_lease(record.run_id, dead, None)
-            return record.run_id
-        finally:
-            await store.close()
-
-    run_id = asyncio.run(crash())
+    run_id = asyncio.run(
+        crash(db, plan, acts.tools(), until=lambda _: "c" in acts.calls, waiting="c never started")
+    )
     assert acts.calls == ["a", "b", "c"]
     acts.hang = set()
 
-    async def resume() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            result = await asyncio.wait_for(
-                Engine(store, tools=acts.tools()).resume(run_id), RUN_TIMEOUT
-            )
-            return result, await store.load(run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(resume())
+    result, events = asyncio.run(resume(db, run_id, acts.tools()))
     assert result.status == "succeeded"
     assert acts.calls == ["a", "b", "c", "c", "d"], "a and b ran once; c again, interrupted"
     assert _ticks(events) == [
@@ -389,27 +316,11 @@ def test_a_resumed_tree_runs_no_finished_action_again(tmp_path: Path) -> None:
         ("root", "success"),
     ]
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, run_id, Acts().tools()))
+    asyncio.run(check_replay(db, run_id, Acts().tools()))
     assert acts.calls == ["a", "b", "c", "c", "d"]
 
 
 # --------------------------------------------------------------------------- the fold
-
-
-def _events(plan: Plan, *drafts: tuple[EventType, dict[str, Any]]) -> list[Event]:
-    at = "2026-01-01T00:00:00.000000Z"
-    started = {
-        "name": plan.name,
-        "plan": plan.to_dict(),
-        "plan_hash": plan_hash(plan),
-        "inputs": {},
-        "workspace": ".",
-        "source": None,
-    }
-    events = [seal("R", 1, Draft(EventType.RUN_STARTED, at, started), "0" * 64)]
-    for kind, data in drafts:
-        events.append(seal("R", len(events) + 1, Draft(kind, at, data), events[-1].hash))
-    return events
 
 
 def _bt_plan() -> Plan:
@@ -431,15 +342,15 @@ def test_the_fold_refuses_ticks_a_tree_cannot_make() -> None:
     plan = _bt_plan()
     tick = {"task": "plain", "node": "a", "kind": "action", "status": "success", "step": 1}
     with pytest.raises(IntegrityError, match="not a bt task"):
-        RunState.fold(_events(plan, (EventType.BT_TICKED, {**tick, "attempt": 1})))
+        RunState.fold(forge(plan, (EventType.BT_TICKED, {**tick, "attempt": 1})))
     # an action's outcome with no attempt running
     with pytest.raises(IntegrityError, match="attempt 1 was not running"):
-        RunState.fold(_events(plan, (EventType.BT_TICKED, {**tick, "task": "t", "attempt": 1})))
+        RunState.fold(forge(plan, (EventType.BT_TICKED, {**tick, "task": "t", "attempt": 1})))
     # a step that skips one
     started = {"task": "t", "attempt": 1, "tool": "noop", "args": {}, "node": "a"}
     with pytest.raises(IntegrityError, match="out of step"):
         RunState.fold(
-            _events(
+            forge(
                 plan,
                 (EventType.ATTEMPT_STARTED, started),
                 (EventType.ATTEMPT_FINISHED, {"task": "t", "attempt": 1, "output": {}}),
@@ -449,7 +360,7 @@ def test_the_fold_refuses_ticks_a_tree_cannot_make() -> None:
     # the task succeeds although its root did not
     with pytest.raises(IntegrityError, match="its tree's root did not"):
         RunState.fold(
-            _events(
+            forge(
                 plan,
                 (EventType.ATTEMPT_STARTED, started),
                 (EventType.ATTEMPT_FINISHED, {"task": "t", "attempt": 1, "output": {}}),
@@ -615,7 +526,7 @@ def test_random_trees_tick_the_nodes_a_reference_predicts(
     plan = _compile(_workflow(root, max_steps=cap), inputs={"cond": conds})
     acts = Acts(script)
     db = tmp_path_factory.mktemp("bt") / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, acts.tools()))
+    result, events = asyncio.run(run_plan(db, plan, acts.tools()))
     assert acts.calls == expected.calls
     assert _ticks(events) == expected.ticks
     status = "succeeded" if ending == "success" else "failed"
@@ -623,7 +534,7 @@ def test_random_trees_tick_the_nodes_a_reference_predicts(
     if ending == "max_steps":
         assert "max_steps" in _failed(events)["message"]
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Acts().tools()))
+    asyncio.run(check_replay(db, result.run_id, Acts().tools()))
 
 
 def test_the_path_shows_in_events_and_inspect(tmp_path: Path) -> None:
@@ -632,7 +543,9 @@ def test_the_path_shows_in_events_and_inspect(tmp_path: Path) -> None:
 
     acts = Acts({"a": [False]})
     root = {"selector": [_act("a"), _act("b")]}
-    result, events = asyncio.run(_run(tmp_path / "n.db", _compile(_workflow(root)), acts.tools()))
+    result, events = asyncio.run(
+        run_plan(tmp_path / "n.db", _compile(_workflow(root)), acts.tools())
+    )
     assert result.status == "succeeded"
     lines = [summary(e) for e in events if e.data.get("task") == "tree"]
     assert "tree attempt 2 (node b) tool act" in lines
@@ -658,11 +571,11 @@ def test_each_item_of_a_foreach_ticks_its_own_tree(tmp_path: Path) -> None:
     nodes = "{{ tasks.tree.output | map(attribute='node') | list }}"
     doc["tasks"]["after"]["with"] = {"got": nodes}
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(doc), acts.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(doc), acts.tools()))
     assert result.status == "succeeded"
     assert sorted(acts.calls) == ["first", "first", "second"]
     state = RunState.fold(events)
     outputs = [state.tasks[c].output["node"] for c in ("tree[0]", "tree[1]")]
     assert sorted(outputs) == ["first", "second"]
     assert RunResult.of(state) == result
-    asyncio.run(_replay(db, result.run_id, Acts().tools()))
+    asyncio.run(check_replay(db, result.run_id, Acts().tools()))

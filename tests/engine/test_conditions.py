@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,38 +16,9 @@ from nexus.domain.payloads import TaskEndedUnrun
 from nexus.domain.plan import Plan, TaskSpec, plan_hash
 from nexus.domain.state import RunState
 from nexus.engine.conditions import truthy
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.sqlite import SQLiteStore
 from nexus.tools.builtins import builtin_tools
-
-RUN_TIMEOUT = 30.0
-
-
-async def _run(db: Path, plan: Plan) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(
-            Engine(store, tools=builtin_tools()).start(plan), RUN_TIMEOUT
-        )
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(
-            Engine(store, tools=builtin_tools()).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.replayed_events == len(before)
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
 
 
 def _skips(events: list[Event]) -> dict[str, TaskEndedUnrun]:
@@ -100,7 +72,7 @@ def test_truthy_values(value: Any) -> None:
 def test_false_condition_skips_the_task_and_its_dependents(tmp_path: Path) -> None:
     plan = compile_workflow(_flow(False), file="flow.yaml")
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan))
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools()))
     assert result.status == "succeeded", "a false condition is not a failure"
     statuses = {tid: t["status"] for tid, t in result.tasks.items()}
     assert statuses == {
@@ -122,21 +94,21 @@ def test_false_condition_skips_the_task_and_its_dependents(tmp_path: Path) -> No
     assert not [
         e for e in events if e.type is EventType.ATTEMPT_STARTED and e.data["task"] == "deploy"
     ]
-    asyncio.run(_replay(db, result.run_id))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools()))
 
 
 def test_true_condition_runs_the_task(tmp_path: Path) -> None:
     plan = compile_workflow(_flow("yes"), file="flow.yaml")
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan))
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools()))
     assert result.status == "succeeded"
     assert not _skips(events)
-    asyncio.run(_replay(db, result.run_id))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools()))
 
 
 def test_string_false_is_false(tmp_path: Path) -> None:
     plan = compile_workflow(_flow("false"), file="flow.yaml")
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, builtin_tools()))
     assert result.tasks["deploy"]["status"] == "skipped"
     assert _skips(events)["deploy"].value == "false"
 
@@ -145,7 +117,7 @@ def test_condition_that_cannot_render_fails_the_task(tmp_path: Path) -> None:
     doc = _flow(True)
     doc["tasks"]["deploy"]["when"] = "{{ tasks.check.output.missing }}"
     plan = compile_workflow(doc, file="flow.yaml")
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, builtin_tools()))
     assert result.tasks["deploy"]["status"] == "failed"
     failed = next(e for e in events if e.type is EventType.TASK_FAILED)
     assert failed.data["task"] == "deploy"
@@ -156,7 +128,7 @@ def test_when_on_foreach_applies_to_the_whole_task(tmp_path: Path) -> None:
     doc = _flow(False)
     doc["tasks"]["deploy"]["foreach"] = [1, 2, 3]
     plan = compile_workflow(doc, file="flow.yaml")
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, builtin_tools()))
     assert result.tasks["deploy"]["status"] == "skipped"
     assert not [e for e in events if e.type is EventType.TASK_EXPANDED]
 
@@ -223,7 +195,7 @@ def test_random_conditions_fold_to_live_state_and_replay(
 ) -> None:
     plan, flags = case
     db = tmp_path_factory.mktemp("cond") / "nexus.db"
-    result, events = asyncio.run(_run(db, plan))
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools()))
     folded = RunState.fold(events)
     assert RunResult.of(folded) == result, "the fold of the log is the live state"
     assert {tid: t["status"] for tid, t in result.tasks.items()} == _expected(plan, flags)
@@ -232,4 +204,4 @@ def test_random_conditions_fold_to_live_state_and_replay(
         if skip.condition is not None:
             assert plan.tasks[tid].when == skip.condition
             assert truthy(skip.value) is False
-    asyncio.run(_replay(db, result.run_id))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools()))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import RUN_TIMEOUT, check_replay, of, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,8 +23,6 @@ from nexus.planning.workflow import Extension, compile_extension, compile_workfl
 from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolRegistry
 from nexus.tools.builtins import builtin_tools
-
-RUN_TIMEOUT = 30.0
 
 
 class Planner:
@@ -92,32 +91,6 @@ GOOD = {
 }
 
 
-async def _run(db: Path, plan: Plan, tools: ToolRegistry) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(Engine(store, tools=tools).start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(Engine(store, tools=tools).replay(run_id), RUN_TIMEOUT)
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
-def _of(events: list[Event], kind: EventType) -> list[Event]:
-    return [e for e in events if e.type is kind]
-
-
 def _position(events: list[Event], kind: EventType, task: str) -> int:
     return next(e.seq for e in events if e.type is kind and e.data.get("task") == task)
 
@@ -128,9 +101,9 @@ def _position(events: list[Event], kind: EventType, task: str) -> int:
 def test_an_extension_adds_tasks_that_run_and_the_task_waits_for_them(tmp_path: Path) -> None:
     planner = Planner(GOOD)
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _plan(), planner.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(), planner.tools()))
     assert result.status == "succeeded", result.tasks
-    extended = [PlanExtended.of(e.data) for e in _of(events, EventType.PLAN_EXTENDED)]
+    extended = [PlanExtended.of(e.data) for e in of(events, EventType.PLAN_EXTENDED)]
     assert len(extended) == 1
     assert (extended[0].task, extended[0].attempt, extended[0].depth) == ("plan", 1, 1)
     assert [t["id"] for t in extended[0].tasks] == ["build", "docs", "test"]
@@ -148,7 +121,7 @@ def test_an_extension_adds_tasks_that_run_and_the_task_waits_for_them(tmp_path: 
     assert state.tasks["build"].depth == 1
     assert RunResult.of(state) == result
     assert set(result.task_results) == {"setup", "plan", "report", "aside", "build", "test", "docs"}
-    asyncio.run(_replay(db, result.run_id, Planner(GOOD).tools()))
+    asyncio.run(check_replay(db, result.run_id, Planner(GOOD).tools()))
 
 
 def test_a_list_of_tasks_and_json_text_are_read_alike(tmp_path: Path) -> None:
@@ -161,7 +134,7 @@ def test_a_list_of_tasks_and_json_text_are_read_alike(tmp_path: Path) -> None:
     }
     for name, answer in (("list", as_list), ("text", json.dumps(as_list))):
         planner = Planner(answer)
-        result, events = asyncio.run(_run(tmp_path / f"{name}.db", _plan(), planner.tools()))
+        result, events = asyncio.run(run_plan(tmp_path / f"{name}.db", _plan(), planner.tools()))
         assert result.task("plan").status == "succeeded"
         assert result.task("two").output == 2
         assert _position(events, EventType.TASK_SUCCEEDED, "one") < _position(
@@ -171,16 +144,16 @@ def test_a_list_of_tasks_and_json_text_are_read_alike(tmp_path: Path) -> None:
 
 def test_an_empty_extension_just_ends_the_task(tmp_path: Path) -> None:
     empty = {"summary": "nothing to do", "tasks": {}}
-    result, events = asyncio.run(_run(tmp_path / "n.db", _plan(), Planner(empty).tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "n.db", _plan(), Planner(empty).tools()))
     assert result.status == "succeeded"
-    assert not _of(events, EventType.PLAN_EXTENDED)
+    assert not of(events, EventType.PLAN_EXTENDED)
 
 
 def test_a_failed_added_task_fails_the_extending_task_and_its_dependents(tmp_path: Path) -> None:
     bad = {"summary": "", "tasks": {"boom": {"tool": "shell", "with": {"cmd": "exit 3"}}}}
     names = [*builtin_tools().names(), "propose", "echo"]
     assert "shell" in names
-    result, _ = asyncio.run(_run(tmp_path / "n.db", _plan(), Planner(bad).tools()))
+    result, _ = asyncio.run(run_plan(tmp_path / "n.db", _plan(), Planner(bad).tools()))
     assert result.status == "failed"
     assert result.task("boom").status == "failed"
     assert result.task("plan").status == "failed"
@@ -227,7 +200,7 @@ def test_a_failed_added_task_fails_the_extending_task_and_its_dependents(tmp_pat
 def test_a_bad_extension_fails_its_task_naming_the_problem(
     tmp_path: Path, answer: Any, expected: str
 ) -> None:
-    result, events = asyncio.run(_run(tmp_path / "n.db", _plan(), Planner(answer).tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "n.db", _plan(), Planner(answer).tools()))
     assert result.status == "failed"
     plan = result.task("plan")
     assert plan.status == "failed"
@@ -236,7 +209,7 @@ def test_a_bad_extension_fails_its_task_naming_the_problem(
     assert plan.error.retryable is False
     assert expected in plan.error.message, plan.error.message
     assert "the plan extension of task 'plan'" in plan.error.message
-    assert not _of(events, EventType.PLAN_EXTENDED), "nothing of a bad extension is added"
+    assert not of(events, EventType.PLAN_EXTENDED), "nothing of a bad extension is added"
     assert result.task("aside").status == "succeeded", "the rest of the run goes on"
     assert result.task("report").status == "skipped"
 
@@ -244,24 +217,26 @@ def test_a_bad_extension_fails_its_task_naming_the_problem(
 def test_a_bad_extension_is_retried_while_retries_last(tmp_path: Path) -> None:
     planner = Planner({"tasks": {"x": {"tool": "nope"}}}, GOOD)
     db = tmp_path / "n.db"
-    result, events = asyncio.run(_run(db, _plan(retries=1), planner.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(retries=1), planner.tools()))
     assert result.status == "succeeded"
     assert planner.calls == 2
-    retry = _of(events, EventType.RETRY_SCHEDULED)[0].data
+    retry = of(events, EventType.RETRY_SCHEDULED)[0].data
     assert retry["error"]["kind"] == "validation"
     assert "unknown tool 'nope'" in retry["error"]["message"]
     assert retry["error"]["details"]["problems"]
     asyncio.run(
-        _replay(db, result.run_id, Planner({"tasks": {"x": {"tool": "nope"}}}, GOOD).tools())
+        check_replay(db, result.run_id, Planner({"tasks": {"x": {"tool": "nope"}}}, GOOD).tools())
     )
 
 
 def test_limits_bound_what_extensions_add(tmp_path: Path) -> None:
     many = {"tasks": {f"t{i}": {"tool": "echo"} for i in range(4)}}
-    result, _ = asyncio.run(_run(tmp_path / "a.db", _plan({"max_tasks": 3}), Planner(many).tools()))
+    result, _ = asyncio.run(
+        run_plan(tmp_path / "a.db", _plan({"max_tasks": 3}), Planner(many).tools())
+    )
     assert "it adds 4 tasks; its extend.max_tasks is 3" in result.task("plan").error.message
     plan = _plan(True, extensions={"max_tasks": 2})
-    result, _ = asyncio.run(_run(tmp_path / "b.db", plan, Planner(many).tools()))
+    result, _ = asyncio.run(run_plan(tmp_path / "b.db", plan, Planner(many).tools()))
     assert (
         "it adds 4 tasks; extensions.max_tasks lets the run add 2 and it has added 0"
         in result.task("plan").error.message
@@ -278,14 +253,14 @@ def test_an_added_task_may_extend_again_within_max_depth(tmp_path: Path) -> None
     leaf = {"tasks": {"leaf": {"tool": "echo", "with": {"value": "deep"}}}}
     planner = Planner(nested, leaf)
     db = tmp_path / "n.db"
-    result, events = asyncio.run(_run(db, _plan(extensions={"max_depth": 2}), planner.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(extensions={"max_depth": 2}), planner.tools()))
     assert result.status == "succeeded", result.tasks
-    depths = [PlanExtended.of(e.data).depth for e in _of(events, EventType.PLAN_EXTENDED)]
+    depths = [PlanExtended.of(e.data).depth for e in of(events, EventType.PLAN_EXTENDED)]
     assert depths == [1, 2]
     state = RunState.fold(events)
     assert state.tasks["leaf"].depth == 2
     assert state.tasks["leaf"].extended_by == "inner"
-    asyncio.run(_replay(db, result.run_id, Planner(nested, leaf).tools()))
+    asyncio.run(check_replay(db, result.run_id, Planner(nested, leaf).tools()))
 
 
 # --------------------------------------------------------------------------- the file
@@ -339,8 +314,8 @@ def _tamper(events: list[Event], seq: int, data: dict[str, Any]) -> list[Event]:
 
 
 def test_the_fold_refuses_an_extension_it_cannot_apply(tmp_path: Path) -> None:
-    _, events = asyncio.run(_run(tmp_path / "n.db", _plan(), Planner(GOOD).tools()))
-    ext = _of(events, EventType.PLAN_EXTENDED)[0]
+    _, events = asyncio.run(run_plan(tmp_path / "n.db", _plan(), Planner(GOOD).tools()))
+    ext = of(events, EventType.PLAN_EXTENDED)[0]
     tasks = ext.data["tasks"]
     cases = {
         "repeats": [*tasks, tasks[0]],
@@ -394,7 +369,7 @@ def _extensions(draw: st.DrawFn) -> list[dict[str, Any]]:
 def test_extensions_never_run_a_task_before_its_needs(tmp_path: Path, script: Any) -> None:
     db = tmp_path / f"p{abs(hash(json.dumps(script, sort_keys=True)))}.db"
     plan = _plan(extensions={"max_depth": 2})
-    result, events = asyncio.run(_run(db, plan, Planner(*script).tools()))
+    result, events = asyncio.run(run_plan(db, plan, Planner(*script).tools()))
     state = RunState.fold(events)
     assert RunResult.of(state) == result
     assert state.open_tasks == 0
@@ -409,14 +384,14 @@ def test_extensions_never_run_a_task_before_its_needs(tmp_path: Path, script: An
         elif event.type in (EventType.TASK_FAILED, EventType.TASK_SKIPPED):
             ended[task] = "other"
     # no cycle made it in: every added task ended
-    for extended in _of(events, EventType.PLAN_EXTENDED):
+    for extended in of(events, EventType.PLAN_EXTENDED):
         for spec in extended.data["tasks"]:
             assert state.tasks[spec["id"]].status in (
                 TaskStatus.SUCCEEDED,
                 TaskStatus.FAILED,
                 TaskStatus.SKIPPED,
             )
-    asyncio.run(_replay(db, result.run_id, Planner(*script).tools()))
+    asyncio.run(check_replay(db, result.run_id, Planner(*script).tools()))
 
 
 # --------------------------------------------------------------------------- review
@@ -548,10 +523,10 @@ REPAIRED = {
 def test_a_failed_plan_is_repaired_by_re_planning(tmp_path: Path) -> None:
     planner = Planner(BROKEN, REPAIRED)
     db = tmp_path / "n.db"
-    result, events = asyncio.run(_run(db, _plan({"replan": 2}), planner.tools()))
+    result, events = asyncio.run(run_plan(db, _plan({"replan": 2}), planner.tools()))
     assert result.status == "succeeded", result.tasks
     assert planner.calls == 2
-    replanning = _of(events, EventType.PLAN_REPLANNING)
+    replanning = of(events, EventType.PLAN_REPLANNING)
     assert len(replanning) == 1
     data = replanning[0].data
     assert (data["task"], data["round"], data["failed"]) == ("plan", 1, ["deploy"])
@@ -566,17 +541,17 @@ def test_a_failed_plan_is_repaired_by_re_planning(tmp_path: Path) -> None:
     assert state.tasks["plan"].output["summary"] == "second try"
     assert state.tasks["plan"].added == ["announce", "build", "deploy", "deploy2"]
     assert result.task("report").output == "second try"
-    assert [e.data["attempt"] for e in _of(events, EventType.PLAN_EXTENDED)] == [1, 2]
+    assert [e.data["attempt"] for e in of(events, EventType.PLAN_EXTENDED)] == [1, 2]
     assert RunResult.of(state) == result
-    asyncio.run(_replay(db, result.run_id, Planner(BROKEN, REPAIRED).tools()))
+    asyncio.run(check_replay(db, result.run_id, Planner(BROKEN, REPAIRED).tools()))
 
 
 def test_re_planning_stops_at_its_limit(tmp_path: Path) -> None:
     planner = Planner(BROKEN, {"tasks": {"again": {"tool": "shell", "with": {"cmd": "exit 5"}}}})
-    result, events = asyncio.run(_run(tmp_path / "n.db", _plan({"replan": 1}), planner.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "n.db", _plan({"replan": 1}), planner.tools()))
     assert result.status == "failed"
     assert planner.calls == 2
-    assert len(_of(events, EventType.PLAN_REPLANNING)) == 1
+    assert len(of(events, EventType.PLAN_REPLANNING)) == 1
     error = result.task("plan").error
     assert error is not None
     assert error.message == "1 of 4 added tasks did not succeed: again"
@@ -608,9 +583,9 @@ def test_on_failure_replan_once_then_the_task_fails(tmp_path: Path) -> None:
 
 def test_the_fold_refuses_a_replan_it_cannot_make(tmp_path: Path) -> None:
     _, events = asyncio.run(
-        _run(tmp_path / "n.db", _plan({"replan": 2}), Planner(BROKEN, REPAIRED).tools())
+        run_plan(tmp_path / "n.db", _plan({"replan": 2}), Planner(BROKEN, REPAIRED).tools())
     )
-    event = _of(events, EventType.PLAN_REPLANNING)[0]
+    event = of(events, EventType.PLAN_REPLANNING)[0]
     for changed in ({"round": 2}, {"failed": ["build"]}, {"failed": []}, {"task": "setup"}):
         with pytest.raises(IntegrityError):
             RunState.fold(_tamper(events, event.seq, {**event.data, **changed}))

@@ -6,30 +6,25 @@ or model call."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, crash, forge, load, next_event, of, resume, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import IntegrityError
-from nexus.domain.events import Draft, Event, EventType, seal
+from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import AttemptStarted, FsmTransitioned
-from nexus.domain.plan import Plan, plan_hash
+from nexus.domain.plan import Plan
 from nexus.domain.state import RunState
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.base import Lease
-from nexus.store.sqlite import SQLiteStore
 from nexus.testing import TestModel
 from nexus.tools.base import FunctionTool, ToolFailed, ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
-RUN_TIMEOUT = 30.0
 FAST = {"initial": 0.001, "multiplier": 1, "maximum": 0.002}
 
 
@@ -112,37 +107,8 @@ REVIEW = {
 }
 
 
-async def _run(db: Path, plan: Plan, tools: ToolRegistry) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(Engine(store, tools=tools).start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry, **engine: Any) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.replayed_events == len(before)
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
-def _of(events: list[Event], kind: EventType, task: str = "m") -> list[Event]:
-    return [e for e in events if e.type is kind and e.data.get("task") == task]
-
-
 def _path(events: list[Event], task: str = "m") -> list[tuple[int, str, str, Any]]:
-    moved = [FsmTransitioned.of(e.data) for e in _of(events, EventType.FSM_TRANSITIONED, task)]
+    moved = [FsmTransitioned.of(e.data) for e in of(events, EventType.FSM_TRANSITIONED, task)]
     return [(m.step, m.state, m.to, m.value) for m in moved]
 
 
@@ -154,7 +120,7 @@ def test_each_state_runs_its_body_and_the_first_transition_that_holds_is_taken(
 ) -> None:
     machine = Machine({"b": [0, 1]})
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_doc(REVIEW)), machine.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_doc(REVIEW)), machine.tools()))
     assert result.status == "succeeded"
     assert machine.calls == [("a", 1), ("b", 2), ("a", 3), ("b", 4)]
     assert _path(events) == [
@@ -163,7 +129,7 @@ def test_each_state_runs_its_body_and_the_first_transition_that_holds_is_taken(
         (3, "a", "b", None),
         (4, "b", "done", True),
     ]
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED)]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "m")]
     assert [(s.attempt, s.state, s.step) for s in started] == [
         (1, "a", 1),
         (2, "b", 2),
@@ -173,19 +139,19 @@ def test_each_state_runs_its_body_and_the_first_transition_that_holds_is_taken(
     # a body sees the step before it (fsm.output): null in the first
     assert started[0].args["previous"] is None
     assert started[2].args["previous"] == {"state": "b", "step": 2, "v": 0, "previous": None}
-    last = FsmTransitioned.of(_of(events, EventType.FSM_TRANSITIONED)[-1].data)
+    last = FsmTransitioned.of(of(events, EventType.FSM_TRANSITIONED, "m")[-1].data)
     assert last.output == 304, "the terminal state's output, rendered when entered"
     state = RunState.fold(events)
     assert state.tasks["m"].output == 304
     assert state.tasks["after"].output == {"got": 304}
     assert RunResult.of(state) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, result.run_id, Machine({}).tools()))
 
 
 def test_a_terminal_state_without_output_ends_with_the_last_body_output(tmp_path: Path) -> None:
     states = {**REVIEW, "done": {"terminal": True}}
     result, events = asyncio.run(
-        _run(tmp_path / "nexus.db", _compile(_doc(states)), Machine({"b": [1]}).tools())
+        run_plan(tmp_path / "nexus.db", _compile(_doc(states)), Machine({"b": [1]}).tools())
     )
     assert result.status == "succeeded"
     assert RunState.fold(events).tasks["m"].output["step"] == 2
@@ -193,11 +159,11 @@ def test_a_terminal_state_without_output_ends_with_the_last_body_output(tmp_path
 
 def test_a_fail_state_fails_the_task_with_its_reason(tmp_path: Path) -> None:
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_doc(REVIEW)), Machine({"b": [2]}).tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_doc(REVIEW)), Machine({"b": [2]}).tools()))
     assert result.status == "failed"
     assert result.tasks["after"]["status"] == "skipped"
     assert _path(events)[-1] == (2, "b", "broken", True)
-    error = _of(events, EventType.TASK_FAILED)[0].data["error"]
+    error = of(events, EventType.TASK_FAILED, "m")[0].data["error"]
     assert error == {
         "kind": "validation",
         "message": "fsm: reached state 'broken', which fails the task (from 'b' at step 2): "
@@ -205,7 +171,7 @@ def test_a_fail_state_fails_the_task_with_its_reason(tmp_path: Path) -> None:
         "retryable": False,
         "details": {"state": "broken", "from": "b", "step": 2},
     }
-    asyncio.run(_replay(db, result.run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, result.run_id, Machine({}).tools()))
 
 
 def test_no_transition_holding_fails_naming_the_state_and_the_values(tmp_path: Path) -> None:
@@ -220,10 +186,10 @@ def test_no_transition_holding_fails_naming_the_state_and_the_values(tmp_path: P
         "done": {"terminal": True},
     }
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_doc(states)), Machine({"a": [0]}).tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_doc(states)), Machine({"a": [0]}).tools()))
     assert result.status == "failed"
     assert not _path(events)
-    error = _of(events, EventType.TASK_FAILED)[0].data["error"]
+    error = of(events, EventType.TASK_FAILED, "m")[0].data["error"]
     assert error["message"] == (
         "fsm: no transition out of state 'a' holds at step 1: {{ fsm.output.v == 1 }} gave "
         "false; {{ fsm.output.v > 5 }} gave false"
@@ -237,20 +203,20 @@ def test_no_transition_holding_fails_naming_the_state_and_the_values(tmp_path: P
 def test_max_steps_fails_the_task_before_another_body_runs(tmp_path: Path) -> None:
     machine = Machine({"b": [0]})
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _compile(_doc(REVIEW, max_steps=3)), machine.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(_doc(REVIEW, max_steps=3)), machine.tools()))
     assert result.status == "failed"
     assert machine.calls == [("a", 1), ("b", 2), ("a", 3)]
-    error = _of(events, EventType.TASK_FAILED)[0].data["error"]
+    error = of(events, EventType.TASK_FAILED, "m")[0].data["error"]
     assert error["message"] == (
         "fsm: max_steps (3) reached: state 'a' would go to 'b', whose body would be step 4"
     )
     assert error["details"] == {"state": "a", "to": "b", "step": 3, "max_steps": 3}
-    asyncio.run(_replay(db, result.run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, result.run_id, Machine({}).tools()))
 
 
 def test_entering_a_terminal_state_at_max_steps_still_ends_the_task(tmp_path: Path) -> None:
     result, _ = asyncio.run(
-        _run(
+        run_plan(
             tmp_path / "nexus.db", _compile(_doc(REVIEW, max_steps=2)), Machine({"b": [1]}).tools()
         )
     )
@@ -263,17 +229,17 @@ def test_retries_are_counted_per_step(tmp_path: Path) -> None:
     machine = Machine({"b": [0, 1]}, flaky=flaky)
     db = tmp_path / "nexus.db"
     plan = _compile(_doc(REVIEW, retries=1, backoff=FAST))
-    result, events = asyncio.run(_run(db, plan, machine.tools()))
+    result, events = asyncio.run(run_plan(db, plan, machine.tools()))
     assert result.status == "succeeded"
     steps = [("a", 1), ("b", 2), ("a", 3), ("b", 4)]
     assert machine.calls == [call for step in steps for call in (step, step)]
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED)]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "m")]
     assert [(s.attempt, s.state, s.step) for s in started][:3] == [
         (1, "a", 1),
         (2, "a", 1),
         (3, "b", 2),
     ]
-    asyncio.run(_replay(db, result.run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, result.run_id, Machine({}).tools()))
 
 
 def test_a_when_that_cannot_render_fails_naming_the_field(tmp_path: Path) -> None:
@@ -282,10 +248,10 @@ def test_a_when_that_cannot_render_fails_naming_the_field(tmp_path: Path) -> Non
         "done": {"terminal": True},
     }
     result, events = asyncio.run(
-        _run(tmp_path / "nexus.db", _compile(_doc(states)), Machine({}).tools())
+        run_plan(tmp_path / "nexus.db", _compile(_doc(states)), Machine({}).tools())
     )
     assert result.status == "failed"
-    message = _of(events, EventType.TASK_FAILED)[0].data["error"]["message"]
+    message = of(events, EventType.TASK_FAILED, "m")[0].data["error"]["message"]
     assert "task 'm', field 'fsm.states.a.transitions[0].when'" in message
 
 
@@ -300,12 +266,12 @@ def test_each_item_of_a_foreach_runs_its_own_machine(tmp_path: Path) -> None:
     doc = _doc(states, foreach=[1, 3])
     db = tmp_path / "nexus.db"
     machine = Machine({})
-    result, events = asyncio.run(_run(db, _compile(doc), machine.tools()))
+    result, events = asyncio.run(run_plan(db, _compile(doc), machine.tools()))
     assert result.status == "succeeded"
     assert sorted(machine.calls) == [("a", 1), ("a", 1), ("a", 2), ("a", 3)]
     state = RunState.fold(events)
     assert state.tasks["m"].output == ["1:1", "3:3"]
-    asyncio.run(_replay(db, result.run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, result.run_id, Machine({}).tools()))
 
 
 def test_an_agent_machine_makes_one_model_call_per_step_and_replays_with_none(
@@ -348,34 +314,19 @@ def test_an_agent_machine_makes_one_model_call_per_step_and_replays_with_none(
     model = TestModel("first draft", "too short", "second draft", "OK")
     db = tmp_path / "nexus.db"
 
-    async def go() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            engine = Engine(store, providers=model.registry())
-            result = await asyncio.wait_for(engine.start(plan), RUN_TIMEOUT)
-            return result, await store.load(result.run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(go())
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools(), providers=model.registry()))
     assert result.status == "succeeded"
     assert len(model.requests) == 4
     assert model.requests[2].messages[-1].content == "Draft (step 3) after: too short"
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED, "review")]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "review")]
     assert [s.agent for s in started] == ["writer", "critic", "writer", "critic"]
     assert RunState.fold(events).tasks["review"].output == "second draft"
     idle = TestModel()
-    asyncio.run(_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
     assert idle.requests == [], "a replay asks no model"
 
 
 # --------------------------------------------------------------------------- resume
-
-
-def _dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 def test_a_resumed_machine_runs_no_recorded_step_again(tmp_path: Path) -> None:
@@ -384,48 +335,26 @@ def test_a_resumed_machine_runs_no_recorded_step_again(tmp_path: Path) -> None:
     machine.hang = 3  # the process "dies" in step 3
     plan = _compile(_doc(REVIEW))
 
-    async def crash() -> str:
-        store = SQLiteStore.open(db)
-        try:
-            driver = asyncio.create_task(Engine(store, tools=machine.tools()).start(plan))
-            deadline = time.monotonic() + 10
-            while ("a", 3) not in machine.calls:
-                assert time.monotonic() < deadline, "step 3 never started"
-                await asyncio.sleep(0.02)
-            driver.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await driver
-            (record,) = await store.list_runs()
-            dead = Lease(
-                owner="crashed", host=socket.gethostname(), pid=_dead_pid(), heartbeat=time.time()
-            )
-            assert await store.swap_lease(record.run_id, dead, None)
-            return record.run_id
-        finally:
-            await store.close()
-
-    run_id = asyncio.run(crash())
+    run_id = asyncio.run(
+        crash(
+            db,
+            plan,
+            machine.tools(),
+            until=lambda _: ("a", 3) in machine.calls,
+            waiting="step 3 never started",
+        )
+    )
     assert machine.calls == [("a", 1), ("b", 2), ("a", 3)]
     machine.hang = None
+    before = RunState.fold(asyncio.run(load(db, run_id)))
+    assert (before.tasks["m"].fsm_state, before.tasks["m"].iteration) == ("a", 3)
 
-    async def resume() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            before = RunState.fold(await store.load(run_id))
-            assert (before.tasks["m"].fsm_state, before.tasks["m"].iteration) == ("a", 3)
-            result = await asyncio.wait_for(
-                Engine(store, tools=machine.tools()).resume(run_id), RUN_TIMEOUT
-            )
-            return result, await store.load(run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(resume())
+    result, events = asyncio.run(resume(db, run_id, machine.tools()))
     assert result.status == "succeeded"
     assert machine.calls == [("a", 1), ("b", 2), ("a", 3), ("a", 3), ("b", 4)], (
         "steps 1 and 2 ran once; 3 again, interrupted"
     )
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED)]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "m")]
     assert [(s.attempt, s.state, s.step) for s in started] == [
         (1, "a", 1),
         (2, "b", 2),
@@ -433,7 +362,7 @@ def test_a_resumed_machine_runs_no_recorded_step_again(tmp_path: Path) -> None:
         (4, "a", 3),
         (5, "b", 4),
     ]
-    assert [e.data["attempt"] for e in _of(events, EventType.ATTEMPT_INTERRUPTED)] == [3]
+    assert [e.data["attempt"] for e in of(events, EventType.ATTEMPT_INTERRUPTED, "m")] == [3]
     assert [p[:3] for p in _path(events)] == [
         (1, "a", "b"),
         (2, "b", "a"),
@@ -441,34 +370,16 @@ def test_a_resumed_machine_runs_no_recorded_step_again(tmp_path: Path) -> None:
         (4, "b", "done"),
     ]
     assert RunState.fold(events).tasks["m"].output == 304
-    asyncio.run(_replay(db, run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, run_id, Machine({}).tools()))
     assert len(machine.calls) == 5
 
 
 # --------------------------------------------------------------------------- the fold
 
 
-def _started_log(plan: Plan) -> list[Event]:
-    at = "2026-01-01T00:00:00.000000Z"
-    started = {
-        "name": plan.name,
-        "plan": plan.to_dict(),
-        "plan_hash": plan_hash(plan),
-        "inputs": {},
-        "workspace": ".",
-        "source": None,
-    }
-    return [seal("R", 1, Draft(EventType.RUN_STARTED, at, started), "0" * 64)]
-
-
-def _append(events: list[Event], kind: EventType, data: dict[str, Any]) -> Event:
-    at = "2026-01-01T00:00:00.000000Z"
-    return seal("R", len(events) + 1, Draft(kind, at, data), events[-1].hash)
-
-
 def test_the_fold_refuses_a_transition_it_cannot_make() -> None:
     plan = _compile(_doc(REVIEW))
-    events = _started_log(plan)
+    events = forge(plan)
     for kind, data in (
         (
             EventType.ATTEMPT_STARTED,
@@ -476,7 +387,7 @@ def test_the_fold_refuses_a_transition_it_cannot_make() -> None:
         ),
         (EventType.ATTEMPT_FINISHED, {"task": "m", "attempt": 1, "output": {}}),
     ):
-        events.append(_append(events, kind, data))
+        events.append(next_event(events, kind, data))
     state = RunState.fold(events)
     good = {"task": "m", "attempt": 1, "step": 1, "state": "a", "to": "b", "transition": 0}
     for bad in (
@@ -486,26 +397,26 @@ def test_the_fold_refuses_a_transition_it_cannot_make() -> None:
         {**good, "task": "after"},  # not an fsm task
     ):
         with pytest.raises(IntegrityError, match="not an fsm task"):
-            state.apply(_append(events, EventType.FSM_TRANSITIONED, {**bad, "value": None}))
-    state.apply(_append(events, EventType.FSM_TRANSITIONED, {**good, "value": None}))
+            state.apply(next_event(events, EventType.FSM_TRANSITIONED, {**bad, "value": None}))
+    state.apply(next_event(events, EventType.FSM_TRANSITIONED, {**good, "value": None}))
     assert (state.tasks["m"].fsm_state, state.tasks["m"].status) == ("b", "pending")
 
 
 def test_the_fold_refuses_an_attempt_of_another_state_and_success_before_a_terminal() -> None:
     plan = _compile(_doc(REVIEW))
-    events = _started_log(plan)
+    events = forge(plan)
     state = RunState.fold(events)
     wrong = {"task": "m", "attempt": 1, "tool": "act", "args": {}, "state": "b", "step": 1}
     with pytest.raises(IntegrityError, match="the task is in state 'a' at step 1"):
-        state.apply(_append(events, EventType.ATTEMPT_STARTED, wrong))
+        state.apply(next_event(events, EventType.ATTEMPT_STARTED, wrong))
     for kind, data in (
         (EventType.ATTEMPT_STARTED, {**wrong, "state": "a"}),
         (EventType.ATTEMPT_FINISHED, {"task": "m", "attempt": 1, "output": {}}),
     ):
-        events.append(_append(events, kind, data))
+        events.append(next_event(events, kind, data))
     state = RunState.fold(events)
     with pytest.raises(IntegrityError, match="not a terminal state that succeeds"):
-        state.apply(_append(events, EventType.TASK_SUCCEEDED, {"task": "m", "attempt": 1}))
+        state.apply(next_event(events, EventType.TASK_SUCCEEDED, {"task": "m", "attempt": 1}))
 
 
 # --------------------------------------------------------------------------- property
@@ -595,13 +506,13 @@ def test_random_machines_take_the_transitions_a_reference_predicts(
     states, machine, max_steps = case
     plan = _compile(_doc(states, initial="s0", max_steps=max_steps, retries=1, backoff=FAST))
     db = tmp_path_factory.mktemp("fsm") / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, machine.tools()))
+    result, events = asyncio.run(run_plan(db, plan, machine.tools()))
     calls, path, status = _reference(states, machine, max_steps)
     assert machine.calls == calls
     assert [p[:3] for p in _path(events)] == path
     assert result.tasks["m"]["status"] == status
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Machine({}).tools()))
+    asyncio.run(check_replay(db, result.run_id, Machine({}).tools()))
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -612,7 +523,7 @@ def test_the_path_shows_in_events_and_inspect(tmp_path: Path) -> None:
     from nexus.cli.summaries import summary
 
     result, events = asyncio.run(
-        _run(tmp_path / "nexus.db", _compile(_doc(REVIEW)), Machine({"b": [1]}).tools())
+        run_plan(tmp_path / "nexus.db", _compile(_doc(REVIEW)), Machine({"b": [1]}).tools())
     )
     assert result.status == "succeeded"
     lines = [summary(e) for e in events if e.data.get("task") == "m"]

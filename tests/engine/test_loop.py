@@ -5,30 +5,25 @@ replayed with no tool or model call."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, crash, forge, load, next_event, of, resume, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import IntegrityError
-from nexus.domain.events import Draft, Event, EventType, seal
+from nexus.domain.events import EventType
 from nexus.domain.payloads import AttemptStarted, TaskIterated, TaskSucceeded
-from nexus.domain.plan import LoopPolicy, Plan, RetryPolicy, TaskSpec, plan_hash
+from nexus.domain.plan import LoopPolicy, Plan, RetryPolicy, TaskSpec
 from nexus.domain.state import RunState
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.base import Lease
-from nexus.store.sqlite import SQLiteStore
 from nexus.testing import TestModel
 from nexus.tools.base import FunctionTool, ToolFailed, ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
-RUN_TIMEOUT = 30.0
 FAST = RetryPolicy(retries=1, initial=0.001, multiplier=1.0, maximum=0.002)
 
 
@@ -86,45 +81,16 @@ def _plan(max_iterations: int = 5, on_max: str = "fail", **extra: Any) -> Plan:
     return compile_workflow(doc, file="loops.yaml", known_tools=[*builtin_tools().names(), "step"])
 
 
-async def _run(db: Path, plan: Plan, tools: ToolRegistry) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(Engine(store, tools=tools).start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry, **engine: Any) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.replayed_events == len(before)
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
-def _of(events: list[Event], kind: EventType, task: str = "poll") -> list[Event]:
-    return [e for e in events if e.type is kind and e.data.get("task") == task]
-
-
 # --------------------------------------------------------------------------- iterations
 
 
 def test_the_body_runs_until_the_condition_holds(tmp_path: Path) -> None:
     steps = Steps(done=3)
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _plan(), steps.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(), steps.tools()))
     assert result.status == "succeeded"
     assert steps.calls == [1, 2, 3]
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED)]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "poll")]
     assert [(s.attempt, s.iteration) for s in started] == [(1, 1), (2, 2), (3, 3)]
     # each iteration's body sees the one before: loop.output
     assert [s.args for s in started] == [
@@ -139,33 +105,33 @@ def test_the_body_runs_until_the_condition_holds(tmp_path: Path) -> None:
             },
         },
     ]
-    iterated = [TaskIterated.of(e.data) for e in _of(events, EventType.TASK_ITERATED)]
+    iterated = [TaskIterated.of(e.data) for e in of(events, EventType.TASK_ITERATED, "poll")]
     assert [(i.iteration, i.attempt, i.value) for i in iterated] == [(1, 1, False), (2, 2, False)]
-    ended = TaskSucceeded.of(_of(events, EventType.TASK_SUCCEEDED)[0].data)
+    ended = TaskSucceeded.of(of(events, EventType.TASK_SUCCEEDED, "poll")[0].data)
     assert (ended.attempt, ended.iteration, ended.value) == (3, 3, True)
     state = RunState.fold(events)
     assert state.tasks["poll"].output["n"] == 3, "the task's output is its last iteration's"
     assert state.tasks["after"].output == {"last": 3}
     assert RunResult.of(state) == result
-    asyncio.run(_replay(db, result.run_id, Steps().tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps().tools()))
 
 
 def test_the_first_iteration_may_be_the_last(tmp_path: Path) -> None:
     steps = Steps(done=1)
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _plan(), steps.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", _plan(), steps.tools()))
     assert result.status == "succeeded"
     assert steps.calls == [1]
-    assert not _of(events, EventType.TASK_ITERATED)
+    assert not of(events, EventType.TASK_ITERATED, "poll")
 
 
 def test_max_iterations_without_the_condition_fails_the_task(tmp_path: Path) -> None:
     steps = Steps(done=99)
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _plan(max_iterations=4), steps.tools()))
+    result, events = asyncio.run(run_plan(db, _plan(max_iterations=4), steps.tools()))
     assert steps.calls == [1, 2, 3, 4]
     assert result.status == "failed"
     assert result.tasks["after"]["status"] == "skipped"
-    failed = _of(events, EventType.TASK_FAILED)[0].data
+    failed = of(events, EventType.TASK_FAILED, "poll")[0].data
     assert failed["error"] == {
         "kind": "validation",
         "message": "loop.until still false after 4 iterations (max_iterations): "
@@ -173,19 +139,21 @@ def test_max_iterations_without_the_condition_fails_the_task(tmp_path: Path) -> 
         "retryable": False,
         "details": {"iterations": 4, "value": False},
     }
-    asyncio.run(_replay(db, result.run_id, Steps().tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps().tools()))
 
 
 def test_on_max_succeed_keeps_the_last_output(tmp_path: Path) -> None:
     steps = Steps(done=99)
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _plan(max_iterations=2, on_max="succeed"), steps.tools()))
+    result, events = asyncio.run(
+        run_plan(db, _plan(max_iterations=2, on_max="succeed"), steps.tools())
+    )
     assert result.status == "succeeded"
     assert steps.calls == [1, 2]
-    ended = TaskSucceeded.of(_of(events, EventType.TASK_SUCCEEDED)[0].data)
+    ended = TaskSucceeded.of(of(events, EventType.TASK_SUCCEEDED, "poll")[0].data)
     assert (ended.iteration, ended.value) == (2, False), "the record says until never held"
     assert RunState.fold(events).tasks["after"].output == {"last": 2}
-    asyncio.run(_replay(db, result.run_id, Steps().tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps().tools()))
 
 
 def test_retries_are_counted_per_iteration(tmp_path: Path) -> None:
@@ -193,10 +161,10 @@ def test_retries_are_counted_per_iteration(tmp_path: Path) -> None:
     steps = Steps(done=3, flaky=frozenset({1, 2, 3}))
     plan = _plan(retries=1, backoff={"initial": 0.001, "multiplier": 1, "maximum": 0.002})
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, steps.tools()))
+    result, events = asyncio.run(run_plan(db, plan, steps.tools()))
     assert result.status == "succeeded"
     assert steps.calls == [1, 1, 2, 2, 3, 3]
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED)]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "poll")]
     assert [(s.attempt, s.iteration) for s in started] == [
         (1, 1),
         (2, 1),
@@ -205,9 +173,9 @@ def test_retries_are_counted_per_iteration(tmp_path: Path) -> None:
         (5, 3),
         (6, 3),
     ]
-    retried = _of(events, EventType.RETRY_SCHEDULED)
+    retried = of(events, EventType.RETRY_SCHEDULED, "poll")
     assert [e.data["attempt"] for e in retried] == [1, 3, 5]
-    asyncio.run(_replay(db, result.run_id, Steps().tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps().tools()))
 
 
 def test_a_second_failure_in_one_iteration_fails_the_task(tmp_path: Path) -> None:
@@ -220,7 +188,7 @@ def test_a_second_failure_in_one_iteration_fails_the_task(tmp_path: Path) -> Non
 
     steps = Twice()
     plan = _plan(retries=1, backoff={"initial": 0.001, "multiplier": 1, "maximum": 0.002})
-    result, _ = asyncio.run(_run(tmp_path / "nexus.db", plan, steps.tools()))
+    result, _ = asyncio.run(run_plan(tmp_path / "nexus.db", plan, steps.tools()))
     assert result.status == "failed"
     assert steps.calls == [1, 2, 2]
 
@@ -236,9 +204,9 @@ def test_an_until_that_cannot_render_fails_naming_the_field(tmp_path: Path) -> N
         loop=LoopPolicy(until="{{ loop.output.missing }}", max_iterations=3),
     )
     plan = Plan(name="p", tasks={"poll": broken}, fail_fast=False)
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, Steps().tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, Steps().tools()))
     assert result.status == "failed"
-    message = _of(events, EventType.TASK_FAILED)[0].data["error"]["message"]
+    message = of(events, EventType.TASK_FAILED, "poll")[0].data["error"]["message"]
     assert "task 'poll', field 'loop.until'" in message
 
 
@@ -258,12 +226,12 @@ def test_each_item_of_a_foreach_loops_on_its_own(tmp_path: Path) -> None:
     plan = compile_workflow(doc, file="items.yaml", known_tools=[*builtin_tools().names(), "step"])
     steps = Steps(done=99)
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, steps.tools()))
+    result, events = asyncio.run(run_plan(db, plan, steps.tools()))
     assert result.status == "succeeded"
     assert sorted(steps.calls) == [1, 1, 2, 2, 3]
     state = RunState.fold(events)
     assert [state.tasks[c].output["n"] for c in ("poll[0]", "poll[1]")] == [2, 3]
-    asyncio.run(_replay(db, result.run_id, Steps().tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps().tools()))
 
 
 def test_an_agent_loop_makes_one_model_call_per_iteration_and_replays_with_none(
@@ -285,32 +253,17 @@ def test_an_agent_loop_makes_one_model_call_per_iteration_and_replays_with_none(
     model = TestModel("first try", "second try", "DONE at last")
     db = tmp_path / "nexus.db"
 
-    async def go() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            engine = Engine(store, providers=model.registry())
-            result = await asyncio.wait_for(engine.start(plan), RUN_TIMEOUT)
-            return result, await store.load(result.run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(go())
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools(), providers=model.registry()))
     assert result.status == "succeeded"
     assert len(model.requests) == 3
     assert model.requests[1].messages[-1].content == "Draft 2, after: first try"
     assert RunState.fold(events).tasks["draft"].output["text"] == "DONE at last"
     idle = TestModel()
-    asyncio.run(_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools(), providers=idle.registry()))
     assert idle.requests == [], "a replay asks no model"
 
 
 # --------------------------------------------------------------------------- resume
-
-
-def _dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 def test_a_resumed_loop_runs_no_recorded_iteration_again(tmp_path: Path) -> None:
@@ -319,56 +272,36 @@ def test_a_resumed_loop_runs_no_recorded_iteration_again(tmp_path: Path) -> None
     steps.hang = 3  # the process "dies" in iteration 3
     plan = _plan()
 
-    async def crash() -> str:
-        store = SQLiteStore.open(db)
-        try:
-            driver = asyncio.create_task(Engine(store, tools=steps.tools()).start(plan))
-            deadline = time.monotonic() + 10
-            while steps.calls.count(3) == 0:
-                assert time.monotonic() < deadline, "iteration 3 never started"
-                await asyncio.sleep(0.02)
-            driver.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await driver
-            (record,) = await store.list_runs()
-            dead = Lease(
-                owner="crashed", host=socket.gethostname(), pid=_dead_pid(), heartbeat=time.time()
-            )
-            assert await store.swap_lease(record.run_id, dead, None)
-            return record.run_id
-        finally:
-            await store.close()
-
-    run_id = asyncio.run(crash())
+    run_id = asyncio.run(
+        crash(
+            db,
+            plan,
+            steps.tools(),
+            until=lambda _: 3 in steps.calls,
+            waiting="iteration 3 never started",
+        )
+    )
     assert steps.calls == [1, 2, 3]
     steps.hang = None
+    before = RunState.fold(asyncio.run(load(db, run_id)))
+    assert before.tasks["poll"].iteration == 3
 
-    async def resume() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            before = RunState.fold(await store.load(run_id))
-            assert before.tasks["poll"].iteration == 3
-            result = await asyncio.wait_for(
-                Engine(store, tools=steps.tools()).resume(run_id), RUN_TIMEOUT
-            )
-            return result, await store.load(run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(resume())
+    result, events = asyncio.run(resume(db, run_id, steps.tools()))
     assert result.status == "succeeded"
     assert steps.calls == [1, 2, 3, 3, 4], "iterations 1 and 2 ran once; 3 again, interrupted"
-    started = [AttemptStarted.of(e.data) for e in _of(events, EventType.ATTEMPT_STARTED)]
+    started = [AttemptStarted.of(e.data) for e in of(events, EventType.ATTEMPT_STARTED, "poll")]
     assert [(s.attempt, s.iteration) for s in started] == [(1, 1), (2, 2), (3, 3), (4, 3), (5, 4)]
-    interrupted = _of(events, EventType.ATTEMPT_INTERRUPTED)
+    interrupted = of(events, EventType.ATTEMPT_INTERRUPTED, "poll")
     assert [e.data["attempt"] for e in interrupted] == [3]
-    assert [TaskIterated.of(e.data).iteration for e in _of(events, EventType.TASK_ITERATED)] == [
+    assert [
+        TaskIterated.of(e.data).iteration for e in of(events, EventType.TASK_ITERATED, "poll")
+    ] == [
         1,
         2,
         3,
     ]
     assert RunState.fold(events).tasks["poll"].output["n"] == 4
-    asyncio.run(_replay(db, run_id, Steps().tools()))
+    asyncio.run(check_replay(db, run_id, Steps().tools()))
     assert steps.calls == [1, 2, 3, 3, 4]
 
 
@@ -377,24 +310,14 @@ def test_a_resumed_loop_runs_no_recorded_iteration_again(tmp_path: Path) -> None
 
 def test_the_fold_refuses_an_iteration_of_a_task_that_does_not_loop() -> None:
     plan = Plan(name="p", tasks={"a": TaskSpec(id="a", tool="noop")})
-    at = "2026-01-01T00:00:00.000000Z"
-    started = {
-        "name": "p",
-        "plan": plan.to_dict(),
-        "plan_hash": plan_hash(plan),
-        "inputs": {},
-        "workspace": ".",
-        "source": None,
-    }
-    events = [seal("R", 1, Draft(EventType.RUN_STARTED, at, started), "0" * 64)]
-    for data, kind in (
-        ({"task": "a", "attempt": 1, "tool": "noop", "args": {}}, EventType.ATTEMPT_STARTED),
-        ({"task": "a", "attempt": 1, "output": {}}, EventType.ATTEMPT_FINISHED),
-    ):
-        events.append(seal("R", len(events) + 1, Draft(kind, at, data), events[-1].hash))
+    events = forge(
+        plan,
+        (EventType.ATTEMPT_STARTED, {"task": "a", "attempt": 1, "tool": "noop", "args": {}}),
+        (EventType.ATTEMPT_FINISHED, {"task": "a", "attempt": 1, "output": {}}),
+    )
     state = RunState.fold(events)
     again = {"task": "a", "attempt": 1, "iteration": 1, "value": False}
-    bad = seal("R", len(events) + 1, Draft(EventType.TASK_ITERATED, at, again), events[-1].hash)
+    bad = next_event(events, EventType.TASK_ITERATED, again)
     with pytest.raises(IntegrityError, match="not a loop task"):
         state.apply(bad)
 
@@ -429,7 +352,7 @@ def test_random_loops_run_the_iterations_a_reference_predicts(
 ) -> None:
     plan, steps, cap, on_max = case
     db = tmp_path_factory.mktemp("loop") / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, steps.tools()))
+    result, events = asyncio.run(run_plan(db, plan, steps.tools()))
     # the reference: iterations 1.. until done or the cap; a flaky one runs twice
     last = min(steps.done, cap)
     expected_calls = [n for n in range(1, last + 1) for _ in range(2 if n in steps.flaky else 1)]
@@ -437,16 +360,16 @@ def test_random_loops_run_the_iterations_a_reference_predicts(
     held = steps.done <= cap
     status = "succeeded" if held or on_max == "succeed" else "failed"
     assert result.tasks["poll"]["status"] == status
-    assert len(_of(events, EventType.TASK_ITERATED)) == last - 1
+    assert len(of(events, EventType.TASK_ITERATED, "poll")) == last - 1
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Steps().tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps().tools()))
 
 
 def test_iterations_show_in_events_and_inspect(tmp_path: Path) -> None:
     from nexus.cli.inspection import view_task
     from nexus.cli.summaries import summary
 
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _plan(), Steps(done=2).tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", _plan(), Steps(done=2).tools()))
     lines = [summary(e) for e in events if e.data.get("task") == "poll"]
     assert "poll attempt 2 (iteration 2) tool step" in lines
     assert "poll iteration 1 (attempt 1): until gave false" in lines

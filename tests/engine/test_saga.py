@@ -6,13 +6,12 @@ recorded, resumed and replayed like any other."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import RUN_TIMEOUT, check_replay, crash, forge, resume, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,13 +22,11 @@ from nexus.domain.plan import Plan
 from nexus.domain.state import RunState
 from nexus.engine.facade import Engine, RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.base import Lease
 from nexus.store.sqlite import SQLiteStore
 from nexus.testing import TestModel
 from nexus.tools.base import FunctionTool, ToolFailed, ToolRegistry
 from nexus.tools.builtins import builtin_tools
 
-RUN_TIMEOUT = 30.0
 FAST = {"initial": 0.001, "multiplier": 1, "maximum": 0.002}
 
 
@@ -87,35 +84,6 @@ def _compile(doc: dict[str, Any]) -> Plan:
     return compile_workflow(doc, file="saga.yaml", known_tools=[*builtin_tools().names(), "step"])
 
 
-async def _run(
-    db: Path, plan: Plan, tools: ToolRegistry, **engine: Any
-) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).start(plan), RUN_TIMEOUT
-        )
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str, tools: ToolRegistry, **engine: Any) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        report = await asyncio.wait_for(
-            Engine(store, tools=tools, **engine).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.replayed_events == len(before)
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
-
-
 def _one(events: list[Event], kind: EventType) -> Event:
     (found,) = [e for e in events if e.type is kind]
     return found
@@ -132,7 +100,7 @@ def test_the_third_step_failing_compensates_the_first_two_in_reverse(tmp_path: P
     steps = Steps(failing=frozenset({"c"}))
     db = tmp_path / "nexus.db"
     plan = _chain(["a", "b", "c", "d"], {"a", "b", "c", "d"})
-    result, events = asyncio.run(_run(db, plan, steps.tools()))
+    result, events = asyncio.run(run_plan(db, plan, steps.tools()))
     assert result.status == "failed"
     assert steps.calls == ["a", "b", "c", "undo-b", "undo-a"]
     assert result.tasks["d"]["status"] == "skipped", "what had not started does not run"
@@ -151,7 +119,7 @@ def test_the_third_step_failing_compensates_the_first_two_in_reverse(tmp_path: P
     assert kinds.index(EventType.SAGA_FINISHED) == len(kinds) - 2
     assert kinds[-1] is EventType.RUN_FAILED
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Steps(failing=frozenset({"c"})).tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps(failing=frozenset({"c"})).tools()))
 
 
 def test_a_compensation_sees_its_task_output_and_the_failed_task(tmp_path: Path) -> None:
@@ -187,7 +155,7 @@ def test_a_compensation_sees_its_task_output_and_the_failed_task(tmp_path: Path)
         },
     }
     steps = Steps(failing=frozenset({"ship"}))
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _compile(doc), steps.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", _compile(doc), steps.tools()))
     assert steps.calls == ["book", "pay", "ship", "cancel"]
     state = RunState.fold(events)
     assert state.tasks["book.compensate"].output["seen"] == {
@@ -205,7 +173,7 @@ def test_a_failing_compensation_is_retried_then_recorded_and_the_saga_goes_on(
 ) -> None:
     steps = Steps(failing=frozenset({"c", "undo-b"}), flaky=frozenset({"undo-a"}))
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, _chain(["a", "b", "c"], {"a", "b"}), steps.tools()))
+    result, events = asyncio.run(run_plan(db, _chain(["a", "b", "c"], {"a", "b"}), steps.tools()))
     assert steps.calls == ["a", "b", "c", "undo-b", "undo-b", "undo-a", "undo-a"]
     assert result.tasks["b.compensate"] == {"status": "failed", "attempts": 2}
     assert result.tasks["a.compensate"] == {"status": "succeeded", "attempts": 2}
@@ -214,13 +182,13 @@ def test_a_failing_compensation_is_retried_then_recorded_and_the_saga_goes_on(
     assert result.status == "failed"
     assert RunResult.of(RunState.fold(events)) == result
     replay_steps = Steps(failing=frozenset({"c", "undo-b"}), flaky=frozenset({"undo-a"}))
-    asyncio.run(_replay(db, result.run_id, replay_steps.tools()))
+    asyncio.run(check_replay(db, result.run_id, replay_steps.tools()))
 
 
 def test_only_on_failure_compensate_starts_a_saga(tmp_path: Path) -> None:
     steps = Steps(failing=frozenset({"b"}))
     plan = _chain(["a", "b", "c"], {"a"}, on_failure="fail")
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, steps.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, steps.tools()))
     assert steps.calls == ["a", "b"]
     assert result.status == "failed"
     assert not [e for e in events if e.type is EventType.SAGA_STARTED]
@@ -248,7 +216,7 @@ def test_a_task_s_own_on_failure_wins_over_the_workflow_s(tmp_path: Path) -> Non
     assert plan.tasks["optional"].on_failure == "fail"
     assert plan.tasks["b"].on_failure == "compensate"
     steps = Steps(failing=frozenset({"optional"}))
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, steps.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, steps.tools()))
     assert sorted(steps.calls) == ["a", "b", "optional"]
     assert not [e for e in events if e.type is EventType.SAGA_STARTED]
     assert result.tasks["b"]["status"] == "succeeded"
@@ -274,7 +242,7 @@ def test_running_work_is_cancelled_not_compensated(tmp_path: Path) -> None:
     }
     steps = Steps(failing=frozenset({"bad"}))
     steps.hang = "slow"
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _compile(doc), steps.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", _compile(doc), steps.tools()))
     assert result.tasks["slow"]["status"] == "cancelled"
     assert steps.calls.count("undo-a") == 1
     assert "undo-slow" not in steps.calls
@@ -298,7 +266,7 @@ def test_a_failing_foreach_task_starts_the_saga(tmp_path: Path) -> None:
         },
     }
     steps = Steps(failing=frozenset({"y"}))
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _compile(doc), steps.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", _compile(doc), steps.tools()))
     assert result.tasks["each"]["status"] == "failed"
     assert steps.calls[-1] == "undo-a"
     assert SagaStarted.of(_one(events, EventType.SAGA_STARTED).data).task == "each"
@@ -306,7 +274,9 @@ def test_a_failing_foreach_task_starts_the_saga(tmp_path: Path) -> None:
 
 def test_nothing_to_compensate_still_records_the_saga(tmp_path: Path) -> None:
     steps = Steps(failing=frozenset({"a"}))
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", _chain(["a"], set()), steps.tools()))
+    result, events = asyncio.run(
+        run_plan(tmp_path / "nexus.db", _chain(["a"], set()), steps.tools())
+    )
     assert SagaStarted.of(_one(events, EventType.SAGA_STARTED).data).steps == []
     assert _finished(events).compensated == []
     assert result.status == "failed"
@@ -338,13 +308,13 @@ def test_an_agent_compensation_is_recorded_and_replayed_with_no_model_call(
     model = TestModel("order cancelled")
     db = tmp_path / "nexus.db"
     steps = Steps(failing=frozenset({"ship"}))
-    result, _ = asyncio.run(_run(db, _compile(doc), steps.tools(), providers=model.registry()))
+    result, _ = asyncio.run(run_plan(db, _compile(doc), steps.tools(), providers=model.registry()))
     assert len(model.requests) == 1
     assert model.requests[0].messages[-1].content == "Cancel order order; ship failed"
     assert result.tasks["order.compensate"]["status"] == "succeeded"
     idle = TestModel()
     asyncio.run(
-        _replay(
+        check_replay(
             db, result.run_id, Steps(failing=frozenset({"ship"})).tools(), providers=idle.registry()
         )
     )
@@ -389,80 +359,34 @@ def test_a_cancel_during_the_saga_stops_it(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- resume
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
-
-
 def test_a_resumed_saga_runs_no_recorded_compensation_again(tmp_path: Path) -> None:
     db = tmp_path / "nexus.db"
     steps = Steps(failing=frozenset({"c"}))
     steps.hang = "undo-a"  # the process "dies" during the second compensation
     plan = _chain(["a", "b", "c"], {"a", "b"})
 
-    async def crash() -> str:
-        store = SQLiteStore.open(db)
-        try:
-            driver = asyncio.create_task(Engine(store, tools=steps.tools()).start(plan))
-            deadline = time.monotonic() + 10
-            while "undo-a" not in steps.calls:
-                assert time.monotonic() < deadline, "the second compensation never started"
-                await asyncio.sleep(0.02)
-            driver.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await driver
-            (record,) = await store.list_runs()
-            dead = Lease(
-                owner="crashed", host=socket.gethostname(), pid=_dead_pid(), heartbeat=time.time()
-            )
-            assert await store.swap_lease(record.run_id, dead, None)
-            return record.run_id
-        finally:
-            await store.close()
-
-    run_id = asyncio.run(crash())
+    run_id = asyncio.run(
+        crash(
+            db,
+            plan,
+            steps.tools(),
+            until=lambda _: "undo-a" in steps.calls,
+            waiting="the second compensation never started",
+        )
+    )
     steps.hang = None
 
-    async def resume() -> tuple[RunResult, list[Event]]:
-        store = SQLiteStore.open(db)
-        try:
-            result = await asyncio.wait_for(
-                Engine(store, tools=steps.tools()).resume(run_id), RUN_TIMEOUT
-            )
-            return result, await store.load(run_id)
-        finally:
-            await store.close()
-
-    result, events = asyncio.run(resume())
+    result, events = asyncio.run(resume(db, run_id, steps.tools()))
     assert steps.calls == ["a", "b", "c", "undo-b", "undo-a", "undo-a"]
     assert result.tasks["a.compensate"] == {"status": "succeeded", "attempts": 2}
     assert result.tasks["b.compensate"] == {"status": "succeeded", "attempts": 1}
     assert _finished(events).compensated == ["b", "a"]
     assert len([e for e in events if e.type is EventType.COMPENSATION_STARTED]) == 2
     assert RunResult.of(RunState.fold(events)) == result
-    asyncio.run(_replay(db, run_id, Steps(failing=frozenset({"c"})).tools()))
+    asyncio.run(check_replay(db, run_id, Steps(failing=frozenset({"c"})).tools()))
 
 
 # --------------------------------------------------------------------------- the fold
-
-
-def _log(plan: Plan, *rows: tuple[EventType, dict[str, Any]]) -> list[Event]:
-    at = "2026-01-01T00:00:00.000000Z"
-    from nexus.domain.plan import plan_hash
-
-    started = {
-        "name": plan.name,
-        "plan": plan.to_dict(),
-        "plan_hash": plan_hash(plan),
-        "inputs": {},
-        "workspace": ".",
-        "source": None,
-    }
-    events = [seal("R", 1, Draft(EventType.RUN_STARTED, at, started), "0" * 64)]
-    for kind, data in rows:
-        events.append(seal("R", len(events) + 1, Draft(kind, at, data), events[-1].hash))
-    return events
 
 
 def _ran(task: str, ok: bool = True) -> list[tuple[EventType, dict[str, Any]]]:
@@ -485,7 +409,7 @@ def _ran(task: str, ok: bool = True) -> list[tuple[EventType, dict[str, Any]]]:
 
 def test_the_fold_refuses_a_saga_out_of_order() -> None:
     plan = _chain(["a", "b", "c"], {"a", "b"})
-    events = _log(plan, *_ran("a"), *_ran("b"), *_ran("c", ok=False))
+    events = forge(plan, *_ran("a"), *_ran("b"), *_ran("c", ok=False))
     state = RunState.fold(events)
 
     def apply(kind: EventType, data: dict[str, Any]) -> None:
@@ -540,7 +464,7 @@ def test_random_sagas_compensate_what_a_reference_predicts(
     names, undone, fail_at, steps = case
     db = tmp_path_factory.mktemp("saga") / "nexus.db"
     failing, flaky = steps.failing, steps.flaky
-    result, events = asyncio.run(_run(db, _chain(names, undone), steps.tools()))
+    result, events = asyncio.run(run_plan(db, _chain(names, undone), steps.tools()))
     # the reference: the steps before the failure that have a compensation, last first;
     # a flaky compensation runs twice (retried once), a broken one twice then fails
     order = [name for name in reversed(names[:fail_at]) if name in undone]
@@ -554,7 +478,7 @@ def test_random_sagas_compensate_what_a_reference_predicts(
     assert finished.failed == [n for n in order if f"undo-{n}" in failing]
     assert result.status == "failed"
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id, Steps(failing=failing, flaky=flaky).tools()))
+    asyncio.run(check_replay(db, result.run_id, Steps(failing=failing, flaky=flaky).tools()))
 
 
 def test_the_saga_shows_in_events_and_inspect(tmp_path: Path) -> None:
@@ -563,7 +487,7 @@ def test_the_saga_shows_in_events_and_inspect(tmp_path: Path) -> None:
 
     steps = Steps(failing=frozenset({"c", "undo-b"}))
     _, events = asyncio.run(
-        _run(tmp_path / "nexus.db", _chain(["a", "b", "c"], {"a", "b"}), steps.tools())
+        run_plan(tmp_path / "nexus.db", _chain(["a", "b", "c"], {"a", "b"}), steps.tools())
     )
     lines = [summary(e) for e in events]
     assert "c failed: compensating b, a, in this order" in lines
@@ -626,7 +550,7 @@ def test_a_resume_that_fails_a_task_at_the_interrupt_limit_cancels_the_others_on
         (EventType.ATTEMPT_STARTED, {"task": "a", "attempt": 4, "tool": "step", "args": {}}),
         (EventType.ATTEMPT_STARTED, {"task": "b", "attempt": 1, "tool": "step", "args": {}}),
     ]
-    events = _log(plan, *rows)
+    events = forge(plan, *rows)
     state = RunState.fold(events)
 
     def emit(draft: Draft) -> Event:
@@ -683,10 +607,10 @@ def test_tasks_a_plan_extension_added_are_compensated_too(tmp_path: Path) -> Non
     names = [*builtin_tools().names(), "step", "propose"]
     plan = compile_workflow(doc, file="saga.yaml", known_tools=names)
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, tools))
+    result, events = asyncio.run(run_plan(db, plan, tools))
     assert steps.calls == ["a", "x", "y", "last", "undo-y", "undo-x", "undo-a"]
     assert _finished(events).compensated == ["y", "x", "a"]
     assert RunResult.of(RunState.fold(events)) == result
     replay = Steps(failing=frozenset({"last"})).tools()
     replay.add(FunctionTool("propose", propose))
-    asyncio.run(_replay(db, result.run_id, replay))
+    asyncio.run(check_replay(db, result.run_id, replay))

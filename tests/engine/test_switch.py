@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, run_plan, run_started
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,13 +17,10 @@ from nexus.domain.events import Draft, Event, EventType, seal
 from nexus.domain.payloads import TaskEndedUnrun, TaskSucceeded
 from nexus.domain.plan import DEFAULT_CASE, Plan, TaskSpec, case_name
 from nexus.domain.state import RunState
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolRegistry
 from nexus.tools.builtins import builtin_tools
-
-RUN_TIMEOUT = 30.0
 
 
 def _tools(calls: list[str] | None = None) -> ToolRegistry:
@@ -41,31 +39,13 @@ def _tools(calls: list[str] | None = None) -> ToolRegistry:
 async def _run(
     db: Path, plan: Plan, calls: list[str] | None = None
 ) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        engine = Engine(store, tools=_tools(calls))
-        result = await asyncio.wait_for(engine.start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
+    return await run_plan(db, plan, _tools(calls))
 
 
 async def _replay(db: Path, run_id: str, calls: list[str]) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        done = len(calls)
-        report = await asyncio.wait_for(
-            Engine(store, tools=_tools(calls)).replay(run_id), RUN_TIMEOUT
-        )
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.replayed_events == len(before)
-        assert report.tools_executed == 0
-        assert len(calls) == done, "a replay runs no tool"
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
+    done = len(calls)
+    await check_replay(db, run_id, _tools(calls))
+    assert len(calls) == done, "a replay runs no tool"
 
 
 def _flow(kind: Any, **route: Any) -> dict[str, Any]:
@@ -285,7 +265,7 @@ def test_a_task_two_switches_route_to_runs_only_when_both_pick_it(tmp_path: Path
 def test_the_fold_refuses_a_pick_by_a_task_that_has_no_switch() -> None:
     plan = Plan(name="p", tasks={"a": TaskSpec(id="a", tool="noop")})
     at = "2026-01-01T00:00:00.000000Z"
-    first = seal("R", 1, Draft(EventType.RUN_STARTED, at, _started(plan)), "0" * 64)
+    first = seal("R", 1, Draft(EventType.RUN_STARTED, at, run_started(plan)), "0" * 64)
     state = RunState.start(first)
     picked = seal(
         "R",
@@ -295,19 +275,6 @@ def test_the_fold_refuses_a_pick_by_a_task_that_has_no_switch() -> None:
     )
     with pytest.raises(IntegrityError, match="no switch"):
         state.apply(picked)
-
-
-def _started(plan: Plan) -> dict[str, Any]:
-    from nexus.domain.plan import plan_hash
-
-    return {
-        "name": plan.name,
-        "plan": plan.to_dict(),
-        "plan_hash": plan_hash(plan),
-        "inputs": {},
-        "workspace": ".",
-        "source": None,
-    }
 
 
 # --------------------------------------------------------------------------- property

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import check_replay, run_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,13 +21,10 @@ from nexus.domain.events import Event, EventType
 from nexus.domain.plan import Plan
 from nexus.domain.state import RunState
 from nexus.domain.writes import overlap
-from nexus.engine.facade import Engine, RunResult
+from nexus.engine.facade import RunResult
 from nexus.planning.workflow import compile_workflow
-from nexus.store.sqlite import SQLiteStore
 from nexus.tools.base import FunctionTool, ToolRegistry
 from nexus.tools.builtins import builtin_tools
-
-RUN_TIMEOUT = 30.0
 
 
 class Work:
@@ -65,29 +63,6 @@ def _plan(tasks: dict[str, dict[str, Any]], **top: Any) -> Plan:
         writes = spec.get("writes", [])
         doc["tasks"][tid] = {"tool": "work", "with": {"me": me, "writes": writes}, **spec}
     return compile_workflow(doc, file="writes.yaml", known_tools=[*builtin_tools().names(), "work"])
-
-
-async def _run(db: Path, plan: Plan, tools: ToolRegistry) -> tuple[RunResult, list[Event]]:
-    store = SQLiteStore.open(db)
-    try:
-        result = await asyncio.wait_for(Engine(store, tools=tools).start(plan), RUN_TIMEOUT)
-        return result, await store.load(result.run_id)
-    finally:
-        await store.close()
-
-
-async def _replay(db: Path, run_id: str) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        engine = Engine(store, tools=Work().tools())
-        report = await asyncio.wait_for(engine.replay(run_id), RUN_TIMEOUT)
-        assert report.identical, report.first_divergence
-        assert report.complete
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
 
 
 def overlapping_running(events: list[Event], plan: Plan) -> list[tuple[str, str]]:
@@ -143,7 +118,7 @@ def test_overlapping_writes_run_one_at_a_time_and_the_rest_alongside(tmp_path: P
         }
     )
     work = Work()
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, work.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, work.tools()))
     assert result.status == "succeeded"
     assert sorted(work.calls) == ["all_out", "db", "free", "notes", "report"]
     assert work.clashes == []
@@ -162,7 +137,7 @@ def test_overlapping_writes_run_one_at_a_time_and_the_rest_alongside(tmp_path: P
     assert ["key:db"] in held
     assert None in held
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(tmp_path / "nexus.db", result.run_id))
+    asyncio.run(check_replay(tmp_path / "nexus.db", result.run_id, Work().tools()))
 
 
 def test_foreach_items_share_literal_writes_and_split_templated_ones(tmp_path: Path) -> None:
@@ -173,7 +148,7 @@ def test_foreach_items_share_literal_writes_and_split_templated_ones(tmp_path: P
         }
     )
     work = Work()
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, work.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, work.tools()))
     assert result.status == "succeeded"
     assert work.clashes == []
     assert overlapping_running(events, plan) == []
@@ -188,7 +163,7 @@ def test_foreach_items_share_literal_writes_and_split_templated_ones(tmp_path: P
         if e.data.get("task", "").startswith("split[") and e.type is EventType.ATTEMPT_STARTED
     ]
     assert held == [["parts/p1.md"], ["parts/p2.md"], ["parts/p3.md"]]
-    asyncio.run(_replay(tmp_path / "nexus.db", result.run_id))
+    asyncio.run(check_replay(tmp_path / "nexus.db", result.run_id, Work().tools()))
 
 
 def test_a_templated_entry_outside_the_workspace_fails_its_task(tmp_path: Path) -> None:
@@ -198,7 +173,7 @@ def test_a_templated_entry_outside_the_workspace_fails_its_task(tmp_path: Path) 
         fail_fast=False,
     )
     work = Work()
-    result, _events = asyncio.run(_run(tmp_path / "nexus.db", plan, work.tools()))
+    result, _events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, work.tools()))
     assert result.status == "failed"
     assert work.calls == []
     error = result.task("escape").error
@@ -214,7 +189,7 @@ def test_max_parallel_and_waiting_writes_do_not_stall(tmp_path: Path) -> None:
     tasks["free"] = {"priority": -1}
     plan = _plan(tasks, max_parallel=2)
     work = Work()
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, work.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, work.tools()))
     assert result.status == "succeeded"
     assert work.clashes == []
     started = [t for _, t in _order(events, EventType.ATTEMPT_STARTED)]
@@ -262,14 +237,14 @@ def test_random_dags_never_run_overlapping_writes_at_once_and_run_every_task(
     plan = _plan(tasks, max_parallel=parallel)
     db = tmp_path_factory.mktemp("writes") / "nexus.db"
     work = Work()
-    result, events = asyncio.run(_run(db, plan, work.tools()))
+    result, events = asyncio.run(run_plan(db, plan, work.tools()))
     assert result.status == "succeeded", result.tasks
     assert work.clashes == []
     assert overlapping_running(events, plan) == []
     expected = sum(len(s["foreach"]) if "foreach" in s else 1 for s in tasks.values())
     assert len(work.calls) == expected, "every task ran, once"
     assert RunResult.of(RunState.fold(events)) == result, "the fold of the log is the live state"
-    asyncio.run(_replay(db, result.run_id))
+    asyncio.run(check_replay(db, result.run_id, Work().tools()))
 
 
 # --------------------------------------------------------------------------- detection
@@ -298,7 +273,7 @@ def test_an_undeclared_concurrent_write_through_file_tools_is_detected(tmp_path:
         },
     )
     db = tmp_path / "nexus.db"
-    result, events = asyncio.run(_run(db, plan, builtin_tools()))
+    result, events = asyncio.run(run_plan(db, plan, builtin_tools()))
     assert result.status == "succeeded"  # recorded, the run goes on
     wrote = {
         e.data["task"]: e.data.get("wrote") for e in events if e.type is EventType.EFFECT_RECORDED
@@ -320,7 +295,7 @@ def test_an_undeclared_concurrent_write_through_file_tools_is_detected(tmp_path:
     state = RunState.fold(events)
     assert state.conflicts == {("out/shared.md", "one", "two")}
     assert RunResult.of(state) == result, "the fold of the log is the live state"
-    asyncio.run(_replay_files(db, result.run_id))
+    asyncio.run(check_replay(db, result.run_id, builtin_tools()))
 
 
 def test_declared_writes_leave_nothing_to_detect(tmp_path: Path) -> None:
@@ -333,7 +308,7 @@ def test_declared_writes_leave_nothing_to_detect(tmp_path: Path) -> None:
             for tid in ("one", "two", "three")
         },
     )
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, builtin_tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, builtin_tools()))
     assert result.status == "succeeded"
     assert [e for e in events if e.type is EventType.CONFLICT_DETECTED] == []
     assert overlapping_running(events, plan) == []
@@ -349,23 +324,10 @@ def test_conflicts_show_in_events_and_inspect(tmp_path: Path) -> None:
         workspace,
         {tid: {"with": {"path": "a.md", "text": tid}} for tid in ("one", "two")},
     )
-    result, events = asyncio.run(_run(tmp_path / "nexus.db", plan, builtin_tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "nexus.db", plan, builtin_tools()))
     (conflict,) = [e for e in events if e.type is EventType.CONFLICT_DETECTED]
     line = summary(conflict)
     assert line.startswith("a.md written by ")
     assert "attempt 1 at the same time" in line
     doc = view_run({"run_id": result.run_id}, RunState.fold(events), events)
     assert [c["path"] for c in doc["conflicts"]] == ["a.md"]
-
-
-async def _replay_files(db: Path, run_id: str) -> None:
-    store = SQLiteStore.open(db)
-    try:
-        before = await store.load(run_id)
-        engine = Engine(store, tools=builtin_tools())
-        report = await asyncio.wait_for(engine.replay(run_id), RUN_TIMEOUT)
-        assert report.identical, report.first_divergence
-        assert report.tools_executed == 0
-        assert await store.load(run_id) == before
-    finally:
-        await store.close()
