@@ -34,7 +34,7 @@ estimate against what a run actually spent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -258,21 +258,19 @@ def _bt_task(
         f"a behaviour tree: counted at max_steps ({tree.max_steps}) runs of its costliest "
         "action per instance"
     )
-    costliest: TaskEstimate | None = None
-    for node in tree.root.walk():
-        if node.kind != "action" or node.tool is not None:
-            continue
-        body = replace(
-            task, agent=node.agent, capability=node.capability, prompt=node.prompt, bt=None
+    actions = (
+        (
+            node.id,
+            replace(
+                task, agent=node.agent, capability=node.capability, prompt=node.prompt, bt=None
+            ),
         )
-        guess = _agent_task(body, _resolve(body, plan.agents), runs, completion, pricing, notes[:])
-        if costliest is None or (guess.usd or Decimal(0), guess.tokens) > (
-            costliest.usd or Decimal(0),
-            costliest.tokens,
-        ):
-            costliest = guess
-    if costliest is not None:
-        return replace(costliest, notes=tuple(notes))
+        for node in tree.root.walk()
+        if node.kind == "action" and node.tool is None
+    )
+    found = _costliest(actions, plan, runs, completion, pricing)
+    if found is not None:
+        return replace(found[1], notes=tuple(notes))
     return _nothing_spent(task.id, instances, tool_calls=runs, notes=tuple(notes))
 
 
@@ -370,26 +368,35 @@ def _machine(
     """An ``fsm`` task: the most it can spend, ``max_steps`` runs of its costliest state."""
     fsm = task.fsm
     assert fsm is not None
-    best: tuple[tuple[Decimal, int, int], str, TaskEstimate] | None = None
-    for name, state in fsm.states.items():
-        if state.terminal:
-            continue
-        guess = _body_estimate(
-            fsm_body(task, name), plan, instances * fsm.max_steps, completion, pricing, []
-        )
-        key = (
-            guess.usd or Decimal(0),
-            guess.prompt_tokens + guess.completion_tokens,
-            guess.tool_calls,
-        )
-        if best is None or key > best[0]:
-            best = (key, name, guess)
-    assert best is not None  # a compiled fsm has a state with a body
-    _, name, costliest = best
+    bodies = (
+        (name, fsm_body(task, name)) for name, state in fsm.states.items() if not state.terminal
+    )
+    found = _costliest(bodies, plan, instances * fsm.max_steps, completion, pricing)
+    assert found is not None  # a compiled fsm has a state with a body
+    name, costliest = found
     notes.append(
         f"an fsm: counted at max_steps ({fsm.max_steps}) runs of its costliest state ({name!r})"
     )
     return replace(costliest, notes=tuple([*notes, *costliest.notes]))
+
+
+def _costliest(
+    bodies: Iterable[tuple[str, TaskSpec]],
+    plan: Plan,
+    runs: int,
+    completion: int,
+    pricing: PricingTable,
+) -> tuple[str, TaskEstimate] | None:
+    """The costliest of named bodies (a tree's actions, a machine's states), each counted
+    at ``runs`` runs: the most dollars, then tokens, then tool calls; the first of equals.
+    None when there is no body."""
+    best: tuple[tuple[Decimal, int, int], str, TaskEstimate] | None = None
+    for name, body in bodies:
+        guess = _body_estimate(body, plan, runs, completion, pricing, [])
+        key = (guess.usd or Decimal(0), guess.tokens, guess.tool_calls)
+        if best is None or key > best[0]:
+            best = (key, name, guess)
+    return None if best is None else (best[1], best[2])
 
 
 def _guessed(task: TaskSpec, agents: Mapping[str, AgentSpec]) -> bool:

@@ -30,8 +30,7 @@ a template, thresholds must fit the children, and the tree is bounded
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from nexus.domain.bt import (
     ACTION,
@@ -49,11 +48,9 @@ from nexus.domain.bt import (
     BtSpec,
 )
 from nexus.domain.errors import WorkflowError
-from nexus.planning.workflow._errors import Reporter, kind, suggest
-from nexus.planning.workflow._graph import Reads, check_refs
-from nexus.planning.workflow._names import TemplateNames
+from nexus.planning.workflow._body import BodyCompiler, check_body, check_template
+from nexus.planning.workflow._errors import kind, suggest
 from nexus.planning.workflow._schema import _Task
-from nexus.planning.workflow._values import Values
 from nexus.templating import is_template
 
 __all__ = ["BT_EXCLUSIVE", "compile_bt"]
@@ -82,26 +79,6 @@ _NAME_KEY = "name"
 _ACTION_KEYS = ("tool", "with", "agent", "capability", "prompt")
 
 
-class TaskCompiler(Protocol):
-    """What of :class:`._tasks.TaskCompiler` a tree's checks use (it imports this module)."""
-
-    report: Reporter
-    values: Values
-    names: TemplateNames
-    tasks: Mapping[str, _Task]
-    reads: Reads
-
-    def check_kind(self, tid: str, spec: _Task) -> None: ...
-
-    def check_values(self, tid: str, spec: _Task) -> tuple[dict[str, Any], Any]: ...
-
-    def check_tool(
-        self, tid: str, spec: _Task, args: dict[str, Any] | None, profile_ok: bool
-    ) -> None: ...
-
-    def check_agents(self, tid: str, spec: _Task, profile_ok: bool) -> None: ...
-
-
 class _Bad(Exception):  # a node cannot be read: its problem is reported
     pass
 
@@ -109,7 +86,7 @@ class _Bad(Exception):  # a node cannot be read: its problem is reported
 class _Reader:
     """Reads one task's tree, node by node, reporting every problem it can."""
 
-    def __init__(self, tid: str, spec: _Task, compiler: TaskCompiler) -> None:
+    def __init__(self, tid: str, spec: _Task, compiler: BodyCompiler) -> None:
         self.tid = tid
         self.spec = spec
         self.compiler = compiler
@@ -281,20 +258,10 @@ class _Reader:
 
     def compiled_body(self, nid: str, leaf: _Task) -> dict[str, Any]:
         """Check an action as its own task would be checked; its problems name the node."""
-        compiler = self.compiler
         report = self.report
         found = len(report.problems)
-        args: dict[str, Any] = {}
         try:
-            with report.step() as kind_ok:
-                compiler.check_kind(self.tid, leaf)
-            with report.step() as values_ok:
-                args, _ = compiler.check_values(self.tid, leaf)
-            if kind_ok.ok:
-                if leaf.tool is not None:
-                    compiler.check_tool(self.tid, leaf, args if values_ok.ok else None, True)
-                else:
-                    compiler.check_agents(self.tid, leaf, True)
+            args = check_body(self.compiler, self.tid, leaf, True)
         finally:
             self._refield(found, nid)
         if len(report.problems) > found:
@@ -345,22 +312,15 @@ class _Reader:
         return BtNode(id=nid, kind=kind_, children=(child,), times=times, seconds=seconds)
 
 
-def _template_ok(tid: str, spec: _Task, compiler: TaskCompiler, source: str, field: str) -> bool:
-    """Check a condition's or the output's template: its syntax, the tasks it reads
-    (through ``needs``) and its names; False when it has a problem (reported)."""
-    report = compiler.report
-    found = len(report.problems)
-    with report.step():
-        reads = compiler.values.template(source, tid, field)
-        refs = [(ref, field) for ref in sorted(reads.get("tasks", ()))]
-        if refs:
-            check_refs(tid, tuple(spec.needs), refs, compiler.tasks, compiler.reads, report)
-        if reads:
-            compiler.names.check(reads, items=spec.foreach is not None, task=tid, field=field)
-    return len(report.problems) == found
+def _template_ok(tid: str, spec: _Task, compiler: BodyCompiler, source: str, field: str) -> bool:
+    """Check a condition's or the output's template (:func:`._body.check_template`);
+    False when it has a problem (reported)."""
+    found = len(compiler.report.problems)
+    check_template(compiler, tid, spec, source, field)
+    return len(compiler.report.problems) == found
 
 
-def compile_bt(tid: str, spec: _Task, compiler: TaskCompiler) -> BtSpec | None:
+def compile_bt(tid: str, spec: _Task, compiler: BodyCompiler) -> BtSpec | None:
     """The task's tree as the plan holds it; None when it has problems (reported)."""
     tree = spec.bt
     if tree is None:

@@ -28,42 +28,21 @@ what the task's body may read, plus ``fsm`` (:data:`._names.FSM_KEYS`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from nexus.domain.plan import FsmPolicy, FsmState, FsmTransition
+from nexus.planning.workflow._body import BodyCompiler, check_body, check_template
 from nexus.planning.workflow._control import reads_loop
-from nexus.planning.workflow._errors import Reporter, suggest
-from nexus.planning.workflow._graph import Reads, check_refs
-from nexus.planning.workflow._names import TemplateNames
+from nexus.planning.workflow._errors import suggest
 from nexus.planning.workflow._schema import ID_PATTERN, _Fsm, _FsmState, _Task
-from nexus.planning.workflow._values import Values
 from nexus.templating import is_template
 
 __all__ = ["compile_fsm"]
 
 
-class TaskCompiler(Protocol):
+class TaskCompiler(BodyCompiler, Protocol):
     """What of :class:`._tasks.TaskCompiler` a state machine's checks use (a
     protocol: ``_tasks`` imports this module, not the other way round)."""
-
-    report: Reporter
-    values: Values
-    names: TemplateNames
-    tasks: Mapping[str, _Task]
-    reads: Reads
-
-    def check_kind(self, tid: str, spec: _Task) -> None: ...
-
-    def check_values(
-        self, tid: str, spec: _Task, *, state: bool = False
-    ) -> tuple[dict[str, Any], Any]: ...
-
-    def check_tool(
-        self, tid: str, spec: _Task, args: dict[str, Any] | None, profile_ok: bool
-    ) -> None: ...
-
-    def check_agents(self, tid: str, spec: _Task, profile_ok: bool) -> None: ...
 
     def output_schema(self, tid: str, spec: _Task) -> dict[str, Any] | None: ...
 
@@ -268,14 +247,7 @@ def _template(compiler: TaskCompiler, tid: str, spec: _Task, source: str, field:
             task=tid,
             field=field,
         )
-    with report.step():
-        reads = compiler.values.template(source, tid, field)
-        if not reads:
-            return
-        refs = [(ref, field) for ref in sorted(reads.get("tasks", ()))]
-        if refs:
-            check_refs(tid, tuple(spec.needs), refs, compiler.tasks, compiler.reads, report)
-        compiler.names.check(reads, items=spec.foreach is not None, task=tid, field=field, fsm=True)
+    check_template(compiler, tid, spec, source, field, fsm=True)
 
 
 def _body(
@@ -304,16 +276,7 @@ def _body(
             "fsm": None,
         }
     )
-    args: dict[str, Any] = {}
-    with report.step() as kind_ok:
-        compiler.check_kind(tid, body)
-    with report.step() as values_ok:
-        args, _ = compiler.check_values(tid, body, state=True)
-    if kind_ok.ok:
-        if body.tool is not None:
-            compiler.check_tool(tid, body, args if values_ok.ok else None, profile_ok)
-        else:
-            compiler.check_agents(tid, body, profile_ok)
+    args = check_body(compiler, tid, body, profile_ok, state=True)
     if body.output_schema is not None:
         with report.step():
             compiler.output_schema(tid, body)
