@@ -562,23 +562,23 @@ def test_on_failure_replan_re_plans_as_extend_replan_does(on_failure: Any, tmp_p
     planner = Planner(BROKEN, REPAIRED)
     db = tmp_path / "n.db"
     plan = _plan(True, on_failure=on_failure)
-    result, events = asyncio.run(_run(db, plan, planner.tools()))
+    result, events = asyncio.run(run_plan(db, plan, planner.tools()))
     assert result.status == "succeeded", result.tasks
     assert planner.calls == 2
-    [replanning] = _of(events, EventType.PLAN_REPLANNING)
+    [replanning] = of(events, EventType.PLAN_REPLANNING)
     assert (replanning.data["task"], replanning.data["round"]) == ("plan", 1)
     assert result.task("report").output == "second try"
-    asyncio.run(_replay(db, result.run_id, Planner(BROKEN, REPAIRED).tools()))
+    asyncio.run(check_replay(db, result.run_id, Planner(BROKEN, REPAIRED).tools()))
 
 
 def test_on_failure_replan_once_then_the_task_fails(tmp_path: Path) -> None:
     again = {"tasks": {"again": {"tool": "shell", "with": {"cmd": "exit 5"}}}}
     planner = Planner(BROKEN, again, again)
     plan = _plan(True, on_failure="replan")
-    result, events = asyncio.run(_run(tmp_path / "n.db", plan, planner.tools()))
+    result, events = asyncio.run(run_plan(tmp_path / "n.db", plan, planner.tools()))
     assert result.status == "failed"
     assert planner.calls == 2, "replan alone asks once"
-    assert len(_of(events, EventType.PLAN_REPLANNING)) == 1
+    assert len(of(events, EventType.PLAN_REPLANNING)) == 1
 
 
 def test_the_fold_refuses_a_replan_it_cannot_make(tmp_path: Path) -> None:
