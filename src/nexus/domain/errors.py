@@ -11,6 +11,7 @@ branched by *who must act* on it, and each class carries its taxonomy ``kind``
     │   │   └── TemplateLimitError    validation      it asks for more work or memory than allowed
     │   ├── AmbiguousRun              validation      a run-id prefix names more than one run
     │   ├── SpecError                 validation      a design spec cannot be read (file, line)
+    │   ├── PlanRejected              validation      a mission plan breaks the compiler's rules
     │   ├── NotFoundError             not_found       a run, task or file does not exist
     │   └── StoreUnusable             validation      the database is not a store Nexus can use
     ├── ConflictError                 conflict        another process owns the run, or state forbids
