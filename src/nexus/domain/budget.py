@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from nexus.domain.durations import parse_seconds
 from nexus.domain.errors import BudgetExceeded, UserError
-from nexus.domain.plan import num
+from nexus.domain.plan import SCOPE_SEP, enclosing, num
 
 __all__ = [
     "DIMENSIONS",
@@ -335,8 +335,14 @@ class Scope:
 
 
 def run_scopes(task: str, agent: str | None) -> list[Scope]:
-    """The run's scopes a call of ``task`` counts against: the run, the task, its agent."""
+    """The run's scopes a call of ``task`` counts against: the run, the task, its agent.
+
+    A task inside a sub-workflow (``build/compile``) counts against the task
+    running the sub-workflow too (``build``: its budget is the sub-workflow's).
+    """
     scopes = [Scope("run"), Scope("task", task)]
+    if SCOPE_SEP in task:
+        scopes += [Scope("task", outer) for outer in enclosing(task)]
     if agent is not None:
         scopes.append(Scope("agent", agent))
     return scopes

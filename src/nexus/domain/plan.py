@@ -403,6 +403,71 @@ class Compensation:
         )
 
 
+#: What separates a sub-workflow's task ids from the id of the task that runs it
+#: (``build/compile``): a character no task id written in a file may hold.
+SCOPE_SEP: Final = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class SubWorkflow:
+    """A task that runs a sub-workflow (``workflow: path.yaml``), compiled inline.
+
+    The sub-workflow's tasks are in the plan as ``<task>/<id>``; the task itself
+    ends the sub-workflow: it needs them all, and its output is the
+    sub-workflow's ``outputs:`` (its ``args``, rendered over its tasks). Inside,
+    templates read ``inputs`` -- the declared inputs' ``defaults`` with ``with``
+    over them (templates over the enclosing workflow, rendered when read) -- and
+    ``tasks.<id>`` of the sub-workflow's own tasks (see
+    :func:`nexus.engine.scopes.scoped_context`).
+
+    Attributes:
+        file: the sub-workflow file, as the parent file names it.
+        name: the sub-workflow's ``name``.
+        inputs: the task's ``with`` (templates read in the enclosing workflow).
+        defaults: the sub-workflow's declared inputs with their defaults.
+    """
+
+    file: str
+    name: str
+    inputs: JSONDict = field(default_factory=dict)
+    defaults: JSONDict = field(default_factory=dict)
+
+    def to_dict(self) -> JSONDict:
+        return {
+            "file": self.file,
+            "name": self.name,
+            "inputs": self.inputs,
+            "defaults": self.defaults,
+        }
+
+    @classmethod
+    def from_dict(cls, data: JSONDict) -> SubWorkflow:
+        return cls(
+            file=data["file"], name=data["name"], inputs=data["inputs"], defaults=data["defaults"]
+        )
+
+
+def scope_of(tid: str, spec: TaskSpec | None = None) -> str | None:
+    """The sub-workflow whose ``tasks`` and ``inputs`` the templates of ``tid`` read.
+
+    A task inside one (``build/compile``, an item ``build/each[2]``, a
+    compensation ``build/pay.compensate``) reads its sub-workflow's (``build``);
+    the task that runs a sub-workflow reads its own (its output is rendered over
+    the sub-workflow's tasks); any other task reads the run's (None).
+    """
+    if spec is not None and spec.workflow is not None:
+        return tid
+    scope, sep, _ = tid.rpartition(SCOPE_SEP)
+    return scope if sep else None
+
+
+def enclosing(tid: str) -> list[str]:
+    """The tasks running the sub-workflows ``tid`` is in, outermost first:
+    ``a/b/c`` -> ``[a, a/b]``; ``[]`` for a task of the run's own workflow."""
+    parts = tid.split(SCOPE_SEP)
+    return [SCOPE_SEP.join(parts[:n]) for n in range(1, len(parts))]
+
+
 #: The longest a barrier's ``wait.timeout`` may be (30 days, in seconds).
 MAX_BARRIER_TIMEOUT: Final = 30 * 86400.0
 
@@ -615,6 +680,8 @@ class TaskSpec:
     fsm: FsmPolicy | None = None
     #: start before every need succeeded: a quorum of some, and/or a deadline
     barrier: BarrierPolicy | None = None
+    #: the task ends a sub-workflow compiled into the plan (see :class:`SubWorkflow`)
+    workflow: SubWorkflow | None = None
 
     @property
     def is_tool(self) -> bool:
@@ -677,6 +744,7 @@ class TaskSpec:
             **({"aggregate": self.aggregate.to_dict()} if self.aggregate is not None else {}),
             **({"fsm": self.fsm.to_dict()} if self.fsm is not None else {}),
             **({"barrier": self.barrier.to_dict()} if self.barrier is not None else {}),
+            **({"workflow": self.workflow.to_dict()} if self.workflow is not None else {}),
         }
 
     @classmethod
@@ -712,6 +780,7 @@ class TaskSpec:
             aggregate=AggregatePolicy.from_dict(t["aggregate"]) if "aggregate" in t else None,
             fsm=FsmPolicy.from_dict(t["fsm"]) if "fsm" in t else None,
             barrier=BarrierPolicy.from_dict(t["barrier"]) if "barrier" in t else None,
+            workflow=SubWorkflow.from_dict(t["workflow"]) if "workflow" in t else None,
         )
 
 

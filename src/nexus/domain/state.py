@@ -89,7 +89,7 @@ from nexus.domain.payload_data import (
     TimerFiredData,
 )
 from nexus.domain.payloads import PAYLOADS, ErrorRecord, Payload, RunStarted
-from nexus.domain.plan import Plan, TaskSpec
+from nexus.domain.plan import SCOPE_SEP, Plan, TaskSpec, enclosing
 from nexus.domain.writes import first_overlap
 
 _Model = TypeVar("_Model", bound=Payload)
@@ -474,8 +474,20 @@ class RunState:
         return None
 
     def needs_ok(self, task: TaskState) -> bool:
-        """True when every dependency of ``task`` succeeded."""
+        """True when every dependency of ``task`` succeeded.
+
+        The task that ends a sub-workflow also takes its own tasks that were
+        skipped (a false ``when``, a case not picked): a workflow whose tasks
+        were skipped succeeds.
+        """
         tasks = self.tasks
+        if task.spec.workflow is not None:
+            inside = task.id + SCOPE_SEP
+            return all(
+                tasks[dep].status is _SUCCEEDED
+                or (tasks[dep].status is _SKIPPED and dep.startswith(inside))
+                for dep in task.spec.needs
+            )
         # a loop, not all(<genexpr>): this runs for every task started
         for dep in task.spec.needs:  # noqa: SIM110
             if tasks[dep].status is not _SUCCEEDED:
@@ -916,6 +928,8 @@ def _effect(state: RunState, event: Event, data: EffectRecordData) -> None:
     tid = data["task"]
     task = state.tasks.get(tid)
     ids = ["run:", f"task:{tid}"]
+    if SCOPE_SEP in tid:  # inside a sub-workflow: its budget counts it too
+        ids += [f"task:{outer}" for outer in enclosing(tid)]
     if task is not None and task.agent is not None:
         ids.append(f"agent:{task.agent}")
     if kind == "tool":

@@ -61,6 +61,7 @@ from nexus.domain.plan import (
     AgentSpec,
     TaskSpec,
     fsm_body,
+    scope_of,
 )
 from nexus.domain.state import (
     BarrierStanding,
@@ -77,6 +78,7 @@ from nexus.engine.conditions import describe, evaluate, pick_case, truthy
 from nexus.engine.effects import to_json
 from nexus.engine.retry import backoff_ms
 from nexus.engine.router import route
+from nexus.engine.scopes import scoped_context
 from nexus.templating import (
     TemplateLimitError,
     is_template,
@@ -119,6 +121,9 @@ def template_context(state: RunState, task: TaskState, upto: int | None = None) 
         "tasks": state.outputs(upto),
         "run": {"id": state.run_id, "name": state.plan.name},
     }
+    scope = scope_of(task.id, task.spec)
+    if scope is not None:  # inside a sub-workflow: its own inputs and tasks
+        ctx["inputs"], ctx["tasks"] = scoped_context(state, scope, ctx["tasks"])
     if task.parent is not None:
         ctx["item"] = task.item
         ctx["index"] = task.index

@@ -272,6 +272,7 @@ class _Task(_Model):
     compensate: _Compensate | None = None
     on_failure: _OnFailure | _Replan | None = None
     fsm: _Fsm | None = None
+    workflow: _NonEmpty | None = None
 
     @field_validator("on_failure", mode="plain")
     @classmethod
@@ -339,6 +340,7 @@ class _Workflow(_Model):
     mcp_servers: dict[str, Any] | None = None
     budget: dict[str, Any] | None = None
     extensions: _Extensions | None = None
+    outputs: dict[str, Any] | None = None
     tasks: dict[str, _Task]
 
     @field_validator("on_failure", mode="before")
