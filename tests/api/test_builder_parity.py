@@ -880,6 +880,55 @@ def _replanning(_: Path) -> Workflow:
     return wf
 
 
+def _subworkflow(_: Path) -> Workflow:
+    # the same sub-workflows, one as a Workflow of its own, one as a file by name
+    build = Workflow("build", inputs={"version": "0.0", "changes": ""})
+    build.outputs(
+        artifact="{{ tasks.package.output.stdout | trim }}",
+        notes="{{ tasks.notes.output.text }}",
+    )
+    compile_ = build.task(
+        "compile", tool="shell", args={"cmd": "echo compiled {{ inputs.version }}"}
+    )
+    notes = build.task("notes", tool="noop", args={"text": "{{ inputs.changes | trim }}"})
+    build.task(
+        "package",
+        needs=[compile_, notes],
+        tool="shell",
+        args={"cmd": "echo app-{{ inputs.version }}.tar.gz"},
+    )
+    wf = Workflow("subworkflow", inputs={"version": "2.0"})
+    changes = wf.task(
+        "changes", tool="shell", args={"cmd": "printf 'fix the parser\\nadd a cache\\n'"}
+    )
+    built = wf.task(
+        "build",
+        needs=[changes],
+        workflow=build,
+        args={
+            "version": "{{ inputs.version }}",
+            "changes": "{{ tasks.changes.output.stdout }}",
+        },
+        budget=Budget(tool_calls=10),
+    )
+    check = wf.task(
+        "check",
+        needs=[changes],
+        workflow=ROOT / "examples" / "subworkflow" / "workflows" / "check.yaml",
+        args={"text": "{{ tasks.changes.output.stdout }}"},
+    )
+    wf.task(
+        "announce",
+        needs=[built, check],
+        tool="noop",
+        args={
+            "text": "released {{ tasks.build.output.artifact }}, "
+            "{{ tasks.check.output.lines }} changes checked"
+        },
+    )
+    return wf
+
+
 CASES: dict[str, tuple[str | Path, Build]] = {
     "release-notes example": (
         ROOT / "examples" / "release-notes" / "workflow.yaml",
@@ -896,6 +945,7 @@ CASES: dict[str, tuple[str | Path, Build]] = {
     "saga example": (ROOT / "examples" / "saga" / "workflow.yaml", _saga),
     "fsm example": (ROOT / "examples" / "fsm" / "workflow.yaml", _fsm),
     "barrier example": (ROOT / "examples" / "barrier" / "workflow.yaml", _barrier),
+    "subworkflow example": (ROOT / "examples" / "subworkflow" / "workflow.yaml", _subworkflow),
     "approvals, retries, backoff, timeouts": (APPROVALS_AND_RETRIES, _approvals_and_retries),
     "MCP servers and profiles": (MCP_AND_PROFILES, _mcp_and_profiles),
     "routing and budgets": (ROUTING_AND_BUDGETS, _routing_and_budgets),

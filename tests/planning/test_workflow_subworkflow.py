@@ -70,7 +70,6 @@ def test_the_sub_workflow_joins_the_plan_under_the_task(tmp_path: Path) -> None:
     assert end.tool == "noop"
     assert end.args == {"name": "{{ tasks.package.output.name }}"}
     assert end.workflow == SubWorkflow(
-        file="sub/build.yaml",
         name="build",
         inputs={"files": "{{ tasks.fetch.output.files }}"},
         defaults={"version": "1.0", "files": []},

@@ -420,21 +420,22 @@ class SubWorkflow:
     ``tasks.<id>`` of the sub-workflow's own tasks (see
     :func:`nexus.engine.scopes.scoped_context`).
 
+    Where the sub-workflow came from (a file, a document written in place) is
+    not part of the plan: the same tasks are the same plan, as the workspace's
+    path is not part of a plan's hash.
+
     Attributes:
-        file: the sub-workflow file, as the parent file names it.
         name: the sub-workflow's ``name``.
         inputs: the task's ``with`` (templates read in the enclosing workflow).
         defaults: the sub-workflow's declared inputs with their defaults.
     """
 
-    file: str
     name: str
     inputs: JSONDict = field(default_factory=dict)
     defaults: JSONDict = field(default_factory=dict)
 
     def to_dict(self) -> JSONDict:
         return {
-            "file": self.file,
             "name": self.name,
             "inputs": self.inputs,
             "defaults": self.defaults,
@@ -442,9 +443,7 @@ class SubWorkflow:
 
     @classmethod
     def from_dict(cls, data: JSONDict) -> SubWorkflow:
-        return cls(
-            file=data["file"], name=data["name"], inputs=data["inputs"], defaults=data["defaults"]
-        )
+        return cls(name=data["name"], inputs=data["inputs"], defaults=data["defaults"])
 
 
 def scope_of(tid: str, spec: TaskSpec | None = None) -> str | None:

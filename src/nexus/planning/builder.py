@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -184,6 +185,17 @@ class WorkflowBuilder:
             self._doc["on_failure"] = on_failure
         self._tools: dict[str, FunctionTool] = {}
         self._functions: dict[str, FunctionAgent] = {}
+
+    def outputs(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        """What the workflow gives when another runs it as a sub-workflow (``outputs:``).
+
+        Each value is JSON, and its templates read the workflow's own ``tasks``
+        and ``inputs``: ``wf.outputs(artifact="{{ tasks.package.output.path }}")``.
+        Called again, it adds to (and replaces) what was given.
+        """
+        table = self._doc.setdefault("outputs", {})
+        table.update(values or {})
+        table.update(more)
 
     # -- MCP servers --------------------------------------------------------
     def mcp_server(
@@ -380,6 +392,7 @@ class WorkflowBuilder:
         needs_any: Iterable[TaskRef | str] | None = None,
         quorum: int | str | None = None,
         wait: Wait | None = None,
+        workflow: str | Path | WorkflowBuilder | None = None,
     ) -> TaskRef:
         """Add a tool task (``tool``) or an agent task (``prompt`` + ``agent``/``capability``),
         or a routing task (``switch`` + ``cases``, nothing else to run).
@@ -441,6 +454,10 @@ class WorkflowBuilder:
             quorum: how many of ``needs_any`` (else of ``needs``) must
                 succeed: a number, or ``"3 of 5"``.
             wait: how long to wait on the needs, and what then: a :class:`Wait`.
+            workflow: run a sub-workflow as this task: a workflow file (a path
+                relative to the working directory, or a name in ``workflows/``),
+                or another :class:`WorkflowBuilder` (its document as it is now);
+                ``args`` give its inputs (docs/workflows.md, Sub-workflows).
 
             agents: an agent task asked of each of these agents (one item
                 each, ``item`` its name) instead of one ``agent``.
@@ -508,6 +525,17 @@ class WorkflowBuilder:
         ):
             if value is not None:
                 entry[key] = value
+        if isinstance(workflow, WorkflowBuilder):
+            # a copy: what the other workflow gains later is not this task's
+            entry["workflow"] = copy.deepcopy(workflow._doc)
+            self._tools.update(workflow._tools)
+            self._functions.update(workflow._functions)
+        elif isinstance(workflow, str | Path):
+            entry["workflow"] = str(workflow)
+        elif workflow is not None:
+            raise TypeError(
+                f"{where}: workflow must be a path or a Workflow, not {type(workflow).__name__}"
+            )
         self._doc["tasks"][task_id] = entry
         return TaskRef(task_id)
 

@@ -247,7 +247,8 @@ class _Compiler:
         """What a sub-workflow may not do: set what is the run's, or extend the plan."""
         wf, report = self.wf, self.report
         for key in RUN_SETTINGS:
-            if key in wf.model_fields_set:
+            # the default is no setting (the Python API writes some of them)
+            if getattr(wf, key) != type(wf).model_fields[key].default:
                 report.add(
                     f"a sub-workflow runs in its parent's run, which sets {key}; remove it",
                     field=key,

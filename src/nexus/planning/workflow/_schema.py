@@ -272,7 +272,7 @@ class _Task(_Model):
     compensate: _Compensate | None = None
     on_failure: _OnFailure | _Replan | None = None
     fsm: _Fsm | None = None
-    workflow: _NonEmpty | None = None
+    workflow: _NonEmpty | dict[str, Any] | None = None
 
     @field_validator("on_failure", mode="plain")
     @classmethod

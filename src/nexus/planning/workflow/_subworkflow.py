@@ -175,7 +175,10 @@ def expand(
         sub-workflow's agents; None when there is a problem (reported).
     """
     found = len(report.problems)
-    for key in sorted(spec.model_fields_set - _TASK_KEYS):
+    extra = spec.model_fields_set - _TASK_KEYS
+    if spec.priority == 0:
+        extra.discard("priority")  # the Python API writes the default
+    for key in sorted(extra):
         shown = "with" if key == "args" else key
         report.add(
             f"a task that runs a sub-workflow takes only needs, with and budget besides "
@@ -185,9 +188,10 @@ def expand(
         )
     written = spec.workflow
     assert written is not None
+    label = written if isinstance(written, str) else _inline_name(written)
     if nesting.depth >= MAX_DEPTH:
         report.add(
-            f"sub-workflows nest deeper than {MAX_DEPTH}: " + _chain(nesting, written),
+            f"sub-workflows nest deeper than {MAX_DEPTH}: " + _chain(nesting, label),
             task=tid,
             field="workflow",
         )
@@ -199,29 +203,34 @@ def expand(
             field="workflow",
         )
         return None
-    path = _locate(written, base_dir, nesting, report, tid)
-    if path is None:
-        return None
-    real = os.path.realpath(path)
-    if any(real == outer for outer, _ in nesting.chain):
-        report.add(
-            "the sub-workflow includes itself: " + _chain(nesting, written),
-            task=tid,
-            field="workflow",
-        )
-        return None
     nesting.tally.files += 1
-    shown = str(path) if os.path.isabs(written) else os.path.normpath(path)
-    try:
-        doc = parse_yaml(read_workflow(Path(real), shown), shown)
-    except (WorkflowError, NotFoundError) as exc:
-        for problem in getattr(exc, "problems", (exc,)):
-            report.add(f"in the sub-workflow {problem}", task=tid, field="workflow")
-        return None
-    inner = Nesting(
-        (*nesting.chain, (real, shown)), nesting.roots, nesting.tally, nesting.depth + 1
-    )
-    sub, problems = compile_sub(doc, shown, Path(real).parent, inner)
+    if isinstance(written, dict):
+        # a document written in place (the Python API's Workflow): no file to read
+        doc: Any = written
+        shown, here = label, base_dir if base_dir is not None else Path.cwd()
+        chain = (*nesting.chain, ("", label))
+    else:
+        path = _locate(written, base_dir, nesting, report, tid)
+        if path is None:
+            return None
+        real = os.path.realpath(path)
+        if any(real == outer for outer, _ in nesting.chain):
+            report.add(
+                "the sub-workflow includes itself: " + _chain(nesting, written),
+                task=tid,
+                field="workflow",
+            )
+            return None
+        shown = str(path) if os.path.isabs(written) else os.path.normpath(path)
+        try:
+            doc = parse_yaml(read_workflow(Path(real), shown), shown)
+        except (WorkflowError, NotFoundError) as exc:
+            for problem in getattr(exc, "problems", (exc,)):
+                report.add(f"in the sub-workflow {problem}", task=tid, field="workflow")
+            return None
+        here, chain = Path(real).parent, (*nesting.chain, (real, shown))
+    inner = Nesting(chain, nesting.roots, nesting.tally, nesting.depth + 1)
+    sub, problems = compile_sub(doc, shown, here, inner)
     for problem in problems:
         report.add(f"in the sub-workflow {problem}", task=tid, field="workflow")
     if sub is None:
@@ -236,7 +245,7 @@ def expand(
         )
     if len(report.problems) > found:
         return None
-    return _inline(tid, spec, args, budget, sub, written), dict(sub.plan.agents)
+    return _inline(tid, spec, args, budget, sub), dict(sub.plan.agents)
 
 
 def _locate(
@@ -280,6 +289,12 @@ def _locate(
     return full
 
 
+def _inline_name(doc: dict[str, Any]) -> str:
+    """How messages name a sub-workflow written in place: as the Python API names one."""
+    name = doc.get("name")
+    return f"<workflow {name}>" if isinstance(name, str) else "<workflow>"
+
+
 def _chain(nesting: Nesting, written: str) -> str:
     return " -> ".join([*(shown for _, shown in nesting.chain), written])
 
@@ -308,7 +323,6 @@ def _inline(
     args: dict[str, Any],
     budget: dict[str, Any] | None,
     sub: SubPlan,
-    written: str,
 ) -> list[TaskSpec]:
     """The sub-workflow's tasks under ``tid/``, then the task ``tid`` that ends it."""
     prefix = tid + SCOPE_SEP
@@ -341,7 +355,7 @@ def _inline(
         args=sub.outputs,
         retry=RetryPolicy(retries=0),
         budget=_budget(budget, sub.plan.budget),
-        workflow=SubWorkflow(file=written, name=sub.plan.name, inputs=args, defaults=defaults),
+        workflow=SubWorkflow(name=sub.plan.name, inputs=args, defaults=defaults),
     )
     return [*inlined, end]
 
