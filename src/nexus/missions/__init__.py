@@ -9,6 +9,9 @@ The pieces a mission is built from, each usable on its own:
   (files, symbols, tests, imports) and ranked context within a token budget;
 * :mod:`nexus.missions.evidence` -- the signed evidence bundle of a mission
   (records per work item, check outputs, a traceability report) and its check.
+* :mod:`nexus.missions.verify` -- the checks of a work item's change (run in
+  the sandbox), the gate and its feedback, and failure mining into
+  ``.nexus/constraints.yaml``.
 
 The package sits between :mod:`nexus.app` and the engine in the layers
 (``docs/architecture.md``): it may drive the engine, planning and the
