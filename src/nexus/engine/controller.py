@@ -51,9 +51,10 @@ from nexus.domain.payloads import (
 )
 from nexus.domain.plan import SCRIPT_POSITION
 from nexus.domain.state import RunState, RunStatus, TaskStatus
-from nexus.engine.decider import Decider, template_context
+from nexus.engine.decider import Decider
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock
+from nexus.engine.reactions import template_context
 from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
 from nexus.redaction import Redactor
 from nexus.store.base import Store

@@ -256,7 +256,7 @@ def _pending(state: RunState, task: TaskState) -> dict[str, Any]:
     Rendered now, from the run's inputs and the outputs of the tasks it needs
     (all done: approval is asked when they are), as the attempt will render them.
     """
-    from nexus.engine.decider import template_context
+    from nexus.engine.reactions import template_context
     from nexus.templating import render_deep, render_text
 
     spec = task.spec if task.spec.fsm is None else fsm_body(task.spec, fsm_state_of(task))

@@ -4,7 +4,7 @@ A task's templates see ``inputs`` (the declared inputs), ``tasks`` (checked
 against the graph by :mod:`._graph`), ``run`` (``id`` and ``name``) and, in a
 ``foreach`` task's ``with`` and ``prompt``, ``item`` and ``index``, and in
 the states of an ``fsm`` task, ``fsm`` (``state``, ``step``, ``output``,
-``outputs``): see :func:`nexus.engine.decider.template_context`. Anything else is undefined
+``outputs``): see :func:`nexus.engine.reactions.template_context`. Anything else is undefined
 when the template renders, so it is a problem here, where it is cheap to fix.
 """
 
