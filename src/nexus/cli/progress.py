@@ -13,7 +13,9 @@ One observer, two ways to show a run:
 A task a plan extension added is marked ``+`` with the task that added it
 ("added by plan"), and the extension itself gets a line; a skipped task shows
 with the reason it was skipped (a false ``when``, a case not taken, a need
-that failed), so a plan that grew or was cut short reads as such.
+that failed), so a plan that grew or was cut short reads as such. The tasks
+of a sub-workflow (``build/compile``) show indented under the task that runs
+it (``build``), which shows as running while they do, with how many ended.
 
 Streamed model text (``--stream``, :meth:`Progress.delta`) shares the line
 mode's console: a header per task, then the text as it comes; a status line
@@ -48,6 +50,7 @@ from nexus.domain.payloads import (
     TaskSucceeded,
     task_of,
 )
+from nexus.domain.plan import SCOPE_SEP, enclosing
 from nexus.domain.state import RunState, TaskStatus
 from nexus.engine.worker import TokenDelta
 
@@ -96,6 +99,8 @@ class _Row:
     why: str
     #: the task whose plan extension added this one (None: the workflow's own)
     added_by: str | None = None
+    #: how many sub-workflows it is in (its row is indented under theirs)
+    depth: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,19 +262,31 @@ class Progress:
             counts[str(task.status)] = counts.get(str(task.status), 0) + 1
         shown = [t for t in state.tasks.values() if t.status in _ACTIVE]
         shown += [state.tasks[t] for t in self.recent if state.tasks[t] not in shown]
-        rows = tuple(
-            _Row(
-                task=t.id,
-                status=str(t.status),
-                attempts=t.attempts,
-                begun=self.task_started.get(t.id),
-                ended=self.task_ended.get(t.id),
-                why=self.reasons.get(t.id, ""),
-                added_by=t.extended_by,
-            )
-            for t in shown[:_SHOWN_TASKS]
-        )
+        rows = tuple(self._row(state, tid) for tid in nested([t.id for t in shown[:_SHOWN_TASKS]]))
         return _Snapshot(state.plan.name, str(state.status), dict(sorted(counts.items())), rows)
+
+    def _row(self, state: RunState, tid: str) -> _Row:
+        task = state.tasks[tid]
+        status, why = str(task.status), self.reasons.get(tid, "")
+        if task.spec.workflow is not None:
+            # the task that ends a sub-workflow waits while its tasks run: show theirs
+            inside = [t for t in state.tasks.values() if t.id.startswith(tid + SCOPE_SEP)]
+            ended = sum(1 for t in inside if t.status.terminal)
+            if task.status is TaskStatus.PENDING and any(
+                t.status is not TaskStatus.PENDING for t in inside
+            ):
+                status = "running"
+            why = why or f"sub-workflow {task.spec.workflow.name}: {ended}/{len(inside)} ended"
+        return _Row(
+            task=tid,
+            status=status,
+            attempts=task.attempts,
+            begun=self.task_started.get(tid),
+            ended=self.task_ended.get(tid),
+            why=why,
+            added_by=task.extended_by,
+            depth=len(enclosing(tid)),
+        )
 
     # -- lines (no live table) -----------------------------------------------------------
 
@@ -351,8 +368,9 @@ class Progress:
             why = row.why
             if row.added_by is not None:
                 why = f"added by {row.added_by}" + (f"; {why}" if why else "")
+            name = row.task.rpartition(SCOPE_SEP)[2] if row.depth else row.task
             table.add_row(
-                escape(_marked(row.task, row.added_by)),
+                "  " * row.depth + escape(_marked(name, row.added_by)),
                 f"[{style}]{row.status}[/]",
                 str(row.attempts),
                 took,
@@ -364,6 +382,20 @@ class Progress:
         )
         head.append_text(Text.from_markup(summary))
         return Group(head, table)
+
+
+def nested(ids: Sequence[str]) -> list[str]:
+    """``ids`` with the tasks of a sub-workflow under the task that runs it.
+
+    Each task inside a sub-workflow (``build/compile``) brings the tasks
+    running the sub-workflows it is in (``build``), and follows them; groups
+    keep the order their first task had.
+    """
+    first: dict[str, int] = {}
+    for index, tid in enumerate(ids):
+        for part in (*enclosing(tid), tid):
+            first.setdefault(part, index)
+    return sorted(first, key=lambda tid: [first[p] for p in (*enclosing(tid), tid)])
 
 
 def _marked(task: str, added_by: str | None) -> str:

@@ -66,7 +66,7 @@ class ScopedOutputs(Mapping[str, dict[str, Any]]):
 
 def scoped_context(
     state: RunState, scope: str, outputs: Mapping[str, dict[str, Any]]
-) -> tuple[dict[str, Any], ScopedOutputs]:
+) -> tuple[Mapping[str, Any], Mapping[str, dict[str, Any]]]:
     """The ``inputs`` and ``tasks`` of the sub-workflow run by task ``scope``.
 
     Args:
@@ -80,9 +80,13 @@ def scoped_context(
         around: dict[str, Any] = {"inputs": inputs, "tasks": tasks}
     else:
         around = {"inputs": state.inputs, "tasks": outputs}
+    task = state.tasks.get(scope)
+    sub = None if task is None else task.spec.workflow
+    if sub is None:
+        # an id with a '/' that no sub-workflow made (a plan built in code): the
+        # view around it, as for any task
+        return around["inputs"], around["tasks"]
     around["run"] = {"id": state.run_id, "name": state.plan.name}
-    sub = state.tasks[scope].spec.workflow
-    assert sub is not None, f"task {scope!r} runs no sub-workflow"
     values: dict[str, Any] = dict(sub.defaults)
     for name, value in sub.inputs.items():
         try:
