@@ -313,3 +313,26 @@ def test_a_missing_top_file_is_still_not_found(tmp_path: Path) -> None:
         validate_workflow(tmp_path / "nope.yaml")
     with pytest.raises(WorkflowError):
         load_workflow(parent(tmp_path, {"workflow": "nope.yaml"}))
+
+
+def test_the_estimate_counts_the_sub_workflows_calls(tmp_path: Path) -> None:
+    from nexus.budget.estimate import estimate_plan
+
+    agent = {"model": "openai:gpt-4.1-mini", "capabilities": ["write"]}
+    sub = {
+        "version": 1,
+        "name": "s",
+        "agents": {"writer": agent},
+        "tasks": {"draft": {"agent": "writer", "prompt": "Write the notes."}},
+    }
+    write(tmp_path / "s.yaml", sub)
+    doc = {"version": 1, "name": "p", "tasks": {"one": {"workflow": "s.yaml"}}}
+    once = estimate_plan(load_workflow(write(tmp_path / "p.yaml", doc)))
+    assert once.calls == 1
+    assert once.usd > 0
+    assert once.per_task["one/draft"].agent == "writer"
+    assert once.per_task["one"].usd == 0, "the task that ends it calls no model"
+    doc["tasks"]["two"] = {"workflow": "s.yaml"}
+    twice = estimate_plan(load_workflow(write(tmp_path / "p.yaml", doc)))
+    assert twice.calls == 2
+    assert twice.usd == 2 * once.usd
