@@ -321,6 +321,16 @@ def test_field_refusals(spec: SpecMap, fields: dict[str, Any], field: str, words
     one(rejected(answer, spec), "a", field, words)
 
 
+def test_the_paths_of_all_items_together_are_bounded(spec: SpecMap) -> None:
+    answer = {
+        "items": [
+            item(f"i{n}", owns=[f"d{n}/f{k}.py" for k in range(50)], requirements=["R1", "R2"])
+            for n in range(11)
+        ]
+    }
+    one(rejected(answer, spec), None, "items", "own 550 paths in all; the limit is 500")
+
+
 def test_item_count_is_bounded(spec: SpecMap) -> None:
     answer = {"items": [item(f"i{n}", requirements=["R1", "R2"]) for n in range(4)]}
     one(rejected(answer, spec, max_items=3), None, "items", "has 4 work items; the limit is 3")

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexus.missions.plan import PathRefused, glob_overlap, is_glob, matches, normalise_path
+from nexus.missions.plan._paths import PathIndex, literal_prefix, literal_suffix
 
 
 @pytest.mark.parametrize(
@@ -167,3 +168,31 @@ def test_is_glob() -> None:
     assert is_glob("src/*.py")
     assert is_glob("a?")
     assert not is_glob("pages/[id].tsx")
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PATTERN, st.lists(st.sampled_from(_PATHS), max_size=40))
+def test_the_path_index_finds_exactly_what_the_matcher_does(pattern: str, paths: list[str]) -> None:
+    index = PathIndex(paths)
+    assert index.matching(pattern) == sorted({p for p in paths if matches(pattern, p)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PATTERN, st.sampled_from(_PATHS))
+def test_every_match_starts_and_ends_with_the_literal_ends(pattern: str, path: str) -> None:
+    if matches(pattern, path):
+        assert path.startswith(literal_prefix(pattern))
+        assert path.endswith(literal_suffix(pattern))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix", "suffix"),
+    [
+        ("a/**", "a", ""),
+        ("**/b", "", "b"),
+        ("a/**/b", "a/", "/b"),
+        ("src/x.py", "src/x.py", "src/x.py"),
+    ],
+)
+def test_literal_ends(pattern: str, prefix: str, suffix: str) -> None:
+    assert (literal_prefix(pattern), literal_suffix(pattern)) == (prefix, suffix)

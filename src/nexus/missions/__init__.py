@@ -7,6 +7,11 @@ The pieces a mission is built from, each usable on its own:
   constraints, ambiguities);
 * :mod:`nexus.missions.index` -- the repository indexed into SQLite with FTS5
   (files, symbols, tests, imports) and ranked context within a token budget;
+* :mod:`nexus.missions.plan` -- work items (owned files, needs, requirements,
+  checks) and the constraint compiler that accepts an architect's plan or
+  says why not;
+* :mod:`nexus.missions.roles` -- the architect, coder, tester, reviewer and
+  integrator as data (tools, read/write policy, prompts), overridable per project;
 * :mod:`nexus.missions.evidence` -- the signed evidence bundle of a mission
   (records per work item, check outputs, a traceability report) and its check.
 * :mod:`nexus.missions.verify` -- the checks of a work item's change (run in

@@ -42,9 +42,9 @@ from nexus.missions.plan._model import (
     WorkItem,
 )
 from nexus.missions.plan._paths import (
+    PathIndex,
     PathRefused,
     glob_overlap,
-    glob_regex,
     is_glob,
     normalise_path,
 )
@@ -63,6 +63,7 @@ LIMITS: Mapping[str, int] = {
     "summary": 4000,
     "reason": 1000,
     "owns": 50,
+    "owned": 500,  # owns and tests of all items together
     "tests": 20,
     "needs": 50,
     "requirements": 200,
@@ -381,54 +382,53 @@ class _Compiler:
         item.lists["checks"] = [c for c in item.lists["checks"] if c in self.checks]
 
     def ownership(self, items: Sequence[_Item]) -> None:
+        total = sum(len(item.owned) for item in items)
+        if total > LIMITS["owned"]:
+            self.add(None, "items", f"own {total} paths in all; the limit is {LIMITS['owned']}")
+            return
         literals = {path for item in items for path, _ in item.owned if not is_glob(path)}
-        universe = sorted(set(self.files) | literals)
-        owners: list[tuple[_Item, dict[str, str], list[tuple[str, str, re.Pattern[str]]]]] = []
-        for item in items:
-            exact = {path: where for path, where in item.owned if not is_glob(path)}
-            globs = [
-                (p, w, re.compile(glob_regex(p), re.DOTALL)) for p, w in item.owned if is_glob(p)
-            ]
-            owners.append((item, exact, globs))
+        index = PathIndex([*self.files, *literals])
+        # path -> (item index, entry) of each item owning it, the item's first entry that does
+        owners: dict[str, list[tuple[int, str]]] = {}
+        for n, item in enumerate(items):
+            for pattern, where in item.owned:
+                for path in index.matching(pattern):
+                    hits = owners.setdefault(path, [])
+                    if not hits or hits[-1][0] != n:
+                        hits.append((n, where))
         # (first item, its entry, later item, its entry) -> the paths both own
         clashes: dict[tuple[int, str, int, str], list[str]] = {}
-        for path in universe:
-            hit: list[tuple[int, str]] = []
-            for n, (_, exact, globs) in enumerate(owners):
-                where = exact.get(path) or next(
-                    (w for _, w, rx in globs if rx.fullmatch(path)), None
-                )
-                if where is not None:
-                    hit.append((n, where))
-            for later, later_where in hit[1:]:
-                first, first_where = hit[0]
+        for path in sorted(owners):
+            (first, first_where), *rest = owners[path]
+            for later, later_where in rest:
                 clashes.setdefault((first, first_where, later, later_where), []).append(path)
-        entries = {(n, w): p for n, (item, _, _) in enumerate(owners) for p, w in item.owned}
+        entries = {(n, w): p for n, item in enumerate(items) for p, w in item.owned}
         for (first, first_where, later, later_where), paths in clashes.items():
             more = f" (and {len(paths) - 1} more files)" if len(paths) > 1 else ""
             pattern = entries[(later, later_where)]
             matched = "" if pattern == paths[0] else f", matched by {pattern!r},"
             what = f"{paths[0]!r}{more}{matched} is"
-            first_item, first_pattern = owners[first][0], entries[(first, first_where)]
+            first_pattern = entries[(first, first_where)]
             self._clash(
-                first_item, first_where, first_pattern, owners[later][0], later_where, what, pattern
+                items[first], first_where, first_pattern, items[later], later_where, what, pattern
             )
         reported = {(a, b) for a, _, b, _ in clashes}
-        for a in range(len(owners)):
-            for b in range(a + 1, len(owners)):
+        globs = [[(p, w) for p, w in item.owned if is_glob(p)] for item in items]
+        for a in range(len(items)):
+            for b in range(a + 1, len(items)):
                 if (a, b) not in reported:
-                    self._new_path_clash(owners[a][0], owners[a][2], owners[b][0], owners[b][2])
+                    self._new_path_clash(items[a], globs[a], items[b], globs[b])
 
     def _new_path_clash(
         self,
         first: _Item,
-        first_globs: Sequence[tuple[str, str, re.Pattern[str]]],
+        first_globs: Sequence[tuple[str, str]],
         later: _Item,
-        later_globs: Sequence[tuple[str, str, re.Pattern[str]]],
+        later_globs: Sequence[tuple[str, str]],
     ) -> None:
         """Report the first pair of the two items' globs that could match one new path."""
-        for first_pattern, first_where, _ in first_globs:
-            for later_pattern, later_where, _ in later_globs:
+        for first_pattern, first_where in first_globs:
+            for later_pattern, later_where in later_globs:
                 witness = glob_overlap(first_pattern, later_pattern)
                 if witness is not None:
                     what = f"a new file such as {witness!r}, matched by {later_pattern!r}, would be"

@@ -25,16 +25,21 @@ matched by two items' globs in an accepted plan.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
-from functools import cache
+from collections.abc import Iterable
+from functools import cache, lru_cache
 
 __all__ = [
     "MAX_PATH_CHARS",
+    "PathIndex",
     "PathRefused",
     "glob_overlap",
     "glob_regex",
     "is_glob",
+    "literal_prefix",
+    "literal_suffix",
     "matches",
     "normalise_path",
 ]
@@ -189,11 +194,36 @@ def _alone(segment: str) -> str:
     return segment.replace("*", "").replace("?", "x") or "x"
 
 
+@lru_cache(maxsize=8192)
+def literal_prefix(pattern: str) -> str:
+    """What every path the normalised glob matches starts with (up to its first wildcard)."""
+    cut = min((pattern.find(c) for c in _WILD if c in pattern), default=len(pattern))
+    prefix = pattern[:cut]
+    if pattern.endswith("/**") and cut == len(pattern) - 2:
+        prefix = prefix[:-1]  # 'a/**' matches 'a' itself
+    return prefix
+
+
+@lru_cache(maxsize=8192)
+def literal_suffix(pattern: str) -> str:
+    """What every path the normalised glob matches ends with (after its last wildcard)."""
+    cut = max(pattern.rfind(c) for c in _WILD) + 1
+    suffix = pattern[cut:]
+    if pattern.startswith("**/") and cut == 2:
+        suffix = suffix[1:]  # '**/b' matches 'b' itself
+    return suffix
+
+
+@lru_cache(maxsize=65536)
 def glob_overlap(a: str, b: str) -> str | None:
     """A path both normalised globs (or literals) match, or None when no path does.
 
     Exact: None means no file, existing or new, can be matched by both.
     """
+    pa, pb = literal_prefix(a), literal_prefix(b)
+    sa, sb = literal_suffix(a), literal_suffix(b)
+    if not (pa.startswith(pb) or pb.startswith(pa)) or not (sa.endswith(sb) or sb.endswith(sa)):
+        return None
     left, right = a.split("/"), b.split("/")
 
     @cache
@@ -230,3 +260,39 @@ def glob_overlap(a: str, b: str) -> str | None:
     if found is None:
         return None
     return "/".join(found) or "x"
+
+
+class PathIndex:
+    """A set of paths that answers "which of you does this glob match?" without trying them all.
+
+    Every path a glob matches starts with its :func:`literal_prefix` and ends
+    with its :func:`literal_suffix`; the paths are kept sorted forwards and
+    reversed, so each narrows to a range by bisection, and only the smaller
+    range is matched against the glob.
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._forward = sorted(set(paths))
+        self._backward = sorted(path[::-1] for path in self._forward)
+
+    @staticmethod
+    def _range(keys: list[str], start: str) -> tuple[int, int]:
+        """The slice of sorted ``keys`` that start with ``start`` (they sit together)."""
+        low = bisect.bisect_left(keys, start)
+        high = bisect.bisect_left(keys, True, lo=low, key=lambda key: not key.startswith(start))
+        return low, high
+
+    def matching(self, pattern: str) -> list[str]:
+        """The paths the normalised glob (or literal) ``pattern`` matches, sorted."""
+        if not is_glob(pattern):
+            i = bisect.bisect_left(self._forward, pattern)
+            found = i < len(self._forward) and self._forward[i] == pattern
+            return [pattern] if found else []
+        low, high = self._range(self._forward, literal_prefix(pattern))
+        back_low, back_high = self._range(self._backward, literal_suffix(pattern)[::-1])
+        if high - low <= back_high - back_low:
+            candidates = self._forward[low:high]
+        else:
+            candidates = sorted(path[::-1] for path in self._backward[back_low:back_high])
+        regex = _compiled(pattern)
+        return [path for path in candidates if regex.fullmatch(path)]
