@@ -12,6 +12,7 @@ branched by *who must act* on it, and each class carries its taxonomy ``kind``
     │   ├── AmbiguousRun              validation      a run-id prefix names more than one run
     │   ├── SpecError                 validation      a design spec cannot be read (file, line)
     │   ├── PlanRejected              validation      a mission plan breaks the compiler's rules
+    │   ├── GitError                  validation      a repository, branch or git command fails
     │   ├── NotFoundError             not_found       a run, task or file does not exist
     │   └── StoreUnusable             validation      the database is not a store Nexus can use
     ├── ConflictError                 conflict        another process owns the run, or state forbids

@@ -1,0 +1,201 @@
+"""What a work item changed, whether it stayed in scope, and committing it.
+
+Scope rules (``owns``), matched against repository-relative paths with ``/``:
+
+* a pattern owns the paths it matches and everything under a directory it
+  matches (``src/auth`` owns ``src/auth/token.py``, ``src/*`` owns all of
+  ``src``); a trailing ``/`` changes nothing;
+* ``*`` matches within one path part (never ``/``), ``?`` one character of a
+  part, ``[abc]`` / ``[!abc]`` one character of a set;
+* ``**`` as a whole part matches any number of parts, none included
+  (``src/**/test_*.py``, ``docs/**``);
+* matching is case-sensitive; a leading ``./`` or ``/`` is ignored; a pattern
+  with a ``..`` part, a backslash or nothing in it is refused.
+
+A changed path no pattern owns is a violation. A rename is two changes (the old
+path and the new), so the item must own both.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from nexus.missions.workspace._git import (
+    GitError,
+    Target,
+    check_revision,
+    check_trailers,
+    commit_message,
+    run_git,
+)
+from nexus.missions.workspace._repo import Repo
+from nexus.missions.workspace._worktrees import worktree_target
+
+#: the options of every patch this package makes, so that the same change is the
+#: same text whatever the repository's configuration says
+DIFF_OPTIONS: tuple[str, ...] = (
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--binary",
+    "--full-index",
+    "--no-renames",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+    "--unified=3",
+    "--inter-hunk-context=0",
+    "--diff-algorithm=myers",
+    "--indent-heuristic",
+    "--ignore-submodules=none",
+    "--no-relative",
+    "-O/dev/null",
+)
+
+
+def changed_files(worktree: Path, base: str) -> list[str]:
+    """Every path a worktree changed since ``base``, sorted.
+
+    Committed, staged, unstaged and untracked changes alike (files ``.gitignore``
+    excludes are not listed: they are not committed either); additions, edits,
+    deletions, both sides of a rename. A symbolic link is one path: what it points
+    to is never read.
+
+    Raises:
+        GitError: ``worktree`` is not a usable worktree or ``base`` is not a commit.
+    """
+    target = worktree_target(worktree)
+    base_sha = _commit(target, base)
+    tracked = run_git(target, ["diff", "--name-only", "-z", *DIFF_OPTIONS, base_sha, "--"]).stdout
+    untracked = run_git(target, ["ls-files", "-z", "--others", "--exclude-standard"]).stdout
+    names = {os.fsdecode(p) for p in (tracked + b"\0" + untracked).split(b"\0") if p}
+    return sorted(names)
+
+
+def scope_violations(changed: Sequence[str], owns: Sequence[str]) -> list[str]:
+    """The changed paths no pattern of ``owns`` covers, sorted (rules: module docstring).
+
+    Raises:
+        GitError: a pattern is empty, has a ``..`` part or a backslash.
+    """
+    matchers = [_pattern(p) for p in owns]
+    return sorted({path for path in changed if not any(m.fullmatch(path) for m in matchers)})
+
+
+@functools.lru_cache(maxsize=512)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    text = pattern.strip() if isinstance(pattern, str) else ""
+    while text.startswith("./"):
+        text = text[2:]
+    text = text.lstrip("/").rstrip("/")
+    parts = text.split("/") if text else []
+    if not parts or "\\" in text or any(p in ("", ".", "..") for p in parts):
+        raise GitError(
+            f"scope pattern {pattern!r} is not allowed: give a path or glob relative to "
+            "the repository, without '..', '.', empty parts or backslashes",
+            repo="",
+        )
+    regex = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _part(part) + ("(?:/.+)?" if last else "/")
+    return re.compile(regex, re.DOTALL)
+
+
+def _part(part: str) -> str:
+    """One path part of a pattern as a regular expression (``*``, ``?``, ``[...]``)."""
+    out = ""
+    index = 0
+    while index < len(part):
+        ch = part[index]
+        end = part.find("]", index + 2) if ch == "[" else -1
+        if ch == "*":
+            out += "[^/]*"
+        elif ch == "?":
+            out += "[^/]"
+        elif end != -1:
+            body = part[index + 1 : end]
+            negate = body.startswith("!")
+            out += ("[^/" if negate else "[") + _char_set(body[1:] if negate else body) + "]"
+            index = end
+        else:
+            out += re.escape(ch)
+        index += 1
+    return out
+
+
+def _char_set(body: str) -> str:
+    """The inside of a ``[...]``: ranges kept (``a-z``), every other character escaped."""
+    out = ""
+    for index, ch in enumerate(body):
+        is_range = ch == "-" and 0 < index < len(body) - 1 and body[index - 1] != "-"
+        is_range = is_range and body[index + 1] != "-"
+        out += "-" if is_range else re.escape(ch)
+    return out
+
+
+def commit_all(worktree: Path, message: str, trailers: Mapping[str, str]) -> str | None:
+    """Commit everything changed in a worktree; the new commit, or ``None`` if nothing.
+
+    Runs ``git add -A`` (ignored files stay out) and a commit with the package's
+    identity, no hook, no signature; the trailers are the message's last paragraph.
+
+    Raises:
+        GitError: bad message or trailers; git refuses (e.g. a path behind a link).
+    """
+    target = worktree_target(worktree)
+    text = commit_message(message, check_trailers(trailers))
+    run_git(target, ["add", "-A"])
+    staged = run_git(target, ["diff", "--cached", "--quiet", "--no-ext-diff"], ok=(0, 1))
+    if staged.returncode == 0:
+        return None
+    run_git(
+        target,
+        ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim",
+         "--no-edit", "--file=-"],
+        stdin=text.encode("utf-8"),
+    )  # fmt: skip
+    return _commit(target, "HEAD")
+
+
+def diff(worktree_or_repo: Path | Repo, base: str, head: str = "HEAD") -> str:
+    """The patch from commit ``base`` to commit ``head`` (:data:`DIFF_OPTIONS`).
+
+    ``worktree_or_repo`` is a worktree (``HEAD`` is then its own) or a :class:`Repo`.
+    Binary changes are in git's binary patch format; text that is not UTF-8 is read
+    with replacement characters, so the result is deterministic text.
+
+    Raises:
+        GitError: either revision is not a commit.
+    """
+    target = worktree_or_repo.target if isinstance(worktree_or_repo, Repo) else (
+        worktree_target(worktree_or_repo)
+    )  # fmt: skip
+    base_sha = _commit(target, base)
+    head_sha = _commit(target, head)
+    done = run_git(target, ["diff", *DIFF_OPTIONS, base_sha, head_sha, "--"])
+    return done.stdout.decode("utf-8", "replace")
+
+
+def patch_sha256(diff: str) -> str:
+    """The SHA-256 (hex) of a patch's UTF-8 bytes (``evidence.patch_hash`` agrees)."""
+    return hashlib.sha256(diff.encode("utf-8")).hexdigest()
+
+
+def _commit(target: Target, rev: str) -> str:
+    check_revision(rev, repo=target.label)
+    done = run_git(
+        target,
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        ok=(0, 1, 128),
+    )
+    if done.returncode != 0:
+        raise GitError(f"{target.label}: {rev!r} is not a commit", repo=target.label)
+    return done.stdout.decode("ascii").strip()
