@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from workspace_support import git, make_repo, user_state, write
 
 from nexus.domain.errors import UserError
 from nexus.missions.evidence import patch_hash
@@ -23,8 +24,6 @@ from nexus.missions.workspace import (
     scope_violations,
 )
 from nexus.missions.workspace._worktrees import READY_MARK, worktree_target
-
-from workspace_support import git, make_repo, user_state, write
 
 
 @pytest.fixture
@@ -104,19 +103,19 @@ def test_a_worktree_is_made_reattached_listed_and_removed(
     assert (path / "src/app.py").read_text() == "print('hi')\n"
     write(path, {"src/work.py": "x = 1\n"})
     again = trees.open("W1", branch="nexus/m.items/W1", start="main")
-    assert again == path and (path / "src/work.py").exists()  # the work survived
+    assert again == path
+    assert (path / "src/work.py").exists()
     assert trees.list() == {"W1": path}
     with pytest.raises(GitError, match="not on nexus/other"):
         trees.open("W1", branch="nexus/other", start="main")
     trees.remove("W1")
-    assert not path.exists() and trees.list() == {}
+    assert not path.exists()
+    assert trees.list() == {}
     assert repo.resolve("nexus/m.items/W1") is not None  # the branch stays
     assert user_state(repo_path) == before
 
 
-def test_a_worktree_lost_in_a_crash_is_pruned_and_made_again(
-    repo: Repo, tmp_path: Path
-) -> None:
+def test_a_worktree_lost_in_a_crash_is_pruned_and_made_again(repo: Repo, tmp_path: Path) -> None:
     trees = Worktrees(repo, tmp_path / "wt")
     path = trees.open("W1", branch="nexus/m.items/W1", start="main")
     write(path, {"kept.txt": "committed\n"})
@@ -126,9 +125,7 @@ def test_a_worktree_lost_in_a_crash_is_pruned_and_made_again(
     assert (again / "kept.txt").read_text() == "committed\n"  # the branch kept the work
 
 
-def test_a_half_made_worktree_is_made_again_not_reattached(
-    repo: Repo, tmp_path: Path
-) -> None:
+def test_a_half_made_worktree_is_made_again_not_reattached(repo: Repo, tmp_path: Path) -> None:
     trees = Worktrees(repo, tmp_path / "wt")
     path = trees.open("W1", branch="nexus/m.items/W1", start="main")
     (worktree_target(path).git_dir / READY_MARK).unlink()  # as if killed during the add
@@ -143,7 +140,8 @@ def test_leftover_directory_without_a_record_is_replaced(repo: Repo, tmp_path: P
     (tmp_path / "wt" / "W1").mkdir(parents=True)
     (tmp_path / "wt" / "W1" / "junk").write_text("left by a crash")
     path = trees.open("W1", branch="nexus/m.items/W1", start="main")
-    assert not (path / "junk").exists() and (path / "README.md").exists()
+    assert not (path / "junk").exists()
+    assert (path / "README.md").exists()
 
 
 def test_remove_all_and_a_root_inside_the_repository(repo: Repo, tmp_path: Path) -> None:
@@ -192,9 +190,7 @@ def test_a_rename_is_both_paths(repo: Repo, tmp_path: Path) -> None:
     assert scope_violations(changed, ["lib/**"]) == ["src/app.py"]
 
 
-def test_commit_all_commits_everything_with_trailers_or_nothing(
-    repo: Repo, tmp_path: Path
-) -> None:
+def test_commit_all_commits_everything_with_trailers_or_nothing(repo: Repo, tmp_path: Path) -> None:
     path = Worktrees(repo, tmp_path / "wt").open("W1", branch="b/W1", start="main")
     assert commit_all(path, "nothing", {}) is None
     write(path, {"a.txt": "a\n", "sub/b.txt": "b\n"})
@@ -291,9 +287,7 @@ def test_scope_violations_properties(changed: list[str], owns: list[str]) -> Non
 def test_scope_check_end_to_end(repo: Repo, tmp_path: Path) -> None:
     path = Worktrees(repo, tmp_path / "wt").open("W1", branch="b/W1", start="main")
     write(path, {"src/auth/token.py": "t\n", "src/app.py": "changed\n", "notes.md": "n\n"})
-    assert scope_violations(changed_files(path, "main"), ["src/auth", "src/app.py"]) == [
-        "notes.md"
-    ]
+    assert scope_violations(changed_files(path, "main"), ["src/auth", "src/app.py"]) == ["notes.md"]
 
 
 def test_worktree_functions_refuse_what_is_not_a_worktree(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@
    across processes);
 2. if the mission branch already holds a commit with this item's
    ``Nexus-Work-Item`` and ``Nexus-Patch`` trailers, answer ``already_merged``;
-3. three-way merge the item branch into the tip (``git merge-tree``: base = their
-   merge base, i.e. where the item started) -- the same result as rebasing the
-   item's commits and squashing them; trivial conflicts are resolved
-   (``_resolve``), others answer ``conflict``;
+3. three-way merge the item branch into the tip (``git merge-tree``; the base is
+   where the item started, or, for a follow-up of an item merged before, the item
+   commit that merge took) -- the same result as rebasing the item's new commits
+   and squashing them; trivial conflicts are resolved (``_resolve``), others
+   answer ``conflict``;
 4. make the one commit (parent: the tip; trailers: the caller's, then
-   ``Nexus-Work-Item`` and ``Nexus-Patch``);
+   ``Nexus-Work-Item``, ``Nexus-Patch`` -- the SHA-256 of the item's patch from
+   where it started -- and ``Nexus-Source``, the item commit merged);
 5. check it out in the queue's own worktree ``root/.integration`` and run
    ``check(path)``: a failure answers ``rejected`` with the diagnosis and the
    branch has not moved -- that is the rollback;
@@ -31,6 +33,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -62,6 +65,8 @@ from nexus.missions.workspace._worktrees import READY_MARK, own_root, worktree_t
 #: the trailers the queue adds to every commit it makes
 ITEM_TRAILER = "Nexus-Work-Item"
 PATCH_TRAILER = "Nexus-Patch"
+SOURCE_TRAILER = "Nexus-Source"
+_OWN_TRAILERS = (ITEM_TRAILER, PATCH_TRAILER, SOURCE_TRAILER)
 
 #: a test hook: ``NEXUS_MERGE_PAUSE_AT=<step>`` makes :meth:`MergeQueue.merge` write
 #: ``root/.paused-<step>`` and sleep at that step (locked, checked, committed, landed),
@@ -238,8 +243,8 @@ class MergeQueue:
         check_item(item)
         check_branch(branch)
         extra = check_trailers(trailers)
-        if any(k.lower() in (ITEM_TRAILER.lower(), PATCH_TRAILER.lower()) for k, _ in extra):
-            raise GitError(f"the queue writes {ITEM_TRAILER} and {PATCH_TRAILER} itself", repo="")
+        if any(k.lower() in (t.lower() for t in _OWN_TRAILERS) for k, _ in extra):
+            raise GitError(f"the queue writes the {', '.join(_OWN_TRAILERS)} trailers", repo="")
         commit_message(message, ())
         async with self._locked():
             _pause("locked", self.root)
@@ -292,17 +297,25 @@ class MergeQueue:
                 "utf-8", "replace"
             )
         )
-        for commit, record_item, record_patch in _records(self.repo, self.branch, self.base):
-            if record_item == item and record_patch == patch:
-                return MergeOutcome("already_merged", commit, item=item, patch_sha256=patch,
-                                    onto=_parent(self.repo, commit))  # fmt: skip
-        if start[0] == head:
+        merge_base = start[0]
+        for record in _records(self.repo, self.branch, self.base):
+            if record.item != item:
+                continue
+            if record.patch == patch:
+                onto = self.repo.resolve(f"{record.commit}^")
+                return MergeOutcome(
+                    "already_merged", record.commit, item=item, patch_sha256=patch, onto=onto
+                )
+            if merge_base == start[0] and _is_ancestor(target, record.source, head):
+                # a follow-up of an item merged before: only what came after that merge
+                merge_base = record.source
+        if merge_base == head:
             return MergeOutcome(
                 "rejected", None, diagnostics=f"{branch} changes nothing: it has no commit "
                 f"that {self.branch} lacks", item=item, patch_sha256=patch, onto=tip,
             )  # fmt: skip
-        done = run_git(target, ["merge-tree", "--write-tree", "-z", tip, head], ok=(0, 1))
-        parsed = parse_merge_tree(done.stdout)
+        done = _merge_tree(target, merge_base, tip, head)
+        parsed = parse_merge_tree(done)
         tree = parsed.tree
         resolved: list[str] = []
         conflicts: list[Conflict] = []
@@ -324,7 +337,7 @@ class MergeQueue:
             )  # fmt: skip
         if choices:
             tree = self._tree_with(tree, choices)
-        trailers = [*extra, (ITEM_TRAILER, item), (PATCH_TRAILER, patch)]
+        trailers = [*extra, (ITEM_TRAILER, item), (PATCH_TRAILER, patch), (SOURCE_TRAILER, head)]
         made = run_git(
             target, ["commit-tree", tree, "-p", tip, "-F", "-"],
             stdin=commit_message(message, trailers).encode("utf-8"),
@@ -467,42 +480,66 @@ def merged_items(repo: Repo, mission_branch: str, *, since: str | None = None) -
     """
     check_branch(mission_branch)
     found: dict[str, str] = {}
-    for commit, item, _ in _records(repo, mission_branch, since):
-        found.setdefault(item, commit)
+    for record in _records(repo, mission_branch, since):
+        found.setdefault(record.item, record.commit)
     return found
 
 
-def _records(repo: Repo, branch: str, since: str | None) -> list[tuple[str, str, str]]:
-    """``(commit, item, patch)`` of the queue's commits on ``branch``, newest first."""
+@dataclass(frozen=True, slots=True)
+class _Record:
+    commit: str
+    item: str
+    patch: str
+    source: str
+
+
+def _records(repo: Repo, branch: str, since: str | None) -> list[_Record]:
+    """The queue's commits on ``branch``, newest first."""
     tip = repo.resolve(f"refs/heads/{branch}")
     if tip is None:
         raise GitError(f"{repo.path}: the branch {branch} does not exist", repo=repo.path)
-    fmt = (
-        f"%H%x1f%(trailers:key={ITEM_TRAILER},valueonly,separator=%x1e)"
-        f"%x1f%(trailers:key={PATCH_TRAILER},valueonly,separator=%x1e)"
+    fmt = "%H" + "".join(
+        f"%x1f%(trailers:key={key},valueonly,separator=%x1e)" for key in _OWN_TRAILERS
     )
     args = ["log", "--first-parent", "-z", "--no-show-signature", f"--format={fmt}", tip]
     if since is not None:
         args.append(f"^{since}")
     done = run_git(repo.target, args)
-    out: list[tuple[str, str, str]] = []
+    out: list[_Record] = []
     for record in done.stdout.split(b"\0"):
         if not record:
             continue
-        # not str.strip(): Python counts \x1e and \x1f as whitespace
-        commit, items, patches = record.decode("utf-8", "replace").split("\x1f")
-        item_values = [v.strip() for v in items.split("\x1e") if v.strip()]
-        patch_values = [v.strip() for v in patches.split("\x1e") if v.strip()]
-        if len(item_values) != 1 or len(patch_values) != 1:
+        # not str.strip() on the record: Python counts \x1e and \x1f as whitespace
+        commit, *fields = record.decode("utf-8", "replace").split("\x1f")
+        values = [[v.strip() for v in f.split("\x1e") if v.strip()] for f in fields]
+        if len(values) != 3 or any(len(v) != 1 for v in values):
             if since is None:
                 break
             continue
-        out.append((commit, item_values[0], patch_values[0]))
+        out.append(_Record(commit, values[0][0], values[1][0], values[2][0]))
     return out
 
 
-def _parent(repo: Repo, commit: str) -> str | None:
-    return repo.resolve(f"{commit}^")
+def _merge_tree(target: Target, base: str, ours: str, theirs: str) -> bytes:
+    """``git merge-tree --write-tree`` of ``ours`` and ``theirs`` with ``base`` as the base.
+
+    Git 2.39 has no ``--merge-base``: two throwaway commits with the trees of ``ours``
+    and ``theirs`` and the single parent ``base`` make ``base`` their only merge base.
+    """
+    sides = []
+    for commit in (ours, theirs):
+        made = run_git(
+            target, ["commit-tree", f"{commit}^{{tree}}", "-p", base, "-m", "nexus: side"]
+        )
+        sides.append(made.stdout.decode("ascii").strip())
+    return run_git(target, ["merge-tree", "--write-tree", "-z", *sides], ok=(0, 1)).stdout
+
+
+def _is_ancestor(target: Target, maybe: str, commit: str) -> bool:
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", maybe):
+        return False
+    done = run_git(target, ["merge-base", "--is-ancestor", maybe, commit], ok=(0, 1, 128))
+    return done.returncode == 0
 
 
 def _blob(target: Target, oid: str) -> bytes:
