@@ -17,6 +17,9 @@ The pieces a mission is built from, each usable on its own:
 * :mod:`nexus.missions.verify` -- the checks of a work item's change (run in
   the sandbox), the gate and its feedback, and failure mining into
   ``.nexus/constraints.yaml``.
+* :mod:`nexus.missions.workspace` -- the git layer: a worktree per work item,
+  the scope check, and the merge queue onto the mission branch, with git
+  hardened against the repository it runs on.
 
 The package sits between :mod:`nexus.app` and the engine in the layers
 (``docs/architecture.md``): it may drive the engine, planning and the

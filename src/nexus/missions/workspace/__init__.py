@@ -1,7 +1,7 @@
 """Workspaces and the merge queue: the git layer of a code mission.
 
 >>> from nexus.missions.workspace import scope_violations
->>> scope_violations(["src/auth/token.py", "README.md"], ["src/auth"])
+>>> scope_violations(["src/auth/token.py", "README.md"], ["src/auth/**"])
 ['README.md']
 
 The user's checkout is never touched: :class:`Repo` writes refs only, each work

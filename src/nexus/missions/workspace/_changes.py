@@ -1,16 +1,17 @@
 """What a work item changed, whether it stayed in scope, and committing it.
 
-Scope rules (``owns``), matched against repository-relative paths with ``/``:
+Scope rules (``owns``) are those of a mission plan's work items
+(``docs/missions.md``, "Globs"), so the scope check agrees with the plan:
 
-* a pattern owns the paths it matches and everything under a directory it
-  matches (``src/auth`` owns ``src/auth/token.py``, ``src/*`` owns all of
-  ``src``); a trailing ``/`` changes nothing;
-* ``*`` matches within one path part (never ``/``), ``?`` one character of a
-  part, ``[abc]`` / ``[!abc]`` one character of a set;
+* a path without wildcards owns exactly that file;
+* ``*`` matches any characters within one path part (never ``/``), ``?`` one;
 * ``**`` as a whole part matches any number of parts, none included
-  (``src/**/test_*.py``, ``docs/**``);
-* matching is case-sensitive; a leading ``./`` or ``/`` is ignored; a pattern
-  with a ``..`` part, a backslash or nothing in it is refused.
+  (``src/**`` owns ``src/a.py`` and ``src/x/b.py``; ``src/**/test_*.py``);
+* ``[``, ``]``, ``{`` and ``}`` are ordinary characters (``pages/[id].tsx``);
+* matching is case-sensitive; ``./`` and doubled slashes are dropped; a
+  pattern that is empty, absolute, ends with ``/``, has a ``..`` part, a
+  backslash, ``**`` inside a part, a control character, or lies in ``.git``
+  (or ``.nexus`` at the top) is refused.
 
 A changed path no pattern owns is a violation. A rename is two changes (the old
 path and the new), so the item must own both.
@@ -22,6 +23,7 @@ import functools
 import hashlib
 import os
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -88,57 +90,53 @@ def scope_violations(changed: Sequence[str], owns: Sequence[str]) -> list[str]:
 
 @functools.lru_cache(maxsize=512)
 def _pattern(pattern: str) -> re.Pattern[str]:
-    text = pattern.strip() if isinstance(pattern, str) else ""
-    while text.startswith("./"):
-        text = text[2:]
-    text = text.lstrip("/").rstrip("/")
-    parts = text.split("/") if text else []
-    if not parts or "\\" in text or any(p in ("", ".", "..") for p in parts):
-        raise GitError(
-            f"scope pattern {pattern!r} is not allowed: give a path or glob relative to "
-            "the repository, without '..', '.', empty parts or backslashes",
-            repo="",
-        )
+    """The regular expression of one ``owns`` entry (module docstring), or a refusal."""
+    parts = _pattern_parts(pattern)
     regex = ""
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
-        if part == "**":
-            regex += ".*" if last else "(?:[^/]+/)*"
+        if part != "**":
+            regex += "".join(_GLOB.get(ch, re.escape(ch)) for ch in part) + ("" if last else "/")
+        elif not last:
+            regex += "(?:[^/]+/)*"
+        elif index == 0:
+            regex += "[^/]+(?:/[^/]+)*"
         else:
-            regex += _part(part) + ("(?:/.+)?" if last else "/")
+            regex = regex[:-1] + "(?:/[^/]+)*"  # 'src/**' is src and all below it
     return re.compile(regex, re.DOTALL)
 
 
-def _part(part: str) -> str:
-    """One path part of a pattern as a regular expression (``*``, ``?``, ``[...]``)."""
-    out = ""
-    index = 0
-    while index < len(part):
-        ch = part[index]
-        end = part.find("]", index + 2) if ch == "[" else -1
-        if ch == "*":
-            out += "[^/]*"
-        elif ch == "?":
-            out += "[^/]"
-        elif end != -1:
-            body = part[index + 1 : end]
-            negate = body.startswith("!")
-            out += ("[^/" if negate else "[") + _char_set(body[1:] if negate else body) + "]"
-            index = end
-        else:
-            out += re.escape(ch)
-        index += 1
-    return out
+_GLOB = {"*": "[^/]*", "?": "[^/]"}
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
-def _char_set(body: str) -> str:
-    """The inside of a ``[...]``: ranges kept (``a-z``), every other character escaped."""
-    out = ""
-    for index, ch in enumerate(body):
-        is_range = ch == "-" and 0 < index < len(body) - 1 and body[index - 1] != "-"
-        is_range = is_range and body[index + 1] != "-"
-        out += "-" if is_range else re.escape(ch)
-    return out
+def _pattern_parts(pattern: str) -> list[str]:
+    def refuse(why: str) -> GitError:
+        return GitError(f"scope pattern {pattern!r} is not allowed: {why}", repo="")
+
+    if not isinstance(pattern, str) or not pattern or len(pattern) > 300:
+        raise refuse("give 1-300 characters")
+    if any(unicodedata.category(ch) in _UNPRINTABLE for ch in pattern):
+        raise refuse("it holds a control or format character")
+    if "\\" in pattern or pattern.startswith("/") or pattern.endswith("/"):
+        raise refuse("use '/' between parts, relative to the repository, naming files")
+    parts: list[str] = []
+    for part in pattern.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise refuse("it leaves its directory with '..'")
+        if "**" in part and part != "**":
+            raise refuse("'**' stands alone between slashes")
+        if not (part == "**" and parts and parts[-1] == "**"):
+            parts.append(part)
+    if not parts:
+        raise refuse("it names the repository's root, not a file")
+    if any(p.casefold() == ".git" for p in parts):
+        raise refuse("git's own files belong to no work item")
+    if parts[0].casefold() == ".nexus":
+        raise refuse("Nexus's own files belong to no work item")
+    return parts
 
 
 def commit_all(worktree: Path, message: str, trailers: Mapping[str, str]) -> str | None:

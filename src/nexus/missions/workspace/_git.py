@@ -162,7 +162,10 @@ def check_item(item: str) -> str:
             repo="",
         )
     if item.endswith((".", ".lock")):
-        raise GitError(f"work item name {item!r} may not end with '.' or '.lock'", repo="")
+        raise GitError(
+            f"work item name {item!r} is not allowed: it may not end with '.' or '.lock'",
+            repo="",
+        )
     return item
 
 
