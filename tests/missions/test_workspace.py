@@ -183,6 +183,20 @@ def test_changed_files_sees_committed_staged_unstaged_untracked_and_deleted(
     ]
 
 
+def test_changes_are_counted_from_where_the_worktree_left_base(repo: Repo, tmp_path: Path) -> None:
+    repo.ensure_branch("nexus/m", "main")
+    trees = Worktrees(repo, tmp_path / "wt")
+    mine = trees.open("W1", branch="nexus/m.items/W1", start="nexus/m")
+    write(mine, {"mine.txt": "1\n"})
+    commit_all(mine, "mine", {})
+    other = trees.open("W2", branch="nexus/m.items/W2", start="nexus/m")
+    write(other, {"other.txt": "2\n"})
+    moved = commit_all(other, "other", {})
+    git(repo.path, "update-ref", "refs/heads/nexus/m", str(moved))  # merged meanwhile
+    write(mine, {"more.txt": "3\n"})
+    assert changed_files(mine, "nexus/m") == ["mine.txt", "more.txt"]  # not other.txt
+
+
 def test_a_rename_is_both_paths(repo: Repo, tmp_path: Path) -> None:
     path = Worktrees(repo, tmp_path / "wt").open("W1", branch="b/W1", start="main")
     (path / "lib").mkdir()

@@ -22,7 +22,9 @@ from nexus.missions.workspace import (
     Repo,
     Worktrees,
     commit_all,
+    diff,
     merged_items,
+    patch_sha256,
 )
 from nexus.missions.workspace._merge import PAUSE_ENV
 
@@ -86,6 +88,8 @@ def test_items_merge_one_commit_each_onto_the_current_tip(s: Setup) -> None:
     assert f"{ITEM_TRAILER}: W2" in trailers
     assert f"Nexus-Patch: {second.patch_sha256}" in trailers
     assert s.queue.merged() == {"W1": first.commit, "W2": second.commit}
+    # the evidence's patch hash: the item's diff from where it started
+    assert patch_sha256(diff(s.repo, str(first.onto), two)) == second.patch_sha256
     assert merged_items(s.repo, MISSION) == s.queue.merged()
     assert user_state(s.path) == before  # the user's checkout, index and HEAD
 

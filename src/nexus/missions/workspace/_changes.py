@@ -60,7 +60,10 @@ DIFF_OPTIONS: tuple[str, ...] = (
 
 
 def changed_files(worktree: Path, base: str) -> list[str]:
-    """Every path a worktree changed since ``base``, sorted.
+    """Every path a worktree changed since it left ``base``, sorted.
+
+    The comparison starts at the merge base of ``base`` and the worktree's ``HEAD``, so
+    ``base`` may be the mission branch even after other items moved it on.
 
     Committed, staged, unstaged and untracked changes alike (files ``.gitignore``
     excludes are not listed: they are not committed either); additions, edits,
@@ -72,6 +75,10 @@ def changed_files(worktree: Path, base: str) -> list[str]:
     """
     target = worktree_target(worktree)
     base_sha = _commit(target, base)
+    # from where the worktree left base: what others merged onto base since is not this
+    # worktree's change
+    fork = run_git(target, ["merge-base", base_sha, "HEAD"], ok=(0, 1)).stdout.split()
+    base_sha = fork[0].decode("ascii") if fork else base_sha
     tracked = run_git(target, ["diff", "--name-only", "-z", *DIFF_OPTIONS, base_sha, "--"]).stdout
     untracked = run_git(target, ["ls-files", "-z", "--others", "--exclude-standard"]).stdout
     names = {os.fsdecode(p) for p in (tracked + b"\0" + untracked).split(b"\0") if p}
