@@ -326,3 +326,50 @@ def test_a_budget_on_the_task_narrows_the_sub_workflows(tmp_path: Path) -> None:
     result, _ = asyncio.run(_run(tmp_path / "db", plan, Work().tools()))
     assert result.status == "paused"
     assert any(spent.scope == Scope("task", "build") for spent in result.paused_by)
+
+
+def test_switches_fan_outs_and_barriers_inside_keep_to_the_sub_workflow(tmp_path: Path) -> None:
+    write(
+        tmp_path / "s.yaml",
+        {
+            "version": 1,
+            "name": "s",
+            "inputs": {"kind": "bug", "items": []},
+            "outputs": {"each": "{{ tasks.each.output | map(attribute='value') | list }}"},
+            "tasks": {
+                "pick": {"switch": "{{ inputs.kind }}", "cases": {"bug": ["fix"], "default": []}},
+                "fix": work("fix", needs="pick"),
+                "each": {
+                    "needs": "fix",
+                    "foreach": "{{ inputs.items }}",
+                    "tool": "work",
+                    "with": {"name": "each", "value": "{{ item }}-{{ inputs.kind }}"},
+                },
+                "slow": work("slow"),
+                "first": {"needs_any": ["each", "slow"], **work("first")},
+            },
+        },
+    )
+    doc = {
+        "version": 1,
+        "name": "p",
+        "tasks": {
+            "bug": {"workflow": "s.yaml", "with": {"items": ["a", "b"]}},
+            "chore": {"workflow": "s.yaml", "with": {"kind": "chore"}},
+        },
+    }
+    plan = load_workflow(write(tmp_path / "p.yaml", doc), known_tools=["work"])
+    assert plan.tasks["bug/first"].barrier is not None
+    assert plan.tasks["bug/first"].barrier.of == ("bug/each", "bug/slow")
+    db = tmp_path / "db"
+    tools = Work(slow=frozenset({"slow"}))
+    tools.hang = 0.3
+    result, _ = asyncio.run(_run(db, plan, tools.tools()))
+    assert result.status == "succeeded", result.tasks
+    assert result.task_results["bug"].output == {"each": ["a-bug", "b-bug"]}
+    assert result.tasks["chore/fix"]["status"] == "skipped", "its own switch picked no case"
+    assert result.tasks["chore/each"]["status"] == "skipped"
+    assert result.tasks["chore/first"]["status"] == "succeeded", "its barrier took slow"
+    assert result.task_results["chore"].output == {"each": []}
+    assert tools.calls.count("fix") == 1
+    asyncio.run(_replay(db, result.run_id))

@@ -4,12 +4,15 @@ sub-workflow file can be wrong or hostile named with the parent's and its own pl
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nexus.domain.errors import NotFoundError, WorkflowError
 from nexus.domain.plan import Plan, SubWorkflow, plan_hash
@@ -336,3 +339,45 @@ def test_the_estimate_counts_the_sub_workflows_calls(tmp_path: Path) -> None:
     twice = estimate_plan(load_workflow(write(tmp_path / "p.yaml", doc)))
     assert twice.calls == 2
     assert twice.usd == 2 * once.usd
+
+
+@st.composite
+def _dags(draw: st.DrawFn) -> dict[str, list[str]]:
+    """Task id -> needs, each task needing some of those before it."""
+    count = draw(st.integers(1, 6))
+    ids = [f"t{i}" for i in range(count)]
+    return {
+        tid: draw(st.lists(st.sampled_from(ids[:i]), unique=True)) if i else []
+        for i, tid in enumerate(ids)
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(sub=_dags(), outer=_dags(), uses=st.integers(1, 3))
+def test_an_inlined_sub_workflow_keeps_its_graph_under_the_task(
+    sub: dict[str, list[str]], outer: dict[str, list[str]], uses: int
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(folder)
+        tasks = {tid: {"tool": "noop", "needs": needs} for tid, needs in sub.items()}
+        write(base / "s.yaml", {"version": 1, "name": "s", "tasks": tasks})
+        doc_tasks: dict[str, Any] = {
+            tid: {"tool": "noop", "needs": needs} for tid, needs in outer.items()
+        }
+        for n in range(uses):
+            doc_tasks[f"use{n}"] = {"workflow": "s.yaml", "needs": list(outer)[: n + 1]}
+        plan = load_workflow(
+            write(base / "p.yaml", {"version": 1, "name": "p", "tasks": doc_tasks})
+        )
+    for n in range(uses):
+        use, outer_needs = f"use{n}", tuple(list(outer)[: n + 1])
+        inside = {f"{use}/{tid}" for tid in sub}
+        assert set(plan.tasks[use].needs) == inside | set(outer_needs)
+        for tid, needs in sub.items():
+            spec = plan.tasks[f"{use}/{tid}"]
+            want = tuple(f"{use}/{dep}" for dep in needs) or outer_needs
+            assert spec.needs == want
+    for spec in plan.tasks.values():
+        assert set(spec.needs) <= set(plan.tasks), "every need is a task of the plan"
+    assert len(plan.tasks) == len(outer) + uses * (len(sub) + 1)
+    assert Plan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()
