@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nexus.missions.plan._paths import PathRefused, normalise_path
+from nexus.missions.plan._paths import matches as plan_matches
 from nexus.missions.verify import glob_match
 from nexus.missions.verify._inproc import (
+    MAX_SECRETS,
     FileReader,
     check_docs,
     check_scope,
@@ -36,32 +40,50 @@ from nexus.missions.verify._inproc import (
         ("**/test_*.py", "a/b/test_x.py", True),
         ("docs/?.md", "docs/a.md", True),
         ("docs/?.md", "docs/ab.md", False),
-        ("[ab].py", "a.py", True),
-        ("[!ab].py", "a.py", False),
+        ("pages/[id].tsx", "pages/[id].tsx", True),  # brackets are ordinary characters
+        ("pages/[id].tsx", "pages/i.tsx", False),
+        ("{a,b}.py", "{a,b}.py", True),
         ("a.py", "a_py", False),
-        ("[", "[", True),
+        ("A.py", "a.py", False),
+        ("**", "a/b", True),
+        ("src/**", "src", True),  # none included, as the plan reads it
     ],
 )
 def test_globs(pattern: str, path: str, matches: bool) -> None:
     assert glob_match(pattern, path) is matches
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.text(alphabet="ab*?/.", min_size=1, max_size=8),
-    st.text(alphabet="ab/.", min_size=1, max_size=10),
+_COMPONENT = st.text(alphabet="ab*?.[]", min_size=1, max_size=4).filter(
+    lambda c: c not in (".", "..") and "**" not in c
 )
-def test_globs_without_double_stars_agree_with_fnmatch_per_component(
-    pattern: str, path: str
-) -> None:
-    """Without ``**``, a glob matches exactly when each component does, as fnmatch says."""
-    if "**" in pattern or pattern.endswith("/"):
+_NAME = st.text(alphabet="ab.[]", min_size=1, max_size=4).filter(lambda c: c not in (".", ".."))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_COMPONENT | st.just("**"), min_size=1, max_size=4),
+    st.lists(_NAME, min_size=1, max_size=5),
+)
+def test_globs_mean_what_the_plans_owns_mean(pattern: list[str], path: list[str]) -> None:
+    """The scope check reads a plan's ``owns`` exactly as the plan compiler does."""
+    try:
+        glob = normalise_path("/".join(pattern))
+    except PathRefused:
         return
-    pp, cp = pattern.split("/"), path.split("/")
-    expected = len(pp) == len(cp) and all(
-        fnmatch.fnmatchcase(c, p) for p, c in zip(pp, cp, strict=False)
+    name = "/".join(path)
+    assert glob_match(glob, name) is plan_matches(glob, name)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_COMPONENT, min_size=1, max_size=3), st.lists(_NAME, min_size=1, max_size=3))
+def test_globs_without_double_stars_agree_with_fnmatch_per_component(
+    pattern: list[str], path: list[str]
+) -> None:
+    """Without ``**``, a glob matches exactly when each component does (brackets literal)."""
+    expected = len(pattern) == len(path) and all(
+        fnmatch.fnmatchcase(c, p.replace("[", "[[]")) for p, c in zip(pattern, path, strict=False)
     )
-    assert glob_match(pattern, path) is expected
+    assert glob_match("/".join(pattern), "/".join(path)) is expected
 
 
 def test_scope_names_each_unowned_or_escaping_path() -> None:
@@ -130,6 +152,41 @@ def test_secret_scan_follows_no_link_and_reads_no_binary(tmp_path: Path) -> None
     )
     assert found == []
     assert values == []
+
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiJ9"
+    + ".eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+    + ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+)
+
+
+def test_json_web_tokens_are_found_in_dotted_runs(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text(f"Authorization: Bearer {JWT}\nversion 1.2.3.eyJ.eyJ.x\n")
+    found, values = scan_secrets("secrets", FileReader(str(tmp_path)), ["a.txt"])
+    assert [(d.line, d.code) for d in found] == [(1, "jwt")]
+    assert values == [JWT]
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["x", "eyJ-", "eyJaaaaaaaaaaaaa.", "sk-", "token", 'token="', "a_", "auth" + "a" * 39 + "=",
+     "token = 'x'\n", "hf_", "AIza", "-----BEGIN "],
+)  # fmt: skip
+def test_crafted_files_cannot_make_the_scan_slow(tmp_path: Path, unit: str) -> None:
+    """Every pattern does bounded work per place it could start: 2 MiB scans in linear time."""
+    (tmp_path / "f").write_text(unit * ((2 << 20) // len(unit)))
+    started = time.monotonic()
+    scan_secrets("secrets", FileReader(str(tmp_path)), ["f"])
+    # about 1 s here for the worst of them; the quadratic versions took minutes
+    assert time.monotonic() - started < 8
+
+
+def test_a_file_full_of_secrets_stops_the_scan_at_its_cap(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text(("sk_live_" + "a" * 20 + "-") * 50_000)
+    found, values = scan_secrets("secrets", FileReader(str(tmp_path)), ["f", "f"])
+    assert len(found) == MAX_SECRETS
+    assert len(values) == MAX_SECRETS
 
 
 def test_secret_scan_reads_at_most_its_cap(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ import pytest
 from pydantic import ValidationError
 
 from nexus.domain.errors import UserError
-from nexus.missions.verify import CheckResult, CheckSpec, Diagnostic, default_checks, user_checks
+from nexus.missions.verify import (
+    CheckResult,
+    CheckSpec,
+    Diagnostic,
+    default_checks,
+    merge_checks,
+    user_checks,
+)
 from nexus.missions.verify._model import MAX_DIAGNOSTICS, MAX_OUTPUT
 from nexus.missions.verify._spec import parse_duration
 from nexus.tools.sandbox import PYTHON
@@ -200,3 +207,34 @@ def test_a_tampered_result_is_refused() -> None:
         CheckResult.from_data({k: v for k, v in data.items() if k != "output"})
     with pytest.raises(UserError, match="wrong type"):
         CheckResult.from_data({**data, "diagnostics": [{"check": "c", "message": 3}]})
+
+
+def test_user_checks_replace_built_ins_of_their_name_in_place(tmp_path: Path) -> None:
+    (tmp_path / "lib.py").write_text("x = 1\n")
+    (tmp_path / "tests").mkdir()
+    mine = user_checks({"tests": {"command": "make test"}, "e2e": {"command": "make e2e"}},
+                       source="nexus.toml")  # fmt: skip
+    merged = merge_checks(default_checks(tmp_path), mine)
+    names = [c.name for c in merged]
+    assert names == ["scope", "build", "lint", "tests", "security", "secrets", "docs", "e2e"]
+    assert merged[3].command == ("make", "test")
+
+
+def _verdict(**kw: Any) -> CheckResult:
+    spec = CheckSpec(name="c", kind="command", command=("x",))
+    fields: dict[str, Any] = {"passed": True, "diagnostics": []}
+    fields.update(kw)
+    return CheckResult.make(spec, **fields)
+
+
+def test_results_say_their_evidence_verdict_and_summary() -> None:
+    failing = [
+        Diagnostic("c", "a.py", 3, "E1", "bad thing\ndetail"),
+        Diagnostic("c", None, None, None, "x"),
+    ]
+    assert (_verdict().verdict, _verdict().summary) == ("pass", "passed")
+    bad = _verdict(passed=False, diagnostics=failing)
+    assert (bad.verdict, bad.summary) == ("fail", "a.py:3: bad thing (+1 more)")
+    assert _verdict(skipped="nothing to do").verdict == "skipped"
+    assert _verdict(passed=False, skipped="no tool").verdict == "error"
+    assert _verdict(passed=False, limits_hit=["wall_time"]).verdict == "error"

@@ -36,7 +36,12 @@ from nexus.missions.verify._model import (
     PassRule,
 )
 from nexus.missions.verify._run import CHECK_PROFILE, CheckSandbox, run_checks
-from nexus.missions.verify._spec import default_checks, parse_duration, user_checks
+from nexus.missions.verify._spec import (
+    default_checks,
+    merge_checks,
+    parse_duration,
+    user_checks,
+)
 
 __all__ = [
     "BOOK_PATH",
@@ -56,6 +61,7 @@ __all__ = [
     "failure_signature",
     "gate",
     "glob_match",
+    "merge_checks",
     "parse_duration",
     "run_checks",
     "user_checks",

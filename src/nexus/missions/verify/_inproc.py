@@ -25,6 +25,7 @@ from nexus.security.paths import open_beneath, open_root, read_at_most, split_be
 
 __all__ = [
     "MAX_SCAN_BYTES",
+    "MAX_SECRETS",
     "ApiSymbol",
     "FileReader",
     "check_docs",
@@ -36,6 +37,8 @@ __all__ = [
 
 #: Bytes of one file the secret scan and the docs check read.
 MAX_SCAN_BYTES = 2 << 20
+#: Secrets the scan reports before it stops (one is enough to fail the check).
+MAX_SECRETS = 100
 _SNIFF = 8192
 
 
@@ -84,49 +87,39 @@ class FileReader:
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     if pattern.endswith("/"):
         pattern += "**"
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            out.append(("[^/" if negate else "[") + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
+    segments = [s for s in pattern.split("/") if s not in ("", ".")]
+    regex = ""
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "**":
+            if not last:
+                regex += "(?:[^/]+/)*"
+            elif i == 0:
+                regex += "[^/]+(?:/[^/]+)*"
+            else:
+                regex = regex[:-1] + "(?:/[^/]+)*"
+            continue
+        for char in segment:
+            regex += "[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char)
+        regex += "" if last else "/"
+    return re.compile(regex, re.DOTALL)
 
 
 def glob_match(pattern: str, path: str) -> bool:
     """Whether ``path`` (relative, ``/``-separated) matches ``pattern``.
 
-    ``*`` and ``?`` stay within one path component, ``**`` crosses them
-    (``src/**`` is everything under ``src``; ``**/test_*.py`` a test file at
-    any depth, the top included), ``[abc]``/``[!abc]`` are character
-    classes, and a pattern ending in ``/`` means everything under it.
+    The globs of a plan's ``owns`` (``nexus.missions.plan``): ``*`` and ``?``
+    stay within one path component; ``**`` as a whole component is any
+    number of components (``src/**`` is everything under ``src``;
+    ``**/test_*.py`` a test file at any depth, the top included); ``[``,
+    ``]``, ``{`` and ``}`` are ordinary characters (``pages/[id].tsx`` is
+    that file); case counts. A pattern ending in ``/`` means everything under it.
 
     Example:
         >>> glob_match("src/**/*.py", "src/a/b.py"), glob_match("src/*.py", "src/a/b.py")
         (True, False)
     """
-    try:
-        return bool(_glob_regex(pattern).match(path))
-    except re.error:
-        return False
+    return _glob_regex(pattern).fullmatch(path) is not None
 
 
 def check_scope(check: str, changed: Sequence[str], owns: Sequence[str]) -> list[Diagnostic]:
@@ -166,13 +159,17 @@ _FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("openai-or-anthropic-key", r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_\-]{32,}"),
         ("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}\b"),
         ("private-key", r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
-        ("jwt", r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
     )
 )
+# no leading name pattern and bounded gaps: each place a key word occurs costs a bounded
+# amount of work, so a crafted file cannot make the scan quadratic
 _ASSIGNED = re.compile(
-    r"(?i)[\w.-]*(?:secret|token|passw(?:or)?d|api[_-]?key|access[_-]?key|private[_-]?key"
-    r"|credential|auth)[\w.-]*[\"']?\s*[:=]{1,2}\s*[bru]?[\"']([^\"'\s]{16,200})[\"']"
+    r"(?i)(?:secret|token|passw(?:or)?d|api[_-]?key|access[_-]?key|private[_-]?key"
+    r"|credential|auth)[\w.-]{0,40}[\"']?\s{0,8}[:=]{1,2}\s{0,8}[bru]?[\"']([^\"'\s]{16,200})[\"']"
 )
+# JSON Web Tokens are found by splitting dotted runs, not by a regex that would rescan
+# a long run from every 'eyJ' in it
+_DOTTED = re.compile(r"[A-Za-z0-9_.-]{40,}")
 _PLACEHOLDER = re.compile(r"(?i)example|changeme|dummy|placeholder|your[_-]|x{6,}|\*{4,}|<|\{")
 
 
@@ -195,10 +192,31 @@ def _random_looking(value: str) -> bool:
     return classes >= 2 and entropy(value) >= 3.5 and not _PLACEHOLDER.search(value)
 
 
+def _jwts(line: str) -> list[str]:
+    """``header.payload.signature`` runs whose first two parts are base64url JSON objects."""
+    found: list[str] = []
+    if "eyJ" not in line:
+        return found
+    for run in _DOTTED.finditer(line):
+        parts = run.group(0).split(".")
+        for i in range(len(parts) - 2):
+            a, b, c = parts[i : i + 3]
+            if (
+                a.startswith("eyJ")
+                and b.startswith("eyJ")
+                and min(len(a), len(b), len(c) + 3) >= 13
+            ):
+                found.append(".".join((a, b, c)))
+                break
+    return found
+
+
 def scan_secrets(
     check: str, reader: FileReader, changed: Sequence[str]
 ) -> tuple[list[Diagnostic], list[str]]:
     """Secrets in the changed files: well-known key formats, random-looking assigned values.
+
+    It stops after :data:`MAX_SECRETS` finds.
 
     Returns:
         The diagnostics -- file, line, the kind of secret and a fingerprint
@@ -213,15 +231,16 @@ def scan_secrets(
             continue
         text = data.decode("utf-8", errors="replace")
         for number, line in enumerate(text.splitlines(), 1):
-            if len(line) > 10_000:
-                line = line[:10_000]
             hits = [(name, m.group(0)) for name, rx in _FORMATS for m in rx.finditer(line)]
+            hits += [("jwt", token) for token in _jwts(line)]
             hits += [
                 ("high-entropy-assignment", m.group(1))
                 for m in _ASSIGNED.finditer(line)
                 if _random_looking(m.group(1)) and not any(m.group(1) in v for _, v in hits)
             ]
             for name, value in hits:
+                if len(out) >= MAX_SECRETS:
+                    return out, found
                 digest = hashlib.sha256(value.encode()).hexdigest()[:12]
                 found.append(value)
                 out.append(

@@ -212,6 +212,35 @@ class CheckResult:
             required=spec.required,
         )
 
+    @property
+    def verdict(self) -> Literal["pass", "fail", "error", "skipped"]:
+        """The evidence bundle's verdict (:data:`~nexus.missions.evidence.CheckVerdict`).
+
+        ``skipped`` when there was nothing to check or an optional tool is
+        missing; ``error`` when a required tool is missing or a sandbox limit
+        was hit (the check could not give an answer); else ``pass`` or ``fail``.
+        """
+        if self.skipped is not None:
+            return "skipped" if self.passed else "error"
+        if self.limits_hit:
+            return "error"
+        return "pass" if self.passed else "fail"
+
+    @property
+    def summary(self) -> str:
+        """One line for reports: the outcome and the first diagnostic."""
+        if self.skipped is not None:
+            return f"skipped: {self.skipped}"[:200]
+        if self.passed:
+            return "passed"
+        if not self.diagnostics:
+            return f"failed (exit {self.exit_code})"
+        first = self.diagnostics[0]
+        where = f"{first.where()}: " if first.file else ""
+        line = first.message.strip().split("\n", 1)[0]
+        more = f" (+{len(self.diagnostics) - 1} more)" if len(self.diagnostics) > 1 else ""
+        return f"{where}{line}"[:200] + more
+
     def redacted(self, redact: Callable[[str], str]) -> CheckResult:
         """This result with ``redact`` applied to its output and messages, the hash recomputed."""
         output = bound_output(redact(self.output))

@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from nexus.domain.errors import UserError
 from nexus.missions.verify._model import CheckSpec, check_name_ok
 from nexus.tools.sandbox import PYTHON
 
-__all__ = ["BUILD_SCRIPT", "default_checks", "parse_duration", "user_checks"]
+__all__ = ["BUILD_SCRIPT", "default_checks", "merge_checks", "parse_duration", "user_checks"]
 
 #: Directories never walked when looking at what a repository holds.
 SKIP_DIRS = frozenset(
@@ -203,6 +203,20 @@ def user_checks(table: Mapping[str, Any], *, source: str) -> list[CheckSpec]:
             raise UserError(f"{where}: field {field!r}: {problem['msg']}") from None
         out.append(spec)
     return out
+
+
+def merge_checks(*groups: Sequence[CheckSpec]) -> list[CheckSpec]:
+    """The checks of ``groups`` in order, a later check replacing an earlier one of its name.
+
+    ``merge_checks(default_checks(tree), user_checks(table, source=...))``
+    lets ``[mission.checks.tests]`` replace the built-in ``tests`` check, in
+    its place.
+    """
+    out: dict[str, CheckSpec] = {}
+    for group in groups:
+        for spec in group:
+            out[spec.name] = spec
+    return list(out.values())
 
 
 def parse_duration(value: object, where: str) -> float:
