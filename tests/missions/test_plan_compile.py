@@ -394,3 +394,16 @@ def test_a_schema_without_checks_allows_none() -> None:
     assert validator.is_valid(answer)
     answer["items"][0]["checks"] = ["tests"]
     assert not validator.is_valid(answer)
+
+
+def test_a_flood_of_problems_stays_readable(spec: SpecMap) -> None:
+    flood = {f"k{n}" + "y" * 500: 1 for n in range(300)}
+    answer = {"items": [item("a", requirements=["R1", "R2"], **flood)]}
+    with pytest.raises(PlanRejected) as caught:
+        compile_plan(answer, spec=spec, files=FILES, checks=CHECKS)
+    error = caught.value
+    assert len(error.problems) == 300
+    assert all(len(p.field or "") <= 60 for p in error.problems)
+    assert error.message.count("\n- ") == 50
+    assert error.message.endswith("... and 250 more")
+    assert len(error.message) < 20_000

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexus.missions.plan._graph import cycles, dependency_order
 from nexus.missions.plan._model import (
     ITEM_ID,
     MissionPlan,
@@ -84,6 +85,12 @@ def _show(value: object, limit: int = 60) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return repr(text)
+
+
+def _key(key: object, limit: int = 60) -> str:
+    """A model-written field name as a problem names it: cut when long."""
+    text = str(key)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _hint(name: str, known: Iterable[str]) -> str:
@@ -157,7 +164,7 @@ class _Compiler:
             raise self.reject(None, f"the answer is {_kind(answer)}, not an object with 'items'")
         for key in answer:
             if key not in _TOP:
-                self.add(None, str(key), "is not a field of a plan" + _hint(str(key), _TOP))
+                self.add(None, _key(key), "is not a field of a plan" + _hint(_key(key), _TOP))
         if "items" not in answer:
             raise self.reject("items", "is missing: a plan lists its work items")
         if not isinstance(answer["items"], list):
@@ -219,7 +226,8 @@ class _Compiler:
             self.add(item, "id", f"{_show(raw_id)} is not a slug ({ITEM_ID}): {_slug_hint(raw_id)}")
         for key in raw:
             if key not in _FIELDS:
-                self.add(item, str(key), "is not a field of a work item" + _hint(str(key), _FIELDS))
+                name = _key(key)
+                self.add(item, name, "is not a field of a work item" + _hint(name, _FIELDS))
         item.title = self.text(item, raw, "title", required=True)
         item.summary = self.text(item, raw, "summary", required=False)
         for key in _LISTS:
@@ -290,7 +298,7 @@ class _Compiler:
             item.lists["needs"] = valid
             if item.id is not None and item.id not in graph:
                 graph[item.id] = valid
-        for cycle in _cycles(graph):
+        for cycle in cycles(graph):
             message = "dependencies cycle: " + " -> ".join([*cycle, cycle[0]])
             message += "; an item can only need items that do not need it back"
             self.problems.append(PlanProblem(cycle[0], "needs", message))
@@ -475,91 +483,6 @@ def _slug_hint(raw: str) -> str:
     return "lowercase letters, digits and '-', starting with a letter"
 
 
-def _cycles(graph: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """One cycle per strongly connected component of more than one item, in plan order.
-
-    Each cycle starts at the component's first item in the plan and follows
-    ``needs`` edges back to it.
-    """
-    position = {node: n for n, node in enumerate(graph)}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-    for root in graph:
-        if root in index:
-            continue
-        # iterative Tarjan: (node, next edge to look at)
-        work: list[tuple[str, int]] = [(root, 0)]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, edge = work[-1]
-            edges = graph.get(node, ())
-            if edge < len(edges):
-                work[-1] = (node, edge + 1)
-                nxt = edges[edge]
-                if nxt not in index:
-                    index[nxt] = low[nxt] = len(index)
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component: list[str] = []
-                while True:
-                    top = stack.pop()
-                    on_stack.discard(top)
-                    component.append(top)
-                    if top == node:
-                        break
-                if len(component) > 1:
-                    components.append(component)
-    cycles: list[list[str]] = []
-    for component in sorted(components, key=lambda c: min(position[n] for n in c)):
-        members = set(component)
-        start = min(component, key=position.__getitem__)
-        # breadth-first from start along needs, inside the component, back to start
-        parents: dict[str, str] = {}
-        queue = [start]
-        found: str | None = None
-        while queue and found is None:
-            node = queue.pop(0)
-            for nxt in graph[node]:
-                if nxt == start:
-                    found = node
-                    break
-                if nxt in members and nxt not in parents:
-                    parents[nxt] = node
-                    queue.append(nxt)
-        path = [found] if found is not None else []
-        while path and path[-1] != start:
-            path.append(parents[path[-1]])
-        cycles.append(list(reversed(path)))
-    return cycles
-
-
-def _ordered(items: Sequence[WorkItem]) -> tuple[WorkItem, ...]:
-    """Dependency order, stable: the earliest item whose needs are all placed goes next."""
-    placed: set[str] = set()
-    left = list(items)
-    out: list[WorkItem] = []
-    while left:
-        n = next(n for n, item in enumerate(left) if placed.issuperset(item.needs))
-        item = left.pop(n)
-        placed.add(item.id)
-        out.append(item)
-    return tuple(out)
-
-
 def compile_plan(
     answer: Any,
     *,
@@ -624,4 +547,4 @@ def compile_plan(
         )
         for item in items
     ]
-    return MissionPlan(items=_ordered(plan_items), unmet=tuple(unmet))
+    return MissionPlan(items=dependency_order(plan_items), unmet=tuple(unmet))

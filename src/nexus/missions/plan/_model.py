@@ -33,6 +33,8 @@ __all__ = [
 ITEM_ID = r"^[a-z][a-z0-9-]{0,39}$"
 #: The longest :meth:`PlanRejected.feedback`.
 MAX_FEEDBACK_CHARS = 8000
+#: The most problems a rejection's message lists (:attr:`PlanRejected.problems` has all).
+_LISTED = 50
 
 
 class _Frozen(BaseModel):
@@ -146,7 +148,10 @@ class PlanRejected(UserError):
         self.problems = list(problems)
         count = len(self.problems)
         head = "the plan is rejected: " + ("1 problem" if count == 1 else f"{count} problems")
-        super().__init__(head + "".join(f"\n- {problem}" for problem in self.problems))
+        listed = "".join(f"\n- {problem}" for problem in self.problems[:_LISTED])
+        if count > _LISTED:
+            listed += f"\n... and {count - _LISTED} more"
+        super().__init__(head + listed)
 
     def feedback(self, limit: int = MAX_FEEDBACK_CHARS) -> str:
         """Markdown for the architect: what to fix, a problem a line, at most ``limit`` chars.
