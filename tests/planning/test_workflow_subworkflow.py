@@ -81,7 +81,9 @@ def test_the_sub_workflow_joins_the_plan_under_the_task(tmp_path: Path) -> None:
     assert plan_hash(Plan.from_dict(plan.to_dict())) == plan_hash(plan)
 
 
-def test_a_name_is_a_file_in_the_workflows_directory(tmp_path: Path) -> None:
+def test_a_name_is_a_file_in_the_workflows_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path / "workflows" / "build.yaml", SUB)
     plan = load_workflow(parent(tmp_path, {"workflow": "build"}))
     assert "build/package" in plan.tasks
@@ -90,6 +92,16 @@ def test_a_name_is_a_file_in_the_workflows_directory(tmp_path: Path) -> None:
     assert "task 'build', field 'workflow'" in found
     assert "no sub-workflow named 'lint'" in found
     assert "workflows/lint.yaml" in found
+    # beside the file first, else in the current directory (a project's root)
+    project = tmp_path / "project"
+    write(project / "workflows" / "lint.yaml", {**SUB, "name": "lint"})
+    monkeypatch.chdir(project)
+    plan = load_workflow(parent(tmp_path, {"workflow": "lint"}))
+    assert plan.tasks["build"].workflow is not None
+    assert plan.tasks["build"].workflow.name == "lint"
+    for bad in ("..", ".hidden", "a b"):
+        (found,) = problems(parent(tmp_path, {"workflow": bad}))
+        assert "a sub-workflow's name is letters" in found, found
 
 
 def test_with_gives_declared_inputs_and_every_required_one(tmp_path: Path) -> None:

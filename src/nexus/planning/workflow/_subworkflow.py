@@ -25,6 +25,7 @@ and field, then the sub-workflow's file, task and field.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -81,6 +82,7 @@ RUN_SETTINGS = (
 _TASK_KEYS = frozenset({"workflow", "needs", "args", "budget"})
 
 _SUFFIXES = (".yaml", ".yml", ".json")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 @dataclass(slots=True)
@@ -252,7 +254,8 @@ def _locate(
     written: str, base_dir: Path | None, nesting: Nesting, report: Reporter, tid: str
 ) -> Path | None:
     """The sub-workflow's file: a path (relative to the parent's directory), or a name
-    (``lint``: ``workflows/lint.yaml`` beside the parent); None when it may not be read."""
+    (``lint``: ``workflows/lint.yaml`` beside the parent, else in the current
+    directory); None when it may not be read."""
     base = base_dir if base_dir is not None else Path.cwd()
     if "/" in written or written.endswith(_SUFFIXES):
         path = Path(written)
@@ -264,17 +267,27 @@ def _locate(
             )
             return None
     else:
-        candidates = [Path("workflows") / f"{written}{suffix}" for suffix in _SUFFIXES]
-        path = next((c for c in candidates if (base / c).is_file()), candidates[0])
-        if not (base / path).is_file():
+        if _NAME_RE.fullmatch(written) is None:
             report.add(
-                f"no sub-workflow named {written!r}: a name is a file in the workflows/ "
-                f"directory beside the workflow ({base / path} does not exist); a path "
-                "ends in .yaml",
+                f"a sub-workflow's name is letters, digits, '_' and '-', not {written!r}",
                 task=tid,
                 field="workflow",
             )
             return None
+        names = [Path("workflows") / f"{written}{suffix}" for suffix in _SUFFIXES]
+        places = list(dict.fromkeys([base, Path.cwd()]))
+        found = next((place / n for place in places for n in names if (place / n).is_file()), None)
+        if found is None:
+            where = " or ".join(str(place / names[0]) for place in places)
+            report.add(
+                f"no sub-workflow named {written!r}: a name is a file in the workflows/ "
+                f"directory beside the workflow or in the current one ({where} does not "
+                "exist); a path ends in .yaml",
+                task=tid,
+                field="workflow",
+            )
+            return None
+        path = found
     full = path if path.is_absolute() else base / path
     real = os.path.realpath(full)
     problem = workspace_problem(real, roots=list(nesting.roots))
