@@ -266,3 +266,23 @@ def test_docs_compare_against_a_git_base(tmp_path: Path) -> None:
     result = _run(root, [docs], base_ref="--output=/tmp/x")["docs"]
     assert [d.code for d in result.diagnostics] == ["missing-docstring"]
     assert not os.path.exists("/tmp/x")
+
+
+def test_a_check_reads_outside_the_tree_only_where_it_may(tmp_path: Path) -> None:
+    toolchain = tmp_path / "toolchain"
+    toolchain.mkdir()
+    (toolchain / "VERSION").write_text("toolchain 1.0\n")
+    root = _repo(tmp_path / "repo", {"lib.py": GOOD})
+    [allowed, denied] = user_checks(
+        {
+            "allowed": {"command": ["cat", str(toolchain / "VERSION")],
+                        "read_paths": [str(toolchain)]},
+            "denied": {"command": ["cat", str(toolchain / "VERSION")]},
+        },
+        source="nexus.toml",
+    )  # fmt: skip
+    results = _run(root, [allowed, denied])
+    assert results["allowed"].passed
+    assert "toolchain 1.0" in results["allowed"].output
+    assert not results["denied"].passed
+    assert "toolchain 1.0" not in results["denied"].output

@@ -137,6 +137,9 @@ def test_user_checks_read_every_field() -> None:
         ('command = "x"\ntimeout = -1', "timeout", "not a duration"),
         ('command = "x"\ntimeout = "3d"', "timeout", "not a duration"),
         ('command = "x"\nrequired = "yes"', "required", "true or false"),
+        ('command = "x"\nread_paths = "/opt"', "read_paths", "list of absolute paths"),
+        ('command = "x"\nread_paths = ["opt/venv"]', "read path", "must be absolute"),
+        ('command = "x"\nread_paths = ["/opt/../etc"]', "read path", "without '..'"),
     ],
 )
 def test_bad_user_checks_name_file_table_and_field(entry: str, field: str, words: str) -> None:

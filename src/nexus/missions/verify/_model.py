@@ -68,6 +68,9 @@ class CheckSpec(BaseModel):
         timeout_s: wall-clock seconds the check may take (its CPU seconds too).
         required: whether the gate rejects a change that fails it when the
             work item's envelope does not name the checks itself.
+        read_paths: absolute host paths the command may read besides the
+            system, Nexus's interpreter and the work tree (a project's own
+            virtual environment or toolchain).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,6 +81,7 @@ class CheckSpec(BaseModel):
     passes: PassRule = "exit_zero"
     timeout_s: float = Field(default=300.0, gt=0, le=86400)
     required: bool = True
+    read_paths: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _command_fits_kind(self) -> CheckSpec:
@@ -87,6 +91,11 @@ class CheckSpec(BaseModel):
             raise ValueError(f"a '{self.kind}' check needs a non-empty command")
         if self.command is not None and any(not a or "\0" in a for a in self.command):
             raise ValueError("command arguments must be non-empty and hold no NUL byte")
+        for path in self.read_paths:
+            if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
+                raise ValueError(f"read path {path!r} must be absolute, without '..'")
+        if self.read_paths and self.command is None:
+            raise ValueError(f"a '{self.kind}' check runs in Nexus and takes no read_paths")
         return self
 
 

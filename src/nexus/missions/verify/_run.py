@@ -276,6 +276,7 @@ async def _run_command(spec: CheckSpec, run: _Run, started: float) -> CheckResul
             wall_seconds=min(base.wall_seconds, spec.timeout_s),
             cpu_seconds=max(1, min(base.cpu_seconds, math.ceil(spec.timeout_s))),
             write_paths=(*base.write_paths, scratch),
+            read_paths=(*base.read_paths, *spec.read_paths),
         )
         env = {**run.sandbox.env, "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1"}
         result = await run_sandboxed(

@@ -56,7 +56,7 @@ sys.exit(1 if failed else 0)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_USER_FIELDS = ("command", "passes", "timeout", "required")
+_USER_FIELDS = ("command", "passes", "timeout", "required", "read_paths")
 
 
 def default_checks(worktree: Path) -> list[CheckSpec]:
@@ -146,8 +146,9 @@ def user_checks(table: Mapping[str, Any], *, source: str) -> list[CheckSpec]:
     string split like a shell would, without running one), ``passes``
     (``exit_zero``, the default; ``junit``; ``no_findings``), ``timeout``
     (seconds, or a string such as ``"90s"``, ``"2m"``, ``"1h"``; default 5
-    minutes) and ``required`` (default true). Such a check has kind
-    ``command``.
+    minutes), ``required`` (default true) and ``read_paths`` (absolute paths
+    the command may also read, such as the project's own virtual
+    environment). Such a check has kind ``command``.
 
     Args:
         table: the ``[mission.checks]`` table (NAME -> its table).
@@ -188,6 +189,9 @@ def user_checks(table: Mapping[str, Any], *, source: str) -> list[CheckSpec]:
         if not isinstance(required, bool):
             raise UserError(f"{where}: field 'required' must be true or false")
         timeout = parse_duration(entry.get("timeout", 300), f"{where}: field 'timeout'")
+        read_paths = entry.get("read_paths", [])
+        if not isinstance(read_paths, list) or not all(isinstance(p, str) for p in read_paths):
+            raise UserError(f"{where}: field 'read_paths' must be a list of absolute paths")
         try:
             spec = CheckSpec(
                 name=name,
@@ -196,10 +200,13 @@ def user_checks(table: Mapping[str, Any], *, source: str) -> list[CheckSpec]:
                 passes=passes,
                 timeout_s=timeout,
                 required=required,
+                read_paths=tuple(read_paths),
             )
         except ValidationError as exc:
             problem = exc.errors()[0]
-            field = ".".join(str(p) for p in problem["loc"]) or "command"
+            field = ".".join(str(p) for p in problem["loc"])
+            if not field:  # a check across fields: the message names what is wrong
+                raise UserError(f"{where}: {problem['msg']}") from None
             raise UserError(f"{where}: field {field!r}: {problem['msg']}") from None
         out.append(spec)
     return out
