@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -381,6 +381,7 @@ def goal_document(
     review: bool = False,
     max_tasks: int = 50,
     planner: str | None = None,
+    cache: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The workflow document of a mission from ``goal`` (see :mod:`nexus.planning.goal`).
 
@@ -418,6 +419,7 @@ def goal_document(
         planner=planner,
         review=review,
         max_tasks=max_tasks,
+        cache=cache,
     )
 
 
@@ -515,6 +517,7 @@ class Workflow(WorkflowBuilder):
         max_tasks: int = 50,
         planner: str | None = None,
         tools: ToolRegistry | None = None,
+        cache: Sequence[str] = (),
     ) -> Workflow:
         """A mission from ``goal``: the agent whose role is ``planner`` turns it into
         tasks for the other agents (and the tools the agents file lists), checked like
@@ -529,6 +532,8 @@ class Workflow(WorkflowBuilder):
             planner: the planning agent, when no single one has role ``planner``.
             tools: where the tools the agents file lists are found (default:
                 the built-in tools).
+            cache: ``["plans"]``: re-use the plan an earlier run of the same goal,
+                agents and inputs made (docs/planning.md, The plan cache).
 
         Raises:
             UserError: the goal is empty or too long.
@@ -536,7 +541,13 @@ class Workflow(WorkflowBuilder):
         """
         registry = tools if tools is not None else builtin_tools()
         doc = goal_document(
-            goal, agents, registry, review=review, max_tasks=max_tasks, planner=planner
+            goal,
+            agents,
+            registry,
+            review=review,
+            max_tasks=max_tasks,
+            planner=planner,
+            cache=cache,
         )
         wf = cls(doc["name"], fail_fast=False)
         wf._doc = doc

@@ -839,6 +839,7 @@ REPLANNING = """
 version: 1
 name: replanning
 on_failure: compensate
+cache: plans
 agents:
   planner: {model: "scripted:planner", capabilities: [plan]}
 tasks:
@@ -860,7 +861,7 @@ tasks:
 
 
 def _replanning(_: Path) -> Workflow:
-    wf = Workflow("replanning", on_failure="compensate")
+    wf = Workflow("replanning", on_failure="compensate", cache=["plans"])
     wf.agent("planner", model="scripted:planner", capabilities=["plan"])
     plan = wf.task(
         "plan",

@@ -14,7 +14,8 @@ aggregate their items (a majority over agents, a consensus that fails, a
 first_success that cancels the others), state machines (one ending in a
 terminal state with an output, one in a ``fail`` state), a saga (a failed
 step compensated, one compensation failing after its retry) and barriers
-(``needs_any``, a ``wait`` that continues at its deadline). They are never
+(``needs_any``, a ``wait`` that continues at its deadline), and a goal mission
+whose plan came from the plan cache (``plan.cached``). They are never
 re-recorded to make this test pass: a change that needs that has changed the
 log's bytes.
 """
@@ -79,6 +80,7 @@ def test_every_scenario_is_recorded() -> None:
         "failing",
         "fsm",
         "interrupted",
+        "plancache",
         "rejected",
         "saga",
         "tools",

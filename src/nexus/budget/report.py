@@ -5,7 +5,9 @@ computed when it ran (``{"usd", "tokens"}``), so the report is a pure fold of
 the log -- exact (Decimal) and the same however often it is read. It breaks
 the spend down per call, task, agent and model, puts the preflight estimate
 recorded at start next to the actual figure, and reports what the response
-cache saved.
+cache saved -- and the plan cache: a planner whose plan came from an earlier
+run (``plan.cached``) made no model call, and what making that plan cost
+there is the saving.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from nexus.domain.budget import Scope, money_text
 from nexus.domain.events import Event, EventType
-from nexus.domain.payloads import AttemptStarted, EffectRecord, RunStarted
+from nexus.domain.payloads import AttemptStarted, EffectRecord, PlanCached, RunStarted
 from nexus.domain.state import RunState
 from nexus.gateway.base import ModelResponse, Usage
 from nexus.gateway.pricing import PricingTable
@@ -65,11 +67,24 @@ def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) ->
     unpriced: set[str] = set()
     tool_calls = 0
     budget_events: list[dict[str, Any]] = []
+    plan_hits: list[dict[str, Any]] = []
     for event in events:
         if event.type is EventType.ATTEMPT_STARTED:
             attempt = AttemptStarted.of(event.data)
             if attempt.agent is not None:
                 agent_of[(attempt.task, attempt.attempt)] = attempt.agent
+        elif event.type is EventType.PLAN_CACHED:
+            hit = PlanCached.of(event.data)
+            plan_hits.append(
+                {
+                    "task": hit.task,
+                    "attempt": hit.attempt,
+                    "source_run": hit.source_run,
+                    "usd": str(hit.saved.get("usd", "0")),
+                    "tokens": int(hit.saved.get("tokens", 0)),
+                    "calls": int(hit.saved.get("calls", 0)),
+                }
+            )
         elif event.type in (EventType.BUDGET_WARNING, EventType.BUDGET_EXCEEDED):
             budget_events.append({"type": str(event.type), "at": event.at, **event.data})
         elif event.type is EventType.EFFECT_RECORDED:
@@ -122,6 +137,15 @@ def cost_report(events: Sequence[Event], pricing: PricingTable | None = None) ->
         "budget_events": budget_events,
         "budgets": _budgets(state),
     }
+    if plan_hits:  # only then: reports of runs without the plan cache keep their shape
+        report["plan_cache"] = {
+            "hits": plan_hits,
+            "saved": {
+                "usd": money_text(sum((Decimal(h["usd"]) for h in plan_hits), Decimal(0))),
+                "tokens": sum(h["tokens"] for h in plan_hits),
+                "calls": sum(h["calls"] for h in plan_hits),
+            },
+        }
     estimate = started.estimate
     if estimate is not None:
         report["estimate"] = {

@@ -219,6 +219,11 @@ def cost(
         relative = vs["relative_error"]
         share = "n/a" if relative is None else f"{relative:.0%}"
         out.print(f"estimate ${vs['estimate']} vs actual ${vs['actual']}  (error {share})")
+    for hit in report.get("plan_cache", {}).get("hits", ()):
+        out.print(
+            f"plan cache: task {escape(hit['task'])} took the plan of run {hit['source_run']}, "
+            f"saved ${hit['usd']} ({hit['calls']} model calls, {hit['tokens']:,} tokens)"
+        )
     saved = report["cache"]
     if saved["hits"]:
         out.print(

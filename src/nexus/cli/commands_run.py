@@ -39,7 +39,7 @@ from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.events import Event, EventType
 from nexus.domain.graph import critical_path, topological_order
-from nexus.domain.plan import COMPENSATE_SUFFIX, Plan, plan_hash
+from nexus.domain.plan import CACHE_KINDS, COMPENSATE_SUFFIX, Plan, plan_hash
 from nexus.domain.state import RunState
 from nexus.engine.facade import Engine, RunResult, preflight
 from nexus.planning.goal import PLAN_TASK
@@ -118,6 +118,26 @@ PlannerOpt = Annotated[
     str | None,
     typer.Option("--planner", help="With --goal: the planning agent (default: role planner)."),
 ]
+CacheOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cache",
+        help="Re-use what earlier runs made: plans (the plan of an earlier run of the same "
+        "goal, agents and inputs; docs/planning.md). As the workflow's `cache:` says.",
+    ),
+]
+
+
+def _with_cache(plan: Plan, cache: list[str] | None) -> Plan:
+    """``plan`` with ``--cache`` added to what its ``cache:`` says."""
+    if not cache:
+        return plan
+    unknown = [kind for kind in cache if kind not in CACHE_KINDS]
+    if unknown:
+        raise UserError(
+            f"--cache {unknown[0]!r}: what a run may re-use is {', '.join(CACHE_KINDS)}"
+        )
+    return replace(plan, cache=tuple(sorted({*plan.cache, *cache})))
 
 
 def _goal_plan(
@@ -547,6 +567,7 @@ def run(
     review: ReviewOpt = False,
     max_tasks: MaxTasksOpt = 50,
     planner: PlannerOpt = None,
+    cache: CacheOpt = None,
 ) -> None:
     """Run a workflow file to its end, with live progress."""
 
@@ -566,6 +587,7 @@ def run(
             compiled = _load_with(project, file, inputs)
             base_dir = file.resolve().parent
             source = str(file.resolve())
+        compiled = _with_cache(compiled, cache)
         async with (
             project.open_store() as store,
             project.engine(store, plan=compiled, base_dir=base_dir, record=record) as engine,

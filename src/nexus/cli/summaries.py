@@ -35,6 +35,7 @@ from nexus.domain.payloads import (
     InterruptsReset,
     PauseRequested,
     Payload,
+    PlanCached,
     PlanExtended,
     PlanReplanning,
     RetryScheduled,
@@ -188,6 +189,14 @@ def _plan_extended(p: PlanExtended) -> str:
     )
 
 
+def _plan_cached(p: PlanCached) -> str:
+    saved = p.saved
+    return (
+        f"{p.task} attempt {p.attempt} took the plan of run {p.source_run} from the cache "
+        f"(saved ${saved.get('usd', '0')}, {saved.get('calls', 0)} model calls)"
+    )
+
+
 def _replanning(p: PlanReplanning) -> str:
     shown = ", ".join(p.failed[:8]) + (
         f" and {len(p.failed) - 8} more" if len(p.failed) > 8 else ""
@@ -271,6 +280,7 @@ _DESCRIBE: dict[type[Payload], Callable[[Any], str]] = {
     TaskExpanded: lambda p: f"{p.task} into {_count(len(p.items), 'item')}",
     TaskIterated: _task_iterated,
     PlanExtended: _plan_extended,
+    PlanCached: _plan_cached,
     PlanReplanning: _replanning,
     BtTicked: _bt_ticked,
     SagaStarted: lambda p: f"{p.task} failed: compensating {_names(p.steps)}, in this order",

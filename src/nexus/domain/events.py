@@ -50,6 +50,7 @@ class EventType(StrEnum):
     INTERRUPTS_RESET = "interrupts.reset"
     RUN_CONTINUED = "run.continued"
     BARRIER_TIMED_OUT = "barrier.timed_out"
+    PLAN_CACHED = "plan.cached"
     # decisions
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_ESCALATED = "approval.escalated"
@@ -96,6 +97,7 @@ INPUT_TYPES: frozenset[EventType] = frozenset(
         EventType.INTERRUPTS_RESET,
         EventType.RUN_CONTINUED,
         EventType.BARRIER_TIMED_OUT,
+        EventType.PLAN_CACHED,
     }
 )
 

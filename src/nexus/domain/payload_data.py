@@ -216,6 +216,15 @@ class PlanExtendedData(TypedDict):
     review: NotRequired[bool]
 
 
+class PlanCachedData(TypedDict):
+    task: str
+    attempt: int
+    source_run: str
+    key: str
+    output: Any
+    saved: JSONDict
+
+
 class PlanReplanningData(TypedDict):
     task: str
     round: int
@@ -334,6 +343,7 @@ __all__ = [
     "FsmTransitionedData",
     "InterruptsResetData",
     "PauseRequestedData",
+    "PlanCachedData",
     "PlanExtendedData",
     "PlanReplanningData",
     "RetryScheduledData",

@@ -820,6 +820,31 @@ class PlanExtended(Payload):
 
 
 @_view
+class PlanCached(Payload):
+    """The attempt of an extending task was answered from the plan cache (``cache:
+    plans``): an earlier run of the same plan -- the same goal, inputs, agents and
+    models, planner prompt and plan schema, which the key covers -- had this task
+    extend the plan once with ``output``, and the plan worked (the task
+    succeeded). No model is called: the ``attempt.finished`` that follows carries
+    ``output``, which is checked as any answer is before it extends the plan.
+    ``saved`` is what planning cost in the run that first made the plan
+    (``{"usd", "tokens", "calls"}``), for ``nexus cost``."""
+
+    TYPES: ClassVar[tuple[EventType, ...]] = (EventType.PLAN_CACHED,)
+
+    task: str
+    attempt: int
+    #: the run whose recorded plan this is
+    source_run: str
+    #: the cache key: a digest of the plan hash and the task
+    key: str
+    #: the planner's answer, as the source run recorded it
+    output: JSON
+    #: what planning cost where the plan was made: ``{"usd", "tokens", "calls"}``
+    saved: JSONDict
+
+
+@_view
 class PlanReplanning(Payload):
     """Tasks an extending task added failed and it may re-plan: it runs again
     (round ``round``), its next attempt told what failed (``feedback``). The failed
@@ -1083,6 +1108,7 @@ MODELS: tuple[type[Payload], ...] = (
     InterruptsReset,
     RunContinued,
     BarrierTimedOut,
+    PlanCached,
     ApprovalRequested,
     ApprovalEscalated,
     TaskExpanded,
@@ -1167,6 +1193,7 @@ __all__ = [
     "InterruptsReset",
     "PauseRequested",
     "Payload",
+    "PlanCached",
     "PlanExtended",
     "PlanReplanning",
     "RetryScheduled",

@@ -114,6 +114,8 @@ MAX_ADDED_TASKS: Final = 10_000
 MAX_EXTENSION_DEPTH: Final = 8
 #: The most times an extending task may be asked to re-plan.
 MAX_REPLANS: Final = 10
+#: What a workflow's ``cache:`` may name: ``plans`` (the plan cache).
+CACHE_KINDS: Final = ("plans",)
 #: How many times ``on_failure: replan`` asks for a repaired plan (``{replan: N}`` sets it).
 DEFAULT_REPLANS: Final = 1
 
@@ -837,6 +839,10 @@ class Plan:
     extensions: ExtensionLimits | None = None
     #: overlapping ``writes`` of tasks not ordered by ``needs``: one of :data:`CONFLICT_MODES`
     conflicts: str = "serialize"
+    #: what the run may take from earlier runs instead of computing it again: one of
+    #: :data:`CACHE_KINDS` (``plans``: an extending agent task's plan; see
+    #: ``docs/planning.md``, The plan cache)
+    cache: tuple[str, ...] = ()
 
     @property
     def extension_limits(self) -> ExtensionLimits:
@@ -875,6 +881,7 @@ class Plan:
             **({"extensions": self.extensions.to_dict()} if self.extensions is not None else {}),
             # omitted at its default, so plans without it keep their hashes
             **({"conflicts": self.conflicts} if self.conflicts != "serialize" else {}),
+            **({"cache": list(self.cache)} if self.cache else {}),
         }
 
     @classmethod
@@ -900,6 +907,7 @@ class Plan:
                 ExtensionLimits.from_dict(data["extensions"]) if "extensions" in data else None
             ),
             conflicts=data.get("conflicts", "serialize"),
+            cache=tuple(data.get("cache") or ()),
         )
 
 

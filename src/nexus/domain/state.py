@@ -75,6 +75,7 @@ from nexus.domain.payload_data import (
     FsmTransitionedData,
     InterruptsResetData,
     PauseRequestedData,
+    PlanCachedData,
     PlanExtendedData,
     PlanReplanningData,
     RetryScheduledData,
@@ -1103,6 +1104,22 @@ def _plan_extended(state: RunState, event: Event, data: PlanExtendedData) -> Non
     state.extend(task, specs, data["depth"], event.at, data.get("review", False))
 
 
+def _plan_cached(state: RunState, event: Event, data: PlanCachedData) -> None:
+    """The running attempt of an extending agent task is answered from the plan cache
+    (its ``attempt.finished`` follows, with the cached answer)."""
+    task = state.task(data["task"])
+    if (
+        task.spec.extend is None
+        or task.spec.tool is not None
+        or task.status is not _RUNNING
+        or data["attempt"] != task.attempts
+    ):
+        raise IntegrityError(
+            f"run {state.run_id}: task '{task.id}' took a cached plan, but it is not an "
+            "extending agent task whose attempt is running"
+        )
+
+
 def _replanning(state: RunState, event: Event, data: PlanReplanningData) -> None:
     """What an extending task added failed: it runs again, told what failed."""
     task = state.task(data["task"])
@@ -1502,6 +1519,7 @@ _BY_TYPE: dict[EventType, _Handler] = {
     EventType.TASK_ITERATED: _iterated,
     EventType.PLAN_EXTENDED: _plan_extended,
     EventType.PLAN_REPLANNING: _replanning,
+    EventType.PLAN_CACHED: _plan_cached,
     EventType.BT_TICKED: _bt_ticked,
     EventType.CONFLICT_DETECTED: _conflict_detected,
     EventType.FSM_TRANSITIONED: _transitioned,

@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from nexus.domain.events import Draft, Event, EventType, JSONDict, format_time, parse_time, seal
-from nexus.domain.payload_data import AttemptFinishedData, AttemptStartedData, EffectRecordData
+from nexus.domain.payload_data import (
+    AttemptFinishedData,
+    AttemptStartedData,
+    EffectRecordData,
+    PlanCachedData,
+)
 from nexus.domain.payloads import (
     ApprovalAnswered,
     ApprovalRequested,
@@ -54,6 +59,7 @@ from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.decider import Decider
 from nexus.engine.dispatch import Dispatcher, InProcessDispatcher
 from nexus.engine.effects import Clock
+from nexus.engine.plan_cache import CachedPlan
 from nexus.engine.reactions import template_context
 from nexus.engine.worker import Assignment, AttemptDone, EffectDone, TokenDelta, Worker
 from nexus.redaction import Redactor
@@ -105,6 +111,14 @@ class BarrierDue:
 
 
 @dataclass(frozen=True, slots=True)
+class CachedPlanDue:
+    """An attempt the plan cache answers: record ``plan.cached`` instead of starting it."""
+
+    task: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class ContinueDue:
     """The decider stopped a step early (template limits): go on after other inputs."""
 
@@ -129,6 +143,7 @@ Message = (
     | ApprovalDue
     | ContinueDue
     | BarrierDue
+    | CachedPlanDue
 )
 
 
@@ -147,6 +162,7 @@ class RunController:
         sink: list[Event] | None = None,
         on_delta: DeltaListener | None = None,
         redactor: Redactor | None = None,
+        cached_plans: Mapping[str, CachedPlan] | None = None,
     ) -> None:
         self.store = store
         self.state = state
@@ -173,6 +189,14 @@ class RunController:
         self._redactor = redactor
         #: (task, attempt) -> the attempt.started data before redaction, for its worker
         self._unredacted: dict[tuple[str, int], AttemptStartedData] = {}
+        #: the plans this run may take from the cache (looked up when it started), by task
+        self._cached_plans: Mapping[str, CachedPlan] = cached_plans or {}
+        #: a replay: the attempts the log answered from the plan cache (no worker runs them)
+        self._replayed_hits = {
+            (hit.data["task"], hit.data["attempt"])
+            for hit in replay_of or ()
+            if hit.type is EventType.PLAN_CACHED
+        }
 
     @property
     def redactor(self) -> Redactor | None:
@@ -214,6 +238,12 @@ class RunController:
             )
         ):
             self._timers.append(event)
+        elif kind is EventType.PLAN_CACHED:
+            # the cached answer finishes the attempt, as a worker's report would
+            hit: Any = event.data
+            cached: PlanCachedData = hit
+            done = AttemptDone(cached["task"], cached["attempt"], cached["output"], None)
+            self.inbox.put_nowait(done)
         elif self._dispatcher is not None:
             if kind is EventType.TASK_CANCELLED:
                 self._dispatcher.cancel(TaskEndedUnrun.of(event.data).task)
@@ -319,6 +349,12 @@ class RunController:
         task = state.tasks.get(message.task)
         if task is None or task.attempts != message.attempt:
             return
+        if isinstance(message, CachedPlanDue):
+            hit = self._cached_plans.get(task.id)
+            if hit is not None and task.status is TaskStatus.RUNNING:
+                cached = hit.payload(message.attempt)
+                self.step(Draft(EventType.PLAN_CACHED, self._now(), cached.to_data()))
+            return
         if isinstance(message, TimerDue):
             if task.status is TaskStatus.RETRY_WAIT:
                 fired = TimerFired(task=task.id)
@@ -396,6 +432,14 @@ class RunController:
 
     def _start_worker(self, started: AttemptStartedData) -> None:
         assert self._dispatcher is not None
+        key = (started["task"], started["attempt"])
+        if self._replay is not None and key in self._replayed_hits:
+            return  # the recorded plan.cached answers it (see _emit)
+        if self._replay is None and started["attempt"] == 1 and key[0] in self._cached_plans:
+            # the plan cache answers a planner's first attempt; a retry or a re-plan,
+            # told what went wrong, asks the model
+            self.inbox.put_nowait(CachedPlanDue(*key))
+            return
         self._dispatcher.submit(self._assignment(started))
 
     async def _work(self, started: AttemptStartedData) -> None:
@@ -622,6 +666,7 @@ _REPLAY_INPUTS = frozenset(
         EventType.APPROVAL_REJECTED,
         EventType.APPROVAL_TIMED_OUT,
         EventType.BARRIER_TIMED_OUT,
+        EventType.PLAN_CACHED,
         EventType.RUN_RESUMED,
         EventType.CANCEL_REQUESTED,
         EventType.PAUSE_REQUESTED,

@@ -53,6 +53,7 @@ from nexus.engine.controller import DeltaListener, Observer, RunController
 from nexus.engine.decider import MAX_INTERRUPTS, held_at_limit
 from nexus.engine.effects import Clock, Effects, LiveEffects, ReplayEffects, SystemClock
 from nexus.engine.leases import lease_alive
+from nexus.engine.plan_cache import find_cached_plans
 from nexus.engine.results import RunCost, TaskResult, task_results
 from nexus.engine.secret_inputs import (
     SecretDigests,
@@ -481,6 +482,8 @@ class Engine:
             events=1,
         )
         redactor = self._redaction(first, secrets)
+        # read before the run exists: its own log is never its cache
+        cached = await find_cached_plans(self.store, plan, recorded_plan, self.tenant)
         await self.store.create_run(record, first)
         await self._acquire(run_id)
         state = RunState.start(first)
@@ -496,6 +499,7 @@ class Engine:
             observers=observers,
             on_delta=on_delta,
             redactor=redactor,
+            cached_plans=cached,
         )
         # the first decisions react to run.started itself
         controller.begin(first)
@@ -662,6 +666,10 @@ class Engine:
         if secrets:
             state.inputs = {**state.inputs, **secrets}
         redactor = self._redaction(first, secrets)
+        started = RunStarted.from_event(first)
+        cached = await find_cached_plans(
+            self.store, state.plan, started.plan, started.tenant or "default", exclude=first.run_id
+        )
         controller = RunController(
             self.store,
             state,
@@ -670,6 +678,7 @@ class Engine:
             observers=observers,
             on_delta=on_delta,
             redactor=redactor,
+            cached_plans=cached,
         )
         for draft in before:
             controller.step(draft)

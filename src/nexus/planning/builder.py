@@ -126,6 +126,11 @@ class WorkflowBuilder:
         backoff: default wait between a task's attempts.
         budget: the run's budget.
         extensions: how far tasks that ``extend`` the plan may grow it.
+        on_failure: what a task failing for good does, unless it says otherwise:
+            ``"fail"`` or ``"compensate"`` (docs/workflows.md, Sagas).
+        cache: what the run may re-use from earlier runs: ``["plans"]``, the
+            plan an extending agent task made in an earlier run of the same
+            plan (docs/planning.md, The plan cache).
 
     Raises:
         TypeError: a keyword is given a value of the wrong type (a ``dict``
@@ -150,6 +155,7 @@ class WorkflowBuilder:
         budget: Budget | None = None,
         extensions: Extensions | None = None,
         on_failure: Literal["fail", "compensate"] | None = None,
+        cache: Iterable[Literal["plans"]] | None = None,
     ) -> None:
         self.name = name
         defaults: dict[str, Any] = {"retries": retries, "timeout": timeout}
@@ -183,6 +189,8 @@ class WorkflowBuilder:
             )
         if on_failure is not None:
             self._doc["on_failure"] = on_failure
+        if cache is not None:
+            self._doc["cache"] = _strings(cache)
         self._tools: dict[str, FunctionTool] = {}
         self._functions: dict[str, FunctionAgent] = {}
 

@@ -104,6 +104,7 @@ def goal_workflow(
     max_tasks: int = 50,
     replan: int = 1,
     name: str = "goal",
+    cache: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The workflow document of a mission from ``goal``.
 
@@ -118,6 +119,9 @@ def goal_workflow(
         replan: how many times the planner is asked to repair its plan when tasks
             of it failed (told which, and why).
         name: the workflow's name.
+        cache: what the run may re-use from earlier runs (``["plans"]``: the
+            plan of an earlier run of the same goal, agents and inputs; see
+            docs/planning.md, The plan cache).
 
     Raises:
         UserError: the goal is empty or too long.
@@ -158,6 +162,8 @@ def goal_workflow(
             }
         },
     }
+    if cache:
+        doc["cache"] = list(cache)
     for key in ("budget", "max_parallel", "defaults"):
         if key in agents_file:
             doc[key] = agents_file[key]

@@ -232,6 +232,7 @@ class _Compiler:
             max_failures=wf.max_failures,
             max_failure_rate=wf.max_failure_rate,
             conflicts=wf.conflicts,
+            cache=tuple(sorted(set(wf.cache or ()))),
             version=wf.version,
             mcp_servers=servers or {},
             budget=budget,

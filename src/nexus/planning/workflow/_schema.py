@@ -335,6 +335,7 @@ class _Workflow(_Model):
     max_failure_rate: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     conflicts: Literal["serialize", "reject"] = "serialize"
     on_failure: _OnFailure = "fail"
+    cache: list[Literal["plans"]] | None = None
     agents: dict[str, _Agent] = Field(default_factory=dict)
     defaults: _Defaults = Field(default_factory=_Defaults)
     mcp_servers: dict[str, Any] | None = None
@@ -354,6 +355,12 @@ class _Workflow(_Model):
                 "on_failure is 'fail' or 'compensate'"
             )
         return value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _one_kind(cls, value: Any) -> Any:
+        """``cache: plans`` is ``cache: [plans]``."""
+        return [value] if isinstance(value, str) else value
 
     @field_validator("inputs", "agents", "defaults", mode="before")
     @classmethod
