@@ -48,11 +48,15 @@ def test_the_second_goal_run_takes_the_plan_and_cost_shows_the_saving(tmp_path: 
     )
     report = nexus(home, "cost", run_id, "--json").json()
     assert report["plan_cache"]["saved"]["calls"] == 1
-    shown = nexus(home, "events", run_id, "--type", "plan.cached").stdout
-    assert f"plan attempt 1 took the plan of run {source} from the cache" in shown
+    listed = nexus(home, "events", run_id, "--type", "plan.cached").stdout
+    assert f"plan attempt 1 took the plan of run {source} from the cache" in listed
     # without --cache the planner is asked again
     third = nexus(home, *goal)
     assert "plan.cached" not in _types(home, third.json()["run_id"])
+    # the progress lines say where the plan came from: the newest run whose plan worked
+    newest = third.json()["run_id"]
+    shown = nexus(home, *goal[:-1], "--cache", "plans").stderr
+    assert f"  cached     plan  the plan of run {newest}, no planner call" in shown.splitlines()
 
 
 def test_a_bad_cache_kind_is_refused_by_name(tmp_path: Path) -> None:

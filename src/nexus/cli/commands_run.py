@@ -336,12 +336,15 @@ def plan(
     agents: AgentsOpt = None,
     max_tasks: MaxTasksOpt = 50,
     planner: PlannerOpt = None,
+    cache: CacheOpt = None,
 ) -> None:
     """Show the plan: task graph, order, critical path and plan hash."""
     if goal is not None or file is None:
         _one_source(file, goal)
         assert goal is not None
-        _plan_goal(ctx, goal, agents, max_tasks=max_tasks, planner=planner, as_json=as_json)
+        _plan_goal(
+            ctx, goal, agents, max_tasks=max_tasks, planner=planner, as_json=as_json, cache=cache
+        )
         return
     assert file is not None
 
@@ -405,6 +408,7 @@ def _plan_goal(
     max_tasks: int,
     planner: str | None,
     as_json: bool,
+    cache: list[str] | None = None,
 ) -> None:
     """``nexus plan --goal``: the planner proposes, nothing it proposes runs.
 
@@ -419,6 +423,7 @@ def _plan_goal(
         compiled, source = _goal_plan(
             project, goal, agents, review=True, max_tasks=max_tasks, planner=planner
         )
+        compiled = _with_cache(compiled, cache)
         proposed = asyncio.Event()
         seen: list[RunState] = []
 

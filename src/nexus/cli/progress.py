@@ -41,6 +41,7 @@ from rich.text import Text
 from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import (
     ErrorRecord,
+    PlanCached,
     PlanExtended,
     RetryScheduled,
     RunStarted,
@@ -200,6 +201,12 @@ class Progress:
                 f"task{'' if len(ids) == 1 else 's'} (depth {extended.depth})"
                 + (f": {escape(shown)}" if ids else "")
                 + "[/]"
+            )
+        elif kind is EventType.PLAN_CACHED:
+            cached = PlanCached.from_event(event)
+            self._say(
+                f"  [cyan]{'cached':<10}[/] {escape(task)}  [dim]the plan of run "
+                f"{cached.source_run}, no planner call[/]"
             )
         elif kind is EventType.APPROVAL_REQUESTED:
             tid = escape(task)
