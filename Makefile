@@ -1,11 +1,11 @@
-# Two commands: `make demo` runs the bundled example mission; `make test` runs every gate.
+# Two commands: `make demo` runs the flagship code mission offline; `make test` runs every gate.
 # Both create the virtual environment and install what they need by themselves.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo live-check test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	@sh scripts/system-deps.sh
@@ -18,18 +18,15 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/nexus run examples/release-notes/workflow.yaml
+	$(VENV)/bin/nexus demo
 	@run=$$($(VENV)/bin/nexus runs --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])'); \
 	  set -x; \
-	  $(VENV)/bin/nexus inspect $$run --task draft && \
+	  $(VENV)/bin/nexus evidence verify .nexus/evidence/$$run && \
 	  $(VENV)/bin/nexus replay $$run && \
 	  $(VENV)/bin/nexus audit verify
-	$(VENV)/bin/nexus run examples/review/workflow.yaml
-	@run=$$($(VENV)/bin/nexus runs --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])'); \
-	  set -x; \
-	  $(VENV)/bin/nexus inspect $$run --task review && \
-	  $(VENV)/bin/nexus cost $$run && \
-	  $(VENV)/bin/nexus replay $$run
+
+live-check: setup
+	sh scripts/live-check.sh
 
 lint: setup
 	$(PY) -m ruff check .

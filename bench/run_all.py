@@ -47,6 +47,7 @@ BENCHMARKS = (
     "plan_extension",
     "bt_overhead",
     "fsm_steps",
+    "mission_overhead",
 )
 TIMEOUT_S = 600
 

@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.agents.base import FunctionAgent
 from nexus.config import NexusConfig, Settings, load_config, project_file
@@ -66,7 +66,7 @@ from nexus.gateway.factory import offline_providers
 from nexus.gateway.sdk import SDK_PREFIXES, SDKProviders
 from nexus.planning.builder import WorkflowBuilder
 from nexus.planning.goal import ToolNote, goal_workflow, read_agents
-from nexus.planning.workflow import WorkflowContext, tool_infos
+from nexus.planning.workflow import WorkflowContext, compile_workflow, tool_infos
 from nexus.security.trusted import TrustedPaths, trusted_paths
 from nexus.store.base import Store
 from nexus.store.heads import HeadSigner
@@ -75,7 +75,21 @@ from nexus.tools.base import ToolRegistry
 from nexus.tools.builtins import builtin_tools
 from nexus.tools.catalog import describe
 
-__all__ = ["Project", "Workflow", "project_tools", "recorded_plan", "recorded_workflow_dir"]
+if TYPE_CHECKING:
+    from nexus.missions.mission import MissionSetup
+
+#: ``nexus.missions.mission.MISSION_WORKFLOW``, named here so that a command that
+#: runs no mission does not import the missions (a test holds the two equal)
+MISSION_WORKFLOW = "code-mission"
+
+__all__ = [
+    "MISSION_WORKFLOW",
+    "Project",
+    "Workflow",
+    "project_tools",
+    "recorded_plan",
+    "recorded_workflow_dir",
+]
 
 
 class Project:
@@ -208,7 +222,7 @@ class Project:
             tools: the tools tasks may name (default: :meth:`tools`).
             function_agents: Python agents the plans may name.
         """
-        registry = tools if tools is not None else self.tools()
+        registry = tools if tools is not None else self.tools_for(plan)
         async with AsyncExitStack() as stack:
             providers = _providers(self.config, stack, base_dir or Path.cwd(), record)
             if plan is not None:
@@ -219,6 +233,50 @@ class Project:
                     run_tools(connected, registry, self.home)
                 )
             yield self._engine(store, providers, registry, function_agents)
+
+    def tools_for(self, plan: Plan | None) -> ToolRegistry:
+        """The tools ``plan`` runs with: :meth:`tools`, plus a code mission's own.
+
+        A code mission's tools are rebuilt from the settings its plan records,
+        so a resumed or replayed mission has the tools it started with.
+        """
+        if plan is None or plan.name != MISSION_WORKFLOW:
+            return self.tools()
+        from nexus.missions.mission import tools_for_plan
+
+        source = str(self.config.path or "nexus.toml")
+        return tools_for_plan(self.tools(), plan, self.config.mission, source=source)
+
+    def mission_plan(self, setup: MissionSetup) -> tuple[Plan, ToolRegistry]:
+        """The plan of a prepared code mission, and the tools it runs with.
+
+        It is checked as a workflow file is, against this project's tools plus
+        the mission's; roles played by Python function agents are recorded
+        with their ``module:function``, so ``nexus resume`` and ``nexus replay``
+        load them again.
+
+        Raises:
+            WorkflowError: the mission's workflow does not compile (a role's
+                model is not one this project serves, say).
+        """
+        from nexus.missions.mission import with_mission_tools
+
+        registry = with_mission_tools(self.tools(), setup.state)
+        context = replace(self.workflow_context(), tools=tool_infos(registry))
+        if setup.functions and context.providers is not None:
+            context = replace(context, providers=(*context.providers, "function"))
+        plan = compile_workflow(
+            setup.document, file=f"the mission of {setup.spec.source}", context=context
+        )
+        if setup.functions:
+            agents = {
+                name: replace(spec, entrypoint=setup.functions[name])
+                if name in setup.functions
+                else spec
+                for name, spec in plan.agents.items()
+            }
+            plan = replace(plan, agents=agents)
+        return plan, registry
 
     def build_engine(
         self,

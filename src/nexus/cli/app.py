@@ -140,6 +140,21 @@ COMMANDS: tuple[Entry, ...] = (
         ("nexus export latest -o run.json",),
     ),
     Entry(
+        "mission",
+        "nexus.cli.commands_mission:mission",
+        "Run a code mission: a design spec and a repository in, verified merged changes out.",
+        (
+            "nexus mission SPEC.md --repo . --model openai:gpt-4.1-mini",
+            "nexus mission SPEC.md --repo ~/src/shop --mode brownfield --plan-only",
+        ),
+    ),
+    Entry(
+        "demo",
+        "nexus.cli.commands_mission:demo",
+        "The flagship demo: a code mission on a bundled spec, offline, from plan to evidence.",
+        ("nexus demo", "nexus demo --model openai:gpt-4.1-mini"),
+    ),
+    Entry(
         "spec",
         "nexus.cli.commands_spec:spec",
         "Read a design spec: requirements with stable ids, criteria, interfaces, ambiguities.",

@@ -120,8 +120,10 @@ def _plan_change_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def status(run_id: RunArg, at: AtOpt = None, as_json: JsonOpt = False) -> None:
-    """Where a run stands: status, task counts, whether a process drives it; the tasks
-    a plan extension added (``+``) and the skipped ones, with why."""
+    """Where a run stands: status, task counts, whether a process drives it.
+
+    The tasks a plan extension added (``+``) and the skipped ones are listed, with why.
+    """
     from nexus.engine.leases import lease_alive
 
     run_id = resolve_run_arg(run_id, as_json=as_json)
@@ -350,20 +352,36 @@ def events(
 
 
 def export(
+    ctx: typer.Context,
     run_id: RunArg,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
     as_json: JsonOpt = False,
+    evidence: Annotated[
+        Path | None,
+        typer.Option(
+            "--evidence",
+            help="A code mission's run: write its signed evidence bundle to this directory.",
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="With --evidence: sign with this Ed25519 key (PEM)."),
+    ] = None,
 ) -> None:
     """Export a run as one JSON bundle: record, plan, events, final state, audit.
 
     The bundle is JSON either way; with ``-o FILE --json`` a JSON summary of
-    what was written goes to stdout.
+    what was written goes to stdout. ``--evidence DIR`` writes a code mission's
+    evidence bundle instead (reports, check outputs, signed manifest).
     """
     from nexus.store.audit import verify_chain
 
     run_id = resolve_run_arg(run_id, as_json=as_json)
+    if evidence is not None:
+        _export_evidence(ctx, run_id, evidence, key, as_json)
+        return
 
     async def go() -> dict[str, Any]:
         async with open_store() as store:
@@ -397,3 +415,39 @@ def export(
             emit_json({"run_id": run_id, "output": str(output), "events": len(bundle["events"])})
         else:
             err.print(f"exported {len(bundle['events'])} events to {escape(str(output))}")
+
+
+def _export_evidence(
+    ctx: typer.Context, run_id: str, directory: Path, key: Path | None, as_json: bool
+) -> None:
+    """``nexus export RUN --evidence DIR``: the mission's signed evidence bundle, from its log."""
+    from nexus.cli.wiring import project_of
+    from nexus.missions.mission import export_evidence
+
+    project = project_of(ctx)
+
+    async def go() -> list[Event]:
+        async with project.open_store(sign=False) as store:
+            return await store.load(run_id)
+
+    found = run_async(go, as_json=as_json)
+    try:
+        record, info = export_evidence(found, directory, home=project.home, key_file=key)
+    except (UserError, NotFoundError) as exc:
+        fail(exc.message, 2 if isinstance(exc, UserError) else 4, as_json=as_json)
+    if as_json:
+        emit_json(
+            {
+                "run_id": run_id,
+                "evidence": str(info.path),
+                "key_id": info.key_id,
+                "met": list(info.met),
+                "unmet": list(info.unmet),
+            }
+        )
+        return
+    out.print(
+        f"evidence of mission {escape(record.config.id)} written to {escape(str(info.path))}: "
+        f"{len(info.met)} requirements met, {len(info.unmet)} unmet "
+        f"(report.html; check it with: nexus evidence verify {escape(str(info.path))})"
+    )

@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nexus.app import Project, goal_document, recorded_plan
+from nexus.app import MISSION_WORKFLOW, Project, goal_document, recorded_plan
 from nexus.budget.pause import pause_advice
 from nexus.cli.output import (
     EXIT_FAILED,
@@ -643,24 +643,33 @@ def resume(
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
 
+    mission: list[tuple[Project, list[Event]]] = []
+
     async def go() -> RunResult:
         project = project_of(ctx)
-        async with (
-            project.open_store() as store,
-            project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
-        ):
-            options: dict[str, Any] = {
-                "budget": raised,
-                "secrets": secrets,
-                "retry_interrupted": retry_interrupted,
-            }
-            shown = not (as_json or quiet)
-            with _view(shown=shown, stream=False) as view, RunLog(project.home) as log:
-                return await engine.resume(
-                    run_id, observers=[log, view] if shown else [log], **options
-                )
+        async with project.open_store() as store:
+            plan = await recorded_plan(store, run_id)
+            async with project.engine(store, plan=plan) as engine:
+                options: dict[str, Any] = {
+                    "budget": raised,
+                    "secrets": secrets,
+                    "retry_interrupted": retry_interrupted,
+                }
+                shown = not (as_json or quiet)
+                with _view(shown=shown, stream=False) as view, RunLog(project.home) as log:
+                    result = await engine.resume(
+                        run_id, observers=[log, view] if shown else [log], **options
+                    )
+            if plan.name == MISSION_WORKFLOW:
+                mission.append((project, await store.load(run_id)))
+        return result
 
     result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
+    if mission:  # a code mission: its summary, evidence and worktrees, as `nexus mission` ends
+        from nexus.cli.commands_mission import finish_and_report
+
+        finish_and_report(*mission[0], as_json=as_json)
+        return
     _report(result, as_json)
     _result_exit(result)
 
@@ -712,22 +721,26 @@ def _answer(
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
 
+    mission: list[tuple[Project, list[Event]]] = []
+
     async def go() -> tuple[str, RunResult | None]:
         project = project_of(ctx)
-        async with (
-            project.open_store() as store,
-            project.engine(store, plan=await recorded_plan(store, run_id)) as engine,
-        ):
-            with _view(shown=not as_json, stream=False) as view, RunLog(project.home) as log:
-                return await engine.answer_approval(
-                    run_id,
-                    task,
-                    granted=granted,
-                    by=who,
-                    reason=reason,
-                    observers=[log] if as_json else [log, view],
-                    secrets=secrets,
-                )
+        async with project.open_store() as store:
+            plan = await recorded_plan(store, run_id)
+            async with project.engine(store, plan=plan) as engine:
+                with _view(shown=not as_json, stream=False) as view, RunLog(project.home) as log:
+                    answered = await engine.answer_approval(
+                        run_id,
+                        task,
+                        granted=granted,
+                        by=who,
+                        reason=reason,
+                        observers=[log] if as_json else [log, view],
+                        secrets=secrets,
+                    )
+            if answered[1] is not None and plan.name == MISSION_WORKFLOW:
+                mission.append((project, await store.load(run_id)))
+        return answered
 
     outcome, result = run_async(go, as_json=as_json, interrupted=_Resumable(run_id).hint)
     verb = "approved" if granted else "rejected"
@@ -736,6 +749,11 @@ def _answer(
             emit_json({"run_id": run_id, "task": task, "outcome": outcome, "answer": verb})
         else:
             out.print(f"{verb} {task}; the process running {run_id} continues it")
+        return
+    if mission:  # a code mission driven to its end here: closed as `nexus mission` closes it
+        from nexus.cli.commands_mission import finish_and_report
+
+        finish_and_report(*mission[0], as_json=as_json)
         return
     _report(result, as_json)
     _result_exit(result)
@@ -796,7 +814,10 @@ def replay(
         project = project_of(ctx)
         async with project.open_store() as store:
             base_dir = await recorded_workflow_dir(store, run_id)
-            async with project.engine(store, base_dir=base_dir) as engine:
+            # a code mission's plan grows with tasks that name its tools: they are
+            # checked again, never called
+            tools = project.tools_for(await recorded_plan(store, run_id))
+            async with project.engine(store, base_dir=base_dir, tools=tools) as engine:
                 return await engine.replay(run_id, secrets=secrets)
 
     report = run_async(go, as_json=as_json)

@@ -103,6 +103,8 @@ class NexusConfig:
     residency: Mapping[str, Any] | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     redaction_pii: bool = False
+    #: the ``[mission]`` table as written (code missions check it: ``nexus.missions``)
+    mission: Mapping[str, Any] = field(default_factory=dict)
 
     def pricing(self) -> PricingTable:
         """The shipped pricing table with this file's ``[pricing]`` entries over it."""
@@ -285,6 +287,7 @@ class _File(_Strict):
     residency: _Residency | None = None
     cache: _Cache = Field(default_factory=_Cache)
     redaction: _Redaction = Field(default_factory=_Redaction)
+    mission: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("tenant")
     @classmethod
@@ -404,6 +407,7 @@ def _parse(raw: dict[str, Any], file: Path, home: Path) -> NexusConfig:
         residency=residency,
         cache=CacheConfig(enabled=doc.cache.enabled, ttl=doc.cache.ttl, path=cache_path),
         redaction_pii=doc.redaction.pii,
+        mission=doc.mission,
     )
 
 

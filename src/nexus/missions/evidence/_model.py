@@ -67,6 +67,11 @@ class CheckRun(_Frozen):
     output_sha256: str = Field(pattern=_SHA256, description="sha256 (hex) of the output's bytes")
     duration_ms: int = Field(ge=0)
     summary: str = Field(default="", description="one line of diagnosis, shown in the report")
+    required: bool = Field(
+        default=True,
+        description="false for an advisory check: its failure is reported, not held against "
+        "the attempt",
+    )
 
     @classmethod
     def from_file(
@@ -116,8 +121,11 @@ class Attempt(_Frozen):
 
     @property
     def passed(self) -> bool:
-        """Every check passed or was skipped, and at least one passed."""
-        verdicts = {c.verdict for c in self.checks}
+        """Every required check passed or was skipped, and at least one passed.
+
+        An advisory check's failure (``required`` false) does not count.
+        """
+        verdicts = {c.verdict for c in self.checks if c.required}
         return "pass" in verdicts and verdicts <= {"pass", "skipped"}
 
 

@@ -95,7 +95,13 @@ def _code(text: str) -> str:
 
 
 def _md_checks(checks: tuple[CheckRun, ...]) -> str:
-    return ", ".join(f"[{_md(c.name)}: {c.verdict}]({c.output_file})" for c in checks) or "-"
+    return (
+        ", ".join(
+            f"[{_md(c.name)}: {c.verdict}{'' if c.required else ', advisory'}]({c.output_file})"
+            for c in checks
+        )
+        or "-"
+    )
 
 
 def render_markdown(doc: EvidenceDocument) -> str:

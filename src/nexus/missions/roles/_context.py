@@ -46,6 +46,14 @@ def _data(value: Any) -> Any:
     return value
 
 
+def as_data(text: str) -> str:
+    """``text`` with every closing tag of a prompt's data blocks defused (see :func:`_data`).
+
+    For text a prompt template adds itself, such as a check's feedback.
+    """
+    return str(_data(text))
+
+
 def _names(names: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _data(value) for name, value in names.items()}
 

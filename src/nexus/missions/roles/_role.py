@@ -63,7 +63,7 @@ WRITES: Mapping[str, str] = {
 }
 #: The fields a project's ``[mission.roles.NAME]`` table may set.
 OVERRIDABLE = ("model", "function", "instructions", "prompt")
-_WRITE_TOOLS = frozenset({"mission.write"})
+_WRITE_TOOLS = frozenset({"mission.write", "mission.tests.write"})
 _ENTRYPOINT = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 
 

@@ -20,6 +20,8 @@ from nexus.missions.workspace._changes import (
     changed_files,
     commit_all,
     diff,
+    discard_changes,
+    merge_into,
     patch_sha256,
     scope_violations,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "check_item",
     "commit_all",
     "diff",
+    "discard_changes",
+    "merge_into",
     "merged_items",
     "patch_sha256",
     "scope_violations",

@@ -170,6 +170,45 @@ def commit_all(worktree: Path, message: str, trailers: Mapping[str, str]) -> str
     return _commit(target, "HEAD")
 
 
+def discard_changes(worktree: Path) -> None:
+    """Put a worktree back to its ``HEAD``: changes and untracked files gone (ignored ones stay).
+
+    What a check's commands left behind (a test's output file, say) must not
+    become part of the item's next commit.
+
+    Raises:
+        GitError: git refuses.
+    """
+    target = worktree_target(worktree)
+    run_git(target, ["reset", "--quiet", "--hard", "HEAD"])
+    run_git(target, ["clean", "-f", "-d", "-q"])
+
+
+def merge_into(worktree: Path, commit: str) -> list[str]:
+    """Merge ``commit`` into a worktree's branch, uncommitted; the paths left in conflict.
+
+    For a work item whose mission branch moved under it (the queue answered
+    ``conflict``): the merge is left open, conflicted files hold git's markers,
+    and the next :func:`commit_all` records the resolution as the merge commit.
+    A merge already open is aborted first (a crash left it).
+
+    Raises:
+        GitError: ``commit`` is not a commit; git fails otherwise.
+    """
+    target = worktree_target(worktree)
+    sha = _commit(target, commit)
+    run_git(target, ["merge", "--abort"], ok=(0, 128))
+    run_git(target, ["reset", "--quiet", "--hard", "HEAD"])
+    run_git(
+        target,
+        ["merge", "--no-ff", "--no-commit", "--no-edit", "--no-verify", "--no-gpg-sign",
+         "--no-stat", sha],
+        ok=(0, 1),
+    )  # fmt: skip
+    listed = run_git(target, ["diff", "--name-only", "--diff-filter=U", "-z"])
+    return sorted(p for p in listed.stdout.decode("utf-8", "replace").split("\0") if p)
+
+
 def diff(worktree_or_repo: Path | Repo, base: str, head: str = "HEAD") -> str:
     """The patch from commit ``base`` to commit ``head`` (:data:`DIFF_OPTIONS`).
 

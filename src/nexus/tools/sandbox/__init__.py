@@ -107,6 +107,7 @@ from nexus.tools.sandbox._confine import (
     DEFAULT_SANDBOX_UID,
     SANDBOX_UID_ENV,
     SandboxUnavailable,
+    remove_stale_placeholders,
 )
 from nexus.tools.sandbox._layout import PYTHON
 from nexus.tools.sandbox._outcome import SandboxDenied, SandboxResult
@@ -126,6 +127,7 @@ __all__ = [
     "SandboxDenied",
     "SandboxResult",
     "SandboxUnavailable",
+    "remove_stale_placeholders",
     "run_sandboxed",
 ]
 

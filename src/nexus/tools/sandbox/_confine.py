@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from nexus.domain.errors import PolicyDenied
@@ -218,6 +219,44 @@ def release_placeholder(path: Path, fd: int) -> None:
                 os.unlink(path)
     finally:
         os.close(fd)
+
+
+def remove_stale_placeholders(directory: Path, names: Iterable[str]) -> list[Path]:
+    """Remove the placeholders named ``names`` in ``directory`` that no call holds any more.
+
+    A process killed in the middle of a call (``kill -9``) leaves its
+    placeholders behind: empty files where a trusted path would be. A later
+    call joins and reuses them, but code that commits a directory's files (a
+    code mission's worktree) must not take them for work. Only a placeholder
+    (empty, mode 0400, not a link) that no one holds a lock on is removed.
+
+    Returns:
+        The placeholders removed.
+    """
+    removed = []
+    for name in names:
+        path = directory / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue  # absent, a link, a directory one cannot read...: not a placeholder
+        try:
+            st = os.fstat(fd)
+            if not is_placeholder(st):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running call holds it
+            now = os.lstat(path)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(path)
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 # -- owners and leftovers ---------------------------------------------------------------
