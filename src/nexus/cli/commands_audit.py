@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,16 +17,11 @@ from nexus.cli.output import EXIT_FAILED, emit_json, err, open_store, out, run_a
 from nexus.cli.runref import resolve_run_arg
 from nexus.config import Settings
 from nexus.domain.errors import NotFoundError, UserError
-from nexus.security.signing import AUDIT_KEY_FILE, AuditKey, PublicKey
-from nexus.store.audit import AuditReport, verify_store
-from nexus.store.heads import (
-    HeadsDocument,
-    HeadSigner,
-    keys_dir,
-    manifest_path,
-    read_manifest,
-)
-from nexus.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from nexus.security.signing import PublicKey
+    from nexus.store.audit import AuditReport
+    from nexus.store.sqlite import SQLiteStore
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -37,6 +32,9 @@ audit_app = typer.Typer(
 
 def home_public_key(home: Path) -> PublicKey | None:
     """The public half of the home's audit key, without creating one."""
+    from nexus.security.signing import AUDIT_KEY_FILE, AuditKey
+    from nexus.store.heads import keys_dir
+
     try:
         return AuditKey.load(keys_dir(home) / AUDIT_KEY_FILE).public
     except NotFoundError:
@@ -54,6 +52,9 @@ def check_store(
     manifest: bool = True,
 ) -> AuditReport:
     """Everything ``nexus audit verify`` checks, as one report (blocking)."""
+    from nexus.store.audit import verify_store
+    from nexus.store.heads import HeadsDocument, manifest_path, read_manifest
+
     published = [HeadsDocument.read(p) for p in against or []]
     if key is None:
         key = home_public_key(home)
@@ -150,6 +151,8 @@ def audit_head(as_json: JsonOpt = False) -> None:
     Publish the output (or just its root) somewhere the store's writers cannot
     reach; `nexus audit verify --against FILE` checks the store against it later.
     """
+    from nexus.store.heads import HeadsDocument
+
     settings = Settings()
 
     async def go() -> dict[str, Any]:
@@ -198,6 +201,8 @@ def audit_sign(
     Runs with a signed head are never re-signed: a head that does not hold is
     tampering to report, not to bless.
     """
+    from nexus.store.heads import HeadSigner
+
     settings = Settings()
 
     async def go() -> dict[str, Any]:

@@ -11,14 +11,16 @@ paused or cancelled here.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
 from nexus.cli.runref import resolve_run_arg
-from nexus.engine.control import StopReport, os_user, stop_all, stop_reason
+
+if TYPE_CHECKING:
+    from nexus.engine.control import StopReport
 
 __all__ = ["pause", "stop"]
 
@@ -44,6 +46,7 @@ def pause(
     Who asked (--by, default the user this command runs as) and why (--reason)
     are recorded in run.pause_requested and shown by `nexus status`.
     """
+    from nexus.engine.control import os_user
     from nexus.engine.facade import Engine  # the engine's whole stack: only here
 
     run_id = resolve_run_arg(run_id, as_json=as_json)
@@ -81,6 +84,8 @@ def stop(
     (--by, default the user this command runs as) and why (--reason). Paused
     runs are left as they are. Exit 1 when a run has not stopped within --wait.
     """
+    from nexus.engine.control import os_user, stop_all, stop_reason
+
     if not all_runs:
         fail(
             "nexus stop needs --all (it stops every running run); one run: nexus cancel RUN",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,12 +19,12 @@ from rich.table import Table
 from nexus.cli.commands_runs import STATUS_STYLE as _STATUS_STYLE
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, open_store, out, run_async
 from nexus.cli.runref import resolve_run_arg
-from nexus.cli.summaries import summary
 from nexus.domain.errors import NotFoundError, UserError
 from nexus.domain.events import Event, EventType
-from nexus.domain.payloads import RunStarted, TaskEndedUnrun, task_of
-from nexus.domain.state import RunState
-from nexus.store.base import Store
+
+if TYPE_CHECKING:
+    from nexus.domain.state import RunState
+    from nexus.store.base import Store
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
@@ -33,6 +33,8 @@ AtOpt = Annotated[int | None, typer.Option("--at", help="The state as of event S
 
 async def _fold(store: Store, run_id: str, at: int | None = None) -> tuple[RunState, list[Event]]:
     """Fold a run's log, or only its first ``at`` events (time travel)."""
+    from nexus.domain.state import RunState
+
     events = await store.load(run_id)
     if not events:
         raise NotFoundError(f"no run with id {run_id}")
@@ -90,6 +92,8 @@ _STATUS_TASKS = 20
 def _plan_changes(doc: dict[str, Any], state: RunState, events: list[Event]) -> None:
     """Mark in ``doc["tasks"]`` the tasks a plan extension added (``added_by``) and the
     skipped ones (``why``: the reason recorded when they were skipped)."""
+    from nexus.domain.payloads import TaskEndedUnrun
+
     for tid, task in state.tasks.items():
         if task.extended_by is not None:
             doc["tasks"][tid]["added_by"] = task.extended_by
@@ -314,6 +318,9 @@ def events(
     Each line is an event's number, time, type and what it holds in short
     (task, attempt, tool or model, tokens, error); --json prints every field.
     """
+    from nexus.cli.summaries import summary
+    from nexus.domain.payloads import task_of
+
     if schema:
         from nexus.domain import event_schema
 
@@ -376,6 +383,7 @@ def export(
     what was written goes to stdout. ``--evidence DIR`` writes a code mission's
     evidence bundle instead (reports, check outputs, signed manifest).
     """
+    from nexus.domain.payloads import RunStarted
     from nexus.store.audit import verify_chain
 
     run_id = resolve_run_arg(run_id, as_json=as_json)

@@ -11,14 +11,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nexus.app import MISSION_WORKFLOW, Project, goal_document, recorded_plan
-from nexus.budget.pause import pause_advice
 from nexus.cli.output import (
     EXIT_FAILED,
     EXIT_PAUSED,
@@ -31,8 +29,6 @@ from nexus.cli.output import (
     out,
     run_async,
 )
-from nexus.cli.progress import Progress
-from nexus.cli.runlog import RunLog
 from nexus.cli.runref import resolve_run_arg
 from nexus.cli.wiring import project_of
 from nexus.domain.budget import Limits, Scope
@@ -40,10 +36,12 @@ from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.events import Event, EventType
 from nexus.domain.graph import critical_path, topological_order
 from nexus.domain.plan import CACHE_KINDS, COMPENSATE_SUFFIX, Plan, plan_hash
-from nexus.domain.state import RunState
-from nexus.engine.facade import Engine, RunResult, preflight
-from nexus.planning.goal import PLAN_TASK
-from nexus.planning.workflow import compile_workflow, load_workflow, validate_workflow
+
+if TYPE_CHECKING:
+    from nexus.app import Project
+    from nexus.cli.progress import Progress
+    from nexus.domain.state import RunState
+    from nexus.engine.facade import RunResult
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 FileArg = Annotated[Path, typer.Argument(help="Workflow file (YAML).", show_default=False)]
@@ -84,6 +82,8 @@ def _secret_texts(pairs: list[str] | None) -> dict[str, str]:
 
 
 def _load(project: Project, file: Path, inputs: dict[str, Any] | None = None) -> Plan:
+    from nexus.planning.workflow import load_workflow
+
     return load_workflow(file, inputs=inputs, context=project.workflow_context())
 
 
@@ -150,6 +150,9 @@ def _goal_plan(
     planner: str | None,
 ) -> tuple[Plan, str]:
     """The plan of a mission from ``goal`` and the source it is recorded with."""
+    from nexus.app import goal_document
+    from nexus.planning.workflow import compile_workflow
+
     path = agents if agents is not None else Path("agents.yaml")
     if agents is None and not path.exists():
         raise UserError(
@@ -236,6 +239,8 @@ def _view(*, shown: bool, stream: bool) -> Progress:
     With ``stream`` it prints lines, which the streamed text interleaves
     with; when not ``shown`` it only prints streamed text (if any).
     """
+    from nexus.cli.progress import Progress
+
     return Progress(err, live=None if shown and not stream else False)
 
 
@@ -247,6 +252,8 @@ def _result_exit(result: RunResult) -> None:
 
 
 def _report(result: RunResult, as_json: bool) -> None:
+    from nexus.budget.pause import pause_advice
+
     if as_json:
         emit_json(result.to_dict())
         return
@@ -307,6 +314,7 @@ def _invalid(problems: Sequence[WorkflowError], as_json: bool) -> NoReturn:
 
 def validate(ctx: typer.Context, file: FileArg, as_json: JsonOpt = False) -> None:
     """Check a workflow file; say what is wrong and where, every problem of it."""
+    from nexus.planning.workflow import validate_workflow
 
     async def go() -> None:
         checked = validate_workflow(file, context=project_of(ctx).workflow_context())
@@ -417,6 +425,8 @@ def _plan_goal(
     tasks and their estimate, and leaves the run for ``nexus approve RUN
     plan`` (which runs it) or ``nexus reject``.
     """
+    from nexus.cli.runlog import RunLog
+    from nexus.planning.goal import PLAN_TASK
 
     async def go() -> tuple[RunState, Plan]:
         project = project_of(ctx)
@@ -458,6 +468,9 @@ def _plan_goal(
 
 
 def _show_proposal(state: RunState, compiled: Plan, as_json: bool) -> None:
+    from nexus.engine.facade import preflight
+    from nexus.planning.goal import PLAN_TASK
+
     task = state.tasks[PLAN_TASK]
     added = [state.tasks[tid].spec for tid in task.added]
     if not added:
@@ -503,6 +516,8 @@ def _show_proposal(state: RunState, compiled: Plan, as_json: bool) -> None:
 
 
 def _show_estimate(project: Project, compiled: Plan, as_json: bool) -> None:
+    from nexus.engine.facade import preflight
+
     config = project.config
     run_budget = Limits.from_dict(config.run_budget, "budgets.run") if config.run_budget else None
     tenant: dict[Scope, Limits] = {}
@@ -575,6 +590,7 @@ def run(
     cache: CacheOpt = None,
 ) -> None:
     """Run a workflow file to its end, with live progress."""
+    from nexus.cli.runlog import RunLog
 
     driven = _Resumable()
     shown = not (as_json or quiet)
@@ -639,6 +655,9 @@ def resume(
     A task whose process died during 3 attempts in a row holds the run until
     you resume it with --retry-interrupted.
     """
+    from nexus.app import MISSION_WORKFLOW, recorded_plan
+    from nexus.cli.runlog import RunLog
+
     raised = _parse_budget(budget)
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
@@ -686,6 +705,7 @@ def cancel(
     default "cancelled by user") are recorded in run.cancel_requested.
     """
     from nexus.engine.control import os_user
+    from nexus.engine.facade import Engine
 
     run_id = resolve_run_arg(run_id, as_json=as_json)
     who = by or os_user()
@@ -717,6 +737,9 @@ def _answer(
     as_json: bool,
     inputs: list[str] | None = None,
 ) -> None:
+    from nexus.app import MISSION_WORKFLOW, recorded_plan
+    from nexus.cli.runlog import RunLog
+
     who = by or getpass.getuser()
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
@@ -801,7 +824,7 @@ def replay(
     would, from the working directory or the installed packages. One that
     cannot be loaded stops the replay before it starts (exit 2).
     """
-    from nexus.app import recorded_workflow_dir
+    from nexus.app import recorded_plan, recorded_workflow_dir
 
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)

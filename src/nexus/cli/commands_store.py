@@ -28,7 +28,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -37,10 +37,10 @@ from nexus.cli.commands_audit import check_store, home_public_key, print_report
 from nexus.cli.output import EXIT_FAILED, emit_json, err, out, run_async
 from nexus.config import Settings
 from nexus.domain.errors import ConflictError, UserError
-from nexus.security.signing import AUDIT_KEY_FILE, AuditKey
-from nexus.store.audit import verify_store
-from nexus.store.heads import HeadsDocument, HeadSigner, keys_dir
-from nexus.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from nexus.security.signing import AuditKey
+    from nexus.store.heads import HeadsDocument
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 BACKUP_FORMAT = "nexus-backup/1"
@@ -93,6 +93,9 @@ def backup(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy the store while runs may be writing; verify the copy's audit chain."""
+    from nexus.store.heads import HeadsDocument, keys_dir
+    from nexus.store.sqlite import SQLiteStore
+
     settings = Settings()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = path if path is not None else Path(f"nexus-backup-{stamp}")
@@ -160,6 +163,9 @@ def backup(
 
 def _backup_parts(path: Path) -> tuple[Path, HeadsDocument | None, AuditKey | None]:
     """The database, heads and key of a backup folder (or a bare database file)."""
+    from nexus.security.signing import AUDIT_KEY_FILE, AuditKey
+    from nexus.store.heads import HeadsDocument
+
     if path.is_file():
         return path, None, None
     db = path / "nexus.db"
@@ -180,6 +186,11 @@ def restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Bring a backup back as the store, after verifying its audit chain and signed heads."""
+    from nexus.security.signing import AUDIT_KEY_FILE
+    from nexus.store.audit import verify_store
+    from nexus.store.heads import HeadSigner, keys_dir
+    from nexus.store.sqlite import SQLiteStore
+
     settings = Settings()
 
     async def go() -> dict[str, Any]:

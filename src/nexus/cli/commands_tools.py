@@ -19,14 +19,13 @@ from rich.table import Table
 from nexus.cli.output import EXIT_FAILED, emit_json, err, fail, out, run_async
 from nexus.cli.registry import example
 from nexus.cli.wiring import project_of
-from nexus.config import NexusConfig, Settings
+from nexus.config import Settings
 from nexus.domain.errors import UserError
-from nexus.planning.workflow import load_workflow
-from nexus.tools.builtins import builtin_tools
-from nexus.tools.discovery import Discovery, discover
 
 if TYPE_CHECKING:
     from nexus.app import Project
+    from nexus.config import NexusConfig
+    from nexus.tools.discovery import Discovery
     from nexus.tools.mcp import McpToolStatus, ServerStatus
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -65,6 +64,9 @@ def tools(ctx: typer.Context, workflow: WorkflowOpt = None, as_json: JsonOpt = F
     """
     if ctx.invoked_subcommand is not None:
         return
+    from nexus.planning.workflow import load_workflow
+    from nexus.tools.builtins import builtin_tools
+    from nexus.tools.discovery import discover
 
     async def go() -> Discovery:
         project = project_of(ctx)
@@ -234,6 +236,8 @@ _WORDS = {
 
 def _servers(project: Project, workflow: Path | None) -> dict[str, Any]:
     """The MCP servers a run would know: ``nexus.toml``'s, then the workflow's (which win)."""
+    from nexus.planning.workflow import load_workflow
+
     servers = dict(project.config.mcp_servers)
     if workflow is not None:
         servers.update(load_workflow(workflow).mcp_servers)
@@ -242,6 +246,7 @@ def _servers(project: Project, workflow: Path | None) -> dict[str, Any]:
 
 async def _server_status(project: Project, server: str, workflow: Path | None) -> ServerStatus:
     """Start ``server``, list its tools with their pins and lint findings, stop it."""
+    from nexus.tools.builtins import builtin_tools
     from nexus.tools.discovery import server_status
 
     others = [*builtin_tools().names(), *project.config.wasm_tools]

@@ -250,6 +250,11 @@ def finish(cmd: Any, ctx: typer.Context, entry: Entry) -> None:
 
 
 def _finish_one(cmd: Any, ctx: typer.Context) -> None:
+    # same fields: only the help is drawn by nexus (without Typer's Markdown and tracebacks)
+    if type(cmd) is typer.core.TyperCommand:
+        cmd.__class__ = _Command
+    elif type(cmd) is typer.core.TyperGroup:
+        cmd.__class__ = _Group
     if not any(p.name == "config" for p in cmd.params):
         cmd.params.append(config_option())
     if not any(p.name in ("log_level", "verbose") for p in cmd.params):
@@ -258,6 +263,24 @@ def _finish_one(cmd: Any, ctx: typer.Context) -> None:
     for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
         readable(param)
         _deferred(param)
+
+
+class _Command(typer.core.TyperCommand):
+    """A loaded command: its ``--help`` is drawn by :func:`nexus.cli._help.render_help`."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from nexus.cli._help import render_help  # for --help only: Rich's panels and tables
+
+        render_help(self, ctx)
+
+
+class _Group(typer.core.TyperGroup):
+    """A loaded group of commands (``nexus audit``), its help drawn as a command's."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from nexus.cli._help import render_help
+
+        render_help(self, ctx)
 
 
 class _Summary(typer.core.TyperCommand):
@@ -279,6 +302,11 @@ class LazyGroup(typer.core.TyperGroup):
             self.commands.setdefault(
                 entry.name, _Summary(name=entry.name, help=entry.summary, callback=None)
             )
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from nexus.cli._help import render_help  # for --help only: Rich's panels and tables
+
+        render_help(self, ctx)
 
     def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
         params: list[Any] = super().get_params(ctx)
