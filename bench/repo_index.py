@@ -1,22 +1,26 @@
 """Repository index: build, incremental update and context queries on a synthetic repository.
 
-A synthetic Python repository of ``--files`` files (2,000; 200 with
-``--quick``) is written to a temporary directory: 20 packages of modules, each
-module with two classes, four functions and docstrings, and one test file in
-five importing a module. Then, each repetition with a fresh index file:
+A synthetic Python repository of 2,000 files (200 with ``--quick``) is
+written to a temporary directory, the same bytes every time: 20 packages of
+modules, each module with two classes, four functions and docstrings, importing
+the standard library and the module of the same number in the package before
+it, and one test file in five importing a module. Then, each repetition with a
+fresh index file:
 
 * **full build**: ``RepoIndex.update()`` on an empty index (list, read, hash,
   parse, store every file);
-* **update, 10 files changed**: after rewriting 10 modules, ``update()`` again
-  (lists every file, re-reads and re-parses only the 10);
+* **update, 20 files changed** (``--changed N``): after rewriting 20 modules,
+  ``update()`` again (lists every file, re-reads and re-parses only the 20);
 * **update, nothing changed**: ``update()`` once more (the listing and the
   ``lstat`` of every file only);
-* **context query p50 / p95**: 60 queries (symbol names, words of docstrings,
-  a scope now and then) of ``context(query, budget_tokens=4000)``.
+* **context query p50 / p95**: 50 ranked-context queries (``--queries N``:
+  symbol names, words of docstrings, a scope now and then) of
+  ``context(query, budget_tokens=4000)``.
 
 The repository is not a git work tree, so files are listed by the walk.
 
-Usage: ``python bench/repo_index.py [--quick] [--runs N] [--json PATH]``
+Usage: ``python bench/repo_index.py [--quick] [--runs N] [--json PATH] [--changed N]
+[--queries N]``
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def module_text(pkg: int, n: int, salt: int = 0) -> str:
     rng = random.Random(pkg * 10_007 + n * 31 + salt)
     a, b, c = rng.sample(WORDS, 3)
     parts = [f'"""The {a} {b} module {pkg}.{n}."""\n\nimport json\nimport os\n']
+    if pkg:  # an import graph: each module imports its namesake in the package before
+        parts.append(f"\nfrom pkg{pkg - 1} import mod{n}\n")
     for k in range(2):
         parts.append(
             f"\n\nclass {a.title()}{b.title()}{k}:\n"
@@ -88,9 +94,9 @@ def make_repo(root: Path, files: int) -> list[Path]:
     return modules
 
 
-def queries(rng: random.Random) -> list[tuple[str, list[str] | None]]:
+def queries(rng: random.Random, count: int) -> list[tuple[str, list[str] | None]]:
     out: list[tuple[str, list[str] | None]] = []
-    for i in range(60):
+    for i in range(count):
         a, b = rng.sample(WORDS, 2)
         kind = i % 3
         if kind == 0:
@@ -103,7 +109,10 @@ def queries(rng: random.Random) -> list[tuple[str, list[str] | None]]:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    cli = parser(__doc__.splitlines()[0])
+    cli.add_argument("--changed", type=int, default=20, help="modules rewritten before an update")
+    cli.add_argument("--queries", type=int, default=50, help="context queries per repetition")
+    args = cli.parse_args()
     started = time.perf_counter()
     runs = runs_for(args, full=3, quick=1)
     files = 200 if args.quick else 2000
@@ -121,7 +130,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 index.update()
                 build.append(time.perf_counter() - t0)
-                for k, path in enumerate(modules[run * 10 : run * 10 + 10]):
+                batch = modules[run * args.changed : (run + 1) * args.changed]
+                for k, path in enumerate(batch):
                     path.write_text(module_text(k, k, salt=run + 1))
                 t0 = time.perf_counter()
                 done = index.update()
@@ -130,7 +140,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 index.update()
                 idle.append((time.perf_counter() - t0) * 1000)
-                for query, scope in queries(random.Random(run)):
+                for query, scope in queries(random.Random(run), args.queries):
                     t0 = time.perf_counter()
                     index.context(query, budget_tokens=4000, scope=scope)
                     query_ms.append((time.perf_counter() - t0) * 1000)
@@ -138,15 +148,15 @@ def main() -> None:
     ordered = sorted(query_ms)
     metrics = [
         Metric(f"full build, {total} files", "s", build, higher_is_better=False),
-        Metric("update, 10 files changed", "ms", changed, higher_is_better=False),
+        Metric(f"update, {args.changed} files changed", "ms", changed, higher_is_better=False),
         Metric("  files re-parsed by it", "files", parsed, higher_is_better=False),
         Metric("update, nothing changed", "ms", idle, higher_is_better=False),
         Metric("context query p50", "ms", [percentile(ordered, 50)], higher_is_better=False),
         Metric("context query p95", "ms", [percentile(ordered, 95)], higher_is_better=False),
     ]
     info = {
-        "index": f"{stats.files} files, {stats.symbols} symbols, {stats.tests} tests, "
-        f"{stats.chunks} chunks",
+        "index": f"{stats.files} files, {stats.symbols} symbols, {stats.imports} imports, "
+        f"{stats.tests} tests, {stats.chunks} chunks",
         "queries": f"{len(query_ms)} ({len(query_ms) // runs} per run), budget 4000 tokens",
     }
     report("repo_index", metrics, args, started, info)
