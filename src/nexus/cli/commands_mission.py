@@ -34,8 +34,6 @@ from nexus.cli.output import (
     out,
     run_async,
 )
-from nexus.cli.progress import Progress
-from nexus.cli.runlog import RunLog
 from nexus.cli.wiring import project_of
 from nexus.domain.errors import NexusError
 
@@ -146,6 +144,9 @@ def drive_mission(
     as_json: bool = False,
 ) -> tuple[RunState, list[Event], Project]:
     """Prepare and run a code mission to its end (or, with ``plan_only``, to its plan)."""
+    from nexus.cli.progress import Progress
+    from nexus.cli.runlog import RunLog
+
     run_ids: list[str] = []
     source = f"mission:{spec.resolve()}"
 
