@@ -101,8 +101,9 @@ def _description(cmd: Any) -> RenderableType:
     if cmd.deprecated:
         parts.append(Text("(deprecated) ", style="red"))
     parts.append(_markup(first.strip()))
-    if rest:
-        parts.extend([Text(""), _markup(rest, style="dim")])
+    if rest:  # as written, but for the ``\b`` that keeps a paragraph's lines
+        kept = "\n\n".join(p.removeprefix("\b\n") for p in rest.split("\n\n"))
+        parts.extend([Text(""), _markup(kept, style="dim")])
     return Group(*parts)
 
 
@@ -143,6 +144,8 @@ def _row(param: Any, ctx: Any) -> tuple[str, list[Text]]:
         metavar = ""
     elif param.metavar is not None:
         metavar = param.metavar
+    elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+        metavar = ""  # a flag takes no value
     else:  # nexus gives every parameter one (registry.readable); Typer's label otherwise
         metavar = getattr(param, "display_type_rich", lambda _ctx: "")(ctx) or ""
     help_text = _param_help(param.help or "")
