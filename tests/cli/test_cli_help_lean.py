@@ -75,6 +75,28 @@ def test_the_top_level_help_loads_no_command(tmp_path: Path) -> None:
         assert re.search(rf"^│ {entry.name} +{re.escape(entry.summary[:30])}", text, re.M)
 
 
+def test_nexus_alone_prints_the_help_and_exits_2(tmp_path: Path) -> None:
+    """As Click's ``no_args_is_help`` does, without loading Typer's error formatter."""
+    probe = (
+        "import json, sys\n"
+        "from nexus.cli.app import app\n"
+        "try:\n"
+        "    app([], prog_name='nexus')\n"
+        "except SystemExit as done:\n"
+        "    print('\\0' + json.dumps([done.code, sorted(sys.modules)]))\n"
+    )
+    env = {**os.environ, "NEXUS_HOME": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "120"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60
+    )
+    text, _, tail = done.stdout.rpartition("\0")
+    code, loaded = json.loads(tail)
+    assert code == 2, done.stderr
+    assert "Usage: nexus [OPTIONS] COMMAND [ARGS]..." in text
+    assert re.search(r"^│ run +Run a workflow file", text, re.M), text
+    assert _offenders(set(loaded), (*LOADED_TO_RUN, *TYPER_HELP)) == []
+
+
 def test_the_help_shows_defaults_ranges_and_required_marks(tmp_path: Path) -> None:
     """What Click adds to an option's help is shown, apart from the help's own markup."""
     text, _ = _help(tmp_path / ".nexus", "run")

@@ -308,6 +308,15 @@ class LazyGroup(typer.core.TyperGroup):
 
         render_help(self, ctx)
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            # what Click does (the help, exit 2) without raising its NoArgsIsHelpError,
+            # whose report loads Typer's Rich error formatter to print nothing
+            self.format_help(ctx, None)
+            raise typer.Exit(2)
+        parsed: list[str] = super().parse_args(ctx, args)
+        return parsed
+
     def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
         params: list[Any] = super().get_params(ctx)
         for param in params:
