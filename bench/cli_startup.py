@@ -1,9 +1,11 @@
-"""CLI start-up: ``nexus --help``, ``--version`` and ``nexus runs`` on an empty home, end to end.
+"""CLI start-up: ``nexus --help``, ``nexus run --help``, ``--version``, ``nexus runs``: end to end.
 
 Each sample starts the installed console script (``nexus``, as a user types
 it) in a new process and waits for it to exit:
 
-* **nexus --help**: the command table and Typer's help, no command module;
+* **nexus --help**: the command table and its help, no command module;
+* **nexus run --help**: one command module loaded for its help (the one that
+  drives runs: it imports the engine only when it runs one);
 * **nexus --version**: the command table and the installed version;
 * **nexus runs (empty home)**: the listing command with a home that has no
   database yet (answered without opening a store);
@@ -88,6 +90,7 @@ def main() -> None:
         env.pop("NEXUS_CONFIG", None)
         metrics = [
             *measure("nexus --help", [str(NEXUS), "--help"], env, runs),
+            *measure("nexus run --help", [str(NEXUS), "run", "--help"], env, runs),
             *measure("nexus --version", [str(NEXUS), "--version"], env, runs),
             *measure("nexus runs (empty home)", [str(NEXUS), "runs"], env, runs),
             *measure("python -c pass", [sys.executable, "-c", "pass"], env, runs),
