@@ -83,3 +83,20 @@ def test_no_requirement_says_what_is_looked_for(tmp_path: Path) -> None:
     done = nexus_spec(prose, home=tmp_path)
     assert done.returncode == 2
     assert "no requirements found; the reader looks for" in done.stderr
+
+
+def test_a_specmap_written_by_spec_json_is_read_back(tmp_path: Path) -> None:
+    from nexus.missions.spec import SpecError, parse_spec
+
+    spec = parse_spec("# t\n\n- R1: It MUST work.\n", source="t.md")
+    kept = tmp_path / "spec.json"
+    kept.write_text(spec.model_dump_json())
+    assert read_spec(kept) == spec
+    broken = tmp_path / "broken.json"
+    data = spec.model_dump(mode="json")
+    data["requirements"][0]["id"] = 3
+    import json
+
+    broken.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match=r"broken\.json.*is not a SpecMap.*requirements\.0"):
+        read_spec(broken)

@@ -33,6 +33,15 @@ __all__ = ["MISSION_KEYS", "MissionSetup", "mission_state", "prepare_mission"]
 
 #: The keys of ``nexus.toml``'s ``[mission]`` table.
 MISSION_KEYS = ("model", "max_attempts", "review", "roles", "checks", "workdir", "max_items")
+#: What the architect is told of the mission's mode.
+_MODE_NOTES: dict[str, str] = {
+    "greenfield": "\n\nMode: greenfield. The repository is new or nearly empty: plan the "
+    "modules the spec asks for.",
+    "brownfield": "\n\nMode: brownfield. The repository has code and tests that must keep "
+    "passing: change what exists where the spec asks, own the files you change.",
+    "hardening": "\n\nMode: hardening. Add no feature: plan tests, fixes and checks that make "
+    "what exists meet the spec's requirements and constraints, and own the files you touch.",
+}
 #: Roles a mission cannot do without.
 _REQUIRED_ROLES = ("architect", "coder")
 
@@ -185,7 +194,8 @@ def prepare_mission(
         config,
         spec.model_dump(mode="json"),
         entries,
-        architect_prompt=state.prompts.architect(files, names, max_items=config.max_items),
+        architect_prompt=state.prompts.architect(files, names, max_items=config.max_items)
+        + _MODE_NOTES[mode],
         plan_schema=schema or {},
         plan_review=plan_review,
         budget=budget,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from nexus.domain.errors import NotFoundError
 from nexus.missions.spec._model import SpecError, SpecMap
 from nexus.missions.spec._parser import parse_spec
@@ -30,16 +32,23 @@ def read_spec_text(path: Path | str) -> str:
         SpecError: not a Markdown file, too large, not UTF-8 text, or empty.
     """
     path = Path(path)
-    name = str(path)
     if path.is_dir():
-        raise SpecError("is a directory, not a Markdown file", file=name)
-    if not path.is_file():
-        raise NotFoundError(f"{name}: no such file")
-    if path.suffix.lower() not in MARKDOWN_SUFFIXES:
+        raise SpecError("is a directory, not a Markdown file", file=str(path))
+    if path.is_file() and path.suffix.lower() not in MARKDOWN_SUFFIXES:
         raise SpecError(
             f"not a Markdown file (expected a name ending {', '.join(MARKDOWN_SUFFIXES)})",
-            file=name,
+            file=str(path),
         )
+    return _read_text(path)
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of the file at ``path``, at most :data:`MAX_BYTES`."""
+    name = str(path)
+    if path.is_dir():
+        raise SpecError("is a directory, not a file", file=name)
+    if not path.is_file():
+        raise NotFoundError(f"{name}: no such file")
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
@@ -77,7 +86,9 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def read_spec(path: Path | str) -> SpecMap:
-    """Read the Markdown design document at ``path`` with the deterministic parser.
+    """Read the design document at ``path``: Markdown with the deterministic parser, or a
+    SpecMap as ``nexus spec --json`` writes it (a ``.json`` file: a free-form document
+    read once by a model, ``nexus spec --llm``, then kept).
 
     Example:
         >>> spec = read_spec("tests/missions/specs/durations.md")  # doctest: +SKIP
@@ -89,4 +100,22 @@ def read_spec(path: Path | str) -> SpecMap:
         SpecError: the file is not a readable Markdown document, an explicit
             id is used twice, or no requirement was found.
     """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return _read_specmap(path)
     return parse_spec(read_spec_text(path), source=str(path))
+
+
+def _read_specmap(path: Path) -> SpecMap:
+    name = str(path)
+    text = _read_text(path)
+    try:
+        return SpecMap.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the document"
+        raise SpecError(
+            f"is not a SpecMap (as `nexus spec SPEC.md --json` writes one): {where}: "
+            f"{first['msg']}",
+            file=name,
+        ) from None
