@@ -275,6 +275,13 @@ def test_brownfield_existing_tests_must_keep_passing(tmp_path: Path) -> None:
     ]
     assert "<context" in prompts[0]  # the index's ranked context of the repository
     assert "def add" in prompts[0]
+    architect = [
+        e["data"]["prompt"]
+        for e in m.events()
+        if e["type"] == "attempt.started" and e["data"].get("state") == "draft"
+    ]
+    assert "Mode: brownfield" in architect[0]
+    assert "return a + b" in architect[0]  # the repository's code, ranked for the spec
 
 
 # -- kill -9 --------------------------------------------------------------------------------

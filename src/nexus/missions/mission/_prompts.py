@@ -69,6 +69,20 @@ class Prompts:
             return ""
         return found.render_prompt(**view)
 
+    def repository_context(self, repo: Path) -> str:
+        """Ranked snippets of the repository for the whole spec ("" without an index).
+
+        The repository's files are read, never written; the index lives in
+        the mission's own directory.
+        """
+        if self.index_dir is None:
+            return ""
+        query = " ".join([self.spec.title, *(r.text for r in self.spec.requirements)])
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with RepoIndex(repo, self.index_dir / "_repository.db") as index:
+            index.update()
+            return index.context(query[:4000], CONTEXT_TOKENS, scope=()).render()
+
     def architect(
         self,
         files: Sequence[str],

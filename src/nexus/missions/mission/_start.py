@@ -194,7 +194,12 @@ def prepare_mission(
         config,
         spec.model_dump(mode="json"),
         entries,
-        architect_prompt=state.prompts.architect(files, names, max_items=config.max_items)
+        architect_prompt=state.prompts.architect(
+            files,
+            names,
+            index_context=state.prompts.repository_context(repo.path),
+            max_items=config.max_items,
+        )
         + _MODE_NOTES[mode],
         plan_schema=schema or {},
         plan_review=plan_review,
