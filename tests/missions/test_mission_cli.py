@@ -404,3 +404,20 @@ def test_a_failure_that_recurs_is_proposed_and_once_accepted_applies(tmp_path: P
     ]
     assert "Never again" in prompts[0]
     assert "F401" in prompts[0]
+
+
+def test_an_architect_that_never_plans_fails_the_mission_cleanly(tmp_path: Path) -> None:
+    bad = {"items": [{**item("a", "R1"), "owns": ["../outside.py"]}], "unmet": []}
+    m = Mission(tmp_path, {"architect": [bad]})
+    done = m.run()
+    assert done.code == 1, done.text
+    summary = done.json()
+    assert summary["status"] == "failed"
+    assert summary["items"] == 0
+    assert summary["requirements_unmet"] == ["R1", "R2"]
+    assert len(m.tool_calls("mission.plan")) == 3  # three drafts, each rejected
+    rejected = m.tool_calls("mission.plan")[0]["response"]
+    assert rejected["ok"] is False
+    assert "outside.py" in rejected["feedback"]
+    assert git(m.repo, "branch", "--list", "nexus/*") == ""  # nothing to merge onto
+    assert nexus(m.home, "evidence", "verify", summary["evidence"]).code == 0

@@ -162,6 +162,7 @@ def finish_mission(
             book_path = str(book.path)
         if not keep_worktrees:
             Worktrees(repo, config.workdir_path / "worktrees").remove_all()
-            MergeQueue(repo, config.branch, config.workdir_path / "merge").cleanup()
+            if repo.resolve(f"refs/heads/{config.branch}") is not None:  # no item ever opened
+                MergeQueue(repo, config.branch, config.workdir_path / "merge").cleanup()
     summary = summarize(record, info)
     return replace(summary, proposed=tuple(proposed), constraints=book_path)
