@@ -33,7 +33,8 @@ fi
 "$live/venv/bin/python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
   --n_ctx 8192 --chat_format gemma >"$live/server.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT INT TERM
+# the server finishes an answer it started before it stops: it is not waited for
+trap 'kill "$server" 2>/dev/null; sleep 2; kill -9 "$server" 2>/dev/null || true' EXIT INT TERM
 tries=0
 until "$live/venv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v1/models', timeout=2)" 2>/dev/null; do
   tries=$((tries + 1))
