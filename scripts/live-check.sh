@@ -31,7 +31,7 @@ if [ ! -f "$model" ]; then
   exit 1
 fi
 "$live/venv/bin/python" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" \
-  --n_ctx 8192 --chat_format gemma >"$live/server.log" 2>&1 &
+  --n_ctx "${NEXUS_LIVE_CTX:-8192}" --chat_format gemma >"$live/server.log" 2>&1 &
 server=$!
 # the server finishes an answer it started before it stops: it is not waited for
 trap 'kill "$server" 2>/dev/null; sleep 2; kill -9 "$server" 2>/dev/null || true' EXIT INT TERM
@@ -50,7 +50,7 @@ cat >"$work/nexus.toml" <<TOML
 base_url = "http://127.0.0.1:$port/v1"
 model = "gemma-3-270m"
 timeout = 600
-max_tokens = 1024  # a prompt and a repair turn must fit the 8k context
+max_tokens = 1024  # a prompt and a repair turn must fit the context (NEXUS_LIVE_CTX, 8k by default: the server holds a context x 262k-vocabulary logits array, 8 GiB at 8k)
 
 [providers.resilience]
 deadline = 900    # a 270M model on a shared CPU answers slowly: minutes per long prompt
