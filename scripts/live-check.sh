@@ -58,6 +58,7 @@ max_attempts = 2
 
 [mission]
 max_attempts = 2
+max_tokens = 1024  # with the endpoint's own limit: a 270M model otherwise writes until its context is full
 TOML
 status=0
 (cd "$work" && NEXUS_HOME="$work/.nexus" "$OLDPWD/.venv/bin/nexus" demo --dir "$work/demo" \

@@ -421,3 +421,14 @@ def test_an_architect_that_never_plans_fails_the_mission_cleanly(tmp_path: Path)
     assert "outside.py" in rejected["feedback"]
     assert git(m.repo, "branch", "--list", "nexus/*") == ""  # nothing to merge onto
     assert nexus(m.home, "evidence", "verify", summary["evidence"]).code == 0
+
+
+def test_a_bad_mission_table_is_named(tmp_path: Path) -> None:
+    m = Mission(tmp_path, two_items(), toml="[mission]\nmax_tokens = 0\n")
+    done = m.run()
+    assert done.code == 2
+    assert "[mission] max_tokens must be a whole number" in done.text
+    other = Mission(tmp_path / "o", two_items(), toml="[mission]\nmax_token = 5\n")
+    typo = nexus(other.home, *other.args(), **other.vars)
+    assert typo.code == 2
+    assert "unknown key 'max_token'" in typo.text

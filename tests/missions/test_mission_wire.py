@@ -86,6 +86,8 @@ def test_a_mission_through_the_wire_protocol_and_its_replay(tmp_path: Path) -> N
     ]
     # the roles' tools reached the model by their wire names; the tester never got
     # the coder's write tool
+    # every role's answer is bounded ([mission] max_tokens, 4096 by default)
+    assert {r.get("max_completion_tokens") for r in requests} == {4096}
     tools_of = [sorted(t["function"]["name"] for t in r.get("tools") or ()) for r in requests]
     assert ["mission_list", "mission_tests_read", "mission_tests_write"] in tools_of
     assert ["mission_list", "mission_read", "mission_write"] in tools_of

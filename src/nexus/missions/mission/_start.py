@@ -32,7 +32,20 @@ from nexus.missions.workspace import Repo
 __all__ = ["MISSION_KEYS", "MissionSetup", "mission_state", "prepare_mission"]
 
 #: The keys of ``nexus.toml``'s ``[mission]`` table.
-MISSION_KEYS = ("model", "max_attempts", "review", "roles", "checks", "workdir", "max_items")
+MISSION_KEYS = (
+    "model",
+    "max_attempts",
+    "review",
+    "roles",
+    "checks",
+    "workdir",
+    "max_items",
+    "max_tokens",
+)
+#: The longest answer a role's model may give, unless ``[mission] max_tokens`` or the
+#: role's agent entry says otherwise: a model with no limit may write until its
+#: context is full (a small local one does), and its next turn then cannot be sent.
+DEFAULT_MAX_TOKENS = 4096
 #: What the architect is told of the mission's mode.
 _MODE_NOTES: dict[str, str] = {
     "greenfield": "\n\nMode: greenfield. The repository is new or nearly empty: plan the "
@@ -76,7 +89,10 @@ def _mission_id(spec: SpecMap, repo: Repo, base: str) -> str:
 
 
 def _agents(
-    roles: Mapping[str, Role], model: str | None, agents_file: Mapping[str, Any] | None
+    roles: Mapping[str, Role],
+    model: str | None,
+    agents_file: Mapping[str, Any] | None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """The workflow's agent entries by role, and the function agents' entrypoints.
 
@@ -119,6 +135,7 @@ def _agents(
             "capabilities": list(role.capabilities),
             "tools": list(role.tools),
             "max_steps": int(entry.get("max_steps") or 24),
+            "max_tokens": int(entry.get("max_tokens") or max_tokens),
         }
     return entries, functions
 
@@ -170,7 +187,10 @@ def prepare_mission(
     book = ConstraintBook.load(repo.path)
     checks.extend(book.as_checks())
     roles = load_roles({"mission": table}, source=source)
-    entries, functions = _agents(roles, model or table.get("model"), agents_file)
+    limit = table.get("max_tokens", DEFAULT_MAX_TOKENS)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1_000_000:
+        raise UserError(f"{source}: [mission] max_tokens must be a whole number of tokens >= 1")
+    entries, functions = _agents(roles, model or table.get("model"), agents_file, limit)
     config = MissionConfig(
         id=mission_id,
         repo=str(repo.path),
