@@ -79,7 +79,12 @@ def test_the_strategy_reaches_accepted_plans_with_needs_and_globs() -> None:
         globs = [p for i in plan.items for p in i.owns if "*" in p]
         return len(plan.items) >= 3 and any(i.needs for i in plan.items) and len(globs) >= 2
 
-    found = find(plans(), accepted, settings=settings(max_examples=2000, deadline=None))
+    # derandomized: a search of the strategy, not of the code, must not depend on luck
+    found = find(
+        plans(),
+        accepted,
+        settings=settings(max_examples=2000, deadline=None, derandomize=True, database=None),
+    )
     assert len(found["items"]) >= 3
 
 
