@@ -10,7 +10,6 @@ the tools. Nothing is recorded until the engine starts the plan.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -252,9 +251,3 @@ def _check_functions(functions: Mapping[str, str]) -> None:
     resolver = AgentResolver(providers=None)  # type: ignore[arg-type]  # functions only
     for role, ref in functions.items():
         resolver.function(AgentSpec(name=role, role=role, model=f"function:{role}", entrypoint=ref))
-
-
-def spec_digest(spec: SpecMap) -> str:
-    """The spec's content hash (the evidence names the spec it answers)."""
-    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -102,7 +102,6 @@ class MissionState:
     roles: tuple[str, ...]
     _plan: MissionPlan | None = None
     _repo: Repo | None = None
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def repo(self) -> Repo:
@@ -332,7 +331,7 @@ class _CheckTool:
         worktree = config.worktree(item.id)
         step = str(args.get("step", ctx.attempt))
         attempt = _count_attempt(config, item.id, step)
-        base = await asyncio.to_thread(_branch_base, state, item)
+        base = await asyncio.to_thread(_item_base, state, item)
         # a check killed with the process left the sandbox's placeholders for trusted
         # names (nexus.toml, .nexus) in the worktree: they are no one's work
         await asyncio.to_thread(remove_stale_placeholders, worktree, TRUSTED_NAMES)
@@ -400,10 +399,6 @@ def _count_attempt(config: MissionConfig, item: str, step: str) -> int:
     (folder / f"{int(step):06d}").touch()
     steps = sorted(p.name for p in folder.iterdir())
     return steps.index(f"{int(step):06d}") + 1
-
-
-def _branch_base(state: MissionState, item: WorkItem) -> str:
-    return _item_base(state, item)
 
 
 @dataclass(frozen=True, slots=True)
