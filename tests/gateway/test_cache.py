@@ -361,7 +361,8 @@ def test_sqlite_cache_persists_across_instances(tmp_path: Path) -> None:
 def test_two_sqlite_instances_from_threads(tmp_path: Path) -> None:
     path = tmp_path / "responses.db"
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
+    # a worker that cannot open the file must fail the test, not leave the other waiting
+    start = threading.Barrier(2, timeout=60)
 
     def worker(name: str) -> None:
         try:

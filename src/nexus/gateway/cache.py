@@ -58,6 +58,7 @@ from nexus.gateway.base import (
     close_if_closable,
 )
 from nexus.gateway.pricing import PricingTable, cost_of
+from nexus.sqlite_wal import enable_wal
 
 __all__ = [
     "CacheSavings",
@@ -237,7 +238,7 @@ class SQLiteResponseCache:
             raise InfrastructureError(f"response cache {self.path}: cannot open: {exc}") from None
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            enable_wal(self._db, busy_timeout)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute(_SCHEMA)
             self._db.execute("CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)")

@@ -59,6 +59,7 @@ from nexus.domain.budget import Limits, Spend, money_text
 from nexus.domain.errors import ConflictError, InfrastructureError
 from nexus.domain.events import Event, EventType
 from nexus.domain.payloads import task_of
+from nexus.sqlite_wal import enable_wal
 from nexus.store import migrate
 from nexus.store.base import (
     AuditSnapshot,
@@ -347,9 +348,9 @@ class SQLiteStore:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA busy_timeout=30000")
+            enable_wal(cur, 30.0)
+            cur.execute(f"PRAGMA synchronous={sync}")
             cur.close()
 
         try:

@@ -19,6 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from nexus.domain.errors import UserError
+from nexus.sqlite_wal import enable_wal
 
 SCHEMA_VERSION = 1
 #: rowids of a file's chunks are ``file_id << CHUNK_BITS`` + n, so a file's chunks are one range
@@ -99,7 +100,8 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        enable_wal(conn)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{path}: not a repository index Nexus can use ({exc})") from exc
