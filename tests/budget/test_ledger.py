@@ -252,7 +252,7 @@ def test_fifty_concurrent_tasks_against_a_budget_for_ten() -> None:
 
 def test_fifty_threads_against_a_budget_for_ten() -> None:
     ledger = BudgetLedger({RUN: Limits(usd=D("0.10"))})
-    start = threading.Barrier(50)
+    start = threading.Barrier(50, timeout=60)
     peak = [Spend()]
     peak_lock = threading.Lock()
 

@@ -120,7 +120,7 @@ def test_no_key_is_not_found(tmp_path: Path) -> None:
 def test_threads_creating_the_key_at_once_share_one(tmp_path: Path) -> None:
     path = tmp_path / "keys" / AUDIT_KEY_FILE
     found: list[PublicKey | BaseException] = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
 
     def create() -> None:
         barrier.wait()
