@@ -276,6 +276,55 @@ def test_disjoint_globs_and_existing_files_pass(spec: SpecMap) -> None:
     assert plan.owner_of("src/cache/sub/x/y.py") == "b"
 
 
+@pytest.mark.parametrize(
+    ("a_owns", "b_owns", "b_tests"),
+    [
+        (["src/cache/util"], ["src/cache/util/x.py"], []),
+        (["src/cache/util"], ["src/cache/util/*.py"], []),
+        (["docs/api"], ["src/cache/b.py"], ["docs/api/test_b.py"]),
+    ],
+)
+def test_one_items_file_is_no_other_items_directory(
+    spec: SpecMap, a_owns: list[str], b_owns: list[str], b_tests: list[str]
+) -> None:
+    # they share no file, yet their merges could never combine
+    answer = {
+        "items": [
+            item("a", owns=a_owns, requirements=["R1", "R2"]),
+            item("b", owns=b_owns, tests=b_tests),
+        ]
+    }
+    problems = rejected(answer, spec)
+    assert len(problems) == 1, problems
+    assert problems[0].item == "b"
+    assert "which item 'a' owns as a file (owns[0])" in problems[0].message
+    assert "needs a directory" in problems[0].message
+
+
+def test_a_glob_beside_a_directory_is_no_clash(spec: SpecMap) -> None:
+    # 'src/cache/*' may make a file 'src/cache/util' but need not
+    answer = {
+        "items": [
+            item("a", owns=["src/cache/*"], requirements=["R1", "R2"]),
+            item("b", owns=["src/cache/util/x.py"]),
+        ]
+    }
+    plan = compile_plan(answer, spec=spec, files=FILES, checks=CHECKS)
+    assert plan.owner_of("src/cache/util/x.py") == "b"
+
+
+def test_the_repositorys_files_and_directories_are_not_swapped(spec: SpecMap) -> None:
+    answer = {
+        "items": [
+            item("a", owns=["README.md/intro.md"], requirements=["R1", "R2"]),
+            item("b", owns=["src/cache"]),
+        ]
+    }
+    problems = rejected(answer, spec)
+    one(problems, "a", "owns[0]", "'README.md' to be a directory, but the repository has a file")
+    one(problems, "b", "owns[0]", "'src/cache' is a directory of the repository")
+
+
 def test_many_files_one_glob_clash_is_one_problem(spec: SpecMap) -> None:
     files = [f"src/m{n}.py" for n in range(500)]
     answer = {

@@ -14,6 +14,8 @@ so one rejection tells the architect all it must fix:
 * **ownership is disjoint**: no path -- an existing file, or a path an item
   names -- is matched by two items (``owns`` and ``tests`` both count), and
   no two items' globs could match one new path (:func:`glob_overlap`, exact);
+  no named file of one item is a directory another item writes in, and none
+  is a directory, or lies under a file, of the repository;
 * **dependencies**: ``needs`` names other items of the plan, and no chain of
   them comes back to where it started (the cycle is named: ``a -> b -> a``);
 * **requirements**: ids of the spec's requirements; every MUST and MUST NOT
@@ -47,6 +49,7 @@ from nexus.missions.plan._paths import (
     PathRefused,
     glob_overlap,
     is_glob,
+    literal_prefix,
     normalise_path,
 )
 from nexus.missions.spec import SpecMap
@@ -426,6 +429,59 @@ class _Compiler:
             for b in range(a + 1, len(items)):
                 if (a, b) not in reported:
                     self._new_path_clash(items[a], globs[a], items[b], globs[b])
+        self._directory_clashes(items)
+
+    def _directory_clashes(self, items: Sequence[_Item]) -> None:
+        """A path one item owns (or the repository has) as a file is no other's directory.
+
+        ``a`` owning ``calc/util`` and ``b`` owning ``calc/util/x.py`` share no
+        file, yet their merges can never combine: one makes a file where the
+        other needs a directory.
+        """
+        tracked = set(self.files)
+        # directory -> (item index, its entry, the path it owns under the directory)
+        under: dict[str, list[tuple[int, str, str]]] = {}
+        for n, item in enumerate(items):
+            for pattern, where in item.owned:
+                parts = literal_prefix(pattern).split("/")[:-1]
+                for depth in range(1, len(parts) + 1):
+                    under.setdefault("/".join(parts[:depth]), []).append((n, where, pattern))
+        for directory in sorted(under):
+            n, where, pattern = under[directory][0]
+            if directory in tracked:
+                self.add(
+                    items[n],
+                    where,
+                    f"{pattern!r} would need {directory!r} to be a directory, but the "
+                    "repository has a file there",
+                )
+        folders = {"/".join(p.split("/")[:d]) for p in tracked for d in range(1, p.count("/") + 1)}
+        for item in items:
+            for pattern, where in item.owned:
+                if pattern in folders:
+                    self.add(
+                        item,
+                        where,
+                        f"{pattern!r} is a directory of the repository, not a file: own the "
+                        f"files in it ({pattern + '/**'!r})",
+                    )
+        seen: set[tuple[int, int]] = set()
+        for n, item in enumerate(items):
+            # a glob ('calc/*') may make such a file but need not: only a named file clashes
+            for pattern, where in item.owned:
+                if is_glob(pattern):
+                    continue
+                for other, other_where, inside in under.get(pattern, ()):
+                    if other == n or (n, other) in seen:
+                        continue
+                    seen.add((n, other))
+                    self.add(
+                        items[other],
+                        other_where,
+                        f"{inside!r} lies in {pattern!r}, which item {item.name!r} owns "
+                        f"as a file ({where}): one may not make a file where the other "
+                        "needs a directory; rename one of them",
+                    )
 
     def _new_path_clash(
         self,
