@@ -8,7 +8,12 @@ An answer is ``{"actions": [...], "reply": "..."}``; an action is one of
 * ``{"try": NAME, "args": {...}}`` -- a tool call expected to be refused: the
   refusal's message is kept in the reply;
 * ``{"raw": PATH, "text": TEXT}`` -- a write straight into the item's worktree,
-  around the tools (``MISSION_WORKDIR`` names where the worktrees live).
+  around the tools (``MISSION_WORKDIR`` names where the worktrees live);
+* ``{"person": PATH, "text": TEXT}`` -- a person commits ``TEXT`` to ``PATH``
+  on the mission branch of the repository (``MISSION_REPO``) while the
+  mission runs.
+
+``integrator`` maps to ``{item: [answer, ...]}`` like the coder's.
 
 The coder's attempt is read from its prompt, as a model would read it.
 """
@@ -18,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +46,34 @@ def _worktree(item: str) -> Path:
     return hits[0]
 
 
+def _person_commits(path: str, text: str) -> None:
+    repo = Path(os.environ["MISSION_REPO"])
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_AUTHOR_NAME": "a person",
+        "GIT_AUTHOR_EMAIL": "person@example.invalid",
+        "GIT_COMMITTER_NAME": "a person",
+        "GIT_COMMITTER_EMAIL": "person@example.invalid",
+    }
+
+    def git(*args: str, cwd: Path = repo) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    listed = git("branch", "--list", "--format=%(refname:short)", "nexus/*").split()
+    (branch,) = [name for name in listed if "-items/" not in name]  # not an item's branch
+    with tempfile.TemporaryDirectory() as tmp:
+        checkout = Path(tmp) / "person"
+        git("worktree", "add", "-q", str(checkout), branch)
+        (checkout / path).write_text(text, encoding="utf-8")
+        git("commit", "-q", "-am", "a person's change", cwd=checkout)
+        git("worktree", "remove", "--force", str(checkout))
+
+
 async def _play(role: str, call: AgentCall, ctx: AgentContext) -> dict[str, Any]:
     item = ctx.task.removeprefix("item-")
     answers = _script()[role][item]
@@ -52,6 +87,8 @@ async def _play(role: str, call: AgentCall, ctx: AgentContext) -> dict[str, Any]
             target = _worktree(item) / action["raw"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(action["text"], encoding="utf-8")
+        elif "person" in action:
+            _person_commits(action["person"], action["text"])
         elif "try" in action:
             try:
                 await ctx.call_tool(action["try"], dict(action["args"]), f"{role}-{index}")
@@ -82,6 +119,10 @@ async def coder(call: AgentCall, ctx: AgentContext) -> dict[str, Any]:
     return await _play("coder", call, ctx)
 
 
+async def integrator(call: AgentCall, ctx: AgentContext) -> dict[str, Any]:
+    return await _play("integrator", call, ctx)
+
+
 async def reviewer(call: AgentCall, ctx: AgentContext) -> dict[str, Any]:
     item = ctx.task.removeprefix("item-")
     verdicts = _script().get("reviewer", {}).get(item) or [
@@ -94,10 +135,11 @@ async def reviewer(call: AgentCall, ctx: AgentContext) -> dict[str, Any]:
     return {"text": verdict["notes"], "data": verdict}
 
 
-AGENTS_YAML = "\n".join(
-    ["agents:"]
-    + [
-        f"  {role}: {{function: 'mission_agents:{role}'}}"
-        for role in ("architect", "tester", "coder", "reviewer")
-    ]
-)
+def agents_yaml(*roles: str) -> str:
+    """An agents file playing ``roles`` with the functions above."""
+    return "\n".join(
+        ["agents:", *(f"  {role}: {{function: 'mission_agents:{role}'}}" for role in roles)]
+    )
+
+
+AGENTS_YAML = agents_yaml("architect", "tester", "coder", "reviewer")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mission_agents import AGENTS_YAML
+from mission_agents import AGENTS_YAML, agents_yaml
 from mission_support import NEXUS, env, git, make_repo, nexus, work_items_on
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,11 @@ class Mission:
         self.workdir = root / "work"
         if toml:
             (root / "nexus.toml").write_text(toml)
-        self.vars = {"MISSION_SCRIPT": str(self.script), "MISSION_WORKDIR": str(self.workdir)}
+        self.vars = {
+            "MISSION_SCRIPT": str(self.script),
+            "MISSION_WORKDIR": str(self.workdir),
+            "MISSION_REPO": str(self.repo),
+        }
 
     def args(self, *more: str | Path) -> list[str | Path]:
         return ["mission", self.spec, "--repo", self.repo, "--agents", self.agents,
@@ -227,6 +231,57 @@ def test_a_change_that_fails_on_the_combined_tree_is_rolled_back(tmp_path: Path)
     assert {r["status"] for r in merges} == {"rejected"}
     assert all(r["commit"] is None for r in merges)
     assert "apart" in merges[0]["diagnostics"]
+
+
+# -- a conflict goes to the integrator ------------------------------------------------------
+
+SEEDED_A = module("a", 0)
+PERSONS_A = SEEDED_A.replace("return 0", "return 0  # kept small on purpose")
+RESOLVED_A = module("a", 1).replace("return 1", "return 1  # kept small on purpose")
+
+
+def test_a_conflict_on_the_mission_branch_is_resolved_by_the_integrator(tmp_path: Path) -> None:
+    # while the coder works, a person commits a change of the same line to the mission branch
+    script = {
+        "architect": [{"items": [item("a", "R1")], "unmet": [{"requirement": "R2", "reason": "later"}]}],
+        "tester": {"a": [answer_with_tests("a")]},
+        "coder": {"a": [{"actions": [write("calc/a.py", module("a", 1)),
+                                     {"person": "calc/a.py", "text": PERSONS_A}]}]},
+        "integrator": {"a": [{"actions": [{"tool": "mission.read", "args": {"path": "calc/a.py"}},
+                                          write("calc/a.py", RESOLVED_A)]}]},
+    }  # fmt: skip
+    m = Mission(tmp_path, script, seed={**SEED, "calc/a.py": SEEDED_A})
+    m.agents.write_text(agents_yaml("architect", "tester", "coder", "integrator") + "\n")
+    done = m.run()
+    assert done.code == 1, done.text  # R2 is unmet, by the plan's word
+    summary = done.json()
+    assert summary["merged"] == ["a"]
+    branch = summary["branch"]
+    assert git(m.repo, "show", f"{branch}:calc/a.py") == RESOLVED_A
+    # the person's commit stays in the branch's history, under the item's
+    log = git(m.repo, "log", "--format=%an %s", branch).splitlines()
+    assert log[1] == "a person a person's change"
+    assert work_items_on(m.repo, branch) == ["a"]
+    merges = [c["response"] for c in m.tool_calls("mission.merge")]
+    assert [r["status"] for r in merges] == ["conflict", "merged"]
+    assert merges[0]["commit"] is None
+    (synced,) = [c["response"] for c in m.tool_calls("mission.sync")]
+    assert synced["conflicts"] == ["calc/a.py"]
+    prompts = [
+        e["data"]["prompt"]
+        for e in m.events()
+        if e["type"] == "attempt.started" and e["data"].get("state") == "integrate"
+    ]
+    assert len(prompts) == 1
+    assert "calc/a.py" in prompts[0]
+    assert "<<<<<<<" in prompts[0]
+    assert "kept small on purpose" in prompts[0]
+    checks = [c["response"] for c in m.tool_calls("mission.check")]
+    assert [c["accepted"] for c in checks] == [True, True]  # before and after the integrator
+    assert nexus(m.home, "evidence", "verify", summary["evidence"]).code == 0
+    replay = nexus(m.home, "replay", "latest", "--json", **m.vars).json()
+    assert replay["identical"] is True
+    assert replay["tools_executed"] == 0
 
 
 # -- brownfield -----------------------------------------------------------------------------
