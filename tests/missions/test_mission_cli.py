@@ -339,6 +339,61 @@ def test_brownfield_existing_tests_must_keep_passing(tmp_path: Path) -> None:
     assert "return a + b" in architect[0]  # the repository's code, ranked for the spec
 
 
+# -- hardening ------------------------------------------------------------------------------
+
+HARD_SPEC = """# calc
+
+## Requirements
+
+- R1: `calc.core.add` MUST raise `TypeError` when given a `bool`.
+"""
+GUARD = '    if isinstance(a, bool) or isinstance(b, bool):\n        raise TypeError("no bools")\n'
+PUBLIC_HELPER = (
+    BROWN_SEED["calc/core.py"].replace("    return a + b", "    check_int(a, b)\n    return a + b")
+    + '\n\ndef check_int(a: int, b: int) -> None:\n    """Refuse bools."""\n'
+    + GUARD
+)
+PRIVATE_HELPER = (
+    BROWN_SEED["calc/core.py"].replace("    return a + b", "    _check_int(a, b)\n    return a + b")
+    + "\n\ndef _check_int(a: int, b: int) -> None:\n"
+    + GUARD
+)
+HARD_TEST = "import pytest\n\nfrom calc.core import add\n\n\ndef test_bools() -> None:\n    with pytest.raises(TypeError):\n        add(True, 1)\n"
+
+
+def test_a_hardening_mission_proves_each_fix_and_adds_no_api(tmp_path: Path) -> None:
+    fix = {**item("core", "R1"), "owns": ["calc/core.py"], "checks": ["tests"]}
+    script = {
+        "architect": [{"items": [{**fix, "tests": []}], "unmet": []},
+                      {"items": [{**fix, "tests": ["tests/test_hardening.py"]}], "unmet": []}],
+        "tester": {"core": [{"actions": [{"tool": "mission.tests.write",
+                                          "args": {"path": "tests/test_hardening.py", "text": HARD_TEST}}]}]},
+        "coder": {"core": [{"actions": [write("calc/core.py", PUBLIC_HELPER)]},
+                           {"actions": [write("calc/core.py", PRIVATE_HELPER)]}]},
+    }  # fmt: skip
+    m = Mission(tmp_path, script, seed=BROWN_SEED, spec=HARD_SPEC)
+    done = m.run("--mode", "hardening")
+    assert done.code == 0, done.text
+    assert done.json()["merged"] == ["core"]
+    plans = [c["response"] for c in m.tool_calls("mission.plan")]
+    assert [p["ok"] for p in plans] == [False, True]
+    assert "every work item names the test files" in plans[0]["feedback"]
+    checks = [c["response"] for c in m.tool_calls("mission.check")]
+    assert [c["accepted"] for c in checks] == [False, True]
+    # the item named only 'tests', yet every check ran, the api check among them
+    assert checks[0]["failed"] == ["api"]
+    assert {r["name"] for r in checks[1]["results"]} >= {"api", "lint", "security", "tests"}
+    assert "public check_int is new" in checks[0]["feedback"]
+    (merged,) = [c["response"] for c in m.tool_calls("mission.merge")]
+    assert "api" in {r["name"] for r in merged["results"]}  # the combined tree, against the base
+    architect = [
+        e["data"]["prompt"]
+        for e in m.events()
+        if e["type"] == "attempt.started" and e["data"].get("state") == "draft"
+    ]
+    assert "Mode: hardening" in architect[0]
+
+
 # -- kill -9 --------------------------------------------------------------------------------
 
 SLOW = """

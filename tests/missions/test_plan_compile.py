@@ -325,6 +325,14 @@ def test_the_repositorys_files_and_directories_are_not_swapped(spec: SpecMap) ->
     one(problems, "b", "owns[0]", "'src/cache' is a directory of the repository")
 
 
+def test_a_hardening_plan_proves_each_item_with_tests(spec: SpecMap) -> None:
+    answer = good()  # 'bound' names no test file
+    compile_plan(answer, spec=spec, files=FILES, checks=CHECKS)
+    problems = rejected(answer, spec, require_tests=True)
+    assert len(problems) == 1
+    one(problems, "bound", "tests", "in a hardening mission every work item names the test")
+
+
 def test_many_files_one_glob_clash_is_one_problem(spec: SpecMap) -> None:
     files = [f"src/m{n}.py" for n in range(500)]
     answer = {

@@ -15,8 +15,10 @@ from nexus.missions.plan._paths import PathRefused, normalise_path
 from nexus.missions.plan._paths import matches as plan_matches
 from nexus.missions.verify import glob_match
 from nexus.missions.verify._inproc import (
+    MAX_API_BYTES,
     MAX_SECRETS,
     FileReader,
+    check_api,
     check_docs,
     check_scope,
     public_api,
@@ -274,3 +276,58 @@ def test_docs_survives_hostile_sources(tmp_path: Path) -> None:
     (tmp_path / "deep.py").write_text("x = " + "(" * 5000 + ")" * 5000 + "\n")
     (tmp_path / "nul.py").write_bytes(b"def f():\0 pass\n")
     assert check_docs("docs", FileReader(str(tmp_path)), ["deep.py", "nul.py"], None) == []
+
+
+# -- api (hardening) ----------------------------------------------------------------------
+
+
+def _api(root: Path, changed: list[str], base: dict[str, bytes | None]) -> list[tuple[str, str]]:
+    found = check_api("api", FileReader(str(root)), changed, base)
+    assert all(d.check == "api" for d in found)
+    return [(d.code, d.message.split(" ")[1]) for d in found]
+
+
+def test_api_names_what_was_added_changed_and_removed(tmp_path: Path) -> None:
+    (tmp_path / "mod.py").write_bytes(NEW)
+    found = _api(tmp_path, ["mod.py"], {"mod.py": OLD})
+    # 'helper' is public but not in __all__; 'stable' kept its signature
+    assert sorted(found) == [("api-added", "Added"), ("api-added", "Added.method"),
+                             ("api-changed", "changed")]  # fmt: skip
+    assert _api(tmp_path, ["mod.py"], {"mod.py": NEW}) == []
+    (tmp_path / "mod.py").write_bytes(OLD)
+    assert sorted(_api(tmp_path, ["mod.py"], {"mod.py": NEW})) == [
+        ("api-changed", "changed"), ("api-removed", "Added"), ("api-removed", "Added.method"),
+    ]  # fmt: skip
+
+
+def test_api_allows_private_helpers_and_new_bodies(tmp_path: Path) -> None:
+    fixed = OLD.replace(b"    return a\n", b"    return _clamp(a)\n") + (
+        b"\n\ndef _clamp(a: int) -> int:\n    return max(a, 0)\n"
+    )
+    (tmp_path / "mod.py").write_bytes(fixed)
+    assert _api(tmp_path, ["mod.py"], {"mod.py": OLD}) == []
+
+
+def test_api_counts_new_and_deleted_modules(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "new.py").write_bytes(OLD)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_new.py").write_bytes(OLD)  # tests are no API
+    found = _api(tmp_path, ["pkg/new.py", "tests/test_new.py", "pkg/gone.py"],
+                 {"pkg/new.py": None, "tests/test_new.py": None, "pkg/gone.py": OLD})  # fmt: skip
+    assert sorted(found) == [
+        ("api-added", "changed"), ("api-added", "stable"),
+        ("api-removed", "changed"), ("api-removed", "stable"),
+    ]  # fmt: skip
+
+
+def test_api_refuses_what_it_cannot_read_whole(tmp_path: Path) -> None:
+    # padding past the cap cannot hide a new function from the check
+    big = OLD + b"\n\ndef extra() -> None:\n    pass\n" + b"#" * MAX_API_BYTES
+    (tmp_path / "mod.py").write_bytes(big)
+    assert _api(tmp_path, ["mod.py"], {"mod.py": OLD}) == [("too-large", "larger")]
+    # a link is not followed: what the module defined is gone as far as the check knows
+    (tmp_path / "mod.py").unlink()
+    (tmp_path / "elsewhere.py").write_bytes(OLD)
+    (tmp_path / "mod.py").symlink_to(tmp_path / "elsewhere.py")
+    assert {c for c, _ in _api(tmp_path, ["mod.py"], {"mod.py": OLD})} == {"api-removed"}

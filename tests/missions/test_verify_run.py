@@ -286,3 +286,25 @@ def test_a_check_reads_outside_the_tree_only_where_it_may(tmp_path: Path) -> Non
     assert "toolchain 1.0" in results["allowed"].output
     assert not results["denied"].passed
     assert "toolchain 1.0" not in results["denied"].output
+
+
+def test_the_api_check_compares_against_the_git_base(tmp_path: Path) -> None:
+    import subprocess
+
+    root = _repo(tmp_path, {"lib.py": GOOD})
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    api = CheckSpec(name="api", kind="api")
+    (root / "lib.py").write_text(GOOD + "\n\ndef _helper() -> int:\n    return 1\n")
+    assert _run(root, [api], base_ref="HEAD")["api"].passed
+    (root / "lib.py").write_text(GOOD + "\n\ndef helper() -> int:\n    return 1\n")
+    result = _run(root, [api], base_ref="HEAD")["api"]
+    assert not result.passed
+    assert [(d.code, d.file) for d in result.diagnostics] == [("api-added", "lib.py")]
+    # with no base to compare with, the check fails rather than pass blind
+    for ref in (None, "--output=/tmp/x"):
+        blind = _run(root, [api], base_ref=ref)["api"]
+        assert not blind.passed
+        assert [d.code for d in blind.diagnostics] == ["no-base"]

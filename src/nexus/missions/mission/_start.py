@@ -52,7 +52,10 @@ _MODE_NOTES: dict[str, str] = {
     "brownfield": "\n\nMode: brownfield. The repository has code and tests that must keep "
     "passing: change what exists where the spec asks, own the files you change.",
     "hardening": "\n\nMode: hardening. Add no feature: plan tests, fixes and checks that make "
-    "what exists meet the spec's requirements and constraints, and own the files you touch.",
+    "what exists meet the spec's requirements and constraints, and own the files you touch. "
+    "Every work item names the test files that prove its fix, every check runs on every "
+    "item, and the 'api' check rejects a change that adds, removes or re-signs a public "
+    "function, class or method (private helpers are fine).",
 }
 #: Roles a mission cannot do without.
 _REQUIRED_ROLES = ("architect", "coder")

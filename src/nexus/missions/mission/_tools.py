@@ -89,6 +89,8 @@ _SANDBOX = CheckSandbox(
 #: The built-in checks' names (:func:`nexus.missions.verify.default_checks` gives those
 #: that apply to a work tree); a work item's envelope may name them and the project's.
 BUILTIN_CHECKS = ("scope", "build", "lint", "types", "tests", "security", "secrets", "docs")
+#: What a hardening mission adds: the public API neither grows, shrinks nor changes.
+HARDENING_API_CHECK = CheckSpec(name="api", kind="api", timeout_s=60)
 _PATH_ARG = {"type": "string", "description": "a path relative to the work item's worktree"}
 
 
@@ -113,12 +115,24 @@ class MissionState:
         """The checks of a change in ``worktree``: the built-in ones that apply to what it
         holds now, then the project's and the accepted constraints' (recorded at start)."""
         extra = [CheckSpec.model_validate(c) for c in self.config.checks]
-        return merge_checks(default_checks(worktree), extra)
+        found = default_checks(worktree)
+        if self.config.mode == "hardening":
+            found.append(HARDENING_API_CHECK)
+        return merge_checks(found, extra)
 
     def check_names(self) -> list[str]:
         """The checks a work item's envelope may name: the built-in ones and the recorded."""
         recorded = [n for n in self.config.check_names() if n not in BUILTIN_CHECKS]
-        return [*BUILTIN_CHECKS, *recorded]
+        hardening = [HARDENING_API_CHECK.name] if self.config.mode == "hardening" else []
+        return [*BUILTIN_CHECKS, *hardening, *recorded]
+
+    def envelope(self, checks: Sequence[CheckSpec], item: WorkItem) -> list[CheckSpec]:
+        """The item's checks: those its envelope names (all the mission's when it names
+        none, and always all in a hardening mission: a fix may break anything)."""
+        if not item.checks or self.config.mode == "hardening":
+            return list(checks)
+        wanted = set(item.checks) | {c.name for c in checks if c.kind == "scope"}
+        return [c for c in checks if c.name in wanted]
 
     def worktrees(self) -> Worktrees:
         return Worktrees(self.repo, self.config.workdir_path / "worktrees")
@@ -183,6 +197,7 @@ class _PlanTool:
                 files=files,
                 checks=state.check_names(),
                 max_items=state.config.max_items,
+                require_tests=state.config.mode == "hardening",
             )
         except PlanRejected as rejected:
             return {
@@ -343,7 +358,7 @@ class _CheckTool:
         )
         changed = await asyncio.to_thread(changed_files, worktree, base)
         patch = await asyncio.to_thread(diff, worktree, base)
-        checks = _envelope(state.checks(worktree), item.checks)
+        checks = state.envelope(state.checks(worktree), item)
         started = time.monotonic()
         results = await run_checks(
             worktree,
@@ -380,14 +395,6 @@ class _CheckTool:
         }
 
 
-def _envelope(checks: Sequence[CheckSpec], names: Sequence[str]) -> list[CheckSpec]:
-    """The item's checks: those its envelope names (all the mission's when it names none)."""
-    if not names:
-        return list(checks)
-    wanted = set(names) | {c.name for c in checks if c.kind == "scope"}
-    return [c for c in checks if c.name in wanted]
-
-
 def _count_attempt(config: MissionConfig, item: str, step: str) -> int:
     """The attempt a check at ``step`` is: one more than the steps checked before it.
 
@@ -421,7 +428,7 @@ class _MergeTool:
         async def check(path: Path) -> tuple[bool, str]:
             started = time.monotonic()
             # the combined tree: the item's checks again, on everything the mission changed
-            checks = [c for c in _envelope(state.checks(path), item.checks) if c.kind != "scope"]
+            checks = [c for c in state.envelope(state.checks(path), item) if c.kind != "scope"]
             changed = await asyncio.to_thread(changed_files, path, config.base)
             results = await run_checks(
                 path, checks, changed=changed, owns=("**",), base_ref=config.base, sandbox=_SANDBOX

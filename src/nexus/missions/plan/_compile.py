@@ -546,6 +546,7 @@ def compile_plan(
     files: Sequence[str],
     checks: Sequence[str],
     max_items: int = 50,
+    require_tests: bool = False,
 ) -> MissionPlan:
     """Check an architect's answer against every rule; the plan it describes, in dependency order.
 
@@ -557,6 +558,8 @@ def compile_plan(
             a glob that matches one of them is checked against every item.
         checks: the checks an item's envelope may name.
         max_items: the most work items a plan may have.
+        require_tests: every item names the test files that prove it (a hardening
+            mission: each fix comes with the test that shows it).
 
     Returns:
         The plan: paths normalised, duplicates dropped, items ordered so each
@@ -589,6 +592,13 @@ def compile_plan(
     for item in items:
         compiler.paths(item)
         compiler.check_names(item)
+        if require_tests and not item.lists["tests"]:
+            compiler.add(
+                item,
+                "tests",
+                "is empty: in a hardening mission every work item names the test files "
+                "that prove its fix",
+            )
     compiler.needs(items)
     unmet = compiler.requirements(items, data.get("unmet", []))
     compiler.ownership(items)

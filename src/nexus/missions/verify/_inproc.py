@@ -28,6 +28,7 @@ __all__ = [
     "MAX_SECRETS",
     "ApiSymbol",
     "FileReader",
+    "check_api",
     "check_docs",
     "check_scope",
     "glob_match",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Bytes of one file the secret scan and the docs check read.
 MAX_SCAN_BYTES = 2 << 20
+#: Bytes of one Python file the api check reads (the build check compiles as many).
+MAX_API_BYTES = 8 << 20
 #: Secrets the scan reports before it stops (one is enough to fail the check).
 MAX_SECRETS = 100
 _SNIFF = 8192
@@ -390,4 +393,61 @@ def check_docs(
                        f"the public API changed ({shown}) but nothing under docs/ nor a "
                        "README changed: document the new or changed API")
         )  # fmt: skip
+    return out
+
+
+# -- api (hardening) -------------------------------------------------------------------
+
+
+def check_api(
+    check: str,
+    reader: FileReader,
+    changed: Sequence[str],
+    base: dict[str, bytes | None],
+) -> list[Diagnostic]:
+    """Public API that a change added, removed or re-signed: a hardening mission adds no
+    feature and breaks no caller.
+
+    Public as for the docs check (:func:`public_api`); ``base`` holds the
+    changed Python files' content before the change (``None``: the file is
+    new). A fix may add private helpers (``_name``) and change bodies freely.
+    A file that does not parse is left to the ``build`` check; one larger than
+    :data:`MAX_API_BYTES` is refused (what it defines could not be read whole).
+    """
+    out: list[Diagnostic] = []
+    for path in changed:
+        if not _public_module(path):
+            continue
+        data = reader.read(path, limit=MAX_API_BYTES + 1)
+        if data is not None and len(data) > MAX_API_BYTES:
+            out.append(
+                Diagnostic(check, path, None, "too-large",
+                           f"is larger than {MAX_API_BYTES >> 20} MiB: its public API cannot "
+                           "be compared")
+            )  # fmt: skip
+            continue
+        now = public_api(data) if data is not None else {}
+        old = base.get(path)
+        before = public_api(old) if old is not None else {}
+        if now is None or before is None:
+            continue
+        for name, symbol in now.items():
+            if name not in before:
+                out.append(
+                    Diagnostic(check, path, symbol.line, "api-added",
+                               f"public {name} is new: a hardening mission adds no API; "
+                               "make it private (a leading underscore) or leave it out")
+                )  # fmt: skip
+            elif before[name].signature != symbol.signature:
+                out.append(
+                    Diagnostic(check, path, symbol.line, "api-changed",
+                               f"public {name} changed its signature from "
+                               f"{before[name].signature} to {symbol.signature}: callers "
+                               "would break; keep the signature")
+                )  # fmt: skip
+        for name in sorted(set(before) - set(now)):
+            out.append(
+                Diagnostic(check, path, before[name].line, "api-removed",
+                           f"public {name} was removed: callers would break; keep it")
+            )  # fmt: skip
     return out

@@ -32,12 +32,12 @@ __all__ = [
 ]
 
 CheckKind: TypeAlias = Literal[
-    "scope", "build", "lint", "types", "tests", "security", "secrets", "docs", "command"
+    "scope", "build", "lint", "types", "tests", "security", "secrets", "docs", "api", "command"
 ]
 PassRule: TypeAlias = Literal["exit_zero", "junit", "no_findings"]
 
 #: Kinds Nexus runs itself, over the files of the work tree, without a command.
-IN_PROCESS: frozenset[str] = frozenset({"scope", "secrets", "docs"})
+IN_PROCESS: frozenset[str] = frozenset({"scope", "secrets", "docs", "api"})
 #: The tail of a check's output kept in its result (bytes of UTF-8).
 MAX_OUTPUT = 64 * 1024
 #: Diagnostics kept per check; more are summed up in one last diagnostic.

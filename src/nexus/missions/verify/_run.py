@@ -27,6 +27,7 @@ from pathlib import Path
 from nexus.domain.errors import UserError
 from nexus.missions.verify._inproc import (
     FileReader,
+    check_api,
     check_docs,
     check_scope,
     glob_match,
@@ -148,7 +149,7 @@ async def run_checks(
         if parts and "/".join(parts) not in normal:
             normal.append("/".join(parts))
     base = None
-    if base_ref is not None and any(c.kind == "docs" for c in checks):
+    if base_ref is not None and any(c.kind in ("docs", "api") for c in checks):
         base = await _base_contents(root, base_ref, [p for p in normal if p.endswith(".py")])
     run = _Run(
         root=root,
@@ -192,6 +193,16 @@ async def _run_one(spec: CheckSpec, run: _Run) -> CheckResult:
         )
         mode = "signatures against the base" if run.base is not None else "docstrings only"
         return _in_process(spec, found, started, f"{len(run.changed)} changed file(s), {mode}")
+    if spec.kind == "api":
+        if run.base is None:  # no base_ref, or git could not read it: nothing to compare
+            missing = Diagnostic(spec.name, None, None, "no-base",
+                                 "the files before the change could not be read, so the "
+                                 "public API cannot be compared")  # fmt: skip
+            return _in_process(spec, [missing], started, "no base to compare with")
+        found = await asyncio.to_thread(
+            check_api, spec.name, FileReader(run.root), run.changed, run.base
+        )
+        return _in_process(spec, found, started, f"{len(run.changed)} changed file(s)")
     return await _run_command(spec, run, started)
 
 
