@@ -39,6 +39,9 @@ def test_every_item_is_merged_and_every_requirement_met(demo: dict[str, Any]) ->
     assert summary["requirements_unmet"] == []
     assert summary["attempts"] == 4  # words needed two
     assert summary["branch"].startswith("nexus/textkit-")
+    # the one rejection (a failing test) is no pattern yet, and the advisory docs
+    # findings of every attempt rejected nothing: nothing is proposed
+    assert summary["constraints_proposed"] == []
 
 
 def test_the_checkout_is_untouched_and_the_branch_holds_one_commit_per_item(

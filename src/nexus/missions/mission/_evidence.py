@@ -60,7 +60,8 @@ class MissionRecord:
     #: the check outputs, by sha256
     outputs: dict[str, bytes]
     status: str
-    #: each gate attempt's check results as recorded (``CheckResult.to_data()``), in order
+    #: each gate attempt's results of the checks it rejected on (``CheckResult.to_data()``),
+    #: in order: what failure mining learns from (an advisory finding rejected nothing)
     check_results: tuple[tuple[dict[str, Any], ...], ...] = ()
     #: the whole run's model calls, tokens and cost (the architect's too)
     model_calls: int = 0
@@ -152,7 +153,10 @@ def mission_record(events: Sequence[Event]) -> MissionRecord:
             elif tool == "mission.check" and record.error is None:
                 number = len(item.attempts) + 1
                 results = response.get("results") or ()
-                attempts_checked.append(tuple(r for r in results if isinstance(r, dict)))
+                failed = set(response.get("failed") or ())
+                attempts_checked.append(
+                    tuple(r for r in results if isinstance(r, dict) and r.get("name") in failed)
+                )
                 checks = _check_runs(item_id, number, results, outputs)
                 now = item.current
                 item.attempts.append(
