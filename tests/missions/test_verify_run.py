@@ -45,6 +45,18 @@ def _repo(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def _committed(root: Path, files: dict[str, str]) -> Path:
+    """``_repo`` as a git repository with the files committed (the base of a change)."""
+    import subprocess
+
+    _repo(root, files)
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    return root
+
+
 def _run(
     root: Path,
     checks: Sequence[CheckSpec] | None = None,
@@ -249,13 +261,7 @@ def test_bad_calls_are_user_errors(tmp_path: Path) -> None:
 
 
 def test_docs_compare_against_a_git_base(tmp_path: Path) -> None:
-    import subprocess
-
-    root = _repo(tmp_path, {"lib.py": GOOD})
-    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    root = _committed(tmp_path, {"lib.py": GOOD})
     (root / "lib.py").write_text(GOOD + "\n\ndef sub(a: int, b: int) -> int:\n    return a - b\n")
     docs = CheckSpec(name="docs", kind="docs", required=False)
     result = _run(root, [docs], base_ref="HEAD")["docs"]
@@ -289,13 +295,7 @@ def test_a_check_reads_outside_the_tree_only_where_it_may(tmp_path: Path) -> Non
 
 
 def test_the_api_check_compares_against_the_git_base(tmp_path: Path) -> None:
-    import subprocess
-
-    root = _repo(tmp_path, {"lib.py": GOOD})
-    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    root = _committed(tmp_path, {"lib.py": GOOD})
     api = CheckSpec(name="api", kind="api")
     (root / "lib.py").write_text(GOOD + "\n\ndef _helper() -> int:\n    return 1\n")
     assert _run(root, [api], base_ref="HEAD")["api"].passed
