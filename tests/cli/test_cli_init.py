@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_support import NEXUS, Out, cli_env, nexus
 
-from nexus.cli.commands_init import KINDS, TEMPLATES
+from nexus.cli.commands_init import KINDS, TEMPLATE_FILES, TEMPLATES
 from nexus.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -97,6 +97,38 @@ def test_the_approval_template_waits_and_finishes_once_approved(tmp_path: Path) 
     assert announced == "Release 1.0 is out (deployed 1.0).\n"
 
 
+def test_the_mission_template_runs_offline_as_made(tmp_path: Path) -> None:
+    home = project(tmp_path)
+    folder = home.parent
+    created = ok(nexus(home, "init", "--template", "mission"))
+    assert "git init -q && git add -A && git commit -qm start" in created.stdout
+    assert "nexus mission spec.md --repo . --agents agents.yaml" in created.stdout
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [".gitignore", "agents.yaml", "nexus.toml", "roles.py", "spec.md"]
+    assert (folder / ".gitignore").read_text().splitlines()[1:] == [".nexus/", ".nexus-missions/"]
+    git = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "PATH": "/usr/bin:/bin",
+           "GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@example.invalid",
+           "GIT_COMMITTER_NAME": "u", "GIT_COMMITTER_EMAIL": "u@example.invalid"}  # fmt: skip
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "start"]):
+        subprocess.run(["git", *step], cwd=folder, env=git, check=True)
+    # the state home is in the repository: the worktrees go elsewhere, the roles load
+    # from roles.py beside agents.yaml
+    ran = subprocess.run(
+        [str(NEXUS), "mission", "spec.md", "--repo", ".", "--agents", "agents.yaml", "--json"],
+        cwd=folder, env=cli_env(home), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    summary = json.loads(ran.stdout)
+    assert summary["merged"] == ["hello"]
+    assert summary["attempts"] == 2  # the first change forgot R2; the gate said so
+    assert summary["requirements_met"] == ["R1", "R2"]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=folder, env=git,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert status.stdout == ""  # the checkout is untouched
+    ok(nexus(home, "evidence", "verify", summary["evidence"]))
+    assert ok(nexus(home, "replay", "latest")).stdout.startswith("identical")
+
+
 def test_nothing_is_overwritten_without_force_and_gitignore_is_appended_to(
     tmp_path: Path,
 ) -> None:
@@ -140,16 +172,18 @@ def test_init_into_a_new_directory_lists_and_refuses_unknown_templates(
     listed = ok(nexus(home, "init", "--list", "--json")).json()
     assert [t["name"] for t in listed] == list(TEMPLATES)
     assert all(name in nexus(home, "init", "--list").stdout for name in TEMPLATES)
-    unknown = nexus(home, "init", "--template", "mission")
+    unknown = nexus(home, "init", "--template", "crew")
     assert unknown.code == 2
-    assert "no template 'mission': use one of pipeline, agent, approval" in unknown.stderr
+    assert "no template 'crew': use one of pipeline, agent, approval, mission" in unknown.stderr
 
 
 def test_every_template_ships_as_package_data() -> None:
     root = resources.files("nexus.cli").joinpath("templates")
     assert root.joinpath("nexus.toml").is_file()
-    for name in TEMPLATES:
-        assert root.joinpath(name, "workflow.yaml").is_file(), name
+    assert set(TEMPLATE_FILES) == set(TEMPLATES)
+    for name, files in TEMPLATE_FILES.items():
+        for file in files:
+            assert root.joinpath(name, file).is_file(), (name, file)
     for source, _ in KINDS.values():
         assert root.joinpath("new", source).is_file(), source
 

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from cli_support import Out, cli_env, nexus
 
 #: a replay that waits for a worker that will never report takes 30 s; these take < 1 s
@@ -193,3 +194,18 @@ def test_a_missing_cassette_stops_the_replay_at_once_naming_the_file(tmp_path: P
     assert "timed out" not in out.text
     assert f"cassette {tmp_path / 'flows' / 'cas.yaml'} does not exist" in out.stderr
     assert f"cannot replay run {run_id}" in out.stderr
+
+
+def test_the_working_directory_is_searched_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file there named like a module of the standard library or an installed
+    # package (json.py, yaml.py) must not take its place
+    from nexus.cli.wiring import import_from_here
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    import_from_here()
+    import_from_here()
+    assert sys.path[-1] == str(tmp_path)
+    assert sys.path.count(str(tmp_path)) == 1

@@ -146,7 +146,13 @@ def test_bad_input_is_named_with_its_exit_code(tmp_path: Path) -> None:
     wrong = nexus(m.home, "mission", m.spec, "--repo", m.repo, "--agents", bad_role)
     assert wrong.code == 2
     assert "no mission role 'poet'" in wrong.text
+    inside = nexus(m.home, "mission", m.spec, "--repo", m.repo, "--agents", m.agents,
+                   "--workdir", m.repo / "work", **m.vars)  # fmt: skip
+    assert inside.code == 2
+    assert "overlaps the repository" in inside.text
+    assert not (m.repo / "work").exists()
     assert git(m.repo, "branch", "--list", "nexus/*") == ""  # nothing was started
+    assert nexus(m.home, "runs", "--json").json() == []
 
 
 # -- plan only, then approve ---------------------------------------------------------------

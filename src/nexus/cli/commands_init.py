@@ -2,14 +2,16 @@
 
 The templates are package data (``nexus/cli/templates/``, in the wheel with
 the code): a commented ``nexus.toml`` shared by every project, a workflow per
-project template (``pipeline``, ``agent``, ``approval``), and one file per kind
+project template (``pipeline``, ``agent``, ``approval``) or a code mission's
+spec, agents file and function agents (``mission``), and one file per kind
 ``nexus new`` writes (``workflow``, ``agent``, ``tool``). ``@NAME@`` and
 ``@FILE@`` in a template stand for the name given and the file's path.
 
 Neither command overwrites a file unless told to (``--force``): it refuses,
 naming every file in the way, and writes nothing. ``.gitignore`` is the one
 file ``init`` changes rather than writes: it appends ``.nexus/`` (the state
-directory: the event log, keys, logs) when the file does not ignore it yet.
+directory: the event log, keys, logs) when the file does not ignore it yet,
+and for a mission ``.nexus-missions/`` (where its worktrees live).
 """
 
 from __future__ import annotations
@@ -26,13 +28,21 @@ import typer
 from nexus.cli.output import EXIT_USER, emit_json, fail, out
 from nexus.config import find_project
 
-__all__ = ["KINDS", "TEMPLATES", "init", "new"]
+__all__ = ["KINDS", "TEMPLATES", "TEMPLATE_FILES", "init", "new"]
 
 #: The project templates and what each makes.
 TEMPLATES: dict[str, str] = {
     "pipeline": "a tool pipeline: python and shell tools, a foreach, a report file",
     "agent": "an agent with file tools, offline (scripted model), and how to use a real one",
     "approval": "a workflow that waits for a person's approval before it deploys",
+    "mission": "a code mission: a spec, its roles as Python functions, offline; or a model",
+}
+#: The files each project template writes besides nexus.toml.
+TEMPLATE_FILES: dict[str, tuple[str, ...]] = {
+    "pipeline": ("workflow.yaml",),
+    "agent": ("workflow.yaml",),
+    "approval": ("workflow.yaml",),
+    "mission": ("spec.md", "agents.yaml", "roles.py"),
 }
 #: What ``nexus new`` writes: the template, and where the file goes (``{}`` is the name).
 KINDS: dict[str, tuple[str, str]] = {
@@ -43,6 +53,8 @@ KINDS: dict[str, tuple[str, str]] = {
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 #: What init adds to .gitignore: the state directory.
 IGNORED = ".nexus/"
+#: What a mission template adds too: where the mission's worktrees live.
+MISSIONS_IGNORED = ".nexus-missions/"
 
 
 def _template(*parts: str) -> str:
@@ -99,25 +111,33 @@ def _project_name(directory: Path, template: str) -> str:
     return name or template
 
 
-def _gitignore(directory: Path) -> str:
-    """Make ``.gitignore`` ignore the state directory: ``created``, ``added`` or ``present``."""
+def _gitignore(directory: Path, entries: tuple[str, ...] = (IGNORED,)) -> str:
+    """Make ``.gitignore`` ignore ``entries``: ``created``, ``added`` or ``present``."""
     path = directory / ".gitignore"
     if not path.exists():
-        path.write_text(f"# Nexus state: runs, keys, logs\n{IGNORED}\n", encoding="utf-8")
+        path.write_text("# Nexus state: runs, keys, logs\n" + "".join(f"{e}\n" for e in entries))
         return "created"
     text = path.read_text(encoding="utf-8", errors="replace")
     ignored = {line.strip().lstrip("/").rstrip("/") for line in text.splitlines()}
-    if ".nexus" in ignored:
+    missing = [e for e in entries if e.rstrip("/") not in ignored]
+    if not missing:
         return "present"
     joint = "" if text == "" or text.endswith("\n") else "\n"
     with path.open("a", encoding="utf-8") as end:
-        end.write(f"{joint}# Nexus state: runs, keys, logs\n{IGNORED}\n")
+        end.write(f"{joint}# Nexus state: runs, keys, logs\n" + "".join(f"{e}\n" for e in missing))
     return "added"
 
 
 def _next_steps(template: str, directory: Path) -> list[str]:
     here = Path.cwd()
     steps = [] if directory == here else [f"cd {directory}"]
+    if template == "mission":
+        if not any((d / ".git").exists() for d in (directory, *directory.parents)):
+            steps.append("git init -q && git add -A && git commit -qm start")
+        steps.append("nexus mission spec.md --repo . --agents agents.yaml")
+        steps.append("nexus evidence verify <the evidence folder it names>")
+        steps.append("(a real model: see the comment at the top of agents.yaml)")
+        return steps
     steps += ["nexus validate workflow.yaml", "nexus run workflow.yaml"]
     if template == "agent":
         steps.append("nexus inspect latest --task describe --conversation")
@@ -135,7 +155,10 @@ def init(
         typer.Argument(help="Where to make the project (default: here).", show_default=False),
     ] = Path(),
     template: Annotated[
-        str, typer.Option("--template", "-t", metavar="NAME", help="pipeline, agent or approval.")
+        str,
+        typer.Option(
+            "--template", "-t", metavar="NAME", help="pipeline, agent, approval or mission."
+        ),
     ] = "pipeline",
     list_them: Annotated[bool, typer.Option("--list", help="List the templates and exit.")] = False,
     force: Annotated[
@@ -145,9 +168,10 @@ def init(
 ) -> None:
     """Start a project: nexus.toml, a workflow to run, .nexus/ in .gitignore.
 
-    The workflow runs offline as written (no key, no network): a tool
-    pipeline, an agent with tools on a scripted model, or a workflow that
-    waits for an approval. Existing files are never overwritten without
+    It runs offline as written (no key, no network): a tool pipeline, an
+    agent with tools on a scripted model, a workflow that waits for an
+    approval, or a code mission whose roles are Python functions (spec.md,
+    agents.yaml, roles.py). Existing files are never overwritten without
     --force; .gitignore is appended to, not replaced.
     """
     if list_them:
@@ -166,19 +190,15 @@ def init(
     if folder.exists() and not folder.is_dir():
         fail(f"{directory} is not a directory", as_json=as_json)
     name = _project_name(folder, template)
-    plan = _Plan(
-        folder,
-        {
-            folder / "nexus.toml": _template("nexus.toml"),
-            folder / "workflow.yaml": _fill(
-                _template(template, "workflow.yaml"), name, "workflow.yaml"
-            ),
-        },
-    )
+    files = {folder / "nexus.toml": _template("nexus.toml")}
+    for file in TEMPLATE_FILES[template]:
+        files[folder / file] = _fill(_template(template, file), name, file)
+    plan = _Plan(folder, files)
     _refuse_if_taken(plan, force, "nexus init", as_json)
     folder.mkdir(parents=True, exist_ok=True)
     written = plan.write()
-    ignore = _gitignore(folder)
+    entries = (IGNORED, MISSIONS_IGNORED) if template == "mission" else (IGNORED,)
+    ignore = _gitignore(folder, entries)
     if as_json:
         emit_json(
             {

@@ -34,7 +34,7 @@ from nexus.cli.output import (
     out,
     run_async,
 )
-from nexus.cli.wiring import project_of
+from nexus.cli.wiring import import_from_here, project_of
 from nexus.domain.errors import NexusError
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ def mission(
     The spec is planned into work items, which are tested, coded, checked, reviewed and
     merged one at a time onto the branch nexus/<mission>; see docs/missions.md.
     """
+    import_from_here()  # function agents (--agents: function: mod:fn) beside the spec
     if mode not in ("greenfield", "brownfield", "hardening"):
         fail(f"--mode '{mode}': use greenfield, brownfield or hardening", as_json=as_json)
     chosen: Literal["greenfield", "brownfield", "hardening"] = mode  # type: ignore[assignment]

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import getpass
 import json
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,7 @@ from nexus.cli.output import (
     run_async,
 )
 from nexus.cli.runref import resolve_run_arg
-from nexus.cli.wiring import project_of
+from nexus.cli.wiring import import_from_here, project_of
 from nexus.domain.budget import Limits, Scope
 from nexus.domain.errors import UserError, WorkflowError
 from nexus.domain.events import Event, EventType
@@ -661,6 +659,7 @@ def resume(
     raised = _parse_budget(budget)
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
+    import_from_here()  # a mission's function agents load as they did at the start
 
     mission: list[tuple[Project, list[Event]]] = []
 
@@ -743,6 +742,7 @@ def _answer(
     who = by or getpass.getuser()
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
+    import_from_here()
 
     mission: list[tuple[Project, list[Event]]] = []
 
@@ -828,8 +828,7 @@ def replay(
 
     secrets = _secret_texts(inputs)
     run_id = resolve_run_arg(run_id, as_json=as_json)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # `nexus` is a script: its sys.path[0] is its own folder
+    import_from_here()
 
     async def go() -> Any:
         # the providers, residency and tools of nexus.toml, as the run had them;

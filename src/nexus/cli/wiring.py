@@ -13,6 +13,8 @@ or after the command's name (:func:`keep_log_level`).
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,3 +95,17 @@ def project_of(ctx: typer.Context | None) -> Project:
     from nexus.app import Project  # the engine's whole stack: only for commands that need it
 
     return Project.load(options_of(ctx).config)
+
+
+def import_from_here() -> None:
+    """Let a Python function agent's ``module:function`` load from the working directory.
+
+    ``nexus`` is a console script: Python puts the script's own folder on
+    ``sys.path``, not the directory it was started in, so a ``roles.py`` beside
+    the agents file could not be imported. The directory goes *last*, after the
+    standard library and the installed packages, so a file there named like
+    one of them (``json.py``, ``yaml.py``) cannot take its place.
+    """
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.append(here)

@@ -153,9 +153,11 @@ def mission_record(events: Sequence[Event]) -> MissionRecord:
             elif tool == "mission.check" and record.error is None:
                 number = len(item.attempts) + 1
                 results = response.get("results") or ()
-                failed = set(response.get("failed") or ())
+                rejected_on = set(response.get("failed") or ())
                 attempts_checked.append(
-                    tuple(r for r in results if isinstance(r, dict) and r.get("name") in failed)
+                    tuple(
+                        r for r in results if isinstance(r, dict) and r.get("name") in rejected_on
+                    )
                 )
                 checks = _check_runs(item_id, number, results, outputs)
                 now = item.current

@@ -27,6 +27,7 @@ from nexus.missions.roles import Role, load_roles
 from nexus.missions.spec import SpecMap
 from nexus.missions.verify import ConstraintBook, user_checks
 from nexus.missions.workspace import Repo
+from nexus.security.workspaces import workspace_problem
 
 __all__ = ["MISSION_KEYS", "MissionSetup", "mission_state", "prepare_mission"]
 
@@ -181,8 +182,7 @@ def prepare_mission(
     repo = Repo.open(repo_path)
     base = repo.head()
     mission_id = _mission_id(spec, repo, base)
-    root = Path(workdir or table.get("workdir") or home.parent / ".nexus-missions")
-    root = root if root.is_absolute() else Path.cwd() / root
+    root = _mission_root(workdir or table.get("workdir"), home, repo)
     root.mkdir(parents=True, exist_ok=True)
     folder = root.resolve() / mission_id
     checks = [*user_checks(table.get("checks") or {}, source=source)]
@@ -229,6 +229,55 @@ def prepare_mission(
     )
     _check_functions(functions)
     return MissionSetup(config, spec, document, state, functions)
+
+
+def _overlaps(path: Path, repo: Repo) -> bool:
+    real = Path(os.path.realpath(path))
+    for inner in (repo.path, repo.common_dir, repo.git_dir):
+        inner = Path(os.path.realpath(inner))
+        if real == inner or inner in real.parents or real in inner.parents:
+            return True
+    return False
+
+
+def _mission_root(given: str | Path | None, home: Path, repo: Repo) -> Path:
+    """Where missions keep their worktrees: as given, else beside the state home.
+
+    When the state home's folder is the repository (``nexus init`` in a
+    checkout), the first of these that lies outside it and may be a workspace
+    (:func:`~nexus.security.workspaces.workspace_problem`) is taken instead:
+    the user's cache (``$XDG_CACHE_HOME/nexus/missions``), then
+    ``.nexus-missions`` beside the repository.
+
+    Raises:
+        UserError: the directory given lies in the repository or holds it, or no
+            default can be used.
+    """
+    if given:
+        root = Path(given).expanduser()
+        root = root if root.is_absolute() else Path.cwd() / root
+        if _overlaps(root, repo):
+            raise UserError(
+                f"the mission's workdir {root} (--workdir or [mission] workdir) overlaps the "
+                f"repository {repo.path}: put it outside (the checkout is never touched)"
+            )
+        return root
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nexus"
+    tried = [
+        home.parent / ".nexus-missions",
+        cache / "missions",
+        repo.path.parent / ".nexus-missions",
+    ]
+    for root in tried:
+        if (
+            not _overlaps(root, repo)
+            and workspace_problem(os.path.realpath(root), roots=None) is None
+        ):
+            return root
+    raise UserError(
+        f"no default place for the mission's worktrees outside the repository {repo.path} "
+        f"({', '.join(map(str, tried))}): give one with --workdir or [mission] workdir"
+    )
 
 
 def mission_state(
