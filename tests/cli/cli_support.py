@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cli_out import Out
 
 NEXUS = Path(sys.executable).parent / "nexus"
 WORKFLOWS = Path(__file__).parent / "workflows"
-
-
-@dataclass(frozen=True)
-class Out:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
 
 
 def cli_env(home: Path) -> dict[str, str]:

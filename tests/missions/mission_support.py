@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cli_out import Out
 
 NEXUS = Path(sys.executable).parent / "nexus"
 HERE = Path(__file__).parent
@@ -21,20 +20,6 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "t@example.invalid",
     "PATH": "/usr/local/bin:/usr/bin:/bin",
 }
-
-
-@dataclass(frozen=True)
-class Out:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
 
 
 def env(home: Path, **extra: str) -> dict[str, str]:

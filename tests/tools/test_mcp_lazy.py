@@ -14,12 +14,11 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from cli_out import Out
 from nexus.app import Project
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.engine import RunResult
@@ -29,20 +28,6 @@ from nexus.tools.pins import PinStore
 
 FILES_SERVER = Path(__file__).parent / "mcp_fixtures" / "files_server.py"
 NEXUS = Path(sys.executable).parent / "nexus"
-
-
-@dataclass(frozen=True)
-class Out:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def text(self) -> str:
-        return self.stdout + self.stderr
 
 
 def nexus(home: Path, *args: str | Path) -> Out:
