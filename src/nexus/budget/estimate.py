@@ -52,6 +52,7 @@ from nexus.domain.budget import (
     Scope,
     Spend,
     describe,
+    exact_add,
     exactly,
     money_text,
 )
@@ -481,7 +482,7 @@ def estimate_plan(
     for t in (*per_task.values(), *fan_out_shares):
         if t.agent is not None:
             by_agent[t.agent] = by_agent.get(t.agent, Spend()) + t.spend
-    total = sum((t.spend for t in per_task.values()), Spend())
+    total = _total(per_task.values())
     unpriced = tuple(
         sorted(
             {t.model for t in (*per_task.values(), *fan_out_shares) if t.usd is None and t.model}
@@ -498,6 +499,21 @@ def estimate_plan(
         tool_calls=total.tool_calls,
         by_agent=dict(sorted(by_agent.items())),
     )
+
+
+def _total(estimates: Iterable[TaskEstimate]) -> Spend:
+    """The sum of the estimates' :attr:`~TaskEstimate.spend` (an unpriced model counts
+    $0), added as :class:`Spend` adds, without two ``Spend`` objects per task: a plan of
+    N tool tasks sums N estimates at every run start."""
+    usd, tokens, tool_calls = Decimal(0), 0, 0
+    for t in estimates:
+        usd = exact_add(usd, t.usd or _ZERO)
+        tokens += t.prompt_tokens + t.completion_tokens
+        tool_calls += t.tool_calls
+    return Spend(usd, tokens, tool_calls)
+
+
+_ZERO = Decimal(0)
 
 
 def _method(

@@ -714,7 +714,7 @@ class TaskSpec:
         return self.switch is not None
 
     def to_dict(self) -> JSONDict:
-        return {
+        data: JSONDict = {
             "id": self.id,
             "needs": sorted(self.needs),
             "tool": self.tool,
@@ -726,27 +726,48 @@ class TaskSpec:
             "retry": self.retry.to_dict(),
             "timeout": None if self.timeout is None else num(self.timeout),
             "priority": self.priority,
-            # omitted when unset, so plans without approvals keep their hashes
-            **({"approval": self.approval.to_dict()} if self.approval else {}),
-            **({"profile": self.profile} if self.profile is not None else {}),
-            **({"output_schema": self.output_schema} if self.output_schema is not None else {}),
-            **({"routing": self.routing} if self.routing is not None else {}),
-            **({"budget": self.budget} if self.budget is not None else {}),
-            **({"when": self.when} if self.when is not None else {}),
-            **({"switch": self.switch} if self.switch is not None else {}),
-            **({"cases": _cases_data(self.cases)} if self.cases is not None else {}),
-            **({"loop": self.loop.to_dict()} if self.loop is not None else {}),
-            **({"extend": self.extend.to_dict()} if self.extend is not None else {}),
-            **({"bt": self.bt.to_dict()} if self.bt is not None else {}),
-            **({"compensate": self.compensate.to_dict()} if self.compensate is not None else {}),
-            **({"on_failure": self.on_failure} if self.on_failure != "fail" else {}),
-            **({"writes": list(self.writes)} if self.writes else {}),
-            **({"agents": list(self.agents)} if self.agents is not None else {}),
-            **({"aggregate": self.aggregate.to_dict()} if self.aggregate is not None else {}),
-            **({"fsm": self.fsm.to_dict()} if self.fsm is not None else {}),
-            **({"barrier": self.barrier.to_dict()} if self.barrier is not None else {}),
-            **({"workflow": self.workflow.to_dict()} if self.workflow is not None else {}),
         }
+        # the rest omitted when unset, so plans without them keep their hashes (written
+        # as tests, not merged dicts: a plan of N tasks is written twice per run start)
+        if self.approval:
+            data["approval"] = self.approval.to_dict()
+        if self.profile is not None:
+            data["profile"] = self.profile
+        if self.output_schema is not None:
+            data["output_schema"] = self.output_schema
+        if self.routing is not None:
+            data["routing"] = self.routing
+        if self.budget is not None:
+            data["budget"] = self.budget
+        if self.when is not None:
+            data["when"] = self.when
+        if self.switch is not None:
+            data["switch"] = self.switch
+        if self.cases is not None:
+            data["cases"] = _cases_data(self.cases)
+        if self.loop is not None:
+            data["loop"] = self.loop.to_dict()
+        if self.extend is not None:
+            data["extend"] = self.extend.to_dict()
+        if self.bt is not None:
+            data["bt"] = self.bt.to_dict()
+        if self.compensate is not None:
+            data["compensate"] = self.compensate.to_dict()
+        if self.on_failure != "fail":
+            data["on_failure"] = self.on_failure
+        if self.writes:
+            data["writes"] = list(self.writes)
+        if self.agents is not None:
+            data["agents"] = list(self.agents)
+        if self.aggregate is not None:
+            data["aggregate"] = self.aggregate.to_dict()
+        if self.fsm is not None:
+            data["fsm"] = self.fsm.to_dict()
+        if self.barrier is not None:
+            data["barrier"] = self.barrier.to_dict()
+        if self.workflow is not None:
+            data["workflow"] = self.workflow.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, t: JSONDict) -> TaskSpec:
@@ -938,6 +959,11 @@ def plan_hash(plan: Plan) -> str:
     workspace path is not (the same plan run from another checkout is the same
     plan).
     """
-    data = plan.to_dict()
-    data.pop("workspace")
-    return digest(data)
+    return recorded_plan_hash(plan.to_dict())
+
+
+def recorded_plan_hash(data: JSONDict) -> str:
+    """:func:`plan_hash` of the plan ``data`` holds (:meth:`Plan.to_dict` output): for a
+    caller that writes the plan anyway (a run's start records it), so it is not written
+    twice."""
+    return digest({key: value for key, value in data.items() if key != "workspace"})

@@ -23,17 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nexus.domain.budget import DIMENSIONS, THRESHOLDS, Scope, fraction, money_text, run_scopes
 from nexus.domain.errors import ErrorKind, IntegrityError, NexusError, UserError, WorkflowError
-from nexus.domain.events import Draft, Event, EventType, format_time, parse_time
+from nexus.domain.events import Draft, Event, EventType, JSONDict, format_time, parse_time
 from nexus.domain.payload_data import (
     ApprovalAnsweredData,
     ApprovalTimedOutData,
     AttemptFinishedData,
+    AttemptStartedData,
     EffectRecordData,
     RunResumedData,
+    TaskSucceededData,
 )
 from nexus.domain.payloads import (
     ABSENT,
@@ -254,20 +256,18 @@ class Decider:
         task = self.state.tasks[finished["task"]]
         recorded = finished.get("error")
         if recorded is None:
-            if task.spec.bt is not None:
+            spec = task.spec
+            if spec.bt is not None:
                 self._trees.acted(task, event.at, None)
-                return
-            if task.spec.loop is not None:
+            elif spec.loop is not None:
                 self._iterate(task, event.at)
-                return
-            if task.spec.extend is not None:
+            elif spec.extend is not None:
                 self._extend(task, event.at)
-                return
-            if task.spec.fsm is not None:
+            elif spec.fsm is not None:
                 self._machines.transition(task, event.at)
-                return
-            succeeded = TaskSucceeded(task=task.id, attempt=task.attempts)
-            self._succeed(task, event.at, succeeded)
+            else:  # every plain task ends here: its payload is written as stored
+                succeeded: TaskSucceededData = {"task": task.id, "attempt": task.attempts}
+                self._succeed(task, event.at, cast("JSONDict", succeeded))
             return
         error = ErrorRecord.of(recorded)
         if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
@@ -347,10 +347,11 @@ class Decider:
         )
         self.emit_decision(EventType.RETRY_SCHEDULED, at, retry)
 
-    def _succeed(self, task: TaskState, at: str, succeeded: TaskSucceeded) -> None:
-        """Record that ``task``'s attempt succeeded; the first item of a ``first_success``
-        fan-out to succeed ends its parent too."""
-        self.emit_decision(EventType.TASK_SUCCEEDED, at, succeeded)
+    def _succeed(self, task: TaskState, at: str, succeeded: JSONDict) -> None:
+        """Record that ``task``'s attempt succeeded (``succeeded``: the ``task.succeeded``
+        data, as stored); the first item of a ``first_success`` fan-out to succeed ends
+        its parent too."""
+        self.emit(Draft(EventType.TASK_SUCCEEDED, at, succeeded))
         if task.parent is not None:
             parent = self.state.tasks[task.parent]
             policy = parent.spec.aggregate
@@ -710,7 +711,7 @@ class Decider:
             ended = TaskSucceeded(
                 task=task.id, attempt=task.attempts, iteration=iteration, value=value
             )
-            self._succeed(task, at, ended)
+            self._succeed(task, at, ended.to_data())
         elif iteration >= loop.max_iterations:
             error = ErrorRecord(
                 kind=str(ErrorKind.VALIDATION),
@@ -933,76 +934,77 @@ class Decider:
     ) -> bool:
         """Emit ``attempt.started`` for ``spec``'s body (the task's own, or a ``bt``
         action's), holding the task's ``writes``; False when no agent has a free slot."""
-        state = self.state
-        attempt = task.attempts + 1
         try:
-            ctx = template_context(state, task) if _needs_context(spec) else {}
+            ctx = template_context(self.state, task) if _needs_context(spec) else {}
             if spec.tool is not None:
-                args = render_deep(spec.args, ctx, task=task.id, field="with") if ctx else spec.args
-                started = AttemptStarted(
-                    task=task.id,
-                    attempt=attempt,
-                    tool=spec.tool,
-                    args=to_json(args, f"the arguments of task '{task.id}'") if ctx else args,
-                    profile=spec.profile,
-                    timeout_ms=timeout_ms,
-                    iteration=None if spec.loop is None else task.iteration,
-                    node=node,
-                )
+                started = _tool_started(task, spec, ctx, timeout_ms, node)
             else:
-                started = AttemptStarted(
-                    task=task.id,
-                    attempt=attempt,
-                    timeout_ms=timeout_ms,
-                    iteration=None if spec.loop is None else task.iteration,
-                    node=node,
-                )
-            if spec.fsm is not None:
-                started.state = fsm_state_of(task)
-                started.step = task.iteration
-            if spec.tool is None:
-                decision = route(
-                    spec,
-                    state.plan.agents,
-                    state.agent_load,
-                    item_agent=task.item if spec.agents is not None else None,
-                )
-                if decision.agent is None:
+                agent_started = self._agent_started(task, spec, ctx, timeout_ms, node)
+                if agent_started is None:
                     return False
-                agent = state.plan.agents[decision.agent]
-                started.agent = decision.agent
-                started.route = {"candidates": list(decision.candidates), "why": decision.reason}
-                started.model = agent.model
-                prompt = render_text(
-                    spec.prompt or "", ctx, where=f"task '{task.id}', field 'prompt'"
-                )
-                instructions = render_text(
-                    agent.instructions,
-                    ctx,
-                    where=f"task '{task.id}', field 'agents.{decision.agent}.instructions'",
-                )
-                started.prompt = prompt
-                started.instructions = instructions
-                started.turn = state.agent_turns.get(decision.agent, 0)
-                if _routed(spec, agent, state):
-                    choice = _choose(
-                        spec, agent, state, prompt, instructions, self._routing_pricing()
-                    )
-                    started.model = choice.chain[0]
-                    started.models = list(choice.chain)
-                    started.model_route = choice.to_dict()
-                started.profile = spec.profile if spec.profile is not None else agent.profile
-                started.output_schema = spec.output_schema
-                started.feedback = _feedback(task)
-                if task.continues:
-                    started.continues = list(task.continues)  # a budget pause taken up
+                started = agent_started
         except NexusError as exc:
             self.render_failed(task, at, exc)
             return True
         if writes:
-            started.writes = list(writes)
-        self.emit_decision(EventType.ATTEMPT_STARTED, at, started)
+            started["writes"] = list(writes)
+        self.emit(Draft(EventType.ATTEMPT_STARTED, at, cast("JSONDict", started)))
         return True
+
+    def _agent_started(
+        self,
+        task: TaskState,
+        spec: TaskSpec,
+        ctx: dict[str, Any],
+        timeout_ms: int | None,
+        node: str | None,
+    ) -> AttemptStartedData | None:
+        """The ``attempt.started`` data of an agent's turn: the agent routed to, its
+        model, prompt and instructions rendered; None when no agent has a free slot."""
+        state = self.state
+        started = AttemptStarted(
+            task=task.id,
+            attempt=task.attempts + 1,
+            timeout_ms=timeout_ms,
+            iteration=None if spec.loop is None else task.iteration,
+            node=node,
+        )
+        if spec.fsm is not None:
+            started.state = fsm_state_of(task)
+            started.step = task.iteration
+        decision = route(
+            spec,
+            state.plan.agents,
+            state.agent_load,
+            item_agent=task.item if spec.agents is not None else None,
+        )
+        if decision.agent is None:
+            return None
+        agent = state.plan.agents[decision.agent]
+        started.agent = decision.agent
+        started.route = {"candidates": list(decision.candidates), "why": decision.reason}
+        started.model = agent.model
+        prompt = render_text(spec.prompt or "", ctx, where=f"task '{task.id}', field 'prompt'")
+        instructions = render_text(
+            agent.instructions,
+            ctx,
+            where=f"task '{task.id}', field 'agents.{decision.agent}.instructions'",
+        )
+        started.prompt = prompt
+        started.instructions = instructions
+        started.turn = state.agent_turns.get(decision.agent, 0)
+        if _routed(spec, agent, state):
+            choice = _choose(spec, agent, state, prompt, instructions, self._routing_pricing())
+            started.model = choice.chain[0]
+            started.models = list(choice.chain)
+            started.model_route = choice.to_dict()
+        started.profile = spec.profile if spec.profile is not None else agent.profile
+        started.output_schema = spec.output_schema
+        started.feedback = _feedback(task)
+        if task.continues:
+            started.continues = list(task.continues)  # a budget pause taken up
+        data: Any = started.to_data()
+        return cast("AttemptStartedData", data)
 
     def _writes(self, task: TaskState) -> tuple[str, ...]:
         """The resources ``task``'s attempt would hold: its ``writes``, a templated entry
@@ -1129,6 +1131,42 @@ def _crossing(
         limit=figure(limit),
         task=task,
     )
+
+
+def _tool_started(
+    task: TaskState,
+    spec: TaskSpec,
+    ctx: dict[str, Any],
+    timeout_ms: int | None,
+    node: str | None,
+) -> AttemptStartedData:
+    """The ``attempt.started`` data of a tool call, its arguments rendered.
+
+    Written as its stored form, key for key what :class:`AttemptStarted` would
+    hold (a test compares them): every tool task passes here once per attempt,
+    and a view would cost an object and a call per field.
+    """
+    args = spec.args
+    if ctx:
+        rendered = render_deep(args, ctx, task=task.id, field="with")
+        args = to_json(rendered, f"the arguments of task '{task.id}'")
+    started: AttemptStartedData = {"task": task.id, "attempt": task.attempts + 1}
+    if spec.tool is not None:
+        started["tool"] = spec.tool
+    if args is not None:
+        started["args"] = args
+    if spec.profile is not None:
+        started["profile"] = spec.profile
+    if timeout_ms is not None:
+        started["timeout_ms"] = timeout_ms
+    if spec.loop is not None:
+        started["iteration"] = task.iteration
+    if node is not None:
+        started["node"] = node
+    if spec.fsm is not None:
+        started["state"] = fsm_state_of(task)
+        started["step"] = task.iteration
+    return started
 
 
 def _routed(spec: TaskSpec, agent: AgentSpec, state: RunState) -> bool:

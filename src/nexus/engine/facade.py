@@ -45,7 +45,7 @@ from nexus.domain.payloads import (
     RunResumed,
     RunStarted,
 )
-from nexus.domain.plan import AgentSpec, Plan, plan_hash
+from nexus.domain.plan import AgentSpec, Plan, recorded_plan_hash
 from nexus.domain.state import RunState, RunStatus, TaskStatus
 from nexus.engine.continuation import continued_records
 from nexus.engine.control import StopReport, os_user, stop_all, stop_reason
@@ -440,8 +440,8 @@ class Engine:
         workspace = bind_workspace(plan.workspace or os.getcwd(), create=True)
         if self.pii:
             plan = _without_personal_data(plan)
-        phash = plan_hash(plan)
         recorded_plan = plan.to_dict()
+        phash = recorded_plan_hash(recorded_plan)
         started = RunStarted(
             name=plan.name,
             plan=recorded_plan,

@@ -10,6 +10,7 @@ reports into input events.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,7 +317,7 @@ class AttemptContext:
 
         a = self._a
         if self._workspace is None:
-            self._workspace = Path(a.workspace)
+            self._workspace = _workspace_path(a.workspace)
         wrote: list[str] = []  # the files the call writes (a file tool notes them)
         tool_ctx = ToolContext(
             a.run_id,
@@ -345,6 +346,13 @@ class AttemptContext:
         record = await self._record("tool", request, invoke, source, wrote=wrote)
         recorded = record.get("source")
         return record["response"], str(recorded if recorded is not None else source)
+
+
+@functools.lru_cache(maxsize=64)
+def _workspace_path(workspace: str) -> Path:
+    """``workspace`` as a path, made once: every tool call's context holds it, and a
+    ``Path`` costs a parse of its text (a run has one workspace)."""
+    return Path(workspace)
 
 
 def _refuse(refusal: BudgetExceeded) -> Callable[[], Awaitable[Any]]:
