@@ -222,11 +222,20 @@ class RunController:
         event = seal(self.run_id, state.seq + 1, draft, state.last_hash)
         state.apply(event)
         self._buffer.append(event)
+        if event.type in _FOLLOWED:
+            self._follow(event)
+        if self._replay is not None:
+            self._check_replay(event)
+        return event
+
+    def _follow(self, event: Event) -> None:
+        """Do what an applied event asks of the controller: queue an attempt, arm a
+        timer, answer from the plan cache, or stop a dispatched attempt."""
         kind = event.type
-        if kind is EventType.ATTEMPT_STARTED:
+        if kind is _ATTEMPT_STARTED:
             stored: Any = event.data
             started: AttemptStartedData = stored  # its shape checked by state.apply
-            self._seen_upto[started["task"]] = state.finished_count
+            self._seen_upto[started["task"]] = self.state.finished_count
             queue = self._inline if self._is_pure(started) else self._launch
             queue.append(started)
         elif (
@@ -249,9 +258,6 @@ class RunController:
                 self._dispatcher.cancel(TaskEndedUnrun.of(event.data).task)
             elif kind is EventType.ATTEMPT_INTERRUPTED:
                 self._dispatcher.cancel(AttemptInterrupted.of(event.data).task)
-        if self._replay is not None:
-            self._check_replay(event)
-        return event
 
     def _extension_context(self) -> WorkflowContext:
         """What the tasks a plan extension adds are checked against: the run's tools.
@@ -324,6 +330,9 @@ class RunController:
         state = self.state
         if state.status.terminal:
             return
+        if isinstance(message, EffectDone | AttemptDone):  # two of every task's: first
+            self._reported(message)
+            return
         if isinstance(message, CancelDue):
             if not state.cancel_requested:
                 cancel = CancelRequested(reason=message.reason)
@@ -355,17 +364,19 @@ class RunController:
                 cached = hit.payload(message.attempt)
                 self.step(Draft(EventType.PLAN_CACHED, self._now(), cached.to_data()))
             return
-        if isinstance(message, TimerDue):
-            if task.status is TaskStatus.RETRY_WAIT:
-                fired = TimerFired(task=task.id)
-                self.step(Draft(EventType.TIMER_FIRED, self._now(), fired.to_data()))
-            return
-        if task.status is not TaskStatus.RUNNING:
+        if isinstance(message, TimerDue) and task.status is TaskStatus.RETRY_WAIT:
+            fired = TimerFired(task=task.id)
+            self.step(Draft(EventType.TIMER_FIRED, self._now(), fired.to_data()))
+
+    def _reported(self, message: EffectDone | AttemptDone) -> None:
+        """Record a worker's report, if its attempt is still the task's running one."""
+        task = self.state.tasks.get(message.task)
+        if task is None or task.attempts != message.attempt or task.status is not _RUNNING:
             return
         if isinstance(message, EffectDone):
-            self.step(Draft(EventType.EFFECT_RECORDED, self._now(), message.record))
+            self.step(Draft(_EFFECT_RECORDED, self._now(), message.record))
         else:
-            self.step(Draft(EventType.ATTEMPT_FINISHED, self._now(), _finished(message)))
+            self.step(Draft(_ATTEMPT_FINISHED, self._now(), _finished(message)))
 
     def _approval(self, message: ApprovalDue) -> None:
         task = self.state.tasks.get(message.task)
@@ -518,7 +529,7 @@ class RunController:
 
     async def _live_loop(self) -> None:
         inbox = self.inbox
-        while self.state.status is RunStatus.RUNNING:
+        while self.state.status is _RUN_RUNNING:
             message = await inbox.get()
             self.handle(message)
             while len(self._buffer) < MAX_BATCH:
@@ -656,6 +667,26 @@ def _finished(message: AttemptDone) -> JSONDict:
     return cast("JSONDict", done)
 
 
+# The statuses and event types a task's path compares with, as module constants
+# (``EventType.X`` in CPython 3.11 goes through ``EnumType.__getattr__``: ~10x a
+# global; see nexus.domain.state).
+_RUNNING = TaskStatus.RUNNING
+_RUN_RUNNING = RunStatus.RUNNING
+_ATTEMPT_STARTED = EventType.ATTEMPT_STARTED
+_EFFECT_RECORDED = EventType.EFFECT_RECORDED
+_ATTEMPT_FINISHED = EventType.ATTEMPT_FINISHED
+#: What the controller acts on once it applied it (see ``_follow``); most events are not.
+_FOLLOWED = frozenset(
+    {
+        EventType.ATTEMPT_STARTED,
+        EventType.RETRY_SCHEDULED,
+        EventType.BARRIER_ARMED,
+        EventType.APPROVAL_REQUESTED,
+        EventType.PLAN_CACHED,
+        EventType.TASK_CANCELLED,
+        EventType.ATTEMPT_INTERRUPTED,
+    }
+)
 _WORKER_INPUTS = frozenset({EventType.EFFECT_RECORDED, EventType.ATTEMPT_FINISHED})
 _REPLAY_INPUTS = frozenset(
     {

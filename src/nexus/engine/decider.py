@@ -198,7 +198,7 @@ class Decider:
         state = self.state
         kind = trigger.type
         if state.status.terminal or (
-            state.status is RunStatus.PAUSED and not self._reacts_while_paused(kind)
+            state.status is _RUN_PAUSED and not self._reacts_while_paused(kind)
         ):
             return
         at = trigger.at
@@ -267,7 +267,8 @@ class Decider:
                 self._machines.transition(task, event.at)
             else:  # every plain task ends here: its payload is written as stored
                 succeeded: TaskSucceededData = {"task": task.id, "attempt": task.attempts}
-                self._succeed(task, event.at, cast("JSONDict", succeeded))
+                stored: Any = succeeded
+                self._succeed(task, event.at, stored)
             return
         error = ErrorRecord.of(recorded)
         if error.kind == str(ErrorKind.BUDGET_EXCEEDED):
@@ -351,7 +352,7 @@ class Decider:
         """Record that ``task``'s attempt succeeded (``succeeded``: the ``task.succeeded``
         data, as stored); the first item of a ``first_success`` fan-out to succeed ends
         its parent too."""
-        self.emit(Draft(EventType.TASK_SUCCEEDED, at, succeeded))
+        self.emit(Draft(_TASK_SUCCEEDED, at, succeeded))
         if task.parent is not None:
             parent = self.state.tasks[task.parent]
             policy = parent.spec.aggregate
@@ -948,7 +949,8 @@ class Decider:
             return True
         if writes:
             started["writes"] = list(writes)
-        self.emit(Draft(EventType.ATTEMPT_STARTED, at, cast("JSONDict", started)))
+        data: Any = started  # as stored: AttemptStartedData is the model's stored form
+        self.emit(Draft(_ATTEMPT_STARTED, at, data))
         return True
 
     def _agent_started(
@@ -1089,6 +1091,12 @@ class Decider:
             kind, at, RunEnded(status=str(status), tasks=dict(sorted(counts.items())))
         )
 
+
+# What every task's path compares with or emits, as module constants (``EventType.X``
+# in CPython 3.11 goes through ``EnumType.__getattr__``; see nexus.domain.state).
+_RUN_PAUSED = RunStatus.PAUSED
+_ATTEMPT_STARTED = EventType.ATTEMPT_STARTED
+_TASK_SUCCEEDED = EventType.TASK_SUCCEEDED
 
 _APPROVAL_ANSWERS = frozenset({EventType.APPROVAL_GRANTED, EventType.APPROVAL_REJECTED})
 
