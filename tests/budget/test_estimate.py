@@ -13,7 +13,7 @@ from nexus.budget.estimate import (
     estimate_plan,
     preflight_check,
 )
-from nexus.domain.budget import BudgetLimitExceeded, Limits, Scope
+from nexus.domain.budget import BudgetLimitExceeded, Limits, Scope, Spend
 from nexus.domain.errors import UserError
 from nexus.domain.plan import AgentSpec, Plan, TaskSpec
 from nexus.gateway.base import Usage
@@ -245,3 +245,24 @@ def test_compare_estimate_with_actual() -> None:
     assert (under["error"], under["abs_error"], under["relative_error"]) == ("-0.005", "0.005", 0.5)
     assert compare(D(0), D(0))["relative_error"] == 0.0
     assert compare(D("0.01"), D(0))["relative_error"] is None
+
+
+def test_the_total_is_the_sum_of_the_tasks_spend() -> None:
+    """The totals add each task's spend exactly as ``Spend`` adds (an unpriced model
+    counting $0), though they are summed without a ``Spend`` per task."""
+    plan = _plan(
+        [
+            TaskSpec("notes", agent="writer", prompt=PROMPT),
+            TaskSpec("odd", agent="odd", prompt=PROMPT),
+            TaskSpec("fetch", tool="noop"),
+            TaskSpec("each", tool="noop", foreach=[1, 2, 3]),
+        ],
+        [_writer(), AgentSpec("odd", model="openai_compatible:lab/mystery")],
+    )
+    estimate = estimate_plan(plan)
+    spends = [task.spend for task in estimate.per_task.values()]
+    total = sum(spends, Spend())
+    assert estimate.spend == total
+    assert str(estimate.usd) == str(total.usd)  # the same Decimal, exponent and all
+    assert (estimate.tokens, estimate.tool_calls) == (total.tokens, 4)
+    assert estimate.unpriced == ("openai_compatible:lab/mystery",)

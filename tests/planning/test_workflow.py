@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus.domain.errors import NotFoundError, WorkflowError
-from nexus.domain.plan import AgentSpec, Plan, RetryPolicy, TaskSpec, plan_hash
+from nexus.domain.plan import (
+    AgentSpec,
+    Plan,
+    RetryPolicy,
+    TaskSpec,
+    plan_hash,
+    recorded_plan_hash,
+)
 from nexus.planning.workflow import compile_workflow, load_workflow
 from nexus.planning.workflow._values import simple_reads
 from nexus.templating import check_syntax, inspect_reads
@@ -227,6 +234,15 @@ def test_workspace_does_not_change_the_plan_hash(tmp_path: Path) -> None:
     two = load_workflow(write(tmp_path, EXAMPLE + "workspace: elsewhere\n", "two.yaml"))
     assert one.workspace != two.workspace
     assert plan_hash(one) == plan_hash(two)
+
+
+def test_the_hash_of_a_recorded_plan_is_its_plan_hash(tmp_path: Path) -> None:
+    """A run's start hashes the plan it records (written once), not the plan again."""
+    one = load_workflow(write(tmp_path, EXAMPLE))
+    two = load_workflow(write(tmp_path, EXAMPLE + "workspace: elsewhere\n", "two.yaml"))
+    recorded = one.to_dict()
+    assert recorded_plan_hash(recorded) == plan_hash(one) == recorded_plan_hash(two.to_dict())
+    assert "workspace" in recorded  # the record keeps it; only the hash leaves it out
 
 
 def test_known_tools_accepts_listed_tools() -> None:
