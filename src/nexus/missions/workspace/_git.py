@@ -454,13 +454,38 @@ def _scan(
             f"the git config of {target.label} includes more than {_INCLUDE_FILES} files",
             repo=target.label,
         )
-    seen[path] = _signature(path)
+    signature = seen[path] = _signature(path)
     try:
         info = os.stat(path)
     except OSError:
         return
     if not stat.S_ISREG(info.st_mode):
         return
+    cached = _file_cache.get(path)
+    if cached is None or cached[0] != signature:
+        cached = (signature, *_read_config(path, target))
+        if len(_file_cache) >= _FILE_CACHE_SIZE:
+            _file_cache.clear()
+        _file_cache[path] = cached
+    _, found, included = cached
+    for section, section_names in found:
+        names[section].update(section_names)
+    for other in included:
+        _scan(other, names, seen, depth + 1, target)
+
+
+#: a config file read -> its signature taken before reading, the driver names it
+#: holds by section, the files it includes (in order): a file unchanged since is not
+#: read again, whichever repository or worktree reaches it
+_FileScan = tuple[object, tuple[tuple[str, frozenset[str]], ...], tuple[Path, ...]]
+_file_cache: dict[Path, _FileScan] = {}
+_FILE_CACHE_SIZE = 1024
+
+
+def _read_config(
+    path: Path, target: Target
+) -> tuple[tuple[tuple[str, frozenset[str]], ...], tuple[Path, ...]]:
+    """The driver names (by section) and the included files of one config file."""
     done = run_git(
         None,
         ["config", "--file", str(path), "--no-includes", "--list", "-z"],
@@ -476,6 +501,8 @@ def _scan(
             command=("config", "--list"),
             git_message=said,
         )
+    names: dict[str, set[str]] = {"filter": set(), "diff": set(), "merge": set()}
+    included: list[Path] = []
     for record in done.stdout.split(b"\0"):
         if not record:
             continue
@@ -488,9 +515,10 @@ def _scan(
         elif (section == "include" and rest.lower() == "path") or (
             section == "includeif" and rest.lower().endswith(".path")
         ):
-            included = _include_path(raw_value.decode("utf-8", "surrogateescape"), path)
-            if included is not None:
-                _scan(included, names, seen, depth + 1, target)
+            other = _include_path(raw_value.decode("utf-8", "surrogateescape"), path)
+            if other is not None:
+                included.append(other)
+    return tuple((k, frozenset(v)) for k, v in names.items()), tuple(included)
 
 
 def _include_path(value: str, source: Path) -> Path | None:
