@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from nexus.missions.workspace._git import (
@@ -57,8 +58,7 @@ class Worktrees:
         check_branch(branch)
         path = self.root / item
         _refuse_link(path)
-        self._prune()
-        registered = _registered(self.repo)
+        registered = self._registered()
         if path in registered:
             if registered[path] != f"refs/heads/{branch}":
                 raise GitError(
@@ -69,7 +69,8 @@ class Worktrees:
             target = worktree_target(path)
             if (target.git_dir / READY_MARK).is_file():
                 return path
-            self._drop(path)
+            if self._drop(path, registered):
+                self._prune()
         elif os.path.lexists(path):
             _delete_dir(path)  # left by a crash before git recorded it
         self.repo.ensure_branch(branch, start)
@@ -81,22 +82,20 @@ class Worktrees:
     def remove(self, item: str) -> None:
         """Delete the worktree of ``item`` (its branch stays); nothing if there is none."""
         path = self.path_for(item)
-        self._drop(path)
-        self._prune()
+        if self._drop(path, self._registered()):
+            self._prune()
 
     def remove_all(self) -> None:
         """Delete every worktree under ``root`` (the branches stay)."""
-        self._prune()
-        for path in sorted(_registered(self.repo)):
-            if path.parent == self.root:
-                self._drop(path)
-        self._prune()
+        registered = self._registered()
+        dropped = [self._drop(p, registered) for p in sorted(registered) if p.parent == self.root]
+        if any(dropped):
+            self._prune()
 
     def list(self) -> dict[str, Path]:
         """``item -> path`` of the worktrees under ``root``, by item."""
-        self._prune()
         found: dict[str, Path] = {}
-        for path in _registered(self.repo):
+        for path in self._registered():
             if path.parent != self.root:
                 continue
             try:
@@ -105,14 +104,34 @@ class Worktrees:
                 continue  # not a work item's (the merge queue's own, say)
         return dict(sorted(found.items()))
 
-    def _drop(self, path: Path) -> None:
-        if path in _registered(self.repo):
-            run_git(
+    def _drop(self, path: Path, registered: Mapping[Path, str]) -> bool:
+        """Delete the worktree at ``path``; whether git kept a record of it (to prune).
+
+        ``registered`` is the listing this operation took (removing other worktrees
+        since changes nothing it says about ``path``).
+        """
+        stale = False
+        if path in registered:
+            done = run_git(
                 self.repo.target, ["worktree", "remove", "--force", "--force", str(path)],
                 ok=(0, 128),
             )  # fmt: skip
+            stale = done.returncode != 0
         if os.path.lexists(path):
             _delete_dir(path)
+        return stale
+
+    def _registered(self) -> dict[Path, str]:
+        """The worktrees of the repository (:func:`_listing`), stale records pruned.
+
+        Git's listing marks a record whose directory is gone ``prunable``; it is pruned
+        (and the list taken again) only then, not before every listing.
+        """
+        registered, prunable = _listing(self.repo)
+        if prunable:
+            self._prune()
+            registered, _ = _listing(self.repo)
+        return registered
 
     def _prune(self) -> None:
         run_git(self.repo.target, ["worktree", "prune"])
@@ -174,10 +193,12 @@ def _common_of(git_dir: Path, top: Path) -> Path:
     return common
 
 
-def _registered(repo: Repo) -> dict[Path, str]:
-    """``path -> branch ref`` ("" when detached) of every worktree of the repository."""
+def _listing(repo: Repo) -> tuple[dict[Path, str], bool]:
+    """``path -> branch ref`` ("" when detached) of every worktree of the repository, and
+    whether git calls any of them prunable."""
     done = run_git(repo.target, ["worktree", "list", "--porcelain", "-z"])
     found: dict[Path, str] = {}
+    prunable = False
     path: Path | None = None
     for field in done.stdout.split(b"\0"):
         text = os.fsdecode(field)
@@ -186,7 +207,9 @@ def _registered(repo: Repo) -> dict[Path, str]:
             found[path] = ""
         elif text.startswith("branch ") and path is not None:
             found[path] = text[len("branch ") :]
-    return found
+        elif text.startswith("prunable"):
+            prunable = True
+    return found, prunable
 
 
 def own_root(repo: Repo, root: Path) -> Path:
