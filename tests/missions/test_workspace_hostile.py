@@ -23,6 +23,7 @@ from nexus.missions.workspace import (
     Worktrees,
     changed_files,
     commit_all,
+    commit_change,
     diff,
 )
 
@@ -75,9 +76,11 @@ class Attack:
         write(one, {"data.txt": "one\nTWO\nthree\n", "new.txt": "n\n"})
         write(two, {"data.txt": "one\n2\nthree\n"})
         assert changed_files(one, "nexus/m") == ["data.txt", "new.txt"]
-        assert commit_all(one, "W1", {"Nexus-Attempt": "1"}) is not None
+        change = commit_change(one, "nexus/m", "W1", {"Nexus-Attempt": "1"})
+        assert change.commit is not None
+        assert change.changed == ["data.txt", "new.txt"]
         assert commit_all(two, "W2", {}) is not None
-        assert "+TWO" in diff(one, "nexus/m")
+        assert "+TWO" in diff(one, "nexus/m") == change.patch
         queue = MergeQueue(repo, "nexus/m", self.tmp / "q")
 
         async def check(path: Path) -> tuple[bool, str]:
@@ -142,6 +145,24 @@ def test_drivers_hidden_behind_includes_never_run(attack: Attack) -> None:
         ("include.path", str(included)),
         ("includeIf.onbranch:nexus/**.path", str(nested)),
         ("includeIf.gitdir:**.path", "../../nested.cfg"),
+    )
+    attack.drive()
+    attack.assert_nothing_ran()
+
+
+def test_drivers_named_after_git_first_ran_never_run(attack: Attack) -> None:
+    # what was read of the config is remembered: a change, even in an included file
+    # only, is read again
+    Repo.open(attack.path).resolve("main")
+    included = attack.tmp / "late.cfg"
+    included.write_text("")
+    attack.config(("include.path", str(included)))
+    Repo.open(attack.path).resolve("main")
+    attack.attributes("* filter=late diff=late merge=late\n")
+    evil = str(attack.evil)
+    included.write_text(
+        f'[filter "late"]\n\tclean = {evil}\n\tsmudge = {evil}\n\trequired = true\n'
+        f'[diff "late"]\n\ttextconv = {evil}\n[merge "late"]\n\tdriver = {evil}\n'
     )
     attack.drive()
     attack.assert_nothing_ran()

@@ -52,8 +52,7 @@ from nexus.missions.workspace import (
     Repo,
     Worktrees,
     changed_files,
-    commit_all,
-    diff,
+    commit_change,
     discard_changes,
     merge_into,
     patch_sha256,
@@ -350,14 +349,14 @@ class _CheckTool:
         # a check killed with the process left the sandbox's placeholders for trusted
         # names (nexus.toml, .nexus) in the worktree: they are no one's work
         await asyncio.to_thread(remove_stale_placeholders, worktree, TRUSTED_NAMES)
-        commit = await asyncio.to_thread(
-            commit_all,
+        change = await asyncio.to_thread(
+            commit_change,
             worktree,
+            base,
             f"{item.title or item.id} (attempt {attempt})",
             {"Nexus-Mission": config.id, "Nexus-Work-Item": item.id},
         )
-        changed = await asyncio.to_thread(changed_files, worktree, base)
-        patch = await asyncio.to_thread(diff, worktree, base)
+        changed, patch = change.changed, change.patch
         checks = state.envelope(state.checks(worktree), item)
         started = time.monotonic()
         results = await run_checks(
@@ -389,7 +388,7 @@ class _CheckTool:
             "results": [r.to_data() for r in results],
             "checks_s": checks_s,
             "changed": list(changed),
-            "commit": commit,
+            "commit": change.commit,
             "patch_sha256": patch_sha256(patch),
             "review_prompt": state.prompts.review(item, patch, results) if accepted else "",
         }

@@ -7,7 +7,8 @@
 The user's checkout is never touched: :class:`Repo` writes refs only, each work
 item gets a worktree of its own under a directory Nexus owns (:class:`Worktrees`,
 reattached after a crash), :func:`changed_files` and :func:`scope_violations`
-hold an item to the files it owns, :func:`commit_all` commits its work, and the
+hold an item to the files it owns, :func:`commit_all` commits its work
+(:func:`commit_change` commits it and answers its paths and patch too), and the
 :class:`MergeQueue` lands accepted items on the mission branch one at a time,
 checked on the combined result. Every git command runs hardened against the
 repository it reads (``_git``): no hook, filter, driver, pager, editor or helper
@@ -17,8 +18,10 @@ merge queue").
 
 from nexus.missions.workspace._changes import (
     DIFF_OPTIONS,
+    Change,
     changed_files,
     commit_all,
+    commit_change,
     diff,
     discard_changes,
     merge_into,
@@ -53,6 +56,7 @@ __all__ = [
     "ITEM_TRAILER",
     "PATCH_TRAILER",
     "SIDE_LIMIT",
+    "Change",
     "Conflict",
     "GitError",
     "MergeOutcome",
@@ -63,6 +67,7 @@ __all__ = [
     "check_branch",
     "check_item",
     "commit_all",
+    "commit_change",
     "diff",
     "discard_changes",
     "merge_into",

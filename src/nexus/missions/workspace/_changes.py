@@ -25,17 +25,18 @@ import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from nexus.missions.workspace._git import (
     GitError,
     Target,
-    check_revision,
     check_trailers,
     commit_message,
     run_git,
 )
 from nexus.missions.workspace._repo import Repo
+from nexus.missions.workspace._revs import fork_point, resolve_commits
 from nexus.missions.workspace._worktrees import worktree_target
 
 #: the options of every patch this package makes, so that the same change is the
@@ -74,12 +75,10 @@ def changed_files(worktree: Path, base: str) -> list[str]:
         GitError: ``worktree`` is not a usable worktree or ``base`` is not a commit.
     """
     target = worktree_target(worktree)
-    base_sha = _commit(target, base)
     # from where the worktree left base: what others merged onto base since is not this
     # worktree's change
-    fork = run_git(target, ["merge-base", base_sha, "HEAD"], ok=(0, 1)).stdout.split()
-    base_sha = fork[0].decode("ascii") if fork else base_sha
-    tracked = run_git(target, ["diff", "--name-only", "-z", *DIFF_OPTIONS, base_sha, "--"]).stdout
+    start = _start(target, base, "HEAD")[0]
+    tracked = run_git(target, ["diff", "--name-only", "-z", *DIFF_OPTIONS, start, "--"]).stdout
     untracked = run_git(target, ["ls-files", "-z", "--others", "--exclude-standard"]).stdout
     names = {os.fsdecode(p) for p in (tracked + b"\0" + untracked).split(b"\0") if p}
     return sorted(names)
@@ -156,18 +155,65 @@ def commit_all(worktree: Path, message: str, trailers: Mapping[str, str]) -> str
         GitError: bad message or trailers; git refuses (e.g. a path behind a link).
     """
     target = worktree_target(worktree)
-    text = commit_message(message, check_trailers(trailers))
+    if not _commit_everything(target, commit_message(message, check_trailers(trailers))):
+        return None
+    return _commit(target, "HEAD")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A worktree's work, committed, as :func:`commit_change` found it.
+
+    Attributes:
+        commit: the commit just made, or ``None`` if there was nothing to commit.
+        head: the worktree's ``HEAD`` (``commit`` when one was made).
+        base: the commit ``base`` named.
+        changed: what :func:`changed_files` answers now (every change is committed).
+        patch: what :func:`diff` answers from ``base`` to ``head``.
+    """
+
+    commit: str | None
+    head: str
+    base: str
+    changed: list[str]
+    patch: str
+
+
+def commit_change(worktree: Path, base: str, message: str, trailers: Mapping[str, str]) -> Change:
+    """:func:`commit_all`, then :func:`changed_files` and :func:`diff` from ``base``.
+
+    The same answers with fewer git processes: once everything is committed the
+    changed paths are those of ``HEAD`` since it left ``base``, and when it left
+    ``base`` itself (the usual case) one ``git diff`` gives both the paths and the patch.
+
+    Raises:
+        GitError: bad message or trailers; ``base`` is not a commit; git refuses.
+    """
+    target = worktree_target(worktree)
+    committed = _commit_everything(target, commit_message(message, check_trailers(trailers)))
+    start, base_sha, head = _start(target, base, "HEAD")
+    if start == base_sha:
+        changed, patch = _paths_and_patch(target, base_sha, head)
+    else:
+        names = run_git(target, ["diff", "--name-only", "-z", *DIFF_OPTIONS, start, head, "--"])
+        changed = sorted({os.fsdecode(p) for p in names.stdout.split(b"\0") if p})
+        patch = _patch(target, base_sha, head)
+    return Change(head if committed else None, head, base_sha, changed, patch)
+
+
+def _commit_everything(target: Target, text: str) -> bool:
+    """``git add -A`` and commit it with ``text``; whether there was anything to commit."""
     run_git(target, ["add", "-A"])
     staged = run_git(target, ["diff", "--cached", "--quiet", "--no-ext-diff"], ok=(0, 1))
     if staged.returncode == 0:
-        return None
+        return False
     run_git(
         target,
         ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim",
          "--no-edit", "--file=-"],
         stdin=text.encode("utf-8"),
     )  # fmt: skip
-    return _commit(target, "HEAD")
+    return True
 
 
 def discard_changes(worktree: Path) -> None:
@@ -222,10 +268,8 @@ def diff(worktree_or_repo: Path | Repo, base: str, head: str = "HEAD") -> str:
     target = worktree_or_repo.target if isinstance(worktree_or_repo, Repo) else (
         worktree_target(worktree_or_repo)
     )  # fmt: skip
-    base_sha = _commit(target, base)
-    head_sha = _commit(target, head)
-    done = run_git(target, ["diff", *DIFF_OPTIONS, base_sha, head_sha, "--"])
-    return done.stdout.decode("utf-8", "replace")
+    base_sha, head_sha = _commits(target, base, head)
+    return _patch(target, base_sha, head_sha)
 
 
 def patch_sha256(diff: str) -> str:
@@ -233,13 +277,64 @@ def patch_sha256(diff: str) -> str:
     return hashlib.sha256(diff.encode("utf-8")).hexdigest()
 
 
-def _commit(target: Target, rev: str) -> str:
-    check_revision(rev, repo=target.label)
-    done = run_git(
-        target,
-        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
-        ok=(0, 1, 128),
-    )
-    if done.returncode != 0:
+def _patch(target: Target, base_sha: str, head_sha: str) -> str:
+    done = run_git(target, ["diff", *DIFF_OPTIONS, base_sha, head_sha, "--"])
+    return done.stdout.decode("utf-8", "replace")
+
+
+def _paths_and_patch(target: Target, base_sha: str, head_sha: str) -> tuple[list[str], str]:
+    """The changed paths and the patch of ``base_sha..head_sha``, from one ``git diff``.
+
+    ``--raw -z`` puts ``:<modes> <oids> <status>\\0<path>\\0`` records (one path
+    each: renames are off) and a NUL before the patch, which is byte for byte what
+    :func:`_patch` prints. An answer in another form is asked again, in two processes.
+    """
+    out = run_git(target, ["diff", "--raw", "-p", "-z", *DIFF_OPTIONS, base_sha, head_sha, "--"])
+    data = out.stdout
+    paths: set[str] = set()
+    at = 0
+    while data.startswith(b":", at):
+        meta_end = data.find(b"\0", at)
+        path_end = data.find(b"\0", meta_end + 1) if meta_end >= 0 else -1
+        if path_end <= meta_end + 1:
+            break
+        paths.add(os.fsdecode(data[meta_end + 1 : path_end]))
+        at = path_end + 1
+    rest = data[at:]
+    if not paths and not rest:
+        return [], ""
+    if paths and rest.startswith(b"\0diff --git "):
+        return sorted(paths), rest[1:].decode("utf-8", "replace")
+    names = run_git(target, ["diff", "--name-only", "-z", *DIFF_OPTIONS, base_sha, head_sha, "--"])
+    changed = sorted({os.fsdecode(p) for p in names.stdout.split(b"\0") if p})
+    return changed, _patch(target, base_sha, head_sha)
+
+
+def _start(target: Target, base: str, head: str) -> tuple[str, str, str]:
+    """Where ``head`` left ``base`` (their merge base, else ``base``), ``base``, ``head``.
+
+    Raises:
+        GitError: either is not a commit.
+    """
+    fork = fork_point(target, base, head)
+    if fork.left is None or fork.right is None:
+        rev = base if fork.left is None else head
         raise GitError(f"{target.label}: {rev!r} is not a commit", repo=target.label)
-    return done.stdout.decode("ascii").strip()
+    return fork.base or fork.left, fork.left, fork.right
+
+
+def _commits(target: Target, *revs: str) -> list[str]:
+    """The commit each of ``revs`` names, asked in one process.
+
+    Raises:
+        GitError: one is not a commit.
+    """
+    found = resolve_commits(target, revs)
+    for rev, sha in zip(revs, found, strict=True):
+        if sha is None:
+            raise GitError(f"{target.label}: {rev!r} is not a commit", repo=target.label)
+    return [sha for sha in found if sha is not None]
+
+
+def _commit(target: Target, rev: str) -> str:
+    return _commits(target, rev)[0]

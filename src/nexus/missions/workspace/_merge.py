@@ -54,12 +54,14 @@ from nexus.missions.workspace._git import (
 from nexus.missions.workspace._repo import Repo
 from nexus.missions.workspace._resolve import (
     SIDE_LIMIT,
+    ParsedMerge,
     Stage,
     conflict_kind,
     is_text,
     parse_merge_tree,
     trivial_resolution,
 )
+from nexus.missions.workspace._revs import fork_point
 from nexus.missions.workspace._worktrees import READY_MARK, own_root, worktree_target
 
 #: the trailers the queue adds to every commit it makes
@@ -78,6 +80,7 @@ _LOCK_FILE = ".merge.lock"
 _BASE_FILE = ".mission-base.json"
 _INDEX_FILE = ".merge-index"
 _CAS_TRIES = 5
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 Status = Literal["merged", "already_merged", "conflict", "rejected"]
 
@@ -187,7 +190,12 @@ class MergeQueue:
         self.repo = repo
         self.branch = check_branch(mission_branch)
         self.ref = f"refs/heads/{mission_branch}"
-        tip = repo.resolve(self.ref)
+        # one git process for the tip and the base a queue recorded (read again below)
+        recorded = _peek_base(Path(root) / _BASE_FILE)
+        if recorded is None:
+            tip, known = repo.resolve(self.ref), None
+        else:
+            tip, known = repo.resolve_many(self.ref, recorded)
         if tip is None:
             raise GitError(
                 f"{repo.path}: the mission branch {mission_branch} does not exist "
@@ -195,7 +203,7 @@ class MergeQueue:
                 repo=repo.path,
             )
         self.root = own_root(repo, root)
-        self.base = self._record_base(tip)
+        self.base = self._record_base(tip, {recorded: known} if recorded else {})
 
     @property
     def integration_path(self) -> Path:
@@ -280,25 +288,26 @@ class MergeQueue:
         self, item: str, branch: str, message: str, extra: list[tuple[str, str]]
     ) -> _Prepared | MergeOutcome:
         target = self.repo.target
-        tip = self._tip()
-        head = self.repo.resolve(f"refs/heads/{branch}")
-        if head is None:
+        fork = fork_point(target, self.ref, f"refs/heads/{branch}")
+        if fork.left is None:
+            raise GitError(f"{self.repo.path}: the mission branch {self.branch} is gone",
+                           repo=self.repo.path)  # fmt: skip
+        if fork.right is None:
             raise GitError(f"{self.repo.path}: the item branch {branch} does not exist",
                            repo=self.repo.path)  # fmt: skip
-        found = run_git(target, ["merge-base", tip, head], ok=(0, 1))
-        start = found.stdout.decode("ascii").split()
-        if not start:
+        if fork.base is None:
             raise GitError(
                 f"{self.repo.path}: {branch} shares no history with {self.branch}",
                 repo=self.repo.path,
             )
+        tip, head, start = fork.left, fork.right, fork.base
         patch = patch_sha256(
-            run_git(target, ["diff", *DIFF_OPTIONS, start[0], head, "--"]).stdout.decode(
+            run_git(target, ["diff", *DIFF_OPTIONS, start, head, "--"]).stdout.decode(
                 "utf-8", "replace"
             )
         )
-        merge_base = start[0]
-        for record in _records(self.repo, self.branch, self.base):
+        merge_base = start
+        for record in _records(self.repo, self.branch, self.base, tip):
             if record.item != item:
                 continue
             if record.patch == patch:
@@ -306,7 +315,7 @@ class MergeQueue:
                 return MergeOutcome(
                     "already_merged", record.commit, item=item, patch_sha256=patch, onto=onto
                 )
-            if merge_base == start[0] and _is_ancestor(target, record.source, head):
+            if merge_base == start and _is_ancestor(target, record.source, head):
                 # a follow-up of an item merged before: only what came after that merge
                 merge_base = record.source
         if merge_base == head:
@@ -314,8 +323,11 @@ class MergeQueue:
                 "rejected", None, diagnostics=f"{branch} changes nothing: it has no commit "
                 f"that {self.branch} lacks", item=item, patch_sha256=patch, onto=tip,
             )  # fmt: skip
-        done = _merge_tree(target, merge_base, tip, head)
-        parsed = parse_merge_tree(done)
+        if merge_base == tip:
+            # the item's new work starts at the tip: the three-way merge is the item's tree
+            parsed = ParsedMerge(tree=f"{head}^{{tree}}")
+        else:
+            parsed = parse_merge_tree(_merge_tree(target, merge_base, tip, head))
         tree = parsed.tree
         resolved: list[str] = []
         conflicts: list[Conflict] = []
@@ -419,7 +431,9 @@ class MergeQueue:
                            repo=self.repo.path)  # fmt: skip
         return tip
 
-    def _record_base(self, tip: str) -> str:
+    def _record_base(self, tip: str, resolved: Mapping[str, str | None]) -> str:
+        """The mission's base recorded in ``root`` (``tip`` if none was); ``resolved``:
+        what some commits were found to name already."""
         path = self.root / _BASE_FILE
         data = json.dumps({"branch": self.branch, "base": tip}).encode("utf-8")
         try:
@@ -432,6 +446,7 @@ class MergeQueue:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            resolved = {**resolved, tip: tip}
         try:
             recorded = json.loads(_read_small(path))
             branch, base = recorded["branch"], recorded["base"]
@@ -443,10 +458,13 @@ class MergeQueue:
                 f"{self.root} holds the merge queue of {branch}, not of {self.branch}",
                 repo=self.repo.path,
             )
-        if not isinstance(base, str) or self.repo.resolve(base) != base:
+        found = None
+        if isinstance(base, str):
+            found = resolved[base] if base in resolved else self.repo.resolve(base)
+        if found is None or found != base:
             raise GitError(f"{path}: the recorded base {base!r} is not a commit",
                            repo=self.repo.path)  # fmt: skip
-        return base
+        return found
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -493,9 +511,9 @@ class _Record:
     source: str
 
 
-def _records(repo: Repo, branch: str, since: str | None) -> list[_Record]:
-    """The queue's commits on ``branch``, newest first."""
-    tip = repo.resolve(f"refs/heads/{branch}")
+def _records(repo: Repo, branch: str, since: str | None, tip: str | None = None) -> list[_Record]:
+    """The queue's commits on ``branch``, newest first (``tip``: its commit, if known)."""
+    tip = tip or repo.resolve(f"refs/heads/{branch}")
     if tip is None:
         raise GitError(f"{repo.path}: the branch {branch} does not exist", repo=repo.path)
     fmt = "%H" + "".join(
@@ -568,6 +586,16 @@ def _conflict(
         truncated,
         tuple(messages),
     )
+
+
+def _peek_base(path: Path) -> str | None:
+    """The base a queue's record names, if it reads as one (:meth:`MergeQueue._record_base`
+    reads it again, and checks everything)."""
+    try:
+        base = json.loads(_read_small(path)).get("base")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return base if isinstance(base, str) and _SHA.fullmatch(base) else None
 
 
 def _read_small(path: Path) -> bytes:

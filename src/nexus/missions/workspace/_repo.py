@@ -5,13 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nexus.missions.workspace._git import (
-    GitError,
-    Target,
-    check_branch,
-    check_revision,
-    run_git,
-)
+from nexus.missions.workspace._git import GitError, Target, check_branch, run_git
+from nexus.missions.workspace._revs import resolve_commits
 
 
 class Repo:
@@ -130,15 +125,15 @@ class Repo:
         Raises:
             GitError: ``ref`` is not something Nexus passes to git (e.g. starts with '-').
         """
-        check_revision(ref, repo=self.path)
-        done = run_git(
-            self._target,
-            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-            ok=(0, 1, 128),
-        )
-        if done.returncode != 0:
-            return None
-        return done.stdout.decode("ascii").strip() or None
+        return resolve_commits(self._target, [ref])[0]
+
+    def resolve_many(self, *refs: str) -> list[str | None]:
+        """What :meth:`resolve` answers for each of ``refs``, in order, asking git once.
+
+        Raises:
+            GitError: a ref is not something Nexus passes to git.
+        """
+        return resolve_commits(self._target, refs)
 
     def ensure_branch(self, name: str, start: str) -> str:
         """Create branch ``name`` at ``start`` unless it exists; return its commit.
@@ -151,10 +146,9 @@ class Repo:
                 refuses the ref (e.g. ``nexus/a`` exists and ``nexus/a/b`` is asked).
         """
         check_branch(name)
-        existing = self.resolve(f"refs/heads/{name}")
+        existing, sha = self.resolve_many(f"refs/heads/{name}", start)
         if existing is not None:
             return existing
-        sha = self.resolve(start)
         if sha is None:
             raise GitError(f"{self.path}: {start!r} is not a commit", repo=self.path)
         done = run_git(
