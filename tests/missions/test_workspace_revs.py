@@ -28,6 +28,7 @@ from nexus.missions.workspace import (
     commit_all,
     commit_change,
     diff,
+    merge_into,
     scope_violations,
     worktree_target,
 )
@@ -171,7 +172,7 @@ def test_commit_change_answers_what_commit_all_changed_files_and_diff_answer(
     (mine / "README.md").unlink()
     gits.clear()
     change = commit_change(mine, MISSION, "W1 (attempt 1)", {"Nexus-Attempt": "1"})
-    assert sum(gits.values()) == 5  # add, diff --cached, commit, rev-parse, diff
+    assert sum(gits.values()) == 4  # add, commit, rev-parse, diff
     assert change.commit == change.head == _sha(mine, "HEAD")
     assert change.base == repo.resolve(MISSION)
     assert change.changed == changed_files(mine, MISSION)
@@ -193,6 +194,30 @@ def test_commit_change_answers_what_commit_all_changed_files_and_diff_answer(
     assert "other.txt" in moved.patch  # the patch is from base itself, as diff() says
     with pytest.raises(GitError, match="'nope' is not a commit"):
         commit_change(mine, "nope", "m", {})
+
+
+def test_a_merge_that_changes_nothing_is_not_committed(repo: Repo, tmp_path: Path) -> None:
+    repo.ensure_branch(MISSION, "main")
+    trees = Worktrees(repo, tmp_path / "wt")
+    mine = trees.open("W1", branch=f"{MISSION}.items/W1", start=MISSION)
+    other = trees.open("W2", branch=f"{MISSION}.items/W2", start=MISSION)
+    for path in (mine, other):  # the same change on both sides, two commits
+        write(path, {"src/app.py": "print('same')\n"})
+        assert commit_all(path, f"same in {path.name}", {}) is not None
+    tip = _sha(other, "HEAD")
+    before = _sha(mine, "HEAD")
+    assert merge_into(mine, tip) == []
+    assert (worktree_target(mine).git_dir / "MERGE_HEAD").exists()
+    nothing = commit_change(mine, tip, "sync", {})
+    assert nothing.commit is None  # as commit_all always did: no merge commit of nothing
+    assert _sha(mine, "HEAD") == before
+    assert commit_all(mine, "sync", {}) is None
+    write(mine, {"resolved.txt": "r\n"})
+    merged = commit_change(mine, tip, "sync", {})  # a merge with a change is recorded
+    assert merged.commit is not None
+    assert git(mine, "rev-list", "--parents", "-n", "1", merged.commit).split()[1:] == [
+        before, tip,
+    ]  # fmt: skip
 
 
 def test_the_scope_check_sees_every_path_of_every_attempt(repo: Repo, tmp_path: Path) -> None:
@@ -282,7 +307,7 @@ def test_worktrees_are_listed_once_per_operation_and_pruned_when_stale(
     trees = Worktrees(repo, tmp_path / "wt")
     gits.clear()
     one = trees.open("A", branch="b/A", start="main")
-    assert (gits["worktree"], gits["update-ref"]) == (2, 1)  # list, add; the branch
+    assert (gits["worktree"], gits["update-ref"]) == (1, 1)  # nothing there: add; the branch
     trees.open("B", branch="b/B", start="main")
     shutil.rmtree(one)  # lost: git's record of it is stale
     assert "prunable" in git(repo.path, "worktree", "list", "--porcelain")
@@ -290,7 +315,14 @@ def test_worktrees_are_listed_once_per_operation_and_pruned_when_stale(
     assert sorted(trees.list()) == ["B"]
     assert gits["worktree"] == 3  # list, prune, list
     assert "prunable" not in git(repo.path, "worktree", "list", "--porcelain")
+    assert trees.open("A", branch="b/A", start="main") == one
+    shutil.rmtree(one)
     gits.clear()
+    again = trees.open("A", branch="b/A", start="main")  # refused first: its record is stale
+    assert gits["worktree"] == 5  # add (refused), list, prune, list, add
+    assert (again / "README.md").exists()
+    gits.clear()
+    trees.remove("A")
     trees.remove_all()
-    assert gits["worktree"] == 2  # list, remove B: nothing left to prune
+    assert gits["worktree"] == 4  # list, remove A; list, remove B: nothing left to prune
     assert git(repo.path, "worktree", "list", "--porcelain").count("worktree ") == 1

@@ -103,6 +103,7 @@ class MissionState:
     roles: tuple[str, ...]
     _plan: MissionPlan | None = None
     _repo: Repo | None = None
+    _queue: MergeQueue | None = None
 
     @property
     def repo(self) -> Repo:
@@ -135,6 +136,14 @@ class MissionState:
 
     def worktrees(self) -> Worktrees:
         return Worktrees(self.repo, self.config.workdir_path / "worktrees")
+
+    def queue(self) -> MergeQueue:
+        """The mission's merge queue (it keeps no state of git's but the mission's base)."""
+        if self._queue is None:
+            self._queue = MergeQueue(
+                self.repo, self.config.branch, self.config.workdir_path / "merge"
+            )
+        return self._queue
 
     def plan(self) -> MissionPlan:
         """The accepted plan (kept in the mission's workdir by ``mission.plan``)."""
@@ -437,8 +446,7 @@ class _MergeTool:
             spent.append(time.monotonic() - started)
             return verdict.accepted, verdict.feedback
 
-        queue = MergeQueue(state.repo, config.branch, config.workdir_path / "merge")
-        outcome = await queue.merge(
+        outcome = await state.queue().merge(
             item.id,
             config.item_branch(item.id),
             message=f"{item.title or item.id}\n\n{item.summary}".strip(),

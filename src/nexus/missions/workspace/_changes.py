@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nexus.missions.workspace._git import (
+    _MESSAGE_CHARS,
     GitError,
     Target,
     check_trailers,
@@ -202,18 +203,39 @@ def commit_change(worktree: Path, base: str, message: str, trailers: Mapping[str
 
 
 def _commit_everything(target: Target, text: str) -> bool:
-    """``git add -A`` and commit it with ``text``; whether there was anything to commit."""
+    """``git add -A`` and commit it with ``text``; whether there was anything to commit.
+
+    ``git commit`` says itself when there is nothing to commit (exit 1), except
+    during a merge, where it would record the merge: then the index is compared
+    with ``HEAD`` first, and nothing is committed if they are the same.
+    """
     run_git(target, ["add", "-A"])
-    staged = run_git(target, ["diff", "--cached", "--quiet", "--no-ext-diff"], ok=(0, 1))
-    if staged.returncode == 0:
+    merging = os.path.lexists(target.git_dir / "MERGE_HEAD")
+    if merging and _index_is_head(target):
         return False
-    run_git(
+    done = run_git(
         target,
         ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim",
          "--no-edit", "--file=-"],
         stdin=text.encode("utf-8"),
+        ok=(0, 1),
     )  # fmt: skip
-    return True
+    if done.returncode == 0:
+        return True
+    if not merging and _index_is_head(target):
+        return False
+    said = done.stderr.decode("utf-8", "replace").strip()[-_MESSAGE_CHARS:]
+    raise GitError(
+        f"git commit failed in {target.label} (exit 1): {said or 'no message'}",
+        repo=target.label,
+        command=("commit",),
+        git_message=said,
+    )
+
+
+def _index_is_head(target: Target) -> bool:
+    staged = run_git(target, ["diff", "--cached", "--quiet", "--no-ext-diff"], ok=(0, 1))
+    return staged.returncode == 0
 
 
 def discard_changes(worktree: Path) -> None:

@@ -58,6 +58,8 @@ class Worktrees:
         check_branch(branch)
         path = self.root / item
         _refuse_link(path)
+        if not os.path.lexists(path) and self._add(path, branch, start, first_try=True):
+            return path  # the usual case: nothing there, nothing recorded
         registered = self._registered()
         if path in registered:
             if registered[path] != f"refs/heads/{branch}":
@@ -73,11 +75,25 @@ class Worktrees:
                 self._prune()
         elif os.path.lexists(path):
             _delete_dir(path)  # left by a crash before git recorded it
+        self._add(path, branch, start, first_try=False)
+        return path
+
+    def _add(self, path: Path, branch: str, start: str, *, first_try: bool) -> bool:
+        """``git worktree add`` on ``branch`` (made at ``start`` if missing), marked ready.
+
+        A first try, before anything was listed, answers ``False`` if git refuses (a
+        stale record of the path, say), so that the caller looks closer and tries again.
+        """
         self.repo.ensure_branch(branch, start)
-        run_git(self.repo.target, ["worktree", "add", "--quiet", str(path), branch])
+        done = run_git(
+            self.repo.target, ["worktree", "add", "--quiet", str(path), branch],
+            ok=(0, 128) if first_try else (0,),
+        )  # fmt: skip
+        if done.returncode != 0:
+            return False
         target = worktree_target(path)
         _write_mark(target.git_dir / READY_MARK)
-        return path
+        return True
 
     def remove(self, item: str) -> None:
         """Delete the worktree of ``item`` (its branch stays); nothing if there is none."""
