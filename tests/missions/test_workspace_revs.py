@@ -280,6 +280,47 @@ def test_an_item_started_at_the_tip_lands_as_its_tree_without_merge_tree(
     assert git(repo.path, "show", f"{both}:src/app.py") == "print('W1')\n"
 
 
+def test_the_integration_worktree_is_clean_for_each_check(
+    repo: Repo, tmp_path: Path, gits: collections.Counter[str]
+) -> None:
+    repo.ensure_branch(MISSION, "main")
+    trees = Worktrees(repo, tmp_path / "wt")
+    queue = MergeQueue(repo, MISSION, tmp_path / "q")
+    seen: list[list[str]] = []
+
+    def look_and_litter(path: Path) -> None:
+        seen.append(sorted(p.name for p in path.iterdir() if p.name != ".git"))
+        write(path, {"junk.txt": "left\n", "build/out.o": "x", "cache.log": "ignored\n"})
+
+    async def check(path: Path) -> tuple[bool, str]:
+        await asyncio.to_thread(look_and_litter, path)
+        return True, ""
+
+    for item, files in [("W1", {".gitignore": "*.log\n"}), ("W2", {"b.txt": "b\n"})]:
+        branch = _item(repo, trees, item, files)
+        gits.clear()
+        outcome = asyncio.run(queue.merge(item, branch, message=item, trailers={}, check=check))
+        assert outcome.status == "merged"
+        made_now = item == "W1"  # added at the commit: no checkout, no clean
+        assert (gits["checkout"], gits["clean"]) == ((0, 0) if made_now else (1, 1))
+    assert seen == [[".gitignore", "README.md", "src"], [".gitignore", "README.md", "b.txt", "src"]]
+    shutil.rmtree(queue.integration_path)  # lost: git's record of it is stale
+    branch = _item(repo, trees, "W3", {"c.txt": "c\n"})
+    outcome = asyncio.run(queue.merge("W3", branch, message="W3", trailers={}, check=check))
+    assert outcome.status == "merged"
+    assert seen[-1] == [".gitignore", "README.md", "b.txt", "c.txt", "src"]
+
+
+def test_tracked_files_lists_a_commit_and_refuses_anything_else(repo: Repo) -> None:
+    git(repo.path, "tag", "tree-tag", "HEAD^{tree}")
+    assert repo.tracked_files("main") == ["README.md", "src/app.py"]
+    for bad in ("tree-tag", "HEAD:README.md", "nope"):
+        with pytest.raises(GitError, match="is not a commit"):
+            repo.tracked_files(bad)
+    with pytest.raises(GitError, match="is not a revision"):
+        repo.tracked_files("--output=x")
+
+
 def test_the_recorded_base_is_checked_however_it_is_read(repo: Repo, tmp_path: Path) -> None:
     repo.ensure_branch(MISSION, "main")
     root = tmp_path / "q"

@@ -379,14 +379,17 @@ class MergeQueue:
     def _check_out(self, commit: str) -> Path:
         """The integration worktree at ``commit``, clean (made or repaired as needed)."""
         path = self.integration_path
-        target = self._integration(commit)
+        target, made = self._integration(commit)
+        if made:
+            return path  # a worktree just added at the commit: checked out, nothing else in it
         with contextlib.suppress(FileNotFoundError):
             (target.git_dir / "index.lock").unlink()  # a crash's: we hold the queue lock
         run_git(target, ["checkout", "--quiet", "--force", "--detach", commit])
         run_git(target, ["clean", "-ffdxq"])
         return path
 
-    def _integration(self, commit: str) -> Target:
+    def _integration(self, commit: str) -> tuple[Target, bool]:
+        """The queue's worktree, and whether it was made now (at ``commit``)."""
         path = self.integration_path
         if os.path.islink(path):
             raise GitError(f"{path} is a symbolic link, not the queue's worktree",
@@ -396,18 +399,22 @@ class MergeQueue:
             if (target.git_dir / READY_MARK).is_file() and target.common_dir == (
                 self.repo.common_dir
             ):
-                return target
+                return target, False
         except GitError:
             pass
-        run_git(self.repo.target, ["worktree", "remove", "--force", "--force", str(path)],
-                ok=(0, 128))  # fmt: skip
-        if os.path.lexists(path):
-            shutil.rmtree(path)
-        run_git(self.repo.target, ["worktree", "prune"])
-        run_git(self.repo.target, ["worktree", "add", "--quiet", "--detach", str(path), commit])
+        add = ["worktree", "add", "--quiet", "--detach", str(path), commit]
+        # nothing there (the first merge): add it; a refusal (a stale record) or a
+        # leftover is cleared first
+        if os.path.lexists(path) or run_git(self.repo.target, add, ok=(0, 128)).returncode:
+            run_git(self.repo.target, ["worktree", "remove", "--force", "--force", str(path)],
+                    ok=(0, 128))  # fmt: skip
+            if os.path.lexists(path):
+                shutil.rmtree(path)
+            run_git(self.repo.target, ["worktree", "prune"])
+            run_git(self.repo.target, add)
         target = worktree_target(path)
         (target.git_dir / READY_MARK).write_text("1\n")
-        return target
+        return target, True
 
     def _move(self, old: str, new: str) -> bool:
         """Compare-and-swap the mission branch from ``old`` to ``new``."""

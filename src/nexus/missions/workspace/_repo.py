@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nexus.missions.workspace._git import GitError, Target, check_branch, run_git
+from nexus.missions.workspace._git import (
+    GitError,
+    Target,
+    check_branch,
+    check_revision,
+    run_git,
+)
 from nexus.missions.workspace._revs import resolve_commits
 
 
@@ -175,10 +181,19 @@ class Repo:
         Raises:
             GitError: ``ref`` is not a commit.
         """
-        sha = self.resolve(ref)
-        if sha is None:
-            raise GitError(f"{self.path}: {ref!r} is not a commit", repo=self.path)
-        done = run_git(self._target, ["ls-tree", "-r", "-z", "--name-only", "--full-tree", sha])
+        check_revision(ref, repo=self.path)
+        done = run_git(
+            self._target,
+            ["ls-tree", "-r", "-z", "--name-only", "--full-tree", "--end-of-options",
+             f"{ref}^{{commit}}"],
+            ok=(0, 128),
+        )  # fmt: skip
+        if done.returncode != 0:
+            if self.resolve(ref) is None:
+                raise GitError(f"{self.path}: {ref!r} is not a commit", repo=self.path)
+            said = done.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"{self.path}: cannot list the files of {ref!r}: {said}",
+                           repo=self.path, command=("ls-tree",), git_message=said)  # fmt: skip
         return sorted(os.fsdecode(p) for p in done.stdout.split(b"\0") if p)
 
 
