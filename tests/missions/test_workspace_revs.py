@@ -280,6 +280,27 @@ def test_an_item_started_at_the_tip_lands_as_its_tree_without_merge_tree(
     assert git(repo.path, "show", f"{both}:src/app.py") == "print('W1')\n"
 
 
+def test_create_branch_creates_a_missing_branch_only(repo: Repo) -> None:
+    head = repo.head()
+    git(repo.path, "tag", "-a", "-m", "annotated", "v1")
+    git(repo.path, "tag", "tree-tag", "HEAD^{tree}")
+    assert repo.create_branch("b/new", "v1")
+    assert repo.resolve("b/new") == head  # the commit the tag names, not the tag
+    write(repo.path, {"later.txt": "x\n"})
+    git(repo.path, "add", "later.txt")
+    git(repo.path, "commit", "-qm", "later")
+    assert not repo.create_branch("b/new", "HEAD")  # exists: never moved
+    assert repo.resolve("b/new") == head
+    assert not repo.create_branch("b/tree", "tree-tag")
+    assert not repo.create_branch("b/new/sub", "HEAD")
+    assert repo.resolve("b/tree") is None
+    assert repo.resolve("b/new/sub") is None
+    with pytest.raises(GitError, match="not allowed"):
+        repo.create_branch("-b", "HEAD")
+    with pytest.raises(GitError, match="is not a revision"):
+        repo.create_branch("b/x", "--orphan")
+
+
 def test_the_integration_worktree_is_clean_for_each_check(
     repo: Repo, tmp_path: Path, gits: collections.Counter[str]
 ) -> None:
@@ -348,7 +369,7 @@ def test_worktrees_are_listed_once_per_operation_and_pruned_when_stale(
     trees = Worktrees(repo, tmp_path / "wt")
     gits.clear()
     one = trees.open("A", branch="b/A", start="main")
-    assert (gits["worktree"], gits["update-ref"]) == (1, 1)  # nothing there: add; the branch
+    assert dict(gits) == {"update-ref": 1, "worktree": 1}  # nothing there: the branch, add
     trees.open("B", branch="b/B", start="main")
     shutil.rmtree(one)  # lost: git's record of it is stale
     assert "prunable" in git(repo.path, "worktree", "list", "--porcelain")

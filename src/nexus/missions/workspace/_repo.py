@@ -175,6 +175,26 @@ class Repo:
             )
         return sha
 
+    def create_branch(self, name: str, start: str) -> bool:
+        """Create branch ``name`` at the commit ``start`` names; whether it was created.
+
+        One git process for a branch that is usually new (a work item's): ``False``
+        when it exists already, ``start`` is no commit or git refuses the ref --
+        :meth:`ensure_branch` then says which. An existing branch is never moved.
+
+        Raises:
+            GitError: the name or ``start`` is not something Nexus passes to git.
+        """
+        check_branch(name)
+        check_revision(start, repo=self.path)
+        done = run_git(
+            self._target,
+            ["update-ref", "-m", "nexus: create branch", f"refs/heads/{name}",
+             f"{start}^{{commit}}", ""],
+            ok=(0, 1, 128),
+        )  # fmt: skip
+        return done.returncode == 0
+
     def tracked_files(self, ref: str) -> list[str]:
         """The paths of the files in the tree of commit ``ref``, sorted.
 

@@ -84,7 +84,8 @@ class Worktrees:
         A first try, before anything was listed, answers ``False`` if git refuses (a
         stale record of the path, say), so that the caller looks closer and tries again.
         """
-        self.repo.ensure_branch(branch, start)
+        if not self.repo.create_branch(branch, start):
+            self.repo.ensure_branch(branch, start)  # it exists (or an error says why not)
         done = run_git(
             self.repo.target, ["worktree", "add", "--quiet", str(path), branch],
             ok=(0, 128) if first_try else (0,),
