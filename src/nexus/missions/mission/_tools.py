@@ -177,12 +177,21 @@ class MissionState:
 
 
 @dataclass(frozen=True, slots=True)
-class _PlanTool:
-    """``mission.plan``: compile the architect's answer into the mission's plan."""
+class _MissionTool:
+    """What every ``mission.*`` tool but the file tools has: the mission's shared state, a
+    name and a description; none is pure (each call is a recorded effect)."""
 
     state: MissionState
-    name: str = "mission.plan"
+    name: str = ""
+    description: str = ""
     pure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanTool(_MissionTool):
+    """``mission.plan``: compile the architect's answer into the mission's plan."""
+
+    name: str = "mission.plan"
     description: str = "Check a proposed plan of work items; answers ok, or the problems."
     input_schema: Mapping[str, Any] = field(
         default_factory=lambda: {
@@ -218,12 +227,10 @@ class _PlanTool:
 
 
 @dataclass(frozen=True, slots=True)
-class _ExpandTool:
+class _ExpandTool(_MissionTool):
     """``mission.expand``: one task per work item of the accepted plan (plan extension)."""
 
-    state: MissionState
     name: str = "mission.expand"
-    pure: bool = False
     description: str = "Turn the accepted plan's work items into the mission's tasks."
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -243,12 +250,10 @@ class _ExpandTool:
 
 
 @dataclass(frozen=True, slots=True)
-class _OpenTool:
+class _OpenTool(_MissionTool):
     """``mission.open``: the work item's worktree (opened, or reattached) and its role prompts."""
 
-    state: MissionState
     name: str = "mission.open"
-    pure: bool = False
     description: str = "Open the work item's worktree on the mission branch."
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -339,12 +344,10 @@ class _FileTool:
 
 
 @dataclass(frozen=True, slots=True)
-class _CheckTool:
+class _CheckTool(_MissionTool):
     """``mission.check``: commit the item's worktree, run its checks, and gate the result."""
 
-    state: MissionState
     name: str = "mission.check"
-    pure: bool = False
     description: str = "Commit the work item's change and run its checks through the gate."
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -417,12 +420,10 @@ def _count_attempt(config: MissionConfig, item: str, step: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _MergeTool:
+class _MergeTool(_MissionTool):
     """``mission.merge``: the item's change through the merge queue onto the mission branch."""
 
-    state: MissionState
     name: str = "mission.merge"
-    pure: bool = False
     description: str = "Merge the work item's accepted change onto the mission branch."
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
@@ -473,13 +474,11 @@ class _MergeTool:
 
 
 @dataclass(frozen=True, slots=True)
-class _SyncTool:
+class _SyncTool(_MissionTool):
     """``mission.sync``: merge the mission branch's tip into the item's worktree, for the
     integrator (the queue found a conflict: the branch moved under the item)."""
 
-    state: MissionState
     name: str = "mission.sync"
-    pure: bool = False
     description: str = "Merge the mission branch into the work item's worktree."
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> Any:
