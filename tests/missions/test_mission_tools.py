@@ -29,7 +29,7 @@ def tools(tmp_path: Path) -> dict[str, Any]:
     )
     state = mission_state(config, parse_spec(SPEC, source="s.md"))
     item = WorkItem(
-        id="a", title="a", summary="", owns=("a.py",), tests=("tests/test_a.py",),
+        id="a", title="a", summary="", owns=("a.py", "pkg/**"), tests=("tests/test_a.py",),
         needs=(), requirements=("R1",), checks=(),
     )  # fmt: skip
     state.keep_plan(MissionPlan(items=(item,), unmet=()))
@@ -60,6 +60,11 @@ def test_the_item_comes_from_the_task_and_paths_stay_in_its_worktree(
     for path in (".git/config", "./.git/HEAD"):
         with pytest.raises(PolicyDenied, match=r"inside \.git"):
             call(t["mission.read"], {"path": path}, "item-a", ws)
+    # 'pkg/**' is the item's, but not a repository planted in it (git would obey its config)
+    for path in ("pkg/.git/config", "pkg/sub/.GIT/HEAD"):
+        with pytest.raises(PolicyDenied, match=r"inside \.git"):
+            call(t["mission.write"], {"path": path, "text": "[core]\n"}, "item-a", ws)
+    assert call(t["mission.write"], {"path": "pkg/ok.py", "text": "y = 2\n"}, "item-a", ws)
     for path in ("../../../etc/passwd", "/etc/passwd", "x/../../a.py"):
         with pytest.raises(PolicyDenied, match="outside the work item's worktree"):
             call(t["mission.read"], {"path": path}, "item-a", ws)

@@ -25,6 +25,7 @@ from nexus.missions.workspace import (
     commit_all,
     commit_change,
     diff,
+    discard_changes,
 )
 
 HOOKS = (
@@ -264,6 +265,54 @@ def test_a_rewritten_dot_git_in_a_worktree_is_refused(attack: Attack) -> None:
     with pytest.raises(GitError, match="neither a directory nor a gitdir file"):
         changed_files(path, "main")
     attack.assert_nothing_ran()
+
+
+def _nested_evil_repository(attack: Attack, worktree: Path) -> Path:
+    nested = make_repo(worktree / "sub", {"f.txt": "data\n", ".gitattributes": "* filter=evil\n"})
+    attack.plant_hooks(nested / ".git" / "hooks")
+    evil = str(attack.evil)
+    for key, value in (("core.fsmonitor", evil), ("filter.evil.clean", evil),
+                       ("filter.evil.smudge", evil), ("filter.evil.process", evil),
+                       ("diff.evil.textconv", evil), ("diff.external", evil),
+                       ("core.pager", evil)):  # fmt: skip
+        git(nested, "config", key, value)
+    return nested
+
+
+def test_a_repository_nested_in_a_worktree_runs_nothing_of_its_own(attack: Attack) -> None:
+    # a sandboxed check can write the whole worktree, a nested repository included: its
+    # config, attributes and hooks are the attacker's, and git runs its fsmonitor and
+    # filters when it asks that repository whether it changed (git add -A does)
+    repo = Repo.open(attack.path)
+    repo.ensure_branch("nexus/m", "main")
+    trees = Worktrees(repo, attack.tmp / "wt")
+    # the plant is live: git as a person would run it, in another worktree, runs it
+    control = trees.open("W2", branch="nexus/m.items/W2", start="nexus/m")
+    _nested_evil_repository(attack, control)
+    git(control, "add", "-A")
+    (control / "sub" / "f.txt").write_text("DATA\n")
+    git(control, "add", "-A")
+    assert os.listdir(attack.marks)
+    for mark in os.listdir(attack.marks):
+        os.unlink(attack.marks / mark)
+    path = trees.open("W1", branch="nexus/m.items/W1", start="nexus/m")
+    nested = _nested_evil_repository(attack, path)
+    (nested / ".git" / "index").unlink()  # dirty from the start: every file changed
+    first = commit_change(path, "nexus/m", "W1", {})
+    # the nested .git is gone before git looks: its files are ordinary files of the change
+    assert first.changed == ["sub/.gitattributes", "sub/f.txt"]
+    assert not (nested / ".git").exists()
+    # a gitdir file or a link named .git, at any depth, goes the same way
+    (path / "sub" / "deeper").mkdir()
+    (path / "sub" / "deeper" / ".git").write_text(f"gitdir: {control / 'sub' / '.git'}\n")
+    os.symlink(control / "sub" / ".git", path / "sub" / ".GIT")
+    assert changed_files(path, "nexus/m") == ["sub/.gitattributes", "sub/f.txt"]
+    assert not os.path.lexists(path / "sub" / "deeper" / ".git")
+    assert not os.path.lexists(path / "sub" / ".GIT")
+    assert "+data" in diff(path, "nexus/m")
+    discard_changes(path)
+    attack.assert_nothing_ran()
+    assert (control / "sub" / ".git").is_dir()  # what a link pointed to is never touched
 
 
 def test_links_to_outside_are_paths_never_read(attack: Attack) -> None:

@@ -317,7 +317,8 @@ class _FileTool:
                 "(paths are relative to it)"
             )
         relative = "" if normal == "." else normal
-        if relative.split("/", 1)[0] == ".git":
+        if any(part.casefold() == ".git" for part in relative.split("/")):
+            # the worktree's own, or a nested repository's whose config git would obey
             raise PolicyDenied(f"tool '{self.name}': {raw!r} is inside .git")
         if self.mode != "list" and relative:
             if self.mode == "write" and scope_violations([relative], item.owns):

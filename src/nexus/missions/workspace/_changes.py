@@ -55,7 +55,7 @@ DIFF_OPTIONS: tuple[str, ...] = (
     "--inter-hunk-context=0",
     "--diff-algorithm=myers",
     "--indent-heuristic",
-    "--ignore-submodules=none",
+    "--ignore-submodules=dirty",
     "--no-relative",
     "-O/dev/null",
 )

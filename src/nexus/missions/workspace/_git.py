@@ -69,6 +69,8 @@ FIXED_CONFIG: tuple[tuple[str, str], ...] = (
     ("gpg.ssh.program", "false"),
     ("protocol.allow", "never"),
     ("submodule.recurse", "false"),
+    ("diff.ignoreSubmodules", "dirty"),
+    ("status.submoduleSummary", "false"),
     ("gc.auto", "0"),
     ("gc.autoDetach", "false"),
     ("maintenance.auto", "false"),

@@ -197,7 +197,42 @@ def worktree_target(worktree: Path) -> Target:
             "in a repository (was .git rewritten?)",
             repo=top,
         )
+    remove_nested_repositories(top)
     return Target(record, _common_of(record, top), top, top)
+
+
+def remove_nested_repositories(top: Path) -> list[str]:
+    """Delete every ``.git`` below the top of a worktree Nexus owns; the paths deleted.
+
+    A repository nested in a worktree -- left there by a check's commands, which
+    may write the whole worktree -- is the attacker's: when git asks it whether
+    it changed (``git add -A`` does, whatever ``--ignore-submodules`` says), git
+    runs its ``core.fsmonitor`` and its filters, from its own config, on the host.
+    So no nested ``.git`` (a directory, a ``gitdir:`` file or a link) survives to
+    a git command: the files around it stay, as ordinary files of the change.
+    Links are never followed.
+    """
+    removed: list[str] = []
+    stack = [str(top)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.casefold() == ".git" and folder != str(top):
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                removed.append(os.path.relpath(entry.path, top))
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+    return sorted(removed)
 
 
 def _common_of(git_dir: Path, top: Path) -> Path:
