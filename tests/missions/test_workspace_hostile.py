@@ -313,6 +313,12 @@ def test_a_repository_nested_in_a_worktree_runs_nothing_of_its_own(attack: Attac
     discard_changes(path)
     attack.assert_nothing_ran()
     assert (control / "sub" / ".git").is_dir()  # what a link pointed to is never touched
+    # a worktree a person made is theirs: its nested repositories are left alone
+    theirs = attack.tmp / "theirs"
+    git(attack.path, "worktree", "add", "-q", "--detach", str(theirs), "main")
+    make_repo(theirs / "vendored")
+    assert changed_files(theirs, "main") == ["vendored/"]
+    assert (theirs / "vendored" / ".git").is_dir()
 
 
 def test_links_to_outside_are_paths_never_read(attack: Attack) -> None:

@@ -161,6 +161,8 @@ def worktree_target(worktree: Path) -> Target:
     is not simply believed: it must be a regular file naming a record
     ``<common>/worktrees/<id>`` outside the worktree whose ``gitdir`` names this
     ``.git`` back. A main checkout (a ``.git`` directory, not a link) is accepted too.
+    In a worktree Nexus made (its record holds :data:`READY_MARK`), repositories
+    nested below the top are deleted first (:func:`remove_nested_repositories`).
 
     Raises:
         GitError: the path is not a directory, or its ``.git`` does not hold.
@@ -197,7 +199,8 @@ def worktree_target(worktree: Path) -> Target:
             "in a repository (was .git rewritten?)",
             repo=top,
         )
-    remove_nested_repositories(top)
+    if (record / READY_MARK).is_file():  # made by Nexus: a person's worktree is theirs
+        remove_nested_repositories(top)
     return Target(record, _common_of(record, top), top, top)
 
 
