@@ -52,7 +52,11 @@ RepoOpt = Annotated[
 ]
 ModeOpt = Annotated[
     str,
-    typer.Option("--mode", help="greenfield, brownfield (index the repository) or hardening."),
+    typer.Option(
+        "--mode",
+        help="greenfield, brownfield (index the repository) or hardening (brownfield, and "
+        "each item proves its fix with tests and changes no public API).",
+    ),
 ]
 AgentsOpt = Annotated[
     Path | None,
