@@ -321,6 +321,30 @@ def test_a_repository_nested_in_a_worktree_runs_nothing_of_its_own(attack: Attac
     assert (theirs / "vendored" / ".git").is_dir()
 
 
+def test_a_nested_repository_that_cannot_be_deleted_stops_git(attack: Attack) -> None:
+    # a check may make the nested .git undeletable for an ordinary user (a directory
+    # without write permission); root deletes it anyway; either way git never obeys it
+    repo = Repo.open(attack.path)
+    repo.ensure_branch("nexus/m", "main")
+    path = Worktrees(repo, attack.tmp / "wt").open("W1", branch="nexus/m.items/W1",
+                                                   start="nexus/m")  # fmt: skip
+    nested = _nested_evil_repository(attack, path)
+    locked = nested / ".git" / "objects"
+    locked.chmod(0o500)
+    try:
+        if os.geteuid() == 0:
+            change = commit_change(path, "nexus/m", "W1", {})
+            assert "sub/f.txt" in change.changed
+            assert not (nested / ".git").exists()
+        else:
+            with pytest.raises(GitError, match="cannot delete the repository nested at"):
+                commit_change(path, "nexus/m", "W1", {})
+    finally:
+        if locked.exists():
+            locked.chmod(0o700)
+    attack.assert_nothing_ran()
+
+
 def test_links_to_outside_are_paths_never_read(attack: Attack) -> None:
     secret = attack.tmp / "secret.txt"
     secret.write_text("TOP SECRET\n")

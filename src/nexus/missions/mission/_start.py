@@ -26,7 +26,7 @@ from nexus.missions.mission._workflow import ROLES, literal, mission_workflow
 from nexus.missions.roles import Role, load_roles
 from nexus.missions.spec import SpecMap
 from nexus.missions.verify import ConstraintBook, user_checks
-from nexus.missions.workspace import Repo
+from nexus.missions.workspace import Repo, overlapped
 from nexus.security.workspaces import workspace_problem
 
 __all__ = ["MISSION_KEYS", "MissionSetup", "mission_state", "prepare_mission"]
@@ -231,15 +231,6 @@ def prepare_mission(
     return MissionSetup(config, spec, document, state, functions)
 
 
-def _overlaps(path: Path, repo: Repo) -> bool:
-    real = Path(os.path.realpath(path))
-    for inner in (repo.path, repo.common_dir, repo.git_dir):
-        inner = Path(os.path.realpath(inner))
-        if real == inner or inner in real.parents or real in inner.parents:
-            return True
-    return False
-
-
 def _mission_root(given: str | Path | None, home: Path, repo: Repo) -> Path:
     """Where missions keep their worktrees: as given, else beside the state home.
 
@@ -256,7 +247,7 @@ def _mission_root(given: str | Path | None, home: Path, repo: Repo) -> Path:
     if given:
         root = Path(given).expanduser()
         root = root if root.is_absolute() else Path.cwd() / root
-        if _overlaps(root, repo):
+        if overlapped(repo, root) is not None:
             raise UserError(
                 f"the mission's workdir {root} (--workdir or [mission] workdir) overlaps the "
                 f"repository {repo.path}: put it outside (the checkout is never touched)"
@@ -270,7 +261,7 @@ def _mission_root(given: str | Path | None, home: Path, repo: Repo) -> Path:
     ]
     for root in tried:
         if (
-            not _overlaps(root, repo)
+            overlapped(repo, root) is None
             and workspace_problem(os.path.realpath(root), roots=None) is None
         ):
             return root

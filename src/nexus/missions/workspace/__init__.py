@@ -46,7 +46,7 @@ from nexus.missions.workspace._merge import (
 )
 from nexus.missions.workspace._repo import Repo
 from nexus.missions.workspace._resolve import SIDE_LIMIT
-from nexus.missions.workspace._worktrees import Worktrees, worktree_target
+from nexus.missions.workspace._worktrees import Worktrees, overlapped, worktree_target
 
 __all__ = [
     "DIFF_OPTIONS",
@@ -72,6 +72,7 @@ __all__ = [
     "discard_changes",
     "merge_into",
     "merged_items",
+    "overlapped",
     "patch_sha256",
     "scope_violations",
     "worktree_target",

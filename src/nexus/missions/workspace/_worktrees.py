@@ -204,8 +204,8 @@ def worktree_target(worktree: Path) -> Target:
     return Target(record, _common_of(record, top), top, top)
 
 
-def remove_nested_repositories(top: Path) -> list[str]:
-    """Delete every ``.git`` below the top of a worktree Nexus owns; the paths deleted.
+def remove_nested_repositories(top: Path) -> None:
+    """Delete every ``.git`` below the top of a worktree Nexus owns.
 
     A repository nested in a worktree -- left there by a check's commands, which
     may write the whole worktree -- is the attacker's: when git asks it whether
@@ -214,8 +214,11 @@ def remove_nested_repositories(top: Path) -> list[str]:
     So no nested ``.git`` (a directory, a ``gitdir:`` file or a link) survives to
     a git command: the files around it stay, as ordinary files of the change.
     Links are never followed.
+
+    Raises:
+        GitError: one cannot be deleted (a directory made unwritable, say): no git
+            command may run in the worktree then.
     """
-    removed: list[str] = []
     stack = [str(top)]
     while stack:
         folder = stack.pop()
@@ -226,16 +229,17 @@ def remove_nested_repositories(top: Path) -> list[str]:
         for entry in entries:
             if entry.name.casefold() == ".git" and folder != str(top):
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path)
-                    else:
-                        os.unlink(entry.path)
+                    _delete_dir(Path(entry.path))
                 except FileNotFoundError:
                     continue
-                removed.append(os.path.relpath(entry.path, top))
+                except OSError as exc:
+                    raise GitError(
+                        f"{top}: cannot delete the repository nested at {entry.path} "
+                        f"({exc.strerror}); git will not run in this worktree",
+                        repo=top,
+                    ) from None
             elif entry.is_dir(follow_symlinks=False):
                 stack.append(entry.path)
-    return sorted(removed)
 
 
 def _common_of(git_dir: Path, top: Path) -> Path:
@@ -273,14 +277,24 @@ def own_root(repo: Repo, root: Path) -> Path:
     real = Path(os.path.realpath(root))
     if not real.is_dir():
         raise GitError(f"{root} is not a directory", repo=repo.path)
+    inner = overlapped(repo, real)
+    if inner is not None:
+        raise GitError(
+            f"the worktree directory {real} overlaps {inner}: put it outside the "
+            "repository (the user's checkout is never touched)",
+            repo=repo.path,
+        )
+    return real
+
+
+def overlapped(repo: Repo, path: Path) -> Path | None:
+    """The part of ``repo`` (work tree, git directory) that ``path`` lies in or holds, or
+    None; ``path`` need not exist (its real path is taken as far as it does)."""
+    real = Path(os.path.realpath(path))
     for inner in (repo.path, repo.common_dir, repo.git_dir):
         if _inside(real, inner) or _inside(inner, real):
-            raise GitError(
-                f"the worktree directory {real} overlaps {inner}: put it outside the "
-                "repository (the user's checkout is never touched)",
-                repo=repo.path,
-            )
-    return real
+            return inner
+    return None
 
 
 def _inside(path: Path, parent: Path) -> bool:
